@@ -1,0 +1,743 @@
+/* httpd.c — HTTP server layer over libmicrohttpd (see httpd.h for the threading model). */
+#include "httpd.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define DEFAULT_MAX_BODY (1024u * 1024u)
+#define MAX_REQUEST_ID 128
+#define MAX_DISCARD (16u * 1024u * 1024u)
+
+/* ST_RUNNING: handler owns the request, connection not suspended yet; ST_SUSPENDED: the
+ * connection is suspended and whoever completes must resume it; see httpd_complete. */
+typedef enum { ST_NEW = 0, ST_RUNNING, ST_SUSPENDED, ST_COMPLETED, ST_SENT } req_state;
+
+struct httpd_req {
+    struct httpd_req *next_job;  /* worker queue link */
+    httpd *server;
+    struct MHD_Connection *conn;
+    const httpd_route *route;
+    const char *method;
+    char *path;
+    const char *param_names[HTTPD_MAX_PARAMS];
+    char *param_values[HTTPD_MAX_PARAMS];
+    size_t nparams;
+    size_t max_body;
+    ml_buf body;
+    size_t discarded;            /* body bytes thrown away after a rejection */
+    int reject_status;           /* non-zero: answer this error instead of running a handler */
+    const char *reject_code;
+    char reject_msg[256];
+    char request_id[MAX_REQUEST_ID + 1];
+    char client_ip[INET6_ADDRSTRLEN];
+    int64_t started_ms;
+    _Atomic int state;
+    httpd_resp resp;
+};
+
+struct httpd {
+    struct MHD_Daemon *daemon;
+    httpd_config cfg;
+    const httpd_route *routes;
+    size_t nroutes;
+    uint16_t port;
+    metric *m_requests, *m_duration, *m_inflight;
+    /* worker pool for blocking routes */
+    pthread_t *workers;
+    unsigned nworkers;
+    pthread_mutex_t lock;
+    pthread_cond_t cond, idle;
+    httpd_req *queue_head, *queue_tail;
+    bool stopping;
+    long inflight;               /* requests accepted and not yet completed */
+};
+
+/* ---- path matching ---- */
+
+int httpd_match(const char *pattern, const char *path, const char **names, char **values,
+                size_t *nparams)
+{
+    const char *p = pattern, *s = path;
+    size_t n = 0;
+
+    *nparams = 0;
+    while (*p && *s) {
+        if (*p != '/' || *s != '/')
+            goto fail;
+        p++, s++;
+        const char *pend = strchrnul(p, '/');
+        const char *send = strchrnul(s, '/');
+        if (*p == '{' && pend[-1] == '}' && pend - p > 2) {
+            if (send == s || n == HTTPD_MAX_PARAMS)
+                goto fail;
+            names[n] = p; /* caller compares with the braces stripped: see param_name_eq */
+            values[n] = strndup(s, (size_t)(send - s));
+            if (!values[n])
+                goto fail;
+            n++;
+        } else if ((pend - p) != (send - s) || strncmp(p, s, (size_t)(pend - p)) != 0) {
+            goto fail;
+        }
+        p = pend, s = send;
+    }
+    if (*p || *s)
+        goto fail;
+    *nparams = n;
+    return ML_OK;
+fail:
+    for (size_t i = 0; i < n; i++)
+        free(values[i]);
+    return ML_ERR;
+}
+
+/* pattern_name points at "{name}..." inside a route pattern. */
+static bool param_name_eq(const char *pattern_name, const char *name)
+{
+    size_t len = strlen(name);
+
+    return strncmp(pattern_name + 1, name, len) == 0 && pattern_name[len + 1] == '}';
+}
+
+/* ---- request accessors ---- */
+
+const char *httpd_method(const httpd_req *req) { return req->method; }
+const char *httpd_path(const httpd_req *req) { return req->path; }
+const char *httpd_request_id(const httpd_req *req) { return req->request_id; }
+const char *httpd_client_ip(const httpd_req *req) { return req->client_ip; }
+
+const char *httpd_route_pattern(const httpd_req *req)
+{
+    return req->route ? req->route->pattern : "unmatched";
+}
+
+const char *httpd_param(const httpd_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->nparams; i++) {
+        if (param_name_eq(req->param_names[i], name))
+            return req->param_values[i];
+    }
+    return NULL;
+}
+
+const char *httpd_header(const httpd_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *httpd_query(const httpd_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+const char *httpd_body(const httpd_req *req, size_t *len)
+{
+    if (len)
+        *len = req->body.len;
+    return ml_buf_cstr(&req->body);
+}
+
+cJSON *httpd_body_json(const httpd_req *req, httpd_resp *resp)
+{
+    cJSON *json;
+
+    if (req->body.len == 0) {
+        httpd_resp_error(resp, 400, "invalid_json", "request body must be a JSON document");
+        return NULL;
+    }
+    json = cJSON_ParseWithLength(req->body.data, req->body.len);
+    if (!json)
+        httpd_resp_error(resp, 400, "invalid_json", "request body is not valid JSON");
+    return json;
+}
+
+/* ---- responses ---- */
+
+int httpd_resp_header(httpd_resp *resp, const char *name, const char *value)
+{
+    httpd_header_kv *h;
+
+    if (resp->nheaders == HTTPD_MAX_RESP_HEADERS)
+        return ML_ERR;
+    h = &resp->headers[resp->nheaders];
+    h->name = strdup(name);
+    h->value = strdup(value);
+    if (!h->name || !h->value) {
+        free(h->name);
+        free(h->value);
+        return ML_ERR;
+    }
+    resp->nheaders++;
+    return ML_OK;
+}
+
+int httpd_resp_json(httpd_resp *resp, int status, cJSON *json)
+{
+    char *text = json ? cJSON_PrintUnformatted(json) : NULL;
+    int rc = ML_ERR;
+
+    cJSON_Delete(json);
+    ml_buf_reset(&resp->body);
+    resp->content_type = "application/json";
+    resp->status = status;
+    if (text) {
+        rc = ml_buf_append_str(&resp->body, text);
+        free(text);
+    }
+    if (rc != ML_OK) {
+        resp->status = 500;
+        ml_buf_reset(&resp->body);
+        ml_buf_append_str(&resp->body, "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}");
+    }
+    return rc;
+}
+
+int httpd_resp_error(httpd_resp *resp, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON_AddStringToObject(err, "code", code);
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "request_id", resp->request_id ? resp->request_id : "");
+    return httpd_resp_json(resp, status, root);
+}
+
+int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, const char *text)
+{
+    resp->status = status;
+    resp->content_type = content_type;
+    ml_buf_reset(&resp->body);
+    return ml_buf_append_str(&resp->body, text);
+}
+
+static void resp_clear(httpd_resp *resp)
+{
+    for (size_t i = 0; i < resp->nheaders; i++) {
+        free(resp->headers[i].name);
+        free(resp->headers[i].value);
+    }
+    ml_buf_free(&resp->body);
+}
+
+/* ---- request lifecycle ---- */
+
+static void req_free(httpd_req *r)
+{
+    for (size_t i = 0; i < r->nparams; i++)
+        free(r->param_values[i]);
+    free(r->path);
+    ml_buf_free(&r->body);
+    resp_clear(&r->resp);
+    free(r);
+}
+
+static bool request_id_ok(const char *s)
+{
+    size_t n = 0;
+
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n == MAX_REQUEST_ID ||
+            !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return false;
+    }
+    return n > 0;
+}
+
+static void set_client_ip(httpd_req *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+
+    r->client_ip[0] = '\0';
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, r->client_ip,
+                  sizeof(r->client_ip));
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, r->client_ip,
+                  sizeof(r->client_ip));
+}
+
+static void reject(httpd_req *r, int status, const char *code, const char *msg)
+{
+    r->reject_status = status;
+    r->reject_code = code;
+    ml_strlcpy(r->reject_msg, msg, sizeof(r->reject_msg));
+}
+
+/* Finds the route; on a miss decides between 404 and 405 (with Allow). */
+static void route_request(httpd *h, httpd_req *r)
+{
+    char allow[128] = "";
+    size_t alen = 0;
+
+    for (size_t i = 0; i < h->nroutes; i++) {
+        const httpd_route *rt = &h->routes[i];
+        const char *names[HTTPD_MAX_PARAMS];
+        char *values[HTTPD_MAX_PARAMS];
+        size_t n = 0;
+
+        if (httpd_match(rt->pattern, r->path, names, values, &n) != ML_OK)
+            continue;
+        if (strcmp(rt->method, r->method) == 0) {
+            r->route = rt;
+            memcpy(r->param_names, names, n * sizeof(names[0]));
+            memcpy(r->param_values, values, n * sizeof(char *));
+            r->nparams = n;
+            r->max_body = rt->max_body ? rt->max_body : h->cfg.max_body;
+            return;
+        }
+        for (size_t k = 0; k < n; k++)
+            free(values[k]);
+        if (!strstr(allow, rt->method)) {
+            snprintf(allow + alen, sizeof(allow) - alen, "%s%s", alen ? ", " : "", rt->method);
+            alen = strlen(allow);
+        }
+    }
+    if (alen) {
+        reject(r, 405, "method_not_allowed", "method not allowed on this path");
+        httpd_resp_header(&r->resp, "Allow", allow);
+    } else {
+        reject(r, 404, "not_found", "no such route");
+    }
+}
+
+static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url,
+                          const char *method)
+{
+    httpd_req *r = calloc(1, sizeof(*r));
+    const char *rid, *clen;
+    int64_t declared;
+
+    if (!r)
+        return NULL;
+    r->server = h;
+    r->conn = conn;
+    r->method = method;
+    r->started_ms = ml_now_ms();
+    r->path = strdup(url);
+    if (!r->path) {
+        free(r);
+        return NULL;
+    }
+    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && request_id_ok(rid))
+        ml_strlcpy(r->request_id, rid, sizeof(r->request_id));
+    else
+        ml_uuid(r->request_id);
+    r->resp.request_id = r->request_id;
+    set_client_ip(r);
+    route_request(h, r);
+    if (r->route) {
+        ml_buf_init(&r->body, r->max_body);
+        clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        if (clen && ml_parse_int64(clen, 0, INT64_MAX, &declared) == ML_OK &&
+            (uint64_t)declared > r->max_body)
+            reject(r, 413, "payload_too_large", "request body exceeds the limit for this route");
+    }
+    return r;
+}
+
+static void add_header(struct MHD_Response *mr, const char *name, const char *value)
+{
+    if (MHD_add_response_header(mr, name, value) != MHD_YES)
+        ml_log_warn("cannot add response header %s", name);
+}
+
+static enum MHD_Result send_response(httpd_req *r)
+{
+    httpd_resp *resp = &r->resp;
+    struct MHD_Response *mr;
+    enum MHD_Result ret;
+    size_t len = resp->body.len;
+    void *body = ml_buf_steal(&resp->body, NULL);
+
+    if (resp->status == 0)
+        resp->status = 200;
+    mr = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+    if (!mr) {
+        free(body);
+        return MHD_NO;
+    }
+    if (len || resp->status != 204)
+        add_header(mr, "Content-Type", resp->content_type ? resp->content_type : "application/json");
+    add_header(mr, "X-Request-Id", r->request_id);
+    for (size_t i = 0; i < resp->nheaders; i++)
+        add_header(mr, resp->headers[i].name, resp->headers[i].value);
+    ret = MHD_queue_response(r->conn, (unsigned)resp->status, mr);
+    MHD_destroy_response(mr);
+    atomic_store(&r->state, ST_SENT);
+    return ret;
+}
+
+static enum MHD_Result send_reject(httpd_req *r)
+{
+    httpd_resp_error(&r->resp, r->reject_status, r->reject_code, "%s", r->reject_msg);
+    return send_response(r);
+}
+
+/* Runs the handler with the request id in the log context. */
+static httpd_result run_handler(httpd_req *r)
+{
+    httpd_result res;
+
+    ml_log_set_request_id(r->request_id);
+    res = r->route->fn(r, &r->resp, r->route->ud);
+    ml_log_set_request_id(NULL);
+    return res;
+}
+
+void httpd_complete(httpd_req *req)
+{
+    /* Resume only a connection that is already suspended; if the handler's thread has not
+     * suspended it yet, suspend_running() sees ST_COMPLETED and resumes it itself. */
+    if (atomic_exchange(&req->state, ST_COMPLETED) == ST_SUSPENDED)
+        MHD_resume_connection(req->conn);
+}
+
+/* Suspends a running request's connection; safe against a concurrent httpd_complete. */
+static void suspend_running(httpd_req *r)
+{
+    int expected = ST_RUNNING;
+
+    MHD_suspend_connection(r->conn);
+    if (!atomic_compare_exchange_strong(&r->state, &expected, ST_SUSPENDED))
+        MHD_resume_connection(r->conn); /* completed meanwhile: come back and send */
+}
+
+static void enqueue_job(httpd *h, httpd_req *r)
+{
+    pthread_mutex_lock(&h->lock);
+    r->next_job = NULL;
+    if (h->queue_tail)
+        h->queue_tail->next_job = r;
+    else
+        h->queue_head = r;
+    h->queue_tail = r;
+    pthread_cond_signal(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    httpd *h = arg;
+
+    for (;;) {
+        httpd_req *r;
+
+        pthread_mutex_lock(&h->lock);
+        while (!h->queue_head && !h->stopping)
+            pthread_cond_wait(&h->cond, &h->lock);
+        r = h->queue_head;
+        if (!r) {
+            pthread_mutex_unlock(&h->lock);
+            return NULL;
+        }
+        h->queue_head = r->next_job;
+        if (!h->queue_head)
+            h->queue_tail = NULL;
+        pthread_mutex_unlock(&h->lock);
+        if (run_handler(r) == HTTPD_DONE)
+            httpd_complete(r);
+    }
+}
+
+/* Called when the whole request body is in. */
+static enum MHD_Result dispatch(httpd *h, httpd_req *r)
+{
+    if (r->reject_status)
+        return send_reject(r);
+    atomic_store(&r->state, ST_RUNNING);
+    if (r->route->blocking) {
+        suspend_running(r);
+        enqueue_job(h, r);
+        return MHD_YES;
+    }
+    if (run_handler(r) == HTTPD_ASYNC) {
+        suspend_running(r);
+        return MHD_YES;
+    }
+    return send_response(r);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    httpd *h = cls;
+    httpd_req *r = *con_cls;
+
+    ML_UNUSED(version);
+    if (!r) {
+        r = req_new(h, conn, url, method);
+        if (!r)
+            return MHD_NO;
+        *con_cls = r;
+        pthread_mutex_lock(&h->lock);
+        h->inflight++;
+        pthread_mutex_unlock(&h->lock);
+        metric_add(h->m_inflight, (const char *[]){ h->cfg.service }, 1);
+        if (r->reject_status == 413)
+            return send_reject(r); /* answer now; MHD discards the rest and closes */
+        return MHD_YES;
+    }
+    if (*upload_size) {
+        /* MHD only lets us answer before or after the body, so an over-long chunked body is
+         * discarded and answered 413 at its end — up to a bound, then the connection drops. */
+        if (!r->reject_status && ml_buf_append(&r->body, upload_data, *upload_size) != ML_OK) {
+            reject(r, 413, "payload_too_large", "request body exceeds the limit for this route");
+            ml_buf_free(&r->body);
+        }
+        if (r->reject_status) {
+            r->discarded += *upload_size;
+            if (r->discarded > MAX_DISCARD)
+                return MHD_NO;
+        }
+        *upload_size = 0;
+        return MHD_YES;
+    }
+    switch (atomic_load(&r->state)) {
+    case ST_NEW:
+        return dispatch(h, r);
+    case ST_COMPLETED:
+        return send_response(r);
+    default:
+        return MHD_YES; /* spurious call while running or after sending */
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    httpd *h = cls;
+    httpd_req *r = *con_cls;
+    char code[8];
+    const char *route;
+    double secs;
+
+    ML_UNUSED(conn);
+    ML_UNUSED(toe);
+    if (!r)
+        return;
+    route = httpd_route_pattern(r);
+    secs = (double)(ml_now_ms() - r->started_ms) / 1000.0;
+    ml_snprintf(code, sizeof(code), "%d", r->resp.status ? r->resp.status : 500);
+    metric_inc(h->m_requests, (const char *[]){ h->cfg.service, route, r->method, code });
+    metric_observe(h->m_duration, (const char *[]){ h->cfg.service, route, r->method }, secs);
+    metric_add(h->m_inflight, (const char *[]){ h->cfg.service }, -1);
+    req_free(r);
+    *con_cls = NULL;
+    pthread_mutex_lock(&h->lock);
+    h->inflight--;
+    pthread_cond_broadcast(&h->idle);
+    pthread_mutex_unlock(&h->lock);
+}
+
+static void register_metrics(httpd *h)
+{
+    metrics_registry *reg = h->cfg.metrics;
+
+    if (!reg)
+        return;
+    h->m_requests = metrics_counter(reg, "minilambda_http_requests_total",
+                                    "HTTP requests served, by route template and status code.",
+                                    "service,route,method,code");
+    h->m_duration = metrics_histogram(reg, "minilambda_http_request_duration_seconds",
+                                      "HTTP request latency from first byte to response queued.",
+                                      "service,route,method", NULL, 0);
+    h->m_inflight = metrics_gauge(reg, "minilambda_http_requests_in_flight",
+                                  "HTTP requests being processed.", "service");
+}
+
+static int start_workers(httpd *h)
+{
+    h->workers = calloc(h->cfg.workers, sizeof(pthread_t));
+    if (!h->workers)
+        return ML_ERR;
+    for (; h->nworkers < h->cfg.workers; h->nworkers++) {
+        if (pthread_create(&h->workers[h->nworkers], NULL, worker_main, h) != 0)
+            return ML_ERR;
+    }
+    return ML_OK;
+}
+
+static void stop_workers(httpd *h)
+{
+    pthread_mutex_lock(&h->lock);
+    h->stopping = true;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    for (unsigned i = 0; i < h->nworkers; i++)
+        pthread_join(h->workers[i], NULL);
+    free(h->workers);
+    h->workers = NULL;
+    h->nworkers = 0;
+}
+
+static void apply_defaults(httpd_config *c)
+{
+    if (!c->service)
+        c->service = "minilambda";
+    if (!c->threads)
+        c->threads = 2;
+    if (!c->workers)
+        c->workers = 16;
+    if (!c->max_body)
+        c->max_body = DEFAULT_MAX_BODY;
+    if (!c->conn_timeout_s)
+        c->conn_timeout_s = 60;
+    if (!c->drain_timeout_s)
+        c->drain_timeout_s = 30;
+}
+
+static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa)
+{
+    struct MHD_OptionItem opts[] = {
+        { MHD_OPTION_SOCK_ADDR, 0, sa },
+        { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)h->cfg.conn_timeout_s, NULL },
+        { MHD_OPTION_CONNECTION_LIMIT, 10000, NULL },
+        { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h },
+        { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
+        /* a pool of one is no pool: MHD wants the option absent then */
+        { h->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+          (intptr_t)h->cfg.threads, NULL },
+        { MHD_OPTION_END, 0, NULL },
+    };
+
+    return MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                                MHD_USE_ERROR_LOG,
+                            0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+}
+
+static int bind_address(const httpd_config *c, struct sockaddr_in *sa, char *err, size_t errlen)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(c->port);
+    if (!c->bind_addr || !*c->bind_addr) {
+        sa->sin_addr.s_addr = htonl(INADDR_ANY);
+        return ML_OK;
+    }
+    if (inet_pton(AF_INET, c->bind_addr, &sa->sin_addr) != 1) {
+        ml_snprintf(err, errlen, "bind address '%s' is not an IPv4 address", c->bind_addr);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nroutes,
+                   char *err, size_t errlen)
+{
+    httpd *h = calloc(1, sizeof(*h));
+    struct sockaddr_in sa;
+    const union MHD_DaemonInfo *info;
+
+    if (!h) {
+        ml_snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    h->cfg = *cfg;
+    apply_defaults(&h->cfg);
+    h->routes = routes;
+    h->nroutes = nroutes;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    pthread_cond_init(&h->idle, NULL);
+    if (bind_address(&h->cfg, &sa, err, errlen) != ML_OK)
+        goto fail;
+    register_metrics(h);
+    if (start_workers(h) != ML_OK) {
+        ml_snprintf(err, errlen, "cannot start worker threads");
+        goto fail;
+    }
+    h->daemon = start_daemon(h, &sa);
+    if (!h->daemon) {
+        ml_snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
+                    h->cfg.bind_addr ? h->cfg.bind_addr : "0.0.0.0", h->cfg.port);
+        goto fail;
+    }
+    info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : h->cfg.port;
+    return h;
+fail:
+    stop_workers(h);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    pthread_cond_destroy(&h->idle);
+    free(h);
+    return NULL;
+}
+
+uint16_t httpd_port(const httpd *h)
+{
+    return h->port;
+}
+
+/* Waits until no request is in flight or the drain timeout passes; true when drained. */
+static bool drain(httpd *h)
+{
+    struct timespec deadline;
+    bool drained;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += h->cfg.drain_timeout_s;
+    pthread_mutex_lock(&h->lock);
+    while (h->inflight > 0) {
+        if (pthread_cond_timedwait(&h->idle, &h->lock, &deadline) != 0)
+            break;
+    }
+    drained = h->inflight == 0;
+    pthread_mutex_unlock(&h->lock);
+    return drained;
+}
+
+void httpd_stop(httpd *h)
+{
+    MHD_socket fd;
+
+    if (!h)
+        return;
+    fd = MHD_quiesce_daemon(h->daemon);
+    if (fd != MHD_INVALID_SOCKET)
+        close(fd);
+    if (!drain(h)) {
+        /* Handlers still hold requests; freeing now would be a use-after-free. Leave the
+         * server to the process exit rather than corrupt memory. */
+        ml_log_warn("http server stopped with %ld requests still in flight", h->inflight);
+        return;
+    }
+    MHD_stop_daemon(h->daemon);
+    stop_workers(h);
+    pthread_mutex_destroy(&h->lock);
+    pthread_cond_destroy(&h->cond);
+    pthread_cond_destroy(&h->idle);
+    free(h);
+}
+
+httpd_result httpd_metrics_handler(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    ML_UNUSED(req);
+    resp->status = 200;
+    resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    if (metrics_render(ud, &resp->body) != ML_OK)
+        httpd_resp_error(resp, 500, "internal", "cannot render metrics");
+    return HTTPD_DONE;
+}

@@ -1,0 +1,110 @@
+/* httpd.h — the HTTP server layer every service uses, over libmicrohttpd.
+ *
+ * Route table with path parameters ("/functions/{fn}/invoke"), body accumulation with a hard
+ * cap (413 without reading the rest when Content-Length says so), JSON errors in the
+ * contract's shape, X-Request-Id in and out, per-route metrics, graceful shutdown.
+ *
+ * Threading: MHD runs an epoll thread pool (measured ~13k req/s here vs ~5k for
+ * thread-per-connection). Those threads must never block, so a route that blocks (database,
+ * S3, waiting for a sandbox) sets .blocking and runs on the server's worker threads while its
+ * connection is suspended. A handler may also return HTTPD_ASYNC and later call
+ * httpd_complete() from any thread (used for event-driven waits). */
+#ifndef ML_HTTPD_H
+#define ML_HTTPD_H
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "metrics.h"
+
+#define HTTPD_MAX_PARAMS 8
+#define HTTPD_MAX_RESP_HEADERS 16
+
+typedef struct httpd httpd;
+typedef struct httpd_req httpd_req;
+
+typedef struct httpd_resp_header {
+    char *name, *value;
+} httpd_header_kv;
+
+/* A zeroed httpd_resp is a valid empty 200. Owned by the server; handlers fill it. */
+typedef struct httpd_resp {
+    int status;
+    const char *content_type; /* static string; default application/json */
+    ml_buf body;
+    httpd_header_kv headers[HTTPD_MAX_RESP_HEADERS];
+    size_t nheaders;
+    const char *request_id;   /* set by the server: the id errors must carry */
+} httpd_resp;
+
+typedef enum { HTTPD_DONE = 0, HTTPD_ASYNC = 1 } httpd_result;
+typedef httpd_result (*httpd_handler_fn)(httpd_req *req, httpd_resp *resp, void *ud);
+
+typedef struct httpd_route {
+    const char *method;  /* "GET", "POST", ... */
+    const char *pattern; /* "/functions/{fn}/invoke": {name} matches one non-empty segment */
+    httpd_handler_fn fn;
+    void *ud;
+    size_t max_body;     /* 0: the server's default */
+    bool blocking;       /* run on a worker thread: the handler may block */
+} httpd_route;
+
+typedef struct httpd_config {
+    const char *service;    /* label value in the HTTP metrics */
+    const char *bind_addr;  /* NULL or "0.0.0.0": all interfaces */
+    uint16_t port;          /* 0: pick a free port (tests); see httpd_port */
+    unsigned threads;       /* MHD polling threads; 0: 2 */
+    unsigned workers;       /* worker threads for blocking routes; 0: 16 */
+    size_t max_body;        /* default body cap; 0: 1 MiB */
+    unsigned conn_timeout_s;/* idle connection timeout; 0: 60 */
+    unsigned drain_timeout_s; /* httpd_stop waits this long for in-flight requests; 0: 30 */
+    metrics_registry *metrics; /* optional: per-route metrics and GET /metrics */
+} httpd_config;
+
+/* Starts serving routes (the array must outlive the server). On failure returns NULL and
+ * writes a reason to err. Free with httpd_stop. */
+httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nroutes,
+                   char *err, size_t errlen);
+/* Stops accepting, waits (bounded) for in-flight requests, stops and frees the server. */
+void httpd_stop(httpd *h);
+uint16_t httpd_port(const httpd *h);
+
+/* Request accessors. Strings live until the response is sent. */
+const char *httpd_method(const httpd_req *req);
+const char *httpd_path(const httpd_req *req);
+const char *httpd_route_pattern(const httpd_req *req); /* "unmatched" if none */
+const char *httpd_param(const httpd_req *req, const char *name);
+const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
+const char *httpd_query(const httpd_req *req, const char *name);
+const char *httpd_body(const httpd_req *req, size_t *len);        /* NUL-terminated */
+const char *httpd_request_id(const httpd_req *req);
+const char *httpd_client_ip(const httpd_req *req);
+/* Parses the body as JSON; NULL (and a 400 written to resp) if it is not. Caller frees
+ * the result with cJSON_Delete. */
+cJSON *httpd_body_json(const httpd_req *req, httpd_resp *resp);
+
+/* Finishes a request whose handler returned HTTPD_ASYNC; callable from any thread, once. */
+void httpd_complete(httpd_req *req);
+
+/* Response helpers. */
+/* Sets status and serialises json as the body; takes ownership of json (frees it). */
+int httpd_resp_json(httpd_resp *resp, int status, cJSON *json);
+/* {"error":{"code","message","request_id"}} with the given status. */
+int httpd_resp_error(httpd_resp *resp, int status, const char *code, const char *fmt, ...)
+    ML_PRINTF(4, 5);
+int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, const char *text);
+/* Adds a header (copied). ML_ERR when the header table is full. */
+int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
+
+/* Ready-made handler for GET /metrics: ud is the metrics_registry. */
+httpd_result httpd_metrics_handler(httpd_req *req, httpd_resp *resp, void *ud);
+
+/* Path matching, exposed for tests: ML_OK if path matches pattern; fills up to
+ * HTTPD_MAX_PARAMS (name, value) pairs; values are malloc'd, caller frees them. */
+int httpd_match(const char *pattern, const char *path, const char **names, char **values,
+                size_t *nparams);
+
+#endif

@@ -1,0 +1,39 @@
+/* ml.h — the few definitions every minilambda module shares. Kept small on purpose. */
+#ifndef ML_H
+#define ML_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define ML_OK 0
+#define ML_ERR (-1)
+
+#define ML_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define ML_UNUSED(x) ((void)(x))
+
+/* printf-style attribute so -Wformat checks our variadic helpers. */
+#define ML_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+
+/* Monotonic and wall clocks in milliseconds. */
+int64_t ml_now_ms(void);
+int64_t ml_wall_ms(void);
+
+/* Parse a whole base-10 integer in [min,max]; ML_OK or ML_ERR (never atoi). */
+int ml_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Bounded copy that always NUL-terminates; returns ML_ERR if truncated. */
+int ml_strlcpy(char *dst, const char *src, size_t size);
+
+/* Bounded formatted write; returns ML_ERR if the output was truncated. */
+int ml_snprintf(char *dst, size_t size, const char *fmt, ...) ML_PRINTF(3, 4);
+
+/* New random UUID v4 as 36 lower-case chars + NUL. */
+#define ML_UUID_LEN 37
+void ml_uuid(char out[ML_UUID_LEN]);
+/* ML_OK if s is a canonical UUID string. */
+int ml_uuid_valid(const char *s);
+
+/* Milliseconds of sleep that honour EINTR. */
+void ml_sleep_ms(int64_t ms);
+
+#endif

@@ -1,0 +1,167 @@
+/* service.c — the common daemon life cycle. */
+#include "service.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static atomic_bool svc_stop_flag;
+static sigset_t svc_signals;
+
+bool svc_stopping(void)
+{
+    return atomic_load(&svc_stop_flag);
+}
+
+void svc_request_stop(void)
+{
+    atomic_store(&svc_stop_flag, true);
+    kill(getpid(), SIGTERM);
+}
+
+static void add_common_vars(svc *s, const char *port_var, const char *default_port)
+{
+    const cfg_var common[] = {
+        { port_var, CFG_INT, default_port, 1, 65535, NULL, "TCP port of this daemon's HTTP server", &s->port, false },
+        { "MINILAMBDA_BIND_ADDR", CFG_STR, "0.0.0.0", 0, 0, NULL, "IPv4 address the HTTP servers listen on", &s->bind_addr, false },
+        { "MINILAMBDA_LOG_LEVEL", CFG_STR, "info", 0, 0, NULL, "debug, info, warn or error", &s->log_level, false },
+        { "MINILAMBDA_HTTP_THREADS", CFG_INT, "2", 1, 256, NULL, "HTTP event-loop threads (epoll pool)", &s->http_threads, false },
+        { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "32", 1, 4096, NULL, "worker threads for HTTP handlers that block (database, S3)", &s->http_workers, false },
+        { "MINILAMBDA_DRAIN_TIMEOUT_S", CFG_INT, "30", 1, 3600, NULL, "on SIGTERM, how long to wait for in-flight requests", &s->drain_timeout_s, false },
+        { "MINILAMBDA_STARTUP_TIMEOUT_S", CFG_INT, "120", 1, 3600, NULL, "how long to wait for dependencies at start-up before giving up", &s->startup_timeout_s, false },
+    };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(common) && s->nvars < SVC_MAX_CONFIG; i++)
+        s->vars[s->nvars++] = common[i];
+}
+
+/* Lets the gateway and executor hold thousands of connections. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int svc_init(svc *s, const char *name, const char *port_var, const char *default_port,
+             const cfg_var *vars, size_t nvars, int argc, char **argv)
+{
+    ml_buf err = { 0 }, table = { 0 };
+    ml_log_level level;
+    int rc = ML_ERR;
+
+    memset(s, 0, sizeof(*s));
+    s->name = name;
+    ml_log_init(name, ML_LOG_INFO);
+    for (size_t i = 0; i < nvars && s->nvars < SVC_MAX_CONFIG; i++)
+        s->vars[s->nvars++] = vars[i];
+    add_common_vars(s, port_var, default_port);
+    if (argc > 1 && strcmp(argv[1], "--print-config") == 0) {
+        cfg_markdown(s->vars, s->nvars, &table);
+        fputs(ml_buf_cstr(&table), stdout);
+        ml_buf_free(&table);
+        exit(0);
+    }
+    if (cfg_load(s->vars, s->nvars, &err) != ML_OK) {
+        ml_log_kv(ML_LOG_ERROR, "invalid configuration", "errors", ml_buf_cstr(&err), NULL);
+        goto out;
+    }
+    if (ml_log_parse_level(s->log_level, &level) != ML_OK) {
+        ml_log_error("MINILAMBDA_LOG_LEVEL=%s must be debug, info, warn or error", s->log_level);
+        goto out;
+    }
+    ml_log_init(name, level);
+    cfg_log(s->vars, s->nvars);
+    s->metrics = metrics_new();
+    if (!s->metrics || metrics_register_process(s->metrics) != ML_OK)
+        goto out;
+    sigemptyset(&svc_signals);
+    sigaddset(&svc_signals, SIGTERM);
+    sigaddset(&svc_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &svc_signals, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+    rc = ML_OK;
+out:
+    ml_buf_free(&err);
+    return rc;
+}
+
+int svc_run(svc *s, const httpd_route *routes, size_t nroutes)
+{
+    httpd_route *all = calloc(nroutes + 2, sizeof(*all));
+    httpd_config hc = { 0 };
+    char err[256];
+    int sig = 0;
+
+    if (!all)
+        return ML_ERR;
+    memcpy(all, routes, nroutes * sizeof(*all));
+    all[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, true };
+    all[nroutes + 1] = (httpd_route){ "GET", "/metrics", httpd_metrics_handler, s->metrics, 0, false };
+    hc.service = s->name;
+    hc.bind_addr = s->bind_addr;
+    hc.port = (uint16_t)s->port;
+    hc.threads = (unsigned)s->http_threads;
+    hc.workers = (unsigned)s->http_workers;
+    hc.drain_timeout_s = (unsigned)s->drain_timeout_s;
+    hc.metrics = s->metrics;
+    s->http = httpd_start(&hc, all, nroutes + 2, err, sizeof(err));
+    if (!s->http) {
+        ml_log_error("cannot start HTTP server: %s", err);
+        free(all);
+        return ML_ERR;
+    }
+    ml_log_info("%s listening on %s:%u", s->name, s->bind_addr, httpd_port(s->http));
+    while (!svc_stopping()) {
+        if (sigwait(&svc_signals, &sig) == 0)
+            atomic_store(&svc_stop_flag, true);
+    }
+    ml_log_info("signal %d: draining in-flight requests", sig);
+    httpd_stop(s->http);
+    s->http = NULL;
+    free(all);
+    ml_log_info("%s stopped", s->name);
+    return ML_OK;
+}
+
+int svc_wait_ready(svc *s)
+{
+    int64_t deadline = ml_now_ms() + s->startup_timeout_s * 1000, delay = 100;
+    cJSON *json = NULL;
+
+    for (;;) {
+        if (health_evaluate(&s->health, &json) == ML_OK) {
+            cJSON_Delete(json);
+            return ML_OK;
+        }
+        bool give_up = svc_stopping() || ml_now_ms() >= deadline;
+        char *text = cJSON_PrintUnformatted(json);
+
+        ml_log_kv(give_up ? ML_LOG_ERROR : ML_LOG_WARN,
+                  give_up ? "dependencies not ready, giving up" : "waiting for dependencies",
+                  "health", text ? text : "", NULL);
+        free(text);
+        cJSON_Delete(json);
+        json = NULL;
+        if (give_up)
+            return ML_ERR;
+        ml_sleep_ms(delay);
+        delay = delay * 2 > 5000 ? 5000 : delay * 2;
+    }
+}
+
+void svc_free(svc *s)
+{
+    metrics_free(s->metrics);
+    s->metrics = NULL;
+}

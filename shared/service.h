@@ -1,0 +1,51 @@
+/* service.h — what every daemon does the same way: configuration, logging, metrics,
+ * /health and /metrics, signal handling and graceful shutdown. */
+#ifndef ML_SERVICE_H
+#define ML_SERVICE_H
+
+#include <stdbool.h>
+
+#include "config.h"
+#include "health.h"
+#include "httpd.h"
+#include "metrics.h"
+
+#define SVC_MAX_CONFIG 48
+
+typedef struct svc {
+    const char *name;
+    metrics_registry *metrics;
+    health health;
+    httpd *http;
+    /* common configuration */
+    int64_t port, http_threads, http_workers, drain_timeout_s, startup_timeout_s;
+    const char *bind_addr, *log_level;
+    /* the effective table: service-specific variables plus the common ones */
+    cfg_var vars[SVC_MAX_CONFIG];
+    size_t nvars;
+} svc;
+
+/* Loads config (service vars + common ones; port_var names this daemon's port variable),
+ * sets up logging and metrics. Blocks SIGTERM/SIGINT/SIGPIPE in the calling thread so threads
+ * started afterwards inherit the mask and only svc_run receives them.
+ * With argv "--print-config" it prints the Markdown config table and exits 0.
+ * On a bad configuration it logs every problem and returns ML_ERR. Free with svc_free. */
+int svc_init(svc *s, const char *name, const char *port_var, const char *default_port,
+             const cfg_var *vars, size_t nvars, int argc, char **argv);
+
+/* Serves routes plus GET /health and GET /metrics until SIGTERM/SIGINT, then drains
+ * in-flight requests. The routes array must outlive the call. */
+int svc_run(svc *s, const httpd_route *routes, size_t nroutes);
+
+/* Waits until every required health check passes, retrying with backoff (logging what is
+ * still down), for at most MINILAMBDA_STARTUP_TIMEOUT_S. ML_ERR on timeout or shutdown. */
+int svc_wait_ready(svc *s);
+
+/* True once a stop signal arrived; background loops poll it. */
+bool svc_stopping(void);
+/* Asks the daemon to stop, as SIGTERM would (tests, fatal errors in background threads). */
+void svc_request_stop(void);
+
+void svc_free(svc *s);
+
+#endif

@@ -1,0 +1,86 @@
+/* util.c — clocks, bounded strings, integer parsing, UUIDs. */
+#include "ml.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid.h>
+
+static int64_t clock_ms(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ml_now_ms(void) { return clock_ms(CLOCK_MONOTONIC); }
+int64_t ml_wall_ms(void) { return clock_ms(CLOCK_REALTIME); }
+
+int ml_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end = NULL;
+    long long v;
+
+    if (!s || !*s)
+        return ML_ERR;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno || *end != '\0' || v < min || v > max)
+        return ML_ERR;
+    *out = (int64_t)v;
+    return ML_OK;
+}
+
+int ml_strlcpy(char *dst, const char *src, size_t size)
+{
+    size_t n = strlen(src);
+
+    if (size == 0)
+        return ML_ERR;
+    if (n >= size) {
+        memcpy(dst, src, size - 1);
+        dst[size - 1] = '\0';
+        return ML_ERR;
+    }
+    memcpy(dst, src, n + 1);
+    return ML_OK;
+}
+
+int ml_snprintf(char *dst, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(dst, size, fmt, ap);
+    va_end(ap);
+    return (n < 0 || (size_t)n >= size) ? ML_ERR : ML_OK;
+}
+
+void ml_uuid(char out[ML_UUID_LEN])
+{
+    uuid_t u;
+
+    uuid_generate_random(u);
+    uuid_unparse_lower(u, out);
+}
+
+int ml_uuid_valid(const char *s)
+{
+    uuid_t u;
+
+    if (!s || strlen(s) != 36)
+        return ML_ERR;
+    return uuid_parse(s, u) == 0 ? ML_OK : ML_ERR;
+}
+
+void ml_sleep_ms(int64_t ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}

@@ -1,0 +1,406 @@
+/* Unit tests: shared/httpd.c — a real server on an ephemeral port, driven with libcurl. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <cJSON.h>
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "health.h"
+#include "httpd.h"
+
+typedef struct reply {
+    long status;
+    ml_buf body;
+    ml_buf headers;
+} reply;
+
+static size_t on_data(char *p, size_t sz, size_t n, void *ud)
+{
+    ml_buf_append(ud, p, sz * n);
+    return sz * n;
+}
+
+/* Performs one request; extra is a "Name: value" header or NULL; body NULL for none. */
+static void request(uint16_t port, const char *method, const char *path, const char *extra,
+                    const char *body, long chunked, reply *r)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdrs = NULL;
+    char url[256];
+
+    memset(r, 0, sizeof(*r));
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &r->headers);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    if (extra)
+        hdrs = curl_slist_append(hdrs, extra);
+    if (chunked)
+        hdrs = curl_slist_append(hdrs, "Transfer-Encoding: chunked");
+    if (body)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(hdrs);
+    curl_easy_cleanup(c);
+}
+
+static void reply_free(reply *r)
+{
+    ml_buf_free(&r->body);
+    ml_buf_free(&r->headers);
+}
+
+static httpd_result h_echo(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    cJSON *o = cJSON_CreateObject();
+    size_t len;
+    (void)ud;
+    cJSON_AddStringToObject(o, "fn", httpd_param(req, "fn"));
+    cJSON_AddStringToObject(o, "route", httpd_route_pattern(req));
+    cJSON_AddStringToObject(o, "q", httpd_query(req, "q") ? httpd_query(req, "q") : "");
+    cJSON_AddStringToObject(o, "body", httpd_body(req, &len));
+    cJSON_AddNumberToObject(o, "len", (double)len);
+    httpd_resp_header(resp, "X-Test", "yes");
+    httpd_resp_json(resp, 201, o);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_json(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    cJSON *o = httpd_body_json(req, resp);
+    (void)ud;
+    if (!o)
+        return HTTPD_DONE;
+    httpd_resp_json(resp, 200, o);
+    return HTTPD_DONE;
+}
+
+/* The blocking handler waits until the fast one ran: with a single MHD thread this only
+ * finishes if blocking handlers really run off the event loop. */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int fast_done, slow_started;
+
+static httpd_result h_slow(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    struct timespec dl;
+    (void)req;
+    (void)ud;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += 5;
+    pthread_mutex_lock(&mu);
+    slow_started = 1;
+    pthread_cond_broadcast(&cv);
+    while (!fast_done && pthread_cond_timedwait(&cv, &mu, &dl) == 0)
+        ;
+    pthread_mutex_unlock(&mu);
+    httpd_resp_text(resp, fast_done ? 200 : 500, "text/plain", fast_done ? "slow" : "starved");
+    return HTTPD_DONE;
+}
+
+static httpd_result h_fast(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    pthread_mutex_lock(&mu);
+    fast_done = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    httpd_resp_text(resp, 200, "text/plain", "fast");
+    return HTTPD_DONE;
+}
+
+static void *complete_later(void *arg)
+{
+    httpd_req *req = arg;
+    ml_sleep_ms(50);
+    httpd_complete(req);
+    return NULL;
+}
+
+static httpd_result h_async(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    pthread_t t;
+    (void)ud;
+    httpd_resp_text(resp, 202, "text/plain", "later");
+    pthread_create(&t, NULL, complete_later, req);
+    pthread_detach(t);
+    return HTTPD_ASYNC;
+}
+
+static health hs;
+static int dep_up = 1;
+static int check_dep(void *ud, char *err, size_t len)
+{
+    (void)ud;
+    if (dep_up)
+        return ML_OK;
+    ml_snprintf(err, len, "connection refused");
+    return ML_ERR;
+}
+
+static metrics_registry *reg;
+static const httpd_route routes[] = {
+    { "POST", "/functions/{fn}/invoke", h_echo, NULL, 64, false },
+    { "GET", "/functions/{fn}", h_echo, NULL, 0, false },
+    { "DELETE", "/functions/{fn}", h_echo, NULL, 0, false },
+    { "POST", "/json", h_json, NULL, 0, true },
+    { "GET", "/slow", h_slow, NULL, 0, true },
+    { "GET", "/fast", h_fast, NULL, 0, false },
+    { "GET", "/async", h_async, NULL, 0, false },
+    { "GET", "/health", health_handler, &hs, 0, true },
+};
+
+static httpd *start(void)
+{
+    httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 1, .workers = 2,
+                         .metrics = reg };
+    char err[128];
+    httpd *h = httpd_start(&cfg, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    assert_non_null(h);
+    return h;
+}
+
+static void test_routes_params_and_request_id(void **state)
+{
+    httpd *h = start();
+    reply r;
+    cJSON *o;
+    (void)state;
+    request(httpd_port(h), "POST", "/functions/my-fn/invoke?q=1", "X-Request-Id: abc-123", "{\"a\":1}", 0, &r);
+    assert_int_equal(r.status, 201);
+    o = cJSON_Parse(r.body.data);
+    assert_string_equal(cJSON_GetObjectItem(o, "fn")->valuestring, "my-fn");
+    assert_string_equal(cJSON_GetObjectItem(o, "route")->valuestring, "/functions/{fn}/invoke");
+    assert_string_equal(cJSON_GetObjectItem(o, "q")->valuestring, "1");
+    assert_string_equal(cJSON_GetObjectItem(o, "body")->valuestring, "{\"a\":1}");
+    assert_non_null(strstr(r.headers.data, "X-Request-Id: abc-123"));
+    assert_non_null(strstr(r.headers.data, "X-Test: yes"));
+    cJSON_Delete(o);
+    reply_free(&r);
+    /* a hostile request id is replaced by a generated one */
+    request(httpd_port(h), "GET", "/functions/x", "X-Request-Id: bad id<script>", NULL, 0, &r);
+    assert_int_equal(r.status, 201);
+    assert_null(strstr(r.headers.data, "script"));
+    assert_non_null(strstr(r.headers.data, "X-Request-Id: "));
+    reply_free(&r);
+    httpd_stop(h);
+}
+
+static void test_404_405_json_errors(void **state)
+{
+    httpd *h = start();
+    reply r;
+    cJSON *o, *e;
+    (void)state;
+    request(httpd_port(h), "GET", "/nope", "X-Request-Id: rid-9", NULL, 0, &r);
+    assert_int_equal(r.status, 404);
+    o = cJSON_Parse(r.body.data);
+    e = cJSON_GetObjectItem(o, "error");
+    assert_string_equal(cJSON_GetObjectItem(e, "code")->valuestring, "not_found");
+    assert_string_equal(cJSON_GetObjectItem(e, "request_id")->valuestring, "rid-9");
+    cJSON_Delete(o);
+    reply_free(&r);
+    request(httpd_port(h), "PUT", "/functions/abc", NULL, "x", 0, &r);
+    assert_int_equal(r.status, 405);
+    assert_non_null(strstr(r.headers.data, "Allow: GET, DELETE"));
+    reply_free(&r);
+    request(httpd_port(h), "GET", "/functions//invoke", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 404); /* empty segment never matches a parameter */
+    reply_free(&r);
+    request(httpd_port(h), "POST", "/json", NULL, "{not json", 0, &r);
+    assert_int_equal(r.status, 400);
+    assert_non_null(strstr(r.body.data, "invalid_json"));
+    reply_free(&r);
+    httpd_stop(h);
+}
+
+static void test_body_cap(void **state)
+{
+    httpd *h = start();
+    char big[200];
+    reply r;
+    (void)state;
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    request(httpd_port(h), "POST", "/functions/f/invoke", NULL, big, 0, &r); /* Content-Length */
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body.data, "payload_too_large"));
+    reply_free(&r);
+    request(httpd_port(h), "POST", "/functions/f/invoke", NULL, big, 1, &r); /* chunked */
+    assert_int_equal(r.status, 413);
+    reply_free(&r);
+    request(httpd_port(h), "POST", "/functions/f/invoke", NULL, "small", 1, &r);
+    assert_int_equal(r.status, 201);
+    reply_free(&r);
+    httpd_stop(h);
+}
+
+typedef struct bg {
+    uint16_t port;
+    const char *path;
+    reply r;
+} bg;
+
+static void *bg_request(void *arg)
+{
+    bg *b = arg;
+    request(b->port, "GET", b->path, NULL, NULL, 0, &b->r);
+    return NULL;
+}
+
+static void test_blocking_routes_leave_event_loop_free(void **state)
+{
+    httpd *h = start();
+    bg slow = { httpd_port(h), "/slow", { 0 } };
+    pthread_t t;
+    reply r;
+    (void)state;
+    fast_done = slow_started = 0;
+    pthread_create(&t, NULL, bg_request, &slow);
+    pthread_mutex_lock(&mu);
+    while (!slow_started)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    request(httpd_port(h), "GET", "/fast", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    pthread_join(t, NULL);
+    assert_int_equal(slow.r.status, 200);
+    assert_string_equal(slow.r.body.data, "slow");
+    reply_free(&r);
+    reply_free(&slow.r);
+    httpd_stop(h);
+}
+
+static void test_async_completion(void **state)
+{
+    httpd *h = start();
+    reply r;
+    (void)state;
+    for (int i = 0; i < 20; i++) {
+        request(httpd_port(h), "GET", "/async", NULL, NULL, 0, &r);
+        assert_int_equal(r.status, 202);
+        assert_string_equal(r.body.data, "later");
+        reply_free(&r);
+    }
+    httpd_stop(h);
+}
+
+/* httpd_stop lets an in-flight request finish instead of cutting it off. */
+static void test_graceful_stop(void **state)
+{
+    httpd *h = start();
+    bg slow = { httpd_port(h), "/slow", { 0 } };
+    pthread_t t;
+    (void)state;
+    fast_done = slow_started = 0;
+    pthread_create(&t, NULL, bg_request, &slow);
+    pthread_mutex_lock(&mu);
+    while (!slow_started)
+        pthread_cond_wait(&cv, &mu);
+    fast_done = 1; /* let it finish, but only after stop has begun draining */
+    pthread_mutex_unlock(&mu);
+    httpd_stop(h);
+    pthread_mutex_lock(&mu);
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    pthread_join(t, NULL);
+    assert_int_equal(slow.r.status, 200);
+    reply_free(&slow.r);
+}
+
+static void test_health_and_metrics(void **state)
+{
+    httpd *h;
+    reply r;
+    (void)state;
+    memset(&hs, 0, sizeof(hs));
+    hs.cache_ms = 1;
+    health_add(&hs, "postgres", check_dep, NULL, true);
+    h = start();
+    dep_up = 1;
+    request(httpd_port(h), "GET", "/health", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "\"status\":\"ok\""));
+    reply_free(&r);
+    dep_up = 0;
+    ml_sleep_ms(5);
+    request(httpd_port(h), "GET", "/health", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body.data, "connection refused"));
+    assert_non_null(strstr(r.body.data, "\"status\":\"unavailable\""));
+    reply_free(&r);
+    httpd_stop(h);
+    assert_true(metric_value(metrics_counter(reg, "minilambda_unused_total", "", NULL), NULL) == 0);
+    {
+        ml_buf out = { 0 };
+        metrics_render(reg, &out);
+        /* route templates, never raw paths, label the series */
+        assert_non_null(strstr(out.data, "route=\"/functions/{fn}/invoke\",method=\"POST\",code=\"201\""));
+        assert_non_null(strstr(out.data, "route=\"unmatched\",method=\"GET\",code=\"404\""));
+        assert_null(strstr(out.data, "my-fn"));
+        ml_buf_free(&out);
+    }
+}
+
+static void test_match(void **state)
+{
+    const char *names[HTTPD_MAX_PARAMS];
+    char *values[HTTPD_MAX_PARAMS];
+    size_t n;
+    (void)state;
+    assert_int_equal(httpd_match("/a/{x}/b/{y}", "/a/1/b/2", names, values, &n), ML_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(values[0], "1");
+    assert_string_equal(values[1], "2");
+    free(values[0]);
+    free(values[1]);
+    assert_int_equal(httpd_match("/a/{x}", "/a/1/extra", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/a/{x}", "/a", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/a", "/a/", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/health", "/health", names, values, &n), ML_OK);
+    assert_int_equal(n, 0);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    reg = metrics_new();
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    metrics_free(reg);
+    curl_global_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_match),
+        cmocka_unit_test(test_routes_params_and_request_id),
+        cmocka_unit_test(test_404_405_json_errors),
+        cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_blocking_routes_leave_event_loop_free),
+        cmocka_unit_test(test_async_completion),
+        cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_health_and_metrics),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
