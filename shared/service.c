@@ -16,6 +16,13 @@ static sigset_t svc_signals;
 
 bool svc_stopping(void)
 {
+    sigset_t pending;
+
+    if (atomic_load(&svc_stop_flag))
+        return true;
+    if (sigpending(&pending) == 0 &&
+        (sigismember(&pending, SIGTERM) == 1 || sigismember(&pending, SIGINT) == 1))
+        atomic_store(&svc_stop_flag, true);
     return atomic_load(&svc_stop_flag);
 }
 
@@ -96,18 +103,18 @@ out:
     return rc;
 }
 
-int svc_run(svc *s, const httpd_route *routes, size_t nroutes)
+int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
 {
-    httpd_route *all = calloc(nroutes + 2, sizeof(*all));
     httpd_config hc = { 0 };
     char err[256];
-    int sig = 0;
 
-    if (!all)
+    s->routes = calloc(nroutes + 2, sizeof(*s->routes));
+    if (!s->routes)
         return ML_ERR;
-    memcpy(all, routes, nroutes * sizeof(*all));
-    all[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, true };
-    all[nroutes + 1] = (httpd_route){ "GET", "/metrics", httpd_metrics_handler, s->metrics, 0, false };
+    memcpy(s->routes, routes, nroutes * sizeof(*routes));
+    s->routes[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, true };
+    s->routes[nroutes + 1] =
+        (httpd_route){ "GET", "/metrics", httpd_metrics_handler, s->metrics, 0, false };
     hc.service = s->name;
     hc.bind_addr = s->bind_addr;
     hc.port = (uint16_t)s->port;
@@ -115,23 +122,30 @@ int svc_run(svc *s, const httpd_route *routes, size_t nroutes)
     hc.workers = (unsigned)s->http_workers;
     hc.drain_timeout_s = (unsigned)s->drain_timeout_s;
     hc.metrics = s->metrics;
-    s->http = httpd_start(&hc, all, nroutes + 2, err, sizeof(err));
+    s->http = httpd_start(&hc, s->routes, nroutes + 2, err, sizeof(err));
     if (!s->http) {
         ml_log_error("cannot start HTTP server: %s", err);
-        free(all);
         return ML_ERR;
     }
     ml_log_info("%s listening on %s:%u", s->name, s->bind_addr, httpd_port(s->http));
-    while (!svc_stopping()) {
+    return ML_OK;
+}
+
+void svc_wait_signal(svc *s)
+{
+    int sig = 0;
+
+    while (!atomic_load(&svc_stop_flag)) {
         if (sigwait(&svc_signals, &sig) == 0)
             atomic_store(&svc_stop_flag, true);
     }
-    ml_log_info("signal %d: draining in-flight requests", sig);
+    ml_log_info("%s: stop requested (signal %d), shutting down", s->name, sig);
+}
+
+void svc_stop_http(svc *s)
+{
     httpd_stop(s->http);
     s->http = NULL;
-    free(all);
-    ml_log_info("%s stopped", s->name);
-    return ML_OK;
 }
 
 int svc_wait_ready(svc *s)
@@ -160,8 +174,20 @@ int svc_wait_ready(svc *s)
     }
 }
 
+int svc_serve(svc *s, const httpd_route *routes, size_t nroutes)
+{
+    if (svc_start_http(s, routes, nroutes) != ML_OK)
+        return ML_ERR;
+    svc_wait_ready(s);
+    svc_wait_signal(s);
+    svc_stop_http(s);
+    return ML_OK;
+}
+
 void svc_free(svc *s)
 {
+    free(s->routes);
+    s->routes = NULL;
     metrics_free(s->metrics);
     s->metrics = NULL;
 }

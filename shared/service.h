@@ -17,6 +17,7 @@ typedef struct svc {
     metrics_registry *metrics;
     health health;
     httpd *http;
+    httpd_route *routes; /* caller's routes + /health + /metrics */
     /* common configuration */
     int64_t port, http_threads, http_workers, drain_timeout_s, startup_timeout_s;
     const char *bind_addr, *log_level;
@@ -33,15 +34,23 @@ typedef struct svc {
 int svc_init(svc *s, const char *name, const char *port_var, const char *default_port,
              const cfg_var *vars, size_t nvars, int argc, char **argv);
 
-/* Serves routes plus GET /health and GET /metrics until SIGTERM/SIGINT, then drains
- * in-flight requests. The routes array must outlive the call. */
-int svc_run(svc *s, const httpd_route *routes, size_t nroutes);
+/* Serves routes plus GET /health and GET /metrics. The routes array must outlive the server. */
+int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes);
+/* Blocks until SIGTERM/SIGINT (or svc_request_stop). */
+void svc_wait_signal(svc *s);
+/* Drains in-flight requests and stops the HTTP server. */
+void svc_stop_http(svc *s);
+
+/* The usual life: start HTTP, wait for dependencies (serving 503 meanwhile), run until a
+ * stop signal, drain. ML_ERR if HTTP could not start. */
+int svc_serve(svc *s, const httpd_route *routes, size_t nroutes);
 
 /* Waits until every required health check passes, retrying with backoff (logging what is
  * still down), for at most MINILAMBDA_STARTUP_TIMEOUT_S. ML_ERR on timeout or shutdown. */
 int svc_wait_ready(svc *s);
 
-/* True once a stop signal arrived; background loops poll it. */
+/* True once a stop signal arrived (checks pending signals, so it works before
+ * svc_wait_signal runs); background loops poll it. */
 bool svc_stopping(void);
 /* Asks the daemon to stop, as SIGTERM would (tests, fatal errors in background threads). */
 void svc_request_stop(void);

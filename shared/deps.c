@@ -1,0 +1,103 @@
+/* deps.c — dependency configuration and health-check connections. */
+#include "deps.h"
+
+#include "checks.h"
+#include "log.h"
+
+size_t deps_cfg_vars(deps_config *c, unsigned need, cfg_var *vars, size_t max)
+{
+    const cfg_var all[] = {
+        { "MINILAMBDA_BUILD_DB_URL", CFG_URL, NULL, 0, 0, "postgres|postgresql", "Postgres URL of build_service_db", &c->build_db_url, true },
+        { "MINILAMBDA_LAMBDA_DB_URL", CFG_URL, NULL, 0, 0, "postgres|postgresql", "Postgres URL of lambda_service_db", &c->lambda_db_url, true },
+        { "MINILAMBDA_DB_STATEMENT_TIMEOUT_MS", CFG_INT, "10000", 0, 3600000, NULL, "Postgres statement_timeout per connection (0: none)", &c->db_statement_timeout_ms, false },
+        { "MINILAMBDA_REDIS_URL", CFG_URL, NULL, 0, 0, "redis", "Redis URL, redis://[:password@]host:port/db", &c->redis_url, true },
+        { "MINILAMBDA_AMQP_URL", CFG_URL, NULL, 0, 0, "amqp", "RabbitMQ URL, amqp://user:pass@host:port/vhost", &c->amqp_url, true },
+        { "MINILAMBDA_S3_ENDPOINT", CFG_URL, NULL, 0, 0, "http|https", "S3 endpoint (path-style), e.g. http://127.0.0.1:9000", &c->s3.endpoint, false },
+        { "MINILAMBDA_S3_REGION", CFG_STR, "us-east-1", 0, 0, NULL, "S3 region used in SigV4 signatures", &c->s3.region, false },
+        { "MINILAMBDA_S3_BUCKET", CFG_STR, "minilambda", 0, 0, NULL, "S3 bucket for packages and artifacts", &c->s3.bucket, false },
+        { "MINILAMBDA_S3_ACCESS_KEY", CFG_STR, NULL, 0, 0, NULL, "S3 access key id", &c->s3.access_key, false },
+        { "MINILAMBDA_S3_SECRET_KEY", CFG_STR, NULL, 0, 0, NULL, "S3 secret access key", &c->s3.secret_key, true },
+    };
+    /* which dependency each row belongs to (the statement timeout goes with either DB) */
+    const unsigned owner[] = { DEPS_BUILD_DB, DEPS_LAMBDA_DB, DEPS_BUILD_DB | DEPS_LAMBDA_DB,
+                               DEPS_REDIS,    DEPS_AMQP,      DEPS_S3, DEPS_S3, DEPS_S3,
+                               DEPS_S3,       DEPS_S3 };
+    size_t n = 0;
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(all) && n < max; i++) {
+        if (owner[i] & need)
+            vars[n++] = all[i];
+    }
+    return n;
+}
+
+pg_conn *deps_pg_new(const deps_config *c, const char *url, const char *app)
+{
+    pg_options o = { 0 };
+
+    o.connect_timeout_s = 3;
+    o.statement_timeout_ms = (int)c->db_statement_timeout_ms;
+    o.application_name = app;
+    return pg_new(url, &o);
+}
+
+rds_conn *deps_redis_new(const deps_config *c, char *err, size_t errlen)
+{
+    rds_options o = { .connect_timeout_ms = 1000, .command_timeout_ms = 1000 };
+
+    return rds_new(c->redis_url, &o, err, errlen);
+}
+
+mq_conn *deps_mq_new(const deps_config *c, const mq_topology *topo, const char *name, char *err,
+                     size_t errlen)
+{
+    mq_options o = { .connect_timeout_ms = 3000, .op_timeout_ms = 5000, .connection_name = name };
+
+    return mq_new(c->amqp_url, &o, topo, err, errlen);
+}
+
+int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *topo,
+              bool redis_optional, svc *s)
+{
+    char err[256] = "";
+
+    d->need = need;
+    if (need & (DEPS_BUILD_DB | DEPS_LAMBDA_DB)) {
+        d->db = deps_pg_new(c, (need & DEPS_BUILD_DB) ? c->build_db_url : c->lambda_db_url,
+                            s->name);
+        if (!d->db || health_add(&s->health, "postgres", check_pg, d->db, true) != ML_OK)
+            goto fail;
+    }
+    if (need & DEPS_REDIS) {
+        d->redis = deps_redis_new(c, err, sizeof(err));
+        if (!d->redis || health_add(&s->health, "redis", check_redis, d->redis, !redis_optional) != ML_OK)
+            goto fail;
+    }
+    if (need & DEPS_AMQP) {
+        d->mq = deps_mq_new(c, topo, s->name, err, sizeof(err));
+        if (!d->mq || health_add(&s->health, "rabbitmq", check_mq, d->mq, true) != ML_OK)
+            goto fail;
+    }
+    if (need & DEPS_S3) {
+        d->s3 = s3_new(&c->s3, err, sizeof(err));
+        if (!d->s3 || health_add(&s->health, "s3", check_s3, d->s3, true) != ML_OK)
+            goto fail;
+    }
+    return ML_OK;
+fail:
+    ml_log_error("cannot set up dependency clients: %s", err[0] ? err : "out of memory");
+    deps_close(d);
+    return ML_ERR;
+}
+
+void deps_close(deps *d)
+{
+    pg_close(d->db);
+    rds_free(d->redis);
+    mq_close(d->mq);
+    s3_free(d->s3);
+    d->db = NULL;
+    d->redis = NULL;
+    d->mq = NULL;
+    d->s3 = NULL;
+}
