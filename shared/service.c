@@ -146,6 +146,7 @@ void svc_stop_http(svc *s)
 {
     httpd_stop(s->http);
     s->http = NULL;
+    ml_log_info("%s stopped", s->name);
 }
 
 int svc_wait_ready(svc *s)

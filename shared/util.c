@@ -24,7 +24,8 @@ int ml_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
     char *end = NULL;
     long long v;
 
-    if (!s || !*s)
+    /* strtoll would also take leading blanks and '+': a config value or header is exact */
+    if (!s || !(*s == '-' || (*s >= '0' && *s <= '9')))
         return ML_ERR;
     errno = 0;
     v = strtoll(s, &end, 10);

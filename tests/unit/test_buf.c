@@ -77,6 +77,8 @@ static void test_parse_int(void **state)
     assert_int_equal(ml_parse_int64("12abc", 0, 100, &v), ML_ERR);
     assert_int_equal(ml_parse_int64("", 0, 100, &v), ML_ERR);
     assert_int_equal(ml_parse_int64(NULL, 0, 100, &v), ML_ERR);
+    assert_int_equal(ml_parse_int64(" 5", 0, 100, &v), ML_ERR);
+    assert_int_equal(ml_parse_int64("+5", 0, 100, &v), ML_ERR);
     assert_int_equal(ml_parse_int64("99999999999999999999", INT64_MIN, INT64_MAX, &v), ML_ERR);
 }
 
