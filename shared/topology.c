@@ -2,23 +2,25 @@
 #include "topology.h"
 
 static const mq_exchange_spec build_exchanges[] = {
-    { TOPO_BUILD_EXCHANGE, "direct" },
-    { TOPO_BUILD_DLX, "direct" },
+    { .name = TOPO_BUILD_EXCHANGE, .type = "direct" },
+    { .name = TOPO_BUILD_DLX, .type = "direct" },
 };
 
 /* A quorum queue counts deliveries, so a job that crashes its worker every time is
  * dead-lettered after 5 tries instead of looping forever. */
 static const mq_queue_spec build_queues[] = {
-    { TOPO_BUILD_QUEUE, TOPO_BUILD_DLX, TOPO_BUILD_ROUTING_KEY, 0, 1, 5 },
-    { TOPO_BUILD_DEAD_QUEUE, NULL, NULL, 0, 1, 0 },
+    { .name = TOPO_BUILD_QUEUE, .dead_letter_exchange = TOPO_BUILD_DLX,
+      .dead_letter_routing_key = TOPO_BUILD_ROUTING_KEY, .quorum = 1, .delivery_limit = 5 },
+    { .name = TOPO_BUILD_DEAD_QUEUE, .quorum = 1 },
 };
 
 static const mq_binding_spec build_bindings[] = {
-    { TOPO_BUILD_QUEUE, TOPO_BUILD_EXCHANGE, TOPO_BUILD_ROUTING_KEY },
-    { TOPO_BUILD_DEAD_QUEUE, TOPO_BUILD_DLX, TOPO_BUILD_ROUTING_KEY },
+    { .queue = TOPO_BUILD_QUEUE, .exchange = TOPO_BUILD_EXCHANGE, .routing_key = TOPO_BUILD_ROUTING_KEY },
+    { .queue = TOPO_BUILD_DEAD_QUEUE, .exchange = TOPO_BUILD_DLX, .routing_key = TOPO_BUILD_ROUTING_KEY },
 };
 
 const mq_topology topo_builds = {
-    build_exchanges, ML_ARRAY_LEN(build_exchanges), build_queues, ML_ARRAY_LEN(build_queues),
-    build_bindings,  ML_ARRAY_LEN(build_bindings),
+    .exchanges = build_exchanges, .n_exchanges = ML_ARRAY_LEN(build_exchanges),
+    .queues = build_queues,       .n_queues = ML_ARRAY_LEN(build_queues),
+    .bindings = build_bindings,   .n_bindings = ML_ARRAY_LEN(build_bindings),
 };

@@ -32,10 +32,10 @@ run() { # label, server args..., path
     rows+=("| $label | $rps | $p50 | $p99 |")
     echo "$label: $rps req/s p50 $p50 p99 $p99"
 }
-run "libmicrohttpd thread-per-connection (baseline)" tpc 39501 /
-run "shared httpd, epoll pool of 2, inline handler" shared 39502 2 /hello
-run "shared httpd, epoll pool of 2, worker-pool handler (blocking route)" shared 39503 2 /hello-blocking
-run "shared httpd, epoll pool of 1, inline handler" shared 39504 1 /hello
+run "libmicrohttpd thread-per-connection (baseline)" tpc 31501 /
+run "shared httpd, epoll pool of 2, inline handler" shared 31502 2 /hello
+run "shared httpd, epoll pool of 2, worker-pool handler (blocking route)" shared 31503 2 /hello-blocking
+run "shared httpd, epoll pool of 1, inline handler" shared 31504 1 /hello
 
 {
     echo "# Benchmarks"

@@ -6,10 +6,10 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 : "${ML_RUN_DIR:?run through tests/run.sh}" "${ML_BIN_DIR:?}"
 export ML_PLATFORM_DIR="$root/.run/test-platform"
-export MINILAMBDA_GATEWAY_PORT=38080 MINILAMBDA_EXECUTOR_PORT=38081 MINILAMBDA_BUILD_MASTER_PORT=38082 MINILAMBDA_BUILD_WORKER_PORT=39092
+export MINILAMBDA_GATEWAY_PORT=31080 MINILAMBDA_EXECUTOR_PORT=31081 MINILAMBDA_BUILD_MASTER_PORT=31082 MINILAMBDA_BUILD_WORKER_PORT=31092
 export ML_HEALTH_TIMEOUT=90
 PY=/usr/bin/python3
-ports=(38080 38081 38082 39092)
+ports=(31080 31081 31082 31092)
 names=(gateway lambda-executor build-master build-worker)
 fails=0
 ok() { echo "ok - $*"; }
@@ -32,7 +32,7 @@ assert h["checks"] and all(c["status"]=="ok" for c in h["checks"].values()), h' 
     check "${names[$i]} /metrics has process and http metrics" bash -c "curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q '^process_resident_memory_bytes ' && curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q 'minilambda_http_requests_total{service=\"${names[$i]}\",route=\"/health\"'"
 done
 
-hdrs=$(curl -s -D - -o /tmp/e2e-404.json -H 'X-Request-Id: e2e-req-1' http://127.0.0.1:38080/no/such/route)
+hdrs=$(curl -s -D - -o /tmp/e2e-404.json -H 'X-Request-Id: e2e-req-1' http://127.0.0.1:31080/no/such/route)
 check "unknown route: 404 with the caller's X-Request-Id" grep -q 'X-Request-Id: e2e-req-1' <<<"$hdrs"
 check "unknown route: JSON error body in the contract's shape" $PY -c '
 import json; e=json.load(open("/tmp/e2e-404.json"))["error"]
@@ -69,11 +69,11 @@ out=$(MINILAMBDA_BUILD_MASTER_PORT=notaport MINILAMBDA_S3_ACCESS_KEY= "$ML_BIN_D
 check "bad configuration: exit non-zero naming every bad variable" bash -c '[ '$rc' -ne 0 ] && grep -q "MINILAMBDA_BUILD_MASTER_PORT=notaport must be an integer" <<<"$1" && grep -q "MINILAMBDA_S3_ACCESS_KEY is required" <<<"$1"' _ "$out"
 
 # A build-master whose database is unreachable keeps serving and reports 503 on /health.
-MINILAMBDA_BUILD_MASTER_PORT=38090 MINILAMBDA_BUILD_DB_URL="postgresql://postgres@127.0.0.1:1/build_service_db" \
+MINILAMBDA_BUILD_MASTER_PORT=31090 MINILAMBDA_BUILD_DB_URL="postgresql://postgres@127.0.0.1:1/build_service_db" \
     "$ML_BIN_DIR/build-master" >"$ML_PLATFORM_DIR/logs/extra.log" 2>&1 &
 extra_pid=$!
 code=000
-for _ in $(seq 1 50); do code=$(curl -s -o /tmp/e2e-503.json -w '%{http_code}' http://127.0.0.1:38090/health); [ "$code" = 503 ] && break; sleep 0.2; done
+for _ in $(seq 1 50); do code=$(curl -s -o /tmp/e2e-503.json -w '%{http_code}' http://127.0.0.1:31090/health); [ "$code" = 503 ] && break; sleep 0.2; done
 check "dependency down: /health answers 503" [ "$code" = 503 ]
 check "dependency down: the failing check is named with its error" $PY -c '
 import json; h=json.load(open("/tmp/e2e-503.json"))
