@@ -37,7 +37,7 @@ build: $(BINS)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(TEST_INC) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(@D)
@@ -51,6 +51,7 @@ $(BUILD)/lib/lib$(1).a: $(call obj,$(filter-out services/$(1)/main.c,$(wildcard 
 $(BUILD)/bin/$(1): $(call obj,services/$(1)/main.c) $(BUILD)/lib/lib$(1).a $(LIB)
 	@mkdir -p $$(@D)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
+$(BUILD)/obj/tests/unit/$(1)/%.o: TEST_INC := -Iservices/$(1)
 $(BUILD)/tests/unit/$(1)/%: $(BUILD)/obj/tests/unit/$(1)/%.o $(BUILD)/lib/lib$(1).a $(LIB)
 	@mkdir -p $$(@D)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcmocka

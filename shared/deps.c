@@ -1,6 +1,9 @@
 /* deps.c — dependency configuration and health-check connections. */
 #include "deps.h"
 
+#include <pthread.h>
+#include <stdlib.h>
+
 #include "checks.h"
 #include "log.h"
 
@@ -56,38 +59,74 @@ mq_conn *deps_mq_new(const deps_config *c, const mq_topology *topo, const char *
     return mq_new(c->amqp_url, &o, topo, err, errlen);
 }
 
+/* Creates the clients for need (no I/O: each connects on first use). */
+static int deps_create(deps *d, const deps_config *c, unsigned need, const mq_topology *topo,
+                       const char *name, char *err, size_t errlen)
+{
+    d->need = need;
+    if (need & (DEPS_BUILD_DB | DEPS_LAMBDA_DB)) {
+        d->db = deps_pg_new(c, (need & DEPS_BUILD_DB) ? c->build_db_url : c->lambda_db_url, name);
+        if (!d->db)
+            return ML_ERR;
+    }
+    if ((need & DEPS_REDIS) && !(d->redis = deps_redis_new(c, err, errlen)))
+        return ML_ERR;
+    if ((need & DEPS_AMQP) && !(d->mq = deps_mq_new(c, topo, name, err, errlen)))
+        return ML_ERR;
+    if ((need & DEPS_S3) && !(d->s3 = s3_new(&c->s3, err, errlen)))
+        return ML_ERR;
+    return ML_OK;
+}
+
 int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *topo,
               bool redis_optional, svc *s)
 {
     char err[256] = "";
 
-    d->need = need;
-    if (need & (DEPS_BUILD_DB | DEPS_LAMBDA_DB)) {
-        d->db = deps_pg_new(c, (need & DEPS_BUILD_DB) ? c->build_db_url : c->lambda_db_url,
-                            s->name);
-        if (!d->db || health_add(&s->health, "postgres", check_pg, d->db, true) != ML_OK)
-            goto fail;
-    }
-    if (need & DEPS_REDIS) {
-        d->redis = deps_redis_new(c, err, sizeof(err));
-        if (!d->redis || health_add(&s->health, "redis", check_redis, d->redis, !redis_optional) != ML_OK)
-            goto fail;
-    }
-    if (need & DEPS_AMQP) {
-        d->mq = deps_mq_new(c, topo, s->name, err, sizeof(err));
-        if (!d->mq || health_add(&s->health, "rabbitmq", check_mq, d->mq, true) != ML_OK)
-            goto fail;
-    }
-    if (need & DEPS_S3) {
-        d->s3 = s3_new(&c->s3, err, sizeof(err));
-        if (!d->s3 || health_add(&s->health, "s3", check_s3, d->s3, true) != ML_OK)
-            goto fail;
+    if (deps_create(d, c, need, topo, s->name, err, sizeof(err)) != ML_OK ||
+        (d->db && health_add(&s->health, "postgres", check_pg, d->db, true) != ML_OK) ||
+        (d->redis && health_add(&s->health, "redis", check_redis, d->redis, !redis_optional) != ML_OK) ||
+        (d->mq && health_add(&s->health, "rabbitmq", check_mq, d->mq, true) != ML_OK) ||
+        (d->s3 && health_add(&s->health, "s3", check_s3, d->s3, true) != ML_OK)) {
+        ml_log_error("cannot set up dependency clients: %s", err[0] ? err : "out of memory");
+        deps_close(d);
+        return ML_ERR;
     }
     return ML_OK;
-fail:
-    ml_log_error("cannot set up dependency clients: %s", err[0] ? err : "out of memory");
-    deps_close(d);
-    return ML_ERR;
+}
+
+static pthread_key_t thread_key;
+static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
+
+static void thread_deps_free(void *p)
+{
+    deps_close(p);
+    free(p);
+}
+
+static void thread_key_init(void)
+{
+    pthread_key_create(&thread_key, thread_deps_free);
+}
+
+deps *deps_thread(const deps_config *c, unsigned need, const mq_topology *topo, const char *name)
+{
+    deps *d;
+    char err[256] = "";
+
+    pthread_once(&thread_key_once, thread_key_init);
+    d = pthread_getspecific(thread_key);
+    if (d)
+        return d;
+    d = calloc(1, sizeof(*d));
+    if (!d || deps_create(d, c, need, topo, name, err, sizeof(err)) != ML_OK) {
+        ml_log_error("cannot set up per-thread clients: %s", err[0] ? err : "out of memory");
+        if (d)
+            thread_deps_free(d);
+        return NULL;
+    }
+    pthread_setspecific(thread_key, d);
+    return d;
 }
 
 void deps_close(deps *d)

@@ -44,6 +44,11 @@ int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *t
               bool redis_optional, svc *s);
 void deps_close(deps *d);
 
+/* The calling thread's own clients for need, created on first use and closed when the thread
+ * exits (one connection per thread, as libpq, hiredis and rabbitmq-c require). The same need,
+ * topo and name must be passed on every call from a process. NULL on failure (logged). */
+deps *deps_thread(const deps_config *c, unsigned need, const mq_topology *topo, const char *name);
+
 /* pg/rds/mq/s3 options used by every service, so timeouts are uniform. */
 pg_conn *deps_pg_new(const deps_config *c, const char *url, const char *app);
 rds_conn *deps_redis_new(const deps_config *c, char *err, size_t errlen);

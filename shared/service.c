@@ -111,7 +111,8 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     s->routes = calloc(nroutes + 2, sizeof(*s->routes));
     if (!s->routes)
         return ML_ERR;
-    memcpy(s->routes, routes, nroutes * sizeof(*routes));
+    if (nroutes)
+        memcpy(s->routes, routes, nroutes * sizeof(*routes));
     s->routes[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, true };
     s->routes[nroutes + 1] =
         (httpd_route){ "GET", "/metrics", httpd_metrics_handler, s->metrics, 0, false };

@@ -1,29 +1,49 @@
 /* build-master — accepts function packages, stores them in S3, records builds in Postgres
  * and publishes build jobs to RabbitMQ (see API.md). */
-#include "deps.h"
+#include <pthread.h>
+
+#include "api.h"
 #include "log.h"
 #include "service.h"
+#include "sweeper.h"
 #include "topology.h"
 
-#define NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
+static bm_app app;
+
+deps *bm_deps(bm_app *a)
+{
+    return deps_thread(&a->deps, BM_NEED, &topo_builds, "build-master");
+}
 
 int main(int argc, char **argv)
 {
-    static deps_config cfg;
-    cfg_var vars[16];
-    size_t n = deps_cfg_vars(&cfg, NEED, vars, ML_ARRAY_LEN(vars));
+    cfg_var vars[20];
+    httpd_route routes[8];
+    size_t n = deps_cfg_vars(&app.deps, BM_NEED, vars, ML_ARRAY_LEN(vars));
     svc s;
     deps d = { 0 };
+    pthread_t sweeper;
     int rc = 1;
 
+    vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081",
+                           0, 0, "http|https", "lambda-executor base URL that receives build-status webhooks",
+                           &app.executor_url, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_SWEEP_AFTER_S", CFG_INT, "30", 1, 86400, NULL,
+                           "republish a queued build whose job was never confirmed after this long",
+                           &app.sweep_after_s, false };
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-master", "MINILAMBDA_BUILD_MASTER_PORT", "8082", vars, n, argc,
                  argv) != ML_OK)
         return 1;
-    if (deps_open(&d, &cfg, NEED, &topo_builds, false, &s) != ML_OK ||
-        svc_serve(&s, NULL, 0) != ML_OK)
+    app.m_accepted = metrics_counter(s.metrics, "minilambda_builds_submitted_total",
+                                     "Build submissions by result (accepted, conflict, *_unavailable).",
+                                     "result");
+    if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK ||
+        pthread_create(&sweeper, NULL, sweeper_main, &app) != 0)
         goto out;
-    rc = 0;
+    rc = svc_serve(&s, routes, api_routes(&app, routes, ML_ARRAY_LEN(routes))) == ML_OK ? 0 : 1;
+    svc_request_stop();
+    pthread_join(sweeper, NULL);
 out:
     deps_close(&d);
     svc_free(&s);

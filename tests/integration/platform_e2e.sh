@@ -9,6 +9,7 @@ export ML_PLATFORM_DIR="$root/.run/test-platform"
 export MINILAMBDA_GATEWAY_PORT=31080 MINILAMBDA_EXECUTOR_PORT=31081 MINILAMBDA_BUILD_MASTER_PORT=31082 MINILAMBDA_BUILD_WORKER_PORT=31092
 export ML_HEALTH_TIMEOUT=90
 PY=/usr/bin/python3
+tmp=$(mktemp -d)
 ports=(31080 31081 31082 31092)
 names=(gateway lambda-executor build-master build-worker)
 fails=0
@@ -16,7 +17,7 @@ ok() { echo "ok - $*"; }
 nok() { echo "not ok - $*"; fails=$((fails + 1)); }
 check() { local what=$1; shift; if "$@"; then ok "$what"; else nok "$what"; fi; }
 cleanup() { bash infrastructure/dev/platform.sh daemons-stop >/dev/null 2>&1 || true; [ -n "${extra_pid:-}" ] && kill -KILL "$extra_pid" 2>/dev/null; }
-trap cleanup EXIT
+trap 'cleanup; rm -rf "$tmp"' EXIT
 rm -rf "$ML_PLATFORM_DIR"
 
 check "migrations apply" bash infrastructure/dev/platform.sh migrate
@@ -28,14 +29,15 @@ for i in 0 1 2 3; do
 import json,sys
 h=json.loads(sys.argv[1]); assert h["status"]=="ok", h
 assert h["checks"] and all(c["status"]=="ok" for c in h["checks"].values()), h' "$body"
-    check "${names[$i]} /metrics passes promtool" bash -c "curl -sf http://127.0.0.1:${ports[$i]}/metrics | promtool check metrics"
+    metrics=$(curl -sf "http://127.0.0.1:${ports[$i]}/metrics")
+    check "${names[$i]} /metrics passes promtool" bash -c '[ -n "$1" ] && promtool check metrics <<<"$1"' _ "$metrics"
     check "${names[$i]} /metrics has process and http metrics" bash -c "curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q '^process_resident_memory_bytes ' && curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q 'minilambda_http_requests_total{service=\"${names[$i]}\",route=\"/health\"'"
 done
 
-hdrs=$(curl -s -D - -o /tmp/e2e-404.json -H 'X-Request-Id: e2e-req-1' http://127.0.0.1:31080/no/such/route)
+hdrs=$(curl -s -D - -o $tmp/404.json -H 'X-Request-Id: e2e-req-1' http://127.0.0.1:31080/no/such/route)
 check "unknown route: 404 with the caller's X-Request-Id" grep -q 'X-Request-Id: e2e-req-1' <<<"$hdrs"
 check "unknown route: JSON error body in the contract's shape" $PY -c '
-import json; e=json.load(open("/tmp/e2e-404.json"))["error"]
+import json; e=json.load(open("'"$tmp"'/404.json"))["error"]
 assert e["code"]=="not_found" and e["request_id"]=="e2e-req-1" and e["message"]'
 
 check "every log line is JSON with ts, level, service, msg" $PY -c '
@@ -73,10 +75,10 @@ MINILAMBDA_BUILD_MASTER_PORT=31090 MINILAMBDA_BUILD_DB_URL="postgresql://postgre
     "$ML_BIN_DIR/build-master" >"$ML_PLATFORM_DIR/logs/extra.log" 2>&1 &
 extra_pid=$!
 code=000
-for _ in $(seq 1 50); do code=$(curl -s -o /tmp/e2e-503.json -w '%{http_code}' http://127.0.0.1:31090/health); [ "$code" = 503 ] && break; sleep 0.2; done
+for _ in $(seq 1 50); do code=$(curl -s -o $tmp/503.json -w '%{http_code}' http://127.0.0.1:31090/health); [ "$code" = 503 ] && break; sleep 0.2; done
 check "dependency down: /health answers 503" [ "$code" = 503 ]
 check "dependency down: the failing check is named with its error" $PY -c '
-import json; h=json.load(open("/tmp/e2e-503.json"))
+import json; h=json.load(open("'"$tmp"'/503.json"))
 assert h["status"]=="unavailable" and h["checks"]["postgres"]["status"]=="down" and h["checks"]["postgres"]["error"]
 assert h["checks"]["rabbitmq"]["status"]=="ok", h'
 kill -TERM "$extra_pid"; wait "$extra_pid"; rc=$?

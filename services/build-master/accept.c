@@ -1,0 +1,187 @@
+/* accept.c — the build acceptance protocol.
+ *
+ * Order matters for "a 202 means durably queued" and "no half-created function":
+ *  1. the ZIP goes to S3 (packages/{function}/{build}.zip);
+ *  2. one transaction inserts the function (POST), the build (queued) and its status event,
+ *     with its webhook deliveries held back;
+ *  3. the job is published and the broker's confirm awaited;
+ *  4. a second transaction marks the build published and releases the deliveries; 202.
+ * If 3 fails, 2 and 1 are undone and the caller gets 503. If the process dies between 2 and 4,
+ * the sweeper finds the queued, unpublished build and finishes 3 and 4. */
+#include "accept.h"
+
+#include <cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buildstate.h"
+#include "crypto.h"
+#include "log.h"
+#include "topology.h"
+#include "webhook.h"
+
+static void count(bm_app *app, const char *result)
+{
+    metric_inc(app->m_accepted, (const char *[]){ result });
+}
+
+static void unavailable(httpd_resp *resp, const char *what, const char *why)
+{
+    httpd_resp_header(resp, "Retry-After", "5");
+    httpd_resp_error(resp, 503, "service_unavailable", "%s is unavailable, nothing was created: %s",
+                     what, why);
+}
+
+int accept_republish(deps *d, const char *build_id, const char *function_id)
+{
+    char body[160];
+    mq_header hdr = { .key = "x-request-id", .str = ml_log_request_id() };
+    mq_publish_msg m = { .exchange = TOPO_BUILD_EXCHANGE, .routing_key = TOPO_BUILD_ROUTING_KEY,
+                         .body = body, .message_id = build_id, .mandatory = 1,
+                         .headers = &hdr, .n_headers = hdr.str ? 1 : 0 };
+
+    ml_snprintf(body, sizeof(body), "{\"build_id\":\"%s\",\"function_id\":\"%s\"}", build_id,
+                function_id);
+    m.body_len = strlen(body);
+    if (mq_publish(d->mq, &m) != ML_OK)
+        return ML_ERR;
+    /* The job is durable now; if this bookkeeping fails the sweeper publishes a duplicate,
+     * which workers skip (a build is claimed once). */
+    if (pg_begin(d->db) != ML_OK || buildstate_release(d->db, build_id) != ML_OK ||
+        pg_commit(d->db) != ML_OK) {
+        ml_log_kv(ML_LOG_WARN, "build published but not marked; the sweeper will retry",
+                  "build_id", build_id, "error", pg_error(d->db), NULL);
+        pg_rollback(d->db);
+    }
+    return ML_OK;
+}
+
+/* Step 2. Returns 0, or the HTTP status of the failure (error already written). */
+static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fid,
+                       const char *bid, const char *key, const char *sha, const char *secret,
+                       httpd_resp *resp)
+{
+    char size[24];
+    char *config = a->spec ? cJSON_PrintUnformatted(a->spec->config) : NULL;
+    const char *fparams[] = { fid, a->spec ? a->spec->name : NULL, a->spec ? a->spec->runtime : NULL,
+                              a->spec ? a->spec->handler : NULL,
+                              a->spec && a->spec->webhook_url[0] ? a->spec->webhook_url : NULL,
+                              secret, config };
+    const char *uparams[] = { fid, a->webhook_url };
+    const char *bparams[] = { bid, fid, key, size, sha };
+    int status = 0;
+
+    ml_snprintf(size, sizeof(size), "%zu", a->zip_len);
+    if (pg_begin(d->db) != ML_OK)
+        goto db_error;
+    if (a->spec && pg_exec(d->db, "bm_insert_function",
+                           "INSERT INTO build_functions (id, name, runtime, handler, webhook_url,"
+                           " webhook_secret, config) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+                           7, fparams, NULL) != ML_OK) {
+        if (strcmp(pg_sqlstate(d->db), "23505") == 0) {
+            httpd_resp_error(resp, 409, "name_taken", "a function named '%s' already exists",
+                             a->spec->name);
+            status = 409;
+            goto out;
+        }
+        goto db_error;
+    }
+    if (!a->spec && a->webhook_url &&
+        pg_exec(d->db, "bm_update_webhook",
+                "UPDATE build_functions SET webhook_url = $2 WHERE id = $1", 2, uparams,
+                NULL) != ML_OK)
+        goto db_error;
+    if (pg_exec(d->db, "bm_insert_build",
+                "INSERT INTO builds (id, function_id, runtime, handler, package_key, package_size,"
+                " package_sha256) SELECT $1, f.id, f.runtime, f.handler, $3, $4::bigint, $5"
+                " FROM build_functions f WHERE f.id = $2",
+                5, bparams, NULL) != ML_OK ||
+        buildstate_record(d->db, bid, "queued", NULL, app->executor_url, true) != ML_OK ||
+        pg_commit(d->db) != ML_OK)
+        goto db_error;
+    free(config);
+    return 0;
+db_error:
+    status = 503;
+    unavailable(resp, "the build database", pg_error(d->db));
+out:
+    pg_rollback(d->db);
+    free(config);
+    return status;
+}
+
+/* Undoes steps 1 and 2 after a failed publish. */
+static void undo(deps *d, const accept_req *a, const char *fid, const char *bid, const char *key)
+{
+    const char *bp[] = { bid }, *fp[] = { fid };
+
+    if (pg_exec(d->db, "bm_undo_build", "DELETE FROM builds WHERE id = $1", 1, bp, NULL) != ML_OK ||
+        (a->spec && pg_exec(d->db, "bm_undo_function", "DELETE FROM build_functions WHERE id = $1",
+                            1, fp, NULL) != ML_OK))
+        ml_log_kv(ML_LOG_ERROR, "cannot undo an unpublished build; the sweeper will publish it",
+                  "build_id", bid, "error", pg_error(d->db), NULL);
+    else if (s3_delete(d->s3, key) != ML_OK)
+        ml_log_kv(ML_LOG_WARN, "orphaned package left in S3", "key", key, NULL);
+}
+
+static void reply_accepted(const accept_req *a, const char *fid, const char *bid,
+                           const char *secret, httpd_resp *resp)
+{
+    cJSON *o = cJSON_CreateObject();
+    char url[64];
+
+    ml_snprintf(url, sizeof(url), "/builds/%s", bid);
+    cJSON_AddStringToObject(o, "function_id", fid);
+    if (a->spec) {
+        cJSON_AddStringToObject(o, "name", a->spec->name);
+        cJSON_AddStringToObject(o, "webhook_secret", secret);
+    }
+    cJSON_AddStringToObject(o, "build_id", bid);
+    cJSON_AddStringToObject(o, "status", "queued");
+    cJSON_AddStringToObject(o, "status_url", url);
+    httpd_resp_header(resp, "Location", url);
+    httpd_resp_json(resp, 202, o);
+}
+
+void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
+{
+    char fid[ML_UUID_LEN], bid[ML_UUID_LEN], key[128], sha[CRYPTO_SHA256_HEX_LEN];
+    char secret[WEBHOOK_SECRET_LEN] = "";
+    int status;
+
+    if (a->spec) {
+        ml_uuid(fid);
+        if (webhook_secret_new(secret) != ML_OK) {
+            httpd_resp_error(resp, 500, "internal", "cannot generate a webhook secret");
+            return;
+        }
+    } else {
+        ml_strlcpy(fid, a->function_id, sizeof(fid));
+    }
+    ml_uuid(bid);
+    ml_snprintf(key, sizeof(key), "packages/%s/%s.zip", fid, bid);
+    crypto_sha256_hex(a->zip, a->zip_len, sha);
+    if (s3_put(d->s3, key, a->zip, a->zip_len, "application/zip") != ML_OK) {
+        count(app, "s3_unavailable");
+        unavailable(resp, "package storage", s3_error(d->s3));
+        return;
+    }
+    status = insert_rows(app, d, a, fid, bid, key, sha, secret, resp);
+    if (status) {
+        count(app, status == 409 ? "conflict" : "db_unavailable");
+        s3_delete(d->s3, key);
+        return;
+    }
+    if (accept_republish(d, bid, fid) != ML_OK) {
+        count(app, "broker_unavailable");
+        ml_log_kv(ML_LOG_WARN, "build job not confirmed by the broker; undoing", "build_id", bid,
+                  "error", mq_error(d->mq), NULL);
+        undo(d, a, fid, bid, key);
+        unavailable(resp, "the build queue", mq_error(d->mq));
+        return;
+    }
+    count(app, "accepted");
+    ml_log_kv(ML_LOG_INFO, "build accepted", "build_id", bid, "function_id", fid, NULL);
+    reply_accepted(a, fid, bid, secret, resp);
+}

@@ -1,0 +1,298 @@
+/* api.c — POST /functions, PUT /functions/{fn}/code, GET /builds/{id},
+ * GET /functions/{fn}/builds. */
+#include "api.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "accept.h"
+#include "crypto.h"
+#include "log.h"
+#include "multipart.h"
+
+/* The request's fields as JSON plus the package, whatever the content type. */
+typedef struct upload {
+    cJSON *fields;
+    const char *zip;
+    size_t zip_len;
+    unsigned char *decoded; /* owned: a code_base64 package */
+} upload;
+
+static void upload_free(upload *u)
+{
+    cJSON_Delete(u->fields);
+    free(u->decoded);
+}
+
+static int parse_multipart(httpd_req *req, const char *ctype, upload *u, httpd_resp *resp)
+{
+    char boundary[80], err[128] = "multipart/form-data needs a boundary parameter";
+    multipart_form form;
+    size_t len;
+    const char *body = httpd_body(req, &len);
+
+    if (multipart_boundary(ctype, boundary, sizeof(boundary)) != ML_OK ||
+        multipart_parse(body, len, boundary, &form, err, sizeof(err)) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_body", "%s", err);
+        return ML_ERR;
+    }
+    u->fields = cJSON_CreateObject();
+    for (size_t i = 0; i < form.nparts; i++) {
+        const multipart_part *p = &form.parts[i];
+        if (strcmp(p->name, "code") == 0) {
+            u->zip = p->data;
+            u->zip_len = p->len;
+        } else if (!cJSON_GetObjectItemCaseSensitive(u->fields, p->name)) {
+            char *v = strndup(p->data, p->len);
+            cJSON_AddItemToObject(u->fields, p->name, cJSON_CreateString(v ? v : ""));
+            free(v);
+        }
+    }
+    return ML_OK;
+}
+
+static int parse_json(httpd_req *req, upload *u, httpd_resp *resp)
+{
+    cJSON *code;
+    size_t n, cap;
+
+    u->fields = httpd_body_json(req, resp);
+    if (!u->fields)
+        return ML_ERR;
+    if (!cJSON_IsObject(u->fields)) {
+        httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
+        return ML_ERR;
+    }
+    code = cJSON_GetObjectItemCaseSensitive(u->fields, "code_base64");
+    if (!code)
+        return ML_OK;
+    if (!cJSON_IsString(code)) {
+        httpd_resp_error(resp, 400, "invalid_field", "code_base64 must be a base64 string");
+        return ML_ERR;
+    }
+    n = strlen(code->valuestring);
+    cap = n / 4 * 3 + 3;
+    if (cap > BM_MAX_ZIP + 3) {
+        httpd_resp_error(resp, 413, "payload_too_large", "the ZIP exceeds %d MiB", BM_MAX_ZIP >> 20);
+        return ML_ERR;
+    }
+    u->decoded = malloc(cap ? cap : 1);
+    if (!u->decoded || crypto_base64_decode(code->valuestring, n, u->decoded, cap, &u->zip_len) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_field", "code_base64 is not valid base64");
+        return ML_ERR;
+    }
+    u->zip = (const char *)u->decoded;
+    cJSON_DeleteItemFromObjectCaseSensitive(u->fields, "code_base64"); /* free the text early */
+    return ML_OK;
+}
+
+/* Parses the body and checks the package; ML_ERR with resp written. */
+static int parse_upload(httpd_req *req, upload *u, httpd_resp *resp)
+{
+    const char *ctype = httpd_header(req, "Content-Type");
+    int rc;
+
+    memset(u, 0, sizeof(*u));
+    if (ctype && strncasecmp(ctype, "multipart/form-data", 19) == 0)
+        rc = parse_multipart(req, ctype, u, resp);
+    else if (ctype && strncasecmp(ctype, "application/json", 16) == 0)
+        rc = parse_json(req, u, resp);
+    else {
+        httpd_resp_error(resp, 415, "unsupported_media_type",
+                         "send multipart/form-data (file field 'code') or application/json (code_base64)");
+        return ML_ERR;
+    }
+    if (rc != ML_OK)
+        return ML_ERR;
+    if (!u->zip || u->zip_len == 0) {
+        httpd_resp_error(resp, 400, "missing_field", "code is required: a ZIP of the function");
+        return ML_ERR;
+    }
+    if (u->zip_len > BM_MAX_ZIP) {
+        httpd_resp_error(resp, 413, "payload_too_large", "the ZIP exceeds %d MiB", BM_MAX_ZIP >> 20);
+        return ML_ERR;
+    }
+    /* local file header, or the end-of-central-directory record of an empty archive */
+    if (u->zip_len < 4 || memcmp(u->zip, "PK", 2) != 0 ||
+        !((u->zip[2] == 3 && u->zip[3] == 4) || (u->zip[2] == 5 && u->zip[3] == 6))) {
+        httpd_resp_error(resp, 400, "invalid_zip", "code is not a ZIP archive");
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+static deps *need_deps(bm_app *app, httpd_resp *resp)
+{
+    deps *d = bm_deps(app);
+
+    if (!d) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the build services");
+    }
+    return d;
+}
+
+static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    bm_app *app = ud;
+    upload u;
+    fn_spec spec = { 0 };
+    const char *field = NULL;
+    char err[256];
+    deps *d;
+
+    if (parse_upload(req, &u, resp) != ML_OK)
+        goto out;
+    if (validate_function(u.fields, &spec, &field, err, sizeof(err)) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_field", "%s", err);
+        goto out;
+    }
+    if ((d = need_deps(app, resp)) != NULL)
+        accept_build(app, d, &(accept_req){ .spec = &spec, .zip = u.zip, .zip_len = u.zip_len }, resp);
+out:
+    validate_free(&spec);
+    upload_free(&u);
+    return HTTPD_DONE;
+}
+
+/* Resolves {fn} (id or name) to a live function's id; ML_ERR with 404/503 written. */
+static int resolve_function(deps *d, const char *fn, char id[ML_UUID_LEN], httpd_resp *resp)
+{
+    const char *params[] = { fn };
+    PGresult *r = pg_query(d->db, "bm_resolve",
+                           "SELECT id FROM build_functions WHERE deleted_at IS NULL AND"
+                           " (name = $1 OR (length($1) = 36 AND id::text = lower($1)))",
+                           1, params);
+    int rc = ML_ERR;
+
+    if (!r) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    } else if (PQntuples(r) == 0) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn);
+    } else {
+        rc = pg_get_text_copy(r, 0, 0, id, ML_UUID_LEN);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    bm_app *app = ud;
+    upload u;
+    char id[ML_UUID_LEN], err[256];
+    const cJSON *url;
+    deps *d;
+
+    if (parse_upload(req, &u, resp) != ML_OK)
+        goto out;
+    url = cJSON_GetObjectItemCaseSensitive(u.fields, "webhook_url");
+    if (url && (!cJSON_IsString(url) || validate_webhook_url(url->valuestring, err, sizeof(err)) != ML_OK)) {
+        httpd_resp_error(resp, 400, "invalid_field", "%s", cJSON_IsString(url) ? err : "webhook_url must be a string");
+        goto out;
+    }
+    if ((d = need_deps(app, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+        goto out;
+    accept_build(app, d,
+                 &(accept_req){ .function_id = id,
+                                .webhook_url = url && url->valuestring[0] ? url->valuestring : NULL,
+                                .zip = u.zip, .zip_len = u.zip_len },
+                 resp);
+out:
+    upload_free(&u);
+    return HTTPD_DONE;
+}
+
+#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* A build as the contract shows it, built by Postgres. */
+#define BUILD_JSON                                                                             \
+    "json_build_object('build_id', b.id, 'function_id', b.function_id, 'status', b.status,"    \
+    " 'error', b.error, 'created_at', " ISO("b.created_at") ", 'started_at', "                 \
+    ISO("b.started_at") ", 'finished_at', " ISO("b.finished_at") ","                           \
+    " 'artifact', CASE WHEN b.status = 'completed' THEN json_build_object('sha256',"           \
+    " b.artifact_sha256, 'size_bytes', b.artifact_size, 'files', b.artifact_files) END)"
+
+/* Postgres' json text is padded ("k" : v); re-serialise it compactly, keeping key order. */
+static void reply_json_text(httpd_resp *resp, const char *text)
+{
+    cJSON *o = cJSON_Parse(text);
+
+    if (!o)
+        httpd_resp_error(resp, 500, "internal", "malformed JSON from the database");
+    else
+        httpd_resp_json(resp, 200, o);
+}
+
+static httpd_result h_get_build(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *id = httpd_param(req, "build_id");
+    const char *params[] = { id };
+    PGresult *r;
+    deps *d;
+
+    if (ml_uuid_valid(id) != ML_OK) {
+        httpd_resp_error(resp, 404, "not_found", "no build '%s'", id);
+        return HTTPD_DONE;
+    }
+    if ((d = need_deps(ud, resp)) == NULL)
+        return HTTPD_DONE;
+    r = pg_query(d->db, "bm_get_build", "SELECT " BUILD_JSON "::text FROM builds b WHERE b.id = $1",
+                 1, params);
+    if (!r)
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    else if (PQntuples(r) == 0)
+        httpd_resp_error(resp, 404, "not_found", "no build '%s'", id);
+    else
+        reply_json_text(resp, pg_get_text(r, 0, 0));
+    PQclear(r);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
+    char id[ML_UUID_LEN], limit[8];
+    int64_t n = 20;
+    PGresult *r;
+    deps *d;
+
+    if ((limit_s && ml_parse_int64(limit_s, 1, 100, &n) != ML_OK) ||
+        (cursor && ml_uuid_valid(cursor) != ML_OK)) {
+        httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..100 and cursor a value from next_cursor");
+        return HTTPD_DONE;
+    }
+    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+        return HTTPD_DONE;
+    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
+    /* keyset pagination: newest first, the cursor is the last build id of the previous page */
+    r = pg_query(d->db, "bm_list_builds",
+                 "WITH page AS (SELECT b.* FROM builds b WHERE b.function_id = $1 AND ($2::uuid IS NULL"
+                 " OR (b.created_at, b.id) < (SELECT created_at, id FROM builds WHERE id = $2::uuid))"
+                 " ORDER BY b.created_at DESC, b.id DESC LIMIT $3::int)"
+                 " SELECT json_build_object('builds', coalesce(json_agg(" BUILD_JSON
+                 " ORDER BY b.created_at DESC, b.id DESC), '[]'), 'next_cursor', CASE WHEN count(*) = $3::int"
+                 " THEN (array_agg(b.id ORDER BY b.created_at, b.id))[1] END)::text FROM page b",
+                 3, (const char *[]){ id, cursor, limit });
+    if (!r)
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    else
+        reply_json_text(resp, pg_get_text(r, 0, 0));
+    PQclear(r);
+    return HTTPD_DONE;
+}
+
+size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
+{
+    const httpd_route all[] = {
+        { "POST", "/functions", h_create, app, BM_MAX_BODY, true },
+        { "PUT", "/functions/{fn}/code", h_update_code, app, BM_MAX_BODY, true },
+        { "GET", "/builds/{build_id}", h_get_build, app, 0, true },
+        { "GET", "/functions/{fn}/builds", h_list_builds, app, 0, true },
+    };
+    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
+
+    memcpy(routes, all, n * sizeof(*routes));
+    return n;
+}

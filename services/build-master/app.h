@@ -1,0 +1,23 @@
+/* app.h — the build-master's shared state: configuration and metrics. */
+#ifndef BM_APP_H
+#define BM_APP_H
+
+#include "deps.h"
+#include "metrics.h"
+
+#define BM_NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
+#define BM_MAX_ZIP (50 * 1024 * 1024)
+/* base64 of a 50 MiB ZIP plus the other JSON fields */
+#define BM_MAX_BODY (BM_MAX_ZIP / 3 * 4 + 1024 * 1024)
+
+typedef struct bm_app {
+    deps_config deps;
+    const char *executor_url;   /* lambda-executor base URL for build-status webhooks */
+    int64_t sweep_after_s;      /* republish queued builds unconfirmed for this long */
+    metric *m_accepted;         /* builds accepted/refused by result */
+} bm_app;
+
+/* This thread's clients (see deps_thread); NULL when they cannot be created. */
+deps *bm_deps(bm_app *app);
+
+#endif

@@ -1,0 +1,33 @@
+/* validate.h — checks a function definition from POST /functions (JSON or form fields)
+ * field by field, so every 400 names the field and the rule it broke. */
+#ifndef BM_VALIDATE_H
+#define BM_VALIDATE_H
+
+#include <cJSON.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VALIDATE_MAX_ENV_BYTES 4096
+
+typedef struct fn_spec {
+    char name[65];
+    char runtime[16];
+    char handler[129];
+    char webhook_url[2049]; /* "" when absent */
+    /* memory_mb, timeout_s, env, rate_limit, concurrency — normalised, with defaults */
+    cJSON *config;
+} fn_spec;
+
+/* Validates fields (a JSON object; form fields arrive as strings and are accepted where a
+ * number or object is expected). On success fills spec (spec->config owned by the caller:
+ * validate_free). On failure returns ML_ERR with the offending field in err_field and a
+ * message in err. */
+int validate_function(const cJSON *fields, fn_spec *spec, const char **err_field, char *err,
+                      size_t errlen);
+/* Validates only webhook_url (used by PUT /functions/{fn}/code); "" / NULL is accepted. */
+int validate_webhook_url(const char *url, char *err, size_t errlen);
+/* ML_OK if name is a valid function name. */
+int validate_name(const char *name);
+void validate_free(fn_spec *spec);
+
+#endif

@@ -1,0 +1,108 @@
+/* Unit tests: services/build-master/validate.c */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include <stdio.h>
+
+#include "ml.h"
+#include "validate.h"
+
+/* Validates a JSON document; returns the failing field or "" on success. */
+static const char *check(const char *json, fn_spec *spec)
+{
+    static char field[32];
+    const char *f = NULL;
+    char err[256];
+    cJSON *o = cJSON_Parse(json);
+    int rc;
+
+    assert_non_null(o);
+    rc = validate_function(o, spec, &f, err, sizeof(err));
+    cJSON_Delete(o);
+    ml_strlcpy(field, rc == ML_OK ? "" : f, sizeof(field));
+    return field;
+}
+
+static void test_valid_with_defaults(void **state)
+{
+    fn_spec s;
+    (void)state;
+    assert_string_equal(check("{\"name\":\"my-fn_1\",\"runtime\":\"python3\",\"handler\":\"app.handler\"}", &s), "");
+    assert_string_equal(s.name, "my-fn_1");
+    assert_int_equal(cJSON_GetObjectItem(s.config, "memory_mb")->valueint, 128);
+    assert_int_equal(cJSON_GetObjectItem(s.config, "timeout_s")->valueint, 30);
+    validate_free(&s);
+    /* form fields arrive as strings */
+    assert_string_equal(check("{\"name\":\"f\",\"runtime\":\"nodejs\",\"handler\":\"index.handler\","
+                              "\"memory_mb\":\"256\",\"env\":\"{\\\"A\\\":\\\"b\\\"}\","
+                              "\"rate_limit\":\"{\\\"rps\\\":5,\\\"burst\\\":10}\"}", &s), "");
+    assert_int_equal(cJSON_GetObjectItem(s.config, "memory_mb")->valueint, 256);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(s.config, "env"), "A")->valuestring, "b");
+    validate_free(&s);
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"provided\"}", &s), "");
+    assert_string_equal(s.handler, "bootstrap");
+    validate_free(&s);
+}
+
+static void test_each_bad_field_named(void **state)
+{
+    static const struct { const char *json, *field; } cases[] = {
+        { "{\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"-x\",\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"a/b\",\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"0b7f1c1e-3a51-4bd3-9a8e-2d3f4c5b6a79\",\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\",\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"x\",\"runtime\":\"ruby\",\"handler\":\"a.b\"}", "runtime" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"app\"}", "handler" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"my-app.h\"}", "handler" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"memory_mb\":63}", "memory_mb" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"memory_mb\":4097}", "memory_mb" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"memory_mb\":128.5}", "memory_mb" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"timeout_s\":0}", "timeout_s" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"timeout_s\":\"901\"}", "timeout_s" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"concurrency\":0}", "concurrency" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":[1]}", "env" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":{\"A\":1}}", "env" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":{\"1A\":\"v\"}}", "env" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":{\"rps\":0}}", "rate_limit" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":\"nope\"}", "rate_limit" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"webhook_url\":\"ftp://h/x\"}", "webhook_url" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"webhook_url\":\"http://\"}", "webhook_url" },
+    };
+    fn_spec s;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *f = check(cases[i].json, &s);
+        if (strcmp(f, cases[i].field) != 0)
+            fail_msg("case %zu: expected %s, got '%s'", i, cases[i].field, f);
+    }
+}
+
+static void test_env_size_limit(void **state)
+{
+    char json[8192], big[4200];
+    fn_spec s;
+    (void)state;
+    memset(big, 'v', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    snprintf(json, sizeof(json), "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":{\"K\":\"%s\"}}", big);
+    assert_string_equal(check(json, &s), "env");
+    big[4000] = '\0';
+    snprintf(json, sizeof(json), "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":{\"K\":\"%s\"}}", big);
+    assert_string_equal(check(json, &s), "");
+    validate_free(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_with_defaults),
+        cmocka_unit_test(test_each_bad_field_named),
+        cmocka_unit_test(test_env_size_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
