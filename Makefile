@@ -31,7 +31,7 @@ INT_SRC    := $(wildcard tests/integration/test_*.c)
 INT_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(INT_SRC))
 TEST_BINS  := $(UNIT_BINS) $(INT_BINS)
 
-.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench
+.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench fuzz
 all: build
 build: $(BINS)
 
@@ -98,6 +98,28 @@ test-integration: build $(INT_BINS)
 # One runner for both suites so a single summary line covers everything.
 test: build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
+
+# libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
+# each runs FUZZ_SECONDS. See tests/fuzz/README.md.
+FUZZ_SECONDS ?= 30
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_LIBS := $(shell pkg-config --cflags --libs libarchive openssl uuid 2>/dev/null)
+build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/multipart.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/build-master $^ $(FUZZ_LIBS) -o $@
+fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart $(BUILD)/tests/unit/build-worker/test_extract
+	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus
+	EXTRACT_SEED_DIR=$(CURDIR)/build/fuzz/extract-seeds $(BUILD)/tests/unit/build-worker/test_extract >/dev/null 2>&1
+	find build/fuzz/extract-seeds -size +64k -delete
+	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ -print_final_stats=1 \
+	  build/fuzz/extract-corpus build/fuzz/extract-seeds
+	build/fuzz/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+	  -print_final_stats=1 build/fuzz/multipart-corpus tests/fuzz/seeds/multipart
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

@@ -10,7 +10,7 @@
 #include <openssl/params.h>
 #include <openssl/rand.h>
 
-static void hex_encode(const unsigned char *in, size_t len, char *out)
+void crypto_hex_encode(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";
     size_t i;
@@ -28,7 +28,7 @@ void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_
 
     /* EVP_Digest with SHA-256 cannot fail short of memory corruption. */
     EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL);
-    hex_encode(md, sizeof(md), out);
+    crypto_hex_encode(md, sizeof(md), out);
 }
 
 int crypto_sha256_file_hex(const char *path, char out[CRYPTO_SHA256_HEX_LEN], int64_t *size,
@@ -61,7 +61,7 @@ int crypto_sha256_file_hex(const char *path, char out[CRYPTO_SHA256_HEX_LEN], in
         goto out;
     }
     EVP_DigestFinal_ex(ctx, md, NULL);
-    hex_encode(md, sizeof(md), out);
+    crypto_hex_encode(md, sizeof(md), out);
     if (size)
         *size = total;
     rc = ML_OK;

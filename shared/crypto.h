@@ -18,6 +18,9 @@
 #define CRYPTO_BASE64_DEC_MAX(n) (((n) / 4) * 3)
 
 /* Lower-case hex SHA-256 of data[0..len). */
+/* Lower-case hex of len bytes into out (2 * len + 1 bytes, NUL-terminated). */
+void crypto_hex_encode(const unsigned char *in, size_t len, char *out);
+
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_LEN]);
 
 /* Hex SHA-256 and byte count of a whole file, read in one streaming pass.

@@ -364,7 +364,7 @@ int httpc_do(httpc *h, const httpc_request *req, httpc_response *resp)
 {
     const char *method = req->method ? req->method : "GET";
     const char *bad = NULL;
-    struct curl_slist *headers = NULL;
+    struct curl_slist *headers = NULL, *resolve = NULL;
     xfer x = { 0 };
     int upload, rc = ML_ERR;
     CURLcode crc;
@@ -406,6 +406,13 @@ int httpc_do(httpc *h, const httpc_request *req, httpc_response *resp)
     set_options(h->curl, h, req, &x);
     set_method(h->curl, method, upload, &x);
     curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, headers);
+    if (req->resolve && *req->resolve) {
+        if (!(resolve = curl_slist_append(NULL, req->resolve))) {
+            set_error(h, req, 0, "out of memory");
+            goto out;
+        }
+        curl_easy_setopt(h->curl, CURLOPT_RESOLVE, resolve);
+    }
     crc = curl_easy_perform(h->curl);
     curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &resp->status);
     if (crc != CURLE_OK) {
@@ -416,6 +423,8 @@ int httpc_do(httpc *h, const httpc_request *req, httpc_response *resp)
 out:
     /* The handle must not keep pointers to this request's list or state. */
     curl_easy_setopt(h->curl, CURLOPT_HTTPHEADER, NULL);
+    curl_easy_setopt(h->curl, CURLOPT_RESOLVE, NULL);
     curl_slist_free_all(headers);
+    curl_slist_free_all(resolve);
     return rc;
 }

@@ -40,6 +40,9 @@ typedef struct httpc_request {
      * statuses still go to .body, so error documents stay readable). */
     FILE *sink_file;
     int max_redirects;               /* 0 = do not follow redirects */
+    /* "host:port:addr[,addr]" (CURLOPT_RESOLVE): connect only to these addresses, so a name
+     * checked by ssrf_check_url cannot resolve elsewhere at connect time (DNS rebinding). */
+    const char *resolve;
     /* AWS Signature V4 (CURLOPT_AWS_SIGV4), e.g. "aws:amz:us-east-1:s3", with the key pair. */
     const char *aws_sigv4;
     const char *aws_access_key;

@@ -54,6 +54,8 @@ load_env() {
     export MINILAMBDA_EXECUTOR_URLS=${MINILAMBDA_EXECUTOR_URLS:-http://127.0.0.1:$(port_of lambda-executor)}
     export MINILAMBDA_EXECUTOR_WEBHOOK_URL=${MINILAMBDA_EXECUTOR_WEBHOOK_URL:-http://127.0.0.1:$(port_of lambda-executor)}
     export MINILAMBDA_BIND_ADDR=${MINILAMBDA_BIND_ADDR:-127.0.0.1}
+    # the local stack delivers webhooks to receivers on this machine
+    export MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK=${MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK:-true}
 }
 
 migrate() {

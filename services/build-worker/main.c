@@ -1,29 +1,197 @@
 /* build-worker — consumes build jobs, extracts packages safely, uploads artifacts and
  * delivers build-status webhooks (see API.md). Its HTTP port serves /health and /metrics. */
-#include "deps.h"
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "consumer.h"
 #include "log.h"
+#include "outbox.h"
 #include "service.h"
 #include "topology.h"
 
-#define NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
+#define MAX_BUILDERS 32
+#define MAX_DISPATCHERS 8
+
+static bw_app app;
+
+deps *bw_deps(bw_app *a)
+{
+    return deps_thread(&a->deps, BW_NEED, &topo_builds, "build-worker");
+}
+
+static void register_metrics(metrics_registry *reg)
+{
+    static const double build_buckets[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300 };
+
+    app.m_builds = metrics_counter(reg, "minilambda_builds_total", "Builds finished, by status.",
+                                   "status");
+    app.m_duration = metrics_histogram(reg, "minilambda_build_duration_seconds",
+                                       "Time from claim to completed/failed (or retry).", "result",
+                                       build_buckets, ML_ARRAY_LEN(build_buckets));
+    app.m_rejections = metrics_counter(reg, "minilambda_build_rejections_total",
+                                       "Packages refused, by reason.", "reason");
+}
+
+/* Parses MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS ("300,300") into seconds; 0 entries = default. */
+static int parse_schedule(const char *text, double *out, size_t max, size_t *n)
+{
+    char copy[512], *save = NULL;
+    int64_t ms;
+
+    *n = 0;
+    if (ml_strlcpy(copy, text, sizeof(copy)) != ML_OK)
+        return ML_ERR;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        if (*n == max || ml_parse_int64(t, 0, 7 * 86400000LL, &ms) != ML_OK)
+            return ML_ERR;
+        out[(*n)++] = (double)ms / 1000.0;
+    }
+    return ML_OK;
+}
+
+/* Each worker unpacks under <root>/w<pid>; what a killed worker left behind (w<pid> of a
+ * process that no longer exists) is removed at start. */
+static int prepare_scratch(void)
+{
+    DIR *dir;
+    struct dirent *e;
+    int64_t pid;
+    char path[600];
+
+    if (mkdir(app.scratch_dir, 0700) != 0 && errno != EEXIST)
+        return ML_ERR;
+    if ((dir = opendir(app.scratch_dir)) != NULL) {
+        while ((e = readdir(dir)) != NULL) {
+            if (e->d_name[0] == 'w' && ml_parse_int64(e->d_name + 1, 1, INT32_MAX, &pid) == ML_OK &&
+                kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
+                ml_snprintf(path, sizeof(path), "%s/%s", app.scratch_dir, e->d_name) == ML_OK) {
+                ml_log_kv(ML_LOG_INFO, "removing a dead worker's scratch directory", "dir", path, NULL);
+                extract_rmtree(path);
+            }
+        }
+        closedir(dir);
+    }
+    if (ml_snprintf(app.scratch, sizeof(app.scratch), "%s/w%d", app.scratch_dir, (int)getpid()) != ML_OK ||
+        (mkdir(app.scratch, 0700) != 0 && errno != EEXIST))
+        return ML_ERR;
+    return ML_OK;
+}
+
+static void *dispatcher_main(void *arg)
+{
+    outbox_run(arg, 50);
+    return NULL;
+}
+
+/* Starts the webhook dispatcher threads; returns how many started. */
+static size_t start_dispatchers(svc *s, outbox **boxes, pthread_t *threads)
+{
+    double schedule[OUTBOX_MAX_SCHEDULE];
+    size_t nsched = 0, started = 0;
+    char err[256];
+    outbox_config oc = { .kind = OUTBOX_BUILD_WEBHOOKS, .db_url = app.deps.build_db_url,
+                         .internal_secret = app.internal_secret, .metrics = s->metrics,
+                         .ssrf = { app.allow_loopback, app.allow_private },
+                         .should_stop = svc_stopping };
+
+    if (parse_schedule(app.retry_schedule, schedule, OUTBOX_MAX_SCHEDULE, &nsched) != ML_OK) {
+        ml_log_error("MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated milliseconds");
+        return 0;
+    }
+    if (nsched) {
+        oc.schedule_s = schedule;
+        oc.schedule_len = nsched;
+    }
+    for (int64_t i = 0; i < app.dispatchers; i++) {
+        boxes[started] = outbox_new(&oc, err, sizeof(err));
+        if (!boxes[started]) {
+            ml_log_error("cannot start the webhook dispatcher: %s", err);
+            break;
+        }
+        if (pthread_create(&threads[started], NULL, dispatcher_main, boxes[started]) != 0) {
+            outbox_free(boxes[started]);
+            break;
+        }
+        started++;
+    }
+    return started;
+}
 
 int main(int argc, char **argv)
 {
-    static deps_config cfg;
-    cfg_var vars[16];
-    size_t n = deps_cfg_vars(&cfg, NEED, vars, ML_ARRAY_LEN(vars));
+    cfg_var vars[24];
+    size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
+    consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
+    consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };
+    pthread_t threads[MAX_BUILDERS + 1], dthreads[MAX_DISPATCHERS];
+    outbox *boxes[MAX_DISPATCHERS];
+    size_t nthreads = 0, ndispatchers = 0;
+    char host[64] = "worker";
     svc s;
     deps d = { 0 };
     int rc = 1;
 
+    vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081", 0, 0,
+                           "http|https", "lambda-executor base URL that receives build-status webhooks",
+                           &app.executor_url, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_SCRATCH_DIR", CFG_STR, "/tmp/minilambda-builds", 0, 0,
+                           NULL, "where build-workers unpack packages (one subdirectory per build)",
+                           &app.scratch_dir, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_CONCURRENCY", CFG_INT, "2", 1, MAX_BUILDERS, NULL,
+                           "builds one build-worker runs at once", &app.concurrency, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_STALE_AFTER_S", CFG_INT, "900", 10, 86400, NULL,
+                           "a build still 'building' after this long may be taken over by another worker",
+                           &app.stale_after_s, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_INTERNAL_WEBHOOK_SECRET", CFG_STR, NULL, 0, 0, NULL,
+                           "whsec_ secret signing build-status webhooks to the lambda-executor (both sides)",
+                           &app.internal_secret, true };
+    vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
+                           "let users' webhook URLs reach loopback addresses (local stack only)",
+                           &app.allow_loopback, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_ALLOW_PRIVATE", CFG_BOOL, "false", 0, 0, NULL,
+                           "let users' webhook URLs reach private networks (10/8, 172.16/12, 192.168/16 ...)",
+                           &app.allow_private, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS", CFG_STR, "", 0, 0, NULL,
+                           "webhook retry delays in ms, comma-separated (empty: 5 s, 30 s, 2 min, 10 min, 1 h, 3 h, 6 h, 12 h)",
+                           &app.retry_schedule, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_DISPATCHERS", CFG_INT, "1", 1, MAX_DISPATCHERS, NULL,
+                           "webhook delivery threads per build-worker", &app.dispatchers, false };
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-worker", "MINILAMBDA_BUILD_WORKER_PORT", "9092", vars, n, argc,
                  argv) != ML_OK)
         return 1;
-    if (deps_open(&d, &cfg, NEED, &topo_builds, false, &s) != ML_OK ||
-        svc_serve(&s, NULL, 0) != ML_OK)
+    gethostname(host, sizeof(host) - 1);
+    ml_snprintf(app.worker_id, sizeof(app.worker_id), "%s:%d", host, (int)getpid());
+    app.limits = (extract_limits){ EXTRACT_DEFAULT_MAX_ENTRIES, EXTRACT_DEFAULT_MAX_TOTAL_BYTES,
+                                   EXTRACT_DEFAULT_MAX_FILE_BYTES, EXTRACT_DEFAULT_MAX_RATIO };
+    register_metrics(s.metrics);
+    if (prepare_scratch() != ML_OK) {
+        ml_log_error("cannot create the scratch directory under %s", app.scratch_dir);
         goto out;
-    rc = 0;
+    }
+    if (deps_open(&d, &app.deps, BW_NEED, &topo_builds, false, &s) != ML_OK)
+        goto out;
+    for (int64_t i = 0; i < app.concurrency; i++)
+        if (pthread_create(&threads[nthreads], NULL, consumer_main, &builders) == 0)
+            nthreads++;
+    if (pthread_create(&threads[nthreads], NULL, consumer_main, &dead) == 0)
+        nthreads++;
+    ndispatchers = start_dispatchers(&s, boxes, dthreads);
+    rc = svc_serve(&s, NULL, 0) == ML_OK ? 0 : 1;
+    svc_request_stop();
+    for (size_t i = 0; i < nthreads; i++) /* each finishes the build in hand */
+        pthread_join(threads[i], NULL);
+    for (size_t i = 0; i < ndispatchers; i++) {
+        pthread_join(dthreads[i], NULL);
+        outbox_free(boxes[i]);
+    }
+    rmdir(app.scratch);
 out:
     deps_close(&d);
     svc_free(&s);

@@ -1,0 +1,31 @@
+/* app.h — the build-worker's shared state. */
+#ifndef BW_APP_H
+#define BW_APP_H
+
+#include "deps.h"
+#include "extract.h"
+#include "metrics.h"
+
+#define BW_NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
+
+typedef struct bw_app {
+    deps_config deps;
+    const char *scratch_dir;   /* configured root, shared by the workers of a host */
+    char scratch[512];         /* this process's own: <scratch_dir>/w<pid> */
+    const char *executor_url;  /* lambda-executor base URL for build-status webhooks */
+    char worker_id[128];       /* host:pid, recorded on the builds it claims */
+    int64_t concurrency;       /* builds at once */
+    int64_t stale_after_s;     /* a 'building' build older than this may be taken over */
+    extract_limits limits;
+    /* webhook delivery */
+    const char *internal_secret;  /* signs deliveries to the lambda-executor */
+    const char *retry_schedule;   /* "" or comma-separated milliseconds */
+    bool allow_loopback, allow_private;
+    int64_t dispatchers;
+    metric *m_builds, *m_duration, *m_rejections;
+} bw_app;
+
+/* This thread's clients (see deps_thread). */
+deps *bw_deps(bw_app *app);
+
+#endif

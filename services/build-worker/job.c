@@ -1,0 +1,321 @@
+/* job.c — the build: claim, download, extract safely, check the handler, pack, upload,
+ * record. User mistakes fail the build with a message; infrastructure trouble is retried.
+ *
+ * Idempotency: a build is claimed by a conditional UPDATE (queued → building, or a building
+ * build whose worker is gone: the message was redelivered, or it is older than
+ * stale_after_s). The final UPDATE only succeeds for the claiming worker, so a duplicate
+ * job or a worker that lost its claim changes nothing. */
+#include "job.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "artifact.h"
+#include "buildstate.h"
+#include "crypto.h"
+#include "log.h"
+
+typedef struct build {
+    char id[ML_UUID_LEN], function_id[ML_UUID_LEN];
+    char runtime[16], handler[129], package_key[256];
+    char dir[512], zip[600], tree[600], tgz[600];
+    int64_t started_ms;
+} build;
+
+static int parse_job(const mq_message *m, build *b)
+{
+    cJSON *o = cJSON_ParseWithLength(m->body, m->body_len);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "build_id");
+    int rc = ML_ERR;
+
+    if (cJSON_IsString(id) && ml_uuid_valid(id->valuestring) == ML_OK) {
+        ml_strlcpy(b->id, id->valuestring, sizeof(b->id));
+        rc = ML_OK;
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+/* Claims the build; ML_OK claimed, 1 nothing to do, ML_ERR database trouble. */
+static int claim(bw_app *app, deps *d, build *b, bool redelivered)
+{
+    char stale[24];
+    const char *p[] = { b->id, app->worker_id, redelivered ? "true" : "false", stale };
+    PGresult *r = NULL;
+    int rc = ML_ERR;
+
+    ml_snprintf(stale, sizeof(stale), "%lld", (long long)app->stale_after_s);
+    if (pg_begin(d->db) != ML_OK)
+        return ML_ERR;
+    r = pg_query(d->db, "bw_claim",
+                 "UPDATE builds b SET status = 'building', started_at = now(),"
+                 " attempts = b.attempts + 1, worker_id = $2"
+                 " FROM (SELECT id, status FROM builds WHERE id = $1 FOR UPDATE) old"
+                 " WHERE b.id = old.id AND (old.status = 'queued' OR (old.status = 'building' AND"
+                 " ($3::bool OR b.started_at < now() - make_interval(secs => $4::int))))"
+                 " RETURNING b.function_id, b.runtime, b.handler, b.package_key, old.status",
+                 4, p);
+    if (!r)
+        goto out;
+    if (PQntuples(r) == 0) {
+        rc = 1;
+        goto out;
+    }
+    pg_get_text_copy(r, 0, 0, b->function_id, sizeof(b->function_id));
+    pg_get_text_copy(r, 0, 1, b->runtime, sizeof(b->runtime));
+    pg_get_text_copy(r, 0, 2, b->handler, sizeof(b->handler));
+    pg_get_text_copy(r, 0, 3, b->package_key, sizeof(b->package_key));
+    /* a takeover keeps the single 'building' event and webhook of the first claim */
+    if (strcmp(pg_get_text(r, 0, 4), "queued") == 0 &&
+        buildstate_record(d->db, b->id, "building", NULL, app->executor_url, false) != ML_OK)
+        goto out;
+    rc = pg_commit(d->db);
+out:
+    PQclear(r);
+    if (rc != ML_OK)
+        pg_rollback(d->db);
+    return rc;
+}
+
+/* Ends the build as failed (a user-facing reason). */
+static int finish_failed(bw_app *app, deps *d, build *b, const char *error)
+{
+    const char *p[] = { b->id, error, app->worker_id };
+    int64_t n = 0;
+
+    if (pg_begin(d->db) != ML_OK ||
+        pg_exec(d->db, "bw_fail",
+                "UPDATE builds SET status = 'failed', error = $2, finished_at = now()"
+                " WHERE id = $1 AND status = 'building' AND worker_id = $3",
+                3, p, &n) != ML_OK ||
+        (n == 1 && buildstate_record(d->db, b->id, "failed", error, app->executor_url, false) != ML_OK) ||
+        pg_commit(d->db) != ML_OK) {
+        pg_rollback(d->db);
+        return ML_ERR;
+    }
+    metric_inc(app->m_builds, (const char *[]){ "failed" });
+    ml_log_kv(ML_LOG_INFO, "build failed", "build_id", b->id, "error", error, NULL);
+    return ML_OK;
+}
+
+/* Records the manifest rows and completes the build, all or nothing. files_json: the
+ * manifest's "files" array. ML_OK, 1 if another worker owns the build now, ML_ERR. */
+static int finish_completed(bw_app *app, deps *d, build *b, const char *files_json,
+                            const char *prefix, const char *sha, int64_t size, size_t nfiles)
+{
+    char size_s[24], files_s[24];
+    const char *p[] = { b->id, app->worker_id, prefix, sha, size_s, files_s };
+    const char *fp[] = { b->id, files_json };
+    int64_t n = 0;
+    int rc = ML_ERR;
+
+    ml_snprintf(size_s, sizeof(size_s), "%lld", (long long)size);
+    ml_snprintf(files_s, sizeof(files_s), "%zu", nfiles);
+    if (pg_begin(d->db) != ML_OK ||
+        pg_exec(d->db, "bw_complete",
+                "UPDATE builds SET status = 'completed', finished_at = now(), error = NULL,"
+                " artifact_prefix = $3, artifact_sha256 = $4, artifact_size = $5::bigint,"
+                " artifact_files = $6::int WHERE id = $1 AND status = 'building' AND worker_id = $2",
+                6, p, &n) != ML_OK)
+        goto out;
+    if (n == 0) { /* another worker took the build over: its result stands */
+        rc = 1;
+        goto out;
+    }
+    if (pg_exec(d->db, "bw_files",
+                "INSERT INTO build_artifact_files (build_id, path, size, sha256, mode)"
+                " SELECT $1, path, size, sha256, mode FROM json_to_recordset($2::json)"
+                " AS t (path text, size bigint, sha256 text, mode int)",
+                2, fp, NULL) != ML_OK ||
+        buildstate_record(d->db, b->id, "completed", NULL, app->executor_url, false) != ML_OK ||
+        pg_commit(d->db) != ML_OK)
+        goto out;
+    rc = ML_OK;
+out:
+    if (rc != ML_OK)
+        pg_rollback(d->db);
+    return rc;
+}
+
+/* Keeps the last transient error on the build, for the dead-letter handler's message. */
+static job_outcome transient(deps *d, build *b, const char *error)
+{
+    const char *p[] = { b->id, error };
+
+    ml_log_kv(ML_LOG_WARN, "build attempt failed, will retry", "build_id", b->id, "error", error,
+              NULL);
+    pg_exec(d->db, "bw_note", "UPDATE builds SET error = $2 WHERE id = $1 AND status = 'building'",
+            2, p, NULL);
+    return JOB_RETRY;
+}
+
+static job_outcome failed(bw_app *app, deps *d, build *b, const char *error)
+{
+    return finish_failed(app, d, b, error) == ML_OK ? JOB_ACK : transient(d, b, pg_error(d->db));
+}
+
+static int make_scratch(bw_app *app, build *b)
+{
+    if (ml_snprintf(b->dir, sizeof(b->dir), "%s/%s-XXXXXX", app->scratch, b->id) != ML_OK ||
+        !mkdtemp(b->dir))
+        return ML_ERR;
+    ml_snprintf(b->zip, sizeof(b->zip), "%s/package.zip", b->dir);
+    ml_snprintf(b->tree, sizeof(b->tree), "%s/tree", b->dir);
+    ml_snprintf(b->tgz, sizeof(b->tgz), "%s/code.tar.gz", b->dir);
+    return mkdir(b->tree, 0700) == 0 ? ML_OK : ML_ERR;
+}
+
+/* A coarse, bounded label for the rejection metric. */
+static const char *rejection_reason(const char *error)
+{
+    static const struct { const char *needle, *reason; } map[] = {
+        { "escapes", "path_traversal" },      { "'..' component", "path_traversal" },
+        { "absolute path", "absolute_path" }, { "symbolic link", "link" },
+        { "hard link", "link" },              { "links are not supported", "link" },
+        { "device file", "special_file" },    { "socket", "special_file" },
+        { "entries", "too_many_entries" },    { "ratio", "compression_ratio" },
+        { "MiB", "too_large" },               { "not a valid ZIP", "not_zip" },
+    };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(map); i++) {
+        if (strstr(error, map[i].needle))
+            return map[i].reason;
+    }
+    return "other";
+}
+
+/* Uploads the archive and manifest, then records completion. */
+static job_outcome publish(bw_app *app, deps *d, build *b, const extract_result *r)
+{
+    char prefix[160], key[200], mkey[200], sha[CRYPTO_SHA256_HEX_LEN], err[512] = "";
+    int64_t size = 0;
+    cJSON *manifest = NULL;
+    char *mtext = NULL, *files = NULL;
+    job_outcome out = JOB_RETRY;
+    int rc;
+
+    ml_snprintf(prefix, sizeof(prefix), "artifacts/%s/%s/", b->function_id, b->id);
+    ml_snprintf(key, sizeof(key), "%scode.tar.gz", prefix);
+    ml_snprintf(mkey, sizeof(mkey), "%smanifest.json", prefix);
+    if (artifact_pack(b->tree, r, b->tgz, err, sizeof(err)) != ML_OK)
+        return transient(d, b, err);
+    if (s3_put_file(d->s3, key, b->tgz, "application/gzip", sha, &size) != ML_OK)
+        return transient(d, b, s3_error(d->s3));
+    manifest = artifact_manifest(r, key, sha, size);
+    mtext = cJSON_PrintUnformatted(manifest);
+    files = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(manifest, "files"));
+    if (!mtext || !files)
+        goto out;
+    if (s3_put(d->s3, mkey, mtext, strlen(mtext), "application/json") != ML_OK) {
+        out = transient(d, b, s3_error(d->s3));
+        goto out;
+    }
+    rc = finish_completed(app, d, b, files, prefix, sha, size, r->nfiles);
+    if (rc == ML_ERR) {
+        out = transient(d, b, pg_error(d->db));
+        goto out;
+    }
+    out = JOB_ACK;
+    if (rc == ML_OK) {
+        metric_inc(app->m_builds, (const char *[]){ "completed" });
+        ml_log_kv(ML_LOG_INFO, "build completed", "build_id", b->id, "artifact_sha256", sha, NULL);
+    }
+out:
+    free(mtext);
+    free(files);
+    cJSON_Delete(manifest);
+    return out;
+}
+
+/* Everything after the claim. */
+static job_outcome run(bw_app *app, deps *d, build *b)
+{
+    extract_result r = { 0 };
+    char err[512];
+    job_outcome out;
+    int rc;
+
+    if (make_scratch(app, b) != ML_OK)
+        return transient(d, b, "cannot create a scratch directory");
+    rc = s3_get_file(d->s3, b->package_key, b->zip, 50u * 1024 * 1024);
+    if (rc == S3_NOT_FOUND)
+        return failed(app, d, b, "the uploaded package is missing from storage; upload it again");
+    if (rc != ML_OK)
+        return transient(d, b, s3_error(d->s3));
+    if (extract_zip(b->zip, b->tree, &app->limits, &r) != ML_OK) {
+        if (r.rejected)
+            metric_inc(app->m_rejections, (const char *[]){ rejection_reason(r.error) });
+        out = r.rejected ? failed(app, d, b, r.error) : transient(d, b, r.error);
+    } else if (extract_check_handler(&r, b->runtime, b->handler, err, sizeof(err)) != ML_OK) {
+        metric_inc(app->m_rejections, (const char *[]){ "missing_handler" });
+        out = failed(app, d, b, err);
+    } else {
+        out = publish(app, d, b, &r);
+    }
+    extract_result_free(&r);
+    return out;
+}
+
+job_outcome job_handle(bw_app *app, deps *d, const mq_message *m)
+{
+    build b = { 0 };
+    job_outcome out;
+    int rc;
+
+    if (parse_job(m, &b) != ML_OK) {
+        ml_log_kv(ML_LOG_ERROR, "malformed build job dropped", "message_id", m->message_id, NULL);
+        return JOB_DROP;
+    }
+    rc = claim(app, d, &b, m->redelivered);
+    if (rc == 1) {
+        ml_log_kv(ML_LOG_INFO, "build job skipped: already done or in progress", "build_id", b.id, NULL);
+        return JOB_ACK;
+    }
+    if (rc != ML_OK) {
+        ml_log_kv(ML_LOG_WARN, "cannot claim build", "build_id", b.id, "error", pg_error(d->db), NULL);
+        return JOB_RETRY;
+    }
+    b.started_ms = ml_now_ms();
+    out = run(app, d, &b);
+    if (b.dir[0] && extract_rmtree(b.dir) != ML_OK)
+        ml_log_kv(ML_LOG_WARN, "cannot remove scratch directory", "dir", b.dir, NULL);
+    metric_observe(app->m_duration, (const char *[]){ out == JOB_RETRY ? "retry" : "done" },
+                   (double)(ml_now_ms() - b.started_ms) / 1000.0);
+    return out;
+}
+
+job_outcome job_dead_lettered(bw_app *app, deps *d, const mq_message *m)
+{
+    build b = { 0 };
+    const char *p[] = { NULL };
+    PGresult *r;
+    job_outcome out = JOB_RETRY;
+
+    if (parse_job(m, &b) != ML_OK)
+        return JOB_ACK; /* nothing to mark */
+    p[0] = b.id;
+    if (pg_begin(d->db) != ML_OK)
+        return JOB_RETRY;
+    r = pg_query(d->db, "bw_dead",
+                 "UPDATE builds SET status = 'failed', finished_at = now(), started_at ="
+                 " coalesce(started_at, now()), error = 'the build failed ' || attempts ||"
+                 " ' times and was abandoned' || coalesce(': ' || error, '')"
+                 " WHERE id = $1 AND status IN ('queued', 'building') RETURNING error",
+                 1, p);
+    if (r && (PQntuples(r) == 0 ||
+              buildstate_record(d->db, b.id, "failed", pg_get_text(r, 0, 0), app->executor_url,
+                                false) == ML_OK) &&
+        pg_commit(d->db) == ML_OK) {
+        if (PQntuples(r) == 1) {
+            metric_inc(app->m_builds, (const char *[]){ "failed" });
+            ml_log_kv(ML_LOG_WARN, "dead-lettered build marked failed", "build_id", b.id, NULL);
+        }
+        out = JOB_ACK;
+    } else {
+        pg_rollback(d->db);
+    }
+    PQclear(r);
+    return out;
+}
