@@ -56,4 +56,5 @@ run "shared httpd, epoll pool of 1, inline handler" shared 31504 1 /hello
     echo "which also needs a thread per idle keep-alive client); handlers that block run on the"
     echo "worker pool and cost the suspend/resume hop shown in the third row."
 } >"$out"
+/usr/bin/python3 "$root/tests/bench/builds.py" "$root/$build/bin"
 echo "bench: wrote $out"

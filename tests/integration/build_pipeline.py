@@ -76,6 +76,7 @@ def env_for(port_var, port):
               "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK": "true",
               "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "300,300,300,300",
               "MINILAMBDA_INTERNAL_WEBHOOK_SECRET": INTERNAL_SECRET,
+              "MINILAMBDA_BUILD_SWEEP_AFTER_S": "1",
               "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(LOGS, "scratch")})
     return e
 
@@ -173,6 +174,7 @@ def main():
         happy_path(run, hook)
         hostile_packages(run)
         webhook_retries(run, hook)
+        sweeper(run)
         worker_killed(run)
         broker_down(run)
     finally:
@@ -250,6 +252,22 @@ def webhook_retries(run, hook):
     check("a receiver answering 500 twice gets the webhook on the third attempt", first == "500,500,204", first)
     statuses = [json.loads(body)["status"] for _, body in events_for("/flaky")]
     check("order still holds after retries", statuses == ["queued", "building", "completed"], statuses)
+
+
+def sweeper(run):
+    """A build inserted but never published (the master died before the confirm) is found by
+    the sweeper, published, and built."""
+    st, r = create(f"sweep-{run}", PY_OK)
+    wait_build(r["build_id"])
+    bid = str(uuid.uuid4())
+    psql(f"insert into builds (id, function_id, runtime, handler, package_key, package_size, package_sha256,"
+         f" created_at) select '{bid}', function_id, runtime, handler, package_key, package_size, package_sha256,"
+         f" now() - interval '1 hour' from builds where id = '{r['build_id']}'")
+    b = wait_build(bid, timeout=60)
+    check("the sweeper publishes a build whose job was never confirmed, and it completes",
+          b["status"] == "completed", b)
+    check("the swept build is marked published",
+          psql(f"select published_at is not null from builds where id = '{bid}'") == "t")
 
 
 def worker_killed(run):
