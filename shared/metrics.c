@@ -364,6 +364,20 @@ int metrics_add_collector(metrics_registry *reg, metrics_collect_fn fn, void *ud
     return rc;
 }
 
+void metrics_remove_collector(metrics_registry *reg, metrics_collect_fn fn, void *ud)
+{
+    pthread_mutex_lock(&reg->lock);
+    for (size_t i = 0; i < reg->ncollectors; i++) {
+        if (reg->collectors[i] == fn && reg->collector_ud[i] == ud) {
+            reg->ncollectors--;
+            reg->collectors[i] = reg->collectors[reg->ncollectors];
+            reg->collector_ud[i] = reg->collector_ud[reg->ncollectors];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&reg->lock);
+}
+
 /* ---- exposition ---- */
 
 static int put_escaped(ml_buf *out, const char *s, int help)
@@ -464,12 +478,12 @@ int metrics_render(metrics_registry *reg, ml_buf *out)
     size_t n;
     int rc = ML_OK;
 
+    /* collectors run under the registry lock, so one being removed is never half-called;
+     * they may update metrics (family locks) but must not register new families */
     pthread_mutex_lock(&reg->lock);
     n = reg->ncollectors;
-    pthread_mutex_unlock(&reg->lock);
     for (size_t i = 0; i < n; i++)
         reg->collectors[i](reg, reg->collector_ud[i]);
-    pthread_mutex_lock(&reg->lock);
     m = reg->head;
     pthread_mutex_unlock(&reg->lock);
     /* Families are only ever appended, so walking the list without the registry lock is safe. */

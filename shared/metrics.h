@@ -37,9 +37,13 @@ void metric_observe(metric *m, const char *const *values, double v);
 /* Current value of a counter/gauge series, or a histogram's count (0 if absent). For tests. */
 double metric_value(metric *m, const char *const *values);
 
-/* A collector runs before each render (e.g. to refresh gauges from live state). */
+/* A collector runs before each render (e.g. to refresh gauges from live state), under the
+ * registry lock: it may set metrics but must not create families. */
 typedef void (*metrics_collect_fn)(metrics_registry *reg, void *ud);
 int metrics_add_collector(metrics_registry *reg, metrics_collect_fn fn, void *ud);
+
+/* Unregisters a collector (before freeing what ud points to). */
+void metrics_remove_collector(metrics_registry *reg, metrics_collect_fn fn, void *ud);
 
 /* Registers the standard process_* metrics (CPU, RSS, fds, threads, start time). */
 int metrics_register_process(metrics_registry *reg);

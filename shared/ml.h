@@ -33,6 +33,10 @@ void ml_uuid(char out[ML_UUID_LEN]);
 /* ML_OK if s is a canonical UUID string. */
 int ml_uuid_valid(const char *s);
 
+/* Removes dir and everything below it without following symlinks or crossing mounts;
+ * a missing dir is ML_OK. */
+int ml_rmtree(const char *dir);
+
 /* Milliseconds of sleep that honour EINTR. */
 void ml_sleep_ms(int64_t ms);
 

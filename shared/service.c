@@ -44,8 +44,14 @@ static void add_common_vars(svc *s, const char *port_var, const char *default_po
         { "MINILAMBDA_STARTUP_TIMEOUT_S", CFG_INT, "120", 1, 3600, NULL, "how long to wait for dependencies at start-up before giving up", &s->startup_timeout_s, false },
     };
 
-    for (size_t i = 0; i < ML_ARRAY_LEN(common) && s->nvars < SVC_MAX_CONFIG; i++)
-        s->vars[s->nvars++] = common[i];
+    /* a service may declare a common variable itself, to give it another default */
+    for (size_t i = 0; i < ML_ARRAY_LEN(common) && s->nvars < SVC_MAX_CONFIG; i++) {
+        bool declared = false;
+        for (size_t k = 0; k < s->nvars && !declared; k++)
+            declared = strcmp(s->vars[k].name, common[i].name) == 0;
+        if (!declared)
+            s->vars[s->nvars++] = common[i];
+    }
 }
 
 /* Lets the gateway and executor hold thousands of connections. */

@@ -2,11 +2,14 @@
 #include "ml.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 #include <uuid.h>
 
 static int64_t clock_ms(clockid_t id)
@@ -84,4 +87,21 @@ void ml_sleep_ms(int64_t ms)
 
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return (flag == FTW_DP || flag == FTW_DNR) ? rmdir(path) : unlink(path);
+}
+
+int ml_rmtree(const char *dir)
+{
+    struct stat st;
+
+    if (lstat(dir, &st) != 0)
+        return errno == ENOENT ? ML_OK : ML_ERR;
+    /* FTW_PHYS: never follow a link out of the tree; FTW_MOUNT: never cross into a mount */
+    return nftw(dir, rm_entry, 16, FTW_PHYS | FTW_DEPTH | FTW_MOUNT) == 0 ? ML_OK : ML_ERR;
 }

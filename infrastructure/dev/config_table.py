@@ -14,13 +14,18 @@ for d in DAEMONS:
                          text=True, check=True).stdout
     for line in out.splitlines()[2:]:
         name, default, meaning = [c.strip() for c in line.strip().strip("|").split("|")]
-        rows.setdefault(name, [default, meaning, []])[2].append(d)
+        row = rows.setdefault(name, [default, meaning, [], {}])
+        row[2].append(d)
+        if default != row[0]:
+            row[3][d] = default
 common = [k for k, v in rows.items() if len(v[2]) == len(DAEMONS)]
 ordered = common + sorted(k for k in rows if k not in common)
 lines = ["| variable | default | used by | meaning |", "|---|---|---|---|"]
 for k in ordered:
-    default, meaning, used = rows[k]
+    default, meaning, used, other = rows[k]
     who = "all" if len(used) == len(DAEMONS) else ", ".join(used)
+    if other:
+        default += " (" + ", ".join(f"{d}: {v}" for d, v in other.items()) + ")"
     lines.append(f"| {k} | {default} | {who} | {meaning} |")
 readme = os.path.join(root, "README.md")
 text = open(readme).read()

@@ -25,7 +25,7 @@
 /* Read chunk; also large enough for the ZIP tail (22-byte EOCD + 65535-byte comment). */
 #define CHUNK (128 * 1024)
 /* Longest accepted entry name: keeps dest_dir + name well below PATH_MAX for path-based
- * consumers (nftw in extract_rmtree, the artifact uploader). */
+ * consumers (nftw in ml_rmtree, the artifact uploader). */
 #define MAX_NAME 1024
 /* Room for a quoted entry name inside a message. */
 #define QUOTED 200
@@ -755,18 +755,3 @@ void extract_result_free(extract_result *r)
     memset(r, 0, sizeof(*r));
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return (flag == FTW_DP || flag == FTW_DNR) ? rmdir(path) : unlink(path);
-}
-
-int extract_rmtree(const char *dir)
-{
-    struct stat st;
-
-    if (lstat(dir, &st) != 0)
-        return errno == ENOENT ? ML_OK : ML_ERR;
-    return nftw(dir, rm_entry, 16, FTW_PHYS | FTW_DEPTH | FTW_MOUNT) == 0 ? ML_OK : ML_ERR;
-}

@@ -106,9 +106,5 @@ int extract_check_handler(const extract_result *r, const char *runtime, const ch
 /* Frees everything r owns and zeroes it. Safe on a zeroed or already-freed result. */
 void extract_result_free(extract_result *r);
 
-/* Removes dir and everything below it without following symbolic links (nftw with
- * FTW_PHYS | FTW_DEPTH | FTW_MOUNT). ML_OK if dir is gone (or never existed); ML_ERR with
- * errno set if something could not be removed. */
-int extract_rmtree(const char *dir);
 
 #endif

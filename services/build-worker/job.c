@@ -279,7 +279,7 @@ job_outcome job_handle(bw_app *app, deps *d, const mq_message *m)
     }
     b.started_ms = ml_now_ms();
     out = run(app, d, &b);
-    if (b.dir[0] && extract_rmtree(b.dir) != ML_OK)
+    if (b.dir[0] && ml_rmtree(b.dir) != ML_OK)
         ml_log_kv(ML_LOG_WARN, "cannot remove scratch directory", "dir", b.dir, NULL);
     metric_observe(app->m_duration, (const char *[]){ out == JOB_RETRY ? "retry" : "done" },
                    (double)(ml_now_ms() - b.started_ms) / 1000.0);

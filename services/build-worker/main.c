@@ -72,7 +72,7 @@ static int prepare_scratch(void)
                 kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
                 ml_snprintf(path, sizeof(path), "%s/%s", app.scratch_dir, e->d_name) == ML_OK) {
                 ml_log_kv(ML_LOG_INFO, "removing a dead worker's scratch directory", "dir", path, NULL);
-                extract_rmtree(path);
+                ml_rmtree(path);
             }
         }
         closedir(dir);

@@ -1,80 +1,94 @@
-/* gateway — the public door: auth, rate limits, routing (see API.md). */
+/* gateway — the public door: auth, rate limits, routing, upstream health (see API.md and
+ * docs/gateway.md). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "checks.h"
 #include "deps.h"
+#include "gateway.h"
 #include "log.h"
 #include "service.h"
 #include "token.h"
 
-#define MAX_UPSTREAMS 16
+static gw_settings cfg;
+static deps_config dcfg;
+static gw_app app;
 
-typedef struct gw_config {
-    deps_config deps;
-    const char *jwt_secret, *build_master_urls, *executor_urls;
-} gw_config;
+#define INT_VAR(name, def, min, max, help, dest) \
+    (cfg_var){ name, CFG_INT, def, min, max, NULL, help, dest, false }
 
-static gw_config cfg;
-static check_http_target upstreams[MAX_UPSTREAMS];
-static size_t nupstreams;
-
-/* One optional health check per upstream instance in a comma-separated URL list: the
- * gateway itself stays up (answering 503 for that service) when an upstream is down. */
-static int add_upstream_checks(svc *s, const char *service, const char *list)
+static size_t gateway_vars(cfg_var *v)
 {
-    char *copy = strdup(list), *save = NULL;
+    size_t n = deps_cfg_vars(&dcfg, DEPS_REDIS, v, 4);
 
-    if (!copy)
-        return ML_ERR;
-    for (char *url = strtok_r(copy, ",", &save); url; url = strtok_r(NULL, ",", &save)) {
-        ml_buf name = { 0 };
-        check_http_target *t = &upstreams[nupstreams];
-
-        if (nupstreams == MAX_UPSTREAMS || ml_buf_printf(&name, "%s@%s", service, url) != ML_OK)
-            goto fail;
-        t->base_url = strdup(url);
-        t->client = httpc_new();
-        if (!t->base_url || !t->client ||
-            health_add(&s->health, ml_buf_steal(&name, NULL), check_http, t, false) != ML_OK)
-            goto fail;
-        nupstreams++;
-    }
-    free(copy);
-    return ML_OK;
-fail:
-    free(copy);
-    return ML_ERR;
+    v[n++] = (cfg_var){ "MINILAMBDA_JWT_SECRET", CFG_STR, NULL, 0, 0, NULL,
+                        "HS256 secret that signs client JWTs", &cfg.jwt_secret, true };
+    v[n++] = INT_VAR("MINILAMBDA_JWT_LEEWAY_S", "30", 0, 300, "clock skew allowed on a token's exp and nbf (seconds)", &cfg.jwt_leeway_s);
+    v[n++] = (cfg_var){ "MINILAMBDA_BUILD_MASTER_URLS", CFG_STR, "http://127.0.0.1:8082", 0, 0,
+                        NULL, "comma-separated build-master base URLs", &cfg.build_master_urls, false };
+    v[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_URLS", CFG_STR, "http://127.0.0.1:8081", 0, 0,
+                        NULL, "comma-separated lambda-executor base URLs", &cfg.executor_urls, false };
+    v[n++] = INT_VAR("MINILAMBDA_DEFAULT_RATE_LIMIT_RPS", "100", 1, 1000000, "invocations per second per function without its own rate_limit", &cfg.default_rps);
+    v[n++] = INT_VAR("MINILAMBDA_DEFAULT_RATE_LIMIT_BURST", "100", 1, 1000000, "burst per function without its own rate_limit", &cfg.default_burst);
+    v[n++] = INT_VAR("MINILAMBDA_BUILD_RATE_LIMIT_PER_MIN", "30", 1, 100000, "build submissions (POST /functions, PUT code) per minute per token subject", &cfg.build_per_minute);
+    v[n++] = INT_VAR("MINILAMBDA_BUILD_RATE_LIMIT_BURST", "10", 1, 100000, "burst of build submissions per token subject", &cfg.build_burst);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_REDIS_TIMEOUT_MS", "100", 10, 10000, "Redis connect/command timeout for rate limiting before falling back to memory", &cfg.redis_timeout_ms);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_FN_CACHE_TTL_MS", "5000", 100, 600000, "how long a function's timeout_s and rate_limit are cached", &cfg.fn_cache_ttl_ms);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_UPSTREAM_TIMEOUT_S", "60", 1, 3600, "upstream timeout of non-invoke routes (seconds)", &cfg.upstream_timeout_s);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_INVOKE_TIMEOUT_MARGIN_S", "10", 0, 600, "invoke routes wait the function's timeout_s plus this (seconds)", &cfg.invoke_margin_s);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_CONNECT_TIMEOUT_MS", "1000", 10, 60000, "upstream connect timeout (ms)", &cfg.connect_timeout_ms);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_MAX_RESPONSE_BYTES", "8388608", 1024, 268435456, "largest upstream response body relayed", &cfg.max_response_bytes);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_HEALTH_INTERVAL_MS", "2000", 100, 60000, "interval of active upstream health checks (GET /health)", &cfg.health_interval_ms);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_FAILURES", "5", 1, 1000, "consecutive failures that open an instance's circuit breaker", &cfg.breaker_failures);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_OPEN_MS", "5000", 100, 600000, "how long an open breaker refuses traffic before half-open probes", &cfg.breaker_open_ms);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_PROBES", "2", 1, 100, "half-open: concurrent probes, and successes needed to close", &cfg.breaker_probes);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_PROXY_THREADS", "1", 1, 64, "upstream event-loop threads (curl multi)", &cfg.proxy_threads);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_KEEPALIVE_CONNECTIONS", "1024", 1, 100000, "idle keep-alive upstream connections kept per proxy thread", &cfg.keepalive_conns);
+    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_METRIC_MAX_FUNCTIONS", "100", 1, 2000, "distinct function labels in gateway metrics (the rest: other)", &cfg.metric_max_functions);
+    v[n++] = (cfg_var){ "MINILAMBDA_AWS_ACCESS_KEY", CFG_STR, "", 0, 0, NULL,
+                        "access key id accepted with SigV4 on the AWS Invoke API (empty: Bearer only)",
+                        &cfg.aws_access_key, false };
+    v[n++] = (cfg_var){ "MINILAMBDA_AWS_SECRET_KEY", CFG_STR, "", 0, 0, NULL,
+                        "secret key of MINILAMBDA_AWS_ACCESS_KEY", &cfg.aws_secret_key, true };
+    return n;
 }
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[8];
+    cfg_var vars[32];
+    httpd_route routes[GW_MAX_ROUTES];
     size_t n;
     svc s;
     deps d = { 0 };
+    char err[256];
     int rc = 1;
 
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return token_main(argc, argv);
-    n = deps_cfg_vars(&cfg.deps, DEPS_REDIS, vars, ML_ARRAY_LEN(vars));
-    vars[n++] = (cfg_var){ "MINILAMBDA_JWT_SECRET", CFG_STR, NULL, 0, 0, NULL,
-                           "HS256 secret that signs client JWTs", &cfg.jwt_secret, true };
-    vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_MASTER_URLS", CFG_STR, "http://127.0.0.1:8082", 0, 0,
-                           NULL, "comma-separated build-master base URLs", &cfg.build_master_urls, false };
-    vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_URLS", CFG_STR, "http://127.0.0.1:8081", 0, 0,
-                           NULL, "comma-separated lambda-executor base URLs", &cfg.executor_urls, false };
+    n = gateway_vars(vars);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "gateway", "MINILAMBDA_GATEWAY_PORT", "8080", vars, n, argc, argv) != ML_OK)
         return 1;
-    if (deps_open(&d, &cfg.deps, DEPS_REDIS, NULL, true, &s) != ML_OK ||
-        add_upstream_checks(&s, "build-master", cfg.build_master_urls) != ML_OK ||
-        add_upstream_checks(&s, "lambda-executor", cfg.executor_urls) != ML_OK ||
-        svc_serve(&s, NULL, 0) != ML_OK)
+    cfg.redis_url = dcfg.redis_url;
+    if (gw_app_init(&app, &cfg, s.metrics, err, sizeof(err)) != ML_OK) {
+        ml_log_error("gateway: %s", err);
         goto out;
-    rc = 0;
+    }
+    /* upstreams and Redis only degrade the gateway: it keeps answering (503/fallback) */
+    if (health_add(&s.health, "build-master", gw_app_check_pool, &app.pools[GW_SVC_BUILD_MASTER], false) != ML_OK ||
+        health_add(&s.health, "lambda-executor", gw_app_check_pool, &app.pools[GW_SVC_EXECUTOR], false) != ML_OK ||
+        deps_open(&d, &dcfg, DEPS_REDIS, NULL, true, &s) != ML_OK)
+        goto out;
+    if (gw_app_start(&app, err, sizeof(err)) != ML_OK) {
+        ml_log_error("gateway: %s", err);
+        goto out;
+    }
+    rc = svc_serve(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) == ML_OK ? 0 : 1;
 out:
+    /* after svc_serve the HTTP server has drained: no handler can queue a transfer any more */
+    gw_app_stop(&app);
+    gw_app_free(&app);
     deps_close(&d);
     svc_free(&s);
+    httpc_global_cleanup();
     return rc;
 }

@@ -1,17 +1,107 @@
 /* lambda-executor — function registry, sandboxed warm pools, invocations, audit log
  * (see API.md). */
-#include "deps.h"
+#include <stdio.h>
+#include <string.h>
+
+#include "invoke.h"
 #include "log.h"
 #include "service.h"
 
-#define NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
+#define MAX_ROUTES 16
+
+static ex_app app;
+
+deps *ex_deps(ex_app *a)
+{
+    return deps_thread(&a->deps, EX_NEED, NULL, "lambda-executor");
+}
+
+static pg_conn *thread_db(void *ud)
+{
+    deps *d = ex_deps(ud);
+    return d ? d->db : NULL;
+}
+
+static size_t executor_vars(svc *s, cfg_var *vars, size_t max)
+{
+    size_t n = deps_cfg_vars(&app.deps, EX_NEED, vars, max);
+    const cfg_var own[] = {
+        { "MINILAMBDA_ARTIFACT_CACHE_DIR", CFG_STR, "/tmp/minilambda-artifacts", 0, 0, NULL,
+          "where the executor keeps unpacked function code, one directory per artifact sha256", &app.artifact_dir, false },
+        { "MINILAMBDA_RUNTIMES_DIR", CFG_STR, "services/lambda-executor/runtimes", 0, 0, NULL,
+          "the runtime bootstraps (python3/bootstrap.py, nodejs/bootstrap.js)", &app.runtimes_dir, false },
+        { "MINILAMBDA_POOL_IDLE_TTL_S", CFG_INT, "300", 1, 86400, NULL,
+          "idle sandboxed instances are stopped after this long", &app.idle_ttl_s, false },
+        { "MINILAMBDA_POOL_MAX_INSTANCES", CFG_INT, "256", 1, 100000, NULL,
+          "sandboxed instances on this executor, all functions together", &app.max_instances, false },
+        { "MINILAMBDA_POOL_QUEUE_WAIT_MS", CFG_INT, "100", 0, 60000, NULL,
+          "how long an invocation waits for a busy function's instance before 429", &app.queue_wait_ms, false },
+        { "MINILAMBDA_FUNCTION_PIDS_MAX", CFG_INT, "64", 4, 4096, NULL,
+          "processes and threads one function instance may have", &app.pids_max, false },
+        { "MINILAMBDA_FUNCTION_NETWORK", CFG_BOOL, "false", 0, 0, NULL,
+          "give functions network access (default: an empty network namespace)", &app.network, false },
+        /* each in-flight invocation holds a worker thread while it waits for its sandbox */
+        { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "512", 1, 4096, NULL,
+          "worker threads for HTTP handlers that block (database, S3, waiting on a sandbox)", &s->http_workers, false },
+    };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(own) && n < max; i++)
+        vars[n++] = own[i];
+    n += registry_cfg_vars(&app.registry_cfg, vars + n, max - n);
+    n += audit_cfg_vars(&app.audit_cfg, vars + n, max - n);
+    return n;
+}
+
+static void register_metrics(metrics_registry *reg)
+{
+    app.m_invocations = metrics_counter(reg, "minilambda_invocations_total",
+                                        "Invocations by function, trigger and outcome.",
+                                        "function,trigger,status");
+    app.m_duration = metrics_histogram(reg, "minilambda_invocation_duration_seconds",
+                                       "Handler run time per invocation.", "function", NULL, 0);
+    app.m_starts = metrics_counter(reg, "minilambda_invocation_starts_total",
+                                   "Invocations served by a new (cold) or reused (warm) instance.",
+                                   "function,kind");
+}
+
+/* Everything but the HTTP server; ML_ERR logged. */
+static int start_parts(svc *s)
+{
+    char err[512], report[512];
+    pool_config pc = { .idle_ttl_ms = app.idle_ttl_s * 1000, .max_instances = app.max_instances,
+                       .metrics = s->metrics };
+
+    app.registry_cfg.redis_url = app.deps.redis_url;
+    app.registry_cfg.thread_db = thread_db;
+    app.registry_cfg.thread_db_ud = &app;
+    app.audit_cfg.db_url = app.deps.lambda_db_url;
+    app.audit_cfg.statement_timeout_ms = app.deps.db_statement_timeout_ms;
+    app.audit_cfg.thread_db = thread_db;
+    app.audit_cfg.thread_db_ud = &app;
+    if (sandbox_init("minilambda", report, sizeof(report)) != ML_OK) {
+        ml_log_error("sandbox unavailable: %s", report);
+        return ML_ERR;
+    }
+    ml_log_info("sandbox: %s", report);
+    if (artifacts_init(&app.artifacts, app.artifact_dir) != ML_OK) {
+        ml_log_error("cannot use artifact cache %s", app.artifact_dir);
+        return ML_ERR;
+    }
+    if (!(app.registry = registry_new(&app.registry_cfg, s, err, sizeof(err))) ||
+        !(app.audit = audit_start(&app.audit_cfg, s, err, sizeof(err))) ||
+        !(app.pool = pool_new(&pc))) {
+        ml_log_error("cannot start the executor: %s", err);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
 
 int main(int argc, char **argv)
 {
-    static deps_config cfg;
-    cfg_var vars[16];
-    size_t n = deps_cfg_vars(&cfg, NEED, vars, ML_ARRAY_LEN(vars));
+    cfg_var vars[SVC_MAX_CONFIG];
+    httpd_route routes[MAX_ROUTES];
     svc s;
+    size_t n = executor_vars(&s, vars, ML_ARRAY_LEN(vars)), nroutes = 0;
     deps d = { 0 };
     int rc = 1;
 
@@ -19,11 +109,18 @@ int main(int argc, char **argv)
         svc_init(&s, "lambda-executor", "MINILAMBDA_EXECUTOR_PORT", "8081", vars, n, argc,
                  argv) != ML_OK)
         return 1;
+    register_metrics(s.metrics);
     /* Redis is a cache here: warm functions keep serving without it. */
-    if (deps_open(&d, &cfg, NEED, NULL, true, &s) != ML_OK || svc_serve(&s, NULL, 0) != ML_OK)
+    if (deps_open(&d, &app.deps, EX_NEED, NULL, true, &s) != ML_OK || start_parts(&s) != ML_OK)
         goto out;
-    rc = 0;
+    nroutes += invoke_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
+    nroutes += registry_routes(app.registry, routes + nroutes, MAX_ROUTES - nroutes);
+    nroutes += audit_routes(app.audit, routes + nroutes, MAX_ROUTES - nroutes);
+    rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
 out:
+    pool_free(app.pool);
+    audit_stop(app.audit);     /* flushes every queued audit row */
+    registry_free(app.registry);
     deps_close(&d);
     svc_free(&s);
     return rc;

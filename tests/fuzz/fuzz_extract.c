@@ -7,7 +7,7 @@
  *    wrong size, or an unlisted file), or r.sha256 differs from the hash of extract_manifest();
  *  - a failure has no message, or a message with a control character (it is shown to users
  *    and stored in JSON);
- *  - extract_rmtree cannot remove the tree. */
+ *  - ml_rmtree cannot remove the tree. */
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
@@ -33,7 +33,7 @@ static char base[256], zip[300], level[3][300], dest[320];
 
 static void cleanup(void)
 {
-    extract_rmtree(base);
+    ml_rmtree(base);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -142,6 +142,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     expect_only(level[1], "c", NULL);
     expect_only(level[2], "dest", NULL);
     extract_result_free(&r);
-    CHECK(extract_rmtree(dest) == ML_OK);
+    CHECK(ml_rmtree(dest) == ML_OK);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* test_extract.c — safe ZIP extraction: hostile packages are refused with a user-facing message
  * and nothing appears outside the scratch directory; valid packages unpack with the right
- * manifest; handler checks per runtime; extract_rmtree never follows links.
+ * manifest; handler checks per runtime; ml_rmtree never follows links.
  *
  * Packages are built here: with libarchive's writer where it can express the case (deflate,
  * symlinks, encryption, a 300 MiB bomb) and with a tiny raw "stored" ZIP writer for what it
@@ -89,8 +89,8 @@ static int teardown(void **state)
 
     save_seed(f);
     extract_result_free(&f->res);
-    assert_int_equal(extract_rmtree(f->parent), ML_OK);
-    assert_int_equal(extract_rmtree(f->zipdir), ML_OK);
+    assert_int_equal(ml_rmtree(f->parent), ML_OK);
+    assert_int_equal(ml_rmtree(f->zipdir), ML_OK);
     free(f);
     return 0;
 }
@@ -119,7 +119,7 @@ static void list_dir(const char *dir, char *out, size_t len)
 static void reset_dest(fixture *f)
 {
     extract_result_free(&f->res);
-    assert_int_equal(extract_rmtree(f->dest), ML_OK);
+    assert_int_equal(ml_rmtree(f->dest), ML_OK);
     assert_int_equal(mkdir(f->dest, 0755), 0);
 }
 
@@ -1025,7 +1025,7 @@ static void *worker_main(void *arg)
             !strcmp(r.files[1].path, "\xe6\x97\xa5.py"))
             w->ok++;
         extract_result_free(&r);
-        if (extract_rmtree(w->dest) != ML_OK)
+        if (ml_rmtree(w->dest) != ML_OK)
             break;
     }
     return NULL;
@@ -1053,7 +1053,7 @@ static void test_concurrent_extractions(void **state)
     }
 }
 
-/* ---- extract_rmtree ---- */
+/* ---- ml_rmtree ---- */
 
 static void test_rmtree_does_not_follow_symlinks(void **state)
 {
@@ -1075,15 +1075,15 @@ static void test_rmtree_does_not_follow_symlinks(void **state)
     snprintf(path, sizeof(path), "%s/a/file", f->dest);
     write_bytes(path, "x", 1);
 
-    assert_int_equal(extract_rmtree(f->dest), ML_OK);
+    assert_int_equal(ml_rmtree(f->dest), ML_OK);
     assert_int_equal(access(f->dest, F_OK), -1);
     assert_int_equal(access(keep, F_OK), 0);
-    assert_int_equal(extract_rmtree(f->dest), ML_OK); /* already gone */
+    assert_int_equal(ml_rmtree(f->dest), ML_OK); /* already gone */
 
     /* A top-level symlink is removed itself, not its target. */
     snprintf(path, sizeof(path), "%s/toplink", f->zipdir);
     assert_int_equal(symlink(outside, path), 0);
-    assert_int_equal(extract_rmtree(path), ML_OK);
+    assert_int_equal(ml_rmtree(path), ML_OK);
     assert_int_equal(access(keep, F_OK), 0);
     assert_int_equal(mkdir(f->dest, 0755), 0);
 }

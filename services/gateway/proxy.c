@@ -1,0 +1,492 @@
+/* proxy.c — curl multi + epoll event loops for upstream transfers (see proxy.h). */
+#include "proxy.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "headers.h"
+#include "log.h"
+
+#define MAX_EVENTS 256
+#define MAX_FREE_EASY 256
+#define MAX_RESP_HEADER_BYTES (64u * 1024u)
+
+typedef struct loop {
+    pthread_t thread;
+    bool inited, started;
+    CURLM *multi;
+    int epfd, evfd;
+    int64_t deadline_ms;         /* curl's timer; -1 = none. Loop thread only. */
+    pthread_mutex_t lock;        /* guards queue and stopping */
+    gw_xfer *queue_head, *queue_tail;
+    bool stopping;
+    gw_xfer *active;             /* transfers in the multi handle (loop thread only) */
+    CURL *free_easy[MAX_FREE_EASY];
+    size_t nfree;
+} loop;
+
+struct gw_proxy {
+    loop *loops;
+    unsigned n;
+    atomic_uint rr;
+};
+
+bool gw_xfer_upstream_ok(gw_xfer_result r, long status, bool function_error)
+{
+    if (r != GW_XFER_OK)
+        return r == GW_XFER_TOO_LARGE || r == GW_XFER_SHUTDOWN; /* not the instance's fault */
+    return status < 500 || function_error;
+}
+
+gw_xfer *gw_xfer_new(void)
+{
+    return calloc(1, sizeof(gw_xfer));
+}
+
+void gw_xfer_free(gw_xfer *x)
+{
+    if (!x)
+        return;
+    free(x->path);
+    curl_slist_free_all(x->headers);
+    ml_buf_free(&x->resp_headers);
+    ml_buf_free(&x->resp_body);
+    free(x);
+}
+
+/* ---- curl callbacks ---- */
+
+static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    gw_xfer *x = ud;
+    size_t n = size * nmemb;
+
+    if (ml_buf_append(&x->resp_body, ptr, n) != ML_OK) {
+        x->too_large = true;
+        return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
+{
+    gw_xfer *x = ud;
+    size_t n = size * nmemb;
+
+    if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
+        ml_buf_reset(&x->resp_headers); /* a new (final or interim 1xx) response begins */
+        return n;
+    }
+    return gw_hdr_capture_line(&x->resp_headers, ptr, n) == ML_OK ? n : 0;
+}
+
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    loop *l = userp;
+    struct epoll_event ev = { 0 };
+
+    ML_UNUSED(e);
+    ML_UNUSED(socketp);
+    if (what == CURL_POLL_REMOVE) {
+        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+        return 0;
+    }
+    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    ev.data.fd = s;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT &&
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0)
+        ml_log_warn("proxy: epoll_ctl(ADD, %d): %s", (int)s, strerror(errno));
+    return 0;
+}
+
+static int on_timer(CURLM *m, long timeout_ms, void *userp)
+{
+    loop *l = userp;
+
+    ML_UNUSED(m);
+    l->deadline_ms = timeout_ms < 0 ? -1 : ml_now_ms() + timeout_ms;
+    return 0;
+}
+
+/* ---- transfers ---- */
+
+static void active_add(loop *l, gw_xfer *x)
+{
+    x->next = l->active;
+    l->active = x;
+}
+
+static void active_remove(loop *l, gw_xfer *x)
+{
+    for (gw_xfer **pp = &l->active; *pp; pp = &(*pp)->next) {
+        if (*pp == x) {
+            *pp = x->next;
+            x->next = NULL;
+            return;
+        }
+    }
+}
+
+static CURL *easy_get(loop *l)
+{
+    return l->nfree ? l->free_easy[--l->nfree] : curl_easy_init();
+}
+
+static void easy_put(loop *l, CURL *e)
+{
+    if (l->nfree < MAX_FREE_EASY) {
+        curl_easy_reset(e);
+        l->free_easy[l->nfree++] = e;
+    } else {
+        curl_easy_cleanup(e);
+    }
+}
+
+static int set_method(CURL *e, const gw_xfer *x)
+{
+    CURLcode rc = CURLE_OK;
+
+    if (strcmp(x->method, "GET") == 0)
+        return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK ? ML_OK : ML_ERR;
+    if (strcmp(x->method, "POST") != 0)
+        rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, x->body ? x->body : "");
+    return rc == CURLE_OK ? ML_OK : ML_ERR;
+}
+
+/* Points the easy handle at x's current instance. */
+static int configure(CURL *e, gw_xfer *x)
+{
+    ml_buf url = { 0 };
+    int rc = ML_ERR;
+
+    if (ml_buf_printf(&url, "%s%s", x->inst->base_url, x->path) != ML_OK)
+        goto out;
+    if (curl_easy_setopt(e, CURLOPT_URL, url.data) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->error) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms) != CURLE_OK ||
+        set_method(e, x) != ML_OK)
+        goto out;
+    rc = ML_OK;
+out:
+    ml_buf_free(&url);
+    return rc;
+}
+
+static void finish(loop *l, gw_xfer *x, gw_xfer_result result)
+{
+    x->result = result;
+    if (x->easy) {
+        easy_put(l, x->easy);
+        x->easy = NULL;
+    }
+    x->done(x);
+}
+
+/* Starts (or restarts, after a failed connect) x on its instance. */
+static void start(loop *l, gw_xfer *x)
+{
+    x->attempts++;
+    x->error[0] = '\0';
+    x->too_large = false;
+    x->status = 0;
+    ml_buf_free(&x->resp_headers);
+    ml_buf_free(&x->resp_body);
+    ml_buf_init(&x->resp_headers, MAX_RESP_HEADER_BYTES);
+    ml_buf_init(&x->resp_body, x->max_response);
+    if (!x->easy)
+        x->easy = easy_get(l);
+    if (!x->easy || configure(x->easy, x) != ML_OK ||
+        curl_multi_add_handle(l->multi, x->easy) != CURLM_OK) {
+        ml_strlcpy(x->error, "cannot set up the upstream request", sizeof(x->error));
+        gw_pool_report(x->inst, x->admit, true, ml_now_ms()); /* not the instance's fault */
+        finish(l, x, GW_XFER_TRANSPORT);
+        return;
+    }
+    active_add(l, x);
+}
+
+static gw_xfer_result classify(gw_xfer *x, CURLcode code, bool *request_sent)
+{
+    curl_off_t sent = 0;
+
+    curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    *request_sent = sent > 0;
+    if (code == CURLE_OK) {
+        curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);
+        return GW_XFER_OK;
+    }
+    if (code == CURLE_WRITE_ERROR && x->too_large)
+        return GW_XFER_TOO_LARGE;
+    if (!*request_sent && (code == CURLE_COULDNT_CONNECT || code == CURLE_OPERATION_TIMEDOUT ||
+                           code == CURLE_COULDNT_RESOLVE_HOST))
+        return GW_XFER_CONNECT;
+    return code == CURLE_OPERATION_TIMEDOUT ? GW_XFER_TIMEOUT : GW_XFER_TRANSPORT;
+}
+
+/* A transfer left the multi handle: retry a failed connect elsewhere, or complete it. */
+static void on_done(loop *l, CURL *e, CURLcode code)
+{
+    gw_xfer *x = NULL;
+    gw_xfer_result r;
+    bool sent, fn_error;
+    int64_t now = ml_now_ms();
+
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
+    curl_multi_remove_handle(l->multi, e);
+    active_remove(l, x);
+    r = classify(x, code, &sent);
+    fn_error = r == GW_XFER_OK && gw_hdr_pairs_get(&x->resp_headers, "X-Function-Error") != NULL;
+    gw_pool_report(x->inst, x->admit, gw_xfer_upstream_ok(r, x->status, fn_error), now);
+    if (r == GW_XFER_CONNECT && (size_t)x->attempts < x->pool->n) {
+        /* nothing reached the upstream, so another instance may safely take it */
+        gw_instance *next = gw_pool_pick(x->pool, x->inst, now, &x->admit);
+        if (next) {
+            ml_log_warn("proxy: %s unreachable (%s), retrying on %s", x->inst->base_url,
+                        x->error, next->base_url);
+            x->inst = next;
+            start(l, x);
+            return;
+        }
+    }
+    finish(l, x, r);
+}
+
+static void drain_done(loop *l)
+{
+    CURLMsg *m;
+    int left;
+
+    while ((m = curl_multi_info_read(l->multi, &left))) {
+        if (m->msg == CURLMSG_DONE)
+            on_done(l, m->easy_handle, m->data.result);
+    }
+}
+
+/* Detaches the submitted transfers; *stopping receives the loop's stop flag. */
+static gw_xfer *pop_queue(loop *l, bool *stopping)
+{
+    gw_xfer *q;
+
+    pthread_mutex_lock(&l->lock);
+    q = l->queue_head;
+    l->queue_head = l->queue_tail = NULL;
+    *stopping = l->stopping;
+    pthread_mutex_unlock(&l->lock);
+    return q;
+}
+
+/* Starts the submitted transfers (or ends them when stopping); false once the loop must stop. */
+static bool take_queue(loop *l)
+{
+    uint64_t v;
+    bool stopping;
+    gw_xfer *q;
+
+    if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        ml_log_warn("proxy: eventfd read: %s", strerror(errno));
+    q = pop_queue(l, &stopping);
+    while (q) {
+        gw_xfer *next = q->next;
+        q->next = NULL;
+        if (stopping)
+            finish(l, q, GW_XFER_SHUTDOWN);
+        else
+            start(l, q);
+        q = next;
+    }
+    return !stopping;
+}
+
+static int wait_ms(const loop *l)
+{
+    int64_t left;
+
+    if (l->deadline_ms < 0)
+        return -1;
+    left = l->deadline_ms - ml_now_ms();
+    return left < 0 ? 0 : (left > 60000 ? 60000 : (int)left);
+}
+
+static void *loop_main(void *arg)
+{
+    loop *l = arg;
+    struct epoll_event evs[MAX_EVENTS];
+    int running = 0;
+    bool go = true;
+
+    while (go) {
+        int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms(l));
+
+        for (int i = 0; i < n; i++) {
+            int fd = evs[i].data.fd, flags = 0;
+
+            if (fd == l->evfd) {
+                go = take_queue(l) && go;
+                continue;
+            }
+            flags |= (evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0;
+            flags |= (evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0;
+            flags |= (evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0;
+            curl_multi_socket_action(l->multi, fd, flags, &running);
+        }
+        if (l->deadline_ms >= 0 && ml_now_ms() >= l->deadline_ms) {
+            l->deadline_ms = -1;
+            curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+        drain_done(l);
+    }
+    return NULL;
+}
+
+/* ---- life cycle ---- */
+
+static int loop_init(loop *l, const gw_proxy_config *cfg)
+{
+    struct epoll_event ev = { .events = EPOLLIN };
+
+    l->inited = true;
+    l->deadline_ms = -1;
+    l->epfd = epoll_create1(EPOLL_CLOEXEC);
+    l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    l->multi = curl_multi_init();
+    pthread_mutex_init(&l->lock, NULL);
+    if (l->epfd < 0 || l->evfd < 0 || !l->multi)
+        return ML_ERR;
+    ev.data.fd = l->evfd;
+    if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0 ||
+        curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
+        curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l) != CURLM_OK ||
+        curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer) != CURLM_OK ||
+        curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l) != CURLM_OK ||
+        curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS,
+                          cfg->max_connections > 0 ? cfg->max_connections : 1024L) != CURLM_OK)
+        return ML_ERR;
+    if (pthread_create(&l->thread, NULL, loop_main, l) != 0)
+        return ML_ERR;
+    l->started = true;
+    return ML_OK;
+}
+
+/* After the thread has exited: ends what is left, frees everything. */
+static void loop_free(loop *l)
+{
+    bool stopping;
+    gw_xfer *q;
+
+    if (!l->inited)
+        return;
+    while (l->active) {
+        gw_xfer *x = l->active;
+        curl_multi_remove_handle(l->multi, x->easy);
+        active_remove(l, x);
+        finish(l, x, GW_XFER_SHUTDOWN);
+    }
+    for (q = pop_queue(l, &stopping); q;) {
+        gw_xfer *next = q->next;
+        finish(l, q, GW_XFER_SHUTDOWN);
+        q = next;
+    }
+    while (l->nfree)
+        curl_easy_cleanup(l->free_easy[--l->nfree]);
+    if (l->multi)
+        curl_multi_cleanup(l->multi);
+    if (l->epfd >= 0)
+        close(l->epfd);
+    if (l->evfd >= 0)
+        close(l->evfd);
+    pthread_mutex_destroy(&l->lock);
+}
+
+static void wake(loop *l)
+{
+    uint64_t one = 1;
+
+    if (write(l->evfd, &one, sizeof(one)) < 0)
+        ml_log_warn("proxy: eventfd write: %s", strerror(errno));
+}
+
+gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen)
+{
+    gw_proxy *p = calloc(1, sizeof(*p));
+    gw_proxy_config c = cfg ? *cfg : (gw_proxy_config){ 0 };
+
+    if (!p)
+        goto fail;
+    p->n = c.threads ? c.threads : 1;
+    p->loops = calloc(p->n, sizeof(loop));
+    if (!p->loops)
+        goto fail;
+    for (unsigned i = 0; i < p->n; i++)
+        p->loops[i].epfd = p->loops[i].evfd = -1;
+    for (unsigned i = 0; i < p->n; i++) {
+        if (loop_init(&p->loops[i], &c) != ML_OK) {
+            ml_snprintf(err, errlen, "cannot start proxy loop %u: %s", i, strerror(errno));
+            gw_proxy_stop(p);
+            return NULL;
+        }
+    }
+    return p;
+fail:
+    ml_snprintf(err, errlen, "out of memory");
+    free(p);
+    return NULL;
+}
+
+void gw_proxy_stop(gw_proxy *p)
+{
+    if (!p)
+        return;
+    for (unsigned i = 0; p->loops && i < p->n; i++) {
+        loop *l = &p->loops[i];
+        if (!l->started)
+            continue;
+        pthread_mutex_lock(&l->lock);
+        l->stopping = true;
+        pthread_mutex_unlock(&l->lock);
+        wake(l);
+        pthread_join(l->thread, NULL);
+    }
+    for (unsigned i = 0; p->loops && i < p->n; i++)
+        loop_free(&p->loops[i]);
+    free(p->loops);
+    free(p);
+}
+
+void gw_proxy_submit(gw_proxy *p, gw_xfer *x)
+{
+    loop *l = &p->loops[atomic_fetch_add(&p->rr, 1) % p->n];
+    bool was_empty;
+
+    x->next = NULL;
+    x->started_ms = ml_now_ms();
+    pthread_mutex_lock(&l->lock);
+    was_empty = l->queue_head == NULL;
+    if (l->queue_tail)
+        l->queue_tail->next = x;
+    else
+        l->queue_head = x;
+    l->queue_tail = x;
+    pthread_mutex_unlock(&l->lock);
+    if (was_empty)
+        wake(l);
+}

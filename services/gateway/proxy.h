@@ -1,0 +1,86 @@
+/* proxy.h — upstream transfers driven by libcurl's multi interface on event-loop threads.
+ *
+ * Each loop thread owns one curl multi handle (and so its pool of keep-alive connections to
+ * the upstreams), an epoll set fed by curl's socket callback, and an eventfd through which
+ * other threads hand it transfers. Thousands of transfers wait concurrently on a loop without
+ * a thread each; a slow upstream call costs a socket and a gw_xfer, nothing else.
+ * Threading: gw_proxy_submit is callable from any thread; everything else about a transfer
+ * (curl calls, the completion callback) happens on its loop thread. */
+#ifndef GW_PROXY_H
+#define GW_PROXY_H
+
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "upstream.h"
+
+typedef struct gw_proxy gw_proxy;
+typedef struct gw_xfer gw_xfer;
+
+/* How a transfer ended, for the client's status and the proxy error metric. */
+typedef enum {
+    GW_XFER_OK = 0,        /* a response arrived (any status) */
+    GW_XFER_CONNECT,       /* no instance could be connected to */
+    GW_XFER_TIMEOUT,       /* the upstream did not answer in time */
+    GW_XFER_TOO_LARGE,     /* the response body exceeded max_response */
+    GW_XFER_TRANSPORT,     /* reset, protocol error, ... after the request was sent */
+    GW_XFER_SHUTDOWN,      /* the gateway is stopping */
+} gw_xfer_result;
+
+/* Runs on the loop thread when the transfer is over; owns x from then on. */
+typedef void (*gw_xfer_done_fn)(gw_xfer *x);
+
+/* One upstream exchange. The submitter fills the request part; the proxy the response. */
+struct gw_xfer {
+    /* request */
+    gw_pool *pool;
+    gw_instance *inst;           /* picked by the submitter with gw_pool_pick */
+    gw_admit admit;
+    const char *method;
+    char *path;                  /* owned: "/functions/x/invoke?limit=1", already encoded */
+    struct curl_slist *headers;  /* owned */
+    const char *body;            /* borrowed: must live until done runs */
+    size_t body_len;
+    long timeout_ms, connect_timeout_ms;
+    size_t max_response;
+    gw_xfer_done_fn done;
+    void *ud;
+    /* response */
+    gw_xfer_result result;
+    long status;
+    ml_buf resp_headers;         /* "name\0value\0" pairs of the final response */
+    ml_buf resp_body;
+    char error[CURL_ERROR_SIZE];
+    int attempts;
+    int64_t started_ms;
+    /* private */
+    CURL *easy;
+    gw_xfer *next;
+    bool too_large;
+};
+
+typedef struct gw_proxy_config {
+    unsigned threads;        /* loop threads; 0: 1 */
+    long max_connections;    /* keep-alive cache per loop (CURLMOPT_MAXCONNECTS); 0: 1024 */
+} gw_proxy_config;
+
+/* Starts the loop threads. NULL with a reason in err on failure. */
+gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen);
+/* Stops the loops; transfers still running end with GW_XFER_SHUTDOWN. Frees p. */
+void gw_proxy_stop(gw_proxy *p);
+
+/* Hands x to a loop (round-robin). x->inst must be set. Never blocks. */
+void gw_proxy_submit(gw_proxy *p, gw_xfer *x);
+
+/* New zeroed transfer (calloc); free with gw_xfer_free. */
+gw_xfer *gw_xfer_new(void);
+void gw_xfer_free(gw_xfer *x);
+
+/* Whether the instance should count the exchange as a success: a response that is not a
+ * 5xx of the service's own making (a 5xx carrying X-Function-Error is the function's). */
+bool gw_xfer_upstream_ok(gw_xfer_result r, long status, bool function_error);
+
+#endif

@@ -1,0 +1,106 @@
+/* routes.c — the public route table (API.md). */
+#include "routes.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "httpd.h"
+
+#define BM GW_SVC_BUILD_MASTER
+#define EX GW_SVC_EXECUTOR
+#define R GW_SCOPE_READ
+#define W GW_SCOPE_WRITE
+#define I GW_SCOPE_INVOKE
+
+const gw_route_def gw_routes[] = {
+    /* builds and code uploads: build-master */
+    { "POST", "/functions", BM, W, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
+    { "PUT", "/functions/{fn}/code", BM, W, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
+    { "GET", "/builds/{build_id}", BM, R, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/builds", BM, R, GW_KIND_PLAIN, 0 },
+    /* everything else: lambda-executor */
+    { "GET", "/functions", EX, R, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}", EX, R, GW_KIND_PLAIN, 0 },
+    { "PATCH", "/functions/{fn}", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "DELETE", "/functions/{fn}", EX, W, GW_KIND_PLAIN, 0 },
+    { "POST", "/functions/{fn}/invoke", EX, I, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY },
+    { "GET", "/invocations/{id}", EX, R, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/invocations", EX, R, GW_KIND_PLAIN, 0 },
+    { "POST", "/functions/{fn}/schedules", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "GET", "/functions/{fn}/schedules", EX, R, GW_KIND_PLAIN, 0 },
+    { "DELETE", "/functions/{fn}/schedules/{id}", EX, W, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/dlq", EX, R, GW_KIND_PLAIN, 0 },
+    { "POST", "/dlq/{id}/replay", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "DELETE", "/dlq/{id}", EX, W, GW_KIND_PLAIN, 0 },
+    { "POST", "/2015-03-31/functions/{fn}/invocations", EX, I, GW_KIND_AWS_INVOKE,
+      GW_MAX_INVOKE_BODY },
+};
+const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);
+
+const gw_route_def *gw_route_find(const char *method, const char *path, bool *wrong_method)
+{
+    if (wrong_method)
+        *wrong_method = false;
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        const char *names[HTTPD_MAX_PARAMS];
+        char *values[HTTPD_MAX_PARAMS];
+        size_t n = 0;
+
+        if (httpd_match(gw_routes[i].pattern, path, names, values, &n) != ML_OK)
+            continue;
+        for (size_t k = 0; k < n; k++)
+            free(values[k]);
+        if (strcmp(gw_routes[i].method, method) == 0)
+            return &gw_routes[i];
+        if (wrong_method)
+            *wrong_method = true;
+    }
+    return NULL;
+}
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} scope_names[] = {
+    { "functions:read", GW_SCOPE_READ },
+    { "functions:write", GW_SCOPE_WRITE },
+    { "functions:invoke", GW_SCOPE_INVOKE },
+};
+
+unsigned gw_scopes_parse(const char *claim)
+{
+    unsigned bits = 0;
+    const char *p = claim;
+
+    while (p && *p) {
+        size_t len;
+
+        p += strspn(p, " ");
+        len = strcspn(p, " ");
+        for (size_t i = 0; i < ML_ARRAY_LEN(scope_names); i++) {
+            if (len == strlen(scope_names[i].name) && strncmp(p, scope_names[i].name, len) == 0)
+                bits |= scope_names[i].bit;
+        }
+        p += len;
+    }
+    return bits;
+}
+
+const char *gw_scope_name(unsigned scope)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(scope_names); i++) {
+        if (scope_names[i].bit == scope)
+            return scope_names[i].name;
+    }
+    return "";
+}
+
+const char *gw_service_name(gw_service s)
+{
+    return s == GW_SVC_BUILD_MASTER ? "build-master" : "lambda-executor";
+}
+
+bool gw_route_blocking(const gw_route_def *d)
+{
+    return d->kind != GW_KIND_PLAIN;
+}

@@ -1,0 +1,61 @@
+/* routes.h — the public API's route table: which service owns each endpoint, which scope
+ * it needs, how large its body may be, and what extra work the gateway does for it. */
+#ifndef GW_ROUTES_H
+#define GW_ROUTES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* The upstream services. */
+typedef enum { GW_SVC_BUILD_MASTER = 0, GW_SVC_EXECUTOR = 1, GW_NSVC } gw_service;
+
+/* Scope bits: a token's "scope" claim maps to a set of these. */
+enum {
+    GW_SCOPE_READ = 1u << 0,   /* functions:read */
+    GW_SCOPE_WRITE = 1u << 1,  /* functions:write */
+    GW_SCOPE_INVOKE = 1u << 2, /* functions:invoke */
+};
+
+typedef enum {
+    GW_KIND_PLAIN = 0,    /* authenticate, forward */
+    GW_KIND_INVOKE,       /* + per-function rate limit, timeout from the function's timeout_s */
+    GW_KIND_AWS_INVOKE,   /* GW_KIND_INVOKE spoken in the AWS Lambda Invoke API dialect */
+    GW_KIND_BUILD_SUBMIT, /* + per-subject build submission limit */
+} gw_kind;
+
+/* 50 MiB ZIP as base64 plus the form fields: the build-master's own cap (BM_MAX_BODY). */
+#define GW_MAX_UPLOAD_BODY ((50u * 1024u * 1024u) / 3u * 4u + 1024u * 1024u)
+#define GW_MAX_INVOKE_BODY (6u * 1024u * 1024u)
+#define GW_MAX_EVENT_BODY (256u * 1024u)
+#define GW_MAX_JSON_BODY (1024u * 1024u)
+
+typedef struct gw_route_def {
+    const char *method;
+    const char *pattern; /* shared/httpd pattern syntax: "/functions/{fn}/invoke" */
+    gw_service service;
+    unsigned scope;      /* the one scope bit the route requires */
+    gw_kind kind;
+    size_t max_body;
+} gw_route_def;
+
+extern const gw_route_def gw_routes[];
+extern const size_t gw_nroutes;
+
+/* The definition matching method and path, or NULL. If wrong_method is not NULL it is set
+ * when the path exists under another method (the server answers 405 then). */
+const gw_route_def *gw_route_find(const char *method, const char *path, bool *wrong_method);
+
+/* Parses a space-separated scope claim ("functions:read functions:invoke") into scope bits;
+ * unknown scopes are ignored. NULL gives 0. */
+unsigned gw_scopes_parse(const char *claim);
+
+/* "functions:read" etc. for one scope bit; "" for anything else. */
+const char *gw_scope_name(unsigned scope);
+
+const char *gw_service_name(gw_service s);
+
+/* True when the route's work (rate limit, function lookup) may block and must run on the
+ * HTTP server's worker threads rather than its event loop. */
+bool gw_route_blocking(const gw_route_def *d);
+
+#endif

@@ -1,0 +1,267 @@
+/* invoke.c — synchronous invocation: look the function up, get a warm (or new) sandboxed
+ * instance from its pool, run the event, map the outcome to the contract's status codes
+ * and headers, and hand the audit row to the writer thread (never waiting on Postgres). */
+#include "invoke.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "crypto.h"
+#include "log.h"
+
+typedef struct call {
+    ex_app *app;
+    httpd_req *req;
+    httpd_resp *resp;
+    fn_info fn;
+    char id[ML_UUID_LEN];
+    pool_lease lease;
+    sandbox_result result;
+    int64_t started_ms;
+} call;
+
+static const char *status_label(sandbox_status s)
+{
+    static const char *const labels[] = { "succeeded", "failed", "timed_out", "failed", "failed" };
+    return labels[s];
+}
+
+/* Error types of the platform's own outcomes, and the HTTP status of each. */
+static void outcome_http(sandbox_status s, int *code, const char **fn_error)
+{
+    switch (s) {
+    case SB_OK: *code = 200, *fn_error = NULL; break;
+    case SB_HANDLER_ERROR: *code = 502, *fn_error = "Unhandled"; break;
+    case SB_TIMEOUT: *code = 504, *fn_error = "TimeoutError"; break;
+    case SB_OOM: *code = 502, *fn_error = "Runtime.OutOfMemory"; break;
+    default: *code = 502, *fn_error = "Runtime.ExitError"; break;
+    }
+}
+
+/* Unpacks fi.env ("A=1\0B=2\0") into a NULL-terminated pointer list. */
+static void env_list(const fn_info *fi, const char **out, size_t max)
+{
+    size_t n = 0;
+
+    for (const char *p = fi->env; p < fi->env + fi->env_len && n + 1 < max; p += strlen(p) + 1)
+        out[n++] = p;
+    out[n] = NULL;
+}
+
+static void audit_call(call *c, audit_status status, const char *error_type, const char *message)
+{
+    size_t body_len = 0;
+    audit_record rec = { 0 };
+
+    httpd_body(c->req, &body_len);
+    ml_strlcpy(rec.id, c->id, sizeof(rec.id));
+    ml_strlcpy(rec.function_id, c->fn.id, sizeof(rec.function_id));
+    rec.version = c->fn.version;
+    rec.trigger = AUDIT_HTTP_SYNC;
+    rec.status = status;
+    rec.attempts = 1;
+    rec.cold_start = c->lease.cold ? 1 : 0;
+    rec.request_id = httpd_request_id(c->req);
+    rec.payload_size = (int64_t)body_len;
+    rec.response_size = (int64_t)c->result.payload.len;
+    rec.error_type = error_type;
+    rec.error_message = message;
+    rec.log_tail = c->result.log_tail.data;
+    rec.log_tail_len = c->result.log_tail.len;
+    rec.duration_ms = c->result.duration_ms;
+    rec.memory_used_mb = c->result.max_memory_bytes > 0 ? c->result.max_memory_bytes >> 20 : -1;
+    rec.created_ms = c->started_ms;
+    rec.started_ms = c->started_ms;
+    if (audit_submit(c->app->audit, &rec) != ML_OK)
+        ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", c->id, NULL);
+}
+
+/* The error message inside an {"errorType","errorMessage"} payload, for the audit row. */
+static char *error_message(const ml_buf *payload)
+{
+    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(payload), payload->len);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "errorMessage");
+    char *s = cJSON_IsString(m) ? strdup(m->valuestring) : NULL;
+
+    cJSON_Delete(o);
+    return s;
+}
+
+static void reply(call *c)
+{
+    httpd_resp *resp = c->resp;
+    const char *fn_error, *tail = httpd_header(c->req, "X-Log-Type");
+    char num[32];
+    int code;
+
+    outcome_http(c->result.status, &code, &fn_error);
+    resp->status = code;
+    resp->content_type = "application/json";
+    ml_buf_reset(&resp->body);
+    ml_buf_append(&resp->body, c->result.payload.data ? c->result.payload.data : "null",
+                  c->result.payload.data ? c->result.payload.len : 4);
+    httpd_resp_header(resp, "X-Invocation-Id", c->id);
+    ml_snprintf(num, sizeof(num), "%d", c->fn.version);
+    httpd_resp_header(resp, "X-Function-Version", num);
+    httpd_resp_header(resp, "X-Cold-Start", c->lease.cold ? "true" : "false");
+    ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms);
+    httpd_resp_header(resp, "X-Duration-Ms", num);
+    if (fn_error)
+        httpd_resp_header(resp, "X-Function-Error", fn_error);
+    if (tail && strcasecmp(tail, "Tail") == 0) {
+        char b64[CRYPTO_BASE64_ENC_SIZE(4096)];
+        const ml_buf *log = &c->result.log_tail;
+        size_t off = log->len > 4096 ? log->len - 4096 : 0;
+        if (crypto_base64_encode(ml_buf_cstr(log) + off, log->len - off, b64, sizeof(b64)) == ML_OK)
+            httpd_resp_header(resp, "X-Log-Result", b64);
+    }
+}
+
+/* Runs the event on an instance; fills c->result. ML_ERR: no instance (resp written). */
+static int run(call *c, deps *d)
+{
+    ex_app *app = c->app;
+    char dir[512], err[512], version[16], generation[24];
+    const char *env[FN_ENV_BYTES_MAX / 2 + 1];
+    size_t len;
+    const char *body = httpd_body(c->req, &len);
+    pool_want w = { 0 };
+    int rc;
+
+    if (artifacts_get(&app->artifacts, d->s3, c->fn.artifact_prefix, c->fn.artifact_sha256, dir,
+                      sizeof(dir), err, sizeof(err)) != ML_OK) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 503, "code_unavailable", "%s", err);
+        return ML_ERR;
+    }
+    env_list(&c->fn, env, ML_ARRAY_LEN(env));
+    ml_snprintf(version, sizeof(version), "%d", c->fn.version);
+    w.function_id = c->fn.id;
+    w.function_name = c->fn.name;
+    w.version = c->fn.version;
+    ml_snprintf(generation, sizeof(generation), "%lld", (long long)c->fn.generation);
+    w.generation = generation;
+    w.concurrency = c->fn.concurrency > 0 ? c->fn.concurrency : 1000;
+    w.spec = (sandbox_spec){ .runtime = c->fn.runtime, .handler = c->fn.handler, .code_dir = dir,
+                             .runtimes_dir = app->runtimes_dir, .function_name = c->fn.name,
+                             .function_version = version, .memory_mb = c->fn.memory_mb,
+                             .timeout_s = c->fn.timeout_s, .env = env, .network = app->network,
+                             .pids_max = app->pids_max };
+    rc = pool_acquire(app->pool, &w, app->queue_wait_ms, &c->lease, err, sizeof(err));
+    if (rc == POOL_SATURATED) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 429, "too_many_requests", "%s", err);
+        return ML_ERR;
+    }
+    if (rc != ML_OK) { /* the handler could not even load: the function's fault */
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "errorType", "Runtime.InitError");
+        cJSON_AddStringToObject(o, "errorMessage", err);
+        cJSON_AddItemToObject(o, "stackTrace", cJSON_CreateArray());
+        httpd_resp_header(c->resp, "X-Invocation-Id", c->id);
+        httpd_resp_header(c->resp, "X-Function-Error", "Unhandled");
+        httpd_resp_json(c->resp, 502, o);
+        audit_call(c, AUDIT_FAILED, "Runtime.InitError", err);
+        return ML_ERR;
+    }
+    metric_inc(app->m_starts, (const char *[]){ c->fn.name, c->lease.cold ? "cold" : "warm" });
+    sandbox_invoke(c->lease.inst, c->id, body, len, ml_now_ms() + (int64_t)c->fn.timeout_s * 1000,
+                   EX_MAX_SYNC_BODY, &c->result);
+    pool_release(app->pool, &c->lease,
+                 c->result.status == SB_OK || c->result.status == SB_HANDLER_ERROR);
+    return ML_OK;
+}
+
+static void finish(call *c)
+{
+    const char *fn_error;
+    char *message = NULL;
+    int code;
+    audit_status st = c->result.status == SB_OK        ? AUDIT_SUCCEEDED
+                      : c->result.status == SB_TIMEOUT ? AUDIT_TIMED_OUT
+                                                       : AUDIT_FAILED;
+
+    outcome_http(c->result.status, &code, &fn_error);
+    if (fn_error)
+        message = error_message(&c->result.payload);
+    reply(c);
+    audit_call(c, st, fn_error, message);
+    free(message);
+    metric_inc(c->app->m_invocations,
+               (const char *[]){ c->fn.name, "http_sync", status_label(c->result.status) });
+    metric_observe(c->app->m_duration, (const char *[]){ c->fn.name },
+                   (double)c->result.duration_ms / 1000.0);
+}
+
+/* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
+static int lookup(call *c)
+{
+    char err[256] = "";
+    const char *fn = httpd_param(c->req, "fn");
+    int rc = registry_get(c->app->registry, fn, &c->fn, err, sizeof(err));
+
+    if (rc == REGISTRY_NOT_FOUND) {
+        httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);
+        return ML_ERR;
+    }
+    if (rc != ML_OK) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 503, "service_unavailable", "function registry: %s", err);
+        return ML_ERR;
+    }
+    if (c->fn.state != FN_ACTIVE) {
+        httpd_resp_error(c->resp, 409, "function_not_active",
+                         c->fn.state == FN_PENDING ? "function '%s' has no completed build yet"
+                                                   : "function '%s' has no working build: its build failed",
+                         c->fn.name);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *type = httpd_header(req, "X-Invocation-Type");
+    call *c = calloc(1, sizeof(*c));
+    deps *d;
+
+    if (!c) {
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+        return HTTPD_DONE;
+    }
+    c->app = ud, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
+    ml_uuid(c->id);
+    if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun")) {
+        httpd_resp_error(resp, 400, "invalid_invocation_type", "%s",
+                         strcmp(type, "Event") == 0
+                             ? "asynchronous (Event) invocations are not available on this executor yet"
+                             : "X-Invocation-Type must be RequestResponse, Event or DryRun");
+        goto out;
+    }
+    if (lookup(c) != ML_OK)
+        goto out;
+    if (type && strcmp(type, "DryRun") == 0) {
+        resp->status = 204;
+        goto out;
+    }
+    if (!(d = ex_deps(c->app))) {
+        httpd_resp_header(resp, "Retry-After", "1");
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach storage");
+        goto out;
+    }
+    if (run(c, d) == ML_OK)
+        finish(c);
+out:
+    sandbox_result_free(&c->result);
+    free(c);
+    return HTTPD_DONE;
+}
+
+size_t invoke_routes(ex_app *app, httpd_route *out, size_t max)
+{
+    if (max < 1)
+        return 0;
+    out[0] = (httpd_route){ "POST", "/functions/{fn}/invoke", h_invoke, app, EX_MAX_SYNC_BODY, true };
+    return 1;
+}

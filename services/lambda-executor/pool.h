@@ -1,0 +1,61 @@
+/* pool.h — warm pools of sandboxed instances, one pool per function version and config.
+ *
+ * An instance runs one invocation at a time and is reused for the next (warm start); a pool
+ * grows up to the function's concurrency, and callers beyond that wait a short, bounded time
+ * before being refused (429). Idle instances are reaped after a TTL; a crashed or timed-out
+ * instance is destroyed, never reused; a newer version or configuration drains the old pool. */
+#ifndef EX_POOL_H
+#define EX_POOL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "sandbox.h"
+
+#define POOL_SATURATED 1
+
+typedef struct pool pool;
+typedef struct pool_fn pool_fn;
+
+/* What identifies a pool and how its instances are made. Strings are copied. */
+typedef struct pool_want {
+    const char *function_id, *function_name;
+    int64_t version;
+    const char *generation;  /* changes whenever the function's config changes */
+    int64_t concurrency;
+    sandbox_spec spec;
+} pool_want;
+
+typedef struct pool_lease {
+    pool_fn *fn;
+    sandbox_instance *inst;
+    bool cold;
+    int64_t start_ms;        /* cold: how long the instance took to start */
+} pool_lease;
+
+typedef struct pool_config {
+    int64_t idle_ttl_ms;     /* idle instances older than this are destroyed */
+    int64_t max_instances;   /* on this host, all functions together */
+    metrics_registry *metrics;
+} pool_config;
+
+/* Creates the pools and their reaper thread. Free with pool_free. */
+pool *pool_new(const pool_config *cfg);
+/* Destroys every instance (after the reaper stops). Busy leases must be released first. */
+void pool_free(pool *p);
+
+/* An instance for want: idle (warm) or newly started (cold). ML_OK; POOL_SATURATED when the
+ * function's concurrency (or the host's instance cap) stayed exhausted for wait_ms; ML_ERR
+ * when a new instance could not start (err says why, e.g. the handler failed to load). */
+int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *out, char *err,
+                 size_t errlen);
+
+/* Returns the instance; reusable=false destroys it (crash, timeout, OOM). */
+void pool_release(pool *p, pool_lease *lease, bool reusable);
+
+/* Instances by state, for /metrics and tests. */
+void pool_counts(pool *p, int64_t *idle, int64_t *busy, int64_t *starting);
+
+#endif

@@ -1,0 +1,117 @@
+/* registry.h — the function registry of the lambda-executor.
+ *
+ * Functions and their versions live in lambda_service_db and are fed only by signed
+ * build-status webhooks (POST /webhooks/build-status/{build_id}); users read and change them
+ * through GET/PATCH/DELETE /functions[/{fn}]. registry_get() is the lookup the invoke path
+ * makes on every invocation: a process cache (short TTL) in front of Redis (cache-aside,
+ * longer TTL, written through on every change) in front of Postgres. Redis being down never
+ * fails a lookup; Postgres being down still serves functions this process has seen (stale).
+ * See docs/executor-registry.md. */
+#ifndef LE_REGISTRY_H
+#define LE_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "httpd.h"
+#include "ml.h"
+#include "pg.h"
+#include "service.h"
+
+/* registry_get's "no such function" result; distinct from ML_OK and ML_ERR. */
+#define REGISTRY_NOT_FOUND 1
+/* registry_get_cached's "not in the process cache (or too old)" result. */
+#define REGISTRY_MISS 2
+
+#define FN_NAME_MAX 65
+#define FN_RUNTIME_MAX 16
+#define FN_HANDLER_MAX 129
+#define FN_PREFIX_MAX 256
+#define FN_SHA256_MAX 65
+#define FN_URL_MAX 2049
+/* env: names + values <= 4096 bytes (the API's rule), plus '=' and NUL per variable. */
+#define FN_ENV_BYTES_MAX 4096
+#define FN_ENV_MAX (FN_ENV_BYTES_MAX * 3)
+
+typedef enum { FN_PENDING = 0, FN_ACTIVE, FN_FAILED } fn_state;
+
+/* A snapshot of one function as the invoke path needs it; plain data (no pointers), so a
+ * copy is independent of the registry. */
+typedef struct fn_info {
+    char id[ML_UUID_LEN];
+    char name[FN_NAME_MAX];
+    fn_state state;
+    int version;                          /* active version; 0 while none */
+    /* runtime and handler of the active version (the function's own while none) */
+    char runtime[FN_RUNTIME_MAX];
+    char handler[FN_HANDLER_MAX];
+    /* S3 location of the active version: {prefix}code.tar.gz, sha256 of that archive;
+     * "" while no version is active */
+    char artifact_prefix[FN_PREFIX_MAX];
+    char artifact_sha256[FN_SHA256_MAX];
+    int64_t artifact_size;
+    int memory_mb;
+    int timeout_s;
+    int concurrency;                      /* 0: no per-function cap */
+    double rate_rps;                      /* 0: not rate limited */
+    int rate_burst;                       /* 0: not given (the limiter's default) */
+    int max_retries;
+    int max_event_age_s;
+    char on_success_url[FN_URL_MAX];      /* "" when not set */
+    char on_failure_url[FN_URL_MAX];
+    /* environment as a packed block "NAME=value\0NAME=value\0" of env_len bytes holding
+     * env_count variables, sorted by name */
+    size_t env_count;
+    size_t env_len;
+    char env[FN_ENV_MAX];
+    /* increases with every change of the function's row (config, state, version): compare
+     * two snapshots' generations to notice a change */
+    int64_t generation;
+} fn_info;
+
+typedef struct registry registry;
+
+typedef struct registry_config {
+    /* from the environment (registry_cfg_vars) */
+    const char *webhook_secret; /* MINILAMBDA_INTERNAL_WEBHOOK_SECRET, whsec_... */
+    int64_t local_ttl_ms;       /* MINILAMBDA_REGISTRY_LOCAL_TTL_MS: process cache freshness */
+    int64_t redis_ttl_s;        /* MINILAMBDA_REGISTRY_REDIS_TTL_S: Redis entry lifetime */
+    int64_t cache_max;          /* MINILAMBDA_REGISTRY_CACHE_MAX: process cache entries */
+    /* set by main */
+    const char *redis_url;      /* the deps_config's Redis URL */
+    /* The calling thread's lambda_service_db connection (e.g. deps_thread(...)->db); NULL
+     * when it cannot be had. Called on HTTP worker threads and on the invoke path. */
+    pg_conn *(*thread_db)(void *ud);
+    void *thread_db_ud;
+} registry_config;
+
+/* Appends the registry's configuration variables (destinations in c) to vars; returns how
+ * many (at most max). Call before svc_init. */
+size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max);
+
+/* Creates the registry (copies cfg; registers its metrics on s). No I/O. NULL with a reason
+ * in err on a bad configuration (e.g. a malformed webhook secret). Free with registry_free. */
+registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t errlen);
+/* Frees the registry; NULL is fine. Call after the HTTP server has stopped. */
+void registry_free(registry *r);
+
+/* Writes the registry's routes (webhook receiver and functions endpoints, all blocking) to
+ * out; returns how many (at most max; 5 are needed). */
+size_t registry_routes(registry *r, httpd_route *out, size_t max);
+
+/* Looks up fn (a function's UUID or name) into *out. ML_OK, REGISTRY_NOT_FOUND, or ML_ERR
+ * when Postgres is needed but unavailable (err gets why; err may be NULL). May block on a
+ * cache miss: Redis is bounded to 250 ms and skipped for a while after it fails; Postgres
+ * by its statement timeout. Thread-safe (per-thread connections). */
+int registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
+
+/* Process cache only, never any I/O (safe on the HTTP server's polling threads): ML_OK,
+ * REGISTRY_NOT_FOUND (known absent), or REGISTRY_MISS (not cached or older than the TTL). */
+int registry_get_cached(registry *r, const char *fn, fn_info *out);
+
+/* Drops the function (id and name) from the process cache. The registry does this itself
+ * on every change it makes; exposed for callers that learn of a change another way. */
+void registry_forget(registry *r, const char *id, const char *name);
+
+#endif

@@ -1,0 +1,173 @@
+'use strict';
+// minilambda nodejs runtime: loads the handler (CommonJS) once, then serves invocations.
+//
+// Started by the executor as `node bootstrap.js` inside the sandbox. It speaks the framed
+// protocol of runtimes/provided/README.md on fd 3; fds 1 and 2 are the function's log
+// (console.log goes there, synchronously for pipes on Linux), never the result.
+// Between invocations the event loop is blocked on the next frame, like a frozen Lambda.
+
+const fs = require('fs');
+const path = require('path');
+
+const FD = 3;
+const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+
+function readExact(n) {
+  const buf = Buffer.allocUnsafe(n);
+  let off = 0;
+  while (off < n) {
+    let got;
+    try {
+      got = fs.readSync(FD, buf, off, n - off, null);
+    } catch (e) {
+      if (e.code === 'EINTR' || e.code === 'EAGAIN') continue;
+      throw e;
+    }
+    if (got === 0) process.exit(0); // the executor closed the channel: retiring
+    off += got;
+  }
+  return buf;
+}
+
+function readFrame() {
+  return readExact(readExact(4).readUInt32BE(0));
+}
+
+function send(header, body) {
+  const h = Buffer.from(header);
+  const b = Buffer.isBuffer(body) ? body : Buffer.from(body || '');
+  const lens = Buffer.alloc(8);
+  lens.writeUInt32BE(h.length, 0);
+  lens.writeUInt32BE(b.length, 4);
+  const data = Buffer.concat([lens.subarray(0, 4), h, lens.subarray(4), b]);
+  let off = 0;
+  while (off < data.length) {
+    try {
+      off += fs.writeSync(FD, data, off, data.length - off);
+    } catch (e) {
+      if (e.code !== 'EINTR' && e.code !== 'EAGAIN') throw e;
+    }
+  }
+}
+
+function errorBody(err, type) {
+  const isError = err instanceof Error;
+  const body = {
+    errorType: type || (isError ? err.name || 'Error' : typeof err),
+    errorMessage: isError ? String(err.message) : String(err),
+    stackTrace: isError && typeof err.stack === 'string'
+      ? err.stack.split('\n').slice(1).map((l) => l.trim()).filter((l) => !l.includes(__filename))
+      : [],
+  };
+  console.error(`[ERROR] ${body.errorType}: ${body.errorMessage}`);
+  if (isError && err.stack) console.error(err.stack);
+  return body;
+}
+
+class InitError extends Error {
+  constructor(type, message) {
+    super(message);
+    this.errorType = type;
+  }
+}
+
+function loadHandler(spec) {
+  const dot = spec.lastIndexOf('.');
+  if (dot <= 0 || dot === spec.length - 1) {
+    throw new InitError('Runtime.MalformedHandlerName', `Bad handler '${spec}': expected file.export`);
+  }
+  const file = spec.slice(0, dot);
+  const name = spec.slice(dot + 1);
+  let mod;
+  try {
+    mod = require(path.join(TASK_ROOT, file));
+  } catch (e) {
+    if (e instanceof SyntaxError) {
+      throw new InitError('Runtime.UserCodeSyntaxError', `${e.name}: ${e.message}`);
+    }
+    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(path.join(TASK_ROOT, file))) {
+      throw new InitError('Runtime.ImportModuleError', `Error: Cannot find module '${file}'`);
+    }
+    throw new InitError('Runtime.InitError', `${e && e.name}: ${e && e.message}`);
+  }
+  const fn = mod && mod[name];
+  if (typeof fn !== 'function') {
+    throw new InitError('Runtime.HandlerNotFound', `${file}.${name} is undefined or not exported`);
+  }
+  return fn;
+}
+
+function makeContext(h) {
+  const deadline = Number(h.deadline_ms) || 0;
+  const remaining = () => Math.max(0, Math.floor(deadline - Date.now()));
+  return {
+    functionName: h.function_name,
+    functionVersion: h.function_version,
+    invocationId: h.invocation_id,
+    awsRequestId: h.invocation_id,
+    memoryLimitInMB: String(h.memory_limit_in_mb),
+    function_name: h.function_name,
+    function_version: h.function_version,
+    invocation_id: h.invocation_id,
+    memory_limit_in_mb: h.memory_limit_in_mb,
+    getRemainingTimeInMillis: remaining,
+    get_remaining_time_in_millis: remaining,
+  };
+}
+
+// async handlers, plain returns and callback-style (event, context, callback) handlers.
+function call(fn, event, context) {
+  if (fn.length >= 3) {
+    return new Promise((resolve, reject) => {
+      const r = fn(event, context, (err, res) => (err ? reject(err) : resolve(res)));
+      if (r && typeof r.then === 'function') r.then(resolve, reject);
+    });
+  }
+  return Promise.resolve().then(() => fn(event, context));
+}
+
+async function invoke(fn, header, body) {
+  let event;
+  try {
+    event = body.length ? JSON.parse(body.toString('utf8')) : null;
+  } catch (e) {
+    return ['{"type":"error"}', JSON.stringify(errorBody(e, 'Runtime.UnmarshalError'))];
+  }
+  let result;
+  try {
+    result = await call(fn, event, makeContext(header));
+  } catch (e) {
+    return ['{"type":"error"}', JSON.stringify(errorBody(e))];
+  }
+  try {
+    const out = JSON.stringify(result);
+    return ['{"type":"result"}', out === undefined ? 'null' : out];
+  } catch (e) {
+    const b = errorBody(e, 'Runtime.MarshalError');
+    b.errorMessage = `Unable to stringify response body: ${b.errorMessage}`;
+    return ['{"type":"error"}', JSON.stringify(b)];
+  }
+}
+
+async function main() {
+  let fn;
+  try {
+    fn = loadHandler(process.env._HANDLER || '');
+  } catch (e) {
+    send('{"type":"init_error"}', JSON.stringify(errorBody(e, e.errorType || 'Runtime.InitError')));
+    process.exit(1);
+  }
+  send('{"type":"ready"}', '');
+  for (;;) {
+    const header = JSON.parse(readFrame().toString('utf8'));
+    const body = readFrame();
+    if (header.type !== 'invoke') continue;
+    const [reply, payload] = await invoke(fn, header, body);
+    send(reply, payload);
+  }
+}
+
+main().catch((e) => {
+  console.error('[ERROR] bootstrap:', e);
+  process.exit(1);
+});

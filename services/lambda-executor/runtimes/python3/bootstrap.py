@@ -1,0 +1,205 @@
+"""minilambda python3 runtime: loads the handler once, then serves invocations.
+
+Started by the executor as `python3 -I -S -B bootstrap.py` inside the sandbox. It speaks the
+framed protocol of runtimes/provided/README.md on fd 3; fds 1 and 2 are the function's log
+(whatever the handler prints), never the result.
+"""
+import os
+import sys
+import time
+
+FD = 3
+TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
+
+
+def _fast_codec():
+    """loads/dumps on CPython's C accelerator: `import json` costs 7 ms of a cold start (re,
+    enum, collections); this is what json uses underneath, with the same results."""
+    import _json
+
+    class Options:
+        strict = True
+        object_hook = object_pairs_hook = None
+        parse_float, parse_int = float, int
+        parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                          "NaN": float("nan")}.__getitem__
+
+    scan = _json.make_scanner(Options())
+
+    def default(o):
+        raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+    def loads(data):
+        text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        try:
+            value, end = scan(text, start)
+            if not text[end:].strip(" \t\n\r"):
+                return value
+        except (StopIteration, SystemError):  # 3.11's scanner needs json loaded to explain
+            pass
+        import json  # invalid input: let json raise its precise JSONDecodeError
+
+        return json.loads(text)
+
+    def dumps(value, allow_nan=True):
+        encode = _json.make_encoder({}, default, _json.encode_basestring_ascii, None, ":", ",",
+                                    False, False, allow_nan)
+        return "".join(encode(value, 0))
+
+    return loads, dumps
+
+
+try:
+    json_loads, json_dumps = _fast_codec()
+except (ImportError, AttributeError, TypeError):  # not CPython: the real thing
+    import json
+
+    json_loads, json_dumps = json.loads, json.dumps
+
+
+class InitError(Exception):
+    """The handler could not be loaded; reported to the executor as init_error."""
+
+    def __init__(self, error_type, message):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Context:
+    """What the handler gets as `context` (AWS-style names too)."""
+
+    def __init__(self, header):
+        self.function_name = header.get("function_name", "")
+        self.function_version = header.get("function_version", "")
+        self.invocation_id = header.get("invocation_id", "")
+        self.aws_request_id = self.invocation_id
+        self.memory_limit_in_mb = header.get("memory_limit_in_mb", 0)
+        self._deadline_ms = header.get("deadline_ms", 0)
+
+    def get_remaining_time_in_millis(self):
+        return max(0, int(self._deadline_ms - time.time() * 1000))
+
+    @property
+    def remaining_time_in_millis(self):
+        return self.get_remaining_time_in_millis()
+
+
+def read_exact(n):
+    parts = []
+    while n:
+        chunk = os.read(FD, min(n, 1 << 20))
+        if not chunk:
+            os._exit(0)  # the executor closed the channel: the instance is being retired
+        parts.append(chunk)
+        n -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frame():
+    return read_exact(int.from_bytes(read_exact(4), "big"))
+
+
+def send(header, body=b""):
+    data = memoryview(b"".join((len(header).to_bytes(4, "big"), header,
+                                len(body).to_bytes(4, "big"), body)))
+    while data:
+        data = data[os.write(FD, data):]
+
+
+def flush_output():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # the function closed or broke its own stream
+            pass
+
+
+def error_body(exc, error_type=None):
+    """{errorType, errorMessage, stackTrace} of an exception, frames of this file left out."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename != __file__]
+    print("[ERROR] %s: %s" % (error_type or type(exc).__name__, exc), file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
+    return {
+        "errorType": error_type or type(exc).__name__,
+        "errorMessage": str(exc),
+        "stackTrace": traceback.format_list(frames),
+    }
+
+
+def load_handler(spec):
+    module_name, _, function_name = spec.rpartition(".")
+    if not module_name or not function_name:
+        raise InitError("Runtime.MalformedHandlerName",
+                        "Bad handler '%s': expected module.function" % spec)
+    module_name = module_name.replace("/", ".")
+    import importlib
+
+    try:
+        module = importlib.import_module(module_name)
+    except SyntaxError as e:
+        raise InitError("Runtime.UserCodeSyntaxError",
+                        "Syntax error in module '%s': %s" % (module_name, e)) from e
+    except ImportError as e:
+        raise InitError("Runtime.ImportModuleError",
+                        "Unable to import module '%s': %s" % (module_name, e)) from e
+    except Exception as e:
+        raise InitError("Runtime.InitError", "%s: %s" % (type(e).__name__, e)) from e
+    handler = getattr(module, function_name, None)
+    if not callable(handler):
+        raise InitError("Runtime.HandlerNotFound",
+                        "Handler '%s' missing on module '%s'" % (function_name, module_name))
+    return handler
+
+
+def invoke(handler, header, body):
+    """Runs one invocation; returns (header, body) of the reply."""
+    try:
+        event = json_loads(body) if body else None
+    except ValueError as e:
+        return b'{"type":"error"}', json_dumps(error_body(e, "Runtime.UnmarshalError")).encode()
+    try:
+        result = handler(event, Context(header))
+    except Exception as e:
+        return b'{"type":"error"}', json_dumps(error_body(e)).encode()
+    try:
+        return b'{"type":"result"}', json_dumps(result, allow_nan=False).encode()
+    except (TypeError, ValueError, RecursionError) as e:
+        body = error_body(e, "Runtime.MarshalError")
+        body["errorMessage"] = "Unable to marshal response: %s" % e
+        return b'{"type":"error"}', json_dumps(body).encode()
+
+
+def main():
+    sys.path.insert(0, TASK_ROOT)
+    # -S skipped site.py (4 ms); keep Debian's packages importable (e.g. python3-boto3).
+    for extra in ("/usr/local/lib/python3/dist-packages", "/usr/lib/python3/dist-packages"):
+        if os.path.isdir(extra):
+            sys.path.append(extra)
+    sys.dont_write_bytecode = True
+    # Line-buffered so what was printed before a timeout or crash still reaches the log.
+    sys.stdout.reconfigure(line_buffering=True)
+    os.chdir(TASK_ROOT)
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except InitError as e:
+        body = error_body(e, e.error_type)
+        flush_output()
+        send(b'{"type":"init_error"}', json_dumps(body).encode())
+        return 1
+    flush_output()
+    send(b'{"type":"ready"}')
+    while True:
+        header = json_loads(read_frame())
+        body = read_frame()
+        if header.get("type") != "invoke":
+            continue
+        reply, payload = invoke(handler, header, body)
+        flush_output()
+        send(reply, payload)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

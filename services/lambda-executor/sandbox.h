@@ -1,0 +1,105 @@
+/* sandbox.h — one function instance in its own sandbox, speaking the framed protocol (proto.h).
+ *
+ * An instance is a runtime (python3 / nodejs / a user "bootstrap") started in new PID, mount,
+ * network, IPC, UTS and cgroup namespaces, on a read-only root made of bind mounts of /usr and
+ * a few /etc files, with the code read-only at /var/task, a private tmpfs /tmp, an
+ * unprivileged per-instance uid without capabilities, NO_NEW_PRIVS, a seccomp filter, rlimits,
+ * and cgroup v1 memory and pids limits. docs/sandbox.md describes each layer and its fallback.
+ *
+ * Thread-safety: call sandbox_init once before anything else (not concurrently with other
+ * calls). Afterwards sandbox_start may run on many threads at once; an instance is used by
+ * one thread at a time (one invocation at a time). Instances are children of this process:
+ * nothing else in the process may reap arbitrary children (waitpid(-1, ...)). */
+#ifndef ML_SANDBOX_H
+#define ML_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+typedef struct sandbox_spec {
+    const char *runtime;          /* "python3" | "nodejs" | "provided" */
+    const char *handler;          /* "module.function" | "file.export" | "bootstrap" */
+    const char *code_dir;         /* extracted artifact on the host, shown read-only at /var/task;
+                                     it must be world-readable (0755 dirs, 0644/0755 files) */
+    const char *runtimes_dir;     /* services/lambda-executor/runtimes (bootstrap.py / bootstrap.js) */
+    const char *function_name, *function_version;
+    int64_t memory_mb;            /* 64..4096: hard limit (cgroup v1 memory, else RLIMIT_AS) */
+    int64_t timeout_s;            /* per invocation; enforced by the caller's deadline too */
+    const char *const *env;       /* "KEY=VALUE" strings, NULL-terminated (user env), may be NULL */
+    bool network;                 /* false: a fresh network namespace with only lo (up) */
+    int64_t pids_max;             /* processes + threads of the instance, e.g. 64 (0: 64) */
+    int64_t init_timeout_ms;      /* loading the handler (0: 10000) */
+} sandbox_spec;
+
+typedef struct sandbox_instance sandbox_instance;
+
+/* Cold start: launches the runtime in a new sandbox, which loads the handler once and signals
+ * ready. On failure returns ML_ERR and writes "<errorType>: <message>" to err: errorType
+ * "Runtime.*" (ImportModuleError, HandlerNotFound, UserCodeSyntaxError, MalformedHandlerName,
+ * InitError, ExitError, OutOfMemory, InitTimeout) is the function's fault and user-facing (the
+ * message includes the tail of what it printed); "Sandbox.*" is a platform or configuration
+ * error. On success *out is owned by the caller: free with sandbox_destroy. */
+int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, size_t errlen);
+
+typedef enum { SB_OK = 0, SB_HANDLER_ERROR, SB_TIMEOUT, SB_CRASH, SB_OOM } sandbox_status;
+
+typedef struct sandbox_result {
+    sandbox_status status;
+    ml_buf payload;          /* SB_OK: the handler's return value as JSON. Otherwise an error
+                                {"errorType","errorMessage","stackTrace":[...]}: the handler's
+                                (SB_HANDLER_ERROR, also "Runtime.MarshalError" for a result that is
+                                not JSON and "Function.ResponseSizeTooLarge" above max_result), or
+                                "TimeoutError" / "Runtime.ExitError" / "Runtime.OutOfMemory". */
+    ml_buf log_tail;         /* last 4 KiB the function printed (stdout+stderr) during this
+                                invocation (the first one also gets what loading printed) */
+    int64_t duration_ms;
+    int64_t max_memory_bytes; /* measured peak during the invocation (cgroup
+                                 memory.max_usage_in_bytes, else the runtime's VmHWM) */
+} sandbox_result;
+
+/* Runs one invocation: sends the event (JSON bytes), waits for the result, the deadline
+ * (CLOCK_MONOTONIC ms, as ml_now_ms), a crash or an OOM kill, draining the function's output
+ * meanwhile. Returns ML_OK when *out describes the outcome (any status); ML_ERR if inst is
+ * already dead or on an executor-side failure (out then holds SB_CRASH). After SB_TIMEOUT,
+ * SB_CRASH or SB_OOM the instance is dead (its whole process tree killed): destroy it.
+ * *out is zeroed first and owned by the caller: free with sandbox_result_free. */
+int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char *event,
+                   size_t event_len, int64_t deadline_ms, size_t max_result, sandbox_result *out);
+
+/* False once the instance died or was killed. */
+bool sandbox_alive(const sandbox_instance *inst);
+/* Host pid of the instance's init (for diagnostics and tests). */
+int sandbox_pid(const sandbox_instance *inst);
+/* The instance's uid (unprivileged, unique among live instances when uids are dropped). */
+unsigned sandbox_uid(const sandbox_instance *inst);
+/* Kills the whole process tree, reaps it, removes its cgroups, frees inst. NULL is fine. */
+void sandbox_destroy(sandbox_instance *inst);
+/* Frees the buffers; the result is zeroed (valid and empty). */
+void sandbox_result_free(sandbox_result *r);
+
+/* Isolation features (sandbox_features; the disable mask of sandbox_init_ex). */
+#define SANDBOX_F_NAMESPACES    0x01u /* pid/mnt/net/ipc/uts/cgroup namespaces + pivot_root */
+#define SANDBOX_F_CGROUP_MEMORY 0x02u
+#define SANDBOX_F_CGROUP_PIDS   0x04u
+#define SANDBOX_F_SECCOMP       0x08u
+#define SANDBOX_F_UID           0x10u /* per-instance unprivileged uid/gid, no capabilities */
+#define SANDBOX_F_ALL           0x1fu
+
+/* Probes once at start-up what isolation this host allows (namespaces and a read-only root,
+ * cgroup v1 memory and pids under <own cgroup>/<cgroup_parent_name>, seccomp, dropping to an
+ * unprivileged uid) by launching a tiny probe sandbox, and prepares what every instance
+ * shares (seccomp programs, runtime paths). Writes one line saying what is used and what
+ * falls back to report and logs it (warning level when anything falls back).
+ * ML_ERR only if not even a plain child process can be started. */
+int sandbox_init(const char *cgroup_parent_name, char *report, size_t len);
+/* As sandbox_init, never using the features in disable_mask (tests, operators). May be called
+ * again to re-probe once no instance is alive. */
+int sandbox_init_ex(const char *cgroup_parent_name, unsigned disable_mask, char *report,
+                    size_t len);
+/* SANDBOX_F_* in use after sandbox_init. */
+unsigned sandbox_features(void);
+
+#endif

@@ -1,0 +1,319 @@
+"""Invocations end to end: functions are built by the real build pipeline (build-master +
+build-worker), registered through the signed build-status webhooks, and invoked on the
+lambda-executor. Prints "ok - ..." / "not ok - ..." per check."""
+import base64, concurrent.futures, http.client, io, json, os, signal, subprocess, sys, time
+import urllib.error, urllib.request, uuid, zipfile
+
+ROOT = os.environ.get("ML_ROOT", os.getcwd())
+BIN = os.environ["ML_BIN_DIR"]
+RUN = os.environ["ML_RUN_DIR"]
+PORTS = {"build-master": 31482, "build-worker": 31492, "lambda-executor": 31481}
+EXEC = f"http://127.0.0.1:{PORTS['lambda-executor']}"
+MASTER = f"http://127.0.0.1:{PORTS['build-master']}"
+LOGS = os.path.join(ROOT, ".run", "test-executor")
+SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+failures = 0
+procs = {}
+
+
+def check(name, cond, detail=""):
+    global failures
+    print(("ok - " if cond else "not ok - ") + name + ("" if cond else f"  # {str(detail)[:300]}"), flush=True)
+    failures += 0 if cond else 1
+    return cond
+
+
+def psql(sql):
+    out = subprocess.run(["psql", os.environ["MINILAMBDA_LAMBDA_DB_URL"], "-tAc", sql],
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def start(name):
+    port_var = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
+                "lambda-executor": "MINILAMBDA_EXECUTOR_PORT"}[name]
+    env = dict(os.environ, **{port_var: str(PORTS[name]), "MINILAMBDA_BIND_ADDR": "127.0.0.1",
+                              "MINILAMBDA_EXECUTOR_WEBHOOK_URL": EXEC,
+                              "MINILAMBDA_INTERNAL_WEBHOOK_SECRET": SECRET,
+                              "MINILAMBDA_RUNTIMES_DIR": os.path.join(ROOT, "services/lambda-executor/runtimes"),
+                              "MINILAMBDA_ARTIFACT_CACHE_DIR": os.path.join(LOGS, "artifacts"),
+                              "MINILAMBDA_AUDIT_SPILL_PATH": os.path.join(LOGS, "audit.spill"),
+                              "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(LOGS, "scratch"),
+                              "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000"})
+    procs[name] = subprocess.Popen([os.path.join(BIN, name)], env=env, stderr=subprocess.STDOUT,
+                                   stdout=open(os.path.join(LOGS, name + ".log"), "ab"))
+    end = time.time() + 60
+    while time.time() < end:
+        try:
+            if urllib.request.urlopen(f"http://127.0.0.1:{PORTS[name]}/health", timeout=2).status == 200:
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(name + " not healthy")
+
+
+def call(method, url, body=None, headers=None, timeout=60):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def invoke(fn, event, headers=None, timeout=60):
+    h = {"Content-Type": "application/json", **(headers or {})}
+    return call("POST", f"{EXEC}/functions/{fn}/invoke", json.dumps(event).encode(), h, timeout)
+
+
+def make_zip(files, modes=None):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            zi = zipfile.ZipInfo(name)
+            zi.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
+            z.writestr(zi, data)
+    return buf.getvalue()
+
+
+def deploy(name, files, runtime="python3", handler="app.handler", modes=None, **config):
+    doc = {"name": name, "runtime": runtime, "handler": handler,
+           "code_base64": base64.b64encode(make_zip(files, modes)).decode(), **config}
+    st, _, body = call("POST", MASTER + "/functions", json.dumps(doc).encode(), {"Content-Type": "application/json"})
+    if st != 202:
+        raise RuntimeError(f"deploy {name}: {st} {body[:200]}")
+    return wait_state(name)
+
+
+def wait_state(name, want=("active", "failed"), timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        st, _, body = call("GET", f"{EXEC}/functions/{name}")
+        if st == 200 and json.loads(body)["state"] in want:
+            return json.loads(body)
+        time.sleep(0.1)
+    return None
+
+
+PY = """
+import os, time, sys
+count = 0
+def handler(event, context):
+    global count
+    count += 1
+    print("hello from the log", file=sys.stderr)
+    action = event.get("action")
+    if action == "raise":
+        raise ValueError("bad input: " + str(event.get("x")))
+    if action == "sleep":
+        time.sleep(event["s"])
+    if action == "exit":
+        os._exit(3)
+    if action == "oom":
+        blocks = []
+        while True:
+            blocks.append(bytearray(16 << 20))
+    if action == "spam":
+        for _ in range(20000):
+            print("x" * 200)
+    return {"echo": event, "count": count, "fn": context.function_name,
+            "version": context.function_version, "left_ms": context.get_remaining_time_in_millis()}
+"""
+NODE = """
+let count = 0;
+exports.handler = async (event, context) => {
+  count++;
+  console.log("node log line");
+  if (event.action === "raise") throw new TypeError("node says no");
+  return { echo: event, count, fn: context.functionName || context.function_name };
+};
+"""
+
+
+def main():
+    os.makedirs(LOGS, exist_ok=True)
+    run = uuid.uuid4().hex[:8]
+    for name in ("lambda-executor", "build-master", "build-worker"):
+        start(name)
+    try:
+        python_function(run)
+        node_function(run)
+        platform_refusals(run)
+        audit_survives_postgres_outage(run)
+        slow_does_not_block_fast(run)
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    check("the executor exits cleanly on SIGTERM", procs["lambda-executor"].returncode == 0,
+          procs["lambda-executor"].returncode)
+    sys.exit(1 if failures else 0)
+
+
+def python_function(run):
+    name = f"py-{run}"
+    f = deploy(name, {"app.py": PY}, memory_mb=128, timeout_s=3)
+    if not check("a python3 function built by the pipeline becomes active with version 1",
+                 f and f["state"] == "active" and f["version"] == 1, f):
+        return
+    st, h, body = invoke(name, {"a": 1})
+    r = json.loads(body)
+    check("invoke returns the handler's value (200)", st == 200 and r["echo"] == {"a": 1}, (st, body))
+    check("context carries the function name, version and remaining time",
+          r.get("fn") == name and str(r.get("version")) == "1" and 0 < r.get("left_ms", 0) <= 3000, r)
+    check("first invocation is a cold start", h.get("X-Cold-Start") == "true", h)
+    check("headers: X-Invocation-Id, X-Function-Version, X-Duration-Ms",
+          len(h.get("X-Invocation-Id", "")) == 36 and h.get("X-Function-Version") == "1" and "X-Duration-Ms" in h, h)
+    st, h, body = invoke(name, {"a": 2}, {"X-Log-Type": "Tail"})
+    r = json.loads(body)
+    check("second invocation reuses the warm instance", h.get("X-Cold-Start") == "false" and r["count"] == 2, (h, r))
+    log = base64.b64decode(h.get("X-Log-Result", "")).decode(errors="replace")
+    check("X-Log-Type: Tail returns the printed output; the result stays clean",
+          "hello from the log" in log and "hello" not in body.decode(), log)
+    inv = h["X-Invocation-Id"]
+    st, h, body = invoke(name, {"action": "raise", "x": 7})
+    e = json.loads(body)
+    check("a handler exception: 502, X-Function-Error: Unhandled, errorType/errorMessage/stackTrace",
+          st == 502 and h.get("X-Function-Error") == "Unhandled" and e.get("errorType") == "ValueError"
+          and "bad input: 7" in e.get("errorMessage", "") and isinstance(e.get("stackTrace"), list), (st, h, body))
+    t0 = time.time()
+    st, h, body = invoke(name, {"action": "sleep", "s": 10})
+    check("past timeout_s: 504 with X-Function-Error: TimeoutError, on time",
+          st == 504 and h.get("X-Function-Error") == "TimeoutError" and time.time() - t0 < 6, (st, h, time.time() - t0))
+    st, h, body = invoke(name, {"action": "exit"})
+    check("a crash: 502 with X-Function-Error: Runtime.ExitError", st == 502 and h.get("X-Function-Error") == "Runtime.ExitError", (st, h))
+    st, h, body = invoke(name, {"action": "oom"})
+    check("past memory_mb: 502 with X-Function-Error: Runtime.OutOfMemory",
+          st == 502 and h.get("X-Function-Error") == "Runtime.OutOfMemory", (st, h, body[:200]))
+    st, h, body = invoke(name, {"action": "spam"}, {"X-Log-Type": "Tail"})
+    check("megabytes of output: the call completes and the log tail is at most 4 KiB",
+          st == 200 and len(base64.b64decode(h.get("X-Log-Result", ""))) <= 4096, (st, len(h.get("X-Log-Result", ""))))
+    st, h, body = invoke(name, {"a": 3})
+    check("after timeouts, crashes and OOM the function still serves", st == 200, (st, body))
+    st, _, body = call("GET", f"{EXEC}/health")
+    check("the executor stays healthy", st == 200, body)
+    time.sleep(1.5)
+    st, _, body = call("GET", f"{EXEC}/invocations/{inv}")
+    rec = json.loads(body) if st == 200 else {}
+    check("GET /invocations/{id} shows the audited invocation",
+          st == 200 and rec.get("status") == "succeeded" and rec.get("cold_start") is False, (st, body[:300]))
+    st, _, body = call("GET", f"{EXEC}/functions/{name}/invocations?limit=100")
+    items = json.loads(body).get("invocations", []) if st == 200 else []
+    statuses = sorted(i["status"] for i in items)
+    check("every invocation left an audit row with its outcome",
+          len(items) == 8 and statuses.count("timed_out") == 1 and statuses.count("failed") == 3, statuses)
+    mem = psql(f"select max(memory_used_mb) from invocations i join functions f on f.id = i.function_id"
+               f" where f.name = '{name}' and i.error_type = 'Runtime.OutOfMemory'")
+    check("the OOM row records measured memory near the limit", mem and int(mem) >= 100, mem)
+
+
+def node_function(run):
+    name = f"node-{run}"
+    f = deploy(name, {"index.js": NODE}, runtime="nodejs", handler="index.handler")
+    if not check("a nodejs function becomes active", f and f["state"] == "active", f):
+        return
+    st, h, body = invoke(name, {"n": 1})
+    check("nodejs invoke returns the handler's value", st == 200 and json.loads(body)["echo"] == {"n": 1}, (st, body))
+    st, h, body = invoke(name, {"action": "raise"})
+    check("nodejs exception: 502 Unhandled with errorType TypeError",
+          st == 502 and json.loads(body).get("errorType") == "TypeError", (st, body))
+
+
+def platform_refusals(run):
+    st, _, _ = invoke(f"nope-{run}", {})
+    check("unknown function: 404", st == 404)
+    name = f"broken-{run}"
+    f = deploy(name, {"main.py": "x = 1\n"})
+    check("a function whose only build failed is 'failed'", f and f["state"] == "failed", f)
+    st, _, body = invoke(name, {})
+    check("invoking it: 409", st == 409, (st, body))
+    py = f"py-{run}"
+    st, _, _ = call("POST", f"{EXEC}/functions/{py}/invoke", b"{}", {"X-Invocation-Type": "DryRun"})
+    check("DryRun: 204", st == 204)
+    conn = http.client.HTTPConnection("127.0.0.1", PORTS["lambda-executor"], timeout=10)
+    conn.putrequest("POST", f"/functions/{py}/invoke")
+    conn.putheader("Content-Length", str(6 * 1024 * 1024 + 10))
+    conn.endheaders()  # the body is never sent: the answer must not wait for it
+    st = conn.getresponse().status
+    check("a 6 MiB+ event: 413 before the body is read", st == 413, st)
+    one = f"one-{run}"
+    deploy(one, {"app.py": PY}, concurrency=1, timeout_s=5)
+    with concurrent.futures.ThreadPoolExecutor(2) as ex:
+        slow = ex.submit(invoke, one, {"action": "sleep", "s": 2})
+        time.sleep(0.5)
+        st, h, _ = invoke(one, {})
+        check("concurrency 1 exhausted: 429 with Retry-After", st == 429 and "Retry-After" in h, (st, h))
+        check("the running invocation is unaffected", slow.result()[0] == 200)
+
+
+def pg_ctl(cmd):
+    data = os.path.join(RUN, "postgres", "data")
+    subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c",
+                    f"/usr/lib/postgresql/15/bin/pg_ctl -D {data} -w -m fast {cmd}"],
+                   check=True, capture_output=True)
+
+
+def audit_survives_postgres_outage(run):
+    name = f"py-{run}"
+    before = int(psql(f"select count(*) from invocations i join functions f on f.id = i.function_id where f.name = '{name}'"))
+    ok, ids, stop_at, restart_at = 0, [], time.time() + 1, None
+    pg_down = False
+    end = time.time() + 14
+    while time.time() < end:
+        if not pg_down and time.time() >= stop_at:
+            pg_ctl("stop")
+            pg_down, restart_at = True, time.time() + 10
+        if pg_down and restart_at and time.time() >= restart_at:
+            subprocess.run(["bash", os.path.join(ROOT, "infrastructure/dev/stack.sh"), "start"],
+                           check=True, capture_output=True)
+            restart_at = None
+        st, h, _ = invoke(name, {"i": len(ids)})
+        ok += st == 200
+        ids.append(h.get("X-Invocation-Id"))
+        time.sleep(0.05)
+    check(f"Postgres stopped for 10 s: every invocation of the stream succeeds ({ok}/{len(ids)})", ok == len(ids))
+    deadline, n = time.time() + 30, -1
+    while time.time() < deadline:
+        try:
+            n = int(psql(f"select count(*) from invocations i join functions f on f.id = i.function_id where f.name = '{name}'"))
+        except subprocess.CalledProcessError:
+            n = -1
+        if n >= before + len(ids):
+            break
+        time.sleep(0.5)
+    time.sleep(1)
+    n = int(psql(f"select count(*) from invocations i join functions f on f.id = i.function_id where f.name = '{name}'"))
+    check("after Postgres returns, exactly one audit row per invocation served", n == before + len(ids),
+          (n, before, len(ids)))
+
+
+def slow_does_not_block_fast(run):
+    name, fast = f"sleepy-{run}", f"py-{run}"
+    deploy(name, {"app.py": PY}, concurrency=100, timeout_s=10)
+    for _ in range(3):
+        invoke(fast, {})
+    with concurrent.futures.ThreadPoolExecutor(110) as ex:
+        slow = [ex.submit(invoke, name, {"action": "sleep", "s": 5}) for _ in range(100)]
+        time.sleep(2)
+        lat, hl = [], []
+        for _ in range(50):
+            t0 = time.monotonic()
+            invoke(fast, {})
+            lat.append((time.monotonic() - t0) * 1000)
+            t0 = time.monotonic()
+            call("GET", EXEC + "/health")
+            hl.append((time.monotonic() - t0) * 1000)
+        done = [f.result()[0] for f in slow]
+    lat.sort(), hl.sort()
+    print(f"# fast invoke during 100 slow: p50 {lat[25]:.1f} ms p99 {lat[-1]:.1f} ms; /health p99 {hl[-1]:.1f} ms")
+    check("100 concurrent 5 s invocations all succeed", done.count(200) == 100, done)
+    check("meanwhile a fast invocation and /health stay fast (p99 < 50 ms)", lat[-1] < 50 and hl[-1] < 50,
+          (lat[-5:], hl[-5:]))
+
+
+if __name__ == "__main__":
+    main()
