@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ml.h"
+
 #define GW_SUB_MAX 128
 #define GW_TOKEN_MAX 8192
 

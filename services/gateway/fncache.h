@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ml.h"
+
 #define GW_FN_ID_MAX 64
 #define GW_FN_NAME_MAX 80
 #define GW_FNCACHE_BUCKETS 256

@@ -7,6 +7,8 @@
 #include <pthread.h>
 #include <stddef.h>
 
+#include "ml.h"
+
 typedef struct gw_labelcap {
     pthread_mutex_t lock;
     char **values;

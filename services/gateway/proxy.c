@@ -227,9 +227,10 @@ static void start(loop *l, gw_xfer *x)
 
 static gw_xfer_result classify(gw_xfer *x, CURLcode code, bool *request_sent)
 {
-    curl_off_t sent = 0;
+    long sent = 0;
 
     curl_easy_getinfo(x->easy, CURLINFO_REQUEST_SIZE, &sent);
+    curl_easy_getinfo(x->easy, CURLINFO_NUM_CONNECTS, &x->new_connections);
     *request_sent = sent > 0;
     if (code == CURLE_OK) {
         curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &x->status);

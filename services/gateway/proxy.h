@@ -55,6 +55,7 @@ struct gw_xfer {
     ml_buf resp_body;
     char error[CURL_ERROR_SIZE];
     int attempts;
+    long new_connections;        /* connections opened for it (0: a kept-alive one reused) */
     int64_t started_ms;
     /* private */
     CURL *easy;

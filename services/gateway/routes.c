@@ -50,8 +50,11 @@ const gw_route_def *gw_route_find(const char *method, const char *path, bool *wr
             continue;
         for (size_t k = 0; k < n; k++)
             free(values[k]);
-        if (strcmp(gw_routes[i].method, method) == 0)
+        if (strcmp(gw_routes[i].method, method) == 0) {
+            if (wrong_method)
+                *wrong_method = false;
             return &gw_routes[i];
+        }
         if (wrong_method)
             *wrong_method = true;
     }

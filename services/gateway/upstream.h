@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "ml.h"
 
 #define GW_MAX_INSTANCES 16
 #define GW_URL_MAX 256

@@ -23,6 +23,8 @@ typedef struct ex_app {
     const char *artifact_dir, *runtimes_dir;
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
     bool network;                 /* functions may use the network */
+    int64_t async_consumers;      /* threads running queued events */
+    bool allow_loopback, allow_private; /* destinations (on_success/on_failure) SSRF policy */
     metric *m_invocations, *m_duration, *m_starts;
 } ex_app;
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "async.h"
 #include "crypto.h"
 #include "log.h"
 
@@ -16,7 +17,7 @@ typedef struct call {
     httpd_resp *resp;
     fn_info fn;
     char id[ML_UUID_LEN];
-    pool_lease lease;
+    bool cold;
     sandbox_result result;
     int64_t started_ms;
 } call;
@@ -61,7 +62,7 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
     rec.trigger = AUDIT_HTTP_SYNC;
     rec.status = status;
     rec.attempts = 1;
-    rec.cold_start = c->lease.cold ? 1 : 0;
+    rec.cold_start = c->cold ? 1 : 0;
     rec.request_id = httpd_request_id(c->req);
     rec.payload_size = (int64_t)body_len;
     rec.response_size = (int64_t)c->result.payload.len;
@@ -104,7 +105,7 @@ static void reply(call *c)
     httpd_resp_header(resp, "X-Invocation-Id", c->id);
     ml_snprintf(num, sizeof(num), "%d", c->fn.version);
     httpd_resp_header(resp, "X-Function-Version", num);
-    httpd_resp_header(resp, "X-Cold-Start", c->lease.cold ? "true" : "false");
+    httpd_resp_header(resp, "X-Cold-Start", c->cold ? "true" : "false");
     ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms);
     httpd_resp_header(resp, "X-Duration-Ms", num);
     if (fn_error)
@@ -118,58 +119,87 @@ static void reply(call *c)
     }
 }
 
-/* Runs the event on an instance; fills c->result. ML_ERR: no instance (resp written). */
-static int run(call *c, deps *d)
+/* Fills r with a platform-made error in the handler-error shape. */
+static void init_error(sandbox_result *r, const char *message)
 {
-    ex_app *app = c->app;
-    char dir[512], err[512], version[16], generation[24];
+    cJSON *o = cJSON_CreateObject();
+    char *text;
+
+    cJSON_AddStringToObject(o, "errorType", "Runtime.InitError");
+    cJSON_AddStringToObject(o, "errorMessage", message);
+    cJSON_AddItemToObject(o, "stackTrace", cJSON_CreateArray());
+    text = cJSON_PrintUnformatted(o);
+    r->status = SB_HANDLER_ERROR;
+    ml_buf_reset(&r->payload);
+    ml_buf_append_str(&r->payload, text ? text : "{}");
+    free(text);
+    cJSON_Delete(o);
+}
+
+exec_outcome invoke_exec(ex_app *app, deps *d, const fn_info *fn, const char *trigger,
+                         const char *id, const char *event,
+                         size_t len, int64_t wait_ms, bool *cold, sandbox_result *res, char *err,
+                         size_t errlen)
+{
+    char dir[512], version[16], generation[24];
     const char *env[FN_ENV_BYTES_MAX / 2 + 1];
-    size_t len;
-    const char *body = httpd_body(c->req, &len);
     pool_want w = { 0 };
+    pool_lease lease;
     int rc;
 
-    if (artifacts_get(&app->artifacts, d->s3, c->fn.artifact_prefix, c->fn.artifact_sha256, dir,
-                      sizeof(dir), err, sizeof(err)) != ML_OK) {
+    *cold = false;
+    if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
+                      sizeof(dir), err, errlen) != ML_OK)
+        return EXEC_NO_CODE;
+    env_list(fn, env, ML_ARRAY_LEN(env));
+    ml_snprintf(version, sizeof(version), "%d", fn->version);
+    ml_snprintf(generation, sizeof(generation), "%lld", (long long)fn->generation);
+    w.function_id = fn->id;
+    w.function_name = fn->name;
+    w.version = fn->version;
+    w.generation = generation;
+    w.concurrency = fn->concurrency > 0 ? fn->concurrency : 1000;
+    w.spec = (sandbox_spec){ .runtime = fn->runtime, .handler = fn->handler, .code_dir = dir,
+                             .runtimes_dir = app->runtimes_dir, .function_name = fn->name,
+                             .function_version = version, .memory_mb = fn->memory_mb,
+                             .timeout_s = fn->timeout_s, .env = env, .network = app->network,
+                             .pids_max = app->pids_max };
+    rc = pool_acquire(app->pool, &w, wait_ms, &lease, err, errlen);
+    *cold = lease.cold;
+    if (rc == POOL_SATURATED)
+        return EXEC_SATURATED;
+    if (rc != ML_OK) { /* the handler could not even load: the function's fault */
+        init_error(res, err);
+        return EXEC_RAN;
+    }
+    metric_inc(app->m_starts, (const char *[]){ fn->name, lease.cold ? "cold" : "warm" });
+    sandbox_invoke(lease.inst, id, event, len, ml_now_ms() + (int64_t)fn->timeout_s * 1000,
+                   EX_MAX_SYNC_BODY, res);
+    pool_release(app->pool, &lease, res->status == SB_OK || res->status == SB_HANDLER_ERROR);
+    metric_inc(app->m_invocations, (const char *[]){ fn->name, trigger, status_label(res->status) });
+    metric_observe(app->m_duration, (const char *[]){ fn->name }, (double)res->duration_ms / 1000.0);
+    return EXEC_RAN;
+}
+
+/* Runs the request's event; ML_ERR: nothing ran (resp written). */
+static int run(call *c, deps *d)
+{
+    char err[512];
+    size_t len;
+    const char *body = httpd_body(c->req, &len);
+    exec_outcome o = invoke_exec(c->app, d, &c->fn, "http_sync", c->id, body, len, c->app->queue_wait_ms,
+                                 &c->cold, &c->result, err, sizeof(err));
+
+    if (o == EXEC_NO_CODE) {
         httpd_resp_header(c->resp, "Retry-After", "1");
         httpd_resp_error(c->resp, 503, "code_unavailable", "%s", err);
         return ML_ERR;
     }
-    env_list(&c->fn, env, ML_ARRAY_LEN(env));
-    ml_snprintf(version, sizeof(version), "%d", c->fn.version);
-    w.function_id = c->fn.id;
-    w.function_name = c->fn.name;
-    w.version = c->fn.version;
-    ml_snprintf(generation, sizeof(generation), "%lld", (long long)c->fn.generation);
-    w.generation = generation;
-    w.concurrency = c->fn.concurrency > 0 ? c->fn.concurrency : 1000;
-    w.spec = (sandbox_spec){ .runtime = c->fn.runtime, .handler = c->fn.handler, .code_dir = dir,
-                             .runtimes_dir = app->runtimes_dir, .function_name = c->fn.name,
-                             .function_version = version, .memory_mb = c->fn.memory_mb,
-                             .timeout_s = c->fn.timeout_s, .env = env, .network = app->network,
-                             .pids_max = app->pids_max };
-    rc = pool_acquire(app->pool, &w, app->queue_wait_ms, &c->lease, err, sizeof(err));
-    if (rc == POOL_SATURATED) {
+    if (o == EXEC_SATURATED) {
         httpd_resp_header(c->resp, "Retry-After", "1");
         httpd_resp_error(c->resp, 429, "too_many_requests", "%s", err);
         return ML_ERR;
     }
-    if (rc != ML_OK) { /* the handler could not even load: the function's fault */
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "errorType", "Runtime.InitError");
-        cJSON_AddStringToObject(o, "errorMessage", err);
-        cJSON_AddItemToObject(o, "stackTrace", cJSON_CreateArray());
-        httpd_resp_header(c->resp, "X-Invocation-Id", c->id);
-        httpd_resp_header(c->resp, "X-Function-Error", "Unhandled");
-        httpd_resp_json(c->resp, 502, o);
-        audit_call(c, AUDIT_FAILED, "Runtime.InitError", err);
-        return ML_ERR;
-    }
-    metric_inc(app->m_starts, (const char *[]){ c->fn.name, c->lease.cold ? "cold" : "warm" });
-    sandbox_invoke(c->lease.inst, c->id, body, len, ml_now_ms() + (int64_t)c->fn.timeout_s * 1000,
-                   EX_MAX_SYNC_BODY, &c->result);
-    pool_release(app->pool, &c->lease,
-                 c->result.status == SB_OK || c->result.status == SB_HANDLER_ERROR);
     return ML_OK;
 }
 
@@ -188,10 +218,33 @@ static void finish(call *c)
     reply(c);
     audit_call(c, st, fn_error, message);
     free(message);
-    metric_inc(c->app->m_invocations,
-               (const char *[]){ c->fn.name, "http_sync", status_label(c->result.status) });
-    metric_observe(c->app->m_duration, (const char *[]){ c->fn.name },
-                   (double)c->result.duration_ms / 1000.0);
+}
+
+/* Event: 202 only once the broker confirmed the event. */
+static void enqueue(call *c, deps *d)
+{
+    size_t len;
+    const char *body = httpd_body(c->req, &len);
+    char id[ML_UUID_LEN], err[256];
+    cJSON *o;
+    async_event ev = { .fn = &c->fn, .payload = body, .len = len, .trigger = AUDIT_HTTP_ASYNC,
+                       .request_id = httpd_request_id(c->req) };
+
+    if (len > ASYNC_MAX_EVENT) {
+        httpd_resp_error(c->resp, 413, "payload_too_large", "an Event invocation's body is limited to %d KiB",
+                         ASYNC_MAX_EVENT / 1024);
+        return;
+    }
+    if (async_enqueue(c->app, d, &ev, id, err, sizeof(err)) != ML_OK) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 503, "service_unavailable", "%s", err);
+        return;
+    }
+    o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "invocation_id", id);
+    cJSON_AddStringToObject(o, "status", "queued");
+    httpd_resp_header(c->resp, "X-Invocation-Id", id);
+    httpd_resp_json(c->resp, 202, o);
 }
 
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
@@ -232,11 +285,9 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
     }
     c->app = ud, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
     ml_uuid(c->id);
-    if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun")) {
-        httpd_resp_error(resp, 400, "invalid_invocation_type", "%s",
-                         strcmp(type, "Event") == 0
-                             ? "asynchronous (Event) invocations are not available on this executor yet"
-                             : "X-Invocation-Type must be RequestResponse, Event or DryRun");
+    if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun") && strcmp(type, "Event")) {
+        httpd_resp_error(resp, 400, "invalid_invocation_type",
+                         "X-Invocation-Type must be RequestResponse, Event or DryRun");
         goto out;
     }
     if (lookup(c) != ML_OK)
@@ -250,7 +301,9 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 503, "service_unavailable", "cannot reach storage");
         goto out;
     }
-    if (run(c, d) == ML_OK)
+    if (type && strcmp(type, "Event") == 0)
+        enqueue(c, d);
+    else if (run(c, d) == ML_OK)
         finish(c);
 out:
     sandbox_result_free(&c->result);

@@ -3,17 +3,24 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "async.h"
+#include "dlq.h"
 #include "invoke.h"
+#include "outbox.h"
 #include "log.h"
 #include "service.h"
+#include "topology.h"
 
 #define MAX_ROUTES 16
+#define MAX_CONSUMERS 64
 
 static ex_app app;
 
 deps *ex_deps(ex_app *a)
 {
-    return deps_thread(&a->deps, EX_NEED, NULL, "lambda-executor");
+    return deps_thread(&a->deps, EX_NEED, &topo_invoke, "lambda-executor");
 }
 
 static pg_conn *thread_db(void *ud)
@@ -40,6 +47,12 @@ static size_t executor_vars(svc *s, cfg_var *vars, size_t max)
           "processes and threads one function instance may have", &app.pids_max, false },
         { "MINILAMBDA_FUNCTION_NETWORK", CFG_BOOL, "false", 0, 0, NULL,
           "give functions network access (default: an empty network namespace)", &app.network, false },
+        { "MINILAMBDA_ASYNC_CONSUMERS", CFG_INT, "4", 1, MAX_CONSUMERS, NULL,
+          "threads running queued (Event, cron, replay) invocations on this executor", &app.async_consumers, false },
+        { "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
+          "let users' webhook URLs reach loopback addresses (local stack only)", &app.allow_loopback, false },
+        { "MINILAMBDA_WEBHOOK_ALLOW_PRIVATE", CFG_BOOL, "false", 0, 0, NULL,
+          "let users' webhook URLs reach private networks (10/8, 172.16/12, 192.168/16 ...)", &app.allow_private, false },
         /* each in-flight invocation holds a worker thread while it waits for its sandbox */
         { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "512", 1, 4096, NULL,
           "worker threads for HTTP handlers that block (database, S3, waiting on a sandbox)", &s->http_workers, false },
@@ -96,12 +109,39 @@ static int start_parts(svc *s)
     return ML_OK;
 }
 
+static void *destinations_main(void *arg)
+{
+    outbox_run(arg, 100);
+    return NULL;
+}
+
+/* Async consumers and the destination dispatcher; returns how many threads started. */
+static size_t start_workers(svc *s, pthread_t *threads, outbox **box)
+{
+    char err[256];
+    size_t n = 0;
+    outbox_config oc = { .kind = OUTBOX_DESTINATIONS, .db_url = app.deps.lambda_db_url,
+                         .internal_secret = app.registry_cfg.webhook_secret, .metrics = s->metrics,
+                         .ssrf = { app.allow_loopback, app.allow_private }, .should_stop = svc_stopping };
+
+    for (int64_t i = 0; i < app.async_consumers; i++)
+        if (pthread_create(&threads[n], NULL, async_main, &app) == 0)
+            n++;
+    if (!(*box = outbox_new(&oc, err, sizeof(err))))
+        ml_log_error("destinations disabled: %s", err);
+    else if (pthread_create(&threads[n], NULL, destinations_main, *box) == 0)
+        n++;
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     cfg_var vars[SVC_MAX_CONFIG];
     httpd_route routes[MAX_ROUTES];
     svc s;
-    size_t n = executor_vars(&s, vars, ML_ARRAY_LEN(vars)), nroutes = 0;
+    size_t n = executor_vars(&s, vars, ML_ARRAY_LEN(vars)), nroutes = 0, nthreads = 0;
+    pthread_t threads[MAX_CONSUMERS + 1];
+    outbox *box = NULL;
     deps d = { 0 };
     int rc = 1;
 
@@ -111,12 +151,18 @@ int main(int argc, char **argv)
         return 1;
     register_metrics(s.metrics);
     /* Redis is a cache here: warm functions keep serving without it. */
-    if (deps_open(&d, &app.deps, EX_NEED, NULL, true, &s) != ML_OK || start_parts(&s) != ML_OK)
+    if (deps_open(&d, &app.deps, EX_NEED, &topo_invoke, true, &s) != ML_OK || start_parts(&s) != ML_OK)
         goto out;
     nroutes += invoke_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += registry_routes(app.registry, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += audit_routes(app.audit, routes + nroutes, MAX_ROUTES - nroutes);
+    nroutes += dlq_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
+    nthreads = start_workers(&s, threads, &box);
     rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
+    svc_request_stop();
+    for (size_t i = 0; i < nthreads; i++) /* each finishes the event in hand */
+        pthread_join(threads[i], NULL);
+    outbox_free(box);
 out:
     pool_free(app.pool);
     audit_stop(app.audit);     /* flushes every queued audit row */

@@ -693,7 +693,30 @@ static int own_cgroup(const char *controller, char *out, size_t len)
     return ML_ERR;
 }
 
-/* Removes cgroups left by executors that are gone ("i<pid>-<seq>", pid not alive). */
+/* SIGKILLs every task of a cgroup until it is empty (tasks can fork meanwhile; pids.max
+ * bounds how many). */
+static void cgroup_kill_tasks(const char *dir)
+{
+    for (int round = 0; round < 100; round++) {
+        char path[PATH_MAX], buf[8192], *save = NULL;
+        bool any = false;
+
+        if (ml_snprintf(path, sizeof(path), "%s/cgroup.procs", dir) != ML_OK ||
+            read_file(path, buf, sizeof(buf)) != ML_OK)
+            return;
+        for (char *t = strtok_r(buf, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+            int64_t pid;
+            if (ml_parse_int64(t, 1, INT32_MAX, &pid) == ML_OK && kill((pid_t)pid, SIGKILL) == 0)
+                any = true;
+        }
+        if (!any)
+            return;
+        ml_sleep_ms(1);
+    }
+}
+
+/* Removes what executors that are gone left behind ("i<pid>-<seq>", "probe-<pid>" with that
+ * pid dead): their instances' processes are killed first. */
 static void cgroup_sweep(const char *parent)
 {
     DIR *d = opendir(parent);
@@ -702,19 +725,23 @@ static void cgroup_sweep(const char *parent)
     if (!d)
         return;
     while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        size_t skip = name[0] == 'i' ? 1 : strncmp(name, "probe-", 6) == 0 ? 6 : 0;
+        size_t n = skip ? strcspn(name + skip, "-") : 0;
         int64_t pid = 0;
         char num[32], path[PATH_MAX];
-        size_t n = strcspn(e->d_name + 1, "-");
 
-        if (e->d_name[0] != 'i' || n == 0 || n >= sizeof(num))
+        if (n == 0 || n >= sizeof(num))
             continue;
-        memcpy(num, e->d_name + 1, n);
+        memcpy(num, name + skip, n);
         num[n] = '\0';
         if (ml_parse_int64(num, 1, INT32_MAX, &pid) != ML_OK || pid == getpid() ||
-            kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
+            ml_snprintf(path, sizeof(path), "%s/%s", parent, name) != ML_OK)
             continue;
-        if (ml_snprintf(path, sizeof(path), "%s/%s", parent, e->d_name) == ML_OK)
-            (void)rmdir(path);
+        cgroup_kill_tasks(path);
+        for (int tries = 0; rmdir(path) != 0 && errno == EBUSY && tries < 100; tries++)
+            ml_sleep_ms(5);
     }
     closedir(d);
 }
@@ -1189,6 +1216,7 @@ struct sandbox_instance {
     int uid_slot;
     unsigned uid;
     int64_t memory_mb;
+    int64_t timeout_ms;      /* spec->timeout_s as a cap on every deadline, 0: none */
     char cg[2][PATH_MAX];    /* the instance's memory and pids cgroups, "" if none */
     int usage_fd;            /* memory.max_usage_in_bytes, -1 */
     pid_t runtime_pid;       /* host pid of the runtime, for VmHWM without cgroups */
@@ -1272,22 +1300,10 @@ static void sb_kill(sandbox_instance *in)
         if (!in->ns)
             kill(-in->pid, SIGKILL);   /* its session / process group */
     }
-    /* Without a pid namespace, processes that left the group are still in the cgroup. */
-    for (int round = 0; !in->ns && in->cg[1][0] && round < 100; round++) {
-        char path[PATH_MAX], buf[8192];
-        bool any = false;
-        if (ml_snprintf(path, sizeof(path), "%s/cgroup.procs", in->cg[1]) != ML_OK ||
-            read_file(path, buf, sizeof(buf)) != ML_OK)
-            break;
-        for (char *s = strtok(buf, "\n"); s; s = strtok(NULL, "\n")) {
-            int64_t pid;
-            if (ml_parse_int64(s, 1, INT32_MAX, &pid) == ML_OK && kill((pid_t)pid, SIGKILL) == 0)
-                any = true;
-        }
-        if (!any)
-            break;
-        ml_sleep_ms(1);
-    }
+    /* Without a pid namespace, processes that left the group are still in the cgroups. */
+    for (int i = 0; !in->ns && i < 2; i++)
+        if (in->cg[i][0])
+            cgroup_kill_tasks(in->cg[i]);
     sb_reap(in, true);
     in->dead = true;
 }
@@ -1773,6 +1789,7 @@ static sandbox_instance *instance_new(const sandbox_spec *s)
     in->wait_status = -1;
     in->ns = sb.features & SANDBOX_F_NAMESPACES;
     in->memory_mb = s->memory_mb;
+    in->timeout_ms = s->timeout_s > 0 ? s->timeout_s * 1000 : 0;
     in->function_name = strdup(s->function_name);
     in->function_version = strdup(s->function_version);
     proto_reader_init(&in->rd, PROTO_HEADER_MAX);
@@ -2033,6 +2050,8 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
 
     memset(out, 0, sizeof(*out));
     out->max_memory_bytes = -1;
+    if (inst && inst->timeout_ms && deadline_ms > started + inst->timeout_ms)
+        deadline_ms = started + inst->timeout_ms;
     if (!inst || inst->dead || !invocation_id) {
         out->status = SB_CRASH;
         error_json(&out->payload, "Runtime.ExitError", "the instance is not alive");

@@ -27,7 +27,7 @@ typedef struct sandbox_spec {
     const char *runtimes_dir;     /* services/lambda-executor/runtimes (bootstrap.py / bootstrap.js) */
     const char *function_name, *function_version;
     int64_t memory_mb;            /* 64..4096: hard limit (cgroup v1 memory, else RLIMIT_AS) */
-    int64_t timeout_s;            /* per invocation; enforced by the caller's deadline too */
+    int64_t timeout_s;            /* per invocation: caps every deadline given to sandbox_invoke (0: no cap) */
     const char *const *env;       /* "KEY=VALUE" strings, NULL-terminated (user env), may be NULL */
     bool network;                 /* false: a fresh network namespace with only lo (up) */
     int64_t pids_max;             /* processes + threads of the instance, e.g. 64 (0: 64) */

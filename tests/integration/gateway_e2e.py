@@ -702,23 +702,26 @@ async def slow_call(port, secs):
     return int(line.split()[1]) if line else 0
 
 
-def fast_latencies(port, seconds, path="/functions/fastfn/invoke", auth=TOKEN):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    lat, end = [], time.time() + seconds
-    h = {"Content-Type": "application/json"}
-    if auth:
-        h["Authorization"] = auth
+def fast_latencies(targets, seconds):
+    """Alternates fast invocations over targets [(port, auth)] for a while, each on its own
+    keep-alive connection, so they are compared under the same load. Latencies in ms."""
+    conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=10) for port, _ in targets]
+    lat = [[] for _ in targets]
+    end = time.time() + seconds
     while time.time() < end:
-        t0 = time.perf_counter()
-        c.request("POST", path, body=b"{}", headers=h)
-        r = c.getresponse()
-        r.read()
-        lat.append((time.perf_counter() - t0) * 1000)
-        if r.status != 200:
-            lat[-1] = float("inf")
+        for i, (port, auth) in enumerate(targets):
+            h = {"Content-Type": "application/json"}
+            if auth:
+                h["Authorization"] = auth
+            t0 = time.perf_counter()
+            conns[i].request("POST", "/functions/fastfn/invoke", body=b"{}", headers=h)
+            r = conns[i].getresponse()
+            r.read()
+            lat[i].append((time.perf_counter() - t0) * 1000 if r.status == 200 else float("inf"))
         time.sleep(0.002)
-    c.close()
-    return sorted(lat)
+    for c in conns:
+        c.close()
+    return [sorted(x) for x in lat]
 
 
 def pct(lat, p):
@@ -728,12 +731,37 @@ def pct(lat, p):
 def check_concurrency(gw, ex1):
     fn_doc("slowfn", timeout_s=60, rate_limit={"rps": 10000, "burst": 10000})
     fn_doc("fastfn", rate_limit={"rps": 100000, "burst": 100000})
-    base = fast_latencies(gw, 2)
-    direct = fast_latencies(ex1.port, 2, auth=None)
+    targets = [(gw, TOKEN), (ex1.port, None)]
+    base, base_direct = fast_latencies(targets, 2)
     results = {}
 
     def run_slow():
         async def main():
+            return await asyncio.gather(*(slow_call(gw, SLOW_S) for _ in range(SLOW_N)))
+        results["slow"] = asyncio.run(main())
+
+    t = threading.Thread(target=run_slow)
+    t0 = time.time()
+    t.start()
+    time.sleep(min(1.0, SLOW_S / 4))  # let every slow call reach the upstream
+    loaded, loaded_direct = fast_latencies(targets, max(1.0, SLOW_S - 2))
+    t.join()
+    took = time.time() - t0
+    slow = results.get("slow", [])
+
+    def fmt(lat):
+        return f"n={len(lat)} p50={pct(lat, .5):.2f} ms p99={pct(lat, .99):.2f} ms max={lat[-1]:.2f} ms"
+    note(f"concurrency: {SLOW_N} x {SLOW_S:g} s slow invocations finished in {took:.2f} s "
+         f"({sum(1 for s in slow if s == 200)} x 200)")
+    note(f"fast invoke, idle:     via gateway {fmt(base)}; direct {fmt(base_direct)}")
+    note(f"fast invoke, {SLOW_N} slow in flight: via gateway {fmt(loaded)}; direct {fmt(loaded_direct)}")
+    check(f"{SLOW_N} concurrent {SLOW_S:g} s invocations all complete, concurrently",
+          slow.count(200) == SLOW_N and took < SLOW_S * 2 + 2, (slow.count(200), took))
+    check("fast invocations stay fast while the slow ones are in flight (p99 < 100 ms)",
+          len(loaded) > 50 and pct(loaded, .99) < 100, pct(loaded, .99))
+
+
+def main():
             return await asyncio.gather(*(slow_call(gw, SLOW_S) for _ in range(SLOW_N)))
         results["slow"] = asyncio.run(main())
 

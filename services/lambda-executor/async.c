@@ -1,0 +1,380 @@
+/* async.c — asynchronous invocations.
+ *
+ * Enqueue: the event is published persistently with a publisher confirm before the caller
+ * hears "queued"; the invocation's 'queued' audit row goes to the audit writer (durable
+ * through its spill file).
+ * Consume: consumer threads (prefetch 1 each, so a busy executor does not hoard events) run
+ * the event like a sync invocation. A failed attempt is republished to a delay queue
+ * (1 s, then 2 s, ±10 %) that dead-letters it back to the invoke exchange; after
+ * 1 + max_retries attempts the event is dead-lettered: a dead_letter_queue row, a copy in the
+ * dead-letter queue, and the on_failure destination. The original message is acked only
+ * after all of that, so a crash at any point redelivers it; an invocation already final in
+ * Postgres is not run again. */
+#include "async.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "invoke.h"
+#include "log.h"
+#include "service.h"
+#include "topology.h"
+
+static const char *const trigger_names[] = { "http_sync", "http_async", "cron", "dlq_replay" };
+
+/* What travels in the message headers. */
+typedef struct meta {
+    char id[ML_UUID_LEN], function_id[ML_UUID_LEN];
+    char schedule_id[ML_UUID_LEN], replay_of[ML_UUID_LEN], request_id[129];
+    int64_t attempt, enqueued_ms;
+    audit_trigger trigger;
+} meta;
+
+typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_REJECT } settle;
+
+static int publish(mq_conn *mq, const meta *mt, const void *body, size_t len, const char *exchange,
+                   const char *key, int64_t expiration_ms)
+{
+    mq_header h[8];
+    size_t n = 0;
+    mq_publish_msg m = { .exchange = exchange, .routing_key = key, .body = body, .body_len = len,
+                         .message_id = mt->id, .headers = h, .expiration_ms = expiration_ms,
+                         .mandatory = 1 };
+
+    h[n++] = (mq_header){ .key = "x-function-id", .str = mt->function_id };
+    h[n++] = (mq_header){ .key = "x-trigger", .str = trigger_names[mt->trigger] };
+    h[n++] = (mq_header){ .key = "x-attempt", .num = mt->attempt };
+    h[n++] = (mq_header){ .key = "x-enqueued-at", .num = mt->enqueued_ms };
+    if (mt->schedule_id[0])
+        h[n++] = (mq_header){ .key = "x-schedule-id", .str = mt->schedule_id };
+    if (mt->replay_of[0])
+        h[n++] = (mq_header){ .key = "x-replay-of", .str = mt->replay_of };
+    if (mt->request_id[0])
+        h[n++] = (mq_header){ .key = "x-request-id", .str = mt->request_id };
+    m.n_headers = n;
+    return mq_publish(mq, &m);
+}
+
+static void submit(ex_app *app, const meta *mt, audit_status st, const void *payload, size_t len,
+                   const sandbox_result *res, const char *error_type, const char *message)
+{
+    audit_record r = { 0 };
+
+    ml_strlcpy(r.id, mt->id, sizeof(r.id));
+    ml_strlcpy(r.function_id, mt->function_id, sizeof(r.function_id));
+    r.trigger = mt->trigger;
+    r.status = st;
+    r.attempts = (int)(st == AUDIT_QUEUED ? mt->attempt - 1 : mt->attempt);
+    r.cold_start = -1;
+    r.request_id = mt->request_id[0] ? mt->request_id : NULL;
+    r.payload_size = (int64_t)len;
+    r.response_size = -1;
+    r.payload = payload;
+    r.payload_len = len;
+    r.error_type = error_type;
+    r.error_message = message;
+    r.duration_ms = r.memory_used_mb = -1;
+    r.created_ms = mt->enqueued_ms;
+    r.replay_of = mt->replay_of[0] ? mt->replay_of : NULL;
+    r.schedule_id = mt->schedule_id[0] ? mt->schedule_id : NULL;
+    if (res) {
+        r.result = st == AUDIT_SUCCEEDED ? res->payload.data : NULL;
+        r.result_len = st == AUDIT_SUCCEEDED ? res->payload.len : 0;
+        r.response_size = (int64_t)res->payload.len;
+        r.log_tail = res->log_tail.data;
+        r.log_tail_len = res->log_tail.len;
+        r.duration_ms = res->duration_ms;
+        r.memory_used_mb = res->max_memory_bytes > 0 ? res->max_memory_bytes >> 20 : -1;
+    }
+    if (audit_submit(app->audit, &r) != ML_OK)
+        ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", mt->id, NULL);
+}
+
+int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_LEN], char *err,
+                  size_t errlen)
+{
+    meta mt = { 0 };
+
+    ml_uuid(mt.id);
+    ml_strlcpy(mt.function_id, ev->fn->id, sizeof(mt.function_id));
+    ml_strlcpy(mt.schedule_id, ev->schedule_id ? ev->schedule_id : "", sizeof(mt.schedule_id));
+    ml_strlcpy(mt.replay_of, ev->replay_of ? ev->replay_of : "", sizeof(mt.replay_of));
+    ml_strlcpy(mt.request_id, ev->request_id ? ev->request_id : "", sizeof(mt.request_id));
+    mt.attempt = 1;
+    mt.enqueued_ms = ml_wall_ms();
+    mt.trigger = ev->trigger;
+    if (publish(d->mq, &mt, ev->payload, ev->len, TOPO_INVOKE_EXCHANGE, TOPO_INVOKE_ROUTING_KEY, 0) != ML_OK) {
+        ml_snprintf(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
+        return ML_ERR;
+    }
+    submit(app, &mt, AUDIT_QUEUED, ev->payload, ev->len, NULL, NULL, NULL);
+    ml_strlcpy(id, mt.id, ML_UUID_LEN);
+    return ML_OK;
+}
+
+/* ---- consuming ---- */
+
+static void header_str(const mq_message *m, const char *key, char *out, size_t len)
+{
+    const mq_header *h = mq_message_header(m, key);
+    ml_strlcpy(out, h && h->str ? h->str : "", len);
+}
+
+static int64_t header_num(const mq_message *m, const char *key)
+{
+    const mq_header *h = mq_message_header(m, key);
+    return h && !h->str ? h->num : 0;
+}
+
+static int parse_meta(const mq_message *m, meta *mt)
+{
+    char trig[32];
+
+    memset(mt, 0, sizeof(*mt));
+    ml_strlcpy(mt->id, m->message_id, sizeof(mt->id));
+    header_str(m, "x-function-id", mt->function_id, sizeof(mt->function_id));
+    header_str(m, "x-schedule-id", mt->schedule_id, sizeof(mt->schedule_id));
+    header_str(m, "x-replay-of", mt->replay_of, sizeof(mt->replay_of));
+    header_str(m, "x-request-id", mt->request_id, sizeof(mt->request_id));
+    header_str(m, "x-trigger", trig, sizeof(trig));
+    mt->attempt = header_num(m, "x-attempt");
+    mt->enqueued_ms = header_num(m, "x-enqueued-at");
+    mt->trigger = AUDIT_HTTP_ASYNC;
+    for (size_t i = 1; i < ML_ARRAY_LEN(trigger_names); i++)
+        if (strcmp(trig, trigger_names[i]) == 0)
+            mt->trigger = (audit_trigger)i;
+    return ml_uuid_valid(mt->id) == ML_OK && ml_uuid_valid(mt->function_id) == ML_OK &&
+                   mt->attempt >= 1 && mt->enqueued_ms > 0
+               ? ML_OK
+               : ML_ERR;
+}
+
+/* True when Postgres already holds a final state for this invocation (a redelivery after a
+ * crash between recording and acking): it must not run twice. */
+static bool already_final(deps *d, const meta *mt)
+{
+    const char *p[] = { mt->id };
+    PGresult *r = pg_query(d->db, "ex_final",
+                           "SELECT 1 FROM invocations WHERE id = $1 AND status IN"
+                           " ('succeeded', 'failed', 'timed_out', 'dead_lettered')",
+                           1, p);
+    bool final = r && PQntuples(r) > 0;
+
+    PQclear(r);
+    return final;
+}
+
+/* The destination document: the invocation record as the API shows it. */
+static char *destination_body(const meta *mt, const fn_info *fn, const char *status,
+                              const sandbox_result *res, const char *error_type, const char *message)
+{
+    cJSON *o = cJSON_CreateObject(), *result = NULL;
+    char *text;
+
+    cJSON_AddStringToObject(o, "type", strcmp(status, "succeeded") == 0 ? "invocation.succeeded" : "invocation.failed");
+    cJSON_AddStringToObject(o, "invocation_id", mt->id);
+    cJSON_AddStringToObject(o, "function_id", fn->id);
+    cJSON_AddStringToObject(o, "function_name", fn->name);
+    cJSON_AddNumberToObject(o, "version", fn->version);
+    cJSON_AddStringToObject(o, "trigger", trigger_names[mt->trigger]);
+    cJSON_AddStringToObject(o, "status", status);
+    cJSON_AddNumberToObject(o, "attempts", (double)mt->attempt);
+    if (res && res->status == SB_OK)
+        result = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
+    cJSON_AddItemToObject(o, "result", result ? result : cJSON_CreateNull());
+    if (error_type) {
+        cJSON *e = cJSON_AddObjectToObject(o, "error");
+        cJSON_AddStringToObject(e, "type", error_type);
+        cJSON_AddStringToObject(e, "message", message ? message : "");
+    }
+    text = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return text;
+}
+
+/* Queues the on_success / on_failure delivery (the dispatcher sends it). The invocation's
+ * row must be in Postgres first (foreign key), hence the audit flush. */
+static int destination(ex_app *app, deps *d, const meta *mt, const fn_info *fn, bool ok,
+                       const sandbox_result *res, const char *error_type, const char *message)
+{
+    const char *url = ok ? fn->on_success_url : fn->on_failure_url;
+    char *body;
+    int rc;
+
+    if (!url[0])
+        return ML_OK;
+    if (audit_flush(app->audit, 5000) != ML_OK)
+        return ML_ERR;
+    body = destination_body(mt, fn, ok ? "succeeded" : "dead_lettered", res, error_type, message);
+    rc = body ? pg_exec(d->db, "ex_destination",
+                        "INSERT INTO destination_deliveries (invocation_id, function_id, kind, url, payload)"
+                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) DO NOTHING",
+                        5, (const char *[]){ mt->id, fn->id, ok ? "on_success" : "on_failure", url, body },
+                        NULL)
+              : ML_ERR;
+    free(body);
+    return rc;
+}
+
+/* The last attempt failed: DLQ row, dead-letter queue copy, audit, on_failure. */
+static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, const fn_info *fn,
+                          const mq_message *m, const sandbox_result *res, const char *error_type,
+                          const char *message)
+{
+    char attempts[24], first[24], last[24];
+    PGresult *r;
+
+    submit(app, mt, AUDIT_DEAD_LETTERED, m->body, m->body_len, res, error_type, message);
+    if (audit_flush(app->audit, 5000) != ML_OK)
+        return SETTLE_REQUEUE;
+    ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt);
+    ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms);
+    ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms());
+    r = pg_query_ex(d->db, "ex_dlq",
+                    "INSERT INTO dead_letter_queue (invocation_id, function_id, event, error_type,"
+                    " error_message, attempts, first_attempt_at, last_attempt_at) VALUES ($1, $2, $3,"
+                    " $4, $5, $6::int, to_timestamp($7::bigint / 1000.0), to_timestamp($8::bigint / 1000.0))"
+                    " ON CONFLICT (invocation_id) DO NOTHING",
+                    8, (const char *[]){ mt->id, fn->id, m->body, error_type, message, attempts, first, last },
+                    (const int[]){ 0, 0, (int)m->body_len, 0, 0, 0, 0, 0 },
+                    (const int[]){ 0, 0, 1, 0, 0, 0, 0, 0 }, 0);
+    if (!r)
+        return SETTLE_REQUEUE;
+    PQclear(r);
+    if (publish(mq, mt, m->body, m->body_len, TOPO_INVOKE_DLX, TOPO_INVOKE_DEAD_KEY, 0) != ML_OK ||
+        destination(app, d, mt, fn, false, res, error_type, message) != ML_OK)
+        return SETTLE_REQUEUE;
+    ml_log_kv(ML_LOG_WARN, "async invocation dead-lettered", "invocation_id", mt->id,
+              "function", fn->name, "error_type", error_type ? error_type : "", NULL);
+    return SETTLE_ACK;
+}
+
+/* Republishes to the delay queue: next attempt (or the same one when nothing ran). */
+static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count_attempt)
+{
+    int64_t delay = mt->attempt >= 2 ? 2000 : 1000;
+
+    delay += (int64_t)(rand() % 201 - 100) * delay / 1000; /* ±10 % */
+    if (count_attempt)
+        mt->attempt++;
+    return publish(mq, mt, m->body, m->body_len, "", mt->attempt >= 3 ? TOPO_INVOKE_RETRY2 : TOPO_INVOKE_RETRY1,
+                   delay) == ML_OK
+               ? SETTLE_ACK
+               : SETTLE_REQUEUE;
+}
+
+static char *error_field(const sandbox_result *res, const char *key)
+{
+    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+
+    cJSON_Delete(o);
+    return s;
+}
+
+/* Runs one attempt and decides what becomes of the event. */
+static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_info *fn,
+                          const mq_message *m)
+{
+    static const char *const types[] = { NULL, "Unhandled", "TimeoutError", "Runtime.ExitError",
+                                         "Runtime.OutOfMemory" };
+    sandbox_result res = { 0 };
+    char err[512], *message = NULL;
+    bool cold;
+    settle s;
+    exec_outcome o;
+
+    submit(app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
+    o = invoke_exec(app, d, fn, trigger_names[mt->trigger], mt->id, m->body, m->body_len, 1000,
+                    &cold, &res, err, sizeof(err));
+    if (o != EXEC_RAN) { /* nothing ran: try again later without spending an attempt */
+        sandbox_result_free(&res);
+        return retry_later(mq, mt, m, false);
+    }
+    if (res.status == SB_OK) {
+        submit(app, mt, AUDIT_SUCCEEDED, m->body, m->body_len, &res, NULL, NULL);
+        s = destination(app, d, mt, fn, true, &res, NULL, NULL) == ML_OK ? SETTLE_ACK : SETTLE_REQUEUE;
+    } else {
+        message = error_field(&res, "errorMessage");
+        if (mt->attempt < 1 + fn->max_retries) {
+            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, types[res.status], message);
+            s = retry_later(mq, mt, m, true);
+        } else {
+            s = dead_letter(app, d, mq, mt, fn, m, &res, types[res.status], message);
+        }
+    }
+    free(message);
+    sandbox_result_free(&res);
+    return s;
+}
+
+static settle handle(ex_app *app, deps *d, mq_conn *mq, const mq_message *m)
+{
+    meta mt;
+    fn_info fn;
+    char err[256] = "";
+    int rc;
+
+    if (parse_meta(m, &mt) != ML_OK) {
+        ml_log_kv(ML_LOG_ERROR, "malformed async invocation message rejected", "message_id",
+                  m->message_id, NULL);
+        return SETTLE_REJECT;
+    }
+    rc = registry_get(app->registry, mt.function_id, &fn, err, sizeof(err));
+    if (rc == REGISTRY_NOT_FOUND) { /* deleted meanwhile: nothing to run it on */
+        submit(app, &mt, AUDIT_FAILED, m->body, m->body_len, NULL, "Function.NotFound",
+               "the function was deleted before the event ran");
+        return SETTLE_ACK;
+    }
+    if (rc != ML_OK || already_final(d, &mt))
+        return rc != ML_OK ? SETTLE_REQUEUE : SETTLE_ACK;
+    if (fn.max_event_age_s > 0 && ml_wall_ms() - mt.enqueued_ms > (int64_t)fn.max_event_age_s * 1000)
+        return dead_letter(app, d, mq, &mt, &fn, m, NULL, "Event.Expired",
+                           "the event waited longer than max_event_age_s");
+    if (fn.state != FN_ACTIVE)
+        return retry_later(mq, &mt, m, false);
+    return run_attempt(app, d, mq, &mt, &fn, m);
+}
+
+void *async_main(void *arg)
+{
+    ex_app *app = arg;
+    deps *d = ex_deps(app);
+    mq_options o = { .heartbeat_s = -1, .connection_name = "lambda-executor-async" };
+    char err[256] = "";
+    /* A consumer may hold a message for a whole invocation (up to 900 s) without servicing
+     * heartbeats, so its connection has none; the broker's consumer timeout (30 min) bounds it. */
+    mq_conn *mq = d ? mq_new(app->deps.amqp_url, &o, &topo_invoke, err, sizeof(err)) : NULL;
+    bool consuming = false;
+
+    if (!mq) {
+        ml_log_error("async consumer cannot start: %s", err);
+        return NULL;
+    }
+    while (!svc_stopping()) {
+        mq_message m = { 0 };
+        int rc = ML_OK;
+        settle s;
+
+        if (!consuming && (rc = mq_consume(mq, TOPO_INVOKE_QUEUE, 1)) == ML_OK)
+            consuming = true;
+        if (rc == ML_OK)
+            rc = mq_consume_next(mq, 1000, &m);
+        if (rc == MQ_TIMEOUT)
+            continue;
+        if (rc != ML_OK) {
+            ml_sleep_ms(500);
+            continue;
+        }
+        s = handle(app, d, mq, &m);
+        if (s == SETTLE_REQUEUE)
+            ml_sleep_ms(1000);
+        if ((s == SETTLE_ACK ? mq_ack(mq, &m) : mq_nack(mq, &m, s == SETTLE_REQUEUE)) != ML_OK)
+            ml_log_kv(ML_LOG_WARN, "cannot settle async message", "error", mq_error(mq), NULL);
+        mq_message_destroy(&m);
+    }
+    mq_close(mq);
+    return NULL;
+}

@@ -1,0 +1,30 @@
+/* async.h — asynchronous invocations (X-Invocation-Type: Event, cron fires, DLQ replays):
+ * durably queued in RabbitMQ before anyone is told "accepted", run by consumer threads,
+ * retried with backoff, dead-lettered after the last attempt. */
+#ifndef EX_ASYNC_H
+#define EX_ASYNC_H
+
+#include "app.h"
+
+#define ASYNC_MAX_EVENT (256 * 1024)
+
+typedef struct async_event {
+    const fn_info *fn;
+    const void *payload;
+    size_t len;
+    audit_trigger trigger;      /* AUDIT_HTTP_ASYNC, AUDIT_CRON, AUDIT_DLQ_REPLAY */
+    const char *schedule_id;    /* cron: the schedule that fired, else NULL */
+    const char *replay_of;      /* replay: the dead-lettered invocation, else NULL */
+    const char *request_id;     /* NULL when none */
+} async_event;
+
+/* Publishes the event (persistent, publisher-confirmed) and records the invocation as
+ * queued. ML_OK: durably queued, id filled. ML_ERR: NOT queued (broker unavailable; err
+ * says why) — the caller must not report success. Uses d's AMQP connection (this thread's). */
+int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_LEN], char *err,
+                  size_t errlen);
+
+/* Consumer thread body (arg: ex_app *): runs queued events until svc_stopping(). */
+void *async_main(void *arg);
+
+#endif

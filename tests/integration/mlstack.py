@@ -1,0 +1,106 @@
+"""Helpers shared by the Python end-to-end tests: daemons on the test stack, HTTP calls,
+deploying functions through the real build pipeline, and "ok - "/"not ok - " checks."""
+import base64, io, json, os, signal, subprocess, time, urllib.error, urllib.request, zipfile
+
+ROOT = os.environ.get("ML_ROOT", os.getcwd())
+BIN = os.environ["ML_BIN_DIR"]
+RUN = os.environ["ML_RUN_DIR"]
+PORT_VARS = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
+             "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}
+
+
+class Suite:
+    """A set of daemons (one per name) with their logs under .run/<tag>."""
+
+    def __init__(self, tag, ports, extra_env=None):
+        self.logs = os.path.join(ROOT, ".run", tag)
+        os.makedirs(self.logs, exist_ok=True)
+        self.ports, self.procs, self.failures = ports, {}, 0
+        self.secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+        self.env = {"MINILAMBDA_BIND_ADDR": "127.0.0.1",
+                    "MINILAMBDA_INTERNAL_WEBHOOK_SECRET": self.secret,
+                    "MINILAMBDA_RUNTIMES_DIR": os.path.join(ROOT, "services/lambda-executor/runtimes"),
+                    "MINILAMBDA_ARTIFACT_CACHE_DIR": os.path.join(self.logs, "artifacts"),
+                    "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(self.logs, "scratch"),
+                    "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000",
+                    "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK": "true", **(extra_env or {})}
+        if "lambda-executor" in ports:
+            self.env["MINILAMBDA_EXECUTOR_WEBHOOK_URL"] = self.url("lambda-executor")
+
+    def url(self, name):
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def check(self, name, cond, detail=""):
+        print(("ok - " if cond else "not ok - ") + name + ("" if cond else f"  # {str(detail)[:300]}"), flush=True)
+        self.failures += 0 if cond else 1
+        return cond
+
+    def start(self, name, binary=None, **env):
+        binary = binary or name
+        e = dict(os.environ, **self.env, **{PORT_VARS[binary]: str(self.ports[name])}, **env)
+        if binary == "lambda-executor":
+            e.setdefault("MINILAMBDA_AUDIT_SPILL_PATH", os.path.join(self.logs, f"audit-{name}.spill"))
+        self.procs[name] = subprocess.Popen([os.path.join(BIN, binary)], env=e, stderr=subprocess.STDOUT,
+                                            stdout=open(os.path.join(self.logs, name + ".log"), "ab"))
+        end = time.time() + 60
+        while time.time() < end:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}")
+            try:
+                if urllib.request.urlopen(self.url(name) + "/health", timeout=2).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(name + " not healthy")
+
+    def stop_all(self):
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs.values():
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+    def deploy(self, name, files, runtime="python3", handler="app.handler", **config):
+        doc = {"name": name, "runtime": runtime, "handler": handler,
+               "code_base64": base64.b64encode(make_zip(files)).decode(), **config}
+        st, _, body = call("POST", self.url("build-master") + "/functions", json.dumps(doc).encode(),
+                           {"Content-Type": "application/json"})
+        if st != 202:
+            raise RuntimeError(f"deploy {name}: {st} {body[:200]}")
+        return self.wait_state(name)
+
+    def wait_state(self, name, want=("active", "failed"), timeout=60):
+        end = time.time() + timeout
+        while time.time() < end:
+            st, _, body = call("GET", f"{self.url('lambda-executor')}/functions/{name}")
+            if st == 200 and json.loads(body)["state"] in want:
+                return json.loads(body)
+            time.sleep(0.1)
+        return None
+
+
+def call(method, url, body=None, headers=None, timeout=60):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def make_zip(files):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            zi = zipfile.ZipInfo(name)
+            zi.external_attr = 0o100644 << 16
+            z.writestr(zi, data)
+    return buf.getvalue()
+
+
+def psql(sql, db_var="MINILAMBDA_LAMBDA_DB_URL"):
+    out = subprocess.run(["psql", os.environ[db_var], "-tAc", sql], capture_output=True, text=True, check=True)
+    return out.stdout.strip()

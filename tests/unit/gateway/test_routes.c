@@ -1,0 +1,115 @@
+/* Unit tests: services/gateway/routes.c — every public endpoint's owner, scope and limits. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "routes.h"
+
+typedef struct expect {
+    const char *method, *path;
+    gw_service svc;
+    unsigned scope;
+    gw_kind kind;
+} expect;
+
+/* API.md's table, written out with concrete paths. */
+static const expect api[] = {
+    { "POST", "/functions", GW_SVC_BUILD_MASTER, GW_SCOPE_WRITE, GW_KIND_BUILD_SUBMIT },
+    { "PUT", "/functions/fn1/code", GW_SVC_BUILD_MASTER, GW_SCOPE_WRITE, GW_KIND_BUILD_SUBMIT },
+    { "GET", "/builds/0b0e0e0e-0000-4000-8000-000000000000", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/builds", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "PATCH", "/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "DELETE", "/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "POST", "/functions/fn1/invoke", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_INVOKE },
+    { "GET", "/invocations/i1", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/invocations", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "POST", "/functions/fn1/schedules", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/schedules", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "DELETE", "/functions/fn1/schedules/s1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/dlq", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "POST", "/dlq/d1/replay", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "DELETE", "/dlq/d1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "POST", "/2015-03-31/functions/fn1/invocations", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_AWS_INVOKE },
+};
+
+static void test_every_endpoint(void **state)
+{
+    (void)state;
+    assert_int_equal(gw_nroutes, sizeof(api) / sizeof(api[0]));
+    for (size_t i = 0; i < sizeof(api) / sizeof(api[0]); i++) {
+        bool wrong = true;
+        const gw_route_def *d = gw_route_find(api[i].method, api[i].path, &wrong);
+
+        assert_non_null(d);
+        assert_false(wrong);
+        assert_int_equal(d->service, api[i].svc);
+        assert_int_equal(d->scope, api[i].scope);
+        assert_int_equal(d->kind, api[i].kind);
+    }
+}
+
+static void test_misses(void **state)
+{
+    bool wrong = false;
+    (void)state;
+    assert_null(gw_route_find("PUT", "/functions", &wrong));
+    assert_true(wrong); /* the server answers 405 with Allow */
+    assert_null(gw_route_find("GET", "/functions/fn1/invoke", &wrong));
+    assert_true(wrong);
+    assert_null(gw_route_find("GET", "/nothing/here", &wrong));
+    assert_false(wrong);
+    assert_null(gw_route_find("GET", "/functions/fn1/code/extra", &wrong));
+    assert_false(wrong);
+    /* internal endpoints are not public */
+    assert_null(gw_route_find("POST", "/webhooks/build-status/b1", &wrong));
+}
+
+static void test_limits_and_threads(void **state)
+{
+    (void)state;
+    const gw_route_def *up = gw_route_find("POST", "/functions", NULL);
+    const gw_route_def *inv = gw_route_find("POST", "/functions/f/invoke", NULL);
+    const gw_route_def *get = gw_route_find("GET", "/functions", NULL);
+    /* a 50 MiB ZIP as base64 must fit, and the invoke cap is the sync payload limit */
+    assert_true(up->max_body > 50u * 1024 * 1024 / 3 * 4);
+    assert_int_equal(inv->max_body, 6u * 1024 * 1024);
+    /* limits and lookups may block; a plain read only verifies a token */
+    assert_true(gw_route_blocking(up));
+    assert_true(gw_route_blocking(inv));
+    assert_true(gw_route_blocking(gw_route_find("POST", "/2015-03-31/functions/f/invocations", NULL)));
+    assert_false(gw_route_blocking(get));
+    assert_string_equal(gw_service_name(up->service), "build-master");
+    assert_string_equal(gw_service_name(get->service), "lambda-executor");
+}
+
+static void test_scopes(void **state)
+{
+    (void)state;
+    assert_int_equal(gw_scopes_parse(NULL), 0);
+    assert_int_equal(gw_scopes_parse(""), 0);
+    assert_int_equal(gw_scopes_parse("functions:read"), GW_SCOPE_READ);
+    assert_int_equal(gw_scopes_parse("  functions:write   functions:invoke "), GW_SCOPE_WRITE | GW_SCOPE_INVOKE);
+    assert_int_equal(gw_scopes_parse("functions:read functions:write functions:invoke"),
+                     GW_SCOPE_READ | GW_SCOPE_WRITE | GW_SCOPE_INVOKE);
+    /* exact tokens only */
+    assert_int_equal(gw_scopes_parse("functions:readx functions:rea admin functions:*"), 0);
+    assert_int_equal(gw_scopes_parse("FUNCTIONS:READ"), 0);
+    assert_string_equal(gw_scope_name(GW_SCOPE_INVOKE), "functions:invoke");
+    assert_string_equal(gw_scope_name(GW_SCOPE_READ | GW_SCOPE_WRITE), "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_endpoint),
+        cmocka_unit_test(test_misses),
+        cmocka_unit_test(test_limits_and_threads),
+        cmocka_unit_test(test_scopes),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
