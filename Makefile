@@ -66,7 +66,12 @@ $(BUILD)/bench/%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: build $(BUILD)/bench/httpd_bench
+$(BUILD)/obj/tests/bench/sandbox_bench.o: TEST_INC := -Iservices/lambda-executor
+$(BUILD)/bench/sandbox_bench: $(BUILD)/obj/tests/bench/sandbox_bench.o $(BUILD)/lib/liblambda-executor.a $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench
 	bash tests/bench/run.sh $(BUILD)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIB)

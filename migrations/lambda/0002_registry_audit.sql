@@ -37,3 +37,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         WHEN 'dead_lettered' THEN 3
         ELSE 2 END
 $$;
+
+-- Deleting a function cascades to its invocations and schedules; every deleted invocation
+-- or schedule row makes Postgres look up the rows pointing at it (ON DELETE SET NULL).
+-- Without these indexes each lookup scans the whole invocations table, so deleting a
+-- function with many invocations was quadratic.
+CREATE INDEX invocations_replay_of ON invocations (replay_of) WHERE replay_of IS NOT NULL;
+CREATE INDEX invocations_schedule ON invocations (schedule_id) WHERE schedule_id IS NOT NULL;
+CREATE INDEX dead_letter_queue_replayed ON dead_letter_queue (replayed_invocation_id)
+    WHERE replayed_invocation_id IS NOT NULL;

@@ -294,13 +294,13 @@ static int preflight_invoke(gw_app *a, const gw_route_def *d, httpd_req *req, ht
         return ML_ERR;
     }
     if (strlen(fn) >= GW_FN_NAME_MAX) {
-        httpd_resp_error(resp, 404, "function_not_found", "no function '%.64s...'", fn);
+        httpd_resp_error(resp, 404, "not_found", "no function '%.64s...'", fn);
         return ML_ERR;
     }
     if (lookup_function(a, req, resp, fn, &info) != ML_OK)
         return ML_ERR;
     if (info.status == 404) {
-        httpd_resp_error(resp, 404, "function_not_found", "no function '%s'", fn);
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn);
         return ML_ERR;
     }
     /* a dry run invokes nothing, so it spends no budget */

@@ -257,7 +257,7 @@ int cron_parse(const char *expr, cron_expr *out, char *err, size_t errlen)
 {
     span f[NFIELDS];
     size_t len, n;
-    const char *fields_text;
+    const char *fields_text = NULL;
 
     if (!expr || !out)
         return fail(err, errlen, "no cron expression");

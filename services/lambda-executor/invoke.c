@@ -119,14 +119,21 @@ static void reply(call *c)
     }
 }
 
-/* Fills r with a platform-made error in the handler-error shape. */
-static void init_error(sandbox_result *r, const char *message)
+/* Fills r with a start failure in the handler-error shape. err is "<errorType>: <message>"
+ * (sandbox_start's convention). */
+static void init_error(sandbox_result *r, const char *err)
 {
+    const char *sep = strstr(err, ": ");
     cJSON *o = cJSON_CreateObject();
-    char *text;
+    char type[64] = "Runtime.InitError", *text;
 
-    cJSON_AddStringToObject(o, "errorType", "Runtime.InitError");
-    cJSON_AddStringToObject(o, "errorMessage", message);
+    if (sep && (size_t)(sep - err) < sizeof(type) && strncmp(err, "Runtime.", 8) == 0) {
+        memcpy(type, err, (size_t)(sep - err));
+        type[sep - err] = '\0';
+        err = sep + 2;
+    }
+    cJSON_AddStringToObject(o, "errorType", type);
+    cJSON_AddStringToObject(o, "errorMessage", err);
     cJSON_AddItemToObject(o, "stackTrace", cJSON_CreateArray());
     text = cJSON_PrintUnformatted(o);
     r->status = SB_HANDLER_ERROR;
@@ -168,7 +175,9 @@ exec_outcome invoke_exec(ex_app *app, deps *d, const fn_info *fn, const char *tr
     *cold = lease.cold;
     if (rc == POOL_SATURATED)
         return EXEC_SATURATED;
-    if (rc != ML_OK) { /* the handler could not even load: the function's fault */
+    if (rc != ML_OK && strncmp(err, "Sandbox.", 8) == 0)
+        return EXEC_NO_SANDBOX; /* the platform's fault, not the function's */
+    if (rc != ML_OK) {           /* the handler could not even load */
         init_error(res, err);
         return EXEC_RAN;
     }
@@ -193,6 +202,11 @@ static int run(call *c, deps *d)
     if (o == EXEC_NO_CODE) {
         httpd_resp_header(c->resp, "Retry-After", "1");
         httpd_resp_error(c->resp, 503, "code_unavailable", "%s", err);
+        return ML_ERR;
+    }
+    if (o == EXEC_NO_SANDBOX) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 503, "no_executor_available", "%s", err);
         return ML_ERR;
     }
     if (o == EXEC_SATURATED) {

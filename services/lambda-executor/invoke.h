@@ -9,6 +9,7 @@ typedef enum {
     EXEC_RAN,        /* res holds the outcome (a handler that failed to load: Runtime.InitError) */
     EXEC_SATURATED,  /* the function's concurrency stayed exhausted for wait_ms */
     EXEC_NO_CODE,    /* the artifact could not be fetched (err says why) */
+    EXEC_NO_SANDBOX, /* no instance could be made for a platform reason (err says why) */
 } exec_outcome;
 
 /* Runs one event on a warm or new instance of fn's active version (shared by sync and async

@@ -95,7 +95,6 @@ static int start_parts(svc *s)
         ml_log_error("sandbox unavailable: %s", report);
         return ML_ERR;
     }
-    ml_log_info("sandbox: %s", report);
     if (artifacts_init(&app.artifacts, app.artifact_dir) != ML_OK) {
         ml_log_error("cannot use artifact cache %s", app.artifact_dir);
         return ML_ERR;

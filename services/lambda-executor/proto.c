@@ -158,13 +158,16 @@ static proto_status reader_advance(proto_reader *r, int fd, bool *progress)
 
 proto_status proto_reader_step(proto_reader *r, int fd)
 {
-    for (;;) {
+    /* At most ~1 MiB per call: a peer streaming without end must not keep the caller from
+     * its deadline checks. */
+    for (int i = 0; i < 128; i++) {
         bool progress = false;
         proto_status st = reader_advance(r, fd, &progress);
 
         if (st != PROTO_MORE || !progress)
             return st;
     }
+    return PROTO_MORE;
 }
 
 static void put_be32(unsigned char b[4], uint32_t v)

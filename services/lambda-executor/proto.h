@@ -42,7 +42,8 @@ typedef struct proto_reader {
 void proto_reader_init(proto_reader *r, size_t body_max);
 /* Starts the next message, keeping the buffers' storage. */
 void proto_reader_reset(proto_reader *r, size_t body_max);
-/* Reads what the non-blocking fd has, never past the end of the current message.
+/* Reads what the non-blocking fd has (at most ~1 MiB per call), never past the end of the
+ * current message.
  * PROTO_DONE: header and body are complete. PROTO_MORE: call again when readable.
  * PROTO_EOF: the peer closed (mid-message too). PROTO_ERROR: I/O error or oversized header,
  * reason in r->error. */

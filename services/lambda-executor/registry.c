@@ -26,6 +26,7 @@
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 #define URL_MAX 2048
+#define DELETE_TIMEOUT "300s"          /* DELETE /functions/{fn}: the cascade over its audit log */
 
 /* ------------------------------------------------------------------------------------ */
 /* State                                                                                */
@@ -1268,24 +1269,42 @@ out:
     return HTTPD_DONE;
 }
 
+/* Deletes the function and everything below it (ON DELETE CASCADE) and leaves a tombstone,
+ * which keeps late build webhooks from bringing it back. The cascade over a long audit log
+ * may outlast the usual statement timeout, so this transaction gets a longer one.
+ * ML_OK with *res holding (id, name) — no rows if there was no such function. */
+static int delete_fn(pg_conn *db, const char *const params[2], PGresult **res)
+{
+    *res = NULL;
+    if (pg_begin(db) != ML_OK)
+        return ML_ERR;
+    if (pg_exec(db, "reg_delete_timeout", "SET LOCAL statement_timeout = '" DELETE_TIMEOUT "'", 0, NULL, NULL) != ML_OK ||
+        !(*res = pg_query(db, "reg_delete",
+                          "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
+                          " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM d"
+                          "  ON CONFLICT (id) DO NOTHING)"
+                          " SELECT id, name FROM d",
+                          2, params)) ||
+        pg_commit(db) != ML_OK) {
+        pg_rollback(db);
+        PQclear(*res);
+        *res = NULL;
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
     char key[FN_NAME_MAX], tomb[256];
     const char *params[2];
-    PGresult *res;
+    PGresult *res = NULL;
     pg_conn *db;
 
     if (fn_params(req, resp, key, params) != ML_OK || !(db = need_db(r, resp)))
         return HTTPD_DONE;
-    /* the tombstone keeps late build webhooks from bringing the function back */
-    res = pg_query(db, "reg_delete",
-                   "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
-                   " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM d"
-                   "  ON CONFLICT (id) DO NOTHING)"
-                   " SELECT id, name FROM d",
-                   2, params);
-    if (!res) {
+    if (delete_fn(db, params, &res) != ML_OK) {
         db_fail(resp, db, "deleting a function");
     } else if (PQntuples(res) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);

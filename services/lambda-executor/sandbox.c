@@ -88,8 +88,9 @@ static struct {
     size_t ntop;
     pthread_mutex_t uid_lock;
     uint64_t uid_used[SB_UID_SLOTS / 64];
+    int uid_lock_fd;          /* byte i OFD-locked while uid slot i is ours, -1 if none */
     atomic_ulong seq;
-} sb = { .uid_lock = PTHREAD_MUTEX_INITIALIZER };
+} sb = { .uid_lock = PTHREAD_MUTEX_INITIALIZER, .uid_lock_fd = -1 };
 
 /* ---------------------------------------------------------------- the launch plan */
 
@@ -100,7 +101,7 @@ typedef enum {
 
 static const char *const step_names[] = {
     "none", "clone", "setup", "cgroup memory", "cgroup pids", "cgroup namespace",
-    "mount", "network", "fds", "uid", "rlimit", "seccomp", "exec"
+    "mount", "network/hostname", "fds", "uid", "rlimit", "seccomp", "exec"
 };
 
 typedef enum { OP_MOUNT, OP_MKDIR, OP_SYMLINK, OP_FILE, OP_NODE, OP_PIVOT, OP_HOSTNAME, OP_LO_UP } sb_opkind;
@@ -112,7 +113,7 @@ typedef struct sb_op {
     const char *fstype;
     const char *data;         /* mount data */
     unsigned long flags;
-    size_t src_len;           /* OP_FILE / OP_HOSTNAME content length */
+    size_t src_len;           /* OP_FILE / OP_HOSTNAME: length of src */
     mode_t mode;
     dev_t dev;
 } sb_op;
@@ -121,7 +122,7 @@ typedef struct sb_plan {
     bool ns, newnet, drop_uid;
     unsigned uid;
     int null_fd, log_fd, proto_fd;   /* child ends; proto_fd -1 for the probe */
-    int cg_fd[2];                    /* cgroup.procs of the instance (memory, pids), -1 */
+    int cg_fd[2];                    /* "tasks" of the instance's memory and pids cgroups, -1 */
     sb_op ops[SB_MAX_OPS];
     size_t nops;
     struct { int res; rlim_t val; } lim[4];
@@ -283,6 +284,7 @@ static void plan_root(sb_plan *p, const sb_launch *l)
         { "null", 1, 3 }, { "zero", 1, 5 }, { "full", 1, 7 }, { "random", 1, 8 }, { "urandom", 1, 9 }
     };
     struct stat st;
+    sb_op *o;
 
     plan_mount(p, NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL);
     plan_mount(p, "tmpfs", sb.root, "tmpfs", MS_NOSUID, "size=1m,nr_inodes=512,mode=0755");
@@ -328,11 +330,8 @@ static void plan_root(sb_plan *p, const sb_launch *l)
                MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
     plan_mount(p, NULL, sb.root, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID, NULL);
     plan_op(p, OP_PIVOT, sb.root);
-    {
-        sb_op *o = plan_op(p, OP_HOSTNAME, "minilambda");
-        if (o)
-            o->src_len = strlen("minilambda");
-    }
+    if ((o = plan_op(p, OP_HOSTNAME, "hostname")))
+        o->src = "minilambda", o->src_len = strlen("minilambda");
     if (!l->network)
         plan_op(p, OP_LO_UP, "lo");
 }
@@ -442,7 +441,7 @@ SB_CHILD static int child_op(const sb_op *o)
     case OP_PIVOT:
         return child_pivot(o);
     case OP_HOSTNAME:
-        return sethostname(o->dst, o->src_len);
+        return sethostname(o->src, o->src_len);
     case OP_LO_UP:
         return child_lo_up();
     }
@@ -508,7 +507,8 @@ SB_CHILD static int child_main(void *arg)
         child_fail(p, STEP_NS, -1);
     for (size_t i = 0; i < p->nops; i++)
         if (child_op(&p->ops[i]) != 0)
-            child_fail(p, p->ops[i].kind == OP_LO_UP ? STEP_NET : STEP_MOUNT, (int)i);
+            child_fail(p, p->ops[i].kind == OP_LO_UP || p->ops[i].kind == OP_HOSTNAME
+                              ? STEP_NET : STEP_MOUNT, (int)i);
     if (child_fds(p) != 0)
         child_fail(p, STEP_FDS, -1);
     if (child_creds(p) != 0)
@@ -640,21 +640,27 @@ static int64_t read_int_at(int fd)
 
 /* ---------------------------------------------------------------- uids */
 
+/* Claims byte `slot` of the host-wide lock file (other executors on this host skip it); the
+ * kernel drops the lock if this process dies. true without a lock file (in-process only). */
+static bool uid_claim(int slot, short type)
+{
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = slot, .l_len = 1 };
+
+    return sb.uid_lock_fd < 0 || fcntl(sb.uid_lock_fd, F_OFD_SETLK, &fl) == 0;
+}
+
+/* A uid no other live instance uses, in this process or another executor on the host. */
 static int uid_alloc(unsigned *uid)
 {
     int slot = -1;
 
     pthread_mutex_lock(&sb.uid_lock);
-    for (unsigned w = 0; w < SB_UID_SLOTS / 64 && slot < 0; w++) {
-        if (sb.uid_used[w] == UINT64_MAX)
+    for (unsigned i = 0; i < SB_UID_SLOTS && slot < 0; i++) {
+        uint64_t bit = UINT64_C(1) << (i % 64);
+        if (sb.uid_used[i / 64] & bit || !uid_claim((int)i, F_WRLCK))
             continue;
-        for (unsigned b = 0; b < 64; b++) {
-            if (!(sb.uid_used[w] & (UINT64_C(1) << b))) {
-                sb.uid_used[w] |= UINT64_C(1) << b;
-                slot = (int)(w * 64 + b);
-                break;
-            }
-        }
+        sb.uid_used[i / 64] |= bit;
+        slot = (int)i;
     }
     pthread_mutex_unlock(&sb.uid_lock);
     if (slot >= 0)
@@ -667,6 +673,7 @@ static void uid_free(int slot)
     if (slot < 0)
         return;
     pthread_mutex_lock(&sb.uid_lock);
+    (void)uid_claim(slot, F_UNLCK);
     sb.uid_used[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
     pthread_mutex_unlock(&sb.uid_lock);
 }
@@ -932,10 +939,18 @@ static void find_top_dirs(void)
     }
 }
 
+/* The empty mount point of instance roots, and the uid lock file next to it. */
 static int make_root_dir(void)
 {
     const char *base = access("/run", W_OK) == 0 ? "/run" : "/tmp";
+    char lock[PATH_MAX];
 
+    /* A fresh open file description: OFD locks of a forked copy of us must not count as ours. */
+    if (sb.uid_lock_fd >= 0)
+        close(sb.uid_lock_fd);
+    sb.uid_lock_fd = -1;
+    if (ml_snprintf(lock, sizeof(lock), "%s/minilambda-sandbox-uids.lock", base) == ML_OK)
+        sb.uid_lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (ml_snprintf(sb.root, sizeof(sb.root), "%s/minilambda-sandbox-root", base) != ML_OK)
         return ML_ERR;
     if (mkdir(sb.root, 0755) != 0 && errno != EEXIST)
@@ -967,6 +982,20 @@ static void plan_base(sb_plan *p, const sb_launch *l, unsigned features)
     plan_limits(p, l);
 }
 
+/* A throw-away cgroup (memory i=0, pids i=1) for the probe, and its open tasks file. */
+static int probe_cgroup(int i, char dir[PATH_MAX], int *fd, char *why, size_t whylen)
+{
+    char tasks[PATH_MAX];
+
+    if (ml_snprintf(dir, PATH_MAX, "%s/probe-%d", i == 0 ? sb.cg_mem : sb.cg_pids,
+                    (int)getpid()) != ML_OK ||
+        (mkdir(dir, 0755) != 0 && errno != EEXIST) ||
+        ml_snprintf(tasks, sizeof(tasks), "%s/tasks", dir) != ML_OK ||
+        (*fd = open(tasks, O_WRONLY | O_CLOEXEC)) < 0)
+        return errf(why, whylen, "%s: %s", dir, strerror(errno));
+    return ML_OK;
+}
+
 /* Launches "sh -c 'exit 0'" with the given features; ML_OK if it ran and exited 0, else the
  * failing step (and why) for the caller to fall back. */
 static int probe_once(unsigned features, int *step, char *why, size_t whylen)
@@ -983,18 +1012,12 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
     *step = STEP_SETUP;
     if (!p)
         return ML_ERR;
+    p->null_fd = -1;
     for (int i = 0; i < 2; i++) {
-        const char *parent = i == 0 ? sb.cg_mem : sb.cg_pids;
-        unsigned f = i == 0 ? SANDBOX_F_CGROUP_MEMORY : SANDBOX_F_CGROUP_PIDS;
-        char procs[PATH_MAX];
-        if (!(features & f))
+        if (!(features & (i == 0 ? SANDBOX_F_CGROUP_MEMORY : SANDBOX_F_CGROUP_PIDS)))
             continue;
-        if (ml_snprintf(cg[i], sizeof(cg[i]), "%s/probe-%d", parent, (int)getpid()) != ML_OK ||
-            (mkdir(cg[i], 0755) != 0 && errno != EEXIST) ||
-            ml_snprintf(procs, sizeof(procs), "%s/tasks", cg[i]) != ML_OK ||
-            (l.cg_fd[i] = open(procs, O_WRONLY | O_CLOEXEC)) < 0) {
+        if (probe_cgroup(i, cg[i], &l.cg_fd[i], why, whylen) != ML_OK) {
             *step = i == 0 ? STEP_CGROUP_MEM : STEP_CGROUP_PIDS;
-            ml_snprintf(why, whylen, "%s: %s", cg[i], strerror(errno));
             goto out;
         }
     }
@@ -1023,7 +1046,7 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
 out:
     if (pidfd >= 0)
         close(pidfd);
-    if (p->null_fd > 0)
+    if (p->null_fd >= 0)
         close(p->null_fd);
     for (int i = 0; i < 2; i++) {
         if (l.cg_fd[i] >= 0)
@@ -1119,8 +1142,9 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
     report_add(rep, (f & SANDBOX_F_SECCOMP) ? NULL : fallback, "seccomp %s",
                (f & SANDBOX_F_SECCOMP) ? "on" : "OFF");
     if (f & SANDBOX_F_UID)
-        report_add(rep, NULL, "per-instance uid %u+ without capabilities, no_new_privs",
-                   SB_UID_BASE);
+        report_add(rep, sb.uid_lock_fd < 0 ? fallback : NULL, "per-instance uid %u+ without "
+                   "capabilities, no_new_privs%s", SB_UID_BASE, sb.uid_lock_fd < 0 ?
+                   " (NO uid lock file: uids unique within this executor only)" : "");
     else
         report_add(rep, fallback, "NO uid drop: functions run as uid %u (capabilities dropped)",
                    (unsigned)geteuid());
@@ -1128,64 +1152,69 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
                (f & SANDBOX_F_UID) ? ",nproc" : "", (f & SANDBOX_F_CGROUP_MEMORY) ? "" : ",as");
 }
 
+/* Everything the probe needs before it runs: root mount point, cgroup parents, seccomp
+ * programs. A layer that cannot even be prepared is dropped here, with the reason. */
+static void prepare_layers(unsigned *f, const char *parent, ml_buf *rep, bool *fallback)
+{
+    char why[512], memsw[PATH_MAX];
+
+    if (make_root_dir() != ML_OK) {
+        report_add(rep, fallback, "FALLBACK namespaces off (mkdir %s: %s)", sb.root, strerror(errno));
+        *f &= ~SANDBOX_F_NAMESPACES;
+    }
+    if ((*f & SANDBOX_F_CGROUP_MEMORY) &&
+        cgroup_parent("memory", "memory.limit_in_bytes", "67108864", parent, sb.cg_mem,
+                      sizeof(sb.cg_mem), why, sizeof(why)) != ML_OK) {
+        report_add(rep, fallback, "FALLBACK cgroup memory off (%s)", why);
+        *f &= ~SANDBOX_F_CGROUP_MEMORY;
+    }
+    if ((*f & SANDBOX_F_CGROUP_PIDS) &&
+        cgroup_parent("pids", "pids.max", "16", parent, sb.cg_pids, sizeof(sb.cg_pids), why,
+                      sizeof(why)) != ML_OK) {
+        report_add(rep, fallback, "FALLBACK cgroup pids off (%s)", why);
+        *f &= ~SANDBOX_F_CGROUP_PIDS;
+    }
+    sb.memsw = (*f & SANDBOX_F_CGROUP_MEMORY) &&
+               ml_snprintf(memsw, sizeof(memsw), "%s/memory.memsw.limit_in_bytes", sb.cg_mem) == ML_OK &&
+               access(memsw, W_OK) == 0;
+    if ((*f & SANDBOX_F_SECCOMP) &&
+        (seccomp_build(true, &sb.filter[0], why, sizeof(why)) != ML_OK ||
+         seccomp_build(false, &sb.filter[1], why, sizeof(why)) != ML_OK)) {
+        report_add(rep, fallback, "FALLBACK seccomp off (%s)", why);
+        *f &= ~SANDBOX_F_SECCOMP;
+    }
+}
+
 int sandbox_init_ex(const char *cgroup_parent_name, unsigned disable_mask, char *report,
                     size_t len)
 {
     unsigned f = SANDBOX_F_ALL & ~disable_mask;
-    ml_buf rep = { 0 };
+    ml_buf detail = { 0 }, rep = { 0 };
     bool fallback = false;
-    char why[512];
-    char memsw[PATH_MAX];
     int rc = ML_ERR;
 
     sb.ready = false;
     free_filters();
     sb.cg_mem[0] = sb.cg_pids[0] = '\0';
+    ml_buf_init(&detail, 8192);
     ml_buf_init(&rep, 8192);
     find_node();
     find_top_dirs();
-    if (make_root_dir() != ML_OK) {
-        report_add(&rep, &fallback, "FALLBACK namespaces off (mkdir %s: %s)", sb.root, strerror(errno));
-        f &= ~SANDBOX_F_NAMESPACES;
-    }
-    if ((f & SANDBOX_F_CGROUP_MEMORY) &&
-        cgroup_parent("memory", "memory.limit_in_bytes", "67108864", cgroup_parent_name, sb.cg_mem,
-                      sizeof(sb.cg_mem), why, sizeof(why)) != ML_OK) {
-        report_add(&rep, &fallback, "FALLBACK cgroup memory off (%s)", why);
-        f &= ~SANDBOX_F_CGROUP_MEMORY;
-    }
-    if ((f & SANDBOX_F_CGROUP_PIDS) &&
-        cgroup_parent("pids", "pids.max", "16", cgroup_parent_name, sb.cg_pids, sizeof(sb.cg_pids),
-                      why, sizeof(why)) != ML_OK) {
-        report_add(&rep, &fallback, "FALLBACK cgroup pids off (%s)", why);
-        f &= ~SANDBOX_F_CGROUP_PIDS;
-    }
-    sb.memsw = (f & SANDBOX_F_CGROUP_MEMORY) &&
-               ml_snprintf(memsw, sizeof(memsw), "%s/memory.memsw.limit_in_bytes", sb.cg_mem) == ML_OK &&
-               access(memsw, W_OK) == 0;
-    if ((f & SANDBOX_F_SECCOMP) &&
-        (seccomp_build(true, &sb.filter[0], why, sizeof(why)) != ML_OK ||
-         seccomp_build(false, &sb.filter[1], why, sizeof(why)) != ML_OK)) {
-        report_add(&rep, &fallback, "FALLBACK seccomp off (%s)", why);
-        f &= ~SANDBOX_F_SECCOMP;
-    }
-    if (probe_features(&f, &rep, &fallback) == ML_OK) {
-        ml_buf detail = rep;
-        rep = (ml_buf){ 0 };
-        ml_buf_init(&rep, 8192);
+    prepare_layers(&f, cgroup_parent_name, &detail, &fallback);
+    if (probe_features(&f, &detail, &fallback) == ML_OK) {
         report_summary(&rep, f, &fallback);
-        if (detail.len)
-            report_add(&rep, NULL, "%s", ml_buf_cstr(&detail));
-        ml_buf_free(&detail);
         if (!sb.node[0])
             report_add(&rep, NULL, "nodejs runtime unavailable (no node binary)");
         sb.features = f;
         sb.ready = true;
         rc = ML_OK;
     }
+    if (detail.len)
+        report_add(&rep, NULL, "%s", ml_buf_cstr(&detail));
     ml_log(fallback ? ML_LOG_WARN : ML_LOG_INFO, "sandbox: %s", ml_buf_cstr(&rep));
     if (report && len)
         ml_strlcpy(report, ml_buf_cstr(&rep), len);
+    ml_buf_free(&detail);
     ml_buf_free(&rep);
     return rc;
 }
@@ -1253,12 +1282,13 @@ static void ring_take(sb_ring *r, ml_buf *out)
     r->head = r->len = 0;
 }
 
-/* Reads everything the log pipe holds now into the ring. */
+/* Reads what the log pipe holds now into the ring — at most 1 MiB per call, so a function
+ * printing without pause cannot keep the caller from its deadline checks. */
 static void log_drain(sandbox_instance *in)
 {
     char chunk[16384];
 
-    while (in->log_fd >= 0) {
+    for (int i = 0; i < 64 && in->log_fd >= 0; i++) {
         ssize_t n = read(in->log_fd, chunk, sizeof(chunk));
         if (n > 0) {
             ring_add(&in->log, chunk, (size_t)n);
@@ -1483,7 +1513,8 @@ static void exit_text(const sandbox_instance *in, char *out, size_t len)
     if (st == -1)
         ml_snprintf(out, len, "unknown exit status");
     else if (sig)
-        ml_snprintf(out, len, "signal: %s", sig == SIGKILL ? "killed" : strsignal(sig));
+        ml_snprintf(out, len, "signal: %s", sig == SIGKILL ? "killed"
+                    : sigdescr_np(sig) ? sigdescr_np(sig) : "unknown");
     else
         ml_snprintf(out, len, "exit status %d", code);
 }
@@ -1856,6 +1887,16 @@ static int start_handshake(sandbox_instance *in, int64_t deadline, char *err, si
     return ML_ERR;
 }
 
+/* The protocol socketpair, the log pipe and /dev/null (all close-on-exec; the child dups its
+ * ends to fds 0-3). */
+static int launch_fds(int sv[2], int lp[2], int *null_fd, char *err, size_t errlen)
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe2(lp, O_CLOEXEC) != 0 ||
+        (*null_fd = open_null()) < 0)
+        return errf(err, errlen, "Sandbox.SetupError: fds: %s", strerror(errno));
+    return ML_OK;
+}
+
 /* The parts of sandbox_start around the clone: fds, plan, launch. */
 static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2], char *err,
                         size_t errlen)
@@ -1872,17 +1913,16 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
                                  strcmp(s->runtime, "nodejs") != 0,
                     .cg_fd = { cg_fd[0], cg_fd[1] } };
 
+    if (p)
+        p->null_fd = -1;
     if (!p || (!provided && ml_snprintf(runtime_dir, sizeof(runtime_dir), "%s/%s",
                                         s->runtimes_dir, s->runtime) != ML_OK)) {
         ml_snprintf(err, errlen, "Sandbox.SetupError: out of memory or path too long");
         goto out;
     }
     l.runtime_dir = provided ? NULL : runtime_dir;
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe2(lp, O_CLOEXEC) != 0 ||
-        (p->null_fd = open_null()) < 0) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: fds: %s", strerror(errno));
+    if (launch_fds(sv, lp, &p->null_fd, err, errlen) != ML_OK)
         goto out;
-    }
     plan_base(p, &l, sb.features);
     p->proto_fd = sv[1];
     p->log_fd = lp[1];
@@ -1903,11 +1943,10 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
     in->proto_fd = sv[0];
     in->log_fd = lp[0];
     sv[0] = lp[0] = -1;
-    if (fcntl(in->proto_fd, F_SETFL, O_NONBLOCK) != 0 || fcntl(in->log_fd, F_SETFL, O_NONBLOCK) != 0) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: fcntl: %s", strerror(errno));
-        goto out;
-    }
-    rc = ML_OK;
+    if (fcntl(in->proto_fd, F_SETFL, O_NONBLOCK) == 0 && fcntl(in->log_fd, F_SETFL, O_NONBLOCK) == 0)
+        rc = ML_OK;
+    else
+        errf(err, errlen, "Sandbox.SetupError: fcntl: %s", strerror(errno));
 out:
     for (int i = 0; i < 2; i++) {
         if (sv[i] >= 0)
@@ -1915,7 +1954,7 @@ out:
         if (lp[i] >= 0)
             close(lp[i]);
     }
-    if (p && p->null_fd > 0)
+    if (p && p->null_fd >= 0)
         close(p->null_fd);
     free(argv);
     free(envp);

@@ -199,8 +199,7 @@ def lifecycle(run):
     check("completed makes version 1 active with its artifact",
           st == 200 and f["state"] == "active" and f["version"] == 1 and
           f["artifact"]["sha256"] == c1["artifact"]["sha256"] and f["last_build"]["status"] == "completed", f)
-    st, h = dry_run(name)
-    check("DryRun of the active function is 204 (version 1)", st == 204 and h.get("X-Function-Version") == "1", (st, h))
+    check("DryRun of the active function is 204", dry_run(name)[0] == 204)
     deliver(c1)  # the same build completing again under another webhook-id
     check("the same build completing twice adds one version",
           psql(f"select count(*) from function_versions where function_id = '{fid}'") == "1")
@@ -333,7 +332,8 @@ def delete(run):
     fid, bid, name = str(uuid.uuid4()), str(uuid.uuid4()), f"del-{run}"
     deliver(event(bid, fid, "completed", name))
     dry_run(name)  # warm the caches
-    sched = psql(f"insert into schedules (function_id, cron, next_fire_at) values ('{fid}', '* * * * *', now())"
+    # disabled, so the executor's scheduler never fires it during the test
+    sched = psql(f"insert into schedules (function_id, cron, enabled) values ('{fid}', '* * * * *', false)"
                  f" returning id")
     st, b, _ = request("DELETE", f"/functions/{name}")
     check("DELETE answers 204", st == 204, (st, b))

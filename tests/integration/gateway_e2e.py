@@ -64,7 +64,7 @@ FUNCTIONS = {}  # name -> the executor's GET /functions/{fn} document
 
 
 def fn_doc(name, timeout_s=30, rate_limit=None):
-    FUNCTIONS[name] = {"function_id": str(uuid.uuid4()), "name": name, "state": "active",
+    FUNCTIONS[name] = {"id": str(uuid.uuid4()), "name": name, "state": "active",
                        "timeout_s": timeout_s, "rate_limit": rate_limit}
     return name
 
@@ -123,7 +123,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command == "GET" and len(parts) == 2 and parts[0] == "functions":
             doc = FUNCTIONS.get(parts[1])
             if doc is None:
-                return self.reply(404, b'{"error":{"code":"function_not_found","message":"no"}}')
+                return self.reply(404, b'{"error":{"code":"not_found","message":"no"}}')
             return self.reply(200, json.dumps(doc).encode())
         if self.command == "POST" and len(parts) == 3 and parts[0] == "functions" and parts[2] == "invoke":
             return self.invoke(fake, parts[1], rec, body)
@@ -336,8 +336,8 @@ def check_routing(gw, ex1, ex2, bm):
         check(f"routing: {method} {path} -> {'build-master' if owner is bm else 'lambda-executor'}",
               ok, f"{st} {data[:200]}")
     st, _, data = request(gw, "GET", "/functions/f1", auth=TOKEN)
-    check("routing: GET /functions/{fn} -> lambda-executor (404 passed through)",
-          st == 404 and (jbody(data) or {}).get("error", {}).get("code") == "function_not_found", f"{st} {data}")
+    check("routing: GET /functions/{fn} -> lambda-executor (its 404 passed through)",
+          st == 404 and (jbody(data) or {}).get("error", {}).get("message") == "no", f"{st} {data}")
     st, _, data = request(gw, "GET", "/functions?limit=5&cursor=abc&evil=1")
     check("query: known parameters forwarded, others dropped",
           st == 200 and jbody(data)["path"] == "/functions?limit=5&cursor=abc", data[:200])
@@ -438,7 +438,7 @@ def check_headers(gw, ex1, ex2):
     after = ex1.count(f"/functions/{fn}/invoke") + ex2.count(f"/functions/{fn}/invoke")
     check("sync body over 6 MiB -> 413, upstream never sees either", st == 413 and after == before, (st, before, after))
     st, _, data = request(gw, "POST", "/functions/nosuchfn/invoke", body={})
-    check("invoke of an unknown function -> 404", st == 404 and jbody(data)["error"]["code"] == "function_not_found", data)
+    check("invoke of an unknown function -> 404", st == 404 and jbody(data)["error"]["code"] == "not_found", data)
 
 
 def check_timeouts(gw):
@@ -564,7 +564,7 @@ def check_redis_down(gw):
     check("Redis back: the gateway returns to shared limits by itself (fallback = 0)", wait_for(recovered, 15, 0.25))
     sts = [request(gw, "POST", f"/functions/{fn2}/invoke", body={})[0] for _ in range(3)]
     check("Redis back: limits enforced through Redis again", sts == [200, 200, 429], sts)
-    ttl = subprocess.run(["redis-cli", "-u", REDIS_URL, "PTTL", f"ml:gw:rl:fn:{FUNCTIONS[fn2]['function_id']}"],
+    ttl = subprocess.run(["redis-cli", "-u", REDIS_URL, "PTTL", f"ml:gw:rl:fn:{FUNCTIONS[fn2]['id']}"],
                          capture_output=True, text=True).stdout.strip()
     check("Redis back: the budget lives in Redis under the function id, with an expiry",
           ttl.lstrip("-").isdigit() and int(ttl) > 0, ttl)

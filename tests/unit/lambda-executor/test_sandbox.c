@@ -966,7 +966,9 @@ static void test_hostile_output_flood(void **state)
         "    line = 'y' * 1023\n"
         "    for i in range(event):\n        print(line)\n"
         "    print('THE-END')\n"
-        "    return 'done'\n", NULL);
+        "    return 'done'\n"
+        "def forever(event, context):\n"
+        "    while True:\n        print('z' * 4000)\n", NULL);
     sandbox_instance *in = start(f, "python3", "flood.handler", dir);
     int64_t rss_before, rss_after;
     const char *log;
@@ -980,6 +982,13 @@ static void test_hostile_output_flood(void **state)
     assert_true(f->res.log_tail.len <= 4096 && f->res.log_tail.len > 4000);
     assert_string_equal(log + f->res.log_tail.len - 8, "THE-END\n");
     assert_true(rss_after - rss_before < 8 * 1024);
+
+    /* printing without end never holds the executor past the deadline */
+    in = start(f, "python3", "flood.forever", dir);
+    rss_before = ml_now_ms();
+    assert_int_equal(invoke(f, in, "{}", 1000), SB_TIMEOUT);
+    assert_true(ml_now_ms() - rss_before < 2500);
+    assert_true(f->res.log_tail.len == 4096);
 }
 
 /* Crashing (exit, signal) gives Runtime.ExitError, not OOM, and leaves nothing behind. */
@@ -991,11 +1000,13 @@ static void test_crash(void **state)
                 "def handler(event, context):\n"
                 "    print('going down', flush=True)\n"
                 "    if event == 'kill':\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+                "    if event == 'segv':\n        import ctypes\n        ctypes.string_at(0)\n"
                 "    os._exit(3)\n",
         "c.js", "exports.h = async () => { process.exit(5); };\n", NULL);
     sandbox_instance *a = start(f, "python3", "c.handler", dir);
     sandbox_instance *b = start(f, "python3", "c.handler", dir);
     sandbox_instance *c = start(f, "nodejs", "c.h", dir);
+    sandbox_instance *d = start(f, "python3", "c.handler", dir);
 
     assert_int_equal(invoke(f, a, "\"exit\"", 5000), SB_CRASH);
     assert_string_equal(jstr(f->json, "errorType"), "Runtime.ExitError");
@@ -1008,6 +1019,9 @@ static void test_crash(void **state)
     assert_int_equal(invoke(f, c, "{}", 5000), SB_CRASH);
     assert_non_null(strstr(jstr(f->json, "errorMessage"), "exit status 5"));
     expect_gone(f, c, sandbox_uid(c));
+    assert_int_equal(invoke(f, d, "\"segv\"", 5000), SB_CRASH);
+    assert_non_null(strstr(jstr(f->json, "errorMessage"), "signal: Segmentation fault"));
+    expect_gone(f, d, sandbox_uid(d));
 }
 
 /* No capabilities, no_new_privs, seccomp filtering: namespaces, mount, ptrace, setuid fail. */
@@ -1101,6 +1115,47 @@ static void test_concurrent_starts(void **state)
     }
 }
 
+/* Two executors on one host never hand out the same uid (the other one is a forked process
+ * with its own sandbox state). */
+static void test_uids_unique_across_executors(void **state)
+{
+    fixture *f = *state;
+    const char *dir = code_dir(f, "id.py", "import os\ndef handler(e, c):\n    return os.getuid()\n", NULL);
+    int up[2], down[2], status = 0;
+    unsigned other = 0;
+    sandbox_instance *mine;
+    pid_t pid;
+
+    assert_int_equal(pipe(up), 0);
+    assert_int_equal(pipe(down), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        sandbox_spec s = spec_for("python3", "id.handler", dir);
+        sandbox_instance *in = NULL;
+        char err[512], report[2048], go;
+        unsigned uid = 0;
+        if (sandbox_init("minilambda-test", report, sizeof(report)) == ML_OK &&
+            sandbox_start(&s, &in, err, sizeof(err)) == ML_OK)
+            uid = sandbox_uid(in);
+        if (write(up[1], &uid, sizeof(uid)) != sizeof(uid) || read(down[0], &go, 1) != 1)
+            uid = 0;
+        sandbox_destroy(in);
+        _exit(uid ? 0 : 1);
+    }
+    assert_int_equal(read(up[0], &other, sizeof(other)), (ssize_t)sizeof(other));
+    mine = start(f, "python3", "id.handler", dir);
+    assert_int_equal(write(down[1], "g", 1), 1);
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(other >= 1000000);
+    assert_true(sandbox_uid(mine) != other);
+    for (int i = 0; i < 2; i++) {
+        close(up[i]);
+        close(down[i]);
+    }
+}
+
 /* Where namespaces (or cgroups) are not permitted: a loud report and the strongest isolation
  * left — still no executor secrets, still an unprivileged uid, still limits. Re-inits fully. */
 static void test_fallbacks(void **state)
@@ -1137,6 +1192,8 @@ static void test_fallbacks(void **state)
     assert_int_equal(invoke(f, in, "\"hog\"", 5000), SB_HANDLER_ERROR);
     expect_error(f, "MemoryError", "");
     assert_int_equal(invoke(f, in, "{}", 5000), SB_OK);   /* still alive */
+    sandbox_destroy(in);
+    f->ninst--;
 
     assert_int_equal(sandbox_init("minilambda-test", report, sizeof(report)), ML_OK);
     assert_int_equal(sandbox_features(), SANDBOX_F_ALL);
@@ -1170,6 +1227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash, setup, teardown),
         cmocka_unit_test_setup_teardown(test_privileges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_starts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uids_unique_across_executors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
     };
 
