@@ -19,7 +19,10 @@
 #define RETRY_MIN_MS 500         /* first wait before trying Postgres again after a failure */
 #define RETRY_MAX_MS 5000
 #define BATCH_BYTES_MAX (8u << 20) /* a batch stops growing past this (rows can be 8 MiB) */
-#define LINE_MAX_BYTES (16u << 20) /* longest spill line read back (larger = corrupt) */
+/* longest spill line read back (larger = corrupt): a record with a 6 MiB payload and a
+ * 6 MiB result in base64 plus a long error message stays well below */
+#define LINE_MAX_BYTES (20u << 20)
+#define SPILL_CHUNK (1u << 20)     /* spill appends are written in pieces of about this */
 #define SUBMIT_WAIT_MS 1000      /* longest audit_submit waits for room */
 #define STOP_BUDGET_MS 5000      /* audit_stop's time for Postgres before spilling the rest */
 #define READ_FLUSH_MS 1000       /* GET handlers wait this long for their rows to be written */
@@ -346,15 +349,32 @@ static int write_all(int fd, const char *p, size_t n)
     return ML_OK;
 }
 
+/* Writes the items as lines in chunks of about SPILL_CHUNK bytes. */
+static int spill_write(audit *a, const item_list *l)
+{
+    ml_buf b;
+    int rc = ML_OK;
+
+    ml_buf_init(&b, 0);
+    for (audit_item *it = l->head; it && rc == ML_OK; it = it->next) {
+        if (ml_buf_append(&b, it->line, it->len) != ML_OK || ml_buf_append(&b, "\n", 1) != ML_OK) {
+            errno = ENOMEM;
+            rc = ML_ERR;
+        } else if (b.len >= SPILL_CHUNK || !it->next) {
+            rc = write_all(a->spill_fd, b.data, b.len);
+            ml_buf_reset(&b);
+        }
+    }
+    ml_buf_free(&b);
+    return rc;
+}
+
 /* Appends items as lines and fsyncs; on failure the file is cut back to its old size, so it
  * only ever holds whole lines. Writer thread only. */
 static int spill_append(audit *a, const item_list *l)
 {
-    ml_buf b;
     int64_t size;
-    int rc = ML_ERR;
 
-    ml_buf_init(&b, 0);
     pthread_mutex_lock(&a->lock);
     size = a->spill_bytes;
     pthread_mutex_unlock(&a->lock);
@@ -363,27 +383,20 @@ static int spill_append(audit *a, const item_list *l)
                      (long long)a->cfg.spill_max_mb, l->n);
         return ML_ERR;
     }
-    for (audit_item *it = l->head; it; it = it->next) {
-        if (ml_buf_append(&b, it->line, it->len) != ML_OK || ml_buf_append(&b, "\n", 1) != ML_OK)
-            goto out;
-    }
-    if (write_all(a->spill_fd, b.data, b.len) != ML_OK || fsync(a->spill_fd) != 0) {
+    if (spill_write(a, l) != ML_OK || fsync(a->spill_fd) != 0) {
         ml_log_error("audit: cannot write the spill file %s: %s", a->cfg.spill_path, strerror(errno));
         if (ftruncate(a->spill_fd, size) != 0)
             ml_log_error("audit: cannot cut %s back to %lld bytes: %s", a->cfg.spill_path, (long long)size,
                          strerror(errno));
-        goto out;
+        return ML_ERR;
     }
     pthread_mutex_lock(&a->lock);
-    a->spill_bytes += (int64_t)b.len;
+    a->spill_bytes += (int64_t)(l->bytes + l->n);
     a->spill_rows += (int64_t)l->n;
     for (audit_item *it = l->head; it; it = it->next)
         a->spilled_max_seq = it->seq > a->spilled_max_seq ? it->seq : a->spilled_max_seq;
     pthread_mutex_unlock(&a->lock);
-    rc = ML_OK;
-out:
-    ml_buf_free(&b);
-    return rc;
+    return ML_OK;
 }
 
 /* ------------------------------------------------------------------------------------ */

@@ -1,7 +1,7 @@
 /* Unit tests for audit.c without a server: the record encoding (the batch element and spill
  * line), the spill file reader, and the writer while Postgres is unreachable — rows held in
  * memory, spilled in order, saved on stop, counted again (torn tail cut) at the next start,
- * the spill file's lock, and the queue's hard bound. */
+ * rows of megabytes, the spill file's lock, and the queue's hard bound. */
 #include <cJSON.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -257,10 +257,10 @@ static void test_spill_read(void **state)
     assert_int_equal(torn, strlen("{\"torn"));
     lines_free(&l);
     /* a corrupt line longer than the reader's bound is skipped, the next one still read */
-    big = malloc((17u << 20) + 1);
-    memset(big, 'x', 17u << 20);
-    big[17u << 20] = '\n';
-    write_file(path, big, (17u << 20) + 1, "w");
+    big = malloc((21u << 20) + 1);
+    memset(big, 'x', 21u << 20);
+    big[21u << 20] = '\n';
+    write_file(path, big, (21u << 20) + 1, "w");
     write_file(path, "{\"d\":4}\n", 8, "a");
     free(big);
     assert_int_equal(audit_spill_read(path, collect_line, &l, &torn, err, sizeof(err)), ML_OK);
@@ -376,6 +376,57 @@ static void test_writer_spills_in_order(void **state)
     rmdir(dir);
 }
 
+/* Rows of megabytes: memory fills by bytes, the writer spills them (in chunks) and every
+ * line reads back whole. */
+static void test_spill_large_rows(void **state)
+{
+    char dir[] = "/tmp/test_audit_XXXXXX", path[128], err[256], id[ML_UUID_LEN];
+    size_t big = 2u << 20, n;
+    char *result = malloc(big);
+    unsigned char *dec = malloc(big + 16);
+    audit_config c;
+    lines l = { 0 };
+    svc s;
+    audit *a;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    ml_snprintf(path, sizeof(path), "%s/spill.jsonl", dir);
+    c = dead_config(path);
+    c.hold_rows = 1000; /* the byte bound (half of 16 MiB) makes it spill */
+    svc_fake(&s);
+    a = audit_start(&c, &s, err, sizeof(err));
+    assert_non_null(a);
+    for (int i = 0; i < 12; i++) {
+        audit_record r;
+        make_id(i, id);
+        r = sample(id);
+        memset(result, 'a' + i, big);
+        r.result = result;
+        r.result_len = big;
+        assert_int_equal(audit_submit(a, &r), ML_OK);
+    }
+    assert_int_equal(audit_backlog(a), 12);
+    audit_stop(a);
+    metrics_free(s.metrics);
+    assert_int_equal(audit_spill_read(path, collect_line, &l, NULL, err, sizeof(err)), ML_OK);
+    assert_int_equal(l.n, 12);
+    for (int i = 0; i < 12; i++) {
+        cJSON *o = cJSON_Parse(l.v[i]);
+        const char *b64 = str_of(o, "result");
+        assert_non_null(b64);
+        assert_int_equal(crypto_base64_decode(b64, strlen(b64), dec, big + 16, &n), ML_OK);
+        assert_int_equal(n, big);
+        assert_true(dec[0] == 'a' + i && dec[big - 1] == 'a' + i);
+        cJSON_Delete(o);
+    }
+    lines_free(&l);
+    free(result);
+    free(dec);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_queue_bound(void **state)
 {
     char dir[] = "/tmp/test_audit_XXXXXX", path[128], err[256], id[ML_UUID_LEN];
@@ -427,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_encode_rejects),
         cmocka_unit_test(test_spill_read),
         cmocka_unit_test(test_writer_spills_in_order),
+        cmocka_unit_test(test_spill_large_rows),
         cmocka_unit_test(test_queue_bound),
     };
     int fd = open("/dev/null", O_WRONLY);
