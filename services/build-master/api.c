@@ -283,6 +283,23 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* DELETE /functions/{fn}: the gateway sends it here and to the lambda-executor. The build
+ * side only forgets the name (soft delete), so it can be created again; builds stay as history. */
+static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    char id[ML_UUID_LEN];
+    deps *d;
+
+    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+        return HTTPD_DONE;
+    if (pg_exec(d->db, "bm_delete", "UPDATE build_functions SET deleted_at = now() WHERE id = $1",
+                1, (const char *[]){ id }, NULL) != ML_OK)
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    else
+        resp->status = 204;
+    return HTTPD_DONE;
+}
+
 size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
 {
     const httpd_route all[] = {
@@ -290,6 +307,7 @@ size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
         { "PUT", "/functions/{fn}/code", h_update_code, app, BM_MAX_BODY, true },
         { "GET", "/builds/{build_id}", h_get_build, app, 0, true },
         { "GET", "/functions/{fn}/builds", h_list_builds, app, 0, true },
+        { "DELETE", "/functions/{fn}", h_delete, app, 0, true },
     };
     size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
 

@@ -207,6 +207,10 @@ def happy_path(run, hook):
     check("the artifact recorded in Postgres matches the API", sha == b["artifact"]["sha256"])
     st, lst = request("GET", f"/functions/ok-{run}/builds")
     check("GET /functions/{fn}/builds lists the build", st == 200 and lst["builds"][0]["build_id"] == r["build_id"], lst)
+    st, _ = request("DELETE", f"/functions/ok-{run}")
+    st2, again = create(f"ok-{run}", PY_OK)
+    check("DELETE frees the name: the same name can be created again", st == 204 and st2 == 202, (st, st2, again))
+    check("the re-created function is a new one", again.get("function_id") not in (None, r["function_id"]), again)
 
 
 def hostile_packages(run):
