@@ -60,6 +60,7 @@ struct httpd {
     pthread_cond_t cond, idle;
     httpd_req *queue_head, *queue_tail;
     bool stopping;
+    bool draining;               /* after httpd_stop began: new requests get 503 */
     long inflight;               /* requests accepted and not yet completed */
 };
 
@@ -484,6 +485,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 {
     httpd *h = cls;
     httpd_req *r = *con_cls;
+    bool draining;
 
     ML_UNUSED(version);
     if (!r) {
@@ -493,9 +495,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = r;
         pthread_mutex_lock(&h->lock);
         h->inflight++;
+        draining = h->draining;
         pthread_mutex_unlock(&h->lock);
         metric_add(h->m_inflight, (const char *[]){ h->cfg.service }, 1);
-        if (r->reject_status == 413)
+        /* Keep-alive clients still send requests after MHD_quiesce_daemon; none of them may
+         * be suspended, or MHD_stop_daemon aborts. */
+        if (draining) {
+            reject(r, 503, "shutting_down", "the server is shutting down; retry on another instance");
+            httpd_resp_header(&r->resp, "Connection", "close");
+            httpd_resp_header(&r->resp, "Retry-After", "1");
+        }
+        if (r->reject_status == 413 || draining)
             return send_reject(r); /* answer now; MHD discards the rest and closes */
         return MHD_YES;
     }
@@ -715,6 +725,9 @@ void httpd_stop(httpd *h)
 
     if (!h)
         return;
+    pthread_mutex_lock(&h->lock);
+    h->draining = true;
+    pthread_mutex_unlock(&h->lock);
     fd = MHD_quiesce_daemon(h->daemon);
     if (fd != MHD_INVALID_SOCKET)
         close(fd);

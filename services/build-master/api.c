@@ -8,6 +8,7 @@
 
 #include "accept.h"
 #include "crypto.h"
+#include "httpc.h"
 #include "log.h"
 #include "multipart.h"
 
@@ -283,14 +284,40 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
-/* DELETE /functions/{fn}: the gateway sends it here and to the lambda-executor. The build
- * side only forgets the name (soft delete), so it can be created again; builds stay as history. */
+/* Deletes the function on the lambda side (functions, versions, schedules, audit) first:
+ * a failure there leaves both sides as they were. ML_OK also when it is already gone there. */
+static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
+{
+    char url[512];
+    httpc *h = httpc_new();
+    httpc_request req = { .method = "DELETE", .url = url, .timeout_ms = 310000 };
+    httpc_response res = { 0 };
+    int rc = ML_ERR;
+
+    ml_snprintf(url, sizeof(url), "%s/functions/%s", app->executor_url, id);
+    if (!h || httpc_do(h, &req, &res) != ML_OK) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "lambda-executor: %s",
+                         h ? httpc_error(h) : "out of memory");
+    } else if (res.status != 204 && res.status != 404) {
+        httpd_resp_error(resp, 502, "upstream_error", "lambda-executor answered %ld to the delete", res.status);
+    } else {
+        rc = ML_OK;
+    }
+    httpc_response_free(&res);
+    httpc_free(h);
+    return rc;
+}
+
+/* DELETE /functions/{fn}: the whole function, both sides. The build side only forgets the
+ * name (soft delete), so it can be created again; its builds stay as history. */
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     char id[ML_UUID_LEN];
     deps *d;
 
-    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK ||
+        delete_on_executor(ud, id, resp) != ML_OK)
         return HTTPD_DONE;
     if (pg_exec(d->db, "bm_delete", "UPDATE build_functions SET deleted_at = now() WHERE id = $1",
                 1, (const char *[]){ id }, NULL) != ML_OK)

@@ -2,6 +2,7 @@
 #include "gateway.h"
 
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,22 +11,14 @@
 #include "auth.h"
 #include "aws.h"
 #include "headers.h"
-#include "httpc.h"
 #include "log.h"
 #include "sigv4.h"
 
 #define FN_LOOKUP_TIMEOUT_MS 2000
+#define FN_LOOKUP_MAX_BYTES (256u * 1024u)
 #define MAX_FUNCTION_TIMEOUT_S 900 /* API.md: timeout_s is at most 900 */
 #define RL_KEY_PREFIX "ml:gw:rl:"
 #define REALM "Bearer realm=\"minilambda\""
-
-/* One client request on its way through the proxy; freed when it completes. */
-typedef struct gw_call {
-    httpd_req *req;
-    httpd_resp *resp;
-    gw_app *app;
-    const gw_route_def *def;
-} gw_call;
 
 /* Query parameters the upstream APIs define (API.md); others are not forwarded. */
 static const char *const query_params[] = { "limit", "cursor", "status" };
@@ -106,14 +99,62 @@ static int authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_
         httpd_resp_error(resp, 403, "forbidden", "%s (needs %s)", gw_auth_message(r),
                          gw_scope_name(d->scope));
     } else {
-        snprintf(challenge, sizeof(challenge), "%s", r == GW_AUTH_MISSING ? REALM : REALM ", error=\"invalid_token\"");
+        snprintf(challenge, sizeof(challenge), "%s",
+                 r == GW_AUTH_MISSING ? REALM : REALM ", error=\"invalid_token\"");
         httpd_resp_error(resp, 401, "unauthorized", "%s", gw_auth_message(r));
     }
     httpd_resp_header(resp, "WWW-Authenticate", challenge);
     return ML_ERR;
 }
 
-/* ---- rate limits ---- */
+/* ---- the request's journey ----
+ * HTTP thread: authenticate, prepare (body checks, cached function config, the upstream
+ * request), hand over. Loop thread: [look the function up] -> [rate limit] -> proxy ->
+ * complete. Every step ends in call_finish, which completes the HTTP request exactly once. */
+
+/* One client request on its way through the gateway; freed when it completes. */
+typedef struct gw_call {
+    gw_task task;
+    gw_app *app;
+    const gw_route_def *def;
+    httpd_req *req;
+    httpd_resp *resp;
+    gw_loop *loop;
+    gw_xfer *x;                  /* the upstream exchange, prepared on the HTTP thread */
+    char rid[160];
+    /* invoke routes */
+    char fn[GW_FN_NAME_MAX];
+    gw_fncache_hit hit;
+    gw_fn_info info;
+    bool dry_run;
+    /* the rate limit to apply, if any */
+    bool limited;
+    char limit_key[GW_SUB_MAX + GW_FN_NAME_MAX + 32];
+    const char *limit_kind, *limit_label;
+    gcra_limit lim;
+} gw_call;
+
+static bool is_invoke(const gw_route_def *d)
+{
+    return d->kind == GW_KIND_INVOKE || d->kind == GW_KIND_AWS_INVOKE;
+}
+
+static void call_finish(gw_call *c)
+{
+    httpd_req *req = c->req;
+
+    gw_xfer_free(c->x);
+    free(c);
+    httpd_complete(req);
+}
+
+/* Ends the call with the error already written to its response. */
+static void call_fail(gw_call *c)
+{
+    if (c->def->kind == GW_KIND_AWS_INVOKE)
+        gw_aws_error(c->resp);
+    call_finish(c);
+}
 
 static void limit_headers(httpd_resp *resp, const gcra_result *r)
 {
@@ -121,52 +162,6 @@ static void limit_headers(httpd_resp *resp, const gcra_result *r)
     header_int(resp, "RateLimit-Remaining", r->remaining);
     header_int(resp, "RateLimit-Reset", ceil_s(r->reset_after_us));
 }
-
-/* Takes one request from key's budget; ML_ERR with a 429 in resp when it is spent. */
-static int take(gw_app *a, const char *key, gcra_limit lim, const char *kind, const char *label,
-                httpd_resp *resp)
-{
-    gcra_result r;
-    int64_t retry;
-
-    gw_limiter_take(&a->limiter, key, lim, &r);
-    metric_inc(a->m_decisions, (const char *[]){ kind, label, r.allowed ? "allowed" : "throttled" });
-    if (r.allowed) {
-        limit_headers(resp, &r);
-        return ML_OK;
-    }
-    retry = ceil_s(r.retry_after_us);
-    retry = retry < 1 ? 1 : retry;
-    httpd_resp_error(resp, 429, "rate_limited", "%s rate limit exceeded: retry in %" PRId64 " s",
-                     kind, retry);
-    header_int(resp, "Retry-After", retry);
-    limit_headers(resp, &r);
-    return ML_ERR;
-}
-
-static int limit_function(gw_app *a, const char *fn, const gw_fn_info *info, httpd_resp *resp)
-{
-    gcra_limit lim = info->has_rate_limit
-                         ? gcra_limit_rps(info->rps, info->burst)
-                         : gcra_limit_rps((double)a->cfg.default_rps, a->cfg.default_burst);
-    char key[GW_FN_NAME_MAX + 32];
-
-    /* the id when known, so a function's name and id share one budget */
-    snprintf(key, sizeof(key), RL_KEY_PREFIX "fn:%s", info->id[0] ? info->id : fn);
-    return take(a, key, lim, "function",
-                gw_labelcap_get(&a->fn_labels, info->name[0] ? info->name : fn), resp);
-}
-
-static int limit_builds(gw_app *a, const gw_principal *who, httpd_resp *resp)
-{
-    char key[GW_SUB_MAX + 32];
-
-    snprintf(key, sizeof(key), RL_KEY_PREFIX "build:%s", who->sub);
-    return take(a, key, gcra_limit_per_minute(a->cfg.build_per_minute, a->cfg.build_burst),
-                "build", "", resp);
-}
-
-/* ---- upstream selection ---- */
 
 /* 503 right away: nothing to wait for, no connect attempt on a known-dead instance. */
 static void no_upstream(gw_app *a, gw_pool *p, httpd_resp *resp)
@@ -177,99 +172,250 @@ static void no_upstream(gw_app *a, gw_pool *p, httpd_resp *resp)
     header_int(resp, "Retry-After", gw_pool_retry_after_s(p, ml_now_ms()));
 }
 
-/* ---- function lookups ---- */
-
-static void httpc_destroy(void *h)
+static void proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
 {
-    httpc_free(h);
+    static const char *const kinds[] = { "ok", "connect", "timeout", "too_large", "transport",
+                                         "shutdown" };
+    const char *svc = x->pool->service, *kind = kinds[x->result];
+
+    metric_inc(a->m_proxy_errors, (const char *[]){ svc, kind });
+    ml_log_kv(ML_LOG_WARN, "upstream exchange failed", "upstream", svc, "instance",
+              x->inst->base_url, "kind", kind, "error", x->error, NULL);
+    switch (x->result) {
+    case GW_XFER_CONNECT:
+        httpd_resp_error(resp, 503, "upstream_unavailable", "cannot connect to any %s instance", svc);
+        header_int(resp, "Retry-After", gw_pool_retry_after_s(x->pool, ml_now_ms()));
+        break;
+    case GW_XFER_TIMEOUT:
+        httpd_resp_error(resp, 504, "upstream_timeout", "%s did not answer within %ld ms", svc,
+                         x->timeout_ms);
+        break;
+    case GW_XFER_TOO_LARGE:
+        httpd_resp_error(resp, 502, "upstream_response_too_large",
+                         "the %s response exceeds %zu bytes", svc, x->max_response);
+        break;
+    case GW_XFER_SHUTDOWN:
+        httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
+        header_int(resp, "Retry-After", 1);
+        break;
+    default:
+        httpd_resp_error(resp, 502, "bad_gateway", "%s failed: %s", svc, x->error);
+        break;
+    }
 }
 
-static httpc *thread_httpc(gw_app *a)
+/* Loop thread: the upstream answered (or could not). */
+static void on_upstream_done(gw_xfer *x)
 {
-    httpc *h = pthread_getspecific(a->httpc_key);
+    gw_call *c = x->ud;
+    httpd_resp *resp = c->resp;
+    bool aws = c->def->kind == GW_KIND_AWS_INVOKE;
 
-    if (!h && (h = httpc_new()))
-        pthread_setspecific(a->httpc_key, h);
-    return h;
+    ml_log_set_request_id(c->rid);
+    metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
+                   (double)(ml_now_ms() - x->started_ms) / 1000.0);
+    if (x->result == GW_XFER_OK) {
+        resp->status = (int)x->status;
+        ml_buf_free(&resp->body);
+        resp->body = x->resp_body;
+        memset(&x->resp_body, 0, sizeof(x->resp_body));
+        if (aws)
+            gw_aws_invoke_response(&x->resp_headers, resp);
+        else
+            gw_hdr_copy_response(&x->resp_headers, resp);
+    } else {
+        proxy_error(c->app, x, resp);
+        if (aws)
+            gw_aws_error(resp);
+    }
+    ml_log_set_request_id(NULL);
+    gw_xfer_free(x);
+    call_finish(c);
 }
 
-typedef enum { FETCH_OK = 0, FETCH_FAILED, FETCH_NO_UPSTREAM } fetch_result;
-
-/* GET /functions/{fn} from an executor: *out->status 200 or 404 on FETCH_OK. */
-static fetch_result fetch_function(gw_app *a, const char *fn, const char *request_id,
-                                   gw_fn_info *out)
+/* Loop thread: picks an instance and starts the exchange. */
+static void call_proxy(gw_call *c)
 {
+    gw_app *a = c->app;
+    gw_pool *pool = &a->pools[c->def->service];
     gw_admit how;
-    gw_instance *in = gw_pool_pick(&a->pools[GW_SVC_EXECUTOR], NULL, ml_now_ms(), &how);
-    httpc *h = thread_httpc(a);
-    ml_buf url = { 0 };
-    char rid[160];
-    const char *headers[] = { rid, NULL };
-    httpc_request req = { 0 };
-    httpc_response resp = { 0 };
-    fetch_result r = FETCH_FAILED;
-    bool answered = false;
+    gw_instance *in = gw_pool_pick(pool, NULL, ml_now_ms(), &how);
+    gw_xfer *x = c->x;
 
-    if (!in)
-        return FETCH_NO_UPSTREAM;
-    snprintf(rid, sizeof(rid), "X-Request-Id: %s", request_id);
-    if (h && ml_buf_printf(&url, "%s/functions/", in->base_url) == ML_OK &&
-        gw_sigv4_uri_encode(fn, strlen(fn), &url) == ML_OK) {
-        req.url = url.data;
-        req.headers = headers;
-        req.connect_timeout_ms = a->cfg.connect_timeout_ms;
-        req.timeout_ms = FN_LOOKUP_TIMEOUT_MS;
-        answered = httpc_do(h, &req, &resp) == ML_OK && resp.status < 500;
-        if (!answered)
-            ml_log_warn("function lookup on %s failed: %s", in->base_url,
-                        resp.status ? "the executor answered 5xx" : httpc_error(h));
+    if (!in) {
+        no_upstream(a, pool, c->resp);
+        call_fail(c);
+        return;
     }
-    gw_pool_report(in, how, answered, ml_now_ms());
-    if (answered && resp.status == 404) {
-        memset(out, 0, sizeof(*out));
-        out->status = 404;
-        r = FETCH_OK;
-    } else if (answered && resp.status == 200 &&
-               gw_fn_info_parse(resp.body.data, resp.body.len, out) == ML_OK) {
-        r = FETCH_OK;
-    }
-    httpc_response_free(&resp);
-    ml_buf_free(&url);
-    return r;
+    c->x = NULL;
+    x->pool = pool;
+    x->inst = in;
+    x->admit = how;
+    if (is_invoke(c->def)) /* a long function must never die at a gateway default */
+        x->timeout_ms = (long)(((c->info.timeout_s > 0 ? c->info.timeout_s : MAX_FUNCTION_TIMEOUT_S) +
+                                a->cfg.invoke_margin_s) * 1000);
+    gw_loop_start(c->loop, x);
 }
 
-/* What the gateway knows about fn: cached, fetched, stale or (status 0) nothing, in which
- * case defaults apply. ML_ERR (503 written) only when no executor can be asked at all. */
-static int lookup_function(gw_app *a, httpd_req *req, httpd_resp *resp, const char *fn,
-                           gw_fn_info *info)
+/* Loop thread: the rate-limit decision. */
+static void on_limit(void *ud, const gcra_result *r)
 {
-    int64_t now = ml_now_ms();
-    gw_fncache_hit hit = gw_fncache_get(&a->fns, fn, now, info);
-    gw_fn_info fresh;
-    fetch_result fr;
+    gw_call *c = ud;
+    int64_t retry;
 
-    if (hit == GW_FNCACHE_FRESH) {
-        metric_inc(a->m_fn_lookups, (const char *[]){ "cached" });
-        return ML_OK;
+    metric_inc(c->app->m_decisions,
+               (const char *[]){ c->limit_kind, c->limit_label, r->allowed ? "allowed" : "throttled" });
+    if (r->allowed) {
+        limit_headers(c->resp, r);
+        call_proxy(c);
+        return;
     }
-    fr = fetch_function(a, fn, httpd_request_id(req), &fresh);
-    if (fr == FETCH_OK) {
-        gw_fncache_put(&a->fns, fn, &fresh, ml_now_ms());
-        *info = fresh;
-        metric_inc(a->m_fn_lookups, (const char *[]){ "fetched" });
-        return ML_OK;
-    }
-    if (fr == FETCH_NO_UPSTREAM) {
-        no_upstream(a, &a->pools[GW_SVC_EXECUTOR], resp);
-        return ML_ERR;
-    }
-    metric_inc(a->m_fn_lookups, (const char *[]){ hit == GW_FNCACHE_STALE ? "stale" : "default" });
-    if (hit != GW_FNCACHE_STALE)
-        memset(info, 0, sizeof(*info));
-    return ML_OK;
+    retry = ceil_s(r->retry_after_us);
+    retry = retry < 1 ? 1 : retry;
+    httpd_resp_error(c->resp, 429, "rate_limited", "%s rate limit exceeded: retry in %" PRId64 " s",
+                     c->limit_kind, retry);
+    header_int(c->resp, "Retry-After", retry);
+    limit_headers(c->resp, r);
+    call_fail(c);
 }
 
-/* ---- the invoke pre-flight ---- */
+static void call_limit(gw_call *c)
+{
+    gw_app *a = c->app;
+
+    /* a dry run invokes nothing, so it spends no budget */
+    if (is_invoke(c->def) && !c->dry_run) {
+        c->limited = true;
+        c->lim = c->info.has_rate_limit
+                     ? gcra_limit_rps(c->info.rps, c->info.burst)
+                     : gcra_limit_rps((double)a->cfg.default_rps, a->cfg.default_burst);
+        /* the id when known, so a function's name and id share one budget */
+        snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
+                 c->info.id[0] ? c->info.id : c->fn);
+        c->limit_kind = "function";
+        c->limit_label = gw_labelcap_get(&a->fn_labels, c->info.name[0] ? c->info.name : c->fn);
+    }
+    if (!c->limited) {
+        call_proxy(c);
+        return;
+    }
+    gw_loop_limit(c->loop, c->limit_key, c->lim, on_limit, c);
+}
+
+/* True when the executor answered about the function: 200 (parsed into *out) or 404. */
+static bool lookup_answered(const gw_xfer *lx, gw_fn_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (lx->result != GW_XFER_OK)
+        return false;
+    if (lx->status == 200 && gw_fn_info_parse(lx->resp_body.data, lx->resp_body.len, out) != ML_OK)
+        return false;
+    out->status = (int)lx->status;
+    return lx->status == 200 || lx->status == 404;
+}
+
+/* Loop thread: the executor's answer about the function (or the lack of one). */
+static void on_lookup_done(gw_xfer *lx)
+{
+    gw_call *c = lx->ud;
+    gw_fn_info fresh;
+    bool ok = lookup_answered(lx, &fresh);
+
+    if (lx->result == GW_XFER_SHUTDOWN) {
+        proxy_error(c->app, lx, c->resp);
+        gw_xfer_free(lx);
+        call_fail(c);
+        return;
+    }
+    if (ok) {
+        gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
+        c->info = fresh;
+    } else {
+        ml_log_set_request_id(c->rid);
+        ml_log_warn("function lookup on %s failed (%s): using %s configuration", lx->inst->base_url,
+                    lx->result == GW_XFER_OK ? "unexpected answer" : lx->error,
+                    c->hit == GW_FNCACHE_STALE ? "the last known" : "the default");
+        ml_log_set_request_id(NULL);
+        if (c->hit != GW_FNCACHE_STALE)
+            memset(&c->info, 0, sizeof(c->info));
+    }
+    metric_inc(c->app->m_fn_lookups,
+               (const char *[]){ ok ? "fetched" : c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
+    gw_xfer_free(lx);
+    if (c->info.status == 404) {
+        httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", c->fn);
+        call_fail(c);
+        return;
+    }
+    call_limit(c);
+}
+
+/* The lookup of c's function (GET /functions/{fn}), not yet bound to an instance; NULL
+ * when out of memory. */
+static gw_xfer *lookup_xfer(gw_call *c)
+{
+    gw_xfer *lx = gw_xfer_new();
+    ml_buf path = { 0 };
+    char rid[200];
+
+    if (!lx || ml_buf_append_str(&path, "/functions/") != ML_OK ||
+        gw_sigv4_uri_encode(c->fn, strlen(c->fn), &path) != ML_OK ||
+        ml_snprintf(rid, sizeof(rid), "X-Request-Id: %s", c->rid) != ML_OK ||
+        !(lx->headers = curl_slist_append(NULL, rid))) {
+        gw_xfer_free(lx);
+        ml_buf_free(&path);
+        return NULL;
+    }
+    lx->path = ml_buf_steal(&path, NULL);
+    lx->method = "GET";
+    lx->timeout_ms = FN_LOOKUP_TIMEOUT_MS;
+    lx->connect_timeout_ms = (long)c->app->cfg.connect_timeout_ms;
+    lx->max_response = FN_LOOKUP_MAX_BYTES;
+    lx->done = on_lookup_done;
+    lx->ud = c;
+    return lx;
+}
+
+/* Loop thread: asks an executor for the function's timeout_s and rate_limit. */
+static void start_lookup(gw_call *c)
+{
+    gw_pool *pool = &c->app->pools[GW_SVC_EXECUTOR];
+    gw_xfer *lx = lookup_xfer(c);
+
+    if (!lx) {
+        httpd_resp_error(c->resp, 500, "internal", "cannot prepare the function lookup");
+        call_fail(c);
+        return;
+    }
+    lx->pool = pool;
+    lx->inst = gw_pool_pick(pool, NULL, ml_now_ms(), &lx->admit);
+    if (!lx->inst) {
+        gw_xfer_free(lx);
+        no_upstream(c->app, pool, c->resp);
+        call_fail(c);
+        return;
+    }
+    gw_loop_start(c->loop, lx);
+}
+
+/* Loop thread: the call's first step. */
+static void call_run(gw_loop *l, gw_task *t, bool cancelled)
+{
+    gw_call *c = (gw_call *)((char *)t - offsetof(gw_call, task));
+
+    c->loop = l;
+    if (cancelled) {
+        httpd_resp_error(c->resp, 503, "shutting_down", "the gateway is shutting down");
+        header_int(c->resp, "Retry-After", 1);
+        call_fail(c);
+    } else if (is_invoke(c->def) && c->hit != GW_FNCACHE_FRESH) {
+        start_lookup(c);
+    } else {
+        call_limit(c);
+    }
+}
+
+/* ---- the HTTP thread's part ---- */
 
 static const char *invocation_type(const gw_route_def *d, httpd_req *req)
 {
@@ -278,40 +424,33 @@ static const char *invocation_type(const gw_route_def *d, httpd_req *req)
     return t ? t : "RequestResponse";
 }
 
-/* Size check, function lookup, rate limit; sets the upstream timeout from timeout_s so a
- * long function never dies at a gateway default. ML_ERR with the refusal in resp. */
-static int preflight_invoke(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
-                            long *timeout_ms)
+/* Body checks and the cached function config. ML_ERR with the refusal in resp. */
+static int prepare_invoke(gw_call *c)
 {
-    const char *fn = httpd_param(req, "fn"), *type = invocation_type(d, req);
-    gw_fn_info info;
+    const char *fn = httpd_param(c->req, "fn"), *type = invocation_type(c->def, c->req);
     size_t len;
 
-    httpd_body(req, &len);
+    httpd_body(c->req, &len);
     if (strcmp(type, "Event") == 0 && len > GW_MAX_EVENT_BODY) {
-        httpd_resp_error(resp, 413, "payload_too_large",
+        httpd_resp_error(c->resp, 413, "payload_too_large",
                          "an asynchronous event may be at most %u KiB", GW_MAX_EVENT_BODY >> 10);
         return ML_ERR;
     }
-    if (strlen(fn) >= GW_FN_NAME_MAX) {
-        httpd_resp_error(resp, 404, "not_found", "no function '%.64s...'", fn);
+    if (ml_strlcpy(c->fn, fn, sizeof(c->fn)) != ML_OK) { /* longer than any id or name */
+        httpd_resp_error(c->resp, 404, "not_found", "no function '%.64s...'", fn);
         return ML_ERR;
     }
-    if (lookup_function(a, req, resp, fn, &info) != ML_OK)
-        return ML_ERR;
-    if (info.status == 404) {
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn);
+    c->dry_run = strcmp(type, "DryRun") == 0;
+    c->hit = gw_fncache_get(&c->app->fns, fn, ml_now_ms(), &c->info);
+    if (c->hit != GW_FNCACHE_FRESH)
+        return ML_OK;
+    metric_inc(c->app->m_fn_lookups, (const char *[]){ "cached" });
+    if (c->info.status == 404) {
+        httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);
         return ML_ERR;
     }
-    /* a dry run invokes nothing, so it spends no budget */
-    if (strcmp(type, "DryRun") != 0 && limit_function(a, fn, &info, resp) != ML_OK)
-        return ML_ERR;
-    *timeout_ms = (long)(((info.timeout_s > 0 ? info.timeout_s : MAX_FUNCTION_TIMEOUT_S) +
-                          a->cfg.invoke_margin_s) * 1000);
     return ML_OK;
 }
-
-/* ---- forwarding ---- */
 
 /* Each path segment percent-encoded again (the server decoded them), plus the known query
  * parameters; the AWS route maps onto the executor's invoke. Caller frees *out. */
@@ -350,106 +489,34 @@ static int upstream_path(const gw_route_def *d, httpd_req *req, char **out)
     return ML_OK;
 }
 
-static void proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
+/* A call with its upstream request built from the client's; NULL when out of memory. */
+static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp)
 {
-    static const char *const kinds[] = { "ok", "connect", "timeout", "too_large", "transport",
-                                         "shutdown" };
-    const char *svc = x->pool->service, *kind = kinds[x->result];
+    gw_call *c = calloc(1, sizeof(*c));
+    gw_xfer *x = gw_xfer_new();
 
-    metric_inc(a->m_proxy_errors, (const char *[]){ svc, kind });
-    ml_log_kv(ML_LOG_WARN, "upstream exchange failed", "upstream", svc, "instance",
-              x->inst->base_url, "kind", kind, "error", x->error, NULL);
-    switch (x->result) {
-    case GW_XFER_CONNECT:
-        httpd_resp_error(resp, 503, "upstream_unavailable", "cannot connect to any %s instance", svc);
-        header_int(resp, "Retry-After", gw_pool_retry_after_s(x->pool, ml_now_ms()));
-        break;
-    case GW_XFER_TIMEOUT:
-        httpd_resp_error(resp, 504, "upstream_timeout", "%s did not answer within %ld ms", svc,
-                         x->timeout_ms);
-        break;
-    case GW_XFER_TOO_LARGE:
-        httpd_resp_error(resp, 502, "upstream_response_too_large",
-                         "the %s response exceeds %zu bytes", svc, x->max_response);
-        break;
-    case GW_XFER_SHUTDOWN:
-        httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
-        header_int(resp, "Retry-After", 1);
-        break;
-    default:
-        httpd_resp_error(resp, 502, "bad_gateway", "%s failed: %s", svc, x->error);
-        break;
-    }
-}
-
-/* Runs on a proxy loop thread: the upstream answered (or could not). */
-static void on_upstream_done(gw_xfer *x)
-{
-    gw_call *c = x->ud;
-    httpd_resp *resp = c->resp;
-    bool aws = c->def->kind == GW_KIND_AWS_INVOKE;
-
-    ml_log_set_request_id(httpd_request_id(c->req));
-    metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
-                   (double)(ml_now_ms() - x->started_ms) / 1000.0);
-    if (x->result == GW_XFER_OK) {
-        resp->status = (int)x->status;
-        ml_buf_free(&resp->body);
-        resp->body = x->resp_body;
-        memset(&x->resp_body, 0, sizeof(x->resp_body));
-        if (aws)
-            gw_aws_invoke_response(&x->resp_headers, resp);
-        else
-            gw_hdr_copy_response(&x->resp_headers, resp);
-    } else {
-        proxy_error(c->app, x, resp);
-        if (aws)
-            gw_aws_error(resp);
-    }
-    ml_log_set_request_id(NULL);
-    httpd_complete(c->req);
-    free(c);
-    gw_xfer_free(x);
-}
-
-/* Queues the exchange on a proxy loop. ML_ERR with the error in resp. */
-static int forward(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
-                   long timeout_ms)
-{
-    gw_pool *pool = &a->pools[d->service];
-    gw_admit how;
-    gw_instance *in = gw_pool_pick(pool, NULL, ml_now_ms(), &how);
-    gw_xfer *x = NULL;
-    gw_call *c = NULL;
-
-    if (!in) {
-        no_upstream(a, pool, resp);
-        return ML_ERR;
-    }
-    x = gw_xfer_new();
-    c = calloc(1, sizeof(*c));
-    if (!x || !c || upstream_path(d, req, &x->path) != ML_OK ||
+    if (!c || !x || upstream_path(d, req, &x->path) != ML_OK ||
         gw_hdr_upstream_request(req_header, req, d->kind == GW_KIND_AWS_INVOKE,
                                 httpd_client_ip(req), httpd_request_id(req), &x->headers) != ML_OK) {
-        gw_pool_report(in, how, true, ml_now_ms()); /* give a probe slot back */
         gw_xfer_free(x);
         free(c);
-        httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
-        return ML_ERR;
+        return NULL;
     }
-    *c = (gw_call){ req, resp, a, d };
-    x->pool = pool;
-    x->inst = in;
-    x->admit = how;
+    c->app = a;
+    c->def = d;
+    c->req = req;
+    c->resp = resp;
+    c->task.run = call_run;
+    ml_strlcpy(c->rid, httpd_request_id(req), sizeof(c->rid));
     x->method = d->kind == GW_KIND_AWS_INVOKE ? "POST" : httpd_method(req);
     x->body = httpd_body(req, &x->body_len);
-    x->timeout_ms = timeout_ms;
+    x->timeout_ms = (long)(a->cfg.upstream_timeout_s * 1000);
     x->connect_timeout_ms = (long)a->cfg.connect_timeout_ms;
     x->max_response = (size_t)a->cfg.max_response_bytes;
     x->done = on_upstream_done;
     x->ud = c;
-    gw_proxy_submit(a->proxy, x);
-    return ML_OK;
+    c->x = x;
+    return c;
 }
 
 static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
@@ -458,15 +525,37 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     gw_app *a = rc->app;
     const gw_route_def *d = rc->def;
     gw_principal who;
-    long timeout_ms = (long)(a->cfg.upstream_timeout_s * 1000);
-    bool ok = authenticate(a, d, req, resp, &who) == ML_OK;
+    gw_call *c = NULL;
 
-    if (ok && d->kind == GW_KIND_BUILD_SUBMIT)
-        ok = limit_builds(a, &who, resp) == ML_OK;
-    if (ok && (d->kind == GW_KIND_INVOKE || d->kind == GW_KIND_AWS_INVOKE))
-        ok = preflight_invoke(a, d, req, resp, &timeout_ms) == ML_OK;
-    if (ok && forward(a, d, req, resp, timeout_ms) == ML_OK)
-        return HTTPD_ASYNC;
+    if (atomic_load(&a->draining)) {
+        httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
+        header_int(resp, "Retry-After", 1);
+        httpd_resp_header(resp, "Connection", "close");
+        goto refuse;
+    }
+    if (authenticate(a, d, req, resp, &who) != ML_OK)
+        goto refuse;
+    c = call_new(a, d, req, resp);
+    if (!c) {
+        httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
+        goto refuse;
+    }
+    if (d->kind == GW_KIND_BUILD_SUBMIT) {
+        c->limited = true;
+        c->lim = gcra_limit_per_minute(a->cfg.build_per_minute, a->cfg.build_burst);
+        snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s", who.sub);
+        c->limit_kind = "build";
+        c->limit_label = "";
+    }
+    if (is_invoke(d) && prepare_invoke(c) != ML_OK)
+        goto refuse;
+    gw_proxy_run(a->proxy, &c->task);
+    return HTTPD_ASYNC;
+refuse:
+    if (c) {
+        gw_xfer_free(c->x);
+        free(c);
+    }
     if (d->kind == GW_KIND_AWS_INVOKE)
         gw_aws_error(resp);
     return HTTPD_DONE;
@@ -513,20 +602,22 @@ int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *
         return ML_ERR;
     for (size_t i = 0; i < GW_NSVC; i++)
         a->pool_list[i] = &a->pools[i];
-    if (gw_limiter_init(&a->limiter, cfg->redis_url, (int)cfg->redis_timeout_ms, reg) != ML_OK ||
-        gw_labelcap_init(&a->fn_labels, (size_t)cfg->metric_max_functions) != ML_OK ||
-        pthread_key_create(&a->httpc_key, httpc_destroy) != 0) {
+    if (gw_limiter_init(&a->limiter, cfg->redis_url, (int)cfg->redis_timeout_ms, reg, err,
+                        errlen) != ML_OK)
+        return ML_ERR;
+    a->limiter_ready = true;
+    if (gw_labelcap_init(&a->fn_labels, (size_t)cfg->metric_max_functions) != ML_OK) {
         ml_snprintf(err, errlen, "out of memory");
         return ML_ERR;
     }
-    a->key_created = true;
     register_metrics(a, reg);
     return ML_OK;
 }
 
 int gw_app_start(gw_app *a, char *err, size_t errlen)
 {
-    gw_proxy_config pc = { (unsigned)a->cfg.proxy_threads, (long)a->cfg.keepalive_conns };
+    gw_proxy_config pc = { (unsigned)a->cfg.proxy_threads, (long)a->cfg.keepalive_conns,
+                           &a->limiter };
 
     a->proxy = gw_proxy_start(&pc, err, errlen);
     if (!a->proxy)
@@ -539,6 +630,11 @@ int gw_app_start(gw_app *a, char *err, size_t errlen)
     return ML_OK;
 }
 
+void gw_app_drain(gw_app *a)
+{
+    atomic_store(&a->draining, true);
+}
+
 void gw_app_stop(gw_app *a)
 {
     gw_health_stop(a->health);
@@ -549,14 +645,10 @@ void gw_app_stop(gw_app *a)
 
 void gw_app_free(gw_app *a)
 {
-    if (a->key_created) {
-        httpc_free(pthread_getspecific(a->httpc_key));
-        pthread_setspecific(a->httpc_key, NULL);
-        pthread_key_delete(a->httpc_key);
-        a->key_created = false;
-    }
     gw_labelcap_free(&a->fn_labels);
-    gw_limiter_free(&a->limiter);
+    if (a->limiter_ready)
+        gw_limiter_free(&a->limiter);
+    a->limiter_ready = false;
     gw_fncache_free(&a->fns);
     for (size_t i = 0; i < GW_NSVC; i++)
         gw_pool_free(&a->pools[i]);
@@ -569,8 +661,7 @@ size_t gw_app_routes(gw_app *a, httpd_route *out, size_t max)
     for (; n < gw_nroutes && n < max && n < GW_MAX_ROUTES; n++) {
         const gw_route_def *d = &gw_routes[n];
         a->ctx[n] = (gw_route_ctx){ a, d };
-        out[n] = (httpd_route){ d->method, d->pattern, handle, &a->ctx[n], d->max_body,
-                                gw_route_blocking(d) };
+        out[n] = (httpd_route){ d->method, d->pattern, handle, &a->ctx[n], d->max_body, false };
     }
     return n;
 }

@@ -1,14 +1,17 @@
-/* gateway.h — the gateway's request path: authenticate, limit, pick an upstream instance,
- * hand the exchange to the proxy loop, turn its outcome into the client's response.
+/* gateway.h — the gateway's request path: authenticate, look the function up, rate limit,
+ * pick an upstream instance, proxy, turn the outcome into the client's response.
  *
- * Threads: read routes run on the HTTP server's event loop (they only verify a token and
- * queue the transfer); routes that may block on Redis or on a function lookup (invoke, AWS
- * invoke, build submissions) run on its worker threads. Neither ever waits for an upstream:
- * every handler returns HTTPD_ASYNC and a proxy loop completes the request. */
+ * Threads: every route's handler runs on the HTTP server's event loop and does only CPU work
+ * (token check, body checks, cached function config, building the upstream request), then
+ * hands the request to a proxy loop and returns HTTPD_ASYNC. The proxy loop does all the
+ * waiting without blocking: the function lookup (curl), the rate-limit decision (Redis,
+ * asynchronously) and the upstream exchange (curl); it completes the request at the end.
+ * No thread ever blocks on a request's behalf. */
 #ifndef GW_GATEWAY_H
 #define GW_GATEWAY_H
 
-#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "fncache.h"
@@ -54,8 +57,8 @@ typedef struct gw_app {
     gw_proxy *proxy;
     gw_health_checker *health;
     gw_route_ctx ctx[GW_MAX_ROUTES];
-    pthread_key_t httpc_key;   /* each worker thread's client for function lookups */
-    bool key_created;
+    bool limiter_ready;
+    atomic_bool draining;
     metric *m_auth_failures, *m_decisions, *m_proxy_errors, *m_upstream_seconds, *m_fn_lookups;
 } gw_app;
 
@@ -65,6 +68,10 @@ int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *
                 size_t errlen);
 /* Starts the proxy loops and the health checker. */
 int gw_app_start(gw_app *a, char *err, size_t errlen);
+/* From now on every new request is answered at once with 503 and Connection: close, so no
+ * connection gets suspended while the HTTP server drains (libmicrohttpd aborts when it is
+ * stopped with a suspended connection, and keep-alive clients keep sending). */
+void gw_app_drain(gw_app *a);
 /* Stops them; call after the HTTP server has drained. */
 void gw_app_stop(gw_app *a);
 void gw_app_free(gw_app *a);

@@ -82,9 +82,15 @@ int main(int argc, char **argv)
         ml_log_error("gateway: %s", err);
         goto out;
     }
-    rc = svc_serve(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) == ML_OK ? 0 : 1;
+    if (svc_start_http(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) != ML_OK)
+        goto out;
+    svc_wait_ready(&s); /* nothing is required: this only logs what is still down */
+    svc_wait_signal(&s);
+    gw_app_drain(&app);
+    svc_stop_http(&s);
+    rc = 0;
 out:
-    /* after svc_serve the HTTP server has drained: no handler can queue a transfer any more */
+    /* the HTTP server has drained: no handler can hand over a request any more */
     gw_app_stop(&app);
     gw_app_free(&app);
     deps_close(&d);

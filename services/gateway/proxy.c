@@ -17,19 +17,28 @@
 #define MAX_FREE_EASY 256
 #define MAX_RESP_HEADER_BYTES (64u * 1024u)
 
-typedef struct loop {
+/* epoll data.u64 of the non-curl descriptors; curl sockets carry their fd (< 2^31). */
+#define TAG_WAKE (1ULL << 40)
+#define TAG_REDIS (1ULL << 41)
+
+struct gw_loop {
     pthread_t thread;
     bool inited, started;
+    bool closed;                 /* loop thread gone: new work ends at once */
     CURLM *multi;
+    gw_rl *rl;
+    gw_limiter *limiter;
     int epfd, evfd;
     int64_t deadline_ms;         /* curl's timer; -1 = none. Loop thread only. */
     pthread_mutex_t lock;        /* guards queue and stopping */
-    gw_xfer *queue_head, *queue_tail;
+    gw_task *queue_head, *queue_tail;
     bool stopping;
     gw_xfer *active;             /* transfers in the multi handle (loop thread only) */
     CURL *free_easy[MAX_FREE_EASY];
     size_t nfree;
-} loop;
+};
+
+typedef gw_loop loop;
 
 struct gw_proxy {
     loop *loops;
@@ -98,7 +107,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
         return 0;
     }
     ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
-    ev.data.fd = s;
+    ev.data.u64 = (uint64_t)s;
     if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT &&
         epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0)
         ml_log_warn("proxy: epoll_ctl(ADD, %d): %s", (int)s, strerror(errno));
@@ -205,6 +214,12 @@ static void finish(loop *l, gw_xfer *x, gw_xfer_result result)
 /* Starts (or restarts, after a failed connect) x on its instance. */
 static void start(loop *l, gw_xfer *x)
 {
+    x->loop = l;
+    if (l->closed) {
+        gw_pool_report(x->inst, x->admit, true, ml_now_ms()); /* give a probe slot back */
+        finish(l, x, GW_XFER_SHUTDOWN);
+        return;
+    }
     x->attempts++;
     x->error[0] = '\0';
     x->too_large = false;
@@ -283,10 +298,10 @@ static void drain_done(loop *l)
     }
 }
 
-/* Detaches the submitted transfers; *stopping receives the loop's stop flag. */
-static gw_xfer *pop_queue(loop *l, bool *stopping)
+/* Detaches the submitted tasks; *stopping receives the loop's stop flag. */
+static gw_task *pop_queue(loop *l, bool *stopping)
 {
-    gw_xfer *q;
+    gw_task *q;
 
     pthread_mutex_lock(&l->lock);
     q = l->queue_head;
@@ -296,36 +311,60 @@ static gw_xfer *pop_queue(loop *l, bool *stopping)
     return q;
 }
 
-/* Starts the submitted transfers (or ends them when stopping); false once the loop must stop. */
+static void run_tasks(loop *l, gw_task *q, bool cancelled)
+{
+    while (q) {
+        gw_task *next = q->next;
+        q->next = NULL;
+        q->run(l, q, cancelled);
+        q = next;
+    }
+}
+
+/* Runs the submitted tasks (cancelled when stopping); false once the loop must stop. */
 static bool take_queue(loop *l)
 {
     uint64_t v;
     bool stopping;
-    gw_xfer *q;
+    gw_task *q;
 
     if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         ml_log_warn("proxy: eventfd read: %s", strerror(errno));
     q = pop_queue(l, &stopping);
-    while (q) {
-        gw_xfer *next = q->next;
-        q->next = NULL;
-        if (stopping)
-            finish(l, q, GW_XFER_SHUTDOWN);
-        else
-            start(l, q);
-        q = next;
-    }
+    run_tasks(l, q, stopping);
     return !stopping;
 }
 
-static int wait_ms(const loop *l)
+/* epoll timeout: until curl's timer or the Redis connection's next deadline. */
+static int wait_ms(loop *l)
 {
+    int64_t now = ml_now_ms(), rl_due = l->rl ? gw_rl_tick(l->rl, now) : -1, due = l->deadline_ms;
     int64_t left;
 
-    if (l->deadline_ms < 0)
+    if (rl_due >= 0 && (due < 0 || rl_due < due))
+        due = rl_due;
+    if (due < 0)
         return -1;
-    left = l->deadline_ms - ml_now_ms();
+    left = due - now;
     return left < 0 ? 0 : (left > 60000 ? 60000 : (int)left);
+}
+
+static void dispatch(loop *l, const struct epoll_event *ev, bool *go)
+{
+    int flags = 0, running = 0;
+
+    if (ev->data.u64 == TAG_WAKE) {
+        *go = take_queue(l) && *go;
+        return;
+    }
+    if (ev->data.u64 == TAG_REDIS) {
+        gw_rl_io(l->rl, ev->events);
+        return;
+    }
+    flags |= (ev->events & EPOLLIN) ? CURL_CSELECT_IN : 0;
+    flags |= (ev->events & EPOLLOUT) ? CURL_CSELECT_OUT : 0;
+    flags |= (ev->events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0;
+    curl_multi_socket_action(l->multi, (curl_socket_t)ev->data.u64, flags, &running);
 }
 
 static void *loop_main(void *arg)
@@ -338,18 +377,8 @@ static void *loop_main(void *arg)
     while (go) {
         int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms(l));
 
-        for (int i = 0; i < n; i++) {
-            int fd = evs[i].data.fd, flags = 0;
-
-            if (fd == l->evfd) {
-                go = take_queue(l) && go;
-                continue;
-            }
-            flags |= (evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0;
-            flags |= (evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0;
-            flags |= (evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0;
-            curl_multi_socket_action(l->multi, fd, flags, &running);
-        }
+        for (int i = 0; i < n; i++)
+            dispatch(l, &evs[i], &go);
         if (l->deadline_ms >= 0 && ml_now_ms() >= l->deadline_ms) {
             l->deadline_ms = -1;
             curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
@@ -363,17 +392,19 @@ static void *loop_main(void *arg)
 
 static int loop_init(loop *l, const gw_proxy_config *cfg)
 {
-    struct epoll_event ev = { .events = EPOLLIN };
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_WAKE };
 
     l->inited = true;
     l->deadline_ms = -1;
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     l->multi = curl_multi_init();
+    l->limiter = cfg->limiter;
     pthread_mutex_init(&l->lock, NULL);
     if (l->epfd < 0 || l->evfd < 0 || !l->multi)
         return ML_ERR;
-    ev.data.fd = l->evfd;
+    if (l->limiter && !(l->rl = gw_rl_new(l->limiter, l->epfd, TAG_REDIS)))
+        return ML_ERR;
     if (epoll_ctl(l->epfd, EPOLL_CTL_ADD, l->evfd, &ev) != 0 ||
         curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket) != CURLM_OK ||
         curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l) != CURLM_OK ||
@@ -388,24 +419,24 @@ static int loop_init(loop *l, const gw_proxy_config *cfg)
     return ML_OK;
 }
 
-/* After the thread has exited: ends what is left, frees everything. */
+/* After the thread has exited: ends what is left (queued tasks cancelled, transfers with
+ * GW_XFER_SHUTDOWN, pending decisions in memory), frees everything. */
 static void loop_free(loop *l)
 {
     bool stopping;
-    gw_xfer *q;
 
     if (!l->inited)
         return;
+    l->closed = true;
+    run_tasks(l, pop_queue(l, &stopping), true);
+    gw_rl_free(l->rl);
+    l->rl = NULL;
     while (l->active) {
         gw_xfer *x = l->active;
         curl_multi_remove_handle(l->multi, x->easy);
         active_remove(l, x);
+        gw_pool_report(x->inst, x->admit, true, ml_now_ms());
         finish(l, x, GW_XFER_SHUTDOWN);
-    }
-    for (q = pop_queue(l, &stopping); q;) {
-        gw_xfer *next = q->next;
-        finish(l, q, GW_XFER_SHUTDOWN);
-        q = next;
     }
     while (l->nfree)
         curl_easy_cleanup(l->free_easy[--l->nfree]);
@@ -473,21 +504,62 @@ void gw_proxy_stop(gw_proxy *p)
     free(p);
 }
 
-void gw_proxy_submit(gw_proxy *p, gw_xfer *x)
+void gw_proxy_run(gw_proxy *p, gw_task *t)
 {
     loop *l = &p->loops[atomic_fetch_add(&p->rr, 1) % p->n];
     bool was_empty;
 
-    x->next = NULL;
-    x->started_ms = ml_now_ms();
+    t->next = NULL;
     pthread_mutex_lock(&l->lock);
     was_empty = l->queue_head == NULL;
     if (l->queue_tail)
-        l->queue_tail->next = x;
+        l->queue_tail->next = t;
     else
-        l->queue_head = x;
-    l->queue_tail = x;
+        l->queue_head = t;
+    l->queue_tail = t;
     pthread_mutex_unlock(&l->lock);
     if (was_empty)
         wake(l);
+}
+
+static void run_submitted(gw_loop *l, gw_task *t, bool cancelled)
+{
+    gw_xfer *x = (gw_xfer *)((char *)t - offsetof(gw_xfer, task));
+
+    if (cancelled) {
+        gw_pool_report(x->inst, x->admit, true, ml_now_ms());
+        finish(l, x, GW_XFER_SHUTDOWN);
+        return;
+    }
+    start(l, x);
+}
+
+void gw_proxy_submit(gw_proxy *p, gw_xfer *x)
+{
+    x->started_ms = ml_now_ms();
+    x->task.run = run_submitted;
+    gw_proxy_run(p, &x->task);
+}
+
+void gw_loop_start(gw_loop *l, gw_xfer *x)
+{
+    if (!x->started_ms)
+        x->started_ms = ml_now_ms();
+    start(l, x);
+}
+
+void gw_loop_limit(gw_loop *l, const char *key, gcra_limit lim, gw_limit_fn done, void *ud)
+{
+    gcra_result r = { true, lim.burst, lim.burst, 0, 0 };
+
+    if (!l->limiter) {
+        done(ud, &r);
+        return;
+    }
+    if (l->closed || !l->rl) {
+        gw_limiter_take_memory(l->limiter, key, lim, &r);
+        done(ud, &r);
+        return;
+    }
+    gw_rl_take(l->rl, key, lim, done, ud);
 }

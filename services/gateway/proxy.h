@@ -1,11 +1,13 @@
-/* proxy.h — upstream transfers driven by libcurl's multi interface on event-loop threads.
+/* proxy.h — the gateway's event loops: upstream transfers driven by libcurl's multi
+ * interface, rate-limit decisions on an asynchronous Redis connection, and small tasks
+ * handed over by other threads.
  *
  * Each loop thread owns one curl multi handle (and so its pool of keep-alive connections to
- * the upstreams), an epoll set fed by curl's socket callback, and an eventfd through which
- * other threads hand it transfers. Thousands of transfers wait concurrently on a loop without
- * a thread each; a slow upstream call costs a socket and a gw_xfer, nothing else.
- * Threading: gw_proxy_submit is callable from any thread; everything else about a transfer
- * (curl calls, the completion callback) happens on its loop thread. */
+ * the upstreams), one Redis connection (gw_rl), an epoll set fed by both, and an eventfd
+ * through which other threads hand it tasks. Thousands of transfers wait concurrently on a
+ * loop without a thread each; a slow upstream call costs a socket and a gw_xfer, nothing else.
+ * Threading: gw_proxy_run and gw_proxy_submit are callable from any thread; everything else
+ * (tasks, gw_loop_* calls, completion callbacks) happens on a loop thread. */
 #ifndef GW_PROXY_H
 #define GW_PROXY_H
 
@@ -15,10 +17,23 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "ratelimit.h"
 #include "upstream.h"
 
 typedef struct gw_proxy gw_proxy;
+typedef struct gw_loop gw_loop;
 typedef struct gw_xfer gw_xfer;
+typedef struct gw_task gw_task;
+
+/* Runs on a loop thread. cancelled: the proxy is stopping; the task must still end whatever
+ * it stands for (e.g. answer its client), without starting new work. */
+typedef void (*gw_task_fn)(gw_loop *l, gw_task *t, bool cancelled);
+
+/* Embed in the caller's own struct; the proxy only links it. */
+struct gw_task {
+    gw_task_fn run;
+    gw_task *next;
+};
 
 /* How a transfer ended, for the client's status and the proxy error metric. */
 typedef enum {
@@ -48,6 +63,7 @@ struct gw_xfer {
     size_t max_response;
     gw_xfer_done_fn done;
     void *ud;
+    gw_loop *loop;               /* set when it starts */
     /* response */
     gw_xfer_result result;
     long status;
@@ -58,6 +74,7 @@ struct gw_xfer {
     long new_connections;        /* connections opened for it (0: a kept-alive one reused) */
     int64_t started_ms;
     /* private */
+    gw_task task;                /* gw_proxy_submit's hand-over */
     CURL *easy;
     gw_xfer *next;
     bool too_large;
@@ -66,15 +83,25 @@ struct gw_xfer {
 typedef struct gw_proxy_config {
     unsigned threads;        /* loop threads; 0: 1 */
     long max_connections;    /* keep-alive cache per loop (CURLMOPT_MAXCONNECTS); 0: 1024 */
+    gw_limiter *limiter;     /* for gw_loop_limit; NULL: every decision allows */
 } gw_proxy_config;
 
 /* Starts the loop threads. NULL with a reason in err on failure. */
 gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen);
-/* Stops the loops; transfers still running end with GW_XFER_SHUTDOWN. Frees p. */
+/* Stops the loops: queued tasks run cancelled, transfers still running end with
+ * GW_XFER_SHUTDOWN, pending rate-limit decisions are made in memory. Frees p. */
 void gw_proxy_stop(gw_proxy *p);
 
-/* Hands x to a loop (round-robin). x->inst must be set. Never blocks. */
+/* Hands a task to a loop (round-robin). Never blocks. */
+void gw_proxy_run(gw_proxy *p, gw_task *t);
+/* Hands x to a loop to start (round-robin). x->inst must be set. Never blocks. */
 void gw_proxy_submit(gw_proxy *p, gw_xfer *x);
+
+/* On a loop thread: starts x on this loop now (ends it with GW_XFER_SHUTDOWN if stopping). */
+void gw_loop_start(gw_loop *l, gw_xfer *x);
+/* On a loop thread: one rate-limit decision (see ratelimit.h); done runs on this thread,
+ * possibly before this returns. */
+void gw_loop_limit(gw_loop *l, const char *key, gcra_limit lim, gw_limit_fn done, void *ud);
 
 /* New zeroed transfer (calloc); free with gw_xfer_free. */
 gw_xfer *gw_xfer_new(void);

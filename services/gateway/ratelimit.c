@@ -200,7 +200,7 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         char why[160];
-        snprintf(why, sizeof(why), "redis %s:%d: connect: %s", rl->shared->url.host,
+        ml_snprintf(why, sizeof(why), "redis %s:%d: connect: %s", rl->shared->url.host,
                  rl->shared->url.port, ac->errstr);
         lost(rl, false, why);
         return;
@@ -213,7 +213,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     gw_rl *rl = ac->data;
     char why[160];
 
-    snprintf(why, sizeof(why), "redis %s:%d: connection lost: %s", rl->shared->url.host,
+    ml_snprintf(why, sizeof(why), "redis %s:%d: connection lost: %s", rl->shared->url.host,
              rl->shared->url.port, status == REDIS_OK ? "closed" : ac->errstr);
     lost(rl, rl->connected, why);
 }
@@ -256,7 +256,7 @@ static int ensure_connection(gw_rl *rl, int64_t now)
     rl->ac = redisAsyncConnect(u->host, u->port);
     if (!rl->ac || rl->ac->err) {
         char why[160];
-        snprintf(why, sizeof(why), "redis %s:%d: %s", u->host, u->port,
+        ml_snprintf(why, sizeof(why), "redis %s:%d: %s", u->host, u->port,
                  rl->ac ? rl->ac->errstr : "out of memory");
         if (rl->ac)
             redisAsyncFree(rl->ac);
@@ -302,7 +302,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         if (send_decision(rl, p, true) == ML_OK)
             return;
     }
-    snprintf(why, sizeof(why), "%s", !r ? rl->last_error
+    ml_snprintf(why, sizeof(why), "%s", !r ? rl->last_error
                                         : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected script reply");
     complete_in_memory(rl, p, why[0] ? why : "no reply");
 }
@@ -408,11 +408,11 @@ int64_t gw_rl_tick(gw_rl *rl, int64_t now_ms)
     char why[200];
 
     if (rl->ac && !rl->connected && now_ms >= rl->connect_deadline_ms) {
-        snprintf(why, sizeof(why), "redis %s:%d: connect timed out after %d ms",
+        ml_snprintf(why, sizeof(why), "redis %s:%d: connect timed out after %d ms",
                  rl->shared->url.host, rl->shared->url.port, rl->shared->timeout_ms);
         drop(rl, why);
     } else if (rl->head && now_ms >= rl->head->deadline_ms) {
-        snprintf(why, sizeof(why), "redis %s:%d: no reply within %d ms", rl->shared->url.host,
+        ml_snprintf(why, sizeof(why), "redis %s:%d: no reply within %d ms", rl->shared->url.host,
                  rl->shared->url.port, rl->shared->timeout_ms);
         drop(rl, why);
     }

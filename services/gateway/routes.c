@@ -18,11 +18,12 @@ const gw_route_def gw_routes[] = {
     { "PUT", "/functions/{fn}/code", BM, W, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
     { "GET", "/builds/{build_id}", BM, R, GW_KIND_PLAIN, 0 },
     { "GET", "/functions/{fn}/builds", BM, R, GW_KIND_PLAIN, 0 },
+    /* the build-master deletes on the lambda-executor, then frees the name on its side */
+    { "DELETE", "/functions/{fn}", BM, W, GW_KIND_PLAIN, 0 },
     /* everything else: lambda-executor */
     { "GET", "/functions", EX, R, GW_KIND_PLAIN, 0 },
     { "GET", "/functions/{fn}", EX, R, GW_KIND_PLAIN, 0 },
     { "PATCH", "/functions/{fn}", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
-    { "DELETE", "/functions/{fn}", EX, W, GW_KIND_PLAIN, 0 },
     { "POST", "/functions/{fn}/invoke", EX, I, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY },
     { "GET", "/invocations/{id}", EX, R, GW_KIND_PLAIN, 0 },
     { "GET", "/functions/{fn}/invocations", EX, R, GW_KIND_PLAIN, 0 },
@@ -101,9 +102,4 @@ const char *gw_scope_name(unsigned scope)
 const char *gw_service_name(gw_service s)
 {
     return s == GW_SVC_BUILD_MASTER ? "build-master" : "lambda-executor";
-}
-
-bool gw_route_blocking(const gw_route_def *d)
-{
-    return d->kind != GW_KIND_PLAIN;
 }

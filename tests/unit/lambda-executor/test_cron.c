@@ -44,6 +44,7 @@ static const fire_case known[] = {
     /* steps in ranges, a/n */
     { "10-40/15 * * * *", 1717245600, 1717247400 },  /* 2024-06-01 12:40:00 -> 2024-06-01 13:10 Sat */
     { "5/20 1-23/6 * * *", 1717271100, 1717290300 }, /* 2024-06-01 19:45:00 -> 2024-06-02 01:05 Sun */
+    { "5/20 1-23/6 * * *", 1717290300, 1717291500 }, /* 2024-06-02 01:05:00 -> 2024-06-02 01:25 Sun */
     { "0 0 1-31/10 feb-dec/3 *", 1708473600, 1714521600 }, /* 2024-02-21 00:00 -> 2024-05-01 00:00 Wed */
     /* both day fields restricted: the 13th OR a Friday */
     { "0 0 13 * FRI", 1725148800, 1725580800 },  /* 2024-09-01 00:00:00 -> 2024-09-06 00:00 Fri */
@@ -56,7 +57,8 @@ static const fire_case known[] = {
     /* month boundaries: months without a 31st are skipped */
     { "0 0 31 * *", 1711929600, 1717113600 },    /* 2024-04-01 00:00:00 -> 2024-05-31 00:00 Fri */
     { "0 0 31 * *", 1706659200, 1711843200 },    /* 2024-01-31 00:00:00 -> 2024-03-31 00:00 Sun */
-    /* leap years: 2100 is not one, so 8 years */
+    /* leap years: 2000 is one (divisible by 400); 2100 is not, so 8 years */
+    { "0 0 29 2 *", 920246400, 951782400 },      /* 1999-03-01 00:00:00 -> 2000-02-29 00:00 Tue */
     { "0 0 29 2 *", 1709164740, 1709164800 },    /* 2024-02-28 23:59:00 -> 2024-02-29 00:00 Thu */
     { "0 0 29 2 *", 1709251200, 1835395200 },    /* 2024-03-01 00:00:00 -> 2028-02-29 00:00 Tue */
     { "0 0 29 2 *", 3981398400, 4233686400 },    /* 2096-03-01 00:00:00 -> 2104-02-29 00:00 Fri */
@@ -245,6 +247,10 @@ static void test_sets(void **state)
     assert_int_equal(c.weekdays, 0x3e);
     assert_false(c.days_star);
     assert_false(c.weekdays_star);
+    /* a/n runs from a to the field's maximum */
+    assert_int_equal(cron_parse("5/20 20/2 * * *", &c, NULL, 0), ML_OK);
+    assert_true(c.minutes == ((UINT64_C(1) << 5) | (UINT64_C(1) << 25) | (UINT64_C(1) << 45)));
+    assert_int_equal(c.hours, (1u << 20) | (1u << 22));
     /* 0-7 and 1-7/2 over day-of-week's 0-7: 7 folds into Sunday */
     assert_int_equal(cron_parse("* * * * 0-7", &c, NULL, 0), ML_OK);
     assert_int_equal(c.weekdays, 0x7f);
@@ -329,6 +335,8 @@ static void test_cross_check_minute_by_minute(void **state)
 
         assert_int_equal(cron_parse(exprs[i], &c, NULL, 0), ML_OK);
         while (cron_next(&c, t, &next) == ML_OK && next < to) {
+            if (next <= t)
+                fail_msg("'%s' after %lld reported %lld, not later", exprs[i], (long long)t, (long long)next);
             for (int64_t m = (t / 60 + 1) * 60; m < next; m += 60)
                 if (fires_at(&c, (time_t)m))
                     fail_msg("'%s' skipped a fire at %lld", exprs[i], (long long)m);

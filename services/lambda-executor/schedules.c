@@ -1,0 +1,520 @@
+/* schedules.c — the schedule endpoints and the scheduler thread (see schedules.h and
+ * docs/schedules.md). */
+#include "schedules.h"
+
+#include <cJSON.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "async.h"
+#include "cron.h"
+#include "log.h"
+#include "service.h"
+
+/* The scheduler sleeps at most this long between claims, so a fire is at most ~this late. */
+#define POLL_MS 1000
+/* Woken for a fire due in x ms, it sleeps x + this, so Postgres' now() has passed it. */
+#define WAKE_SLACK_MS 5
+/* Request bodies: a payload of SCHEDULES_MAX_PAYLOAD may arrive with generous whitespace. */
+#define MAX_BODY (1024 * 1024)
+
+/* minilambda_schedule_fires_total: set once by schedules_init, before any thread uses it
+ * (thread creation orders the write before the reads); NULL-safe in metric_inc. */
+static metric *fires_total;
+
+#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+/* A schedule as the API shows it; jsonb keeps payload numbers exact (cJSON would not). */
+#define SCHEDULE_JSON                                                                          \
+    "jsonb_build_object('id', s.id, 'function_id', s.function_id, 'cron', s.cron,"            \
+    " 'payload', s.payload, 'enabled', s.enabled, 'next_fire_at', " ISO("s.next_fire_at") "," \
+    " 'last_fired_at', " ISO("s.last_fired_at") ", 'created_at', " ISO("s.created_at") ")"
+/* {fn}: $1 the id (or NULL), $2 the name (or NULL) */
+#define WHERE_FN " (f.id = $1::uuid OR f.name = $2)"
+
+int schedules_init(metrics_registry *reg)
+{
+    static const char *const results[] = { "fired", "skipped", "failed" };
+
+    fires_total = metrics_counter(reg, "minilambda_schedule_fires_total",
+                                  "Due schedule fires: fired (queued as an async invocation),"
+                                  " skipped (function not active), failed (not queued; retried).",
+                                  "result");
+    if (!fires_total)
+        return ML_ERR;
+    for (size_t i = 0; i < ML_ARRAY_LEN(results); i++)
+        metric_add(fires_total, &results[i], 0); /* every series shows from the start */
+    return ML_OK;
+}
+
+static void count_fire(const char *result)
+{
+    metric_inc(fires_total, &result);
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Endpoints                                                                            */
+
+/* {fn} as WHERE_FN's parameters: an id when it looks like one (a name never does). */
+static void fn_params(httpd_req *req, const char *params[2])
+{
+    const char *fn = httpd_param(req, "fn");
+    bool by_id = ml_uuid_valid(fn) == ML_OK;
+
+    params[0] = by_id ? fn : NULL;
+    params[1] = by_id ? NULL : fn;
+}
+
+static pg_conn *need_db(ex_app *app, httpd_resp *resp)
+{
+    deps *d = ex_deps(app);
+
+    if (!d || !d->db) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
+        return NULL;
+    }
+    return d->db;
+}
+
+/* Answers a failed statement: 503 when the database is unreachable; 400 for a body Postgres
+ * rejects as JSON (data exception, class 22: e.g. \u0000, which jsonb cannot hold); else 500. */
+static void db_fail(httpd_resp *resp, pg_conn *db, const char *what)
+{
+    if (pg_error_is_connection(db)) {
+        ml_log_warn("schedules: %s: %s", what, pg_error(db));
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "function database unavailable: %s", pg_error(db));
+    } else if (strncmp(pg_sqlstate(db), "22", 2) == 0) {
+        const char *why = strstr(pg_error(db), "failed: "); /* drop pg.c's statement prefix */
+        httpd_resp_error(resp, 400, "invalid_body", "the body is not valid JSON: %s", why ? why + 8 : pg_error(db));
+    } else {
+        ml_log_warn("schedules: %s: %s", what, pg_error(db));
+        httpd_resp_error(resp, 500, "internal", "%s failed", what);
+    }
+}
+
+/* The parts of a creation the handler uses; the payload is taken from the raw body by
+ * Postgres (so numbers stay exact). */
+typedef struct create_spec {
+    cron_expr cron;
+    bool enabled;
+} create_spec;
+
+static int check_fields(const cJSON *body, httpd_resp *resp)
+{
+    const cJSON *it;
+
+    cJSON_ArrayForEach(it, body) {
+        if (strcmp(it->string, "cron") != 0 && strcmp(it->string, "payload") != 0 &&
+            strcmp(it->string, "enabled") != 0) {
+            httpd_resp_error(resp, 400, "invalid_field", "unknown field '%.64s' (allowed: cron, payload, enabled)",
+                             it->string);
+            return ML_ERR;
+        }
+    }
+    return ML_OK;
+}
+
+/* Validates the body into *spec; ML_ERR with a 400 written. */
+static int parse_create(httpd_req *req, httpd_resp *resp, create_spec *spec)
+{
+    cJSON *body = httpd_body_json(req, resp);
+    const cJSON *cron, *enabled;
+    char err[256];
+    int64_t next;
+    int rc = ML_ERR;
+
+    if (!body)
+        return ML_ERR;
+    if (!cJSON_IsObject(body)) {
+        httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
+        goto out;
+    }
+    if (check_fields(body, resp) != ML_OK)
+        goto out;
+    cron = cJSON_GetObjectItemCaseSensitive(body, "cron");
+    enabled = cJSON_GetObjectItemCaseSensitive(body, "enabled");
+    if (!cJSON_IsString(cron)) {
+        httpd_resp_error(resp, 400, "invalid_field",
+                         "cron is required: a 5-field cron expression in UTC, e.g. \"*/5 * * * *\"");
+    } else if (cron_parse(cron->valuestring, &spec->cron, err, sizeof(err)) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_cron", "%s", err);
+    } else if (cron_next(&spec->cron, ml_wall_ms() / 1000, &next) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_cron", "cron expression '%s' never fires (no date matches it)",
+                         spec->cron.text);
+    } else if (enabled && !cJSON_IsBool(enabled)) {
+        httpd_resp_error(resp, 400, "invalid_field", "enabled must be true or false");
+    } else {
+        spec->enabled = !enabled || cJSON_IsTrue(enabled);
+        rc = ML_OK;
+    }
+out:
+    cJSON_Delete(body);
+    return rc;
+}
+
+/* Locks the function row (serialising creations for one function, so the count limit
+ * holds) and reads Postgres' clock. ML_OK, REGISTRY_NOT_FOUND (404 written) or ML_ERR
+ * (error written). Runs inside the caller's transaction. */
+static int lock_function(pg_conn *db, httpd_req *req, httpd_resp *resp, char id[ML_UUID_LEN], int64_t *now)
+{
+    const char *params[2];
+    PGresult *r;
+    int rc = ML_ERR;
+
+    fn_params(req, params);
+    r = pg_query(db, "sch_lock_fn",
+                 "SELECT f.id, floor(extract(epoch FROM now()))::bigint FROM functions f"
+                 " WHERE" WHERE_FN " FOR NO KEY UPDATE",
+                 2, params);
+    if (!r) {
+        db_fail(resp, db, "creating a schedule");
+    } else if (PQntuples(r) == 0) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
+        rc = REGISTRY_NOT_FOUND;
+    } else if (pg_get_text_copy(r, 0, 0, id, ML_UUID_LEN) != ML_OK || pg_get_int64(r, 0, 1, now) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "unexpected function row");
+    } else {
+        rc = ML_OK;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Inserts the schedule (limits checked in the same statement) and answers 201/409/413. */
+static int insert_schedule(pg_conn *db, httpd_req *req, httpd_resp *resp, const create_spec *spec,
+                           const char *fn_id, int64_t now)
+{
+    char next_s[24], limit_s[16], max_s[16];
+    const char *params[7] = { fn_id, spec->cron.text, httpd_body(req, NULL), spec->enabled ? "true" : "false",
+                              NULL, limit_s, max_s };
+    PGresult *r;
+    int64_t next, count = 0;
+    int rc = ML_ERR;
+
+    if (spec->enabled) {
+        if (cron_next(&spec->cron, now, &next) != ML_OK) {
+            httpd_resp_error(resp, 400, "invalid_cron", "cron expression '%s' never fires", spec->cron.text);
+            return ML_ERR;
+        }
+        ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)next);
+        params[4] = next_s;
+    }
+    ml_snprintf(limit_s, sizeof(limit_s), "%d", SCHEDULES_MAX_PER_FUNCTION);
+    ml_snprintf(max_s, sizeof(max_s), "%d", SCHEDULES_MAX_PAYLOAD);
+    r = pg_query(db, "sch_insert",
+                 "WITH c AS (SELECT count(*) AS n FROM schedules WHERE function_id = $1::uuid),"
+                 " p AS (SELECT coalesce($3::jsonb -> 'payload', '{}'::jsonb) AS v),"
+                 " ins AS (INSERT INTO schedules (function_id, cron, payload, enabled, next_fire_at)"
+                 "  SELECT $1::uuid, $2, p.v, $4::boolean, to_timestamp($5::bigint) FROM p, c"
+                 "  WHERE c.n < $6::int AND octet_length(p.v::text) <= $7::int RETURNING *)"
+                 " SELECT (SELECT n FROM c), (SELECT " SCHEDULE_JSON " FROM ins s)::text",
+                 7, params);
+    if (!r)
+        db_fail(resp, db, "creating a schedule");
+    else if (pg_get_int64(r, 0, 0, &count) != ML_OK)
+        httpd_resp_error(resp, 500, "internal", "unexpected result creating a schedule");
+    else if (pg_is_null(r, 0, 1) && count >= SCHEDULES_MAX_PER_FUNCTION)
+        httpd_resp_error(resp, 409, "too_many_schedules", "the function already has %lld schedules (at most %d)",
+                         (long long)count, SCHEDULES_MAX_PER_FUNCTION);
+    else if (pg_is_null(r, 0, 1))
+        httpd_resp_error(resp, 413, "payload_too_large", "payload exceeds %d KiB", SCHEDULES_MAX_PAYLOAD / 1024);
+    else if (httpd_resp_text(resp, 201, "application/json", pg_get_text(r, 0, 1)) == ML_OK)
+        rc = ML_OK;
+    PQclear(r);
+    return rc;
+}
+
+static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    create_spec spec;
+    char fn_id[ML_UUID_LEN];
+    int64_t now;
+    pg_conn *db;
+
+    if (parse_create(req, resp, &spec) != ML_OK || !(db = need_db(ud, resp)))
+        return HTTPD_DONE;
+    if (pg_begin(db) != ML_OK) {
+        db_fail(resp, db, "creating a schedule");
+        return HTTPD_DONE;
+    }
+    if (lock_function(db, req, resp, fn_id, &now) == ML_OK &&
+        insert_schedule(db, req, resp, &spec, fn_id, now) == ML_OK) {
+        if (pg_commit(db) != ML_OK)
+            db_fail(resp, db, "creating a schedule");
+        else
+            ml_log_kv(ML_LOG_INFO, "schedule created", "function_id", fn_id, "cron", spec.cron.text, NULL);
+    }
+    if (pg_in_transaction(db))
+        pg_rollback(db);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *params[2];
+    PGresult *r;
+    pg_conn *db;
+
+    if (!(db = need_db(ud, resp)))
+        return HTTPD_DONE;
+    fn_params(req, params);
+    r = pg_query(db, "sch_list",
+                 "SELECT jsonb_build_object('schedules', coalesce((SELECT jsonb_agg(" SCHEDULE_JSON
+                 " ORDER BY s.created_at, s.id) FROM schedules s WHERE s.function_id = f.id),"
+                 " '[]'::jsonb))::text FROM functions f WHERE" WHERE_FN,
+                 2, params);
+    if (!r)
+        db_fail(resp, db, "listing schedules");
+    else if (PQntuples(r) == 0)
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
+    else
+        httpd_resp_text(resp, 200, "application/json", pg_get_text(r, 0, 0));
+    PQclear(r);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *id = httpd_param(req, "id"), *fn = httpd_param(req, "fn");
+    const char *params[3] = { NULL, NULL, id };
+    int64_t deleted = 0;
+    pg_conn *db;
+
+    if (ml_uuid_valid(id) != ML_OK) {
+        httpd_resp_error(resp, 404, "not_found", "no schedule '%s' for function '%s'", id, fn);
+        return HTTPD_DONE;
+    }
+    if (!(db = need_db(ud, resp)))
+        return HTTPD_DONE;
+    fn_params(req, params);
+    if (pg_exec(db, "sch_delete",
+                "DELETE FROM schedules s USING functions f"
+                " WHERE s.id = $3::uuid AND s.function_id = f.id AND" WHERE_FN,
+                3, params, &deleted) != ML_OK) {
+        db_fail(resp, db, "deleting a schedule");
+    } else if (deleted == 0) {
+        httpd_resp_error(resp, 404, "not_found", "no schedule '%s' for function '%s'", id, fn);
+    } else {
+        ml_log_kv(ML_LOG_INFO, "schedule deleted", "schedule_id", id, "function", fn, NULL);
+        resp->status = 204;
+    }
+    return HTTPD_DONE;
+}
+
+size_t schedules_routes(ex_app *app, httpd_route *out, size_t max)
+{
+    const httpd_route all[] = {
+        { "POST", "/functions/{fn}/schedules", h_create, app, MAX_BODY, true },
+        { "GET", "/functions/{fn}/schedules", h_list, app, 0, true },
+        { "DELETE", "/functions/{fn}/schedules/{id}", h_delete, app, 0, true },
+    };
+    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
+
+    memcpy(out, all, n * sizeof(*out));
+    return n;
+}
+
+/* ------------------------------------------------------------------------------------ */
+/* Scheduler                                                                            */
+
+typedef struct scheduler {
+    ex_app *app;
+    fn_info *fn;   /* registry_get's scratch (large: kept off the stack) */
+    bool troubled; /* a dependency is failing: logged once per outage, not once a second */
+} scheduler;
+
+/* One claimed row. Strings point into the claim's PGresult. */
+typedef struct due_fire {
+    const char *id, *function_id, *cron, *payload;
+    int64_t due, now;
+} due_fire;
+
+/* What to write back: the new next_fire_at, or disable the schedule. */
+typedef struct advance {
+    int64_t next;  /* 0: none (disable) */
+    bool fired;    /* set last_fired_at to the due time */
+} advance;
+
+typedef enum {
+    STEP_IDLE,  /* nothing due (for this executor) */
+    STEP_DONE,  /* one due row handled: look for the next right away */
+    STEP_RETRY, /* a dependency failed: wait, then try again */
+} step_result;
+
+static void trouble(scheduler *s, const char *what, const char *why)
+{
+    if (!s->troubled)
+        ml_log_kv(ML_LOG_WARN, "scheduler: cannot fire due schedules; retrying every second",
+                  "step", what, "error", why, NULL);
+    s->troubled = true;
+}
+
+static void recovered(scheduler *s)
+{
+    if (s->troubled)
+        ml_log_info("scheduler: firing schedules again");
+    s->troubled = false;
+}
+
+/* Decides the fate of a claimed row and, when it should fire, queues it. ML_OK with *adv
+ * filled, or ML_ERR when the fire must be retried (nothing was queued). */
+static int handle_fire(scheduler *s, deps *d, const due_fire *f, advance *adv)
+{
+    char err[256], inv_id[ML_UUID_LEN];
+    cron_expr c;
+    int rc;
+
+    *adv = (advance){ 0 };
+    /* a fire missed while every executor was down runs once: the next one is after now */
+    if (cron_parse(f->cron, &c, err, sizeof(err)) != ML_OK ||
+        cron_next(&c, f->now > f->due ? f->now : f->due, &adv->next) != ML_OK) {
+        ml_log_kv(ML_LOG_ERROR, "schedule disabled: its cron expression cannot fire", "schedule_id", f->id,
+                  "cron", f->cron, NULL);
+        adv->next = 0;
+        count_fire("skipped");
+        return ML_OK;
+    }
+    rc = registry_get(s->app->registry, f->function_id, s->fn, err, sizeof(err));
+    if (rc == ML_ERR) {
+        trouble(s, "function lookup", err);
+        count_fire("failed");
+        return ML_ERR;
+    }
+    if (rc == REGISTRY_NOT_FOUND || s->fn->state != FN_ACTIVE) {
+        ml_log_kv(ML_LOG_WARN, "schedule fire skipped: the function is not active", "schedule_id", f->id,
+                  "function_id", f->function_id, "state", rc == REGISTRY_NOT_FOUND ? "deleted"
+                  : s->fn->state == FN_PENDING ? "pending" : "failed", NULL);
+        count_fire("skipped");
+        return ML_OK;
+    }
+    if (async_enqueue(s->app, d,
+                      &(async_event){ .fn = s->fn, .payload = f->payload, .len = strlen(f->payload),
+                                      .trigger = AUDIT_CRON, .schedule_id = f->id },
+                      inv_id, err, sizeof(err)) != ML_OK) {
+        trouble(s, "enqueue", err);
+        count_fire("failed");
+        return ML_ERR;
+    }
+    ml_log_kv(ML_LOG_INFO, "schedule fired", "schedule_id", f->id, "function_id", f->function_id,
+              "invocation_id", inv_id, NULL);
+    count_fire("fired");
+    adv->fired = true;
+    return ML_OK;
+}
+
+static int save_advance(pg_conn *db, const due_fire *f, const advance *adv)
+{
+    char due_s[24], next_s[24];
+    const char *params[4] = { f->id, adv->fired ? due_s : NULL, adv->next ? next_s : NULL,
+                              adv->next ? "true" : "false" };
+
+    ml_snprintf(due_s, sizeof(due_s), "%lld", (long long)f->due);
+    ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)adv->next);
+    return pg_exec(db, "sch_advance",
+                   "UPDATE schedules SET last_fired_at = coalesce(to_timestamp($2::bigint), last_fired_at),"
+                   " next_fire_at = to_timestamp($3::bigint), enabled = $4::boolean WHERE id = $1::uuid",
+                   4, params, NULL);
+}
+
+static bool read_fire(const PGresult *r, due_fire *f)
+{
+    f->id = pg_get_text(r, 0, 0);
+    f->function_id = pg_get_text(r, 0, 1);
+    f->cron = pg_get_text(r, 0, 2);
+    f->payload = pg_get_text(r, 0, 3);
+    return f->id && f->function_id && f->cron && f->payload && pg_get_int64(r, 0, 4, &f->due) == ML_OK &&
+           pg_get_int64(r, 0, 5, &f->now) == ML_OK;
+}
+
+/* Claims one due schedule and handles it, all in one transaction: the row stays locked
+ * (other executors skip it) until its advanced next_fire_at is committed, and a fire that
+ * could not be queued is rolled back, so it is still due on the next round. */
+static step_result fire_one(scheduler *s, deps *d)
+{
+    PGresult *r = NULL;
+    due_fire f;
+    advance adv;
+    step_result res = STEP_RETRY;
+
+    if (pg_begin(d->db) != ML_OK) {
+        trouble(s, "begin", pg_error(d->db));
+        return STEP_RETRY;
+    }
+    r = pg_query(d->db, "sch_claim",
+                 "SELECT id, function_id, cron, payload::text, floor(extract(epoch FROM next_fire_at))::bigint,"
+                 " floor(extract(epoch FROM now()))::bigint FROM schedules"
+                 " WHERE enabled AND next_fire_at <= now() ORDER BY next_fire_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+                 0, NULL);
+    if (!r) {
+        trouble(s, "claim", pg_error(d->db));
+    } else if (PQntuples(r) == 0) {
+        res = STEP_IDLE;
+    } else if (!read_fire(r, &f)) {
+        trouble(s, "claim", "unexpected schedule row");
+    } else if (handle_fire(s, d, &f, &adv) == ML_OK) {
+        if (save_advance(d->db, &f, &adv) == ML_OK && pg_commit(d->db) == ML_OK)
+            res = STEP_DONE;
+        else if (adv.fired) /* queued but not advanced: the only window for a second fire */
+            ml_log_kv(ML_LOG_ERROR, "scheduler: a fire was queued but its advance was not saved;"
+                      " it may fire again", "schedule_id", f.id, "error", pg_error(d->db), NULL);
+        else
+            trouble(s, "advance", pg_error(d->db));
+    }
+    if (pg_in_transaction(d->db))
+        pg_rollback(d->db);
+    PQclear(r);
+    if (res != STEP_RETRY)
+        recovered(s);
+    return res;
+}
+
+/* Milliseconds until the next enabled schedule is due, at most POLL_MS. A due row nobody
+ * could claim is held by another executor: wait the full period for it. */
+static int64_t until_next_due(scheduler *s, deps *d)
+{
+    PGresult *r = pg_query(d->db, "sch_next_due",
+                           "SELECT ceil(extract(epoch FROM min(next_fire_at) - now()) * 1000)::bigint"
+                           " FROM schedules WHERE enabled",
+                           0, NULL);
+    int64_t ms = POLL_MS;
+
+    if (!r)
+        trouble(s, "next due", pg_error(d->db));
+    else if (pg_get_int64(r, 0, 0, &ms) != ML_OK || ms <= 0 || ms + WAKE_SLACK_MS > POLL_MS)
+        ms = POLL_MS;
+    else
+        ms += WAKE_SLACK_MS;
+    PQclear(r);
+    return ms;
+}
+
+void *schedules_main(void *arg)
+{
+    scheduler s = { .app = arg, .fn = malloc(sizeof(fn_info)) };
+
+    if (!s.fn) {
+        ml_log_error("scheduler: out of memory; schedules will not fire");
+        return NULL;
+    }
+    ml_log_info("scheduler started");
+    while (!svc_stopping()) {
+        deps *d = ex_deps(s.app);
+        step_result step = STEP_RETRY;
+        int64_t wait_ms = POLL_MS;
+
+        if (!d) {
+            trouble(&s, "clients", "cannot create this thread's clients");
+        } else {
+            while ((step = fire_one(&s, d)) == STEP_DONE && !svc_stopping())
+                ;
+            if (step == STEP_IDLE)
+                wait_ms = until_next_due(&s, d);
+        }
+        ml_sleep_ms(wait_ms);
+    }
+    free(s.fn);
+    ml_log_info("scheduler stopped");
+    return NULL;
+}
