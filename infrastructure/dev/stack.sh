@@ -264,7 +264,7 @@ pg_launch() {
 	((EUID == 0)) && chown postgres:postgres "$PG_LOG"
 	# shellcheck disable=SC2094 # pg_ctl and the postmaster both only append to the log
 	as_pg "$PG_BIN/pg_ctl" -D "$PG_DATA" -l "$PG_LOG" -W \
-		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='$sock' -c max_connections=200" \
+		-o "-p $PG_PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories='$sock' -c max_connections=1000" \
 		start >>"$PG_LOG" 2>&1 9>&- </dev/null || die_log postgres "$PG_LOG" "pg_ctl start failed"
 }
 

@@ -9,11 +9,12 @@
 #include "dlq.h"
 #include "invoke.h"
 #include "outbox.h"
+#include "schedules.h"
 #include "log.h"
 #include "service.h"
 #include "topology.h"
 
-#define MAX_ROUTES 16
+#define MAX_ROUTES 24
 #define MAX_CONSUMERS 64
 
 static ex_app app;
@@ -126,6 +127,8 @@ static size_t start_workers(svc *s, pthread_t *threads, outbox **box)
     for (int64_t i = 0; i < app.async_consumers; i++)
         if (pthread_create(&threads[n], NULL, async_main, &app) == 0)
             n++;
+    if (pthread_create(&threads[n], NULL, schedules_main, &app) == 0)
+        n++;
     if (!(*box = outbox_new(&oc, err, sizeof(err))))
         ml_log_error("destinations disabled: %s", err);
     else if (pthread_create(&threads[n], NULL, destinations_main, *box) == 0)
@@ -139,7 +142,7 @@ int main(int argc, char **argv)
     httpd_route routes[MAX_ROUTES];
     svc s;
     size_t n = executor_vars(&s, vars, ML_ARRAY_LEN(vars)), nroutes = 0, nthreads = 0;
-    pthread_t threads[MAX_CONSUMERS + 1];
+    pthread_t threads[MAX_CONSUMERS + 2];
     outbox *box = NULL;
     deps d = { 0 };
     int rc = 1;
@@ -149,6 +152,8 @@ int main(int argc, char **argv)
                  argv) != ML_OK)
         return 1;
     register_metrics(s.metrics);
+    if (schedules_init(s.metrics) != ML_OK)
+        goto out;
     /* Redis is a cache here: warm functions keep serving without it. */
     if (deps_open(&d, &app.deps, EX_NEED, &topo_invoke, true, &s) != ML_OK || start_parts(&s) != ML_OK)
         goto out;
@@ -156,6 +161,7 @@ int main(int argc, char **argv)
     nroutes += registry_routes(app.registry, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += audit_routes(app.audit, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += dlq_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
+    nroutes += schedules_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
     nthreads = start_workers(&s, threads, &box);
     rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
     svc_request_stop();

@@ -436,8 +436,8 @@ static void redis_ok(registry *r, rds_conn *c)
         redis_owe(r, owed[i].id, owed[i].name);
 }
 
-/* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND (tombstone), RDS_NIL (absent or Redis
- * skipped/unavailable). */
+/* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_MISS (absent or
+ * Redis skipped/unavailable). RDS_NIL is never returned: it equals REGISTRY_NOT_FOUND. */
 static int redis_fetch(registry *r, const char *key, bool by_id, fn_info *out)
 {
     rds_conn *c = redis_get(r);
@@ -446,18 +446,21 @@ static int redis_fetch(registry *r, const char *key, bool by_id, fn_info *out)
     int rc;
 
     if (!c)
-        return RDS_NIL;
+        return REGISTRY_MISS;
     ml_buf_init(&v, 256 * 1024);
     redis_key(k, key, by_id);
     rc = rds_get(c, k, &v);
     if (rc == ML_ERR) {
         redis_failed(r, c);
-        rc = RDS_NIL;
+        rc = REGISTRY_MISS;
+    } else if (rc == RDS_NIL) {
+        redis_ok(r, c);
+        rc = REGISTRY_MISS;
     } else {
         redis_ok(r, c);
         if (rc == ML_OK && (rc = fn_parse(v.data, v.len, out)) == ML_ERR) {
             ml_log_warn("registry: malformed cache entry %s ignored", k);
-            rc = RDS_NIL;
+            rc = REGISTRY_MISS;
         }
     }
     ml_buf_free(&v);

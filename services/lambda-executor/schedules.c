@@ -155,8 +155,8 @@ out:
 }
 
 /* Locks the function row (serialising creations for one function, so the count limit
- * holds) and reads Postgres' clock. ML_OK, REGISTRY_NOT_FOUND (404 written) or ML_ERR
- * (error written). Runs inside the caller's transaction. */
+ * holds) and reads Postgres' clock. ML_OK, or ML_ERR with the answer (404, 503, ...)
+ * written. Runs inside the caller's transaction. */
 static int lock_function(pg_conn *db, httpd_req *req, httpd_resp *resp, char id[ML_UUID_LEN], int64_t *now)
 {
     const char *params[2];
@@ -172,7 +172,6 @@ static int lock_function(pg_conn *db, httpd_req *req, httpd_resp *resp, char id[
         db_fail(resp, db, "creating a schedule");
     } else if (PQntuples(r) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
-        rc = REGISTRY_NOT_FOUND;
     } else if (pg_get_text_copy(r, 0, 0, id, ML_UUID_LEN) != ML_OK || pg_get_int64(r, 0, 1, now) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "unexpected function row");
     } else {
