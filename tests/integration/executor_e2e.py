@@ -7,7 +7,8 @@ import urllib.error, urllib.request, uuid, zipfile
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]
-PORTS = {"build-master": 31482, "build-worker": 31492, "lambda-executor": 31481}
+PORTS = {"build-master": 31482, "build-worker": 31492, "lambda-executor": 31481, "gateway": 31480}
+JWT_SECRET = base64.b64encode(os.urandom(24)).decode()
 EXEC = f"http://127.0.0.1:{PORTS['lambda-executor']}"
 MASTER = f"http://127.0.0.1:{PORTS['build-master']}"
 LOGS = os.path.join(ROOT, ".run", "test-executor")
@@ -31,7 +32,7 @@ def psql(sql):
 
 def start(name):
     port_var = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
-                "lambda-executor": "MINILAMBDA_EXECUTOR_PORT"}[name]
+                "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}[name]
     env = dict(os.environ, **{port_var: str(PORTS[name]), "MINILAMBDA_BIND_ADDR": "127.0.0.1",
                               "MINILAMBDA_EXECUTOR_WEBHOOK_URL": EXEC,
                               "MINILAMBDA_INTERNAL_WEBHOOK_SECRET": SECRET,
@@ -39,7 +40,9 @@ def start(name):
                               "MINILAMBDA_ARTIFACT_CACHE_DIR": os.path.join(LOGS, "artifacts"),
                               "MINILAMBDA_AUDIT_SPILL_PATH": os.path.join(LOGS, "audit.spill"),
                               "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(LOGS, "scratch"),
-                              "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000"})
+                              "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000",
+                              "MINILAMBDA_JWT_SECRET": JWT_SECRET, "MINILAMBDA_BUILD_MASTER_URLS": MASTER,
+                              "MINILAMBDA_EXECUTOR_URLS": EXEC})
     procs[name] = subprocess.Popen([os.path.join(BIN, name)], env=env, stderr=subprocess.STDOUT,
                                    stdout=open(os.path.join(LOGS, name + ".log"), "ab"))
     end = time.time() + 60
@@ -133,7 +136,7 @@ exports.handler = async (event, context) => {
 def main():
     os.makedirs(LOGS, exist_ok=True)
     run = uuid.uuid4().hex[:8]
-    for name in ("lambda-executor", "build-master", "build-worker"):
+    for name in ("lambda-executor", "build-master", "build-worker", "gateway"):
         start(name)
     try:
         python_function(run)
@@ -142,6 +145,7 @@ def main():
         audit_survives_postgres_outage(run)
         slow_does_not_block_fast(run)
         delete_function(run)
+        through_gateway(run)
     finally:
         for p in procs.values():
             p.send_signal(signal.SIGTERM)
@@ -314,6 +318,32 @@ def slow_does_not_block_fast(run):
     check("100 concurrent 5 s invocations all succeed", done.count(200) == 100, done)
     check("meanwhile a fast invocation and /health stay fast (p99 < 50 ms)", lat[-1] < 50 and hl[-1] < 50,
           (lat[-5:], hl[-5:]))
+
+
+def through_gateway(run):
+    """The public path: JWT, the gateway, the real build-master and executor."""
+    gw = f"http://127.0.0.1:{PORTS['gateway']}"
+    tok = subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", "e2e"], capture_output=True, text=True,
+                         env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()
+    auth = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+    st, _, _ = call("GET", gw + "/functions")
+    check("gateway: no token, 401", st == 401, st)
+    name = f"gw-{run}"
+    doc = {"name": name, "runtime": "python3", "handler": "app.handler",
+           "code_base64": base64.b64encode(make_zip({"app.py": PY})).decode()}
+    st, _, body = call("POST", gw + "/functions", json.dumps(doc).encode(), auth)
+    check("gateway: POST /functions with a JWT → 202", st == 202, (st, body))
+    f = wait_state(name)
+    st, h, body = call("POST", f"{gw}/functions/{name}/invoke", b'{"via": "gateway"}', auth)
+    check("gateway: invoke → 200 with the executor's headers",
+          st == 200 and json.loads(body)["echo"] == {"via": "gateway"} and h.get("X-Function-Version") == "1"
+          and "RateLimit-Remaining" in h, (st, h, body))
+    st, h, body = call("POST", f"{gw}/2015-03-31/functions/{name}/invocations", b'{"action": "raise", "x": 1}', auth)
+    check("gateway: AWS Invoke API → 200 with X-Amz-Function-Error: Unhandled",
+          st == 200 and h.get("X-Amz-Function-Error") == "Unhandled" and h.get("X-Amz-Executed-Version") == "1",
+          (st, h, body))
+    st, _, body = call("GET", f"{gw}/functions/{name}", headers=auth)
+    check("gateway: GET /functions/{fn} → the executor's record", st == 200 and json.loads(body)["name"] == name, st)
 
 
 def delete_function(run):
