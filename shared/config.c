@@ -115,3 +115,10 @@ void cfg_log(const cfg_var *vars, size_t n)
                   NULL);
     }
 }
+
+size_t cfg_copy(cfg_var *dst, size_t max, const cfg_var *src, size_t n)
+{
+    n = n < max ? n : max;
+    memcpy(dst, src, n * sizeof(*dst));
+    return n;
+}

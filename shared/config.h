@@ -28,6 +28,9 @@ typedef struct cfg_var {
  * On failure, err lists every problem, one per line. */
 int cfg_load(const cfg_var *vars, size_t n, ml_buf *err);
 
+/* Copies up to max of the n variables in src to dst; returns how many. */
+size_t cfg_copy(cfg_var *dst, size_t max, const cfg_var *src, size_t n);
+
 /* Appends a Markdown table (variable, default, meaning) of the table to out. */
 int cfg_markdown(const cfg_var *vars, size_t n, ml_buf *out);
 

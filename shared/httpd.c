@@ -754,3 +754,10 @@ httpd_result httpd_metrics_handler(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 500, "internal", "cannot render metrics");
     return HTTPD_DONE;
 }
+
+size_t httpd_routes_copy(httpd_route *dst, size_t max, const httpd_route *src, size_t n)
+{
+    n = n < max ? n : max;
+    memcpy(dst, src, n * sizeof(*dst));
+    return n;
+}

@@ -99,6 +99,9 @@ int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, cons
 /* Adds a header (copied). ML_ERR when the header table is full. */
 int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
 
+/* Copies up to max of the n routes in src to dst; returns how many (route tables of modules). */
+size_t httpd_routes_copy(httpd_route *dst, size_t max, const httpd_route *src, size_t n);
+
 /* Ready-made handler for GET /metrics: ud is the metrics_registry. */
 httpd_result httpd_metrics_handler(httpd_req *req, httpd_resp *resp, void *ud);
 

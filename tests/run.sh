@@ -75,6 +75,12 @@ run_integration() {
         return
     fi
     set -a; . "$ML_RUN_DIR/stack.env"; set +a
+    if ! { "$ML_BIN_DIR/ml-migrate" "$MINILAMBDA_BUILD_DB_URL" migrations/build &&
+           "$ML_BIN_DIR/ml-migrate" "$MINILAMBDA_LAMBDA_DB_URL" migrations/lambda; } >"$logdir/migrate.log" 2>&1; then
+        echo "FAIL migrations:"; tail -20 "$logdir/migrate.log"
+        failed=$((failed + 1)); failures+=("migrate")
+        return
+    fi
     for bin in $(find "$root/$build/tests/integration" -type f -name 'test_*' 2>/dev/null | sort); do
         run_cmocka "$bin"
     done

@@ -18,6 +18,8 @@ PACKAGES=(
 	libarchive-dev libcjson-dev libjwt-dev libssl-dev uuid-dev libseccomp-dev libcmocka-dev
 	postgresql redis-server rabbitmq-server prometheus
 	curl ca-certificates python3 zip unzip clang libclang-rt-14-dev docker-compose
+	# tests and benchmarks: a real AWS client for the Invoke API, load generators
+	awscli wrk hyperfine
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

@@ -336,8 +336,5 @@ size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
         { "GET", "/functions/{fn}/builds", h_list_builds, app, 0, true },
         { "DELETE", "/functions/{fn}", h_delete, app, 0, true },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(routes, all, n * sizeof(*routes));
-    return n;
+    return httpd_routes_copy(routes, max, all, ML_ARRAY_LEN(all));
 }

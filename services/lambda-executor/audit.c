@@ -227,6 +227,8 @@ static int record_put(const audit_record *r, ml_buf *b)
         rc |= put_int(b, "response_size", r->response_size);
     if (r->payload)
         rc |= put_b64(b, "payload", r->payload, r->payload_len);
+    if (r->payload_sha256[0])
+        rc |= put_text(b, "payload_sha256", r->payload_sha256, 64);
     if (r->result)
         rc |= put_b64(b, "result", r->result, r->result_len);
     if (r->error_type)
@@ -548,17 +550,19 @@ int audit_submit(audit *a, const audit_record *rec)
 static const char upsert_sql[] =
     "INSERT INTO invocations AS i (id, function_id, version, trigger, status, attempts, cold_start,"
     " request_id, payload_size, response_size, payload, result, error_type, error_message, log_tail,"
-    " duration_ms, memory_used_mb, replay_of, schedule_id, created_at, started_at, finished_at)"
+    " duration_ms, memory_used_mb, replay_of, schedule_id, payload_sha256, created_at, started_at,"
+    " finished_at)"
     " SELECT DISTINCT ON (r.id) r.id, r.function_id, r.version, r.trigger, r.status, r.attempts,"
     "  r.cold_start, r.request_id, r.payload_size, r.response_size, decode(r.payload, 'base64'),"
     "  decode(r.result, 'base64'), r.error_type, r.error_message, decode(r.log_tail, 'base64'),"
-    "  r.duration_ms, r.memory_used_mb, r.replay_of, r.schedule_id, " TS("r.created_ms") ","
+    "  r.duration_ms, r.memory_used_mb, r.replay_of, r.schedule_id, r.payload_sha256, " TS("r.created_ms") ","
     "  " TS("r.started_ms") ", " TS("r.finished_ms")
     " FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, function_id uuid, version int,"
     "  trigger text, status text, attempts int, cold_start bool, request_id text, payload_size int,"
     "  response_size int, payload text, result text, error_type text, error_message text,"
     "  log_tail text, duration_ms int, memory_used_mb int, replay_of uuid, schedule_id uuid,"
-    "  created_ms bigint, started_ms bigint, finished_ms bigint)) WITH ORDINALITY AS r"
+    "  payload_sha256 text, created_ms bigint, started_ms bigint, finished_ms bigint))"
+    " WITH ORDINALITY AS r"
     " ORDER BY r.id, ml_invocation_phase(r.status, r.attempts) DESC, r.ordinality DESC"
     " ON CONFLICT (id) DO UPDATE SET"
     "  version = coalesce(EXCLUDED.version, i.version), status = EXCLUDED.status,"
@@ -573,6 +577,7 @@ static const char upsert_sql[] =
     "  memory_used_mb = coalesce(EXCLUDED.memory_used_mb, i.memory_used_mb),"
     "  replay_of = coalesce(EXCLUDED.replay_of, i.replay_of),"
     "  schedule_id = coalesce(EXCLUDED.schedule_id, i.schedule_id),"
+    "  payload_sha256 = coalesce(EXCLUDED.payload_sha256, i.payload_sha256),"
     "  started_at = coalesce(EXCLUDED.started_at, i.started_at), finished_at = EXCLUDED.finished_at"
     " WHERE ml_invocation_phase(EXCLUDED.status, EXCLUDED.attempts)"
     "  >= ml_invocation_phase(i.status, i.attempts)";
@@ -1225,10 +1230,7 @@ size_t audit_routes(audit *a, httpd_route *out, size_t max)
         { "GET", "/invocations/{id}", h_get_invocation, a, 0, true },
         { "GET", "/functions/{fn}/invocations", h_list_invocations, a, 0, true },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(out, all, n * sizeof(*out));
-    return n;
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1255,10 +1257,7 @@ size_t audit_cfg_vars(audit_config *c, cfg_var *vars, size_t max)
         { "MINILAMBDA_AUDIT_FLUSH_MS", CFG_INT, "10", 0, 10000, NULL,
           "longest an audit row waits for others to share its INSERT", &c->flush_ms, false },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(vars, all, n * sizeof(*vars));
-    return n;
+    return cfg_copy(vars, max, all, ML_ARRAY_LEN(all));
 }
 
 /* Counts the spill file's rows and cuts off a torn last line (so appends start clean). */

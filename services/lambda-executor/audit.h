@@ -58,6 +58,7 @@ typedef struct audit_record {
     const char *request_id;        /* <= 128 chars, or NULL */
     int64_t payload_size;          /* request body bytes */
     int64_t response_size;         /* -1 unknown; bytes of the result returned */
+    char payload_sha256[65];       /* hex sha256 of the event; "" when not computed */
     const void *payload;           /* the event, kept for async/cron/replay; NULL: not stored */
     size_t payload_len;
     const void *result;            /* the handler's return value; NULL: not stored */

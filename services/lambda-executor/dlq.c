@@ -184,8 +184,5 @@ size_t dlq_routes(ex_app *app, httpd_route *out, size_t max)
         { "POST", "/dlq/{id}/replay", h_replay, app, 0, true },
         { "DELETE", "/dlq/{id}", h_delete, app, 0, true },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(out, all, n * sizeof(*out));
-    return n;
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
 }

@@ -54,8 +54,9 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
 {
     size_t body_len = 0;
     audit_record rec = { 0 };
+    const char *body = httpd_body(c->req, &body_len);
 
-    httpd_body(c->req, &body_len);
+    crypto_sha256_hex(body, body_len, rec.payload_sha256); /* for the event audit */
     ml_strlcpy(rec.id, c->id, sizeof(rec.id));
     ml_strlcpy(rec.function_id, c->fn.id, sizeof(rec.function_id));
     rec.version = c->fn.version;

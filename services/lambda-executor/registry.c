@@ -1331,10 +1331,7 @@ size_t registry_routes(registry *r, httpd_route *out, size_t max)
         { "PATCH", "/functions/{fn}", h_patch, r, 0, true },
         { "DELETE", "/functions/{fn}", h_delete, r, 0, true },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(out, all, n * sizeof(*out));
-    return n;
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
 }
 
 /* ------------------------------------------------------------------------------------ */
@@ -1354,10 +1351,7 @@ size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max)
         { "MINILAMBDA_REGISTRY_CACHE_MAX", CFG_INT, "4096", 16, 1000000, NULL,
           "functions (ids and names) held in the process cache", &c->cache_max, false },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(vars, all, n * sizeof(*vars));
-    return n;
+    return cfg_copy(vars, max, all, ML_ARRAY_LEN(all));
 }
 
 static void tls_free(void *p)

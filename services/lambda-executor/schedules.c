@@ -309,10 +309,7 @@ size_t schedules_routes(ex_app *app, httpd_route *out, size_t max)
         { "GET", "/functions/{fn}/schedules", h_list, app, 0, true },
         { "DELETE", "/functions/{fn}/schedules/{id}", h_delete, app, 0, true },
     };
-    size_t n = ML_ARRAY_LEN(all) < max ? ML_ARRAY_LEN(all) : max;
-
-    memcpy(out, all, n * sizeof(*out));
-    return n;
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
 }
 
 /* ------------------------------------------------------------------------------------ */

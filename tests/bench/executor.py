@@ -114,6 +114,49 @@ def baseline(n=200):
     return n / (time.monotonic() - t0), lat
 
 
+async def event_request(conn, path, body):
+    r, w = conn
+    w.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-Invocation-Type: Event\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    head = await r.readuntil(b"\r\n\r\n")
+    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
+    await r.readexactly(length)
+    return int(head.split(b" ")[1])
+
+
+async def events(port, path, total, conns):
+    """Enqueues total Event invocations over conns connections; per-request latency in ms."""
+    lat, left = [], [total]
+
+    async def worker():
+        c = await open_conn(port)
+        while left[0] > 0:
+            left[0] -= 1
+            t = time.monotonic()
+            assert await event_request(c, path, b'{"n": 1}') == 202
+            lat.append((time.monotonic() - t) * 1000)
+        c[1].close()
+    await asyncio.gather(*(worker() for _ in range(conns)))
+    return lat
+
+
+def async_rows(S, fn, port, path, psql):
+    """Event invocations: 202 latency (publisher confirm included) and sustained events/s."""
+    def succeeded():
+        return int(psql(f"select count(*) from invocations i join functions f on f.id = i.function_id"
+                        f" where f.name = '{fn}' and i.trigger = 'http_async' and i.status = 'succeeded'"))
+    lat = asyncio.run(events(port, path, 1000, 1))
+    n, before, t0 = 5000, succeeded(), time.monotonic()
+    asyncio.run(events(port, path, n, 16))
+    while succeeded() < before + n and time.monotonic() - t0 < 300:
+        time.sleep(0.2)
+    rate = (succeeded() - before) / (time.monotonic() - t0)
+    return [f"| async enqueue (`X-Invocation-Type: Event`, confirm before 202), one client, n=1000 | "
+            f"p50 {statistics.median(lat):.2f} ms, p99 {pct(lat, 99):.2f} ms | — |",
+            f"| async sustained: {n} events by 16 clients, to the last one succeeded (4 consumers) | "
+            f"{rate:.0f} events/s | — |"]
+
+
 def rss_kib(pid):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith("VmRSS:"):
@@ -156,6 +199,7 @@ def main():
                 cold.append((time.monotonic() - t) * 1000)
         rows.append(f"| cold start through HTTP (config change → new instance), n={len(cold)} | p50 {statistics.median(cold):.1f} ms, "
                     f"p99 {pct(cold, 99):.1f} ms | p50 ≤ 40 ms |")
+        rows += async_rows(S, fn, port, path, psql)
         pid = S.procs["lambda-executor"].pid
         asyncio.run(closed_loop(port, path, 10000))
         r0 = rss_kib(pid)

@@ -1,7 +1,7 @@
 """Invocations end to end: functions are built by the real build pipeline (build-master +
 build-worker), registered through the signed build-status webhooks, and invoked on the
 lambda-executor. Prints "ok - ..." / "not ok - ..." per check."""
-import base64, concurrent.futures, http.client, io, json, os, signal, subprocess, sys, time
+import base64, concurrent.futures, hashlib, http.client, io, json, os, signal, subprocess, sys, time
 import urllib.error, urllib.request, uuid, zipfile
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
@@ -211,6 +211,9 @@ def python_function(run):
     statuses = sorted(i["status"] for i in items)
     check("every invocation left an audit row with its outcome",
           len(items) == 8 and statuses.count("timed_out") == 1 and statuses.count("failed") == 3, statuses)
+    sha = psql(f"select payload_sha256 from event_audit where id = '{inv}' and type = 'http_sync'")
+    check("a sync invocation has an event_audit row with the event's sha256",
+          sha == hashlib.sha256(json.dumps({"a": 2}).encode()).hexdigest(), sha)
     mem = psql(f"select max(memory_used_mb) from invocations i join functions f on f.id = i.function_id"
                f" where f.name = '{name}' and i.error_type = 'Runtime.OutOfMemory'")
     check("the OOM row records measured memory near the limit", mem and int(mem) >= 100, mem)
