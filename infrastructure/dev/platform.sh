@@ -49,7 +49,13 @@ load_env() {
         [ -s "$PLATFORM_DIR/internal_secret" ] || printf 'whsec_%s' "$(head -c 32 /dev/urandom | base64 | tr -d '\n')" >"$PLATFORM_DIR/internal_secret"
         MINILAMBDA_INTERNAL_WEBHOOK_SECRET=$(cat "$PLATFORM_DIR/internal_secret")
     fi
-    export MINILAMBDA_JWT_SECRET MINILAMBDA_INTERNAL_WEBHOOK_SECRET
+    # SigV4 keys for AWS clients (aws lambda invoke --endpoint-url ...)
+    if [ -z "${MINILAMBDA_AWS_SECRET_KEY:-}" ]; then
+        [ -s "$PLATFORM_DIR/aws_secret" ] || head -c 30 /dev/urandom | base64 | tr -d '\n/+=' >"$PLATFORM_DIR/aws_secret"
+        MINILAMBDA_AWS_SECRET_KEY=$(cat "$PLATFORM_DIR/aws_secret")
+    fi
+    MINILAMBDA_AWS_ACCESS_KEY=${MINILAMBDA_AWS_ACCESS_KEY:-AKIAMINILAMBDADEV}
+    export MINILAMBDA_JWT_SECRET MINILAMBDA_INTERNAL_WEBHOOK_SECRET MINILAMBDA_AWS_ACCESS_KEY MINILAMBDA_AWS_SECRET_KEY
     export MINILAMBDA_BUILD_MASTER_URLS=${MINILAMBDA_BUILD_MASTER_URLS:-http://127.0.0.1:$(port_of build-master)}
     export MINILAMBDA_EXECUTOR_URLS=${MINILAMBDA_EXECUTOR_URLS:-http://127.0.0.1:$(port_of lambda-executor)}
     export MINILAMBDA_EXECUTOR_WEBHOOK_URL=${MINILAMBDA_EXECUTOR_WEBHOOK_URL:-http://127.0.0.1:$(port_of lambda-executor)}
@@ -119,6 +125,8 @@ case ${1:-} in
         say "gateway:  http://127.0.0.1:$(port_of gateway)"
         say "dev JWT:  $(token)"
         say "try:      curl -H \"Authorization: Bearer \$TOKEN\" http://127.0.0.1:$(port_of gateway)/functions"
+        say "AWS CLI:  AWS_ACCESS_KEY_ID=$MINILAMBDA_AWS_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$MINILAMBDA_AWS_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 \\"
+        say "          aws lambda invoke --endpoint-url http://127.0.0.1:$(port_of gateway) --function-name NAME out.json"
         say "logs:     $PLATFORM_DIR/logs/   stop with: make stop"
         ;;
     stop)
