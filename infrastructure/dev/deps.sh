@@ -19,7 +19,7 @@ PACKAGES=(
 	postgresql redis-server rabbitmq-server prometheus
 	curl ca-certificates python3 zip unzip clang libclang-rt-14-dev docker-compose
 	# tests and benchmarks: a real AWS client for the Invoke API, load generators
-	awscli wrk hyperfine
+	awscli wrk hyperfine nginx-light
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

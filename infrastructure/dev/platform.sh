@@ -60,6 +60,10 @@ load_env() {
     export MINILAMBDA_EXECUTOR_URLS=${MINILAMBDA_EXECUTOR_URLS:-http://127.0.0.1:$(port_of lambda-executor)}
     export MINILAMBDA_EXECUTOR_WEBHOOK_URL=${MINILAMBDA_EXECUTOR_WEBHOOK_URL:-http://127.0.0.1:$(port_of lambda-executor)}
     export MINILAMBDA_BIND_ADDR=${MINILAMBDA_BIND_ADDR:-127.0.0.1}
+    # per-platform state, so a test platform and `make run` never share files
+    export MINILAMBDA_AUDIT_SPILL_PATH=${MINILAMBDA_AUDIT_SPILL_PATH:-$PLATFORM_DIR/audit.spill}
+    export MINILAMBDA_BUILD_SCRATCH_DIR=${MINILAMBDA_BUILD_SCRATCH_DIR:-$PLATFORM_DIR/scratch}
+    export MINILAMBDA_RUNTIMES_DIR=${MINILAMBDA_RUNTIMES_DIR:-$REPO_DIR/services/lambda-executor/runtimes}
     # the local stack delivers webhooks to receivers on this machine
     export MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK=${MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK:-true}
 }

@@ -20,6 +20,20 @@ static httpd_result h_hello(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* A stand-in lambda-executor for the gateway benchmark: function config and a trivial invoke. */
+static httpd_result h_function(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    char body[256];
+
+    ML_UNUSED(ud);
+    ml_snprintf(body, sizeof(body),
+                "{\"id\":\"00000000-0000-4000-8000-000000000001\",\"name\":\"%s\",\"state\":\"active\","
+                "\"version\":1,\"timeout_s\":30,\"rate_limit\":{\"rps\":1000000,\"burst\":1000000}}",
+                httpd_param(req, "fn"));
+    httpd_resp_text(resp, 200, "application/json", body);
+    return HTTPD_DONE;
+}
+
 static enum MHD_Result tpc_hello(void *cls, struct MHD_Connection *c, const char *url,
                                  const char *method, const char *version, const char *data,
                                  size_t *size, void **con_cls)
@@ -41,6 +55,8 @@ int main(int argc, char **argv)
     static const httpd_route routes[] = {
         { "GET", "/hello", h_hello, NULL, 0, false },
         { "GET", "/hello-blocking", h_hello, NULL, 0, true },
+        { "GET", "/functions/{fn}", h_function, NULL, 0, false },
+        { "POST", "/functions/{fn}/invoke", h_hello, NULL, 0, false },
     };
     int64_t port = 0, threads = 2;
     sigset_t set;

@@ -56,5 +56,7 @@ run "shared httpd, epoll pool of 1, inline handler" shared 31504 1 /hello
     echo "which also needs a thread per idle keep-alive client); handlers that block run on the"
     echo "worker pool and cost the suspend/resume hop shown in the third row."
 } >"$out"
+bash "$root/tests/bench/gateway.sh" "$build"
 /usr/bin/python3 "$root/tests/bench/builds.py" "$root/$build/bin"
+/usr/bin/python3 "$root/tests/bench/executor.py" "$root/$build/bin"
 echo "bench: wrote $out"

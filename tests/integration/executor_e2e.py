@@ -42,7 +42,7 @@ def start(name):
                               "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(LOGS, "scratch"),
                               "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000",
                               "MINILAMBDA_JWT_SECRET": JWT_SECRET, "MINILAMBDA_BUILD_MASTER_URLS": MASTER,
-                              "MINILAMBDA_EXECUTOR_URLS": EXEC})
+                              "MINILAMBDA_EXECUTOR_URLS": EXEC, "MINILAMBDA_GATEWAY_FN_CACHE_TTL_MS": "500"})
     procs[name] = subprocess.Popen([os.path.join(BIN, name)], env=env, stderr=subprocess.STDOUT,
                                    stdout=open(os.path.join(LOGS, name + ".log"), "ab"))
     end = time.time() + 60
@@ -347,6 +347,39 @@ def through_gateway(run):
           (st, h, body))
     st, _, body = call("GET", f"{gw}/functions/{name}", headers=auth)
     check("gateway: GET /functions/{fn} → the executor's record", st == 200 and json.loads(body)["name"] == name, st)
+    st, _, body = call("POST", f"{gw}/functions/{name}/invoke", b'{"a": "async"}',
+                       {**auth, "X-Invocation-Type": "Event"})
+    inv = json.loads(body).get("invocation_id") if st == 202 else None
+    check("gateway: async invoke → 202", st == 202 and inv, (st, body))
+    rec, end = {}, time.time() + 30
+    while time.time() < end and rec.get("status") != "succeeded":
+        st, _, body = call("GET", f"{gw}/invocations/{inv}", headers=auth)
+        rec = json.loads(body) if st == 200 else {}
+        time.sleep(0.2)
+    check("gateway: GET /invocations/{id} shows the async result", rec.get("status") == "succeeded", rec)
+    st, _, body = call("GET", f"{gw}/functions/{name}/invocations?limit=5", headers=auth)
+    check("gateway: GET /functions/{fn}/invocations lists them", st == 200 and len(json.loads(body)["invocations"]) >= 2, st)
+    st, _, _ = call("PATCH", f"{gw}/functions/{name}", json.dumps({"rate_limit": {"rps": 0.1, "burst": 2}}).encode(), auth)
+    time.sleep(1.2)  # the gateway caches a function's config briefly
+    codes = [call("POST", f"{gw}/functions/{name}/invoke", b"{}", auth) for _ in range(4)]
+    limited = [h for st, h, _ in codes if st == 429]
+    check("gateway: the function's rate_limit gives 429 with Retry-After and RateLimit-* headers",
+          st == 200 and limited and all(k in limited[0] for k in ("Retry-After", "RateLimit-Limit",
+                                                                  "RateLimit-Remaining", "RateLimit-Reset")),
+          [c[0] for c in codes])
+    procs["lambda-executor"].send_signal(signal.SIGTERM)
+    procs["lambda-executor"].wait(60)
+    time.sleep(2.5)  # the gateway's health checks notice
+    t = time.time()
+    st, h, _ = call("GET", f"{gw}/functions/{name}", headers=auth)
+    check("gateway: executor stopped → 503 with Retry-After, fast", st == 503 and "Retry-After" in h
+          and time.time() - t < 0.5, (st, time.time() - t))
+    start("lambda-executor")
+    end, st = time.time() + 15, 0
+    while time.time() < end and st != 200:
+        st, _, _ = call("GET", f"{gw}/functions/{name}", headers=auth)
+        time.sleep(0.3)
+    check("gateway: the executor returns → served again", st == 200, st)
 
 
 def delete_function(run):
