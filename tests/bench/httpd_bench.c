@@ -55,6 +55,7 @@ int main(int argc, char **argv)
     static const httpd_route routes[] = {
         { "GET", "/hello", h_hello, NULL, 0, false },
         { "GET", "/hello-blocking", h_hello, NULL, 0, true },
+        { "GET", "/health", h_hello, NULL, 0, false },
         { "GET", "/functions/{fn}", h_function, NULL, 0, false },
         { "POST", "/functions/{fn}/invoke", h_hello, NULL, 0, false },
     };

@@ -6,13 +6,16 @@ import threading, time, uuid
 
 from mlstack import RUN, ROOT, Suite, call, psql
 
-S = Suite("test-async", {"build-master": 31582, "build-worker": 31592, "lambda-executor": 31581},
+S = Suite("test-async", {"build-master": 31582, "build-worker": 31592, "lambda-executor": 31581,
+                         "executor-b": 31583},
           {"MINILAMBDA_ASYNC_CONSUMERS": "4"})
 EXEC = S.url("lambda-executor")
 
 APP = """
 import time
 def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
     if event.get("fail"):
         raise RuntimeError("always fails: " + str(event.get("n")))
     return {"n": event.get("n"), "id": context.invocation_id if hasattr(context, "invocation_id") else None}
@@ -67,6 +70,7 @@ def main():
         thousand(fn)
         dead_letters(run, srv)
         broker_restart(fn)
+        executor_killed(fn)
     finally:
         S.stop_all()
         srv.shutdown()
@@ -200,6 +204,28 @@ def broker_restart(fn):
     # an event whose confirm was lost in the crash got a 503 yet may still run: at least once
     S.check(f"RabbitMQ killed and restarted during a stream: every 202'd event completes ({done}/{len(accepted)})",
             done == len(accepted) and len(accepted) > 50)
+
+
+def executor_killed(fn):
+    """kill -9 of an executor mid-invocation: its unacked events go back to the queue and
+    complete on the other executor."""
+    S.start("executor-b", "lambda-executor")
+    ids = []
+    for i in range(12):
+        st, _, body = event(fn, {"sleep": 2, "n": i})
+        if st == 202:
+            ids.append(json.loads(body)["invocation_id"])
+    time.sleep(1)  # both executors are now inside invocations
+    S.procs["lambda-executor"].send_signal(signal.SIGKILL)
+    S.procs["lambda-executor"].wait()
+    q = ",".join(f"'{i}'" for i in ids)
+    end = time.time() + 90
+    while time.time() < end and int(psql(f"select count(*) from invocations where status = 'succeeded' and id in ({q})")) < len(ids):
+        time.sleep(0.5)
+    done = int(psql(f"select count(*) from invocations where status = 'succeeded' and id in ({q})"))
+    S.check(f"an executor killed mid-invocation: its events complete on the other one ({done}/{len(ids)})",
+            done == len(ids) == 12)
+    S.start("lambda-executor")  # for stop_all's clean-exit bookkeeping
 
 
 if __name__ == "__main__":
