@@ -81,17 +81,17 @@ health_code() {
 
 daemons_start() {
     local d pidf deadline
+    # one after the other, in dependency order: the gateway's first upstream health checks
+    # then find its upstreams up
     for d in "${DAEMONS[@]}"; do
         pidf="$PLATFORM_DIR/pids/$d.pid"
         if pid_alive "$pidf"; then say "$d already running (pid $(cat "$pidf"))"; continue; fi
         [ -x "$BIN_DIR/$d" ] || die "$BIN_DIR/$d is missing: run 'make build'"
         nohup "$BIN_DIR/$d" >>"$PLATFORM_DIR/logs/$d.log" 2>&1 </dev/null &
         echo $! >"$pidf"
-    done
-    deadline=$((SECONDS + ${ML_HEALTH_TIMEOUT:-60}))
-    for d in "${DAEMONS[@]}"; do
+        deadline=$((SECONDS + ${ML_HEALTH_TIMEOUT:-60}))
         until [ "$(health_code "$d")" = 200 ]; do
-            pid_alive "$PLATFORM_DIR/pids/$d.pid" || { tail -20 "$PLATFORM_DIR/logs/$d.log" >&2; die "$d exited"; }
+            pid_alive "$pidf" || { tail -20 "$PLATFORM_DIR/logs/$d.log" >&2; die "$d exited"; }
             [ $SECONDS -lt $deadline ] || { tail -20 "$PLATFORM_DIR/logs/$d.log" >&2; die "$d not healthy in time"; }
             sleep 0.2
         done
