@@ -31,7 +31,8 @@ INT_SRC    := $(wildcard tests/integration/test_*.c)
 INT_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(INT_SRC))
 TEST_BINS  := $(UNIT_BINS) $(INT_BINS)
 
-.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench fuzz
+.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench fuzz \
+        observe observe-stop
 all: build
 build: $(BINS)
 
@@ -89,7 +90,16 @@ run: deps build
 	bash infrastructure/dev/platform.sh start
 
 stop:
+	bash infrastructure/dev/observe.sh stop
 	bash infrastructure/dev/platform.sh stop
+
+# Prometheus (Debian's) scraping the `make run` daemons with observability/'s rules; see
+# docs/observability.md. ML_PROMETHEUS_PORT (9090), ML_SCRAPE_INTERVAL (5s).
+observe: deps
+	bash infrastructure/dev/observe.sh start
+
+observe-stop:
+	bash infrastructure/dev/observe.sh stop
 
 token: build
 	@bash infrastructure/dev/platform.sh token
@@ -134,7 +144,7 @@ clean:
 	rm -rf build
 
 help:
-	@echo "targets: build deps run stop token test test-unit test-integration asan bench clean"
+	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan bench clean"
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

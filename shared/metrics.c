@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,6 +334,37 @@ void metric_observe(metric *m, const char *const *values, double v)
     pthread_mutex_unlock(&m->lock);
 }
 
+int metric_gauge_replace(metric *m, const metric_sample *samples, size_t n)
+{
+    series *old, *s;
+    size_t old_n;
+    int rc = ML_OK;
+
+    if (!m || m->kind != M_GAUGE)
+        return ML_ERR;
+    pthread_mutex_lock(&m->lock);
+    old = m->head, old_n = m->nseries;
+    m->head = NULL, m->nseries = 0;
+    for (size_t i = 0; i < n && rc == ML_OK; i++) {
+        if ((s = series_get(m, samples[i].values)) != NULL)
+            s->value += samples[i].value;
+        else
+            rc = ML_ERR;
+    }
+    if (rc != ML_OK) { /* put the old set back */
+        s = m->head;
+        m->head = old, m->nseries = old_n;
+        old = s;
+    }
+    pthread_mutex_unlock(&m->lock);
+    while (old) {
+        s = old->next;
+        series_free(old, m->nlabels);
+        old = s;
+    }
+    return rc;
+}
+
 double metric_value(metric *m, const char *const *values)
 {
     double v = 0;
@@ -376,6 +408,79 @@ void metrics_remove_collector(metrics_registry *reg, metrics_collect_fn fn, void
         }
     }
     pthread_mutex_unlock(&reg->lock);
+}
+
+/* ---- bounded function labels ---- */
+
+/* An open-addressing set of the names let through; at most half full. */
+static struct {
+    pthread_mutex_t lock;
+    size_t max, n, cap;
+    char **slots;
+} fn_labels = { PTHREAD_MUTEX_INITIALIZER, METRICS_DEFAULT_MAX_FUNCTIONS, 0, 0, NULL };
+
+static void fn_labels_clear(void)
+{
+    for (size_t i = 0; i < fn_labels.cap; i++)
+        free(fn_labels.slots[i]);
+    free(fn_labels.slots);
+    fn_labels.slots = NULL;
+    fn_labels.n = fn_labels.cap = 0;
+}
+
+void metrics_set_max_functions(size_t max)
+{
+    pthread_mutex_lock(&fn_labels.lock);
+    fn_labels_clear();
+    fn_labels.max = max ? max : METRICS_DEFAULT_MAX_FUNCTIONS;
+    pthread_mutex_unlock(&fn_labels.lock);
+}
+
+static size_t fn_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (size_t)h;
+}
+
+/* Called with the lock held: fn's slot (empty if absent), or NULL if the table is missing. */
+static char **fn_slot(const char *fn)
+{
+    size_t i;
+
+    if (!fn_labels.slots) {
+        size_t cap = 16;
+        while (cap < fn_labels.max * 2 + 1)
+            cap *= 2;
+        if (!(fn_labels.slots = calloc(cap, sizeof(char *))))
+            return NULL;
+        fn_labels.cap = cap;
+    }
+    for (i = fn_hash(fn) & (fn_labels.cap - 1); fn_labels.slots[i];
+         i = (i + 1) & (fn_labels.cap - 1)) {
+        if (strcmp(fn_labels.slots[i], fn) == 0)
+            break;
+    }
+    return &fn_labels.slots[i];
+}
+
+const char *metrics_function_label(const char *fn)
+{
+    const char *label = METRICS_OTHER_FUNCTION;
+    char **slot;
+
+    if (!fn || !*fn)
+        return "";
+    pthread_mutex_lock(&fn_labels.lock);
+    if ((slot = fn_slot(fn)) != NULL && !*slot && fn_labels.n < fn_labels.max &&
+        (*slot = strdup(fn)) != NULL)
+        fn_labels.n++;
+    if (slot && *slot)
+        label = fn;
+    pthread_mutex_unlock(&fn_labels.lock);
+    return label;
 }
 
 /* ---- exposition ---- */

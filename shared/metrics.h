@@ -34,6 +34,19 @@ void metric_inc(metric *m, const char *const *values);
 void metric_add(metric *m, const char *const *values, double v);
 void metric_set(metric *m, const char *const *values, double v);
 void metric_observe(metric *m, const char *const *values, double v);
+/* One series of a gauge snapshot: label values (one per label; NULL if none) and value. */
+typedef struct metric_sample {
+    const char *const *values;
+    double value;
+} metric_sample;
+
+/* Replaces every series of gauge m by the n samples at once (a scrape sees the old set or the
+ * new one). Samples with equal label values are summed. For gauges mirroring live state whose
+ * vanished entries (a drained pool, an unreachable broker) must disappear, not go stale.
+ * n = 0 removes every series. Copies what it needs. ML_ERR (m unchanged) on OOM or if m is
+ * not a gauge. */
+int metric_gauge_replace(metric *m, const metric_sample *samples, size_t n);
+
 /* Current value of a counter/gauge series, or a histogram's count (0 if absent). For tests. */
 double metric_value(metric *m, const char *const *values);
 
@@ -47,6 +60,18 @@ void metrics_remove_collector(metrics_registry *reg, metrics_collect_fn fn, void
 
 /* Registers the standard process_* metrics (CPU, RSS, fds, threads, start time). */
 int metrics_register_process(metrics_registry *reg);
+
+/* Bounded "function" label values, shared by every metric of the process that has one: the
+ * first max distinct names are used as they are, every later one becomes "_other" (function
+ * names start with a letter or digit, so it never clashes). Resets the names seen so far;
+ * call it at start-up before any thread labels. max 0: METRICS_DEFAULT_MAX_FUNCTIONS. */
+#define METRICS_DEFAULT_MAX_FUNCTIONS 200
+#define METRICS_OTHER_FUNCTION "_other"
+void metrics_set_max_functions(size_t max);
+
+/* The label value for function fn: fn itself (the caller's pointer) while within the cap,
+ * else the static METRICS_OTHER_FUNCTION. NULL and "" are returned as "". Thread-safe. */
+const char *metrics_function_label(const char *fn);
 
 /* Appends the exposition text to out. */
 int metrics_render(metrics_registry *reg, ml_buf *out);

@@ -17,7 +17,9 @@ PACKAGES=(
 	libmicrohttpd-dev librabbitmq-dev libhiredis-dev libpq-dev libcurl4-openssl-dev
 	libarchive-dev libcjson-dev libjwt-dev libssl-dev uuid-dev libseccomp-dev libcmocka-dev
 	postgresql redis-server rabbitmq-server prometheus
-	curl ca-certificates python3 zip unzip clang libclang-rt-14-dev docker-compose
+	curl ca-certificates python3 zip unzip clang libclang-rt-14-dev
+	# tests/integration/compose_check.py: validates docker-compose.yml offline, parses YAML
+	docker-compose python3-yaml
 	# tests and benchmarks: a real AWS client for the Invoke API, load generators
 	awscli wrk hyperfine nginx-light
 )

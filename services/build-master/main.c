@@ -4,11 +4,14 @@
 
 #include "api.h"
 #include "log.h"
+#include "queuestats.h"
 #include "service.h"
 #include "sweeper.h"
 #include "topology.h"
 
 static bm_app app;
+
+static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QUEUE };
 
 deps *bm_deps(bm_app *a)
 {
@@ -17,12 +20,16 @@ deps *bm_deps(bm_app *a)
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[20];
+    cfg_var vars[24];
     httpd_route routes[8];
     size_t n = deps_cfg_vars(&app.deps, BM_NEED, vars, ML_ARRAY_LEN(vars));
     svc s;
     deps d = { 0 };
     pthread_t sweeper;
+    qstats *stats = NULL;
+    qstats_config qc = { .queues = stats_queues, .nqueues = ML_ARRAY_LEN(stats_queues),
+                         .connection_name = "build-master queue stats" };
+    char err[256];
     int rc = 1;
 
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081",
@@ -31,6 +38,9 @@ int main(int argc, char **argv)
     vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_SWEEP_AFTER_S", CFG_INT, "30", 1, 86400, NULL,
                            "republish a queued build whose job was never confirmed after this long",
                            &app.sweep_after_s, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_QUEUE_STATS_INTERVAL_MS", CFG_INT, "5000", 100, 600000, NULL,
+                           "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed",
+                           &qc.interval_ms, false };
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-master", "MINILAMBDA_BUILD_MASTER_PORT", "8082", vars, n, argc,
                  argv) != ML_OK)
@@ -38,13 +48,21 @@ int main(int argc, char **argv)
     app.m_accepted = metrics_counter(s.metrics, "minilambda_builds_submitted_total",
                                      "Build submissions by result (accepted, conflict, *_unavailable).",
                                      "result");
-    if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK ||
-        pthread_create(&sweeper, NULL, sweeper_main, &app) != 0)
+    qc.amqp_url = app.deps.amqp_url;
+    qc.metrics = s.metrics;
+    if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK)
+        goto out;
+    if (!(stats = qstats_start(&qc, err, sizeof(err)))) {
+        ml_log_error("%s", err);
+        goto out;
+    }
+    if (pthread_create(&sweeper, NULL, sweeper_main, &app) != 0)
         goto out;
     rc = svc_serve(&s, routes, api_routes(&app, routes, ML_ARRAY_LEN(routes))) == ML_OK ? 0 : 1;
     svc_request_stop();
     pthread_join(sweeper, NULL);
 out:
+    qstats_stop(stats);
     deps_close(&d);
     svc_free(&s);
     return rc;

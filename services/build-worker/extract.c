@@ -43,8 +43,8 @@ typedef struct xctx {
     extract_result *out;
 } xctx;
 
-/* Records the first error; rejected tells the caller whether the package is at fault. */
-static int ML_PRINTF(3, 4) fail(xctx *x, bool rejected, const char *fmt, ...)
+/* Records the first error; a reason (an EXTRACT_R_* label) means the package is at fault. */
+static int ML_PRINTF(3, 4) fail(xctx *x, const char *reason, const char *fmt, ...)
 {
     va_list ap;
 
@@ -52,13 +52,14 @@ static int ML_PRINTF(3, 4) fail(xctx *x, bool rejected, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(x->out->error, sizeof(x->out->error), fmt, ap);
         va_end(ap);
-        x->out->rejected = rejected;
+        x->out->rejected = reason != NULL;
+        x->out->reason = reason;
     }
     return ML_ERR;
 }
 
-#define reject(x, ...) fail((x), true, __VA_ARGS__)
-#define internal(x, ...) fail((x), false, __VA_ARGS__)
+#define reject(x, reason, ...) fail((x), (reason), __VA_ARGS__)
+#define internal(x, ...) fail((x), NULL, __VA_ARGS__)
 
 /* Length (1-4) of the valid UTF-8 sequence at s, or 0 (overlongs and surrogates are invalid). */
 static size_t utf8_len(const unsigned char *s)
@@ -136,21 +137,26 @@ static int normalise_name(xctx *x, const char *raw, const char *q, char *norm)
 
     /* libarchive gives NULL when a name flagged as UTF-8 is not. */
     if (!raw)
-        return reject(x, "zip entry #%lld has a name that is not valid UTF-8",
+        return reject(x, EXTRACT_R_INVALID_NAME,
+                      "zip entry #%lld has a name that is not valid UTF-8",
                       (long long)x->entries);
     if (!*raw)
-        return reject(x, "zip entry #%lld has an empty name", (long long)x->entries);
+        return reject(x, EXTRACT_R_INVALID_NAME,
+                      "zip entry #%lld has an empty name", (long long)x->entries);
     for (i = 0; s[i]; i += n) {
         n = utf8_len(s + i);
         if (n == 0)
-            return reject(x, "zip entry '%s' has a name that is not valid UTF-8", q);
+            return reject(x, EXTRACT_R_INVALID_NAME,
+                          "zip entry '%s' has a name that is not valid UTF-8", q);
         if (s[i] < 0x20 || s[i] == 0x7f)
-            return reject(x, "zip entry '%s' has a control character in its name", q);
+            return reject(x, EXTRACT_R_INVALID_NAME,
+                          "zip entry '%s' has a control character in its name", q);
     }
     if (raw[0] == '/')
-        return reject(x, "zip entry '%s' is an absolute path", q);
+        return reject(x, EXTRACT_R_ABSOLUTE_PATH, "zip entry '%s' is an absolute path", q);
     if (i > MAX_NAME)
-        return reject(x, "zip entry '%s' has a name longer than %d bytes", q, MAX_NAME);
+        return reject(x, EXTRACT_R_INVALID_NAME,
+                      "zip entry '%s' has a name longer than %d bytes", q, MAX_NAME);
     for (i = 0; raw[i]; i += n + (raw[i + n] == '/')) {
         n = strcspn(raw + i, "/");
         if (n == 0 || (n == 1 && raw[i] == '.'))
@@ -161,7 +167,8 @@ static int normalise_name(xctx *x, const char *raw, const char *q, char *norm)
             continue;
         }
         if (n > NAME_MAX)
-            return reject(x, "zip entry '%s' has a path component longer than %d bytes", q,
+            return reject(x, EXTRACT_R_INVALID_NAME,
+                          "zip entry '%s' has a path component longer than %d bytes", q,
                           NAME_MAX);
         depth++;
         if (o)
@@ -171,9 +178,9 @@ static int normalise_name(xctx *x, const char *raw, const char *q, char *norm)
     }
     norm[o] = '\0';
     if (escapes)
-        return reject(x, "zip entry '%s' escapes the package", q);
+        return reject(x, EXTRACT_R_TRAVERSAL, "zip entry '%s' escapes the package", q);
     if (dotdot)
-        return reject(x, "zip entry '%s' has a '..' component", q);
+        return reject(x, EXTRACT_R_TRAVERSAL, "zip entry '%s' has a '..' component", q);
     return ML_OK;
 }
 
@@ -203,6 +210,7 @@ static int reject_link(xctx *x, struct archive_entry *e, const char *path, const
 {
     const char *hard = archive_entry_hardlink(e);
     const char *kind = hard ? "hard link" : "symbolic link";
+    const char *reason = hard ? EXTRACT_R_HARDLINK : EXTRACT_R_SYMLINK;
     int depth = 0;
     const char *p;
 
@@ -210,8 +218,9 @@ static int reject_link(xctx *x, struct archive_entry *e, const char *path, const
     for (p = path; !hard && *p; p++)
         depth += *p == '/';
     if (target_escapes(hard ? hard : archive_entry_symlink(e), depth))
-        return reject(x, "zip entry '%s' is a %s pointing outside the package", q, kind);
-    return reject(x, "zip entry '%s' is a %s; links are not supported (store the file itself, "
+        return reject(x, reason, "zip entry '%s' is a %s pointing outside the package", q, kind);
+    return reject(x, reason,
+                  "zip entry '%s' is a %s; links are not supported (store the file itself, "
                   "e.g. zip without -y)", q, kind);
 }
 
@@ -241,7 +250,8 @@ static int open_dirs(xctx *x, const char *path, size_t len, const char *q, int *
                 memcpy(prefix, path, i + n);
                 prefix[i + n] = '\0';
                 quote_name(prefix, qp, sizeof(qp));
-                reject(x, "zip entry '%s' needs '%s' to be a directory, but the package also "
+                reject(x, EXTRACT_R_DUPLICATE,
+                       "zip entry '%s' needs '%s' to be a directory, but the package also "
                        "has a file by that name", q, qp);
             } else {
                 internal(x, "cannot open a directory for '%s': %s", q, strerror(errno));
@@ -271,14 +281,15 @@ static int check_limits(xctx *x, const char *q, int64_t file_bytes, int64_t tota
 
     if (total > x->lim.max_total_bytes) {
         fmt_bytes(x->lim.max_total_bytes, lim, sizeof(lim));
-        return reject(x, "package unpacks to more than %s", lim);
+        return reject(x, EXTRACT_R_TOO_LARGE, "package unpacks to more than %s", lim);
     }
     if (file_bytes > x->lim.max_file_bytes) {
         fmt_bytes(x->lim.max_file_bytes, lim, sizeof(lim));
-        return reject(x, "zip entry '%s' unpacks to more than %s", q, lim);
+        return reject(x, EXTRACT_R_TOO_LARGE, "zip entry '%s' unpacks to more than %s", q, lim);
     }
     if (total > EXTRACT_RATIO_MIN_BYTES && (double)total > x->lim.max_ratio * (double)x->zip_size)
-        return reject(x, "package compression ratio exceeds %g:1 (zip bomb?)", x->lim.max_ratio);
+        return reject(x, EXTRACT_R_RATIO,
+                      "package compression ratio exceeds %g:1 (zip bomb?)", x->lim.max_ratio);
     return ML_OK;
 }
 
@@ -319,7 +330,7 @@ static int copy_data(xctx *x, int fd, const char *q, int64_t *size, char hex[65]
     }
     if (n < 0) { /* includes a bad CRC and a size that differs from the declared one */
         quote_name(archive_error_string(x->ar), why, sizeof(why));
-        return reject(x, "zip entry '%s' is corrupt: %s", q, why);
+        return reject(x, EXTRACT_R_CORRUPT, "zip entry '%s' is corrupt: %s", q, why);
     }
     EVP_DigestFinal_ex(x->md, md, NULL);
     crypto_hex_encode(md, sizeof(md), hex);
@@ -361,9 +372,10 @@ static int write_file(xctx *x, struct archive_entry *e, const char *path, const 
     struct stat st;
 
     if (!*path)
-        return reject(x, "zip entry '%s' has an empty name", q);
+        return reject(x, EXTRACT_R_INVALID_NAME, "zip entry '%s' has an empty name", q);
     if (archive_entry_is_encrypted(e))
-        return reject(x, "zip entry '%s' is encrypted; password-protected packages are not "
+        return reject(x, EXTRACT_R_ENCRYPTED,
+                      "zip entry '%s' is encrypted; password-protected packages are not "
                       "supported", q);
     /* Fast path: an honest declared size over a limit fails now; a lying one is caught by the
      * real count below (or by libarchive's size check). */
@@ -379,10 +391,12 @@ static int write_file(xctx *x, struct archive_entry *e, const char *path, const 
         if (errno != EEXIST)
             internal(x, "cannot create '%s': %s", q, strerror(errno));
         else if (fstatat(dirfd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-            reject(x, "zip entry '%s' is a file, but the package also has a directory by that "
+            reject(x, EXTRACT_R_DUPLICATE,
+                   "zip entry '%s' is a file, but the package also has a directory by that "
                    "name", q);
         else
-            reject(x, "zip entry '%s' appears more than once in the package", q);
+            reject(x, EXTRACT_R_DUPLICATE,
+                   "zip entry '%s' appears more than once in the package", q);
         goto out;
     }
     if (copy_data(x, fd, q, &size, hex) != ML_OK)
@@ -420,11 +434,11 @@ static int handle_entry(xctx *x, struct archive_entry *e)
         return ML_OK;
     case AE_IFCHR:
     case AE_IFBLK:
-        return reject(x, "zip entry '%s' is a device file", q);
+        return reject(x, EXTRACT_R_SPECIAL_FILE, "zip entry '%s' is a device file", q);
     case AE_IFSOCK:
-        return reject(x, "zip entry '%s' is a socket", q);
+        return reject(x, EXTRACT_R_SPECIAL_FILE, "zip entry '%s' is a socket", q);
     default:
-        return reject(x, "zip entry '%s' has an unsupported file type", q);
+        return reject(x, EXTRACT_R_SPECIAL_FILE, "zip entry '%s' has an unsupported file type", q);
     }
 }
 
@@ -529,7 +543,7 @@ static int finish(xctx *x)
     int n;
 
     if (r->nfiles == 0)
-        return reject(x, "package contains no files");
+        return reject(x, EXTRACT_R_EMPTY, "package contains no files");
     qsort(r->files, r->nfiles, sizeof(*r->files), cmp_path);
     if (!EVP_DigestInit_ex(x->md, EVP_sha256(), NULL))
         return internal(x, "OpenSSL SHA-256 init failed");
@@ -564,9 +578,10 @@ static int reject_not_zip(xctx *x)
 
     /* libarchive's seekable reader does not recognise a ZIP without entries. */
     if (x->empty_cd)
-        return reject(x, "package contains no files");
+        return reject(x, EXTRACT_R_EMPTY, "package contains no files");
     quote_name(archive_error_string(x->ar), why, sizeof(why));
-    return reject(x, "package is not a valid ZIP file: %s", why[0] ? why : "unreadable");
+    return reject(x, EXTRACT_R_NOT_ZIP,
+                  "package is not a valid ZIP file: %s", why[0] ? why : "unreadable");
 }
 
 int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits *lim,
@@ -598,7 +613,8 @@ int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits
     if (open_inputs(&x, zip_path, dest_dir) != ML_OK)
         goto out;
     if (precount_entries(&x, x.lim.max_entries) > x.lim.max_entries) {
-        reject(&x, "package has more than %lld entries", (long long)x.lim.max_entries);
+        reject(&x, EXTRACT_R_TOO_MANY_ENTRIES,
+               "package has more than %lld entries", (long long)x.lim.max_entries);
         goto out;
     }
     /* Only the seekable reader: it trusts the central directory (the ZIP's real index, and
@@ -610,7 +626,8 @@ int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits
     }
     while ((r = archive_read_next_header(x.ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
         if (++x.entries > x.lim.max_entries) {
-            reject(&x, "package has more than %lld entries", (long long)x.lim.max_entries);
+            reject(&x, EXTRACT_R_TOO_MANY_ENTRIES,
+                   "package has more than %lld entries", (long long)x.lim.max_entries);
             goto out;
         }
         if (handle_entry(&x, e) != ML_OK)

@@ -79,7 +79,26 @@ typedef struct extract_result {
     /* On ML_ERR: true when the package itself was refused (fail the build, don't retry);
      * false for a local problem (I/O error, out of memory, bad dest_dir) worth retrying. */
     bool rejected;
+    /* When rejected: why, as one of the EXTRACT_R_* labels (static), for metrics. */
+    const char *reason;
 } extract_result;
+
+/* Rejection reasons: a small fixed set, so they can label a metric. */
+#define EXTRACT_R_NOT_ZIP "not_zip"                   /* not a readable ZIP */
+#define EXTRACT_R_EMPTY "empty"                       /* no regular file at all */
+#define EXTRACT_R_CORRUPT "corrupt"                   /* an entry fails to decompress or its CRC */
+#define EXTRACT_R_ENCRYPTED "encrypted"
+#define EXTRACT_R_INVALID_NAME "invalid_name"         /* empty, not UTF-8, control chars, too long */
+#define EXTRACT_R_ABSOLUTE_PATH "absolute_path"
+#define EXTRACT_R_TRAVERSAL "traversal"               /* a ".." component */
+#define EXTRACT_R_SYMLINK "symlink"
+#define EXTRACT_R_HARDLINK "hardlink"
+#define EXTRACT_R_SPECIAL_FILE "special_file"         /* device, socket, FIFO, unknown type */
+#define EXTRACT_R_DUPLICATE "duplicate"               /* a name twice, or a file vs a directory */
+#define EXTRACT_R_TOO_MANY_ENTRIES "too_many_entries"
+#define EXTRACT_R_TOO_LARGE "too_large"               /* a file or the total past its limit */
+#define EXTRACT_R_RATIO "ratio"                       /* compression ratio past its limit */
+#define EXTRACT_R_NO_HANDLER "no_handler"             /* extract_check_handler refused */
 
 /* Unpacks the ZIP at zip_path into dest_dir, which must exist and be empty. lim may be NULL.
  * out is reset first; on return it owns heap memory whatever the result: always release it

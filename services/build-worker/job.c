@@ -167,25 +167,6 @@ static int make_scratch(bw_app *app, build *b)
     return mkdir(b->tree, 0700) == 0 ? ML_OK : ML_ERR;
 }
 
-/* A coarse, bounded label for the rejection metric. */
-static const char *rejection_reason(const char *error)
-{
-    static const struct { const char *needle, *reason; } map[] = {
-        { "escapes", "path_traversal" },      { "'..' component", "path_traversal" },
-        { "absolute path", "absolute_path" }, { "symbolic link", "link" },
-        { "hard link", "link" },              { "links are not supported", "link" },
-        { "device file", "special_file" },    { "socket", "special_file" },
-        { "entries", "too_many_entries" },    { "ratio", "compression_ratio" },
-        { "MiB", "too_large" },               { "not a valid ZIP", "not_zip" },
-    };
-
-    for (size_t i = 0; i < ML_ARRAY_LEN(map); i++) {
-        if (strstr(error, map[i].needle))
-            return map[i].reason;
-    }
-    return "other";
-}
-
 /* Uploads the archive and manifest, then records completion. */
 static job_outcome publish(bw_app *app, deps *d, build *b, const extract_result *r)
 {
@@ -245,11 +226,13 @@ static job_outcome run(bw_app *app, deps *d, build *b)
     if (rc != ML_OK)
         return transient(d, b, s3_error(d->s3));
     if (extract_zip(b->zip, b->tree, &app->limits, &r) != ML_OK) {
-        if (r.rejected)
-            metric_inc(app->m_rejections, (const char *[]){ rejection_reason(r.error) });
+        if (r.rejected) {
+            metric_inc(app->m_extract_rejections, (const char *[]){ r.reason });
+            metric_inc(app->m_rejections, (const char *[]){ r.reason });
+        }
         out = r.rejected ? failed(app, d, b, r.error) : transient(d, b, r.error);
     } else if (extract_check_handler(&r, b->runtime, b->handler, err, sizeof(err)) != ML_OK) {
-        metric_inc(app->m_rejections, (const char *[]){ "missing_handler" });
+        metric_inc(app->m_rejections, (const char *[]){ EXTRACT_R_NO_HANDLER });
         out = failed(app, d, b, err);
     } else {
         out = publish(app, d, b, &r);

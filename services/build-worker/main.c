@@ -35,7 +35,11 @@ static void register_metrics(metrics_registry *reg)
                                        "Time from claim to completed/failed (or retry).", "result",
                                        build_buckets, ML_ARRAY_LEN(build_buckets));
     app.m_rejections = metrics_counter(reg, "minilambda_build_rejections_total",
-                                       "Packages refused, by reason.", "reason");
+                                       "Builds failed because the package was refused (by the "
+                                       "extractor or the handler check), by reason.", "reason");
+    app.m_extract_rejections = metrics_counter(reg, "minilambda_extract_rejections_total",
+                                               "Hostile or invalid ZIP packages refused by the "
+                                               "extractor, by reason.", "reason");
 }
 
 /* Parses MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS ("300,300") into seconds; 0 entries = default. */

@@ -24,8 +24,10 @@ typedef struct ex_app {
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
     bool network;                 /* functions may use the network */
     int64_t async_consumers;      /* threads running queued events */
+    int64_t queue_stats_interval_ms; /* refresh of the queue and DLQ depth gauges */
+    int64_t metrics_max_functions;   /* distinct function label values (metrics.h) */
     bool allow_loopback, allow_private; /* destinations (on_success/on_failure) SSRF policy */
-    metric *m_invocations, *m_duration, *m_starts;
+    metric *m_invocations, *m_duration, *m_starts, *m_kills, *m_dlq;
 } ex_app;
 
 /* This thread's clients (see deps_thread); NULL when they cannot be created. */

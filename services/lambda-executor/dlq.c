@@ -177,6 +177,35 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* Sets minilambda_dlq_messages from Postgres, or removes it when the count is unknown. */
+static void dlq_refresh(ex_app *app)
+{
+    deps *d = ex_deps(app);
+    PGresult *r = d ? pg_query(d->db, "ex_dlq_count",
+                               "SELECT count(*) FROM dead_letter_queue WHERE replayed_at IS NULL",
+                               0, NULL)
+                    : NULL;
+    int64_t n;
+
+    if (r && pg_get_int64(r, 0, 0, &n) == ML_OK)
+        metric_gauge_replace(app->m_dlq, &(metric_sample){ NULL, (double)n }, 1);
+    else
+        metric_gauge_replace(app->m_dlq, NULL, 0);
+    PQclear(r);
+}
+
+void *dlq_gauge_main(void *arg)
+{
+    ex_app *app = arg;
+
+    while (!svc_stopping()) {
+        dlq_refresh(app);
+        for (int64_t t = 0; t < app->queue_stats_interval_ms && !svc_stopping(); t += 100)
+            ml_sleep_ms(100);
+    }
+    return NULL;
+}
+
 size_t dlq_routes(ex_app *app, httpd_route *out, size_t max)
 {
     const httpd_route all[] = {

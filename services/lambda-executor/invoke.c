@@ -28,6 +28,31 @@ static const char *status_label(sandbox_status s)
     return labels[s];
 }
 
+/* Why the sandbox killed (or lost) the instance, or NULL if it survived. A refused fork
+ * comes first: a fork bomb held at pids.max usually ends as a timeout or a crash. */
+static const char *kill_reason(const sandbox_result *r)
+{
+    if (r->status == SB_OK || r->status == SB_HANDLER_ERROR)
+        return NULL;
+    if (r->status == SB_OOM)
+        return "memory";
+    if (r->pids_exhausted)
+        return "pids";
+    return r->status == SB_TIMEOUT ? "timeout" : "crash";
+}
+
+/* The same for an instance that died while loading (sandbox_start's "<errorType>: ..."). */
+static const char *start_kill_reason(const char *err)
+{
+    if (strncmp(err, "Runtime.OutOfMemory:", 20) == 0)
+        return "memory";
+    if (strncmp(err, "Runtime.InitTimeout:", 20) == 0)
+        return "timeout";
+    if (strncmp(err, "Runtime.ExitError:", 18) == 0)
+        return "crash";
+    return NULL;
+}
+
 /* Error types of the platform's own outcomes, and the HTTP status of each. */
 static void outcome_http(sandbox_status s, int *code, const char **fn_error)
 {
@@ -151,6 +176,7 @@ exec_outcome invoke_exec(ex_app *app, deps *d, const fn_info *fn, const char *tr
 {
     char dir[512], version[16], generation[24];
     const char *env[FN_ENV_BYTES_MAX / 2 + 1];
+    const char *label = metrics_function_label(fn->name), *killed;
     pool_want w = { 0 };
     pool_lease lease;
     int rc;
@@ -179,15 +205,20 @@ exec_outcome invoke_exec(ex_app *app, deps *d, const fn_info *fn, const char *tr
     if (rc != ML_OK && strncmp(err, "Sandbox.", 8) == 0)
         return EXEC_NO_SANDBOX; /* the platform's fault, not the function's */
     if (rc != ML_OK) {           /* the handler could not even load */
+        if ((killed = start_kill_reason(err)) != NULL)
+            metric_inc(app->m_kills, (const char *[]){ label, killed });
         init_error(res, err);
         return EXEC_RAN;
     }
-    metric_inc(app->m_starts, (const char *[]){ fn->name, lease.cold ? "cold" : "warm" });
+    metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm" });
     sandbox_invoke(lease.inst, id, event, len, ml_now_ms() + (int64_t)fn->timeout_s * 1000,
                    EX_MAX_SYNC_BODY, res);
-    pool_release(app->pool, &lease, res->status == SB_OK || res->status == SB_HANDLER_ERROR);
-    metric_inc(app->m_invocations, (const char *[]){ fn->name, trigger, status_label(res->status) });
-    metric_observe(app->m_duration, (const char *[]){ fn->name }, (double)res->duration_ms / 1000.0);
+    killed = kill_reason(res);
+    pool_release(app->pool, &lease, !killed);
+    if (killed)
+        metric_inc(app->m_kills, (const char *[]){ label, killed });
+    metric_inc(app->m_invocations, (const char *[]){ label, trigger, status_label(res->status) });
+    metric_observe(app->m_duration, (const char *[]){ label }, (double)res->duration_ms / 1000.0);
     return EXEC_RAN;
 }
 

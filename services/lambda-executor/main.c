@@ -9,6 +9,7 @@
 #include "dlq.h"
 #include "invoke.h"
 #include "outbox.h"
+#include "queuestats.h"
 #include "schedules.h"
 #include "log.h"
 #include "service.h"
@@ -18,6 +19,9 @@
 #define MAX_CONSUMERS 64
 
 static ex_app app;
+
+static const char *const stats_queues[] = { TOPO_INVOKE_QUEUE, TOPO_INVOKE_RETRY1,
+                                            TOPO_INVOKE_RETRY2, TOPO_INVOKE_DEAD_QUEUE };
 
 deps *ex_deps(ex_app *a)
 {
@@ -54,6 +58,10 @@ static size_t executor_vars(svc *s, cfg_var *vars, size_t max)
           "let users' webhook URLs reach loopback addresses (local stack only)", &app.allow_loopback, false },
         { "MINILAMBDA_WEBHOOK_ALLOW_PRIVATE", CFG_BOOL, "false", 0, 0, NULL,
           "let users' webhook URLs reach private networks (10/8, 172.16/12, 192.168/16 ...)", &app.allow_private, false },
+        { "MINILAMBDA_QUEUE_STATS_INTERVAL_MS", CFG_INT, "5000", 100, 600000, NULL,
+          "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed", &app.queue_stats_interval_ms, false },
+        { "MINILAMBDA_METRICS_MAX_FUNCTIONS", CFG_INT, "200", 1, 10000, NULL,
+          "distinct function label values in metrics; the rest are counted as _other", &app.metrics_max_functions, false },
         /* each in-flight invocation holds a worker thread while it waits for its sandbox */
         { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "512", 1, 4096, NULL,
           "worker threads for HTTP handlers that block (database, S3, waiting on a sandbox)", &s->http_workers, false },
@@ -76,6 +84,12 @@ static void register_metrics(metrics_registry *reg)
     app.m_starts = metrics_counter(reg, "minilambda_invocation_starts_total",
                                    "Invocations served by a new (cold) or reused (warm) instance.",
                                    "function,kind");
+    app.m_kills = metrics_counter(reg, "minilambda_sandbox_kills_total",
+                                  "Instances killed or lost, by reason (timeout, memory, pids, crash).",
+                                  "function,reason");
+    app.m_dlq = metrics_gauge(reg, "minilambda_dlq_messages",
+                              "Dead-lettered events neither replayed nor deleted (absent while "
+                              "Postgres is unreachable).", NULL);
 }
 
 /* Everything but the HTTP server; ML_ERR logged. */
@@ -115,7 +129,19 @@ static void *destinations_main(void *arg)
     return NULL;
 }
 
-/* Async consumers and the destination dispatcher; returns how many threads started. */
+/* Depth and consumers of the async invocation queues (see queuestats.h). */
+static qstats *start_queue_stats(svc *s, char *err, size_t errlen)
+{
+    qstats_config qc = { .amqp_url = app.deps.amqp_url, .queues = stats_queues,
+                         .nqueues = ML_ARRAY_LEN(stats_queues),
+                         .interval_ms = app.queue_stats_interval_ms,
+                         .connection_name = "lambda-executor queue stats", .metrics = s->metrics };
+
+    return qstats_start(&qc, err, errlen);
+}
+
+/* Async consumers, the destination dispatcher and the DLQ gauge; returns how many threads
+ * started. */
 static size_t start_workers(svc *s, pthread_t *threads, outbox **box)
 {
     char err[256];
@@ -128,6 +154,8 @@ static size_t start_workers(svc *s, pthread_t *threads, outbox **box)
         if (pthread_create(&threads[n], NULL, async_main, &app) == 0)
             n++;
     if (pthread_create(&threads[n], NULL, schedules_main, &app) == 0)
+        n++;
+    if (pthread_create(&threads[n], NULL, dlq_gauge_main, &app) == 0)
         n++;
     if (!(*box = outbox_new(&oc, err, sizeof(err))))
         ml_log_error("destinations disabled: %s", err);
@@ -142,15 +170,18 @@ int main(int argc, char **argv)
     httpd_route routes[MAX_ROUTES];
     svc s;
     size_t n = executor_vars(&s, vars, ML_ARRAY_LEN(vars)), nroutes = 0, nthreads = 0;
-    pthread_t threads[MAX_CONSUMERS + 2];
+    pthread_t threads[MAX_CONSUMERS + 3];
     outbox *box = NULL;
+    qstats *stats = NULL;
     deps d = { 0 };
+    char err[256];
     int rc = 1;
 
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "lambda-executor", "MINILAMBDA_EXECUTOR_PORT", "8081", vars, n, argc,
                  argv) != ML_OK)
         return 1;
+    metrics_set_max_functions((size_t)app.metrics_max_functions);
     register_metrics(s.metrics);
     if (schedules_init(s.metrics) != ML_OK)
         goto out;
@@ -162,6 +193,10 @@ int main(int argc, char **argv)
     nroutes += audit_routes(app.audit, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += dlq_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
     nroutes += schedules_routes(&app, routes + nroutes, MAX_ROUTES - nroutes);
+    if (!(stats = start_queue_stats(&s, err, sizeof(err)))) {
+        ml_log_error("%s", err);
+        goto out;
+    }
     nthreads = start_workers(&s, threads, &box);
     rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
     svc_request_stop();
@@ -169,6 +204,7 @@ int main(int argc, char **argv)
         pthread_join(threads[i], NULL);
     outbox_free(box);
 out:
+    qstats_stop(stats);
     pool_free(app.pool);
     audit_stop(app.audit);     /* flushes every queued audit row */
     registry_free(app.registry);

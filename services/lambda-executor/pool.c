@@ -337,19 +337,36 @@ void pool_counts(pool *p, int64_t *idle, int64_t *busy, int64_t *starting)
     pthread_mutex_unlock(&p->lock);
 }
 
-/* Per-function instance gauges, refreshed at each scrape. */
+/* Per-function instance gauges, refreshed at each scrape. Replaced as a whole: pools of one
+ * function (an old version draining, a new one) and functions past the label cap add up, and
+ * a freed pool's series go away. */
 static void collect(metrics_registry *reg, void *ud)
 {
+    static const char *const states[] = { "idle", "busy", "starting" };
     pool *p = ud;
+    metric_sample *samples = NULL;
+    const char *(*values)[2] = NULL;
+    size_t n = 0, i = 0;
 
     ML_UNUSED(reg);
     pthread_mutex_lock(&p->lock);
-    for (pool_fn *f = p->fns; f; f = f->next) {
-        metric_set(p->m_instances, (const char *[]){ f->name, "idle" }, (double)f->nidle);
-        metric_set(p->m_instances, (const char *[]){ f->name, "busy" }, (double)f->busy);
-        metric_set(p->m_instances, (const char *[]){ f->name, "starting" }, (double)f->starting);
+    for (pool_fn *f = p->fns; f; f = f->next)
+        n += ML_ARRAY_LEN(states);
+    samples = calloc(n + 1, sizeof(*samples));
+    values = calloc(n + 1, sizeof(*values));
+    for (pool_fn *f = p->fns; f && samples && values; f = f->next) {
+        const double counts[] = { (double)f->nidle, (double)f->busy, (double)f->starting };
+        for (size_t k = 0; k < ML_ARRAY_LEN(states); k++, i++) {
+            values[i][0] = metrics_function_label(f->name);
+            values[i][1] = states[k];
+            samples[i] = (metric_sample){ values[i], counts[k] };
+        }
     }
+    if (samples && values)
+        metric_gauge_replace(p->m_instances, samples, i);
     pthread_mutex_unlock(&p->lock);
+    free(samples);
+    free(values);
 }
 
 pool *pool_new(const pool_config *cfg)

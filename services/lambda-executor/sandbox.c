@@ -44,6 +44,7 @@
 #include "proto.h"
 
 #define SB_LOG_TAIL 4096
+#define SB_NPROC_MARGIN 8   /* RLIMIT_NPROC past pids.max when the pids cgroup enforces it */
 #define SB_UID_BASE 1000000u
 #define SB_UID_SLOTS 16384u
 #define SB_STACK_SIZE (256u * 1024u)
@@ -342,9 +343,13 @@ static void plan_limits(sb_plan *p, const sb_launch *l)
     p->lim[p->nlim].res = RLIMIT_CORE, p->lim[p->nlim++].val = 0;
     if (l->rlimit_as)
         p->lim[p->nlim].res = RLIMIT_AS, p->lim[p->nlim++].val = (rlim_t)l->memory_mb << 20;
-    /* RLIMIT_NPROC counts per real uid and is ignored for root: only with a dropped uid. */
-    if (p->drop_uid)
-        p->lim[p->nlim].res = RLIMIT_NPROC, p->lim[p->nlim++].val = (rlim_t)l->pids_max;
+    /* RLIMIT_NPROC counts per real uid and is ignored for root: only with a dropped uid. Under
+     * a pids cgroup it is a backstop just past pids.max, so the cgroup refuses first and its
+     * pids.events records the refusal (the "pids" kill reason); without one it is the limit. */
+    if (p->drop_uid) {
+        p->lim[p->nlim].res = RLIMIT_NPROC;
+        p->lim[p->nlim++].val = (rlim_t)(l->pids_max + (l->cg_fd[1] >= 0 ? SB_NPROC_MARGIN : 0));
+    }
 }
 
 /* ---------------------------------------------------------------- the child */
@@ -1338,28 +1343,37 @@ static void sb_kill(sandbox_instance *in)
     in->dead = true;
 }
 
+/* The counter after key ("oom_kill ", "max ") in a cgroup events file, 0 when unknown. */
+static int64_t cg_event_count(const char *cg, const char *file, const char *key)
+{
+    char path[PATH_MAX], buf[512], num[24];
+    const char *k;
+    size_t n;
+    int64_t v = 0;
+
+    if (!cg[0] || ml_snprintf(path, sizeof(path), "%s/%s", cg, file) != ML_OK ||
+        read_file(path, buf, sizeof(buf)) != ML_OK || !(k = strstr(buf, key)))
+        return 0;
+    k += strlen(key);
+    n = strcspn(k, "\n");
+    if (n < sizeof(num)) {
+        memcpy(num, k, n);
+        num[n] = '\0';
+        (void)ml_parse_int64(num, 0, INT64_MAX, &v);
+    }
+    return v;
+}
+
 /* oom_kill count of the instance's memory cgroup (0 when unknown). */
 static int64_t sb_oom_kills(const sandbox_instance *in)
 {
-    char path[PATH_MAX], buf[512];
-    const char *k;
-    int64_t v = 0;
+    return cg_event_count(in->cg[0], "memory.oom_control", "oom_kill ");
+}
 
-    if (!in->cg[0][0] || ml_snprintf(path, sizeof(path), "%s/memory.oom_control", in->cg[0]) != ML_OK ||
-        read_file(path, buf, sizeof(buf)) != ML_OK)
-        return 0;
-    if ((k = strstr(buf, "oom_kill ")) != NULL) {
-        k += strlen("oom_kill ");
-        buf[sizeof(buf) - 1] = '\0';
-        char num[24];
-        size_t n = strcspn(k, "\n");
-        if (n < sizeof(num)) {
-            memcpy(num, k, n);
-            num[n] = '\0';
-            (void)ml_parse_int64(num, 0, INT64_MAX, &v);
-        }
-    }
-    return v;
+/* How often the instance's pids cgroup refused a fork at pids.max (0 when unknown). */
+static int64_t sb_pids_refusals(const sandbox_instance *in)
+{
+    return cg_event_count(in->cg[1], "pids.events", "max ");
 }
 
 static int64_t status_kb(const char *path, const char *key)
@@ -2117,6 +2131,7 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
         else
             sb_kill(inst);
         take_death(inst, o, invocation_id, started, deadline_ms, o == EX_BROKEN ? why : NULL, out);
+        out->pids_exhausted = sb_pids_refusals(inst) > 0;
     }
     out->duration_ms = ml_now_ms() - started;
     ring_take(&inst->log, &out->log_tail);

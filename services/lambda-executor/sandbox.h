@@ -58,6 +58,8 @@ typedef struct sandbox_result {
     int64_t duration_ms;
     int64_t max_memory_bytes; /* measured peak during the invocation (cgroup
                                  memory.max_usage_in_bytes, else the runtime's VmHWM) */
+    bool pids_exhausted;      /* SB_TIMEOUT/SB_CRASH/SB_OOM: the instance had hit its pids
+                                 limit (a fork refused; cgroup pids.events), a likely cause */
 } sandbox_result;
 
 /* Runs one invocation: sends the event (JSON bytes), waits for the result, the deadline

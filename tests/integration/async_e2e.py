@@ -4,11 +4,11 @@ Prints "ok - ..." / "not ok - ..." per check."""
 import base64, concurrent.futures, hashlib, hmac, http.server, json, os, signal, subprocess, sys
 import threading, time, uuid
 
-from mlstack import RUN, ROOT, Suite, call, psql
+from mlstack import RUN, ROOT, Suite, call, psql, scrape as mlstack_scrape
 
 S = Suite("test-async", {"build-master": 31582, "build-worker": 31592, "lambda-executor": 31581,
                          "executor-b": 31583},
-          {"MINILAMBDA_ASYNC_CONSUMERS": "4"})
+          {"MINILAMBDA_ASYNC_CONSUMERS": "4", "MINILAMBDA_QUEUE_STATS_INTERVAL_MS": "200"})
 EXEC = S.url("lambda-executor")
 
 APP = """
@@ -51,6 +51,22 @@ def wait_invocation(inv, want, timeout=60):
     return rec
 
 
+def scrape():
+    """The executor's /metrics as {"name{labels}": value}."""
+    return mlstack_scrape(EXEC)[0]
+
+
+def wait_metric(want, timeout=15):
+    """Polls /metrics until want(values) holds; returns the last values."""
+    end, m = time.time() + timeout, {}
+    while time.time() < end:
+        m = scrape()
+        if want(m):
+            break
+        time.sleep(0.2)
+    return m
+
+
 def count(fn, where="true"):
     return int(psql(f"select count(*) from invocations i join functions f on f.id = i.function_id"
                     f" where f.name = '{fn}' and {where}"))
@@ -85,6 +101,10 @@ def basics(fn):
     rec = wait_invocation(r["invocation_id"], ("succeeded", "failed"))
     S.check("the event runs and its record shows the result", rec and rec["status"] == "succeeded"
             and rec.get("result", {}).get("n") == 1 and rec.get("trigger") == "http_async", rec)
+    cons = 'minilambda_queue_consumers{queue="minilambda.invocations"}'
+    m = wait_metric(lambda m: m.get(cons) == 4)
+    S.check("minilambda_queue_consumers shows the executor's 4 async consumers on the invocation queue",
+            m.get(cons) == 4 and 'minilambda_queue_messages{queue="minilambda.invocations"}' in m, m.get(cons))
     st, _, _ = event(fn, {"big": "x" * (256 * 1024)})
     S.check("an Event body over 256 KiB: 413", st == 413, st)
     st, _, _ = event(f"missing-{uuid.uuid4().hex[:6]}", {})
@@ -126,6 +146,7 @@ def dead_letters(run, srv):
     st, _, body = call("PATCH", f"{EXEC}/functions/{fn}", json.dumps({"on_failure_url": hook, "max_retries": 2}).encode(),
                        {"Content-Type": "application/json"})
     S.check("PATCH on_failure_url and max_retries", st == 200, (st, body))
+    dlq0 = scrape().get("minilambda_dlq_messages", -1)
     st, _, body = event(fn, {"fail": True, "n": 42})
     inv = json.loads(body)["invocation_id"]
     rec = wait_invocation(inv, ("dead_lettered",), timeout=60)
@@ -147,6 +168,11 @@ def dead_letters(run, srv):
     while time.time() < end and (depth := dlq_depth()) < 1:
         time.sleep(1)  # the management API refreshes queue stats every few seconds
     S.check("a dead-lettered message sits in the RabbitMQ dead-letter queue", depth >= 1, depth)
+    dead = 'minilambda_queue_messages{queue="minilambda.invocations.dead"}'
+    m = wait_metric(lambda m: m.get(dead, 0) >= 1 and m.get("minilambda_dlq_messages") == dlq0 + 1)
+    S.check("the executor's gauges show it: the dead queue's depth, and minilambda_dlq_messages + 1",
+            dlq0 >= 0 and m.get(dead, 0) >= 1 and m.get("minilambda_dlq_messages") == dlq0 + 1,
+            (dlq0, m.get(dead), m.get("minilambda_dlq_messages")))
     if not items:
         return
     st, _, body = call("POST", f"{EXEC}/dlq/{items[0]['id']}/replay")
@@ -191,8 +217,15 @@ def broker_restart(fn):
     with open(os.path.join(RUN, "rabbitmq", "beam.pid")) as f:
         os.kill(int(f.read().strip()), signal.SIGKILL)
     time.sleep(2)
+    m = wait_metric(lambda m: m.get("minilambda_queue_stats_up") == 0, timeout=5)
+    S.check("broker killed: minilambda_queue_stats_up 0 and no stale queue series",
+            m.get("minilambda_queue_stats_up") == 0 and not any(k.startswith("minilambda_queue_messages") for k in m),
+            {k: v for k, v in m.items() if k.startswith("minilambda_queue")})
     subprocess.run(["bash", os.path.join(ROOT, "infrastructure/dev/stack.sh"), "start"], check=True, capture_output=True)
     time.sleep(3)
+    m = wait_metric(lambda m: m.get("minilambda_queue_stats_up") == 1, timeout=20)
+    S.check("broker back: the queue gauges reconnect by themselves", m.get("minilambda_queue_stats_up") == 1,
+            m.get("minilambda_queue_stats_up"))
     stop.set()
     t.join()
     ids = ",".join(f"'{i}'" for i in accepted)

@@ -6,6 +6,8 @@ are verified here with Python's hmac, independently of the project's C signer.
 import base64, hashlib, hmac, http.server, io, json, os, signal, socket, subprocess, sys
 import tempfile, threading, time, urllib.error, urllib.request, uuid, zipfile
 
+import mlstack
+
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]
@@ -77,6 +79,7 @@ def env_for(port_var, port):
               "MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "300,300,300,300",
               "MINILAMBDA_INTERNAL_WEBHOOK_SECRET": INTERNAL_SECRET,
               "MINILAMBDA_BUILD_SWEEP_AFTER_S": "1",
+              "MINILAMBDA_QUEUE_STATS_INTERVAL_MS": "200",
               "MINILAMBDA_BUILD_SCRATCH_DIR": os.path.join(LOGS, "scratch")})
     return e
 
@@ -112,6 +115,26 @@ def stop_all():
 
 
 # ---------------------------------------------------------------- client helpers
+
+def scrape(port):
+    return mlstack.scrape(f"http://127.0.0.1:{port}")
+
+
+def worker_total(metric, reason):
+    """A reason's count summed over both workers."""
+    return sum(scrape(p)[0].get(f'{metric}{{reason="{reason}"}}', 0) for p in WORKER_PORTS)
+
+
+def wait_metric(port, want, timeout=15):
+    """Polls port's /metrics until want(values) holds; returns the last values."""
+    end, m = time.time() + timeout, {}
+    while time.time() < end:
+        m, _ = scrape(port)
+        if want(m):
+            break
+        time.sleep(0.2)
+    return m
+
 
 def request(method, path, body=None, ctype="application/json"):
     req = urllib.request.Request(MASTER + path, data=body, method=method,
@@ -224,6 +247,9 @@ def hostile_packages(run):
         ("bomb", bomb, ""),
         ("nohandler", make_zip([("main.py", "x")]), "app.py"),
     ]
+    reasons = ("traversal", "absolute_path", "symlink", "too_many_entries", "ratio", "too_large", "no_handler")
+    before = {r: (worker_total("minilambda_extract_rejections_total", r),
+                  worker_total("minilambda_build_rejections_total", r)) for r in reasons}
     ids = {}
     for tag, data, _ in cases:
         st, r = create(f"bad-{tag}-{run}", data)
@@ -235,6 +261,16 @@ def hostile_packages(run):
         b = wait_build(ids[tag], timeout=120)
         check(f"hostile package '{tag}' fails with a specific message",
               b["status"] == "failed" and want in (b.get("error") or ""), b)
+    delta = {r: (worker_total("minilambda_extract_rejections_total", r) - before[r][0],
+                 worker_total("minilambda_build_rejections_total", r) - before[r][1]) for r in reasons}
+    check("extract_rejections_total counts each hostile ZIP by reason (the handler check is not the extractor's)",
+          all(delta[r][0] == 1 for r in ("traversal", "absolute_path", "symlink", "too_many_entries"))
+          and delta["ratio"][0] + delta["too_large"][0] == 1 and delta["no_handler"][0] == 0, delta)
+    check("build_rejections_total counts every refused package, no_handler included",
+          all(delta[r][1] == delta[r][0] for r in reasons if r != "no_handler") and delta["no_handler"][1] == 1, delta)
+    for port in (MASTER_PORT,) + WORKER_PORTS:
+        lint = scrape(port)[1]
+        check(f"/metrics on :{port} passes promtool check metrics", lint[:2] == (200, 0), lint)
     check("nothing was written outside the scratch directory", not os.path.exists(sentinel))
     left = [f for _, _, fs in os.walk(os.path.join(LOGS, "scratch")) for f in fs]
     check("scratch directories are removed after builds", left == [], left[:5])
@@ -326,7 +362,16 @@ def broker_down(run):
         st, r = create(f"durable-{i}-{run}", PY_OK)
         if st == 202:
             queued.append(r["build_id"])
+    jobs = 'minilambda_queue_messages{queue="minilambda.build_jobs"}'
+    m = wait_metric(MASTER_PORT, lambda m: m.get(jobs) == len(queued))
+    check("build-master: minilambda_queue_messages shows the queued jobs, with no consumer",
+          len(queued) == 5 and m.get(jobs) == 5 and
+          m.get('minilambda_queue_consumers{queue="minilambda.build_jobs"}') == 0, m.get(jobs))
     kill_broker()
+    m = wait_metric(MASTER_PORT, lambda m: m.get("minilambda_queue_stats_up") == 0)
+    check("broker down: queue_stats_up 0 and no stale queue series",
+          m.get("minilambda_queue_stats_up") == 0 and not any(k.startswith("minilambda_queue_messages") for k in m),
+          {k: v for k, v in m.items() if k.startswith("minilambda_queue")})
     st, r = create(f"nobroker-{run}", PY_OK)
     check("broker down: POST /functions answers 503 with Retry-After", st == 503, r)
     check("broker down: no half-created function is left behind",
@@ -337,6 +382,9 @@ def broker_down(run):
     check("every build 202'd before the broker restart completes", len(queued) == 5 and
           all(s == "completed" for s in done), done)
     wait_health(MASTER_PORT)
+    m = wait_metric(MASTER_PORT, lambda m: m.get("minilambda_queue_stats_up") == 1 and jobs in m, timeout=30)
+    check("broker back: the queue gauges reconnect by themselves",
+          m.get("minilambda_queue_stats_up") == 1 and jobs in m, m.get("minilambda_queue_stats_up"))
     st, r = create(f"afterbroker-{run}", PY_OK)
     check("after the broker returns, submissions work again", st == 202, r)
 

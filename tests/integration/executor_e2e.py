@@ -4,6 +4,8 @@ lambda-executor. Prints "ok - ..." / "not ok - ..." per check."""
 import base64, concurrent.futures, hashlib, http.client, io, json, os, signal, subprocess, sys, time
 import urllib.error, urllib.request, uuid, zipfile
 
+import mlstack
+
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]
@@ -69,6 +71,16 @@ def invoke(fn, event, headers=None, timeout=60):
     return call("POST", f"{EXEC}/functions/{fn}/invoke", json.dumps(event).encode(), h, timeout)
 
 
+def scrape(port):
+    return mlstack.scrape(f"http://127.0.0.1:{port}")
+
+
+def kills(name):
+    m, _ = scrape(PORTS["lambda-executor"])
+    return {r: m.get(f'minilambda_sandbox_kills_total{{function="{name}",reason="{r}"}}', 0)
+            for r in ("timeout", "memory", "pids", "crash")}
+
+
 def make_zip(files, modes=None):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
@@ -119,6 +131,14 @@ def handler(event, context):
     if action == "spam":
         for _ in range(20000):
             print("x" * 200)
+    if action == "forks":
+        try:
+            while True:
+                if os.fork() == 0:
+                    time.sleep(30)
+                    os._exit(0)
+        except OSError:
+            os._exit(4)
     return {"echo": event, "count": count, "fn": context.function_name,
             "version": context.function_version, "left_ms": context.get_remaining_time_in_millis()}
 """
@@ -145,6 +165,7 @@ def main():
         audit_survives_postgres_outage(run)
         slow_does_not_block_fast(run)
         delete_function(run)
+        metrics_endpoints(run)
         through_gateway(run)
     finally:
         for p in procs.values():
@@ -185,6 +206,7 @@ def python_function(run):
     check("a handler exception: 502, X-Function-Error: Unhandled, errorType/errorMessage/stackTrace",
           st == 502 and h.get("X-Function-Error") == "Unhandled" and e.get("errorType") == "ValueError"
           and "bad input: 7" in e.get("errorMessage", "") and isinstance(e.get("stackTrace"), list), (st, h, body))
+    k0 = kills(name)
     t0 = time.time()
     st, h, body = invoke(name, {"action": "sleep", "s": 10})
     check("past timeout_s: 504 with X-Function-Error: TimeoutError, on time",
@@ -194,6 +216,9 @@ def python_function(run):
     st, h, body = invoke(name, {"action": "oom"})
     check("past memory_mb: 502 with X-Function-Error: Runtime.OutOfMemory",
           st == 502 and h.get("X-Function-Error") == "Runtime.OutOfMemory", (st, h, body[:200]))
+    k1 = kills(name)
+    check("sandbox_kills_total counts the timeout, the crash and the OOM kill by reason",
+          {r: k1[r] - k0[r] for r in k0} == {"timeout": 1, "memory": 1, "pids": 0, "crash": 1}, (k0, k1))
     st, h, body = invoke(name, {"action": "spam"}, {"X-Log-Type": "Tail"})
     check("megabytes of output: the call completes and the log tail is at most 4 KiB",
           st == 200 and len(base64.b64decode(h.get("X-Log-Result", ""))) <= 4096, (st, len(h.get("X-Log-Result", ""))))
@@ -217,6 +242,10 @@ def python_function(run):
     mem = psql(f"select max(memory_used_mb) from invocations i join functions f on f.id = i.function_id"
                f" where f.name = '{name}' and i.error_type = 'Runtime.OutOfMemory'")
     check("the OOM row records measured memory near the limit", mem and int(mem) >= 100, mem)
+    st, h, body = invoke(name, {"action": "forks"})
+    k2 = kills(name)
+    check("a fork bomb held at pids.max: 502, counted as sandbox_kills_total{reason=\"pids\"}",
+          st == 502 and k2["pids"] - k1["pids"] == 1 and k2["crash"] == k1["crash"], (st, body[:200], k1, k2))
 
 
 def node_function(run):
@@ -380,6 +409,39 @@ def through_gateway(run):
         st, _, _ = call("GET", f"{gw}/functions/{name}", headers=auth)
         time.sleep(0.3)
     check("gateway: the executor returns → served again", st == 200, st)
+
+
+def metrics_endpoints(run):
+    """Every daemon's /metrics passes promtool; the executor's and build-master's queue gauges
+    come from the broker; function-labelled series carry the function's name."""
+    for name in ("lambda-executor", "build-master", "build-worker", "gateway"):
+        _, lint = scrape(PORTS[name])
+        check(f"{name}: /metrics passes promtool check metrics", lint[:2] == (200, 0), lint)
+    want = {"lambda-executor": ["minilambda.invocations", "minilambda.invocations.retry.1",
+                                "minilambda.invocations.retry.2", "minilambda.invocations.dead"],
+            "build-master": ["minilambda.build_jobs", "minilambda.build_jobs.dead"]}
+    for name, queues in want.items():
+        m, end = {}, time.time() + 15  # consumers show from the first refresh after they start
+        while time.time() < end:
+            m, _ = scrape(PORTS[name])
+            if m.get(f'minilambda_queue_consumers{{queue="{queues[0]}"}}', 0) >= 1:
+                break
+            time.sleep(0.5)
+        check(f"{name}: queue depth and consumer gauges for {', '.join(queues)}, from the broker",
+              m.get("minilambda_queue_stats_up") == 1
+              and all(f'minilambda_queue_messages{{queue="{q}"}}' in m for q in queues)
+              and m.get(f'minilambda_queue_consumers{{queue="{queues[0]}"}}', 0) >= 1,
+              {k: v for k, v in m.items() if k.startswith("minilambda_queue")})
+    m, _ = scrape(PORTS["lambda-executor"])
+    py = f"py-{run}"
+    check("executor: minilambda_dlq_messages is read from Postgres",
+          m.get("minilambda_dlq_messages") == float(psql("select count(*) from dead_letter_queue where replayed_at is null")),
+          m.get("minilambda_dlq_messages"))
+    check("executor: per-function invocation, start and pool series use the function's name",
+          any(k.startswith(f'minilambda_invocations_total{{function="{py}",trigger="http_sync"') for k in m)
+          and f'minilambda_invocation_starts_total{{function="{py}",kind="cold"}}' in m
+          and f'minilambda_pool_instances{{function="{py}",state="idle"}}' in m,
+          [k for k in m if py in k][:10])
 
 
 def delete_function(run):

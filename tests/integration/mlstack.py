@@ -91,6 +91,19 @@ def call(method, url, body=None, headers=None, timeout=60):
         return e.code, dict(e.headers), e.read()
 
 
+def scrape(base_url):
+    """A daemon's /metrics as {"name{labels}": value} ({} unless it answered 200), and
+    (status, promtool check metrics exit code, promtool's output)."""
+    st, _, body = call("GET", base_url + "/metrics")
+    lint = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True)
+    values = {}
+    for line in body.decode().splitlines() if st == 200 else []:
+        if line and not line.startswith("#"):
+            key, _, v = line.rpartition(" ")
+            values[key] = float(v)
+    return values, (st, lint.returncode, (lint.stdout + lint.stderr).decode()[:300])
+
+
 def make_zip(files):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

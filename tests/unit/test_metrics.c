@@ -1,4 +1,5 @@
-/* Unit tests: shared/metrics.c — exposition format checked by promtool itself. */
+/* Unit tests: shared/metrics.c — exposition format checked by promtool itself, snapshot
+ * gauges, bounded function labels; shared/queuestats.c without a broker. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <sys/wait.h>
 
 #include "metrics.h"
+#include "queuestats.h"
 
 static void test_counter_gauge(void **state)
 {
@@ -84,6 +86,101 @@ static void test_cardinality_bound(void **state)
     metrics_free(reg);
 }
 
+/* A replace swaps the whole set: vanished series go, equal label sets add up. */
+static void test_gauge_replace(void **state)
+{
+    metrics_registry *reg = metrics_new();
+    metric *g = metrics_gauge(reg, "minilambda_t_instances", "x", "function,state");
+    metric *c = metrics_counter(reg, "minilambda_t_c_total", "x", NULL);
+    const metric_sample two[] = {
+        { (const char *[]){ "a", "idle" }, 2 },
+        { (const char *[]){ "_other", "idle" }, 1 },
+        { (const char *[]){ "_other", "idle" }, 4 },
+    };
+    const metric_sample one[] = { { (const char *[]){ "b", "busy" }, 3 } };
+    ml_buf out = { 0 };
+    (void)state;
+    metric_set(g, (const char *[]){ "gone", "idle" }, 9);
+    assert_int_equal(metric_gauge_replace(g, two, ML_ARRAY_LEN(two)), ML_OK);
+    assert_true(metric_value(g, (const char *[]){ "a", "idle" }) == 2);
+    assert_true(metric_value(g, (const char *[]){ "_other", "idle" }) == 5);
+    assert_int_equal(metrics_render(reg, &out), ML_OK);
+    assert_null(strstr(out.data, "gone"));
+    ml_buf_reset(&out);
+    assert_int_equal(metric_gauge_replace(g, one, 1), ML_OK);
+    assert_int_equal(metrics_render(reg, &out), ML_OK);
+    assert_null(strstr(out.data, "function=\"a\""));
+    assert_non_null(strstr(out.data, "minilambda_t_instances{function=\"b\",state=\"busy\"} 3\n"));
+    ml_buf_reset(&out);
+    assert_int_equal(metric_gauge_replace(g, NULL, 0), ML_OK);
+    assert_int_equal(metrics_render(reg, &out), ML_OK);
+    assert_null(strstr(out.data, "minilambda_t_instances{"));
+    assert_non_null(strstr(out.data, "# TYPE minilambda_t_instances gauge\n"));
+    assert_int_equal(metric_gauge_replace(c, one, 1), ML_ERR); /* gauges only */
+    ml_buf_free(&out);
+    metrics_free(reg);
+}
+
+/* The first max names pass through, the rest become "_other", until the cap is reset. */
+static void test_function_label_cap(void **state)
+{
+    char name[32];
+    (void)state;
+    metrics_set_max_functions(3);
+    assert_string_equal(metrics_function_label("f1"), "f1");
+    assert_string_equal(metrics_function_label("f2"), "f2");
+    assert_string_equal(metrics_function_label("f1"), "f1");
+    assert_string_equal(metrics_function_label("f3"), "f3");
+    assert_string_equal(metrics_function_label("f4"), METRICS_OTHER_FUNCTION);
+    assert_string_equal(metrics_function_label("f2"), "f2"); /* still known */
+    assert_string_equal(metrics_function_label(""), "");
+    assert_string_equal(metrics_function_label(NULL), "");
+    metrics_set_max_functions(0); /* default, names forgotten */
+    for (int i = 0; i < METRICS_DEFAULT_MAX_FUNCTIONS; i++) {
+        snprintf(name, sizeof(name), "fn-%d", i);
+        assert_string_equal(metrics_function_label(name), name);
+    }
+    assert_string_equal(metrics_function_label("f4"), METRICS_OTHER_FUNCTION);
+    assert_string_equal(metrics_function_label("fn-0"), "fn-0");
+    metrics_set_max_functions(0);
+}
+
+/* Broker unreachable: _up 0 and no per-queue series (nothing stale), stop is prompt. */
+static void test_queuestats_broker_down(void **state)
+{
+    static const char *const queues[] = { "q.a", "q.b" };
+    metrics_registry *reg = metrics_new();
+    qstats_config qc = { .amqp_url = "amqp://guest:guest@127.0.0.1:1/", .queues = queues,
+                         .nqueues = 2, .interval_ms = 50, .metrics = reg };
+    metric *up, *msgs;
+    qstats *q;
+    char err[256] = "";
+    ml_buf out = { 0 };
+    int64_t t0;
+    (void)state;
+    assert_null(qstats_start(&(qstats_config){ .amqp_url = qc.amqp_url, .metrics = reg }, err,
+                             sizeof(err))); /* no queues */
+    q = qstats_start(&qc, err, sizeof(err));
+    assert_non_null(q);
+    up = metrics_gauge(reg, "minilambda_queue_stats_up", "", NULL);
+    msgs = metrics_gauge(reg, "minilambda_queue_messages", "", "queue");
+    metric_set(msgs, (const char *[]){ "q.a" }, 7); /* a stale value must be dropped */
+    for (t0 = ml_now_ms(); ml_now_ms() - t0 < 5000; ml_sleep_ms(20)) {
+        ml_buf_reset(&out);
+        metrics_render(reg, &out);
+        if (strstr(out.data, "minilambda_queue_stats_up 0\n") && !strstr(out.data, "q.a"))
+            break;
+    }
+    assert_true(metric_value(up, NULL) == 0);
+    assert_null(strstr(out.data, "minilambda_queue_messages{"));
+    assert_null(strstr(out.data, "minilambda_queue_consumers{"));
+    t0 = ml_now_ms();
+    qstats_stop(q);
+    assert_true(ml_now_ms() - t0 < 3000);
+    ml_buf_free(&out);
+    metrics_free(reg);
+}
+
 static void test_promtool_accepts(void **state)
 {
     metrics_registry *reg = metrics_new();
@@ -114,7 +211,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge),         cmocka_unit_test(test_bad_names_rejected),
         cmocka_unit_test(test_histogram_and_escaping), cmocka_unit_test(test_cardinality_bound),
-        cmocka_unit_test(test_promtool_accepts),
+        cmocka_unit_test(test_promtool_accepts),      cmocka_unit_test(test_gauge_replace),
+        cmocka_unit_test(test_function_label_cap),    cmocka_unit_test(test_queuestats_broker_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

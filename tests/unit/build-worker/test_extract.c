@@ -141,7 +141,32 @@ static void assert_dest_empty(const fixture *f)
     assert_string_equal(names, "");
 }
 
-/* Runs extract_zip and asserts a package rejection whose message contains want. */
+/* The metric label each kind of rejection message must carry. */
+static const char *want_reason(const char *error)
+{
+    static const struct { const char *fragment, *reason; } map[] = {
+        { "escapes the package", "traversal" },    { "'..' component", "traversal" },
+        { "not valid UTF-8", "invalid_name" },      { "empty name", "invalid_name" },
+        { "control character", "invalid_name" },   { "longer than", "invalid_name" },
+        { "absolute path", "absolute_path" },       { "symbolic link", "symlink" },
+        { "hard link", "hardlink" },                { "more than once", "duplicate" },
+        { "to be a directory", "duplicate" },       { "has a directory by", "duplicate" },
+        { "entries", "too_many_entries" },          { "compression ratio", "ratio" },
+        { "unpacks to more than", "too_large" },    { "is corrupt", "corrupt" },
+        { "not a valid ZIP", "not_zip" },           { "contains no files", "empty" },
+        { "is encrypted", "encrypted" },            { "device file", "special_file" },
+        { "socket", "special_file" },               { "unsupported file type", "special_file" },
+    };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(map); i++)
+        if (strstr(error, map[i].fragment))
+            return map[i].reason;
+    fail_msg("no reason known for \"%s\"", error);
+    return NULL;
+}
+
+/* Runs extract_zip and asserts a package rejection whose message contains want, with the
+ * matching reason label. */
 static void expect_reject(fixture *f, const extract_limits *lim, const char *want)
 {
     int rc = extract_zip(f->zip, f->dest, lim, &f->res);
@@ -149,6 +174,8 @@ static void expect_reject(fixture *f, const extract_limits *lim, const char *wan
     if (rc != ML_ERR || !strstr(f->res.error, want))
         fail_msg("want ML_ERR with \"%s\", got rc=%d error=\"%s\"", want, rc, f->res.error);
     assert_true(f->res.rejected);
+    assert_non_null(f->res.reason);
+    assert_string_equal(f->res.reason, want_reason(f->res.error));
     assert_nothing_outside(f);
 }
 
@@ -995,6 +1022,7 @@ static void test_dest_must_be_empty(void **state)
     write_bytes(path, "x", 1);
     assert_int_equal(extract_zip(f->zip, f->dest, NULL, &f->res), ML_ERR);
     assert_false(f->res.rejected);
+    assert_null(f->res.reason); /* a local problem has no rejection reason */
     assert_non_null(strstr(f->res.error, "is not empty"));
     extract_result_free(&f->res);
 

@@ -1,5 +1,5 @@
 /* Unit tests: services/gateway/fncache.c (parsing the executor's function document, TTLs
- * with an injected clock, bounds) and labelcap.c (bounded metric labels). */
+ * with an injected clock, bounds). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,7 +9,6 @@
 #include <string.h>
 
 #include "fncache.h"
-#include "labelcap.h"
 
 static int parse(const char *json, gw_fn_info *out)
 {
@@ -92,31 +91,12 @@ static void test_bounded(void **state)
     gw_fncache_free(&c);
 }
 
-static void test_labelcap(void **state)
-{
-    gw_labelcap c;
-    char name[8] = "fn";
-    const char *a;
-    (void)state;
-    assert_int_equal(gw_labelcap_init(&c, 2), ML_OK);
-    a = gw_labelcap_get(&c, name);
-    name[0] = 'X'; /* the cap keeps its own copy */
-    assert_string_equal(a, "fn");
-    assert_ptr_equal(gw_labelcap_get(&c, "fn"), a);
-    assert_string_equal(gw_labelcap_get(&c, "g"), "g");
-    assert_string_equal(gw_labelcap_get(&c, "h"), "other");
-    assert_string_equal(gw_labelcap_get(&c, "g"), "g");
-    assert_int_equal(c.n, 2);
-    gw_labelcap_free(&c);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_bounded),
-        cmocka_unit_test(test_labelcap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

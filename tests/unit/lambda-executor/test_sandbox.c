@@ -788,6 +788,7 @@ static void test_hostile_fork_bomb(void **state)
     assert_string_equal(jstr(f->json, "errorType"), "TimeoutError");
     assert_true(w.max > 4);          /* it did fork ... */
     assert_true(w.max <= 32);        /* ... never past pids.max */
+    assert_true(f->res.pids_exhausted); /* a refused fork is reported (for the kill metric) */
     expect_gone(f, in, w.uid);
     /* the executor can still fork and start sandboxes */
     pid = fork();
