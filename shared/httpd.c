@@ -2,6 +2,7 @@
 #include "httpd.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -27,6 +29,7 @@ struct httpd_req {
     struct httpd_req *next_job;  /* worker queue link */
     httpd *server;
     struct MHD_Connection *conn;
+    unsigned loop;               /* external mode: index of the daemon serving conn */
     const httpd_route *route;
     const char *method;
     char *path;
@@ -46,18 +49,38 @@ struct httpd_req {
     httpd_resp resp;
 };
 
+#define MAX_LOOPS 64
+
+/* A worker thread of the pool. Idle workers wait on their own condition variable in a
+ * stack, and a new job wakes the one idle last: the pool's working set of threads (their
+ * stacks, and the database connections each opens lazily) stays as small as the load's
+ * concurrency instead of cycling through every thread. */
+struct worker {
+    pthread_t thread;
+    pthread_cond_t wake;
+    httpd *server;
+    struct worker *up, *down;    /* neighbours in the idle stack */
+    bool idle;
+};
+
 struct httpd {
-    struct MHD_Daemon *daemon;
+    struct MHD_Daemon *daemon;   /* the first (or only) daemon */
+    struct MHD_Daemon *loops[MAX_LOOPS]; /* external mode: one daemon per caller's loop */
+    int wake[MAX_LOOPS];         /* eventfd per loop: MHD does not signal resumes itself there */
+    bool again[MAX_LOOPS];       /* resumed on the loop's own thread: run it again; that thread only */
+    unsigned nloops;
+    bool quiesced;
     httpd_config cfg;
     const httpd_route *routes;
     size_t nroutes;
     uint16_t port;
     metric *m_requests, *m_duration, *m_inflight;
     /* worker pool for blocking routes */
-    pthread_t *workers;
+    struct worker *workers;
     unsigned nworkers;
+    struct worker *idle_top;     /* idle workers, most recently idle first */
     pthread_mutex_t lock;
-    pthread_cond_t cond, idle;
+    pthread_cond_t idle;
     httpd_req *queue_head, *queue_tail;
     bool stopping;
     bool draining;               /* after httpd_stop began: new requests get 503 */
@@ -284,6 +307,20 @@ static void reject(httpd_req *r, int status, const char *code, const char *msg)
     ml_strlcpy(r->reject_msg, msg, sizeof(r->reject_msg));
 }
 
+/* The index of the external-mode daemon serving conn (0 otherwise). */
+static unsigned loop_of(const httpd *h, struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci;
+
+    if (h->nloops < 2 || !(ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_DAEMON)))
+        return 0;
+    for (unsigned i = 0; i < h->nloops; i++) {
+        if (h->loops[i] == ci->daemon)
+            return i;
+    }
+    return 0;
+}
+
 /* Finds the route; on a miss decides between 404 and 405 (with Allow). */
 static void route_request(httpd *h, httpd_req *r)
 {
@@ -332,6 +369,7 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
         return NULL;
     r->server = h;
     r->conn = conn;
+    r->loop = loop_of(h, conn);
     r->method = method;
     r->started_ms = ml_now_ms();
     r->path = strdup(url);
@@ -406,12 +444,32 @@ static httpd_result run_handler(httpd_req *r)
     return res;
 }
 
+/* The external-mode loop this thread runs, if any (set by httpd_loop_run). */
+static _Thread_local const httpd *tl_server;
+static _Thread_local unsigned tl_loop;
+
+/* Without internal threads MHD leaves it to the loop to run again after a resume: a note
+ * when the loop's own thread resumed, an eventfd write from any other thread. */
+static void resume(httpd_req *r)
+{
+    httpd *h = r->server;
+    uint64_t one = 1;
+
+    MHD_resume_connection(r->conn);
+    if (!h->cfg.external)
+        return;
+    if (tl_server == h && tl_loop == r->loop)
+        h->again[r->loop] = true;
+    else if (write(h->wake[r->loop], &one, sizeof(one)) < 0)
+        ml_log_warn("http server: cannot wake loop %u: %s", r->loop, strerror(errno));
+}
+
 void httpd_complete(httpd_req *req)
 {
     /* Resume only a connection that is already suspended; if the handler's thread has not
      * suspended it yet, suspend_running() sees ST_COMPLETED and resumes it itself. */
     if (atomic_exchange(&req->state, ST_COMPLETED) == ST_SUSPENDED)
-        MHD_resume_connection(req->conn);
+        resume(req);
 }
 
 /* Suspends a running request's connection; safe against a concurrent httpd_complete. */
@@ -421,7 +479,30 @@ static void suspend_running(httpd_req *r)
 
     MHD_suspend_connection(r->conn);
     if (!atomic_compare_exchange_strong(&r->state, &expected, ST_SUSPENDED))
-        MHD_resume_connection(r->conn); /* completed meanwhile: come back and send */
+        resume(r); /* completed meanwhile: come back and send */
+}
+
+/* Idle stack operations; h->lock held. */
+static void idle_push(httpd *h, struct worker *w)
+{
+    w->up = NULL;
+    w->down = h->idle_top;
+    if (h->idle_top)
+        h->idle_top->up = w;
+    h->idle_top = w;
+    w->idle = true;
+}
+
+static void idle_remove(httpd *h, struct worker *w)
+{
+    if (w->up)
+        w->up->down = w->down;
+    else
+        h->idle_top = w->down;
+    if (w->down)
+        w->down->up = w->up;
+    w->up = w->down = NULL;
+    w->idle = false;
 }
 
 static void enqueue_job(httpd *h, httpd_req *r)
@@ -433,20 +514,30 @@ static void enqueue_job(httpd *h, httpd_req *r)
     else
         h->queue_head = r;
     h->queue_tail = r;
-    pthread_cond_signal(&h->cond);
+    if (h->idle_top) {
+        struct worker *w = h->idle_top;
+        idle_remove(h, w);
+        pthread_cond_signal(&w->wake);
+    }
     pthread_mutex_unlock(&h->lock);
 }
 
 static void *worker_main(void *arg)
 {
-    httpd *h = arg;
+    struct worker *w = arg;
+    httpd *h = w->server;
 
     for (;;) {
         httpd_req *r;
 
         pthread_mutex_lock(&h->lock);
-        while (!h->queue_head && !h->stopping)
-            pthread_cond_wait(&h->cond, &h->lock);
+        while (!h->queue_head && !h->stopping) {
+            if (!w->idle)
+                idle_push(h, w);
+            pthread_cond_wait(&w->wake, &h->lock);
+        }
+        if (w->idle) /* woken spuriously or by stopping, not popped */
+            idle_remove(h, w);
         r = h->queue_head;
         if (!r) {
             pthread_mutex_unlock(&h->lock);
@@ -579,12 +670,17 @@ static void register_metrics(httpd *h)
 
 static int start_workers(httpd *h)
 {
-    h->workers = calloc(h->cfg.workers, sizeof(pthread_t));
+    h->workers = calloc(h->cfg.workers, sizeof(*h->workers));
     if (!h->workers)
         return ML_ERR;
     for (; h->nworkers < h->cfg.workers; h->nworkers++) {
-        if (pthread_create(&h->workers[h->nworkers], NULL, worker_main, h) != 0)
+        struct worker *w = &h->workers[h->nworkers];
+        w->server = h;
+        pthread_cond_init(&w->wake, NULL);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+            pthread_cond_destroy(&w->wake);
             return ML_ERR;
+        }
     }
     return ML_OK;
 }
@@ -593,13 +689,17 @@ static void stop_workers(httpd *h)
 {
     pthread_mutex_lock(&h->lock);
     h->stopping = true;
-    pthread_cond_broadcast(&h->cond);
-    pthread_mutex_unlock(&h->lock);
     for (unsigned i = 0; i < h->nworkers; i++)
-        pthread_join(h->workers[i], NULL);
+        pthread_cond_signal(&h->workers[i].wake);
+    pthread_mutex_unlock(&h->lock);
+    for (unsigned i = 0; i < h->nworkers; i++) {
+        pthread_join(h->workers[i].thread, NULL);
+        pthread_cond_destroy(&h->workers[i].wake);
+    }
     free(h->workers);
     h->workers = NULL;
     h->nworkers = 0;
+    h->idle_top = NULL;
 }
 
 static void apply_defaults(httpd_config *c)
@@ -618,7 +718,7 @@ static void apply_defaults(httpd_config *c)
         c->drain_timeout_s = 30;
 }
 
-static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa)
+static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa, bool external)
 {
     struct MHD_OptionItem opts[] = {
         { MHD_OPTION_SOCK_ADDR, 0, sa },
@@ -627,14 +727,90 @@ static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa)
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h },
         { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
         /* a pool of one is no pool: MHD wants the option absent then */
-        { h->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+        { !external && h->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
           (intptr_t)h->cfg.threads, NULL },
         { MHD_OPTION_END, 0, NULL },
     };
+    unsigned flags = MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
+                     (external ? MHD_USE_EPOLL | MHD_USE_TURBO : MHD_USE_EPOLL_INTERNAL_THREAD);
 
-    return MHD_start_daemon(MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                                MHD_USE_ERROR_LOG,
-                            0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, h, MHD_OPTION_ARRAY, opts,
+                            MHD_OPTION_END);
+}
+
+/* External mode: one daemon per loop, all listening on the same port (SO_REUSEPORT), so the
+ * kernel spreads connections over the caller's loops. */
+static int start_daemons(httpd *h, struct sockaddr_in *sa)
+{
+    const union MHD_DaemonInfo *info;
+
+    if (!h->cfg.external) {
+        h->daemon = start_daemon(h, sa, false);
+        return h->daemon ? ML_OK : ML_ERR;
+    }
+    for (; h->nloops < h->cfg.threads && h->nloops < MAX_LOOPS; h->nloops++) {
+        h->wake[h->nloops] = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        h->loops[h->nloops] = start_daemon(h, sa, true);
+        if (h->wake[h->nloops] < 0 || !h->loops[h->nloops]) {
+            h->nloops++; /* stop_daemons frees what this one got */
+            return ML_ERR;
+        }
+        if (h->nloops == 0 && (info = MHD_get_daemon_info(h->loops[0], MHD_DAEMON_INFO_BIND_PORT)))
+            sa->sin_port = htons(info->port); /* port 0: the others join the one picked */
+    }
+    h->daemon = h->loops[0];
+    return ML_OK;
+}
+
+static void stop_daemons(httpd *h)
+{
+    if (!h->cfg.external && h->daemon)
+        MHD_stop_daemon(h->daemon);
+    for (unsigned i = 0; i < h->nloops; i++) {
+        if (h->loops[i])
+            MHD_stop_daemon(h->loops[i]);
+        if (h->wake[i] >= 0)
+            close(h->wake[i]);
+    }
+    h->daemon = NULL;
+    h->nloops = 0;
+}
+
+unsigned httpd_loops(const httpd *h)
+{
+    return h->nloops;
+}
+
+int httpd_loop_fd(const httpd *h, unsigned i, int *wake_fd)
+{
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->loops[i], MHD_DAEMON_INFO_EPOLL_FD);
+
+    *wake_fd = h->wake[i];
+    return info ? info->epoll_fd : -1;
+}
+
+void httpd_loop_run(httpd *h, unsigned i)
+{
+    tl_server = h;
+    tl_loop = i;
+    h->again[i] = false;
+    MHD_run(h->loops[i]);
+}
+
+bool httpd_loop_again(const httpd *h, unsigned i)
+{
+    return h->again[i];
+}
+
+int64_t httpd_loop_timeout_ms(httpd *h, unsigned i)
+{
+    MHD_UNSIGNED_LONG_LONG t;
+
+    if (h->again[i])
+        return 0;
+    if (MHD_get_timeout(h->loops[i], &t) != MHD_YES)
+        return -1;
+    return t > INT64_MAX ? INT64_MAX : (int64_t)t;
 }
 
 static int bind_address(const httpd_config *c, struct sockaddr_in *sa, char *err, size_t errlen)
@@ -669,7 +845,6 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
     h->routes = routes;
     h->nroutes = nroutes;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
     pthread_cond_init(&h->idle, NULL);
     if (bind_address(&h->cfg, &sa, err, errlen) != ML_OK)
         goto fail;
@@ -678,8 +853,7 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
         ml_snprintf(err, errlen, "cannot start worker threads");
         goto fail;
     }
-    h->daemon = start_daemon(h, &sa);
-    if (!h->daemon) {
+    if (start_daemons(h, &sa) != ML_OK) {
         ml_snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
                     h->cfg.bind_addr ? h->cfg.bind_addr : "0.0.0.0", h->cfg.port);
         goto fail;
@@ -688,9 +862,9 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
     h->port = info ? info->port : h->cfg.port;
     return h;
 fail:
+    stop_daemons(h);
     stop_workers(h);
     pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->cond);
     pthread_cond_destroy(&h->idle);
     free(h);
     return NULL;
@@ -719,28 +893,35 @@ static bool drain(httpd *h)
     return drained;
 }
 
-void httpd_stop(httpd *h)
+bool httpd_drain(httpd *h)
 {
     MHD_socket fd;
 
-    if (!h)
-        return;
     pthread_mutex_lock(&h->lock);
     h->draining = true;
     pthread_mutex_unlock(&h->lock);
-    fd = MHD_quiesce_daemon(h->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
-    if (!drain(h)) {
+    for (unsigned i = 0; !h->quiesced && i < (h->cfg.external ? h->nloops : 1); i++) {
+        fd = MHD_quiesce_daemon(h->cfg.external ? h->loops[i] : h->daemon);
+        if (fd != MHD_INVALID_SOCKET)
+            close(fd);
+    }
+    h->quiesced = true;
+    return drain(h);
+}
+
+void httpd_stop(httpd *h)
+{
+    if (!h)
+        return;
+    if (!httpd_drain(h)) {
         /* Handlers still hold requests; freeing now would be a use-after-free. Leave the
          * server to the process exit rather than corrupt memory. */
         ml_log_warn("http server stopped with %ld requests still in flight", h->inflight);
         return;
     }
-    MHD_stop_daemon(h->daemon);
+    stop_daemons(h);
     stop_workers(h);
     pthread_mutex_destroy(&h->lock);
-    pthread_cond_destroy(&h->cond);
     pthread_cond_destroy(&h->idle);
     free(h);
 }

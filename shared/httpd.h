@@ -62,6 +62,7 @@ typedef struct httpd_config {
     unsigned conn_timeout_s;/* idle connection timeout; 0: 60 */
     unsigned drain_timeout_s; /* httpd_stop waits this long for in-flight requests; 0: 30 */
     metrics_registry *metrics; /* optional: per-route metrics and GET /metrics */
+    bool external;          /* no MHD threads: the caller runs `threads` loops (httpd_loop_*) */
 } httpd_config;
 
 /* Starts serving routes (the array must outlive the server). On failure returns NULL and
@@ -70,6 +71,24 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
                    char *err, size_t errlen);
 /* Stops accepting, waits (bounded) for in-flight requests, stops and frees the server. */
 void httpd_stop(httpd *h);
+
+/* Stops listening, answers new requests on open connections with 503 and waits (up to the
+ * drain timeout) for in-flight requests; true when none is left. httpd_stop does this too;
+ * in external mode the caller's loops must keep running until it returns. */
+bool httpd_drain(httpd *h);
+
+/* External mode (cfg.external): the caller runs one event loop per daemon, always from the
+ * same thread. Loop i calls httpd_loop_run(h, i) when MHD's epoll fd (returned by
+ * httpd_loop_fd) is readable, when the eventfd *wake_fd is (after reading its 8 bytes: a
+ * request was completed on another thread), when httpd_loop_again says a request was
+ * completed on the loop's own thread, and when httpd_loop_timeout_ms(h, i) (-1: none) has
+ * passed. The loops must have stopped before httpd_stop frees the daemons. httpd_loops is
+ * 0 in the default mode. */
+unsigned httpd_loops(const httpd *h);
+int httpd_loop_fd(const httpd *h, unsigned i, int *wake_fd);
+void httpd_loop_run(httpd *h, unsigned i);
+bool httpd_loop_again(const httpd *h, unsigned i);
+int64_t httpd_loop_timeout_ms(httpd *h, unsigned i);
 uint16_t httpd_port(const httpd *h);
 
 /* Request accessors. Strings live until the response is sent. */

@@ -134,6 +134,7 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     hc.workers = (unsigned)s->http_workers;
     hc.drain_timeout_s = (unsigned)s->drain_timeout_s;
     hc.metrics = s->metrics;
+    hc.external = s->http_external;
     s->http = httpd_start(&hc, s->routes, nroutes + 2, err, sizeof(err));
     if (!s->http) {
         ml_log_error("cannot start HTTP server: %s", err);

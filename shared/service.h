@@ -21,6 +21,7 @@ typedef struct svc {
     /* common configuration */
     int64_t port, http_threads, http_workers, drain_timeout_s, startup_timeout_s;
     const char *bind_addr, *log_level;
+    bool http_external;  /* set before svc_start_http: the caller runs the HTTP loops */
     /* the effective table: service-specific variables plus the common ones */
     cfg_var vars[SVC_MAX_CONFIG];
     size_t nvars;

@@ -3,10 +3,12 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,11 +66,42 @@ int ml_snprintf(char *dst, size_t size, const char *fmt, ...)
     return (n < 0 || (size_t)n >= size) ? ML_ERR : ML_OK;
 }
 
+/* Random bytes for UUIDs come from a small per-thread pool of getrandom() output: libuuid's
+ * uuid_generate_random costs six system calls per id, which showed on every request's
+ * X-Request-Id. A forked child drops its copy of the pool so no id is ever issued twice. */
+#define UUID_POOL_BYTES 256
+static _Thread_local unsigned char uuid_pool[UUID_POOL_BYTES];
+static _Thread_local size_t uuid_pool_left;
+static pthread_once_t uuid_once = PTHREAD_ONCE_INIT;
+
+static void uuid_pool_forget(void)
+{
+    uuid_pool_left = 0;
+}
+
+static void uuid_pool_register(void)
+{
+    pthread_atfork(NULL, NULL, uuid_pool_forget);
+}
+
 void ml_uuid(char out[ML_UUID_LEN])
 {
     uuid_t u;
 
-    uuid_generate_random(u);
+    pthread_once(&uuid_once, uuid_pool_register);
+    if (uuid_pool_left < sizeof(u)) {
+        if (getrandom(uuid_pool, sizeof(uuid_pool), 0) != (ssize_t)sizeof(uuid_pool)) {
+            uuid_generate_random(u);
+            uuid_unparse_lower(u, out);
+            return;
+        }
+        uuid_pool_left = sizeof(uuid_pool);
+    }
+    uuid_pool_left -= sizeof(u);
+    memcpy(u, uuid_pool + uuid_pool_left, sizeof(u));
+    memset(uuid_pool + uuid_pool_left, 0, sizeof(u));
+    u[6] = (unsigned char)((u[6] & 0x0f) | 0x40); /* version 4 */
+    u[8] = (unsigned char)((u[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     uuid_unparse_lower(u, out);
 }
 

@@ -5,6 +5,8 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <jwt.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -12,6 +14,66 @@
 #include "routes.h"
 
 #define MAX_JOSE_HEADER 1024
+#define CACHE_SLOTS 64
+#define CACHE_TOKEN_MAX 1024
+
+/* Verified tokens, per thread: a client sends the same token on every request, and
+ * decoding plus HMAC was the largest cost of the gateway's HTTP threads. An entry matches
+ * only the identical token under the identical secret; exp and nbf are checked again on
+ * every hit. Failures are never cached. */
+typedef struct cache_entry {
+    uint64_t secret_fp;
+    size_t len;
+    char token[CACHE_TOKEN_MAX];
+    int64_t exp, nbf; /* nbf = INT64_MIN when absent */
+    gw_principal who;
+} cache_entry;
+
+static pthread_key_t cache_key;
+static pthread_once_t cache_once = PTHREAD_ONCE_INIT;
+
+static void cache_key_create(void)
+{
+    if (pthread_key_create(&cache_key, free) != 0)
+        abort(); /* only at the first request: out of keys is a build-time mistake */
+}
+
+static uint64_t fnv1a(const char *p, size_t len)
+{
+    uint64_t h = 14695981039346656037ULL;
+
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* This thread's slot for token (allocating the table on first use); NULL when out of
+ * memory or the token is too long to cache. The table is freed when the thread exits. */
+static cache_entry *cache_slot(const char *token, size_t len)
+{
+    cache_entry *t;
+
+    if (len >= CACHE_TOKEN_MAX)
+        return NULL;
+    pthread_once(&cache_once, cache_key_create);
+    t = pthread_getspecific(cache_key);
+    if (!t) {
+        if (!(t = calloc(CACHE_SLOTS, sizeof(*t))) || pthread_setspecific(cache_key, t) != 0) {
+            free(t);
+            return NULL;
+        }
+    }
+    return &t[fnv1a(token, len) % CACHE_SLOTS];
+}
+
+static gw_auth_result check_times(int64_t exp, int64_t nbf, int64_t now_s, int64_t leeway_s)
+{
+    if (now_s - leeway_s > exp) /* not exp + leeway: exp may be near INT64_MAX */
+        return GW_AUTH_EXPIRED;
+    if (now_s + leeway_s < nbf)
+        return GW_AUTH_NOT_YET_VALID;
+    return GW_AUTH_OK;
+}
 
 int gw_base64url_decode(const char *in, size_t inlen, unsigned char *out, size_t outsize,
                         size_t *outlen)
@@ -103,33 +165,54 @@ static gw_auth_result check_header_alg(const char *token)
 }
 
 static gw_auth_result check_claims(jwt_t *jwt, int64_t now_s, int64_t leeway_s,
-                                   gw_principal *out)
+                                   cache_entry *out)
 {
     const char *sub;
     long exp, nbf;
+    gw_auth_result rc;
 
     errno = 0;
     exp = jwt_get_grant_int(jwt, "exp");
     if (errno != 0 || exp <= 0)
         return GW_AUTH_CLAIMS;
-    if (now_s > (int64_t)exp + leeway_s)
-        return GW_AUTH_EXPIRED;
     errno = 0;
     nbf = jwt_get_grant_int(jwt, "nbf");
-    if (errno == 0 && now_s + leeway_s < (int64_t)nbf)
-        return GW_AUTH_NOT_YET_VALID;
+    out->exp = (int64_t)exp;
+    out->nbf = errno == 0 ? (int64_t)nbf : INT64_MIN;
+    rc = check_times(out->exp, out->nbf, now_s, leeway_s);
+    if (rc != GW_AUTH_OK)
+        return rc;
     sub = jwt_get_grant(jwt, "sub");
-    if (!sub || !*sub || ml_strlcpy(out->sub, sub, sizeof(out->sub)) != ML_OK)
+    if (!sub || !*sub || ml_strlcpy(out->who.sub, sub, sizeof(out->who.sub)) != ML_OK)
         return GW_AUTH_CLAIMS;
-    out->scopes = gw_scopes_parse(jwt_get_grant(jwt, "scope"));
+    out->who.scopes = gw_scopes_parse(jwt_get_grant(jwt, "scope"));
     return GW_AUTH_OK;
+}
+
+/* Full verification of token; on GW_AUTH_OK fills *e (its token and key are the caller's). */
+static gw_auth_result verify_token(const char *token, const char *secret, int64_t now_s,
+                                   int64_t leeway_s, cache_entry *e)
+{
+    jwt_t *jwt = NULL;
+    gw_auth_result rc = check_header_alg(token);
+
+    if (rc != GW_AUTH_OK)
+        return rc;
+    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !jwt)
+        return GW_AUTH_INVALID;
+    /* pinned: a token that verified under another algorithm is still refused */
+    rc = jwt_get_alg(jwt) == JWT_ALG_HS256 ? check_claims(jwt, now_s, leeway_s, e) : GW_AUTH_ALG;
+    jwt_free(jwt);
+    return rc;
 }
 
 gw_auth_result gw_auth_bearer(const char *authorization, const char *secret, int64_t now_s,
                               int64_t leeway_s, gw_principal *out)
 {
     const char *token = NULL;
-    jwt_t *jwt = NULL;
+    cache_entry fresh = { 0 }, *slot;
+    uint64_t fp = fnv1a(secret, strlen(secret));
+    size_t len;
     gw_auth_result rc;
 
     memset(out, 0, sizeof(*out));
@@ -137,18 +220,27 @@ gw_auth_result gw_auth_bearer(const char *authorization, const char *secret, int
         return GW_AUTH_MISSING;
     if (bearer_token(authorization, &token) != ML_OK)
         return GW_AUTH_MALFORMED;
-    rc = check_header_alg(token);
+    len = strlen(token);
+    slot = cache_slot(token, len);
+    if (slot && slot->len == len && slot->secret_fp == fp && memcmp(slot->token, token, len) == 0) {
+        rc = check_times(slot->exp, slot->nbf, now_s, leeway_s);
+        if (rc == GW_AUTH_OK)
+            *out = slot->who;
+        return rc;
+    }
+    rc = verify_token(token, secret, now_s, leeway_s, &fresh);
     if (rc != GW_AUTH_OK)
         return rc;
-    if (jwt_decode(&jwt, token, (const unsigned char *)secret, (int)strlen(secret)) != 0 || !jwt)
-        return GW_AUTH_INVALID;
-    /* pinned: a token that verified under another algorithm is still refused */
-    rc = jwt_get_alg(jwt) == JWT_ALG_HS256 ? check_claims(jwt, now_s, leeway_s, out)
-                                           : GW_AUTH_ALG;
-    jwt_free(jwt);
-    if (rc != GW_AUTH_OK)
-        memset(out, 0, sizeof(*out));
-    return rc;
+    *out = fresh.who;
+    if (slot) {
+        memcpy(slot->token, token, len);
+        slot->len = len;
+        slot->secret_fp = fp;
+        slot->exp = fresh.exp;
+        slot->nbf = fresh.nbf;
+        slot->who = fresh.who;
+    }
+    return GW_AUTH_OK;
 }
 
 const char *gw_auth_reason(gw_auth_result r)

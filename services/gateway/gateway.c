@@ -293,7 +293,7 @@ static void call_limit(gw_call *c)
         snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
                  c->info.id[0] ? c->info.id : c->fn);
         c->limit_kind = "function";
-        c->limit_label = gw_labelcap_get(&a->fn_labels, c->info.name[0] ? c->info.name : c->fn);
+        c->limit_label = metrics_function_label(c->info.name[0] ? c->info.name : c->fn);
     }
     if (!c->limited) {
         call_proxy(c);
@@ -572,7 +572,7 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                          "reason");
     a->m_decisions = metrics_counter(reg, "minilambda_gateway_ratelimit_decisions_total",
                                      "Rate-limit decisions by limit kind, function (capped; "
-                                     "\"other\" beyond the cap) and decision.",
+                                     "_other beyond the cap) and decision.",
                                      "limit,function,decision");
     a->m_proxy_errors = metrics_counter(reg, "minilambda_gateway_proxy_errors_total",
                                         "Requests the gateway could not complete upstream, by kind.",
@@ -606,18 +606,14 @@ int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *
                         errlen) != ML_OK)
         return ML_ERR;
     a->limiter_ready = true;
-    if (gw_labelcap_init(&a->fn_labels, (size_t)cfg->metric_max_functions) != ML_OK) {
-        ml_snprintf(err, errlen, "out of memory");
-        return ML_ERR;
-    }
+    metrics_set_max_functions((size_t)cfg->metric_max_functions);
     register_metrics(a, reg);
     return ML_OK;
 }
 
-int gw_app_start(gw_app *a, char *err, size_t errlen)
+int gw_app_start(gw_app *a, httpd *http, char *err, size_t errlen)
 {
-    gw_proxy_config pc = { (unsigned)a->cfg.proxy_threads, (long)a->cfg.keepalive_conns,
-                           &a->limiter };
+    gw_proxy_config pc = { httpd_loops(http), (long)a->cfg.keepalive_conns, &a->limiter, http };
 
     a->proxy = gw_proxy_start(&pc, err, errlen);
     if (!a->proxy)
@@ -645,7 +641,6 @@ void gw_app_stop(gw_app *a)
 
 void gw_app_free(gw_app *a)
 {
-    gw_labelcap_free(&a->fn_labels);
     if (a->limiter_ready)
         gw_limiter_free(&a->limiter);
     a->limiter_ready = false;

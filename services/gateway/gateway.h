@@ -16,7 +16,6 @@
 
 #include "fncache.h"
 #include "httpd.h"
-#include "labelcap.h"
 #include "metrics.h"
 #include "proxy.h"
 #include "ratelimit.h"
@@ -33,7 +32,7 @@ typedef struct gw_settings {
     int64_t redis_timeout_ms, fn_cache_ttl_ms;
     int64_t upstream_timeout_s, connect_timeout_ms, invoke_margin_s, max_response_bytes;
     int64_t health_interval_ms, breaker_failures, breaker_open_ms, breaker_probes;
-    int64_t proxy_threads, keepalive_conns, metric_max_functions;
+    int64_t keepalive_conns, metric_max_functions;
     const char *aws_access_key, *aws_secret_key;
 } gw_settings;
 
@@ -53,7 +52,6 @@ typedef struct gw_app {
     gw_pool *pool_list[GW_NSVC];
     gw_limiter limiter;
     gw_fncache fns;
-    gw_labelcap fn_labels;
     gw_proxy *proxy;
     gw_health_checker *health;
     gw_route_ctx ctx[GW_MAX_ROUTES];
@@ -66,13 +64,14 @@ typedef struct gw_app {
  * NULL. ML_ERR with a reason in err. Free with gw_app_free (after gw_app_stop). */
 int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *err,
                 size_t errlen);
-/* Starts the proxy loops and the health checker. */
-int gw_app_start(gw_app *a, char *err, size_t errlen);
+/* Starts the proxy loops, one per daemon of the external-mode server http (which they then
+ * run), and the health checker. */
+int gw_app_start(gw_app *a, httpd *http, char *err, size_t errlen);
 /* From now on every new request is answered at once with 503 and Connection: close, so no
  * connection gets suspended while the HTTP server drains (libmicrohttpd aborts when it is
  * stopped with a suspended connection, and keep-alive clients keep sending). */
 void gw_app_drain(gw_app *a);
-/* Stops them; call after the HTTP server has drained. */
+/* Stops them; call after the HTTP server has drained (httpd_drain) and before httpd_stop. */
 void gw_app_stop(gw_app *a);
 void gw_app_free(gw_app *a);
 

@@ -41,9 +41,8 @@ static size_t gateway_vars(cfg_var *v)
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_FAILURES", "5", 1, 1000, "consecutive failures that open an instance's circuit breaker", &cfg.breaker_failures);
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_OPEN_MS", "5000", 100, 600000, "how long an open breaker refuses traffic before half-open probes", &cfg.breaker_open_ms);
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_PROBES", "2", 1, 100, "half-open: concurrent probes, and successes needed to close", &cfg.breaker_probes);
-    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_PROXY_THREADS", "1", 1, 64, "upstream event-loop threads (curl multi)", &cfg.proxy_threads);
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_KEEPALIVE_CONNECTIONS", "1024", 1, 100000, "idle keep-alive upstream connections kept per proxy thread", &cfg.keepalive_conns);
-    v[n++] = INT_VAR("MINILAMBDA_GATEWAY_METRIC_MAX_FUNCTIONS", "100", 1, 2000, "distinct function labels in gateway metrics (the rest: other)", &cfg.metric_max_functions);
+    v[n++] = INT_VAR("MINILAMBDA_METRICS_MAX_FUNCTIONS", "200", 1, 10000, "distinct function label values in metrics; the rest are counted as _other", &cfg.metric_max_functions);
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_ACCESS_KEY", CFG_STR, "", 0, 0, NULL,
                         "access key id accepted with SigV4 on the AWS Invoke API (empty: Bearer only)",
                         &cfg.aws_access_key, false };
@@ -78,15 +77,20 @@ int main(int argc, char **argv)
         health_add(&s.health, "lambda-executor", gw_app_check_pool, &app.pools[GW_SVC_EXECUTOR], false) != ML_OK ||
         deps_open(&d, &dcfg, DEPS_REDIS, NULL, true, &s) != ML_OK)
         goto out;
-    if (gw_app_start(&app, err, sizeof(err)) != ML_OK) {
+    /* MINILAMBDA_HTTP_THREADS loops, each serving its share of client connections and their
+     * upstream transfers; nothing is served before gw_app_start runs them */
+    s.http_external = true;
+    if (svc_start_http(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) != ML_OK)
+        goto out;
+    if (gw_app_start(&app, s.http, err, sizeof(err)) != ML_OK) {
         ml_log_error("gateway: %s", err);
         goto out;
     }
-    if (svc_start_http(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) != ML_OK)
-        goto out;
     svc_wait_ready(&s); /* nothing is required: this only logs what is still down */
     svc_wait_signal(&s);
     gw_app_drain(&app);
+    httpd_drain(s.http); /* the loops answer what is in flight, then stop */
+    gw_app_stop(&app);
     svc_stop_http(&s);
     rc = 0;
 out:

@@ -20,9 +20,16 @@
 /* epoll data.u64 of the non-curl descriptors; curl sockets carry their fd (< 2^31). */
 #define TAG_WAKE (1ULL << 40)
 #define TAG_REDIS (1ULL << 41)
+#define TAG_HTTP (1ULL << 42)
+#define TAG_HTTP_WAKE (1ULL << 43)
 
 struct gw_loop {
     pthread_t thread;
+    gw_proxy *proxy;
+    httpd *http;                 /* runs daemon http_idx of this server, or NULL */
+    unsigned http_idx;
+    int http_wake;
+    bool local_tasks;            /* tasks queued by this loop's own thread: do not sleep */
     bool inited, started;
     bool closed;                 /* loop thread gone: new work ends at once */
     CURLM *multi;
@@ -36,9 +43,18 @@ struct gw_loop {
     gw_xfer *active;             /* transfers in the multi handle (loop thread only) */
     CURL *free_easy[MAX_FREE_EASY];
     size_t nfree;
+    uint8_t *fds;                /* epoll state of curl's sockets by fd (FD_*); loop thread only */
+    size_t nfds;
 };
 
+/* A curl socket stays in the epoll set after curl lets go of it (an idle keep-alive
+ * connection): its next request then needs no epoll_ctl at all. Events on a parked socket
+ * (the upstream closed it) remove it for good. */
+enum { FD_UNREGISTERED = 0, FD_IN = 1, FD_OUT = 2, FD_ACTIVE = 4 };
+
 typedef gw_loop loop;
+
+static _Thread_local loop *self; /* the loop this thread runs, if any */
 
 struct gw_proxy {
     loop *loops;
@@ -95,22 +111,68 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return gw_hdr_capture_line(&x->resp_headers, ptr, n) == ML_OK ? n : 0;
 }
 
+/* The state slot of fd, grown on demand; NULL when out of memory. */
+static uint8_t *fd_slot(loop *l, curl_socket_t s)
+{
+    size_t want = (size_t)s + 1, n = l->nfds ? l->nfds : 64;
+    uint8_t *p;
+
+    if (want <= l->nfds)
+        return &l->fds[s];
+    while (n < want)
+        n *= 2;
+    if (!(p = realloc(l->fds, n)))
+        return NULL;
+    memset(p + l->nfds, 0, n - l->nfds);
+    l->fds = p;
+    l->nfds = n;
+    return &l->fds[s];
+}
+
+/* A new curl socket: whatever the fd number held before is gone from epoll with its close. */
+static int on_sockopt(void *ud, curl_socket_t s, curlsocktype purpose)
+{
+    uint8_t *st = fd_slot(ud, s);
+
+    ML_UNUSED(purpose);
+    if (st)
+        *st = FD_UNREGISTERED;
+    return st ? CURL_SOCKOPT_OK : CURL_SOCKOPT_ERROR;
+}
+
+static void fd_forget(loop *l, curl_socket_t s)
+{
+    epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+    l->fds[s] = FD_UNREGISTERED;
+}
+
 static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp)
 {
     loop *l = userp;
     struct epoll_event ev = { 0 };
+    uint8_t *st = fd_slot(l, s), want;
 
     ML_UNUSED(e);
     ML_UNUSED(socketp);
+    if (!st)
+        return -1;
     if (what == CURL_POLL_REMOVE) {
-        epoll_ctl(l->epfd, EPOLL_CTL_DEL, s, NULL);
+        *st &= (uint8_t)~FD_ACTIVE; /* parked; see FD_* */
         return 0;
     }
-    ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+    want = (uint8_t)(((what & CURL_POLL_IN) ? FD_IN : 0) | ((what & CURL_POLL_OUT) ? FD_OUT : 0));
+    ev.events = ((want & FD_IN) ? EPOLLIN : 0) | ((want & FD_OUT) ? EPOLLOUT : 0);
     ev.data.u64 = (uint64_t)s;
-    if (epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT &&
-        epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0)
+    if (*st != FD_UNREGISTERED && (*st & (FD_IN | FD_OUT)) == want) {
+        *st = want | FD_ACTIVE;
+        return 0;
+    }
+    if ((*st == FD_UNREGISTERED || epoll_ctl(l->epfd, EPOLL_CTL_MOD, s, &ev) != 0) &&
+        epoll_ctl(l->epfd, EPOLL_CTL_ADD, s, &ev) != 0) {
         ml_log_warn("proxy: epoll_ctl(ADD, %d): %s", (int)s, strerror(errno));
+        return -1;
+    }
+    *st = want | FD_ACTIVE;
     return 0;
 }
 
@@ -193,6 +255,8 @@ static int configure(CURL *e, gw_xfer *x)
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->error) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, x->loop) != CURLE_OK ||
         set_method(e, x) != ML_OK)
         goto out;
     rc = ML_OK;
@@ -324,41 +388,59 @@ static void run_tasks(loop *l, gw_task *q, bool cancelled)
 /* Runs the submitted tasks (cancelled when stopping); false once the loop must stop. */
 static bool take_queue(loop *l)
 {
-    uint64_t v;
-    bool stopping;
-    gw_task *q;
+    bool stopping = false;
+    gw_task *q = pop_queue(l, &stopping);
 
-    if (read(l->evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
-        ml_log_warn("proxy: eventfd read: %s", strerror(errno));
-    q = pop_queue(l, &stopping);
     run_tasks(l, q, stopping);
     return !stopping;
+}
+
+static void drain_wake(int evfd)
+{
+    uint64_t v;
+
+    if (read(evfd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+        ml_log_warn("proxy: eventfd read: %s", strerror(errno));
 }
 
 /* epoll timeout: until curl's timer or the Redis connection's next deadline. */
 static int wait_ms(loop *l)
 {
     int64_t now = ml_now_ms(), rl_due = l->rl ? gw_rl_tick(l->rl, now) : -1, due = l->deadline_ms;
-    int64_t left;
+    int64_t http = l->http ? httpd_loop_timeout_ms(l->http, l->http_idx) : -1, left;
 
+    if (l->local_tasks)
+        return 0;
     if (rl_due >= 0 && (due < 0 || rl_due < due))
         due = rl_due;
+    if (http >= 0 && (due < 0 || now + http < due))
+        due = now + http;
     if (due < 0)
         return -1;
     left = due - now;
     return left < 0 ? 0 : (left > 60000 ? 60000 : (int)left);
 }
 
-static void dispatch(loop *l, const struct epoll_event *ev, bool *go)
+static void dispatch(loop *l, const struct epoll_event *ev)
 {
     int flags = 0, running = 0;
 
     if (ev->data.u64 == TAG_WAKE) {
-        *go = take_queue(l) && *go;
+        drain_wake(l->evfd);
+        return;
+    }
+    if (ev->data.u64 == TAG_HTTP_WAKE || ev->data.u64 == TAG_HTTP) {
+        if (ev->data.u64 == TAG_HTTP_WAKE)
+            drain_wake(l->http_wake);
+        httpd_loop_run(l->http, l->http_idx);
         return;
     }
     if (ev->data.u64 == TAG_REDIS) {
         gw_rl_io(l->rl, ev->events);
+        return;
+    }
+    if ((size_t)ev->data.u64 < l->nfds && !(l->fds[ev->data.u64] & FD_ACTIVE)) {
+        fd_forget(l, (curl_socket_t)ev->data.u64); /* a parked connection closed or errored */
         return;
     }
     flags |= (ev->events & EPOLLIN) ? CURL_CSELECT_IN : 0;
@@ -374,23 +456,48 @@ static void *loop_main(void *arg)
     int running = 0;
     bool go = true;
 
+    self = l;
     while (go) {
         int n = epoll_wait(l->epfd, evs, MAX_EVENTS, wait_ms(l));
 
         for (int i = 0; i < n; i++)
-            dispatch(l, &evs[i], &go);
+            dispatch(l, &evs[i]);
+        l->local_tasks = false;
+        go = take_queue(l);
         if (l->deadline_ms >= 0 && ml_now_ms() >= l->deadline_ms) {
             l->deadline_ms = -1;
             curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
         }
         drain_done(l);
+        /* responses completed above go out now; n == 0: the server's own timers */
+        if (l->http && (n == 0 || httpd_loop_again(l->http, l->http_idx)))
+            httpd_loop_run(l->http, l->http_idx);
+        gw_rl_flush(l->rl);
     }
     return NULL;
 }
 
 /* ---- life cycle ---- */
 
-static int loop_init(loop *l, const gw_proxy_config *cfg)
+/* Adds daemon idx of an external-mode server to l's epoll set. */
+static int attach_http(loop *l, httpd *http, unsigned idx)
+{
+    struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_HTTP };
+    struct epoll_event wev = { .events = EPOLLIN, .data.u64 = TAG_HTTP_WAKE };
+    int wake = -1, fd = idx < httpd_loops(http) ? httpd_loop_fd(http, idx, &wake) : -1;
+
+    if (fd < 0 || wake < 0)
+        return ML_ERR;
+    l->http = http;
+    l->http_idx = idx;
+    l->http_wake = wake;
+    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) == 0 &&
+                   epoll_ctl(l->epfd, EPOLL_CTL_ADD, wake, &wev) == 0
+               ? ML_OK
+               : ML_ERR;
+}
+
+static int loop_init(loop *l, gw_proxy *p, unsigned idx, const gw_proxy_config *cfg)
 {
     struct epoll_event ev = { .events = EPOLLIN, .data.u64 = TAG_WAKE };
 
@@ -400,6 +507,7 @@ static int loop_init(loop *l, const gw_proxy_config *cfg)
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     l->multi = curl_multi_init();
     l->limiter = cfg->limiter;
+    l->proxy = p;
     pthread_mutex_init(&l->lock, NULL);
     if (l->epfd < 0 || l->evfd < 0 || !l->multi)
         return ML_ERR;
@@ -412,6 +520,8 @@ static int loop_init(loop *l, const gw_proxy_config *cfg)
         curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l) != CURLM_OK ||
         curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS,
                           cfg->max_connections > 0 ? cfg->max_connections : 1024L) != CURLM_OK)
+        return ML_ERR;
+    if (cfg->http && attach_http(l, cfg->http, idx) != ML_OK)
         return ML_ERR;
     if (pthread_create(&l->thread, NULL, loop_main, l) != 0)
         return ML_ERR;
@@ -442,6 +552,7 @@ static void loop_free(loop *l)
         curl_easy_cleanup(l->free_easy[--l->nfree]);
     if (l->multi)
         curl_multi_cleanup(l->multi);
+    free(l->fds);
     if (l->epfd >= 0)
         close(l->epfd);
     if (l->evfd >= 0)
@@ -471,7 +582,7 @@ gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen)
     for (unsigned i = 0; i < p->n; i++)
         p->loops[i].epfd = p->loops[i].evfd = -1;
     for (unsigned i = 0; i < p->n; i++) {
-        if (loop_init(&p->loops[i], &c) != ML_OK) {
+        if (loop_init(&p->loops[i], p, i, &c) != ML_OK) {
             ml_snprintf(err, errlen, "cannot start proxy loop %u: %s", i, strerror(errno));
             gw_proxy_stop(p);
             return NULL;
@@ -506,7 +617,8 @@ void gw_proxy_stop(gw_proxy *p)
 
 void gw_proxy_run(gw_proxy *p, gw_task *t)
 {
-    loop *l = &p->loops[atomic_fetch_add(&p->rr, 1) % p->n];
+    bool here = self && self->proxy == p; /* runs after this loop's current batch: no wake */
+    loop *l = here ? self : &p->loops[atomic_fetch_add(&p->rr, 1) % p->n];
     bool was_empty;
 
     t->next = NULL;
@@ -518,7 +630,9 @@ void gw_proxy_run(gw_proxy *p, gw_task *t)
         l->queue_head = t;
     l->queue_tail = t;
     pthread_mutex_unlock(&l->lock);
-    if (was_empty)
+    if (here)
+        l->local_tasks = true;
+    else if (was_empty)
         wake(l);
 }
 

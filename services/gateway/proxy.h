@@ -4,7 +4,9 @@
  *
  * Each loop thread owns one curl multi handle (and so its pool of keep-alive connections to
  * the upstreams), one Redis connection (gw_rl), an epoll set fed by both, and an eventfd
- * through which other threads hand it tasks. Thousands of transfers wait concurrently on a
+ * through which other threads hand it tasks. Given an external-mode HTTP server, loop i also
+ * runs the server's daemon i: a client request then lives on one thread from its first byte
+ * to its response, with no hand-over between threads. Thousands of transfers wait concurrently on a
  * loop without a thread each; a slow upstream call costs a socket and a gw_xfer, nothing else.
  * Threading: gw_proxy_run and gw_proxy_submit are callable from any thread; everything else
  * (tasks, gw_loop_* calls, completion callbacks) happens on a loop thread. */
@@ -17,6 +19,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "httpd.h"
 #include "ratelimit.h"
 #include "upstream.h"
 
@@ -84,6 +87,7 @@ typedef struct gw_proxy_config {
     unsigned threads;        /* loop threads; 0: 1 */
     long max_connections;    /* keep-alive cache per loop (CURLMOPT_MAXCONNECTS); 0: 1024 */
     gw_limiter *limiter;     /* for gw_loop_limit; NULL: every decision allows */
+    httpd *http;             /* external-mode server whose daemons the loops run, or NULL */
 } gw_proxy_config;
 
 /* Starts the loop threads. NULL with a reason in err on failure. */
@@ -92,7 +96,8 @@ gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen);
  * GW_XFER_SHUTDOWN, pending rate-limit decisions are made in memory. Frees p. */
 void gw_proxy_stop(gw_proxy *p);
 
-/* Hands a task to a loop (round-robin). Never blocks. */
+/* Hands a task to a loop: the calling loop itself when called on one (run after the current
+ * batch of events), otherwise round-robin. Never blocks. */
 void gw_proxy_run(gw_proxy *p, gw_task *t);
 /* Hands x to a loop to start (round-robin). x->inst must be set. Never blocks. */
 void gw_proxy_submit(gw_proxy *p, gw_xfer *x);

@@ -34,8 +34,10 @@ struct gw_rl {
     bool connected, freeing;
     int epfd, fd;
     uint64_t tag;
-    uint32_t mask;
+    uint32_t mask, registered_mask;
     bool registered;
+    bool write_due;              /* commands appended, written by gw_rl_flush */
+    bool flushing;
     pending *head, *tail;
     int64_t connect_deadline_ms, retry_at_ms, backoff_ms;
     char last_error[160];
@@ -159,16 +161,42 @@ static void update_epoll(gw_rl *rl)
 {
     struct epoll_event ev = { .events = rl->mask, .data.u64 = rl->tag };
 
-    if (epoll_ctl(rl->epfd, rl->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, rl->fd, &ev) == 0)
+    if (rl->registered && rl->registered_mask == rl->mask)
+        return;
+    if (epoll_ctl(rl->epfd, rl->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, rl->fd, &ev) == 0) {
         rl->registered = true;
-    else
+        rl->registered_mask = rl->mask;
+    } else {
         ml_log_warn("rate limiter: epoll_ctl: %s", strerror(errno));
+    }
 }
 
 static void ev_add_read(void *d) { gw_rl *rl = d; rl->mask |= EPOLLIN; update_epoll(rl); }
 static void ev_del_read(void *d) { gw_rl *rl = d; rl->mask &= ~(uint32_t)EPOLLIN; update_epoll(rl); }
-static void ev_add_write(void *d) { gw_rl *rl = d; rl->mask |= EPOLLOUT; update_epoll(rl); }
-static void ev_del_write(void *d) { gw_rl *rl = d; rl->mask &= ~(uint32_t)EPOLLOUT; update_epoll(rl); }
+
+/* On a connected socket, commands appended during a loop iteration are written once at its
+ * end (gw_rl_flush) without asking epoll for writability; only a write the socket could not
+ * take whole, or a connect in progress, waits for EPOLLOUT. */
+static void ev_add_write(void *d)
+{
+    gw_rl *rl = d;
+
+    if (rl->connected && !rl->flushing) {
+        rl->write_due = true;
+        return;
+    }
+    rl->mask |= EPOLLOUT;
+    update_epoll(rl);
+}
+
+static void ev_del_write(void *d)
+{
+    gw_rl *rl = d;
+
+    rl->write_due = false;
+    rl->mask &= ~(uint32_t)EPOLLOUT;
+    update_epoll(rl);
+}
 
 static void ev_cleanup(void *d)
 {
@@ -177,7 +205,8 @@ static void ev_cleanup(void *d)
     if (rl->registered)
         epoll_ctl(rl->epfd, EPOLL_CTL_DEL, rl->fd, NULL);
     rl->registered = false;
-    rl->mask = 0;
+    rl->mask = rl->registered_mask = 0;
+    rl->write_due = false;
 }
 
 /* The context is gone (hiredis frees it after these callbacks): schedule a reconnect. The
@@ -393,6 +422,16 @@ void gw_rl_take(gw_rl *rl, const char *key, gcra_limit lim, gw_limit_fn done, vo
         return;
     }
     complete_in_memory(rl, p, rl->last_error[0] ? rl->last_error : "cannot send to Redis");
+}
+
+void gw_rl_flush(gw_rl *rl)
+{
+    if (!rl || !rl->ac || !rl->write_due)
+        return;
+    rl->write_due = false;
+    rl->flushing = true;
+    redisAsyncHandleWrite(rl->ac); /* may free the context on an error: see lost() */
+    rl->flushing = false;
 }
 
 void gw_rl_io(gw_rl *rl, uint32_t events)

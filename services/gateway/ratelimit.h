@@ -66,6 +66,8 @@ void gw_rl_free(gw_rl *rl);
 void gw_rl_take(gw_rl *rl, const char *key, gcra_limit lim, gw_limit_fn done, void *ud);
 /* Handles epoll events for the connection's socket. */
 void gw_rl_io(gw_rl *rl, uint32_t events);
+/* Writes the commands appended since the last call; the loop calls it before it waits. */
+void gw_rl_flush(gw_rl *rl);
 /* Expires timed-out commands; returns the next time (monotonic ms) it needs a call, or -1. */
 int64_t gw_rl_tick(gw_rl *rl, int64_t now_ms);
 

@@ -8,7 +8,7 @@ build=${1:-build}
 out="$root/docs/benchmarks.md"
 dur=${BENCH_DURATION:-5}s runs=${BENCH_RUNS:-3}
 work=$(mktemp -d)
-UP=31701 NGINX=31780 GW=31781 REDIS=31779
+UP=31901 NGINX=31902 GW=31903 REDIS=31904
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -6,6 +6,8 @@
 #include <cmocka.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "buf.h"
 
@@ -99,12 +101,43 @@ static void test_strings_and_uuid(void **state)
     assert_int_equal(ml_uuid_valid("../../etc/passwd-0000-0000-000000000"), ML_ERR);
 }
 
+/* Ids stay version-4 and distinct across refills of the random pool, and a forked child
+ * never repeats its parent's next id. */
+static void test_uuid_pool(void **state)
+{
+    char seen[100][ML_UUID_LEN], parent[ML_UUID_LEN], child[ML_UUID_LEN] = "";
+    int fds[2];
+    pid_t pid;
+    (void)state;
+    for (int i = 0; i < 100; i++) {
+        ml_uuid(seen[i]);
+        assert_int_equal(seen[i][14], '4');
+        assert_non_null(strchr("89ab", seen[i][19]));
+        for (int j = 0; j < i; j++)
+            assert_string_not_equal(seen[i], seen[j]);
+    }
+    assert_int_equal(pipe(fds), 0);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        ml_uuid(child);
+        _exit(write(fds[1], child, sizeof(child)) == (ssize_t)sizeof(child) ? 0 : 1);
+    }
+    ml_uuid(parent);
+    assert_int_equal(read(fds[0], child, sizeof(child)), (ssize_t)sizeof(child));
+    waitpid(pid, NULL, 0);
+    close(fds[0]);
+    close(fds[1]);
+    assert_string_not_equal(parent, child);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_zeroed_is_empty), cmocka_unit_test(test_append_and_printf),
         cmocka_unit_test(test_hard_max),        cmocka_unit_test(test_binary_and_steal),
         cmocka_unit_test(test_parse_int),       cmocka_unit_test(test_strings_and_uuid),
+        cmocka_unit_test(test_uuid_pool),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "health.h"
 #include "httpd.h"
@@ -140,6 +142,24 @@ static httpd_result h_async(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_ASYNC;
 }
 
+/* Which worker threads ran the blocking /who route. */
+static pthread_t seen[64];
+static atomic_int nseen;
+
+static httpd_result h_who(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    pthread_t self = pthread_self();
+    int n = atomic_load(&nseen), i = 0;
+    (void)req;
+    (void)ud;
+    while (i < n && !pthread_equal(seen[i], self))
+        i++;
+    if (i == n && n < 64)
+        seen[atomic_fetch_add(&nseen, 1)] = self;
+    httpd_resp_text(resp, 200, "text/plain", "me");
+    return HTTPD_DONE;
+}
+
 static health hs;
 static int dep_up = 1;
 static int check_dep(void *ud, char *err, size_t len)
@@ -161,6 +181,7 @@ static const httpd_route routes[] = {
     { "GET", "/fast", h_fast, NULL, 0, false },
     { "GET", "/async", h_async, NULL, 0, false },
     { "GET", "/health", health_handler, &hs, 0, true },
+    { "GET", "/who", h_who, NULL, 0, true },
 };
 
 static httpd *start(void)
@@ -321,6 +342,92 @@ static void test_graceful_stop(void **state)
     reply_free(&slow.r);
 }
 
+/* Sequential blocking requests keep landing on the worker that was idle last, so a quiet
+ * server touches one or two of its workers, not all of them in turn. */
+static void test_workers_reused_lifo(void **state)
+{
+    httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 1, .workers = 8 };
+    char err[128];
+    httpd *h = httpd_start(&cfg, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    reply r;
+    (void)state;
+    assert_non_null(h);
+    atomic_store(&nseen, 0);
+    for (int i = 0; i < 40; i++) {
+        request(httpd_port(h), "GET", "/who", NULL, NULL, 0, &r);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+    }
+    assert_true(atomic_load(&nseen) <= 2);
+    httpd_stop(h);
+}
+
+/* External mode: two loops of the test's own run the daemons; inline, blocking and
+ * asynchronous routes all answer, and draining then stopping is clean. */
+typedef struct ext_loop {
+    httpd *h;
+    unsigned idx;
+    atomic_bool stop;
+    pthread_t t;
+} ext_loop;
+
+static void *ext_loop_main(void *arg)
+{
+    ext_loop *l = arg;
+    int ep = epoll_create1(0), wake = -1, fd = httpd_loop_fd(l->h, l->idx, &wake);
+    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd }, out[8];
+    struct epoll_event wev = { .events = EPOLLIN, .data.fd = wake };
+
+    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+    epoll_ctl(ep, EPOLL_CTL_ADD, wake, &wev);
+    while (!atomic_load(&l->stop)) {
+        int64_t t = httpd_loop_timeout_ms(l->h, l->idx);
+        int n = epoll_wait(ep, out, 8, t < 0 || t > 50 ? 50 : (int)t);
+        uint64_t v;
+        for (int i = 0; i < n; i++) {
+            if (out[i].data.fd == wake && read(wake, &v, sizeof(v)) < 0)
+                break;
+        }
+        httpd_loop_run(l->h, l->idx);
+    }
+    close(ep);
+    return NULL;
+}
+
+static void test_external_loops(void **state)
+{
+    httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 2, .workers = 2,
+                         .external = true };
+    char err[128];
+    httpd *h = httpd_start(&cfg, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    ext_loop loops[2];
+    reply r;
+    (void)state;
+    assert_non_null(h);
+    assert_int_equal(httpd_loops(h), 2);
+    for (unsigned i = 0; i < 2; i++) {
+        loops[i] = (ext_loop){ .h = h, .idx = i };
+        pthread_create(&loops[i].t, NULL, ext_loop_main, &loops[i]);
+    }
+    for (int i = 0; i < 10; i++) { /* connections spread over both daemons */
+        request(httpd_port(h), "GET", "/functions/x", NULL, NULL, 0, &r);
+        assert_int_equal(r.status, 201);
+        reply_free(&r);
+        request(httpd_port(h), "POST", "/json", NULL, "{\"k\":1}", 0, &r);
+        assert_int_equal(r.status, 200);
+        reply_free(&r);
+        request(httpd_port(h), "GET", "/async", NULL, NULL, 0, &r);
+        assert_int_equal(r.status, 202);
+        reply_free(&r);
+    }
+    assert_true(httpd_drain(h));
+    for (unsigned i = 0; i < 2; i++) {
+        atomic_store(&loops[i].stop, true);
+        pthread_join(loops[i].t, NULL);
+    }
+    httpd_stop(h);
+}
+
 static void test_health_and_metrics(void **state)
 {
     httpd *h;
@@ -400,6 +507,8 @@ int main(void)
         cmocka_unit_test(test_blocking_routes_leave_event_loop_free),
         cmocka_unit_test(test_async_completion),
         cmocka_unit_test(test_graceful_stop),
+        cmocka_unit_test(test_workers_reused_lifo),
+        cmocka_unit_test(test_external_loops),
         cmocka_unit_test(test_health_and_metrics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

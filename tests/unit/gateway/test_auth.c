@@ -188,6 +188,30 @@ static void test_expiry_and_leeway(void **state)
                      GW_AUTH_OK);
 }
 
+/* A verified token is remembered per thread; a hit still honours exp, nbf and the secret. */
+static void test_cached_token_rechecked(void **state)
+{
+    ml_buf tok = { 0 };
+    gw_principal who;
+    (void)state;
+    make_token(HS256, "{\"sub\":\"carol\",\"exp\":1800000000,\"nbf\":1799999000,\"scope\":\"functions:read\"}",
+               SECRET, EVP_sha256(), &tok);
+    for (int i = 0; i < 2; i++) { /* the second call is answered from the cache */
+        assert_int_equal(gw_auth_bearer(tok.data, SECRET, NOW, LEEWAY, &who), GW_AUTH_OK);
+        assert_string_equal(who.sub, "carol");
+        assert_int_equal(who.scopes, GW_SCOPE_READ);
+    }
+    assert_int_equal(gw_auth_bearer(tok.data, SECRET, NOW + LEEWAY + 1, LEEWAY, &who), GW_AUTH_EXPIRED);
+    assert_string_equal(who.sub, "");
+    assert_int_equal(gw_auth_bearer(tok.data, SECRET, 1799999000 - LEEWAY - 1, LEEWAY, &who),
+                     GW_AUTH_NOT_YET_VALID);
+    assert_int_equal(gw_auth_bearer(tok.data, "another-secret", NOW, LEEWAY, &who), GW_AUTH_INVALID);
+    /* one changed signature character is a different token, verified in full */
+    tok.data[tok.len - 2] = tok.data[tok.len - 2] == 'A' ? 'B' : 'A';
+    assert_int_equal(gw_auth_bearer(tok.data, SECRET, NOW, LEEWAY, &who), GW_AUTH_INVALID);
+    ml_buf_free(&tok);
+}
+
 static void test_required_claims(void **state)
 {
     gw_principal who;
@@ -246,6 +270,7 @@ int main(void)
         cmocka_unit_test(test_wrong_secret_and_tampering),
         cmocka_unit_test(test_algorithms_pinned),
         cmocka_unit_test(test_expiry_and_leeway),
+        cmocka_unit_test(test_cached_token_rechecked),
         cmocka_unit_test(test_required_claims),
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_base64url),

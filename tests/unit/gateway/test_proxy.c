@@ -149,7 +149,7 @@ static gw_xfer *mk(gw_pool *p, const char *method, const char *path, const char 
 static int setup(void **state)
 {
     httpd_config hc = { .bind_addr = "127.0.0.1", .workers = 256 };
-    gw_proxy_config pc = { 1, 0, NULL };
+    gw_proxy_config pc = { 1, 0, NULL, NULL };
     char err[256];
     (void)state;
     pthread_mutex_init(&F.lock, NULL);
@@ -322,7 +322,7 @@ static void test_slow_ones_do_not_delay_a_fast_one(void **state)
 static void test_shutdown_ends_in_flight(void **state)
 {
     gw_pool p;
-    gw_proxy_config pc = { 2, 0, NULL };
+    gw_proxy_config pc = { 2, 0, NULL, NULL };
     char err[256];
     gw_proxy *px = gw_proxy_start(&pc, err, sizeof(err));
     (void)state;

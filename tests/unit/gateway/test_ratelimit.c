@@ -56,7 +56,7 @@ static void run_batch(gw_loop *l, gw_task *t, bool cancelled)
 /* Runs n decisions for key on a fresh proxy with limiter l; fills b. */
 static void decide(gw_limiter *l, const char *key, gcra_limit lim, int n, batch *b)
 {
-    gw_proxy_config pc = { 1, 0, l };
+    gw_proxy_config pc = { 1, 0, l, NULL };
     char err[256];
     gw_proxy *p = gw_proxy_start(&pc, err, sizeof(err));
 
@@ -169,7 +169,7 @@ static void test_bad_url(void **state)
 
 static void test_cancelled_tasks_on_stop(void **state)
 {
-    gw_proxy_config pc = { 1, 0, NULL };
+    gw_proxy_config pc = { 1, 0, NULL, NULL };
     char err[256];
     gw_proxy *p = gw_proxy_start(&pc, err, sizeof(err));
     batch b;
