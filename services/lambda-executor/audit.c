@@ -5,6 +5,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@
 #define SPILL_CHUNK (1u << 20)     /* spill appends are written in pieces of about this */
 #define SUBMIT_WAIT_MS 1000      /* longest audit_submit waits for room */
 #define STOP_BUDGET_MS 5000      /* audit_stop's time for Postgres before spilling the rest */
+#define TRIM_AFTER_BYTES (1u << 20) /* a drained backlog this large is handed back to the OS */
 #define READ_FLUSH_MS 1000       /* GET handlers wait this long for their rows to be written */
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
@@ -53,6 +55,7 @@ struct audit {
     pthread_cond_t done;   /* audit_flush waiters */
     item_list q;           /* guarded by lock */
     size_t inflight;       /* rows the writer took off q and has not settled; guarded by lock */
+    size_t trim_peak;      /* most bytes queued since the last malloc_trim; guarded by lock */
     uint64_t seq_submitted, seq_done, spilled_max_seq;
     bool stopping, flush_wanted, pg_down;
     int64_t spill_rows, spill_bytes; /* guarded by lock (written by the writer only) */
@@ -431,6 +434,8 @@ static void list_free(item_list *l)
 static void queue_take(audit *a, size_t max_rows, item_list *out)
 {
     memset(out, 0, sizeof(*out));
+    if (a->q.bytes > a->trim_peak)
+        a->trim_peak = a->q.bytes;
     while (a->q.head && out->n < max_rows && (out->n == 0 || out->bytes + a->q.head->len <= BATCH_BYTES_MAX)) {
         audit_item *it = a->q.head;
         a->q.head = it->next;
@@ -894,7 +899,7 @@ static void writer_step(audit *a)
 {
     item_list l;
     uint64_t last = 0;
-    bool spill, down;
+    bool spill, down, trim;
 
     pthread_mutex_lock(&a->lock);
     spill = a->spill_rows > 0;
@@ -923,7 +928,14 @@ static void writer_step(audit *a)
     if (last > a->seq_done)
         a->seq_done = last;
     pthread_cond_broadcast(&a->done);
+    trim = !a->q.head && a->inflight == 0 && a->trim_peak >= TRIM_AFTER_BYTES;
+    if (trim)
+        a->trim_peak = 0;
     pthread_mutex_unlock(&a->lock);
+    /* A burst queued faster than Postgres took it has drained: the allocator keeps what the
+     * rows held (spread over its arenas) unless asked to give it back. */
+    if (trim)
+        malloc_trim(0);
 }
 
 /* At stop: Postgres for a few seconds, then everything left to the spill file. */
