@@ -160,13 +160,12 @@ def async_rows(S, fn, port, path, psql):
 def drained(port, timeout=60):
     """Waits until the executor's audit writer has caught up (its queue holds what Postgres
     has not taken yet: memory by design, not growth)."""
-    end = time.time() + timeout
-    while time.time() < end:
+    end, zeros = time.time() + timeout, 0
+    while time.time() < end and zeros < 3:  # three readings in a row: the writer's round is over
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             m = re.search(rb"^minilambda_audit_backlog (\S+)", r.read(), re.M)
-        if m and float(m.group(1)) == 0:
-            return
-        time.sleep(0.1)
+        zeros = zeros + 1 if m and float(m.group(1)) == 0 else 0
+        time.sleep(0.2)
 
 
 def rss_kib(pid):
