@@ -32,6 +32,9 @@ int ml_snprintf(char *dst, size_t size, const char *fmt, ...) ML_PRINTF(3, 4);
 void ml_uuid(char out[ML_UUID_LEN]);
 /* ML_OK if s is a canonical UUID string. */
 int ml_uuid_valid(const char *s);
+/* A list page cursor "<microseconds>.<uuid>": ML_OK with the number's digits in us and the
+ * uuid in id, ML_ERR for anything else (a client's cursor is untrusted input). */
+int ml_cursor_parse(const char *cursor, char us[24], char id[ML_UUID_LEN]);
 
 /* Removes dir and everything below it without following symlinks or crossing mounts;
  * a missing dir is ML_OK. */

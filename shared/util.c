@@ -114,6 +114,20 @@ int ml_uuid_valid(const char *s)
     return uuid_parse(s, u) == 0 ? ML_OK : ML_ERR;
 }
 
+int ml_cursor_parse(const char *cursor, char us[24], char id[ML_UUID_LEN])
+{
+    const char *dot = cursor ? strchr(cursor, '.') : NULL;
+    int64_t v;
+
+    if (!dot || (size_t)(dot - cursor) >= 24 || ml_uuid_valid(dot + 1) != ML_OK)
+        return ML_ERR;
+    memcpy(us, cursor, (size_t)(dot - cursor));
+    us[dot - cursor] = '\0';
+    if (ml_parse_int64(us, 0, INT64_MAX, &v) != ML_OK)
+        return ML_ERR;
+    return ml_strlcpy(id, dot + 1, ML_UUID_LEN);
+}
+
 void ml_sleep_ms(int64_t ms)
 {
     struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };

@@ -1163,21 +1163,6 @@ static bool status_valid(const char *s)
     return false;
 }
 
-/* Keyset cursor "<created_at µs since epoch>.<id>" (as GET /functions uses). */
-static int cursor_parse(const char *cursor, char us[24], char id[ML_UUID_LEN])
-{
-    const char *dot = cursor ? strchr(cursor, '.') : NULL;
-    int64_t v;
-
-    if (!dot || (size_t)(dot - cursor) >= 24 || ml_uuid_valid(dot + 1) != ML_OK)
-        return ML_ERR;
-    memcpy(us, cursor, (size_t)(dot - cursor));
-    us[dot - cursor] = '\0';
-    if (ml_parse_int64(us, 0, INT64_MAX, &v) != ML_OK)
-        return ML_ERR;
-    return ml_strlcpy(id, dot + 1, ML_UUID_LEN);
-}
-
 /* $1 id, $2 name, $3 status, $4 cursor µs, $5 cursor id, $6 limit. Newest first; one extra
  * row tells whether there is a next page. */
 #define LIST_SQL(status_pred)                                                                  \
@@ -1205,7 +1190,7 @@ static httpd_result h_list_invocations(httpd_req *req, httpd_resp *resp, void *u
     pg_conn *db;
 
     if ((limit_s && ml_parse_int64(limit_s, 1, PAGE_MAX, &n) != ML_OK) ||
-        (cursor && cursor_parse(cursor, us, cid) != ML_OK) || (status && !status_valid(status))) {
+        (cursor && ml_cursor_parse(cursor, us, cid) != ML_OK) || (status && !status_valid(status))) {
         httpd_resp_error(resp, 400, "invalid_query",
                          "limit must be 1..%d, cursor a value from next_cursor, and status one of queued, "
                          "running, succeeded, failed, timed_out, dead_lettered", PAGE_MAX);

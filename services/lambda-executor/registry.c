@@ -1155,21 +1155,6 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
-/* Keyset cursor "<created_at µs since epoch>.<id>": stable even if that row is deleted. */
-static int cursor_parse(const char *cursor, char us[24], char id[ML_UUID_LEN])
-{
-    const char *dot = cursor ? strchr(cursor, '.') : NULL;
-    int64_t v;
-
-    if (!dot || (size_t)(dot - cursor) >= 24 || ml_uuid_valid(dot + 1) != ML_OK)
-        return ML_ERR;
-    memcpy(us, cursor, (size_t)(dot - cursor));
-    us[dot - cursor] = '\0';
-    if (ml_parse_int64(us, 0, INT64_MAX, &v) != ML_OK)
-        return ML_ERR;
-    return ml_strlcpy(id, dot + 1, ML_UUID_LEN);
-}
-
 static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
@@ -1180,7 +1165,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     pg_conn *db;
 
     if ((limit_s && ml_parse_int64(limit_s, 1, PAGE_MAX, &n) != ML_OK) ||
-        (cursor && cursor_parse(cursor, us, id) != ML_OK)) {
+        (cursor && ml_cursor_parse(cursor, us, id) != ML_OK)) {
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..%d and cursor a value from next_cursor", PAGE_MAX);
         return HTTPD_DONE;
     }

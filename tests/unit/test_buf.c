@@ -101,6 +101,21 @@ static void test_strings_and_uuid(void **state)
     assert_int_equal(ml_uuid_valid("../../etc/passwd-0000-0000-000000000"), ML_ERR);
 }
 
+static void test_cursor_parse(void **state)
+{
+    char us[24], id[ML_UUID_LEN];
+    (void)state;
+    assert_int_equal(ml_cursor_parse("1700000000000000.0b6c2f9e-8d0a-4c51-9d6e-2f4b1c3a5e7d", us, id), ML_OK);
+    assert_string_equal(us, "1700000000000000");
+    assert_string_equal(id, "0b6c2f9e-8d0a-4c51-9d6e-2f4b1c3a5e7d");
+    assert_int_equal(ml_cursor_parse(NULL, us, id), ML_ERR);
+    assert_int_equal(ml_cursor_parse("nodot", us, id), ML_ERR);
+    assert_int_equal(ml_cursor_parse("-1.0b6c2f9e-8d0a-4c51-9d6e-2f4b1c3a5e7d", us, id), ML_ERR);
+    assert_int_equal(ml_cursor_parse("12x.0b6c2f9e-8d0a-4c51-9d6e-2f4b1c3a5e7d", us, id), ML_ERR);
+    assert_int_equal(ml_cursor_parse("1.not-a-uuid", us, id), ML_ERR);
+    assert_int_equal(ml_cursor_parse("123456789012345678901234.0b6c2f9e-8d0a-4c51-9d6e-2f4b1c3a5e7d", us, id), ML_ERR);
+}
+
 /* Ids stay version-4 and distinct across refills of the random pool, and a forked child
  * never repeats its parent's next id. */
 static void test_uuid_pool(void **state)
@@ -138,6 +153,7 @@ int main(void)
         cmocka_unit_test(test_hard_max),        cmocka_unit_test(test_binary_and_steal),
         cmocka_unit_test(test_parse_int),       cmocka_unit_test(test_strings_and_uuid),
         cmocka_unit_test(test_uuid_pool),
+        cmocka_unit_test(test_cursor_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
