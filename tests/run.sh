@@ -8,6 +8,7 @@ mode=${1:-all}
 build=${2:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+case $build in /*) build=$(realpath --relative-to="$root" "$build") ;; esac # paths below are "$root/$build"
 export ML_BIN_DIR="$root/$build/bin" ML_BUILD_DIR="$root/$build" ML_ROOT="$root"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
