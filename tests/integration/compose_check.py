@@ -179,10 +179,15 @@ def hadolint_like(stages):
     return problems
 
 
+SANITIZER_RUNTIMES = re.compile(r"^lib(asan|ubsan|lsan|tsan)\.so")
+
+
 def needed_packages(binary):
-    """Debian packages holding the shared libraries `binary` links directly (NEEDED)."""
+    """Debian packages holding the shared libraries `binary` links directly (NEEDED). The
+    sanitizer runtimes of a `make asan` build are not what the images build, so they are left out."""
     out = subprocess.run(["readelf", "-d", binary], capture_output=True, text=True, check=True).stdout
-    sonames = re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out)
+    sonames = [so for so in re.findall(r"\(NEEDED\)\s+Shared library: \[(.+?)\]", out)
+               if not SANITIZER_RUNTIMES.match(so)]
     cache = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
     pkgs = set()
     for so in sonames:
