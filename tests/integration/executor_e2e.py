@@ -1,10 +1,11 @@
 """Invocations end to end: functions are built by the real build pipeline (build-master +
 build-worker), registered through the signed build-status webhooks, and invoked on the
 lambda-executor. Prints "ok - ..." / "not ok - ..." per check."""
-import base64, concurrent.futures, hashlib, http.client, io, json, os, signal, subprocess, sys, time
-import urllib.error, urllib.request, uuid, zipfile
+import base64, concurrent.futures, hashlib, http.client, json, os, signal, subprocess, sys, time
+import urllib.request, uuid
 
 import mlstack
+from mlstack import call, make_zip
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
@@ -57,15 +58,6 @@ def start(name):
     raise RuntimeError(name + " not healthy")
 
 
-def call(method, url, body=None, headers=None, timeout=60):
-    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
-
-
 def invoke(fn, event, headers=None, timeout=60):
     h = {"Content-Type": "application/json", **(headers or {})}
     return call("POST", f"{EXEC}/functions/{fn}/invoke", json.dumps(event).encode(), h, timeout)
@@ -79,16 +71,6 @@ def kills(name):
     m, _ = scrape(PORTS["lambda-executor"])
     return {r: m.get(f'minilambda_sandbox_kills_total{{function="{name}",reason="{r}"}}', 0)
             for r in ("timeout", "memory", "pids", "crash")}
-
-
-def make_zip(files, modes=None):
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            zi = zipfile.ZipInfo(name)
-            zi.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
-            z.writestr(zi, data)
-    return buf.getvalue()
 
 
 def deploy(name, files, runtime="python3", handler="app.handler", modes=None, **config):

@@ -104,12 +104,13 @@ def scrape(base_url):
     return values, (st, lint.returncode, (lint.stdout + lint.stderr).decode()[:300])
 
 
-def make_zip(files):
+def make_zip(files, modes=None):
+    """A ZIP of {name: data}; modes maps a name to its permission bits (default 0644)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         for name, data in files.items():
             zi = zipfile.ZipInfo(name)
-            zi.external_attr = 0o100644 << 16
+            zi.external_attr = ((modes or {}).get(name, 0o644) | 0o100000) << 16
             z.writestr(zi, data)
     return buf.getvalue()
 
