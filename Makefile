@@ -23,11 +23,11 @@ LIB        := $(BUILD)/lib/libml.a
 LIB_OBJ    := $(call obj,$(wildcard shared/*.c))
 BINS       := $(SERVICES:%=$(BUILD)/bin/%) $(BUILD)/bin/ml-migrate
 
-# Unit tests: tests/unit/test_*.c link libml; tests/unit/<service>/test_*.c also link that
-# service's objects (everything but its main.c).
+# Unit and integration tests: tests/{unit,integration}/test_*.c link libml;
+# tests/{unit,integration}/<service>/test_*.c also link that service's objects (all but main.c).
 UNIT_SRC   := $(wildcard tests/unit/test_*.c) $(wildcard $(SERVICES:%=tests/unit/%/test_*.c))
 UNIT_BINS  := $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-INT_SRC    := $(wildcard tests/integration/test_*.c)
+INT_SRC    := $(wildcard tests/integration/test_*.c) $(wildcard $(SERVICES:%=tests/integration/%/test_*.c))
 INT_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(INT_SRC))
 TEST_BINS  := $(UNIT_BINS) $(INT_BINS)
 
@@ -54,6 +54,10 @@ $(BUILD)/bin/$(1): $(call obj,services/$(1)/main.c) $(BUILD)/lib/lib$(1).a $(LIB
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS)
 $(BUILD)/obj/tests/unit/$(1)/%.o: TEST_INC := -Iservices/$(1)
 $(BUILD)/tests/unit/$(1)/%: $(BUILD)/obj/tests/unit/$(1)/%.o $(BUILD)/lib/lib$(1).a $(LIB)
+	@mkdir -p $$(@D)
+	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcmocka
+$(BUILD)/obj/tests/integration/$(1)/%.o: TEST_INC := -Iservices/$(1)
+$(BUILD)/tests/integration/$(1)/%: $(BUILD)/obj/tests/integration/$(1)/%.o $(BUILD)/lib/lib$(1).a $(LIB)
 	@mkdir -p $$(@D)
 	$(CC) $(LDFLAGS) -o $$@ $$^ $(LDLIBS) -lcmocka
 endef

@@ -8,23 +8,39 @@
 #define DEFAULT_MAX_ENTRIES 100000
 
 /* Redis 7 replicates script effects, so reading TIME before a write is allowed. Numbers are
- * Lua doubles: microseconds since 1970 (~2^51) are exact. '%d' keeps every digit where
- * tostring() would print 14 significant ones. */
+ * Lua doubles: microseconds since 1970 (~2^51) are exact; the division is corrected to be
+ * exact too. '%d' keeps every digit where tostring() would print 14 significant ones. One
+ * TIME serves the whole batch. A group of count requests admits the first k with
+ * max(TAT, now) + k*T - b*T <= now (the rest fail: a denial leaves the TAT alone); a key's
+ * TAT carries over to its next group and is written once. */
 const char gcra_lua[] =
-    "local interval = tonumber(ARGV[1])\n"
-    "local burst = tonumber(ARGV[2])\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n"
-    "local tat = tonumber(redis.call('GET', KEYS[1])) or 0\n"
-    "if tat < now then tat = now end\n"
-    "local new_tat = tat + interval\n"
-    "local diff = now - (new_tat - burst * interval)\n"
-    "if diff < 0 then\n"
-    "  return {0, 0, -diff, tat - now}\n"
+    "local tats, dirty, out = {}, {}, {}\n"
+    "for i = 1, #ARGV, 4 do\n"
+    "  local k = tonumber(ARGV[i])\n"
+    "  local interval = tonumber(ARGV[i + 1])\n"
+    "  local burst = tonumber(ARGV[i + 2])\n"
+    "  local count = tonumber(ARGV[i + 3])\n"
+    "  local tat = tats[k] or tonumber(redis.call('GET', KEYS[k])) or 0\n"
+    "  if tat < now then tat = now end\n"
+    "  out[#out + 1] = tat - now\n"
+    "  local room = burst * interval - (tat - now)\n"
+    "  local admit = math.floor(room / interval)\n"
+    "  if admit * interval > room then admit = admit - 1 end\n"
+    "  if (admit + 1) * interval <= room then admit = admit + 1 end\n"
+    "  if admit > count then admit = count end\n"
+    "  if admit > 0 then\n"
+    "    tat = tat + admit * interval\n"
+    "    dirty[k] = true\n"
+    "  end\n"
+    "  tats[k] = tat\n"
     "end\n"
-    "local ttl_ms = math.floor((new_tat - now) / 1000) + 1\n"
-    "redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', ttl_ms)\n"
-    "return {1, math.floor(diff / interval), 0, new_tat - now}\n";
+    "for k in pairs(dirty) do\n"
+    "  local ttl_ms = math.floor((tats[k] - now) / 1000) + 1\n"
+    "  redis.call('SET', KEYS[k], string.format('%d', tats[k]), 'PX', ttl_ms)\n"
+    "end\n"
+    "return out\n";
 
 gcra_limit gcra_limit_rps(double rps, int64_t burst)
 {

@@ -37,9 +37,12 @@ gcra_limit gcra_limit_per_minute(int64_t per_minute, int64_t burst);
 /* Decides one request at now_us against *tat_us (0 = never seen), advancing it if allowed. */
 void gcra_decide(int64_t *tat_us, int64_t now_us, gcra_limit lim, gcra_result *out);
 
-/* The Redis implementation of gcra_decide, for EVALSHA with KEYS[1] = the key,
- * ARGV = interval_us, burst. Time comes from Redis TIME, so every gateway shares one clock.
- * Returns {allowed 0/1, remaining, retry_after_us, reset_after_us}. */
+/* The Redis side of a batch of decisions, for EVALSHA with KEYS = the batch's distinct keys
+ * and ARGV = four numbers per group of decisions (one key, one limit): the index of its key
+ * in KEYS (from 1), interval_us, burst, count. Time comes from Redis TIME, so every gateway
+ * shares one clock. It admits what gcra_decide would admit of each group in turn, stores
+ * the TATs, and returns per group the TAT before it, minus now (>= 0): replaying the
+ * group's decisions with gcra_decide from that TAT at time 0 gives each one's result. */
 extern const char gcra_lua[];
 
 /* The in-memory limiter: a bounded hash of key -> TAT under one mutex. A zeroed gcra_mem is

@@ -16,17 +16,47 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-/* One decision waiting for Redis; linked in send order (replies come back in that order). */
+/* Decisions asked for during one loop iteration go to Redis together: one EVALSHA per
+ * batch of at most MAX_BATCH decisions. The batch's decisions for one key under one limit
+ * form a group; Redis admits each group as a whole and answers with the group's TAT before
+ * the batch, from which the gateway replays each decision's result (gcra_decide). */
+#define MAX_BATCH 128
+
+/* One decision waiting for Redis. */
 typedef struct pending {
-    struct pending *prev, *next;
-    gw_rl *rl;
+    struct pending *next;
     char *key;
     gcra_limit lim;
+    size_t group; /* index of its group in the batch last sent */
     gw_limit_fn done;
     void *ud;
+} pending;
+
+/* Decisions sent as one script call; batches in flight are linked in send order (replies
+ * come back in that order). */
+typedef struct batch {
+    struct batch *prev, *next;
+    gw_rl *rl;
+    pending *head, *tail;
+    size_t n, ngroups;
     int64_t deadline_ms;
     bool reloaded; /* EVAL sent after a NOSCRIPT */
-} pending;
+} batch;
+
+/* A batch's groups as send_batch builds them. */
+typedef struct group {
+    const char *key;
+    gcra_limit lim;
+    size_t key_index; /* in KEYS, from 1 */
+    size_t count;
+} group;
+
+typedef struct groups {
+    group g[MAX_BATCH];
+    const char *keys[MAX_BATCH];
+    size_t n, nkeys;
+    uint16_t slots[2 * MAX_BATCH]; /* open addressing by key: group index + 1, 0 = free */
+} groups;
 
 struct gw_rl {
     gw_limiter *shared;
@@ -38,7 +68,8 @@ struct gw_rl {
     bool registered;
     bool write_due;              /* commands appended, written by gw_rl_flush */
     bool flushing;
-    pending *head, *tail;
+    batch *staged;               /* decisions not yet sent; gw_rl_flush sends them */
+    batch *head, *tail;          /* in flight */
     int64_t connect_deadline_ms, retry_at_ms, backoff_ms;
     char last_error[160];
 };
@@ -113,28 +144,28 @@ static void set_fallback(gw_limiter *l, bool on, const char *why)
 
 /* ---- pending decisions ---- */
 
-static void link_tail(gw_rl *rl, pending *p)
+static void link_tail(gw_rl *rl, batch *b)
 {
-    p->prev = rl->tail;
-    p->next = NULL;
+    b->prev = rl->tail;
+    b->next = NULL;
     if (rl->tail)
-        rl->tail->next = p;
+        rl->tail->next = b;
     else
-        rl->head = p;
-    rl->tail = p;
+        rl->head = b;
+    rl->tail = b;
 }
 
-static void unlink_pending(gw_rl *rl, pending *p)
+static void unlink_batch(gw_rl *rl, batch *b)
 {
-    if (p->prev)
-        p->prev->next = p->next;
+    if (b->prev)
+        b->prev->next = b->next;
     else
-        rl->head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+        rl->head = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
     else
-        rl->tail = p->prev;
-    p->prev = p->next = NULL;
+        rl->tail = b->prev;
+    b->prev = b->next = NULL;
 }
 
 /* Hands the result over and frees p (already unlinked). */
@@ -153,6 +184,17 @@ static void complete_in_memory(gw_rl *rl, pending *p, const char *why)
     set_fallback(rl->shared, true, why);
     gw_limiter_take_memory(rl->shared, p->key, p->lim, &r);
     complete(p, &r);
+}
+
+/* Decides every decision of b (unlinked) in memory and frees b. */
+static void batch_in_memory(gw_rl *rl, batch *b, const char *why)
+{
+    while (b->head) {
+        pending *p = b->head;
+        b->head = p->next;
+        complete_in_memory(rl, p, why);
+    }
+    free(b);
 }
 
 /* ---- the connection ---- */
@@ -307,58 +349,142 @@ static int ensure_connection(gw_rl *rl, int64_t now)
     return ML_OK;
 }
 
-static int send_decision(gw_rl *rl, pending *p, bool eval);
+static int send_batch(gw_rl *rl, batch *b, bool eval);
+
+/* The reply to one batch: per group, its TAT before the batch relative to Redis' now. */
+static bool reply_ok(const redisReply *r, size_t ngroups)
+{
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != ngroups)
+        return false;
+    for (size_t i = 0; i < r->elements; i++) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER || r->element[i]->integer < 0)
+            return false;
+    }
+    return true;
+}
+
+/* Replays b's decisions from the groups' TATs as Redis saw them (time 0 = Redis' now):
+ * the same arithmetic gives the same answers the script admitted. */
+static void complete_batch(batch *b, const redisReply *r)
+{
+    int64_t tat[MAX_BATCH];
+
+    for (size_t i = 0; i < b->ngroups; i++)
+        tat[i] = r->element[i]->integer;
+    while (b->head) {
+        pending *p = b->head;
+        gcra_result res;
+        b->head = p->next;
+        gcra_decide(&tat[p->group], 0, p->lim, &res);
+        complete(p, &res);
+    }
+    free(b);
+}
 
 static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    pending *p = privdata;
-    gw_rl *rl = p->rl;
+    batch *b = privdata;
+    gw_rl *rl = b->rl;
     redisReply *r = reply;
     char why[200];
 
     ML_UNUSED(ac);
-    unlink_pending(rl, p);
-    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 4) {
-        gcra_result res = { r->element[0]->integer == 1, p->lim.burst, r->element[1]->integer,
-                            r->element[2]->integer, r->element[3]->integer };
+    unlink_batch(rl, b);
+    if (reply_ok(r, b->ngroups)) {
         rl->backoff_ms = BACKOFF_MIN_MS;
         set_fallback(rl->shared, false, NULL);
-        complete(p, &res);
+        complete_batch(b, r);
         return;
     }
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !p->reloaded) {
-        p->reloaded = true; /* EVAL runs the source and puts it back in the script cache */
-        if (send_decision(rl, p, true) == ML_OK)
+    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !b->reloaded) {
+        b->reloaded = true; /* EVAL runs the source and puts it back in the script cache */
+        if (send_batch(rl, b, true) == ML_OK)
             return;
     }
     ml_snprintf(why, sizeof(why), "%s", !r ? rl->last_error
                                         : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected script reply");
-    complete_in_memory(rl, p, why[0] ? why : "no reply");
+    batch_in_memory(rl, b, why[0] ? why : "no reply");
 }
 
-/* Queues EVALSHA (or EVAL) for p; on failure p is left unlinked for the caller. */
-static int send_decision(gw_rl *rl, pending *p, bool eval)
+/* The index in gs of p's group (its key under its limit), added if new. */
+static size_t group_of(groups *gs, const pending *p)
 {
-    char iv[24], burst[24];
-    const char *argv[6];
+    uint32_t h = 2166136261u;
+    size_t mask = 2 * MAX_BATCH - 1, i, key_index = 0;
 
-    if (rl->freeing || ensure_connection(rl, ml_now_ms()) != ML_OK)
-        return ML_ERR;
-    snprintf(iv, sizeof(iv), "%" PRId64, p->lim.interval_us);
-    snprintf(burst, sizeof(burst), "%" PRId64, p->lim.burst);
+    for (const unsigned char *c = (const unsigned char *)p->key; *c; c++)
+        h = (h ^ *c) * 16777619u;
+    for (i = h & mask; gs->slots[i]; i = (i + 1) & mask) {
+        group *g = &gs->g[gs->slots[i] - 1];
+        if (strcmp(g->key, p->key) != 0)
+            continue;
+        if (g->lim.interval_us == p->lim.interval_us && g->lim.burst == p->lim.burst)
+            return gs->slots[i] - 1;
+        key_index = g->key_index; /* the same key under another limit (a config change) */
+    }
+    if (!key_index) {
+        gs->keys[gs->nkeys] = p->key;
+        key_index = ++gs->nkeys;
+    }
+    gs->g[gs->n] = (group){ p->key, p->lim, key_index, 0 };
+    gs->slots[i] = (uint16_t)++gs->n;
+    return gs->n - 1;
+}
+
+/* Queues EVALSHA (or EVAL) for b: KEYS are its distinct keys, ARGV four numbers per group
+ * (key index, interval, burst, count; see gcra_lua). On failure b is left unlinked for the
+ * caller. */
+static int send_batch(gw_rl *rl, batch *b, bool eval)
+{
+    groups *gs = calloc(1, sizeof(*gs));
+    const char **argv = malloc((3 + 5 * b->n) * sizeof(*argv));
+    char *nums = malloc((4 * b->n + 1) * 24), *at = nums;
+    size_t argc = 3;
+    int rc = ML_ERR;
+
+    if (rl->freeing || !gs || !argv || !nums || ensure_connection(rl, ml_now_ms()) != ML_OK)
+        goto out;
+    for (pending *p = b->head; p; p = p->next) {
+        p->group = group_of(gs, p);
+        gs->g[p->group].count++;
+    }
     argv[0] = eval ? "EVAL" : "EVALSHA";
     argv[1] = eval ? rl->shared->script.source : rl->shared->script.sha;
-    argv[2] = "1";
-    argv[3] = p->key;
-    argv[4] = iv;
-    argv[5] = burst;
-    p->deadline_ms = ml_now_ms() + rl->shared->timeout_ms;
-    link_tail(rl, p);
-    if (redisAsyncCommandArgv(rl->ac, on_reply, p, 6, argv, NULL) != REDIS_OK) {
-        unlink_pending(rl, p);
-        return ML_ERR;
+    argv[2] = at;
+    at += snprintf(at, 24, "%zu", gs->nkeys) + 1;
+    for (size_t i = 0; i < gs->nkeys; i++)
+        argv[argc++] = gs->keys[i];
+    for (size_t i = 0; i < gs->n; i++) {
+        int64_t v[4] = { (int64_t)gs->g[i].key_index, gs->g[i].lim.interval_us,
+                         gs->g[i].lim.burst, (int64_t)gs->g[i].count };
+        for (int j = 0; j < 4; j++) {
+            argv[argc++] = at;
+            at += snprintf(at, 24, "%" PRId64, v[j]) + 1;
+        }
     }
-    return ML_OK;
+    b->ngroups = gs->n;
+    b->deadline_ms = ml_now_ms() + rl->shared->timeout_ms;
+    link_tail(rl, b);
+    if (redisAsyncCommandArgv(rl->ac, on_reply, b, (int)argc, argv, NULL) != REDIS_OK) {
+        unlink_batch(rl, b);
+        goto out;
+    }
+    rc = ML_OK;
+out:
+    free(gs);
+    free(argv);
+    free(nums);
+    return rc;
+}
+
+/* Sends the staged decisions; those Redis cannot take now are decided in memory. */
+static void send_staged(gw_rl *rl)
+{
+    batch *b = rl->staged;
+
+    rl->staged = NULL;
+    if (b && send_batch(rl, b, false) != ML_OK)
+        batch_in_memory(rl, b, rl->last_error[0] ? rl->last_error : "cannot send to Redis");
 }
 
 gw_rl *gw_rl_new(gw_limiter *shared, int epfd, uint64_t tag)
@@ -396,37 +522,56 @@ void gw_rl_free(gw_rl *rl)
     if (!rl)
         return;
     drop(rl, "the gateway is stopping");
+    if (rl->staged)
+        batch_in_memory(rl, rl->staged, rl->last_error);
     free(rl);
 }
 
 void gw_rl_take(gw_rl *rl, const char *key, gcra_limit lim, gw_limit_fn done, void *ud)
 {
     pending *p = calloc(1, sizeof(*p));
+    batch *b = rl->staged;
     gcra_result r;
 
-    if (!p || !(p->key = strdup(key))) {
+    if (!p || !(p->key = strdup(key)) || (!b && !(b = calloc(1, sizeof(*b))))) {
+        if (p)
+            free(p->key);
         free(p);
         gw_limiter_take_memory(rl->shared, key, lim, &r);
         done(ud, &r);
         return;
     }
-    p->rl = rl;
     p->lim = lim;
     p->done = done;
     p->ud = ud;
-    if (send_decision(rl, p, false) == ML_OK)
-        return;
-    if (!rl->shared->redis_enabled) {
-        gw_limiter_take_memory(rl->shared, key, lim, &r);
-        complete(p, &r);
+    if (!rl->shared->redis_enabled || rl->freeing || ensure_connection(rl, ml_now_ms()) != ML_OK) {
+        if (!rl->staged)
+            free(b);
+        if (!rl->shared->redis_enabled) {
+            gw_limiter_take_memory(rl->shared, key, lim, &r);
+            complete(p, &r);
+        } else {
+            complete_in_memory(rl, p, rl->last_error[0] ? rl->last_error : "cannot send to Redis");
+        }
         return;
     }
-    complete_in_memory(rl, p, rl->last_error[0] ? rl->last_error : "cannot send to Redis");
+    b->rl = rl;
+    if (b->tail)
+        b->tail->next = p;
+    else
+        b->head = p;
+    b->tail = p;
+    rl->staged = b;
+    if (++b->n == MAX_BATCH)
+        send_staged(rl);
 }
 
 void gw_rl_flush(gw_rl *rl)
 {
-    if (!rl || !rl->ac || !rl->write_due)
+    if (!rl)
+        return;
+    send_staged(rl);
+    if (!rl->ac || !rl->write_due)
         return;
     rl->write_due = false;
     rl->flushing = true;
