@@ -76,7 +76,12 @@ $(BUILD)/bench/sandbox_bench: $(BUILD)/obj/tests/bench/sandbox_bench.o $(BUILD)/
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench
+$(BUILD)/obj/tests/bench/proxy_floor.o: TEST_INC := -Iservices/gateway
+$(BUILD)/bench/proxy_floor: $(BUILD)/obj/tests/bench/proxy_floor.o $(BUILD)/lib/libgateway.a $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench $(BUILD)/bench/proxy_floor
 	bash tests/bench/run.sh $(BUILD)
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
