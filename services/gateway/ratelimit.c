@@ -176,14 +176,26 @@ static void complete(pending *p, const gcra_result *r)
     free(p);
 }
 
-static void complete_in_memory(gw_rl *rl, pending *p, const char *why)
+/* A decision made in memory. why: the reason Redis could not make it, counted and possibly
+ * flipping the fallback flag; NULL when it is not Redis' doing. */
+static void decide_in_memory(gw_rl *rl, const char *key, gcra_limit lim, gw_limit_fn done,
+                             void *ud, const char *why)
 {
     gcra_result r;
 
-    metric_inc(rl->shared->m_redis_errors, NULL);
-    set_fallback(rl->shared, true, why);
-    gw_limiter_take_memory(rl->shared, p->key, p->lim, &r);
-    complete(p, &r);
+    if (why) {
+        metric_inc(rl->shared->m_redis_errors, NULL);
+        set_fallback(rl->shared, true, why);
+    }
+    gw_limiter_take_memory(rl->shared, key, lim, &r);
+    done(ud, &r);
+}
+
+static void complete_in_memory(gw_rl *rl, pending *p, const char *why)
+{
+    decide_in_memory(rl, p->key, p->lim, p->done, p->ud, why);
+    free(p->key);
+    free(p);
 }
 
 /* Decides every decision of b (unlinked) in memory and frees b. */
@@ -436,14 +448,16 @@ static size_t group_of(groups *gs, const pending *p)
  * caller. */
 static int send_batch(gw_rl *rl, batch *b, bool eval)
 {
-    groups *gs = calloc(1, sizeof(*gs));
+    groups grp, *gs = &grp; /* only n, nkeys and slots need a start value */
     const char **argv = malloc((3 + 5 * b->n) * sizeof(*argv));
     char *nums = malloc((4 * b->n + 1) * 24), *at = nums;
     size_t argc = 3;
     int rc = ML_ERR;
 
-    if (rl->freeing || !gs || !argv || !nums || ensure_connection(rl, ml_now_ms()) != ML_OK)
+    if (rl->freeing || !argv || !nums || ensure_connection(rl, ml_now_ms()) != ML_OK)
         goto out;
+    gs->n = gs->nkeys = 0;
+    memset(gs->slots, 0, sizeof(gs->slots));
     for (pending *p = b->head; p; p = p->next) {
         p->group = group_of(gs, p);
         gs->g[p->group].count++;
@@ -471,7 +485,6 @@ static int send_batch(gw_rl *rl, batch *b, bool eval)
     }
     rc = ML_OK;
 out:
-    free(gs);
     free(argv);
     free(nums);
     return rc;
@@ -529,32 +542,29 @@ void gw_rl_free(gw_rl *rl)
 
 void gw_rl_take(gw_rl *rl, const char *key, gcra_limit lim, gw_limit_fn done, void *ud)
 {
-    pending *p = calloc(1, sizeof(*p));
+    pending *p = NULL;
     batch *b = rl->staged;
-    gcra_result r;
 
-    if (!p || !(p->key = strdup(key)) || (!b && !(b = calloc(1, sizeof(*b))))) {
+    if (!rl->shared->redis_enabled) {
+        decide_in_memory(rl, key, lim, done, ud, NULL);
+        return;
+    }
+    if (rl->freeing || ensure_connection(rl, ml_now_ms()) != ML_OK) {
+        decide_in_memory(rl, key, lim, done, ud,
+                         rl->last_error[0] ? rl->last_error : "cannot send to Redis");
+        return;
+    }
+    if (!(p = calloc(1, sizeof(*p))) || !(p->key = strdup(key)) ||
+        (!b && !(b = calloc(1, sizeof(*b))))) {
         if (p)
             free(p->key);
         free(p);
-        gw_limiter_take_memory(rl->shared, key, lim, &r);
-        done(ud, &r);
+        decide_in_memory(rl, key, lim, done, ud, NULL); /* out of memory */
         return;
     }
     p->lim = lim;
     p->done = done;
     p->ud = ud;
-    if (!rl->shared->redis_enabled || rl->freeing || ensure_connection(rl, ml_now_ms()) != ML_OK) {
-        if (!rl->staged)
-            free(b);
-        if (!rl->shared->redis_enabled) {
-            gw_limiter_take_memory(rl->shared, key, lim, &r);
-            complete(p, &r);
-        } else {
-            complete_in_memory(rl, p, rl->last_error[0] ? rl->last_error : "cannot send to Redis");
-        }
-        return;
-    }
     b->rl = rl;
     if (b->tail)
         b->tail->next = p;
