@@ -137,7 +137,7 @@ static void test_lua_mirrors_c(void **state)
     (void)state;
     /* the script uses Redis time, keeps digits exact and expires its key */
     assert_non_null(strstr(gcra_lua, "redis.call('TIME')"));
-    assert_non_null(strstr(gcra_lua, "string.format('%d', new_tat)"));
+    assert_non_null(strstr(gcra_lua, "string.format('%d', tats[k])"));
     assert_non_null(strstr(gcra_lua, "'PX'"));
     assert_null(strstr(gcra_lua, "tostring"));
 }
