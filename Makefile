@@ -7,8 +7,23 @@ PKGS    := libmicrohttpd librabbitmq hiredis libpq libcurl libarchive libcjson l
 OPT     ?= -O2
 SAN     ?=
 
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# Compiler flags of the libraries come from pkg-config, which exists only once `deps` has run:
+# they live in a generated $(BUILD)/config.mk whose recipe installs what is missing first.
+# Make remakes an included file before anything else and then reads itself again, so one
+# `make test` on a pristine machine installs, configures and builds. Goals that build nothing
+# skip it (no install for `make clean`).
+NOBUILD_GOALS := clean help deps stop observe observe-stop
+CONFIG_MK     := $(BUILD)/config.mk
+ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
+include $(CONFIG_MK)
+endif
+$(CONFIG_MK): Makefile infrastructure/dev/deps.sh
+	bash infrastructure/dev/deps.sh
+	@mkdir -p $(@D)
+	@c=$$(pkg-config --cflags $(PKGS)) && l=$$(pkg-config --libs $(PKGS)) && \
+	 f=$$(pkg-config --cflags --libs libarchive openssl uuid) && \
+	 printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\nFUZZ_LIBS := %s\n' "$$c" "$$l" "$$f" >$@.tmp
+	@mv $@.tmp $@
 
 CFLAGS  := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -g $(OPT) $(SAN) \
            -MMD -MP -Ishared $(PKG_CFLAGS) $(EXTRA_CFLAGS)
@@ -113,14 +128,14 @@ observe-stop:
 token: build
 	@bash infrastructure/dev/platform.sh token
 
-test-unit: $(UNIT_BINS)
+test-unit: deps $(UNIT_BINS)
 	bash tests/run.sh unit $(BUILD)
 
-test-integration: build $(INT_BINS)
+test-integration: deps build $(INT_BINS)
 	bash tests/run.sh integration $(BUILD)
 
 # One runner for both suites so a single summary line covers everything.
-test: build $(TEST_BINS)
+test: deps build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
 
 # libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
@@ -128,7 +143,6 @@ test: build $(TEST_BINS)
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_LIBS := $(shell pkg-config --cflags --libs libarchive openssl uuid 2>/dev/null)
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@

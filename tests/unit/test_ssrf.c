@@ -96,16 +96,18 @@ static void test_blocked_ranges_strict(void **state)
     expect_fail("http://10.0.0.1/", NULL, SSRF_BLOCKED, "private");
 }
 
-/* Other spellings of 127.0.0.1 that the resolver (and libcurl) accept. */
+/* Other spellings of 127.0.0.1 that the resolver (and libcurl) accept. LOCALHOST may come
+ * back as ::1 first (stock Debian's /etc/hosts maps both), so only its class is checked. */
 static void test_numeric_host_tricks(void **state)
 {
     static const char *const urls[] = {
         "http://2130706433/", "http://0x7f.1/", "http://127.1/", "http://017700000001/",
-        "http://0x7F000001:8080/", "HTTP://LOCALHOST/",
+        "http://0x7F000001:8080/",
     };
     ML_UNUSED(state);
     for (size_t i = 0; i < ML_ARRAY_LEN(urls); i++)
         expect_fail(urls[i], &strict, SSRF_BLOCKED, "resolves to 127.0.0.1, a loopback");
+    expect_fail("HTTP://LOCALHOST/", &strict, SSRF_BLOCKED, "a loopback");
 }
 
 static void test_public_addresses_pass(void **state)
@@ -171,8 +173,10 @@ static void test_policy_loopback(void **state)
     assert_false(t.host_is_ip);
     assert_string_equal(t.host, "localhost");
     assert_true(t.naddrs >= 1);
-    /* the pin lists exactly the checked addresses */
-    ml_snprintf(want, sizeof(want), "localhost:9000:%s", t.addr);
+    /* the pin lists exactly the checked addresses, IPv6 ones in brackets (whichever family
+     * the resolver answers first: ::1 on stock Debian, 127.0.0.1 where hosts has only that) */
+    ml_snprintf(want, sizeof(want), strchr(t.addr, ':') ? "localhost:9000:[%s]" : "localhost:9000:%s",
+                t.addr);
     assert_memory_equal(t.resolve, want, strlen(want));
     expect_fail("http://localhost/", &strict, SSRF_BLOCKED, "host localhost resolves to");
     /* loopback does not open private ranges, nor the never-allowed ones */
