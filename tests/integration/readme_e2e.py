@@ -1,0 +1,102 @@
+"""The README's shell blocks, run as written against the stack `make run` starts.
+
+Runs inside a network namespace of its own (readme_e2e.sh), so `make run`'s fixed ports
+(8080..., 20000+) are free even while a developer's `make run` or the test stack is up, and
+the state goes to build/.../readme/ instead of .run/. Every ```sh block of README.md runs in
+order, except one preceded by `<!-- readme-test: skip (reason) -->`. In those blocks:
+  - `make run` runs first; `make test` is not run (this test is part of it); `make stop` runs last;
+  - `$TOKEN` is the dev JWT and `<printed>` the SigV4 secret, both read from what `make run` printed;
+  - a command's trailing `# ...` comment states its result: every "key":value pair written in
+    it must appear in what the command printed, and every command must exit 0.
+Files the commands write (app.py, fn.zip, out.json) go to a scratch folder."""
+import fcntl, os, re, shutil, socket, struct, subprocess, sys, tempfile, time
+
+ROOT = os.environ.get("ML_ROOT", os.getcwd())
+BUILD = os.environ.get("ML_BUILD_DIR", os.path.join(ROOT, "build"))
+failures = 0
+
+
+def check(name, cond, detail=""):
+    global failures
+    print(("ok - " if cond else "not ok - ") + name + ("" if cond else f"  # {str(detail)[-600:]}"), flush=True)
+    failures += 0 if cond else 1
+    return cond
+
+
+def loopback_up():
+    """A new network namespace starts with lo down: SIOCSIFFLAGS IFF_UP|IFF_RUNNING."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH14s", b"lo", 0x1 | 0x40, b"\0" * 14))
+
+
+def readme_commands(path):
+    """(command, stated result) for each command of the README's runnable sh blocks."""
+    text = open(path).read()
+    cmds = []
+    for m in re.finditer(r"(?:^(<!-- readme-test: skip[^\n]*-->)\n)?^```sh\n(.*?)^```", text, re.M | re.S):
+        if m.group(1):
+            continue
+        joined = re.sub(r"\\\n\s*", " ", m.group(2))
+        for line in joined.splitlines():
+            code, _, comment = line.partition("  #")
+            if code.strip():
+                cmds.append((code.strip(), comment.strip()))
+    return cmds
+
+
+def stated_pairs(comment):
+    return re.findall(r'"[A-Za-z_]+":(?:"[^"]*"|-?\d+|true|false|null)', comment)
+
+
+def run(cmd, env, cwd, timeout=600):
+    p = subprocess.run(["bash", "-c", cmd], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return p.returncode, p.stdout + p.stderr
+
+
+def env_for_make_run():
+    """The caller's environment minus the test stack's settings (run.sh exports them)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MINILAMBDA_") and k not in ("ML_PORT_BASE",)}
+    state = os.path.join(BUILD, "readme")
+    shutil.rmtree(state, ignore_errors=True)
+    env.update(ML_RUN_DIR=os.path.join(state, "stack"), ML_PLATFORM_DIR=os.path.join(state, "platform"),
+               BUILD=os.path.relpath(BUILD, ROOT), HOME=os.path.join(state, "home"))
+    os.makedirs(env["HOME"], exist_ok=True)
+    return env
+
+
+def main():
+    loopback_up()
+    cmds = readme_commands(os.path.join(ROOT, "README.md"))
+    check("README has runnable sh blocks with make run and make stop",
+          any(c == "make run" for c, _ in cmds) and any(c == "make stop" for c, _ in cmds), cmds)
+    env = env_for_make_run()
+    scratch = tempfile.mkdtemp(prefix="readme-")
+    rc, out = run("make run", env, ROOT)
+    if not check("make run starts the platform", rc == 0, out):
+        run("make stop", env, ROOT)
+        return
+    token = re.search(r"dev JWT:\s+(\S+)", out)
+    secret = re.search(r"AWS_SECRET_ACCESS_KEY=(\S+)", out)
+    check("make run prints a dev JWT and the SigV4 secret", token and secret, out)
+    env["TOKEN"] = token.group(1) if token else ""
+    try:
+        for cmd, comment in cmds:
+            if cmd in ("make run", "make stop", "make test"):
+                continue
+            cmd = cmd.replace("<printed>", secret.group(1) if secret else "")
+            rc, out = run(cmd, env, scratch, timeout=120)
+            pairs = stated_pairs(comment)
+            missing = [p for p in pairs if p not in out]
+            check(f"README: {cmd[:70]}" + (f"  -> {', '.join(pairs)}" if pairs else ""),
+                  rc == 0 and not missing, f"exit {rc}, missing {missing}: {out}")
+    finally:
+        rc, out = run("make stop", env, ROOT)
+        check("make stop stops the platform", rc == 0, out)
+    shutil.rmtree(scratch, ignore_errors=True)
+    with socket.socket() as s:
+        check("nothing listens on the gateway's port after make stop", s.connect_ex(("127.0.0.1", 8080)) != 0)
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(1 if failures else 0)
