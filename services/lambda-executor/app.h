@@ -20,7 +20,8 @@ typedef struct ex_app {
     audit *audit;
     artifacts artifacts;
     pool *pool;
-    const char *artifact_dir, *runtimes_dir;
+    const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
+    char runtimes_staged[4096];   /* artifacts_stage_runtimes */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
     bool network;                 /* functions may use the network */
     int64_t async_consumers;      /* threads running queued events */

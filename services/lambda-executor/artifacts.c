@@ -3,10 +3,12 @@
 
 #include <archive.h>
 #include <archive_entry.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -154,4 +156,80 @@ int artifacts_get(artifacts *a, s3_client *s3, const char *prefix, const char *s
         rc = fetch(a, s3, prefix, sha256, dir, err, errlen);
     pthread_mutex_unlock(&a->lock);
     return rc;
+}
+
+/* Copies one regular file to dst (0644) through a temporary name and a rename. */
+static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
+{
+    char tmp[PATH_MAX], buf[65536];
+    int in = -1, out = -1, rc = ML_ERR;
+    ssize_t n = 0;
+
+    if (ml_snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", dst, (long)getpid()) != ML_OK)
+        goto out;
+    if ((in = open(src, O_RDONLY | O_CLOEXEC)) < 0 ||
+        (out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)
+        goto out;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        if (write(out, buf, (size_t)n) != n)
+            goto out;
+    if (n == 0 && fchmod(out, 0644) == 0 && close(out) == 0) {
+        out = -1;
+        rc = rename(tmp, dst) == 0 ? ML_OK : ML_ERR;
+    }
+out:
+    if (rc != ML_OK) {
+        ml_snprintf(err, errlen, "staging %s: %s", src, strerror(errno));
+        unlink(tmp);
+    }
+    if (in >= 0)
+        close(in);
+    if (out >= 0)
+        close(out);
+    return rc;
+}
+
+/* Copies the regular files of src into dst (made 0755), and its directories down to depth. */
+static int copy_tree(const char *src, const char *dst, int depth, char *err, size_t errlen)
+{
+    char from[PATH_MAX], to[PATH_MAX];
+    struct dirent *e;
+    struct stat st;
+    DIR *d = NULL;
+    int rc = ML_ERR;
+
+    if ((mkdir(dst, 0755) != 0 && errno != EEXIST) || chmod(dst, 0755) != 0 || !(d = opendir(src))) {
+        ml_snprintf(err, errlen, "staging %s into %s: %s", src, dst, strerror(errno));
+        goto out;
+    }
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (ml_snprintf(from, sizeof(from), "%s/%s", src, e->d_name) != ML_OK ||
+            ml_snprintf(to, sizeof(to), "%s/%s", dst, e->d_name) != ML_OK) {
+            ml_snprintf(err, errlen, "staging %s: path too long", src);
+            goto out;
+        }
+        if (stat(from, &st) != 0)
+            continue;
+        if (S_ISREG(st.st_mode) && copy_file(from, to, err, errlen) != ML_OK)
+            goto out;
+        if (S_ISDIR(st.st_mode) && depth > 0 && copy_tree(from, to, depth - 1, err, errlen) != ML_OK)
+            goto out;
+    }
+    rc = ML_OK;
+out:
+    if (d)
+        closedir(d);
+    return rc;
+}
+
+int artifacts_stage_runtimes(const artifacts *a, const char *src, char *out, size_t outlen,
+                             char *err, size_t errlen)
+{
+    if (ml_snprintf(out, outlen, "%s/runtimes", a->cache_dir) != ML_OK) {
+        ml_snprintf(err, errlen, "staging runtimes: path too long");
+        return ML_ERR;
+    }
+    return copy_tree(src, out, 1, err, errlen); /* <runtime>/<file> */
 }

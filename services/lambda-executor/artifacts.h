@@ -21,6 +21,14 @@ int artifacts_init(artifacts *a, const char *cache_dir);
 int artifacts_get(artifacts *a, s3_client *s3, const char *prefix, const char *sha256, char *dir,
                   size_t dirlen, char *err, size_t errlen);
 
+/* Copies the runtime bootstraps (<src>/<runtime>/<file>, regular files only) into
+ * <cache_dir>/runtimes, readable by everyone, and writes that directory to out. A sandbox
+ * without a mount namespace reads them as an unprivileged uid, which cannot enter a checkout
+ * under a private home (/root is 0700 on Debian). Files are replaced by rename, so executors
+ * sharing the cache may stage at the same time. */
+int artifacts_stage_runtimes(const artifacts *a, const char *src, char *out, size_t outlen,
+                             char *err, size_t errlen);
+
 /* Unpacks a tar.gz into an empty directory: regular files and directories only, no
  * absolute or '..' paths, permissions 0644/0755. Exposed for tests. */
 int artifacts_unpack(const char *tgz, const char *dest, char *err, size_t errlen);

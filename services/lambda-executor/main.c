@@ -114,6 +114,12 @@ static int start_parts(svc *s)
         ml_log_error("cannot use artifact cache %s", app.artifact_dir);
         return ML_ERR;
     }
+    if (artifacts_stage_runtimes(&app.artifacts, app.runtimes_dir, app.runtimes_staged,
+                                 sizeof(app.runtimes_staged), err, sizeof(err)) != ML_OK) {
+        ml_log_error("cannot stage the runtimes: %s", err);
+        return ML_ERR;
+    }
+    app.runtimes_dir = app.runtimes_staged;
     if (!(app.registry = registry_new(&app.registry_cfg, s, err, sizeof(err))) ||
         !(app.audit = audit_start(&app.audit_cfg, s, err, sizeof(err))) ||
         !(app.pool = pool_new(&pc))) {

@@ -59,7 +59,9 @@ def env_for_make_run():
     state = os.path.join(BUILD, "readme")
     shutil.rmtree(state, ignore_errors=True)
     env.update(ML_RUN_DIR=os.path.join(state, "stack"), ML_PLATFORM_DIR=os.path.join(state, "platform"),
-               BUILD=os.path.relpath(BUILD, ROOT), HOME=os.path.join(state, "home"))
+               BUILD=os.path.relpath(BUILD, ROOT), HOME=os.path.join(state, "home"),
+               # a stock machine's PATH: Debian's aws (CLI v2), not a developer's pyenv shim (v1)
+               PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
     os.makedirs(env["HOME"], exist_ok=True)
     return env
 

@@ -30,6 +30,7 @@
 
 #include <cJSON.h>
 
+#include "artifacts.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -1159,6 +1160,45 @@ static void test_uids_unique_across_executors(void **state)
 
 /* Where namespaces (or cgroups) are not permitted: a loud report and the strongest isolation
  * left — still no executor secrets, still an unprivileged uid, still limits. Re-inits fully. */
+/* Without a mount namespace a function reads its bootstrap through host paths as an
+ * unprivileged uid: from a checkout under a private home (/root is 0700 on Debian) it
+ * cannot, from the copy the executor stages in its artifact cache it can. */
+static void test_runtimes_from_private_checkout(void **state)
+{
+    fixture *f = *state;
+    char priv[] = "/tmp/ml-private-XXXXXX", cache[] = "/tmp/ml-cache-XXXXXX";
+    char cmd[2400], src[256], staged[512], err[1024] = "", report[4096];
+    const char *dir = code_dir(f, "fb.py", "def handler(event, context):\n    return {'ok': 1}\n", NULL);
+    artifacts a = { 0 };
+    sandbox_instance *in = NULL;
+
+    assert_non_null(mkdtemp(priv));  /* 0700, as /root */
+    assert_non_null(mkdtemp(cache));
+    snprintf(src, sizeof(src), "%s/runtimes", priv);
+    snprintf(cmd, sizeof(cmd), "cp -r '%s' '%s'", g_runtimes, src);
+    assert_int_equal(system(cmd), 0);
+    assert_int_equal(sandbox_init_ex("minilambda-test", SANDBOX_F_NAMESPACES, report, sizeof(report)), ML_OK);
+
+    sandbox_spec s = spec_for("python3", "fb.handler", dir);
+    s.runtimes_dir = src;
+    assert_int_equal(sandbox_start(&s, &in, err, sizeof(err)), ML_ERR);
+    assert_non_null(strstr(err, "Permission denied"));
+
+    assert_int_equal(artifacts_init(&a, cache), ML_OK);
+    assert_int_equal(artifacts_stage_runtimes(&a, src, staged, sizeof(staged), err, sizeof(err)), ML_OK);
+    assert_int_equal(artifacts_stage_runtimes(&a, src, staged, sizeof(staged), err, sizeof(err)), ML_OK);
+    s.runtimes_dir = staged;
+    in = start_spec(f, &s);
+    assert_int_equal(invoke(f, in, "{}", 5000), SB_OK);
+    expect_ok(f);
+    assert_int_equal(jnum(f->json, "ok"), 1);
+
+    assert_int_equal(sandbox_init("minilambda-test", report, sizeof(report)), ML_OK);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s'", priv, cache);
+    assert_int_equal(system(cmd), 0);
+    pthread_mutex_destroy(&a.lock);
+}
+
 static void test_fallbacks(void **state)
 {
     fixture *f = *state;
@@ -1203,7 +1243,9 @@ static void test_fallbacks(void **state)
 int main(void)
 {
     const char *root = getenv("ML_ROOT");
-    char cwd[512];
+    char cwd[512], repo_rt[1024], cache[] = "/tmp/ml-test-runtimes-XXXXXX", err[512] = "", rm[128];
+    artifacts a = { 0 };
+    int rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_init_report, setup, teardown),
         cmocka_unit_test_setup_teardown(test_python_hello, setup, teardown),
@@ -1230,6 +1272,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uids_unique_across_executors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_runtimes_from_private_checkout, setup, teardown),
     };
 
     ml_log_init("test_sandbox", ML_LOG_WARN);
@@ -1237,8 +1280,18 @@ int main(void)
     setenv("MINILAMBDA_SECRET", SECRET_VALUE, 1);
     if (!root)
         root = getcwd(cwd, sizeof(cwd));
-    snprintf(g_runtimes, sizeof(g_runtimes), "%s/services/lambda-executor/runtimes", root ? root : ".");
+    /* the executor's own start-up: the bootstraps staged in the artifact cache */
+    snprintf(repo_rt, sizeof(repo_rt), "%s/services/lambda-executor/runtimes", root ? root : ".");
+    if (!mkdtemp(cache) || artifacts_init(&a, cache) != ML_OK ||
+        artifacts_stage_runtimes(&a, repo_rt, g_runtimes, sizeof(g_runtimes), err, sizeof(err)) != ML_OK) {
+        fprintf(stderr, "cannot stage the runtimes: %s\n", err);
+        return 1;
+    }
     if (geteuid() == 0 && sandbox_init("minilambda-test", g_report, sizeof(g_report)) != ML_OK)
         fprintf(stderr, "sandbox_init failed: %s\n", g_report);
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", cache);
+    if (system(rm) != 0)
+        fprintf(stderr, "could not remove %s\n", cache);
+    return rc;
 }
