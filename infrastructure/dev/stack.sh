@@ -106,10 +106,29 @@ warn_ephemeral() {
 
 saved_base() { [[ -f $MARKER ]] && tr -dc '0-9' <"$MARKER"; return 0; }
 
+# True when every existing directory on the way to the run dir is searchable by others.
+run_dir_public() {
+	local d=$RUN_DIR
+	while [[ -n $d && $d != / ]]; do
+		if [[ -d $d ]] && (($(stat -c '0%a' "$d") % 2 == 0)); then return 1; fi
+		d=$(dirname "$d")
+	done
+	return 0
+}
+
+# Postgres runs as user postgres, which cannot enter a run dir under a private home (root's
+# checkout in /root, 0700 on Debian): its files then live under /var/lib/minilambda, keyed
+# by the run dir, and the run dir's logs/postgres.log links to its log.
 PG_DIR=$RUN_DIR/postgres
+PG_LOG=$LOG_DIR/postgres.log
+PG_AWAY=0
+if ((EUID == 0)) && ! run_dir_public; then
+	PG_DIR=/var/lib/minilambda/postgres-$(printf '%s' "$RUN_DIR" | sha256sum | cut -c1-16)
+	PG_LOG=$PG_DIR/postgres.log
+	PG_AWAY=1
+fi
 PG_DATA=$PG_DIR/data
 PG_SOCK=$PG_DIR/sock
-PG_LOG=$LOG_DIR/postgres.log
 REDIS_DIR=$RUN_DIR/redis
 REDIS_PID=$REDIS_DIR/redis.pid
 REDIS_LOG=$LOG_DIR/redis.log
@@ -245,6 +264,7 @@ pg_launch() {
 	mkdir -p "$PG_DIR"
 	chmod 755 "$PG_DIR"
 	: >>"$PG_LOG"
+	((PG_AWAY)) && ln -sfn "$PG_LOG" "$LOG_DIR/postgres.log"
 	if [[ ! -f $PG_DATA/PG_VERSION ]]; then
 		rm -rf "$PG_DATA" # a half-done initdb: start over
 		mkdir -p "$PG_DATA"
@@ -546,6 +566,7 @@ cmd_start() {
 	t0=$(now)
 	check_tools
 	mkdir -p "$RUN_DIR" "$LOG_DIR"
+	((PG_AWAY)) && install -d -m 755 "${PG_DIR%/*}"
 	chmod 755 "$RUN_DIR" "$LOG_DIR" # postgres must reach its data dir through these
 	take_lock
 	saved=$(saved_base)
@@ -557,8 +578,8 @@ cmd_start() {
 	set_ports "$base"
 	warn_ephemeral
 	printf '%s\n' "$PORT_BASE" >"$MARKER"
-	if ((EUID == 0)) && ! runuser -u postgres -- test -x "$RUN_DIR"; then
-		die "user postgres cannot enter $RUN_DIR (a parent directory is not world-searchable); choose another ML_RUN_DIR"
+	if ((EUID == 0)) && ! runuser -u postgres -- test -x "${PG_DIR%/*}"; then
+		die "user postgres cannot enter ${PG_DIR%/*} (a parent directory is not searchable by others)"
 	fi
 
 	preflight_ports
@@ -641,6 +662,7 @@ cmd_stop() {
 	if ((purge)); then
 		[[ -f $MARKER ]] || die "$RUN_DIR has no $MARKER: not a stack dir, not deleting it"
 		rm -rf "$RUN_DIR"
+		((PG_AWAY)) && rm -rf "$PG_DIR"
 		say "stopped and purged $RUN_DIR"
 	else
 		say "stopped ($RUN_DIR)"
