@@ -1,0 +1,217 @@
+/* sandbox_cgroup.c — cgroup v1 memory and pids: the parents under our own cgroup (swept of
+ * what dead executors left), one child of each per instance, and their event counters. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sandbox-int.h"
+
+/* Our own cgroup path for a v1 controller from /proc/self/cgroup ("4:memory:/a/b"), without
+ * the leading slash ("" for the root). */
+static int own_cgroup(const char *controller, char *out, size_t len)
+{
+    char buf[4096], *save = NULL;
+
+    if (sb_read_file("/proc/self/cgroup", buf, sizeof(buf)) != ML_OK)
+        return ML_ERR;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *list = strchr(line, ':'), *path, *save2 = NULL;
+        if (!list || !(path = strchr(list + 1, ':')))
+            continue;
+        *path++ = '\0';
+        for (char *c = strtok_r(list + 1, ",", &save2); c; c = strtok_r(NULL, ",", &save2))
+            if (strcmp(c, controller) == 0)
+                return ml_snprintf(out, len, "%s", path + strspn(path, "/"));
+    }
+    return ML_ERR;
+}
+
+/* SIGKILLs every task of a cgroup until it is empty (tasks can fork meanwhile; pids.max
+ * bounds how many). */
+void sb_cgroup_kill_tasks(const char *dir)
+{
+    for (int round = 0; round < 100; round++) {
+        char path[PATH_MAX], buf[8192], *save = NULL;
+        bool any = false;
+
+        if (ml_snprintf(path, sizeof(path), "%s/cgroup.procs", dir) != ML_OK ||
+            sb_read_file(path, buf, sizeof(buf)) != ML_OK)
+            return;
+        for (char *t = strtok_r(buf, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+            int64_t pid;
+            if (ml_parse_int64(t, 1, INT32_MAX, &pid) == ML_OK && kill((pid_t)pid, SIGKILL) == 0)
+                any = true;
+        }
+        if (!any)
+            return;
+        ml_sleep_ms(1);
+    }
+}
+
+/* Removes what executors that are gone left behind ("i<pid>-<seq>", "probe-<pid>" with that
+ * pid dead): their instances' processes are killed first. */
+static void cgroup_sweep(const char *parent)
+{
+    DIR *d = opendir(parent);
+    struct dirent *e;
+
+    if (!d)
+        return;
+    while ((e = readdir(d))) {
+        const char *name = e->d_name;
+        size_t skip = name[0] == 'i' ? 1 : strncmp(name, "probe-", 6) == 0 ? 6 : 0;
+        size_t n = skip ? strcspn(name + skip, "-") : 0;
+        int64_t pid = 0;
+        char num[32], path[PATH_MAX];
+
+        if (n == 0 || n >= sizeof(num))
+            continue;
+        memcpy(num, name + skip, n);
+        num[n] = '\0';
+        if (ml_parse_int64(num, 1, INT32_MAX, &pid) != ML_OK || pid == getpid() ||
+            kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
+            ml_snprintf(path, sizeof(path), "%s/%s", parent, name) != ML_OK)
+            continue;
+        sb_cgroup_kill_tasks(path);
+        for (int tries = 0; rmdir(path) != 0 && errno == EBUSY && tries < 100; tries++)
+            ml_sleep_ms(5);
+    }
+    closedir(d);
+}
+
+/* Prepares <mount>/<own cgroup>/<name> for one controller and checks we can create children
+ * with limits in it. */
+int sb_cgroup_parent(const char *controller, const char *limit_file, const char *limit,
+                         const char *name, char *out, size_t len, char *why, size_t whylen)
+{
+    char own[PATH_MAX], probe[PATH_MAX], file[PATH_MAX];
+    int rc = ML_ERR;
+
+    if (own_cgroup(controller, own, sizeof(own)) != ML_OK) {
+        ml_snprintf(why, whylen, "no v1 %s controller in /proc/self/cgroup", controller);
+        return ML_ERR;
+    }
+    if (ml_snprintf(out, len, "/sys/fs/cgroup/%s/%s%s%s", controller, own, own[0] ? "/" : "",
+                    name) != ML_OK ||
+        ml_snprintf(probe, sizeof(probe), "%s/probe-%d", out, (int)getpid()) != ML_OK ||
+        ml_snprintf(file, sizeof(file), "%s/%s", probe, limit_file) != ML_OK)
+        return ML_ERR;
+    if (mkdir(out, 0755) != 0 && errno != EEXIST) {
+        ml_snprintf(why, whylen, "mkdir %s: %s", out, strerror(errno));
+        return ML_ERR;
+    }
+    if (mkdir(probe, 0755) != 0 && errno != EEXIST) {
+        ml_snprintf(why, whylen, "mkdir %s: %s", probe, strerror(errno));
+        return ML_ERR;
+    }
+    if (sb_write_file(file, limit) == ML_OK)
+        rc = ML_OK;
+    else
+        ml_snprintf(why, whylen, "write %s: %s", file, strerror(errno));
+    (void)rmdir(probe);
+    if (rc == ML_OK)
+        cgroup_sweep(out);
+    return rc;
+}
+
+/* Writes value to <dir>/<file>; ML_ERR with err on failure. */
+static int cg_write(const char *dir, const char *file, const char *value, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+
+    if (ml_snprintf(path, sizeof(path), "%s/%s", dir, file) != ML_OK || sb_write_file(path, value) != ML_OK)
+        return sb_errf(err, errlen, "Sandbox.SetupError: cgroup %s/%s: %s", dir, file, strerror(errno));
+    return ML_OK;
+}
+
+static int cg_open(const char *dir, const char *file, int flags, int *fd, char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+
+    if (ml_snprintf(path, sizeof(path), "%s/%s", dir, file) != ML_OK ||
+        (*fd = open(path, flags | O_CLOEXEC)) < 0)
+        return sb_errf(err, errlen, "Sandbox.SetupError: cgroup %s/%s: %s", dir, file, strerror(errno));
+    return ML_OK;
+}
+
+/* The instance's memory and pids cgroups with their limits; cg_fd gets their cgroup.procs for
+ * the child to join. */
+int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,
+                         int cg_fd[2], char *err, size_t errlen)
+{
+    char val[32];
+
+    if (sb_host.features & SANDBOX_F_CGROUP_MEMORY) {
+        snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20);
+        if (ml_snprintf(in->cg[0], sizeof(in->cg[0]), "%s/%s", sb_host.cg_mem, name) != ML_OK ||
+            mkdir(in->cg[0], 0755) != 0)
+            return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[0], strerror(errno));
+        /* memsw = limit: the limit cannot be escaped into swap */
+        if (cg_write(in->cg[0], "memory.limit_in_bytes", val, err, errlen) != ML_OK ||
+            (sb_host.memsw && cg_write(in->cg[0], "memory.memsw.limit_in_bytes", val, err, errlen) != ML_OK) ||
+            cg_open(in->cg[0], "memory.max_usage_in_bytes", O_RDWR, &in->usage_fd, err, errlen) != ML_OK ||
+            cg_open(in->cg[0], "tasks", O_WRONLY, &cg_fd[0], err, errlen) != ML_OK)
+            return ML_ERR;
+    }
+    if (sb_host.features & SANDBOX_F_CGROUP_PIDS) {
+        snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64);
+        if (ml_snprintf(in->cg[1], sizeof(in->cg[1]), "%s/%s", sb_host.cg_pids, name) != ML_OK ||
+            mkdir(in->cg[1], 0755) != 0)
+            return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[1], strerror(errno));
+        if (cg_write(in->cg[1], "pids.max", val, err, errlen) != ML_OK ||
+            cg_open(in->cg[1], "tasks", O_WRONLY, &cg_fd[1], err, errlen) != ML_OK)
+            return ML_ERR;
+    }
+    return ML_OK;
+}
+
+void sb_cgroup_remove(sandbox_instance *in)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!in->cg[i][0])
+            continue;
+        /* The last tasks may still be leaving after the init was reaped. */
+        for (int tries = 0; rmdir(in->cg[i]) != 0 && errno == EBUSY && tries < 200; tries++)
+            ml_sleep_ms(5);
+        in->cg[i][0] = '\0';
+    }
+}
+
+/* The counter after key ("oom_kill ", "max ") in a cgroup events file, 0 when unknown. */
+static int64_t cg_event_count(const char *cg, const char *file, const char *key)
+{
+    char path[PATH_MAX], buf[512], num[24];
+    const char *k;
+    size_t n;
+    int64_t v = 0;
+
+    if (!cg[0] || ml_snprintf(path, sizeof(path), "%s/%s", cg, file) != ML_OK ||
+        sb_read_file(path, buf, sizeof(buf)) != ML_OK || !(k = strstr(buf, key)))
+        return 0;
+    k += strlen(key);
+    n = strcspn(k, "\n");
+    if (n < sizeof(num)) {
+        memcpy(num, k, n);
+        num[n] = '\0';
+        (void)ml_parse_int64(num, 0, INT64_MAX, &v);
+    }
+    return v;
+}
+
+/* oom_kill count of the instance's memory cgroup (0 when unknown). */
+int64_t sb_oom_kills(const sandbox_instance *in)
+{
+    return cg_event_count(in->cg[0], "memory.oom_control", "oom_kill ");
+}
+
+/* How often the instance's pids cgroup refused a fork at pids.max (0 when unknown). */
+int64_t sb_pids_refusals(const sandbox_instance *in)
+{
+    return cg_event_count(in->cg[1], "pids.events", "max ");
+}
