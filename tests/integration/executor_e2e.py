@@ -270,9 +270,10 @@ def platform_refusals(run):
 
 
 def pg_ctl(cmd):
-    data = os.path.join(RUN, "postgres", "data")
+    # stack.env names the data dir: it moves out of a run dir user postgres cannot enter
+    data, bindir = os.environ["ML_STACK_PG_DATA"], os.environ["ML_STACK_PG_BIN"]
     subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c",
-                    f"/usr/lib/postgresql/15/bin/pg_ctl -D {data} -w -m fast {cmd}"],
+                    f"{bindir}/pg_ctl -D {data} -w -m fast {cmd}"],
                    check=True, capture_output=True)
 
 
