@@ -1011,6 +1011,10 @@ static const char state_sql[] =
 
 typedef enum { EV_APPLIED = 0, EV_DUPLICATE, EV_GONE, EV_FAILED } ev_outcome;
 
+/* A transaction-scoped lock on one function id ($1), taken by build events and by a delete
+ * by id, so that each sees what the other committed. */
+#define FN_XACT_LOCK "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
+
 /* Applies one event in the open transaction. */
 static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webhook_id)
 {
@@ -1027,6 +1031,10 @@ static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webho
         return EV_FAILED;
     if (n == 0)
         return EV_DUPLICATE;
+    /* one function's events and its delete by id take turns: otherwise a delete that found no
+     * row yet and an event creating the row could both commit, the tombstone unseen */
+    if (pg_exec(db, "reg_ev_fnlock", FN_XACT_LOCK, 1, fid, NULL) != ML_OK)
+        return EV_FAILED;
     if (!(res = pg_query(db, "reg_ev_deleted", "SELECT 1 FROM deleted_functions WHERE id = $1", 1, fid)))
         return EV_FAILED;
     n = PQntuples(res);
@@ -1388,6 +1396,7 @@ static int delete_fn(pg_conn *db, const char *const params[2], PGresult **res)
     if (pg_begin(db) != ML_OK)
         return ML_ERR;
     if (pg_exec(db, "reg_delete_timeout", "SET LOCAL statement_timeout = '" DELETE_TIMEOUT "'", 0, NULL, NULL) != ML_OK ||
+        (params[0] && pg_exec(db, "reg_delete_fnlock", FN_XACT_LOCK, 1, params, NULL) != ML_OK) ||
         !(*res = pg_query(db, "reg_delete",
                           "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
                           " g AS (SELECT id, name, true AS deleted FROM d UNION ALL"

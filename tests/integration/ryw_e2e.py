@@ -198,9 +198,11 @@ def settle_and_clean(run, names):
     end = t0 + 90
     left = None
     while time.time() < end:
-        left = psql("SELECT count(*) FROM builds b JOIN build_functions f ON f.id = b.function_id"
-                    f" WHERE f.name LIKE 'ryw%-{run}%' AND b.status NOT IN ('completed', 'failed')",
-                    "MINILAMBDA_BUILD_DB_URL")
+        left = psql("SELECT (SELECT count(*) FROM builds b JOIN build_functions f ON f.id = b.function_id"
+                    f" WHERE f.name LIKE 'ryw%-{run}%' AND b.status NOT IN ('completed', 'failed'))"
+                    " + (SELECT count(*) FROM webhook_deliveries w JOIN build_functions f ON"
+                    f" f.id = w.function_id WHERE f.name LIKE 'ryw%-{run}%' AND w.target = 'lambda'"
+                    " AND w.status = 'pending')", "MINILAMBDA_BUILD_DB_URL")
         if left == "0":
             break
         time.sleep(0.5)
