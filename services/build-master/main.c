@@ -36,10 +36,10 @@ int main(int argc, char **argv)
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081",
                            0, 0, "http|https", "lambda-executor base URL that receives build-status webhooks",
                            &app.executor_url, false };
-    vars[n++] = (cfg_var){ "MINILAMBDA_INTERNAL_WEBHOOK_SECRET", CFG_STR, NULL, 0, 0, NULL,
+    vars[n++] = (cfg_var){ "MINILAMBDA_INTERNAL_WEBHOOK_SECRET", CFG_STR, "", 0, 0, NULL,
                            "whsec_ secret signing build-status webhooks to the lambda-executor; here: the"
                            " queued event sent before 202 (unset: the outbox alone delivers it)",
-                           &app.internal_secret, false };
+                           &app.internal_secret, true };
     vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_SWEEP_AFTER_S", CFG_INT, "30", 1, 86400, NULL,
                            "republish a queued build whose job was never confirmed after this long",
                            &app.sweep_after_s, false };
