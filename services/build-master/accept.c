@@ -5,7 +5,9 @@
  *  2. one transaction inserts the function (POST), the build (queued) and its status event,
  *     with its webhook deliveries held back;
  *  3. the job is published and the broker's confirm awaited;
- *  4. a second transaction marks the build published and releases the deliveries; 202.
+ *  4. the lambda-executor is told of the queued build inline (notify.h), so a name that got
+ *     its 202 is never reported as nonexistent; if that fails, the outbox delivers it later;
+ *  5. a second transaction marks the build published and releases the deliveries; 202.
  * If 3 fails, 2 and 1 are undone and the caller gets 503. If the process dies between 2 and 4,
  * the sweeper finds the queued, unpublished build and finishes 3 and 4. */
 #include "accept.h"
@@ -18,6 +20,7 @@
 #include "buildstate.h"
 #include "crypto.h"
 #include "log.h"
+#include "notify.h"
 #include "topology.h"
 #include "webhook.h"
 
@@ -33,7 +36,8 @@ static void unavailable(httpd_resp *resp, const char *what, const char *why)
                      what, why);
 }
 
-int accept_republish(deps *d, const char *build_id, const char *function_id)
+/* Step 3: the job, confirmed by the broker. */
+static int publish_job(deps *d, const char *build_id, const char *function_id)
 {
     char body[160];
     mq_header hdr = { .key = "x-request-id", .str = ml_log_request_id() };
@@ -44,16 +48,26 @@ int accept_republish(deps *d, const char *build_id, const char *function_id)
     ml_snprintf(body, sizeof(body), "{\"build_id\":\"%s\",\"function_id\":\"%s\"}", build_id,
                 function_id);
     m.body_len = strlen(body);
-    if (mq_publish(d->mq, &m) != ML_OK)
-        return ML_ERR;
-    /* The job is durable now; if this bookkeeping fails the sweeper publishes a duplicate,
-     * which workers skip (a build is claimed once). */
+    return mq_publish(d->mq, &m);
+}
+
+/* Step 5. The job is durable now; if this bookkeeping fails the sweeper publishes a
+ * duplicate, which workers skip (a build is claimed once). */
+static void mark_published(deps *d, const char *build_id)
+{
     if (pg_begin(d->db) != ML_OK || buildstate_release(d->db, build_id) != ML_OK ||
         pg_commit(d->db) != ML_OK) {
         ml_log_kv(ML_LOG_WARN, "build published but not marked; the sweeper will retry",
                   "build_id", build_id, "error", pg_error(d->db), NULL);
         pg_rollback(d->db);
     }
+}
+
+int accept_republish(deps *d, const char *build_id, const char *function_id)
+{
+    if (publish_job(d, build_id, function_id) != ML_OK)
+        return ML_ERR;
+    mark_published(d, build_id);
     return ML_OK;
 }
 
@@ -173,7 +187,7 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
         s3_delete(d->s3, key);
         return;
     }
-    if (accept_republish(d, bid, fid) != ML_OK) {
+    if (publish_job(d, bid, fid) != ML_OK) {
         count(app, "broker_unavailable");
         ml_log_kv(ML_LOG_WARN, "build job not confirmed by the broker; undoing", "build_id", bid,
                   "error", mq_error(d->mq), NULL);
@@ -181,6 +195,8 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
         unavailable(resp, "the build queue", mq_error(d->mq));
         return;
     }
+    notify_queued_inline(app, d, bid);
+    mark_published(d, bid);
     count(app, "accepted");
     ml_log_kv(ML_LOG_INFO, "build accepted", "build_id", bid, "function_id", fid, NULL);
     reply_accepted(a, fid, bid, secret, resp);

@@ -285,7 +285,9 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
 }
 
 /* Deletes the function on the lambda side (functions, versions, schedules, audit) first:
- * a failure there leaves both sides as they were. ML_OK also when it is already gone there. */
+ * a failure there leaves both sides as they were. Only 204 counts: the executor answers it
+ * by id also when it never had the function, after writing the tombstone that keeps a build
+ * still in flight from bringing it back. A 404 would mean no tombstone, so it is an error. */
 static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
 {
     char url[512];
@@ -299,7 +301,7 @@ static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
         httpd_resp_header(resp, "Retry-After", "5");
         httpd_resp_error(resp, 503, "service_unavailable", "lambda-executor: %s",
                          h ? httpc_error(h) : "out of memory");
-    } else if (res.status != 204 && res.status != 404) {
+    } else if (res.status != 204) {
         httpd_resp_error(resp, 502, "upstream_error", "lambda-executor answered %ld to the delete", res.status);
     } else {
         rc = ML_OK;

@@ -13,6 +13,7 @@
 typedef struct bm_app {
     deps_config deps;
     const char *executor_url;   /* lambda-executor base URL for build-status webhooks */
+    const char *internal_secret; /* whsec_ signing the inline queued event; NULL: outbox only */
     int64_t sweep_after_s;      /* republish queued builds unconfirmed for this long */
     metric *m_accepted;         /* builds accepted/refused by result */
 } bm_app;

@@ -8,6 +8,7 @@
 #include "service.h"
 #include "sweeper.h"
 #include "topology.h"
+#include "webhook.h"
 
 static bm_app app;
 
@@ -35,6 +36,10 @@ int main(int argc, char **argv)
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081",
                            0, 0, "http|https", "lambda-executor base URL that receives build-status webhooks",
                            &app.executor_url, false };
+    vars[n++] = (cfg_var){ "MINILAMBDA_INTERNAL_WEBHOOK_SECRET", CFG_STR, "", 0, 0, NULL,
+                           "whsec_ secret signing build-status webhooks to the lambda-executor; here: the"
+                           " queued event sent before 202 (unset: the outbox alone delivers it)",
+                           &app.internal_secret, true };
     vars[n++] = (cfg_var){ "MINILAMBDA_BUILD_SWEEP_AFTER_S", CFG_INT, "30", 1, 86400, NULL,
                            "republish a queued build whose job was never confirmed after this long",
                            &app.sweep_after_s, false };
@@ -45,6 +50,12 @@ int main(int argc, char **argv)
         svc_init(&s, "build-master", "MINILAMBDA_BUILD_MASTER_PORT", "8082", vars, n, argc,
                  argv) != ML_OK)
         return 1;
+    if (app.internal_secret && app.internal_secret[0] &&
+        webhook_secret_valid(app.internal_secret) != ML_OK) {
+        ml_log_error("MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
+        svc_free(&s);
+        return 1;
+    }
     app.m_accepted = metrics_counter(s.metrics, "minilambda_builds_submitted_total",
                                      "Build submissions by result (accepted, conflict, *_unavailable).",
                                      "result");

@@ -21,7 +21,8 @@
 #define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md); others are not forwarded. */
-static const char *const query_params[] = { "limit", "cursor", "status" };
+static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s" };
+#define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
 
 static const char *req_header(void *ud, const char *name)
 {
@@ -328,7 +329,9 @@ static void on_lookup_done(gw_xfer *lx)
         return;
     }
     if (ok) {
-        gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
+        /* never cache a 404: a function created a moment later must be invocable at once */
+        if (fresh.status == 200)
+            gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
         c->info = fresh;
     } else {
         ml_log_set_request_id(c->rid);
@@ -445,10 +448,6 @@ static int prepare_invoke(gw_call *c)
     if (c->hit != GW_FNCACHE_FRESH)
         return ML_OK;
     metric_inc(c->app->m_fn_lookups, (const char *[]){ "cached" });
-    if (c->info.status == 404) {
-        httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);
-        return ML_ERR;
-    }
     return ML_OK;
 }
 
@@ -489,6 +488,23 @@ static int upstream_path(const gw_route_def *d, httpd_req *req, char **out)
     return ML_OK;
 }
 
+/* The upstream timeout: GET /functions/{fn}?wait=... may legitimately take its timeout_s
+ * (at most 60 s) plus the margin, whatever the short default for plain routes. */
+static long upstream_timeout_ms(const gw_app *a, const gw_route_def *d, httpd_req *req)
+{
+    int64_t t = a->cfg.upstream_timeout_s, wait = WAIT_TIMEOUT_MAX_S;
+    const char *ts = httpd_query(req, "timeout_s");
+
+    if (strcmp(d->method, "GET") == 0 && strcmp(d->pattern, "/functions/{fn}") == 0 &&
+        httpd_query(req, "wait")) {
+        if (ts && ml_parse_int64(ts, 1, WAIT_TIMEOUT_MAX_S, &wait) != ML_OK)
+            wait = WAIT_TIMEOUT_MAX_S;
+        if (wait + a->cfg.invoke_margin_s > t)
+            t = wait + a->cfg.invoke_margin_s;
+    }
+    return (long)(t * 1000);
+}
+
 /* A call with its upstream request built from the client's; NULL when out of memory. */
 static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp)
 {
@@ -510,7 +526,7 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     ml_strlcpy(c->rid, httpd_request_id(req), sizeof(c->rid));
     x->method = d->kind == GW_KIND_AWS_INVOKE ? "POST" : httpd_method(req);
     x->body = httpd_body(req, &x->body_len);
-    x->timeout_ms = (long)(a->cfg.upstream_timeout_s * 1000);
+    x->timeout_ms = upstream_timeout_ms(a, d, req);
     x->connect_timeout_ms = (long)a->cfg.connect_timeout_ms;
     x->max_response = (size_t)a->cfg.max_response_bytes;
     x->done = on_upstream_done;

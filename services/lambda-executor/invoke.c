@@ -293,6 +293,28 @@ static void enqueue(call *c, deps *d)
     httpd_resp_json(c->resp, 202, o);
 }
 
+/* 409 for a function without an active version: build_in_progress (Retry-After: 1) while
+ * its first build runs, build_failed once it failed; both name the build. */
+static void not_active(call *c)
+{
+    bool pending = c->fn.state == FN_PENDING;
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+    char msg[160];
+
+    ml_snprintf(msg, sizeof(msg), pending ? "function '%s' is being built: retry shortly"
+                                          : "function '%s' has no working build: its build failed",
+                c->fn.name);
+    cJSON_AddStringToObject(e, "code", pending ? "build_in_progress" : "build_failed");
+    cJSON_AddStringToObject(e, "message", msg);
+    if (c->fn.build_id[0])
+        cJSON_AddStringToObject(e, "build_id", c->fn.build_id);
+    else
+        cJSON_AddNullToObject(e, "build_id");
+    if (pending)
+        httpd_resp_header(c->resp, "Retry-After", "1");
+    httpd_resp_json(c->resp, 409, o);
+}
+
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
 static int lookup(call *c)
 {
@@ -310,10 +332,7 @@ static int lookup(call *c)
         return ML_ERR;
     }
     if (c->fn.state != FN_ACTIVE) {
-        httpd_resp_error(c->resp, 409, "function_not_active",
-                         c->fn.state == FN_PENDING ? "function '%s' has no completed build yet"
-                                                   : "function '%s' has no working build: its build failed",
-                         c->fn.name);
+        not_active(c);
         return ML_ERR;
     }
     return ML_OK;

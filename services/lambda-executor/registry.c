@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fnwait.h"
 #include "log.h"
 #include "redis.h"
 #include "webhook.h"
@@ -62,9 +63,15 @@ struct registry {
     dirty_fn dirty[DIRTY_MAX];
     size_t ndirty;
     bool dirty_overflow_logged;
+    /* GET /functions/{fn}?wait=active */
+    fnwait *waits;
     /* metrics */
     metric *m_lookups, *m_webhooks, *m_redis_errors;
 };
+
+/* fn_parse's (and redis_fetch's) "Redis knows there is no such function right now": the
+ * short-lived marker a lookup leaves (see mark_absent). Internal; distinct from the rest. */
+#define REGISTRY_ABSENT 3
 
 /* ------------------------------------------------------------------------------------ */
 /* Keys                                                                                 */
@@ -174,6 +181,7 @@ static int fn_from_json(const cJSON *o, fn_info *f)
         json_str(o, "handler", f->handler, sizeof(f->handler), false) ||
         json_str(o, "artifact_prefix", f->artifact_prefix, sizeof(f->artifact_prefix), true) ||
         json_str(o, "artifact_sha256", f->artifact_sha256, sizeof(f->artifact_sha256), true) ||
+        json_str(o, "build_id", f->build_id, sizeof(f->build_id), true) ||
         json_str(o, "on_success_url", f->on_success_url, sizeof(f->on_success_url), true) ||
         json_str(o, "on_failure_url", f->on_failure_url, sizeof(f->on_failure_url), true) ||
         json_int(o, "version", &version, true) || json_int(o, "artifact_size", &size, true) ||
@@ -197,16 +205,17 @@ static int fn_from_json(const cJSON *o, fn_info *f)
     return ML_OK;
 }
 
-/* Parses cache JSON text. ML_OK, REGISTRY_NOT_FOUND for a deletion tombstone, ML_ERR if
- * malformed. */
+/* Parses cache JSON text. ML_OK, REGISTRY_NOT_FOUND for a deletion tombstone,
+ * REGISTRY_ABSENT for an absence marker, ML_ERR if malformed. */
 static int fn_parse(const char *text, size_t len, fn_info *f)
 {
     cJSON *o = cJSON_ParseWithLength(text, len);
     int rc = ML_ERR;
 
     if (cJSON_IsObject(o))
-        rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "deleted")) ? REGISTRY_NOT_FOUND
-                                                                          : fn_from_json(o, f);
+        rc = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "deleted"))  ? REGISTRY_NOT_FOUND
+             : cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "absent")) ? REGISTRY_ABSENT
+                                                                           : fn_from_json(o, f);
     cJSON_Delete(o);
     return rc;
 }
@@ -436,8 +445,9 @@ static void redis_ok(registry *r, rds_conn *c)
         redis_owe(r, owed[i].id, owed[i].name);
 }
 
-/* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_MISS (absent or
- * Redis skipped/unavailable). RDS_NIL is never returned: it equals REGISTRY_NOT_FOUND. */
+/* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_ABSENT (absence
+ * marker), REGISTRY_MISS (no key, or Redis skipped/unavailable). RDS_NIL is never returned:
+ * it equals REGISTRY_NOT_FOUND. */
 static int redis_fetch(registry *r, const char *key, bool by_id, fn_info *out)
 {
     rds_conn *c = redis_get(r);
@@ -482,6 +492,8 @@ static int redis_store(registry *r, const char *id, const char *name, const char
         const char *argv[] = { "SET", k, json, "PX", ttl, "NX" };
         redisReply *rep;
 
+        if (!keys[i] || !keys[i][0])
+            continue;
         redis_key(k, keys[i], i == 0);
         if (!(rep = rds_command(c, nx ? 6 : 5, argv, NULL))) {
             redis_failed(r, c);
@@ -491,6 +503,28 @@ static int redis_store(registry *r, const char *id, const char *name, const char
     }
     redis_ok(r, c);
     return ML_OK;
+}
+
+/* Leaves a short-lived "no such function" marker under key (only where no entry is: NX).
+ * It is the only negative cache: every executor's create of that function (publish_change)
+ * overwrites the key, so a function is never reported absent once it was written through,
+ * and a marker that outlived a failed write-through lasts local_ttl_ms at most. */
+static void mark_absent(registry *r, const char *key, bool by_id)
+{
+    rds_conn *c = redis_get(r);
+    char k[KEY_MAX], ttl[24];
+    const char *argv[] = { "SET", k, "{\"absent\":true}", "PX", ttl, "NX" };
+    redisReply *rep;
+
+    if (!c || r->cfg.local_ttl_ms < 1)
+        return;
+    redis_key(k, key, by_id);
+    ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)r->cfg.local_ttl_ms);
+    if (!(rep = rds_command(c, 6, argv, NULL))) {
+        redis_failed(r, c);
+        return;
+    }
+    freeReplyObject(rep);
 }
 
 /* After a change: write the new state through to Redis (or owe it) and drop local copies. */
@@ -514,7 +548,9 @@ static void publish_change(registry *r, const char *id, const char *name, const 
     " 'artifact_size', v.artifact_size, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s,"   \
     " 'concurrency', f.concurrency, 'rate_limit', f.rate_limit, 'max_retries', f.max_retries,"  \
     " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
-    " 'on_failure_url', f.on_failure_url, 'env', f.env, 'generation', f.generation)::text"
+    " 'on_failure_url', f.on_failure_url, 'env', f.env, 'generation', f.generation,"           \
+    " 'build_id', (SELECT b.build_id FROM function_builds b WHERE b.function_id = f.id"         \
+    " ORDER BY b.queued_at DESC LIMIT 1))::text"
 
 /* The API shape (GET /functions, GET/PATCH /functions/{fn}). */
 #define API_JSON                                                                               \
@@ -616,7 +652,7 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
     else
         rc = db_fetch_json(db, key, by_id, &json, err, errlen);
     if (rc == REGISTRY_NOT_FOUND) {
-        cache_store(r, key, NULL, epoch);
+        mark_absent(r, key, by_id); /* never a local absence: other executors create functions */
     } else if (rc == ML_OK) {
         if (fn_parse(json, strlen(json), out) != ML_OK) {
             ml_snprintf(err, errlen, "malformed function row for '%s'", key);
@@ -654,10 +690,11 @@ int registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t er
     epoch = atomic_load(&r->epoch);
     rc = redis_fetch(r, key, by_id, out);
     /* a name's tombstone may predate a new function of that name: ask Postgres */
-    if (rc == ML_OK || (rc == REGISTRY_NOT_FOUND && by_id)) {
-        cache_store(r, key, rc == ML_OK ? out : NULL, epoch);
+    if (rc == ML_OK || rc == REGISTRY_ABSENT || (rc == REGISTRY_NOT_FOUND && by_id)) {
+        if (rc == ML_OK)
+            cache_store(r, key, out, epoch);
         count_lookup(r, "redis");
-        return rc;
+        return rc == ML_OK ? ML_OK : REGISTRY_NOT_FOUND;
     }
     rc = lookup_db(r, key, by_id, rc == REGISTRY_NOT_FOUND, out, epoch, err, errlen);
     if (rc == ML_ERR && p == PROBE_STALE && found) {
@@ -974,6 +1011,10 @@ static const char state_sql[] =
 
 typedef enum { EV_APPLIED = 0, EV_DUPLICATE, EV_GONE, EV_FAILED } ev_outcome;
 
+/* A transaction-scoped lock on one function id ($1), taken by build events and by a delete
+ * by id, so that each sees what the other committed. */
+#define FN_XACT_LOCK "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
+
 /* Applies one event in the open transaction. */
 static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webhook_id)
 {
@@ -990,6 +1031,10 @@ static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webho
         return EV_FAILED;
     if (n == 0)
         return EV_DUPLICATE;
+    /* one function's events and its delete by id take turns: otherwise a delete that found no
+     * row yet and an event creating the row could both commit, the tombstone unseen */
+    if (pg_exec(db, "reg_ev_fnlock", FN_XACT_LOCK, 1, fid, NULL) != ML_OK)
+        return EV_FAILED;
     if (!(res = pg_query(db, "reg_ev_deleted", "SELECT 1 FROM deleted_functions WHERE id = $1", 1, fid)))
         return EV_FAILED;
     n = PQntuples(res);
@@ -1084,6 +1129,7 @@ static httpd_result h_webhook(httpd_req *req, httpd_resp *resp, void *ud)
     switch (out) {
     case EV_APPLIED:
         refresh_after_change(r, db, ev.function_id);
+        fnwait_notify(r->waits);
         ml_log_kv(ML_LOG_INFO, "build event applied", "build_id", ev.build_id, "function_id",
                   ev.function_id, "status", ev.status, NULL);
         /* fallthrough */
@@ -1135,24 +1181,104 @@ static int fn_params(httpd_req *req, httpd_resp *resp, char key[FN_NAME_MAX], co
     return ML_OK;
 }
 
+/* ?wait=active&timeout_s=N: ML_OK with *timeout_s (0 when not waiting); ML_ERR with 400. */
+static int wait_query(httpd_req *req, httpd_resp *resp, int *timeout_s)
+{
+    const char *wait = httpd_query(req, "wait"), *ts = httpd_query(req, "timeout_s");
+    int64_t t = 30;
+
+    *timeout_s = 0;
+    if (!wait && !ts)
+        return ML_OK;
+    if (!wait || strcmp(wait, "active") != 0 ||
+        (ts && ml_parse_int64(ts, FNWAIT_TIMEOUT_MIN_S, FNWAIT_TIMEOUT_MAX_S, &t) != ML_OK)) {
+        httpd_resp_error(resp, 400, "invalid_query", "wait must be \"active\" and timeout_s %d..%d",
+                         FNWAIT_TIMEOUT_MIN_S, FNWAIT_TIMEOUT_MAX_S);
+        return ML_ERR;
+    }
+    *timeout_s = (int)t;
+    return ML_OK;
+}
+
+/* True when the API document says the function is still pending. */
+static bool doc_pending(const char *doc)
+{
+    cJSON *o = cJSON_Parse(doc);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+    bool pending = cJSON_IsString(st) && strcmp(st->valuestring, "pending") == 0;
+
+    cJSON_Delete(o);
+    return pending;
+}
+
 static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
 {
+    registry *r = ud;
     char key[FN_NAME_MAX];
     const char *params[2];
     PGresult *res;
     pg_conn *db;
+    int timeout_s;
+    httpd_result hr = HTTPD_DONE;
 
-    if (fn_params(req, resp, key, params) != ML_OK || !(db = need_db(ud, resp)))
+    if (fn_params(req, resp, key, params) != ML_OK || wait_query(req, resp, &timeout_s) != ML_OK ||
+        !(db = need_db(r, resp)))
         return HTTPD_DONE;
     res = pg_query(db, "reg_get", "SELECT " API_JSON "::text" FROM_FN WHERE_FN, 2, params);
     if (!res)
         db_fail(resp, db, "reading a function");
     else if (PQntuples(res) == 0)
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+    else if (timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
+        hr = fnwait_park(r->waits, req, resp, key, timeout_s);
     else
         reply_json_text(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
-    return HTTPD_DONE;
+    return hr;
+}
+
+/* fnwait's fetch: every key's API document in one statement (see fnwait_fetch_fn). */
+static int wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
+{
+    registry *r = ud;
+    pg_conn *db = need_db(r, NULL);
+    ml_buf arr;
+    const char *params[1];
+    PGresult *res = NULL;
+    int rc = ML_ERR;
+
+    ml_buf_init(&arr, 0);
+    for (size_t i = 0; i < n; i++) /* keys are UUIDs or names: no quotes or backslashes */
+        if (ml_buf_printf(&arr, "%c\"%s\"", i ? ',' : '{', keys[i]) != ML_OK)
+            goto out;
+    if (!db || ml_buf_append_str(&arr, n ? "}" : "{}") != ML_OK)
+        goto out;
+    params[0] = ml_buf_cstr(&arr);
+    res = pg_query(db, "reg_wait",
+                   "SELECT k.i, " API_JSON "::text FROM unnest($1::text[]) WITH ORDINALITY AS k (key, i)"
+                   " JOIN functions f ON f.name = k.key OR f.id = (CASE WHEN k.key ~"
+                   " '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN k.key::uuid END)"
+                   " LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
+                   1, params);
+    if (!res) {
+        ml_log_warn("registry: reading waited-for functions: %s", pg_error(db));
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t i = 0;
+        if (pg_get_int64(res, row, 0, &i) == ML_OK && i >= 1 && (size_t)i <= n && !docs[i - 1])
+            docs[i - 1] = strdup(pg_get_text(res, row, 1));
+    }
+    rc = ML_OK;
+out:
+    if (rc != ML_OK)
+        for (size_t i = 0; i < n; i++) {
+            free(docs[i]);
+            docs[i] = NULL;
+        }
+    PQclear(res);
+    ml_buf_free(&arr);
+    return rc;
 }
 
 static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
@@ -1258,20 +1384,27 @@ out:
 }
 
 /* Deletes the function and everything below it (ON DELETE CASCADE) and leaves a tombstone,
- * which keeps late build webhooks from bringing it back. The cascade over a long audit log
- * may outlast the usual statement timeout, so this transaction gets a longer one.
- * ML_OK with *res holding (id, name) — no rows if there was no such function. */
+ * which keeps late build webhooks from bringing it back. By id, the tombstone is written
+ * even when there was no row: the build side deletes a function whose queued event may not
+ * have arrived yet, and that event must not create it afterwards. The cascade over a long
+ * audit log may outlast the usual statement timeout, so this transaction gets a longer one.
+ * ML_OK with *res holding (id, name, deleted: whether a row went) — no rows if there was no
+ * such function and it was named by name. */
 static int delete_fn(pg_conn *db, const char *const params[2], PGresult **res)
 {
     *res = NULL;
     if (pg_begin(db) != ML_OK)
         return ML_ERR;
     if (pg_exec(db, "reg_delete_timeout", "SET LOCAL statement_timeout = '" DELETE_TIMEOUT "'", 0, NULL, NULL) != ML_OK ||
+        (params[0] && pg_exec(db, "reg_delete_fnlock", FN_XACT_LOCK, 1, params, NULL) != ML_OK) ||
         !(*res = pg_query(db, "reg_delete",
                           "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
-                          " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM d"
+                          " g AS (SELECT id, name, true AS deleted FROM d UNION ALL"
+                          "  SELECT $1::uuid, '', false WHERE $1::uuid IS NOT NULL"
+                          "  AND NOT EXISTS (SELECT 1 FROM d)),"
+                          " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM g"
                           "  ON CONFLICT (id) DO NOTHING)"
-                          " SELECT id, name FROM d",
+                          " SELECT id, name, deleted FROM g",
                           2, params)) ||
         pg_commit(db) != ML_OK) {
         pg_rollback(db);
@@ -1299,8 +1432,10 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
     } else {
         const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
         ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id, name);
-        publish_change(r, id, name, tomb);
-        ml_log_kv(ML_LOG_INFO, "function deleted", "function_id", id, "name", name, NULL);
+        publish_change(r, id, name[0] ? name : NULL, tomb);
+        ml_log_kv(ML_LOG_INFO, strcmp(pg_get_text(res, 0, 2), "t") == 0
+                                   ? "function deleted" : "function tombstoned before it arrived",
+                  "function_id", id, "name", name, NULL);
         resp->status = 204;
     }
     PQclear(res);
@@ -1368,6 +1503,12 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
     }
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->redis_lock, NULL);
+    if (!(r->waits = fnwait_new(&(fnwait_config){ .fetch = wait_fetch, .fetch_ud = r,
+                                                  .should_stop = svc_stopping },
+                                err, errlen))) {
+        registry_free(r);
+        return NULL;
+    }
     r->m_lookups = metrics_counter(s->metrics, "minilambda_registry_lookups_total",
                                    "Function lookups by where the answer came from "
                                    "(local, redis, postgres, stale, not_found, error).",
@@ -1386,6 +1527,7 @@ void registry_free(registry *r)
 
     if (!r)
         return;
+    fnwait_free(r->waits);
     /* this thread's client (other threads' are freed when they exit) */
     if ((c = pthread_getspecific(r->tls)) != NULL) {
         rds_free(c);

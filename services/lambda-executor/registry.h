@@ -50,6 +50,8 @@ typedef struct fn_info {
      * "" while no version is active */
     char artifact_prefix[FN_PREFIX_MAX];
     char artifact_sha256[FN_SHA256_MAX];
+    /* the newest build (what a pending or failed function waits on or failed with); "" if none */
+    char build_id[ML_UUID_LEN];
     int64_t artifact_size;
     int memory_mb;
     int timeout_s;
@@ -90,14 +92,16 @@ typedef struct registry_config {
  * many (at most max). Call before svc_init. */
 size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max);
 
-/* Creates the registry (copies cfg; registers its metrics on s). No I/O. NULL with a reason
+/* Creates the registry (copies cfg; registers its metrics on s) and starts the thread that
+ * answers GET /functions/{fn}?wait=active. No I/O. NULL with a reason
  * in err on a bad configuration (e.g. a malformed webhook secret). Free with registry_free. */
 registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t errlen);
 /* Frees the registry; NULL is fine. Call after the HTTP server has stopped. */
 void registry_free(registry *r);
 
 /* Writes the registry's routes (webhook receiver and functions endpoints, all blocking) to
- * out; returns how many (at most max; 5 are needed). */
+ * out; returns how many (at most max; 5 are needed). GET /functions/{fn}?wait=active parks
+ * its request (fnwait.h) instead of holding a worker. */
 size_t registry_routes(registry *r, httpd_route *out, size_t max);
 
 /* Looks up fn (a function's UUID or name) into *out. ML_OK, REGISTRY_NOT_FOUND, or ML_ERR
