@@ -21,7 +21,7 @@ $(CONFIG_MK): Makefile infrastructure/dev/deps.sh
 	bash infrastructure/dev/deps.sh
 	@mkdir -p $(@D)
 	@c=$$(pkg-config --cflags $(PKGS)) && l=$$(pkg-config --libs $(PKGS)) && \
-	 f=$$(pkg-config --cflags --libs libarchive openssl uuid) && \
+	 f=$$(pkg-config --cflags --libs libarchive openssl uuid libcjson) && \
 	 printf 'PKG_CFLAGS := %s\nPKG_LIBS := %s\nFUZZ_LIBS := %s\n' "$$c" "$$l" "$$f" >$@.tmp
 	@mv $@.tmp $@
 
@@ -149,8 +149,13 @@ build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract
 build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/multipart.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-master $^ $(FUZZ_LIBS) -o $@
-fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart $(BUILD)/tests/unit/build-worker/test_extract
-	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus
+build/fuzz/fuzz_jsoncheck: tests/fuzz/fuzz_jsoncheck.c shared/jsoncheck.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
+fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsoncheck \
+      $(BUILD)/tests/unit/build-worker/test_extract
+	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus \
+	  build/fuzz/jsoncheck-corpus
 	EXTRACT_SEED_DIR=$(CURDIR)/build/fuzz/extract-seeds $(BUILD)/tests/unit/build-worker/test_extract >/dev/null 2>&1
 	find build/fuzz/extract-seeds -size +64k -delete
 	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
@@ -158,6 +163,9 @@ fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart $(BUILD)/tests/unit/buil
 	  build/fuzz/extract-corpus build/fuzz/extract-seeds
 	build/fuzz/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
 	  -print_final_stats=1 build/fuzz/multipart-corpus tests/fuzz/seeds/multipart
+	build/fuzz/fuzz_jsoncheck -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
+	  tests/fuzz/seeds/jsoncheck
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

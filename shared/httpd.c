@@ -19,7 +19,10 @@
 
 #define DEFAULT_MAX_BODY (1024u * 1024u)
 #define MAX_REQUEST_ID 128
-#define MAX_DISCARD (16u * 1024u * 1024u)
+/* An over-long body is read and thrown away before its 413 (so the client, still sending,
+ * reads the answer instead of a reset) up to max(MIN_DISCARD, 2 x the route's cap); a longer
+ * one is answered at once and the connection closed. */
+#define MIN_DISCARD (16u * 1024u * 1024u)
 
 /* ST_RUNNING: handler owns the request, connection not suspended yet; ST_SUSPENDED: the
  * connection is suspended and whoever completes must resume it; see httpd_complete. */
@@ -37,6 +40,7 @@ struct httpd_req {
     char *param_values[HTTPD_MAX_PARAMS];
     size_t nparams;
     size_t max_body;
+    int64_t declared;            /* Content-Length, or -1 */
     ml_buf body;
     size_t discarded;            /* body bytes thrown away after a rejection */
     int reject_status;           /* non-zero: answer this error instead of running a handler */
@@ -363,10 +367,10 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
 {
     httpd_req *r = calloc(1, sizeof(*r));
     const char *rid, *clen;
-    int64_t declared;
 
     if (!r)
         return NULL;
+    r->declared = -1;
     r->server = h;
     r->conn = conn;
     r->loop = loop_of(h, conn);
@@ -388,16 +392,18 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
     if (r->route) {
         ml_buf_init(&r->body, r->max_body);
         clen = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
-        if (clen && ml_parse_int64(clen, 0, INT64_MAX, &declared) == ML_OK &&
-            (uint64_t)declared > r->max_body)
+        if (clen && ml_parse_int64(clen, 0, INT64_MAX, &r->declared) == ML_OK &&
+            (uint64_t)r->declared > r->max_body)
             reject(r, 413, "payload_too_large", "request body exceeds the limit for this route");
     }
     return r;
 }
 
+/* MHD refuses an empty value; a blank one is the same empty field on the wire (RFC 9110
+ * 5.5: clients strip the whitespace around a field value). */
 static void add_header(struct MHD_Response *mr, const char *name, const char *value)
 {
-    if (MHD_add_response_header(mr, name, value) != MHD_YES)
+    if (MHD_add_response_header(mr, name, *value ? value : " ") != MHD_YES)
         ml_log_warn("cannot add response header %s", name);
 }
 
@@ -429,8 +435,28 @@ static enum MHD_Result send_response(httpd_req *r)
 
 static enum MHD_Result send_reject(httpd_req *r)
 {
+    const httpd_config *c = &r->server->cfg;
+
     httpd_resp_error(&r->resp, r->reject_status, r->reject_code, "%s", r->reject_msg);
+    if (c->shape_reject)
+        c->shape_reject(r, &r->resp, c->shape_reject_ud);
     return send_response(r);
+}
+
+static size_t discard_limit(const httpd_req *r)
+{
+    return r->max_body > MIN_DISCARD / 2 ? 2 * r->max_body : MIN_DISCARD;
+}
+
+/* A 413 decided from Content-Length: read and drop the body first (see MIN_DISCARD),
+ * unless the client waits for 100 Continue (it then sends nothing and reads the 413 at
+ * once) or announced more than we would read. */
+static bool answer_413_now(const httpd_req *r)
+{
+    const char *expect = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Expect");
+
+    return (expect && strcasecmp(expect, "100-continue") == 0) ||
+           (uint64_t)r->declared > discard_limit(r);
 }
 
 /* Runs the handler with the request id in the log context. */
@@ -593,15 +619,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
          * be suspended, or MHD_stop_daemon aborts. */
         if (draining) {
             reject(r, 503, "shutting_down", "the server is shutting down; retry on another instance");
-            httpd_resp_header(&r->resp, "Connection", "close");
             httpd_resp_header(&r->resp, "Retry-After", "1");
         }
-        if (r->reject_status == 413 || draining)
-            return send_reject(r); /* answer now; MHD discards the rest and closes */
+        if (draining || (r->reject_status == 413 && answer_413_now(r))) {
+            httpd_resp_header(&r->resp, "Connection", "close");
+            return send_reject(r); /* answer now; MHD closes without reading the body */
+        }
         return MHD_YES;
     }
     if (*upload_size) {
-        /* MHD only lets us answer before or after the body, so an over-long chunked body is
+        /* MHD only lets us answer before or after the body, so an over-long body is
          * discarded and answered 413 at its end — up to a bound, then the connection drops. */
         if (!r->reject_status && ml_buf_append(&r->body, upload_data, *upload_size) != ML_OK) {
             reject(r, 413, "payload_too_large", "request body exceeds the limit for this route");
@@ -609,7 +636,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (r->reject_status) {
             r->discarded += *upload_size;
-            if (r->discarded > MAX_DISCARD)
+            if (r->discarded > discard_limit(r))
                 return MHD_NO;
         }
         *upload_size = 0;

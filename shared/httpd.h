@@ -1,8 +1,9 @@
 /* httpd.h — the HTTP server layer every service uses, over libmicrohttpd.
  *
  * Route table with path parameters ("/functions/{fn}/invoke"), body accumulation with a hard
- * cap (413 without reading the rest when Content-Length says so), JSON errors in the
- * contract's shape, X-Request-Id in and out, per-route metrics, graceful shutdown.
+ * cap (413 once the over-long body has been read and dropped, up to max(16 MiB, 2 x the cap);
+ * at once, and the connection closed, beyond that or for "Expect: 100-continue"), JSON errors
+ * in the contract's shape (which a dialect may reshape: shape_reject), X-Request-Id in and out, per-route metrics, graceful shutdown.
  *
  * Threading: MHD runs an epoll thread pool (measured ~13k req/s here vs ~5k for
  * thread-per-connection). Those threads must never block, so a route that blocks (database,
@@ -42,6 +43,9 @@ typedef struct httpd_resp {
 
 typedef enum { HTTPD_DONE = 0, HTTPD_ASYNC = 1 } httpd_result;
 typedef httpd_result (*httpd_handler_fn)(httpd_req *req, httpd_resp *resp, void *ud);
+/* Rewrites a refusal the server wrote itself (404, 405, 413, 503 while draining; resp holds
+ * the contract's {"error":{...}}) before it is sent. Runs on an MHD thread: must not block. */
+typedef void (*httpd_reject_fn)(const httpd_req *req, httpd_resp *resp, void *ud);
 
 typedef struct httpd_route {
     const char *method;  /* "GET", "POST", ... */
@@ -63,6 +67,8 @@ typedef struct httpd_config {
     unsigned drain_timeout_s; /* httpd_stop waits this long for in-flight requests; 0: 30 */
     metrics_registry *metrics; /* optional: per-route metrics and GET /metrics */
     bool external;          /* no MHD threads: the caller runs `threads` loops (httpd_loop_*) */
+    httpd_reject_fn shape_reject; /* optional: e.g. the AWS error shape on an AWS route */
+    void *shape_reject_ud;
 } httpd_config;
 
 /* Starts serving routes (the array must outlive the server). On failure returns NULL and
@@ -115,7 +121,8 @@ int httpd_resp_json(httpd_resp *resp, int status, cJSON *json);
 int httpd_resp_error(httpd_resp *resp, int status, const char *code, const char *fmt, ...)
     ML_PRINTF(4, 5);
 int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, const char *text);
-/* Adds a header (copied). ML_ERR when the header table is full. */
+/* Adds a header (copied; an empty value is sent as an empty field). ML_ERR when the header
+ * table is full. */
 int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
 
 /* Copies up to max of the n routes in src to dst; returns how many (route tables of modules). */

@@ -135,6 +135,8 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     hc.drain_timeout_s = (unsigned)s->drain_timeout_s;
     hc.metrics = s->metrics;
     hc.external = s->http_external;
+    hc.shape_reject = s->http_shape_reject;
+    hc.shape_reject_ud = s->http_shape_reject_ud;
     s->http = httpd_start(&hc, s->routes, nroutes + 2, err, sizeof(err));
     if (!s->http) {
         ml_log_error("cannot start HTTP server: %s", err);

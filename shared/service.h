@@ -22,6 +22,8 @@ typedef struct svc {
     int64_t port, http_threads, http_workers, drain_timeout_s, startup_timeout_s;
     const char *bind_addr, *log_level;
     bool http_external;  /* set before svc_start_http: the caller runs the HTTP loops */
+    httpd_reject_fn http_shape_reject; /* optional, set before svc_start_http (httpd_config) */
+    void *http_shape_reject_ud;
     /* the effective table: service-specific variables plus the common ones */
     cfg_var vars[SVC_MAX_CONFIG];
     size_t nvars;

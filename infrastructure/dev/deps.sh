@@ -20,8 +20,8 @@ PACKAGES=(
 	curl ca-certificates python3 zip unzip clang libclang-rt-14-dev
 	# tests/integration/compose_check.py: validates docker-compose.yml offline, parses YAML
 	docker-compose python3-yaml
-	# tests and benchmarks: a real AWS client for the Invoke API, load generators
-	awscli wrk hyperfine nginx-light
+	# tests and benchmarks: real AWS clients (CLI v2, boto3) for the Invoke API, load generators
+	awscli python3-boto3 wrk hyperfine nginx-light
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

@@ -50,6 +50,15 @@ void gw_aws_error(httpd_resp *resp)
     httpd_resp_json(resp, status, doc);
 }
 
+void gw_aws_shape_reject(const httpd_req *req, httpd_resp *resp, void *ud)
+{
+    static const char prefix[] = "/2015-03-31/";
+
+    ML_UNUSED(ud);
+    if (strncmp(httpd_path(req), prefix, sizeof(prefix) - 1) == 0)
+        gw_aws_error(resp);
+}
+
 /* Copies header `from` of the executor's response to the client as `to`. */
 static void rename_header(const ml_buf *pairs, httpd_resp *resp, const char *from, const char *to)
 {

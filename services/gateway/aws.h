@@ -21,6 +21,10 @@ const char *gw_aws_error_type(int status);
  * AWS shape, keeping its status and headers. */
 void gw_aws_error(httpd_resp *resp);
 
+/* httpd_reject_fn: the refusals the HTTP server writes itself (413 of an over-long body,
+ * 404, 405, 503 while draining) in the AWS shape on the AWS routes (/2015-03-31/...). */
+void gw_aws_shape_reject(const httpd_req *req, httpd_resp *resp, void *ud);
+
 /* Turns the executor's invoke response (status and body already in resp, its headers in
  * pairs) into the Invoke API's. */
 void gw_aws_invoke_response(const ml_buf *pairs, httpd_resp *resp);

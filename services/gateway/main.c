@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "aws.h"
 #include "deps.h"
 #include "gateway.h"
 #include "log.h"
@@ -85,6 +86,7 @@ int main(int argc, char **argv)
     /* MINILAMBDA_HTTP_THREADS loops, each serving its share of client connections and their
      * upstream transfers; nothing is served before gw_app_start runs them */
     s.http_external = true;
+    s.http_shape_reject = gw_aws_shape_reject; /* e.g. 413 RequestTooLargeException */
     if (svc_start_http(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) != ML_OK)
         goto out;
     if (gw_app_start(&app, s.http, err, sizeof(err)) != ML_OK) {

@@ -9,12 +9,15 @@
 
 #include "async.h"
 #include "crypto.h"
+#include "jsoncheck.h"
 #include "log.h"
 
 typedef struct call {
     ex_app *app;
     httpd_req *req;
     httpd_resp *resp;
+    const char *event;           /* the request body, or "{}" for an empty one */
+    size_t event_len;
     fn_info fn;
     char id[ML_UUID_LEN];
     bool cold;
@@ -77,11 +80,9 @@ static void env_list(const fn_info *fi, const char **out, size_t max)
 
 static void audit_call(call *c, audit_status status, const char *error_type, const char *message)
 {
-    size_t body_len = 0;
     audit_record rec = { 0 };
-    const char *body = httpd_body(c->req, &body_len);
 
-    crypto_sha256_hex(body, body_len, rec.payload_sha256); /* for the event audit */
+    crypto_sha256_hex(c->event, c->event_len, rec.payload_sha256); /* for the event audit */
     ml_strlcpy(rec.id, c->id, sizeof(rec.id));
     ml_strlcpy(rec.function_id, c->fn.id, sizeof(rec.function_id));
     rec.version = c->fn.version;
@@ -90,7 +91,7 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
     rec.attempts = 1;
     rec.cold_start = c->cold ? 1 : 0;
     rec.request_id = httpd_request_id(c->req);
-    rec.payload_size = (int64_t)body_len;
+    rec.payload_size = (int64_t)c->event_len;
     rec.response_size = (int64_t)c->result.payload.len;
     rec.error_type = error_type;
     rec.error_message = message;
@@ -226,10 +227,8 @@ exec_outcome invoke_exec(ex_app *app, deps *d, const fn_info *fn, const char *tr
 static int run(call *c, deps *d)
 {
     char err[512];
-    size_t len;
-    const char *body = httpd_body(c->req, &len);
-    exec_outcome o = invoke_exec(c->app, d, &c->fn, "http_sync", c->id, body, len, c->app->queue_wait_ms,
-                                 &c->cold, &c->result, err, sizeof(err));
+    exec_outcome o = invoke_exec(c->app, d, &c->fn, "http_sync", c->id, c->event, c->event_len,
+                                 c->app->queue_wait_ms, &c->cold, &c->result, err, sizeof(err));
 
     if (o == EXEC_NO_CODE) {
         httpd_resp_header(c->resp, "Retry-After", "1");
@@ -269,14 +268,12 @@ static void finish(call *c)
 /* Event: 202 only once the broker confirmed the event. */
 static void enqueue(call *c, deps *d)
 {
-    size_t len;
-    const char *body = httpd_body(c->req, &len);
     char id[ML_UUID_LEN], err[256];
     cJSON *o;
-    async_event ev = { .fn = &c->fn, .payload = body, .len = len, .trigger = AUDIT_HTTP_ASYNC,
-                       .request_id = httpd_request_id(c->req) };
+    async_event ev = { .fn = &c->fn, .payload = c->event, .len = c->event_len,
+                       .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req) };
 
-    if (len > ASYNC_MAX_EVENT) {
+    if (c->event_len > ASYNC_MAX_EVENT) {
         httpd_resp_error(c->resp, 413, "payload_too_large", "an Event invocation's body is limited to %d KiB",
                          ASYNC_MAX_EVENT / 1024);
         return;
@@ -313,6 +310,26 @@ static void not_active(call *c)
     if (pending)
         httpd_resp_header(c->resp, "Retry-After", "1");
     httpd_resp_json(c->resp, 409, o);
+}
+
+/* The event is the body, which must be one JSON value in UTF-8 (a 400, the caller's fault,
+ * rather than the runtime's UnmarshalError); an empty body is the event {} as in AWS. */
+static int read_event(call *c)
+{
+    jsoncheck_error e;
+
+    c->event = httpd_body(c->req, &c->event_len);
+    if (c->event_len == 0) {
+        c->event = "{}";
+        c->event_len = 2;
+        return ML_OK;
+    }
+    if (jsoncheck_validate(c->event, c->event_len, &e) == ML_OK)
+        return ML_OK;
+    httpd_resp_error(c->resp, 400, "invalid_request_content",
+                     "the request body is not a JSON document in UTF-8: %s at byte %zu", e.why,
+                     e.offset);
+    return ML_ERR;
 }
 
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
@@ -355,7 +372,7 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
                          "X-Invocation-Type must be RequestResponse, Event or DryRun");
         goto out;
     }
-    if (lookup(c) != ML_OK)
+    if (read_event(c) != ML_OK || lookup(c) != ML_OK)
         goto out;
     if (type && strcmp(type, "DryRun") == 0) {
         resp->status = 204;

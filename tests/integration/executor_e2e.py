@@ -256,9 +256,12 @@ def platform_refusals(run):
     conn = http.client.HTTPConnection("127.0.0.1", PORTS["lambda-executor"], timeout=10)
     conn.putrequest("POST", f"/functions/{py}/invoke")
     conn.putheader("Content-Length", str(6 * 1024 * 1024 + 10))
+    conn.putheader("Expect", "100-continue")
     conn.endheaders()  # the body is never sent: the answer must not wait for it
     st = conn.getresponse().status
-    check("a 6 MiB+ event: 413 before the body is read", st == 413, st)
+    check("a 6 MiB+ event with Expect: 100-continue: 413 before the body is sent", st == 413, st)
+    st, _, _ = call("POST", f"{EXEC}/functions/{py}/invoke", b"[" + b"1," * (3 << 20) + b"1]")
+    check("a 6 MiB+ event sent whole: 413 read by the client after it", st == 413, st)
     one = f"one-{run}"
     deploy(one, {"app.py": PY}, concurrency=1, timeout_s=5)
     with concurrent.futures.ThreadPoolExecutor(2) as ex:

@@ -277,11 +277,13 @@ def request(port, method, path, body=None, headers=None, auth=TOKEN, timeout=30)
 
 
 def declared_too_large(port, path, length):
-    """Status of a POST whose Content-Length alone exceeds the route's cap: the server answers
-    before the body is sent, so only the headers go out."""
+    """Status of a POST whose Content-Length alone exceeds the route's cap: with Expect:
+    100-continue the server answers before the body is sent, so only the headers go out (a
+    client that sends its body gets the 413 after it: invoke_input_e2e)."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall((f"POST {path} HTTP/1.1\r\nHost: gw\r\nAuthorization: {TOKEN}\r\n"
-                   f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n").encode())
+                   f"Content-Type: application/json\r\nContent-Length: {length}\r\n"
+                   "Expect: 100-continue\r\n\r\n").encode())
         line = s.makefile("rb").readline()
     return int(line.split()[1]) if line else 0
 

@@ -9,8 +9,12 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "health.h"
@@ -142,6 +146,15 @@ static httpd_result h_async(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_ASYNC;
 }
 
+static httpd_result h_empty_header(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    httpd_resp_header(resp, "X-Empty", "");
+    httpd_resp_text(resp, 200, "text/plain", "ok");
+    return HTTPD_DONE;
+}
+
 /* Which worker threads ran the blocking /who route. */
 static pthread_t seen[64];
 static atomic_int nseen;
@@ -182,6 +195,7 @@ static const httpd_route routes[] = {
     { "GET", "/async", h_async, NULL, 0, false },
     { "GET", "/health", health_handler, &hs, 0, true },
     { "GET", "/who", h_who, NULL, 0, true },
+    { "GET", "/empty-header", h_empty_header, NULL, 0, false },
 };
 
 static httpd *start(void)
@@ -265,6 +279,118 @@ static void test_body_cap(void **state)
     reply_free(&r);
     request(httpd_port(h), "POST", "/functions/f/invoke", NULL, "small", 1, &r);
     assert_int_equal(r.status, 201);
+    reply_free(&r);
+    httpd_stop(h);
+}
+
+/* Sends the request head and body bytes (as a naive client does: all of it, then read),
+ * reads what comes back within 2 s into out; false if sending failed (a reset). */
+static bool raw_exchange_body(uint16_t port, const char *head, const char *body, size_t blen,
+                              char *out, size_t outlen)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct timeval tv = { 2, 0 };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    size_t got = 0, sent = 0;
+    ssize_t k = 0;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    out[0] = '\0';
+    assert_true(fd >= 0);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    assert_int_equal(send(fd, head, strlen(head), MSG_NOSIGNAL), (ssize_t)strlen(head));
+    while (sent < blen && (k = send(fd, body + sent, blen - sent, MSG_NOSIGNAL)) > 0)
+        sent += (size_t)k;
+    while (got + 1 < outlen && (k = read(fd, out + got, outlen - 1 - got)) > 0)
+        got += (size_t)k;
+    out[got] = '\0';
+    close(fd);
+    return sent == blen && k >= 0;
+}
+
+static void raw_exchange(uint16_t port, const char *req, char *out, size_t outlen)
+{
+    raw_exchange_body(port, req, "", 0, out, outlen);
+}
+
+/* A body far over the cap, sent whole before reading (what Python's http.client, and so
+ * boto3, does): the client must read the 413, not a reset — the server reads and drops the
+ * body first. Content-Length and chunked. */
+static void test_body_cap_read_before_413(void **state)
+{
+    httpd *h = start();
+    size_t n = 4u << 20;
+    char *big = malloc(n + 16), head[256], out[2048];
+    (void)state;
+    assert_non_null(big);
+    memset(big, 'a', n);
+    snprintf(head, sizeof(head), "POST /functions/f/invoke HTTP/1.1\r\nHost: x\r\n"
+             "Connection: close\r\nContent-Length: %zu\r\n\r\n", n);
+    assert_true(raw_exchange_body(httpd_port(h), head, big, n, out, sizeof(out)));
+    assert_non_null(strstr(out, "HTTP/1.1 413"));
+    assert_non_null(strstr(out, "payload_too_large"));
+    memcpy(big + n, "\r\n0\r\n\r\n", 7);
+    assert_true(raw_exchange_body(httpd_port(h), "POST /functions/f/invoke HTTP/1.1\r\nHost: x\r\n"
+                                  "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n400000\r\n", big, n + 7,
+                                  out, sizeof(out)));
+    assert_non_null(strstr(out, "HTTP/1.1 413"));
+    free(big);
+    httpd_stop(h);
+}
+
+/* The client waits for 100 Continue, or announces more than the server would read: 413 at
+ * once, never 100, and the connection closed (the read above ends before its timeout). */
+static void test_body_cap_answered_at_once(void **state)
+{
+    httpd *h = start();
+    char out[2048];
+    struct timespec a, b;
+    (void)state;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    raw_exchange(httpd_port(h), "POST /functions/f/invoke HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 413"));
+    assert_null(strstr(out, "100 Continue"));
+    raw_exchange(httpd_port(h), "POST /functions/f/invoke HTTP/1.1\r\nHost: x\r\n"
+                 "Content-Length: 1000000000\r\n\r\n", out, sizeof(out));
+    assert_non_null(strstr(out, "HTTP/1.1 413"));
+    assert_non_null(strstr(out, "payload_too_large"));
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    assert_true(b.tv_sec - a.tv_sec < 2);
+    httpd_stop(h);
+}
+
+static void shape(const httpd_req *req, httpd_resp *resp, void *ud)
+{
+    httpd_resp_header(resp, "X-Shaped", httpd_path(req));
+    httpd_resp_text(resp, resp->status, "text/plain", ud);
+}
+
+/* The server's own refusals go through the dialect's hook; empty header values are sent. */
+static void test_shape_reject_and_empty_header(void **state)
+{
+    httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 1, .workers = 2,
+                         .shape_reject = shape, .shape_reject_ud = "shaped" };
+    char err[128], big[200];
+    httpd *h = httpd_start(&cfg, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    reply r;
+    (void)state;
+    assert_non_null(h);
+    request(httpd_port(h), "GET", "/nope", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 404);
+    assert_string_equal(r.body.data, "shaped");
+    assert_non_null(strstr(r.headers.data, "X-Shaped: /nope"));
+    reply_free(&r);
+    memset(big, 'a', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    request(httpd_port(h), "POST", "/functions/f/invoke", NULL, big, 0, &r);
+    assert_int_equal(r.status, 413);
+    assert_string_equal(r.body.data, "shaped");
+    reply_free(&r);
+    request(httpd_port(h), "GET", "/empty-header", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.headers.data, "\r\nX-Empty:"));
     reply_free(&r);
     httpd_stop(h);
 }
@@ -504,6 +630,9 @@ int main(void)
         cmocka_unit_test(test_routes_params_and_request_id),
         cmocka_unit_test(test_404_405_json_errors),
         cmocka_unit_test(test_body_cap),
+        cmocka_unit_test(test_body_cap_read_before_413),
+        cmocka_unit_test(test_body_cap_answered_at_once),
+        cmocka_unit_test(test_shape_reject_and_empty_header),
         cmocka_unit_test(test_blocking_routes_leave_event_loop_free),
         cmocka_unit_test(test_async_completion),
         cmocka_unit_test(test_graceful_stop),
