@@ -83,7 +83,7 @@ typedef struct fnspec_build_event {
     bool has_artifact;
     char *artifact_prefix;
     char artifact_sha256[65];
-    int64_t artifact_size;  /* size_bytes: a JSON number (exact up to 2^53) */
+    int64_t artifact_size;  /* size_bytes: a JSON number (decoded exactly up to 2^53) */
     int64_t artifact_files; /* files */
 } fnspec_build_event;
 

@@ -265,6 +265,17 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
 /* Exact integers a double holds: what a JSON number can carry without loss. */
 #define JSON_INT_MAX 9007199254740992.0
 
+/* An integer member written in full: cJSON's own number printing keeps only about 15
+ * significant digits (it rounds integers above 2^49 or so). */
+static int add_int(cJSON *o, const char *k, int64_t v)
+{
+    char num[24];
+
+    if (ml_snprintf(num, sizeof(num), "%lld", (long long)v) != ML_OK)
+        return ML_ERR;
+    return cJSON_AddRawToObject(o, k, num) ? ML_OK : ML_ERR;
+}
+
 int fnspec_build_event_encode(const fnspec_build_event *ev, char **out)
 {
     cJSON *o = cJSON_CreateObject(), *fn = NULL, *art = NULL;
@@ -297,8 +308,8 @@ int fnspec_build_event_encode(const fnspec_build_event *ev, char **out)
     } else if (ok && (art = cJSON_AddObjectToObject(o, "artifact")) != NULL) {
         ok &= cJSON_AddStringToObject(art, "prefix", ev->artifact_prefix ? ev->artifact_prefix : "") != NULL;
         ok &= cJSON_AddStringToObject(art, "sha256", ev->artifact_sha256) != NULL;
-        ok &= cJSON_AddNumberToObject(art, "size_bytes", (double)ev->artifact_size) != NULL;
-        ok &= cJSON_AddNumberToObject(art, "files", (double)ev->artifact_files) != NULL;
+        ok &= add_int(art, "size_bytes", ev->artifact_size) == ML_OK;
+        ok &= add_int(art, "files", ev->artifact_files) == ML_OK;
     } else {
         ok = 0;
     }

@@ -82,7 +82,8 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
  *   {"type":"build.status","build_id","function_id","status","error","timestamp",
  *    "function":{"name","runtime","handler","config"},
  *    "artifact":{"prefix","sha256","size_bytes","files"} | null}
- * build_id and function_id are UUID strings; size_bytes and files JSON numbers;
+ * build_id and function_id are UUID strings; size_bytes and files JSON numbers printed
+ * in full (decode takes them up to 2^53, what a double holds exactly);
  * "config" is left out when ev->config is NULL; "artifact" is null unless has_artifact.
  * On ML_OK *out is a new NUL-terminated string the caller releases with free(). */
 int fnspec_build_event_encode(const fnspec_build_event *ev, char **out);
