@@ -143,7 +143,7 @@ test: deps build $(TEST_BINS)
 FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c
+build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
 build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/multipart.c shared/util.c
@@ -152,7 +152,10 @@ build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/mul
 build/fuzz/fuzz_jsoncheck: tests/fuzz/fuzz_jsoncheck.c shared/jsoncheck.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
-fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsoncheck \
+build/fuzz/fuzz_fnspec: tests/fuzz/fuzz_fnspec.c shared/fnspec.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
+fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsoncheck build/fuzz/fuzz_fnspec \
       $(BUILD)/tests/unit/build-worker/test_extract
 	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus \
 	  build/fuzz/jsoncheck-corpus
@@ -166,6 +169,8 @@ fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsonchec
 	build/fuzz/fuzz_jsoncheck -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
 	  tests/fuzz/seeds/jsoncheck
+	mkdir -p build/fuzz/fnspec-corpus && build/fuzz/fuzz_fnspec -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=4096 -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/fnspec-corpus tests/fuzz/seeds/fnspec
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \

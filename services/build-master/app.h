@@ -3,12 +3,14 @@
 #define BM_APP_H
 
 #include "deps.h"
+#include "fnspec-t.h"
 #include "metrics.h"
 
 #define BM_NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
-#define BM_MAX_ZIP (50 * 1024 * 1024)
-/* base64 of a 50 MiB ZIP plus the other JSON fields */
-#define BM_MAX_BODY (BM_MAX_ZIP / 3 * 4 + 1024 * 1024)
+/* The contract's size limits (fnspec-t.h): the ZIP, and a request body (its base64 plus
+ * the other JSON fields). */
+#define BM_MAX_ZIP FNSPEC_MAX_ZIP_BYTES
+#define BM_MAX_BODY FNSPEC_MAX_UPLOAD_BODY
 
 typedef struct bm_app {
     deps_config deps;

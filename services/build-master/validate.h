@@ -7,14 +7,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define VALIDATE_MAX_ENV_BYTES 4096
+#include "fnspec-t.h"
 
 typedef struct fn_spec {
-    char name[65];
-    char runtime[16];
-    char handler[129];
-    char webhook_url[2049]; /* "" when absent */
-    /* memory_mb, timeout_s, env, rate_limit, concurrency — normalised, with defaults */
+    char name[FNSPEC_NAME_MAX + 1];
+    char runtime[FNSPEC_RUNTIME_MAX + 1];
+    char handler[FNSPEC_HANDLER_MAX + 1];
+    char webhook_url[FNSPEC_URL_MAX + 1]; /* "" when absent */
+    /* memory_mb, timeout_s, env, rate_limit, concurrency — normalised, with the defaults of
+     * fnspec's field table (concurrency null = no cap, as given) */
     cJSON *config;
 } fn_spec;
 
@@ -26,8 +27,6 @@ int validate_function(const cJSON *fields, fn_spec *spec, const char **err_field
                       size_t errlen);
 /* Validates only webhook_url (used by PUT /functions/{fn}/code); "" / NULL is accepted. */
 int validate_webhook_url(const char *url, char *err, size_t errlen);
-/* ML_OK if name is a valid function name. */
-int validate_name(const char *name);
 void validate_free(fn_spec *spec);
 
 #endif

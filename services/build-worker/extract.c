@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 
 #include "crypto.h"
+#include "fnspec.h"
 
 #define MIB (1024LL * 1024)
 /* Read chunk; also large enough for the ZIP tail (22-byte EOCD + 65535-byte comment). */
@@ -668,20 +669,6 @@ int extract_manifest(const extract_result *r, ml_buf *out)
     return ML_OK;
 }
 
-/* [A-Za-z_][A-Za-z0-9_]* over s[0..n). */
-static bool is_ident(const char *s, size_t n)
-{
-    size_t i;
-
-    if (n == 0 || (s[0] >= '0' && s[0] <= '9'))
-        return false;
-    for (i = 0; i < n; i++)
-        if (!(s[i] == '_' || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9')))
-            return false;
-    return true;
-}
-
 static const extract_file *find_file(const extract_result *r, const char *path)
 {
     extract_file key = { .path = (char *)path };
@@ -736,23 +723,21 @@ static int check_bootstrap(const extract_result *r, char *err, size_t errlen)
 int extract_check_handler(const extract_result *r, const char *runtime, const char *handler,
                           char *err, size_t errlen)
 {
-    const char *dot, *ext, *form, *what;
+    const char *form, *what;
     char file[NAME_MAX + 1], qh[QUOTED];
 
     if (runtime && !strcmp(runtime, "provided"))
         return check_bootstrap(r, err, errlen);
     if (runtime && !strcmp(runtime, "python3")) {
-        ext = ".py", form = "module.function", what = "handler module";
+        form = "module.function", what = "handler module";
     } else if (runtime && !strcmp(runtime, "nodejs")) {
-        ext = ".js", form = "file.export", what = "handler file";
+        form = "file.export", what = "handler file";
     } else {
         quote_name(runtime, qh, sizeof(qh));
         snprintf(err, errlen, "unknown runtime '%s' (expected python3, nodejs or provided)", qh);
         return ML_ERR;
     }
-    dot = handler ? strchr(handler, '.') : NULL;
-    if (!dot || !is_ident(handler, (size_t)(dot - handler)) || !is_ident(dot + 1, strlen(dot + 1)) ||
-        ml_snprintf(file, sizeof(file), "%.*s%s", (int)(dot - handler), handler, ext) != ML_OK) {
+    if (fnspec_handler_file(runtime, handler, file, sizeof(file)) != ML_OK) {
         quote_name(handler, qh, sizeof(qh));
         snprintf(err, errlen, "handler '%s' must have the form %s (e.g. app.handler)", qh, form);
         return ML_ERR;

@@ -41,10 +41,12 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "fnspec-t.h"
 #include "ml.h"
 
-#define EXTRACT_DEFAULT_MAX_ENTRIES 10000
-#define EXTRACT_DEFAULT_MAX_TOTAL_BYTES (250LL * 1024 * 1024)
+/* the contract's package limits (fnspec-t.h) */
+#define EXTRACT_DEFAULT_MAX_ENTRIES FNSPEC_MAX_ZIP_ENTRIES
+#define EXTRACT_DEFAULT_MAX_TOTAL_BYTES FNSPEC_MAX_UNPACKED_BYTES
 #define EXTRACT_DEFAULT_MAX_FILE_BYTES EXTRACT_DEFAULT_MAX_TOTAL_BYTES
 #define EXTRACT_DEFAULT_MAX_RATIO 100.0
 /* The ratio limit applies only once this many bytes are unpacked, so a tiny package holding

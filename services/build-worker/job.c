@@ -15,11 +15,12 @@
 #include "artifact.h"
 #include "buildstate.h"
 #include "crypto.h"
+#include "fnspec-t.h"
 #include "log.h"
 
 typedef struct build {
     char id[ML_UUID_LEN], function_id[ML_UUID_LEN];
-    char runtime[16], handler[129], package_key[256];
+    char runtime[FNSPEC_RUNTIME_MAX + 1], handler[FNSPEC_HANDLER_MAX + 1], package_key[256];
     char dir[512], zip[600], tree[600], tgz[600];
     int64_t started_ms;
 } build;
@@ -220,7 +221,7 @@ static job_outcome run(bw_app *app, deps *d, build *b)
 
     if (make_scratch(app, b) != ML_OK)
         return transient(d, b, "cannot create a scratch directory");
-    rc = s3_get_file(d->s3, b->package_key, b->zip, 50u * 1024 * 1024);
+    rc = s3_get_file(d->s3, b->package_key, b->zip, (size_t)FNSPEC_MAX_ZIP_BYTES);
     if (rc == S3_NOT_FOUND)
         return failed(app, d, b, "the uploaded package is missing from storage; upload it again");
     if (rc != ML_OK)

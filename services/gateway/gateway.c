@@ -10,13 +10,15 @@
 
 #include "auth.h"
 #include "aws.h"
+#include "fnspec.h"
 #include "headers.h"
 #include "log.h"
 #include "sigv4.h"
 
 #define FN_LOOKUP_TIMEOUT_MS 2000
 #define FN_LOOKUP_MAX_BYTES (256u * 1024u)
-#define MAX_FUNCTION_TIMEOUT_S 900 /* API.md: timeout_s is at most 900 */
+/* API.md: the longest a function may run (fnspec's timeout_s bound) */
+#define MAX_FUNCTION_TIMEOUT_S (fnspec_field_get(FNSPEC_TIMEOUT_S)->max)
 #define RL_KEY_PREFIX "ml:gw:rl:"
 #define REALM "Bearer realm=\"minilambda\""
 

@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "fnspec-t.h"
+
 /* The upstream services. */
 typedef enum { GW_SVC_BUILD_MASTER = 0, GW_SVC_EXECUTOR = 1, GW_NSVC } gw_service;
 
@@ -23,10 +25,11 @@ typedef enum {
     GW_KIND_BUILD_SUBMIT, /* + per-subject build submission limit */
 } gw_kind;
 
-/* 50 MiB ZIP as base64 plus the form fields: the build-master's own cap (BM_MAX_BODY). */
-#define GW_MAX_UPLOAD_BODY ((50u * 1024u * 1024u) / 3u * 4u + 1024u * 1024u)
-#define GW_MAX_INVOKE_BODY (6u * 1024u * 1024u)
-#define GW_MAX_EVENT_BODY (256u * 1024u)
+/* The contract's body limits (fnspec-t.h): a build upload (the largest ZIP as base64 plus
+ * the form fields: the build-master's own cap), a sync invoke, an async event. */
+#define GW_MAX_UPLOAD_BODY ((unsigned)FNSPEC_MAX_UPLOAD_BODY)
+#define GW_MAX_INVOKE_BODY ((unsigned)FNSPEC_MAX_INVOKE_BODY)
+#define GW_MAX_EVENT_BODY ((unsigned)FNSPEC_MAX_EVENT_BODY)
 #define GW_MAX_JSON_BODY (1024u * 1024u)
 
 typedef struct gw_route_def {

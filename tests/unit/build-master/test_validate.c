@@ -45,6 +45,11 @@ static void test_valid_with_defaults(void **state)
     validate_free(&s);
     assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"provided\"}", &s), "");
     assert_string_equal(s.handler, "bootstrap");
+    assert_int_equal(cJSON_GetObjectItem(s.config, "concurrency")->valueint, 10);
+    validate_free(&s);
+    /* concurrency null is "no cap", as PATCH takes it (fnspec's table) */
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"provided\",\"concurrency\":null}", &s), "");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(s.config, "concurrency")));
     validate_free(&s);
 }
 
@@ -70,6 +75,8 @@ static void test_each_bad_field_named(void **state)
         { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":{\"1A\":\"v\"}}", "env" },
         { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":{\"rps\":0}}", "rate_limit" },
         { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":\"nope\"}", "rate_limit" },
+        /* the executor refuses a config whose rate_limit has other members: so does POST */
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":{\"rps\":1,\"x\":1}}", "rate_limit" },
         { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"webhook_url\":\"ftp://h/x\"}", "webhook_url" },
         { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"webhook_url\":\"http://\"}", "webhook_url" },
     };

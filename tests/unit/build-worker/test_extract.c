@@ -472,6 +472,10 @@ static void test_valid_python_package(void **state)
     assert_int_equal(extract_check_handler(&f->res, "nodejs", "app.handler", err, sizeof(err)),
                      ML_ERR);
     assert_string_equal(err, "handler file 'app.js' not found at the package root");
+    /* a nodejs file name may hold '-', as POST /functions accepts it (fnspec) */
+    assert_int_equal(extract_check_handler(&f->res, "nodejs", "my-app.handler", err, sizeof(err)),
+                     ML_ERR);
+    assert_string_equal(err, "handler file 'my-app.js' not found at the package root");
     assert_int_equal(extract_check_handler(&f->res, "ruby", "app.handler", err, sizeof(err)),
                      ML_ERR);
     assert_string_equal(err, "unknown runtime 'ruby' (expected python3, nodejs or provided)");
