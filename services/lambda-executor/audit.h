@@ -21,6 +21,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "fnspec-t.h"
 #include "httpd.h"
 #include "ml.h"
 #include "pg.h"
@@ -43,7 +44,7 @@ typedef enum {
 } audit_trigger;
 
 #define AUDIT_LOG_TAIL_MAX 4096
-#define AUDIT_BODY_MAX (6 * 1024 * 1024)
+#define AUDIT_BODY_MAX FNSPEC_MAX_INVOKE_BODY
 
 /* One invocation's state. Pointers are borrowed: audit_submit copies what it needs.
  * Unknown numbers are -1, unknown times 0; NULL pointers are SQL NULL. */

@@ -2,6 +2,7 @@
  * the runtime and waits for "ready"; sandbox_destroy kills and frees it (see sandbox.h and
  * docs/sandbox.md; sandbox-int.h lists the other rooms). */
 #include "sandbox.h"
+#include "fnspec.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -184,38 +185,26 @@ out:
     return rc;
 }
 
-static bool handler_ok(const char *h)
-{
-    size_t n = strlen(h);
-
-    if (n == 0 || n > 128 || h[0] == '/' || h[0] == '.' || strstr(h, ".."))
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!(h[i] == '_' || h[i] == '.' || h[i] == '/' || h[i] == '-' ||
-              (h[i] >= 'A' && h[i] <= 'Z') || (h[i] >= 'a' && h[i] <= 'z') ||
-              (h[i] >= '0' && h[i] <= '9')))
-            return false;
-    return true;
-}
-
 static int check_spec(const sandbox_spec *s, char *err, size_t errlen)
 {
     struct stat st;
     char path[PATH_MAX];
     bool others = sb_host.features & SANDBOX_F_UID;   /* the function runs as another uid */
+    const fnspec_field *mem = fnspec_field_get(FNSPEC_MEMORY_MB);
 
     if (!sb_host.ready)
         return sb_errf(err, errlen, "Sandbox.SetupError: sandbox_init was not called");
     if (!s->runtime || !s->handler || !s->code_dir || !s->runtimes_dir || !s->function_name ||
         !s->function_version)
         return sb_errf(err, errlen, "Sandbox.InvalidConfig: incomplete spec");
-    if (strcmp(s->runtime, "python3") && strcmp(s->runtime, "nodejs") && strcmp(s->runtime, "provided"))
+    if (fnspec_runtime_valid(s->runtime) != ML_OK)
         return sb_errf(err, errlen, "Sandbox.InvalidConfig: unknown runtime %.32s", s->runtime);
     if (strcmp(s->runtime, "nodejs") == 0 && !sb_host.node[0])
         return sb_errf(err, errlen, "Sandbox.RuntimeUnavailable: node is not installed");
-    if (s->memory_mb < 64 || s->memory_mb > 4096 || s->pids_max < 0 || s->pids_max > 4096)
-        return sb_errf(err, errlen, "Sandbox.InvalidConfig: memory_mb 64..4096, pids_max 0..4096");
-    if (!handler_ok(s->handler) || (strcmp(s->runtime, "provided") && !strchr(s->handler, '.')))
+    if (s->memory_mb < mem->min || s->memory_mb > mem->max || s->pids_max < 0 || s->pids_max > 4096)
+        return sb_errf(err, errlen, "Sandbox.InvalidConfig: memory_mb %" PRId64 "..%" PRId64
+                       ", pids_max 0..4096", mem->min, mem->max);
+    if (fnspec_handler_valid(s->runtime, s->handler) != ML_OK)
         return sb_errf(err, errlen, "Runtime.MalformedHandlerName: bad handler \"%.64s\"", s->handler);
     if (stat(s->code_dir, &st) != 0)
         return sb_errf(err, errlen, "Sandbox.SetupError: code dir %s: %s", s->code_dir, strerror(errno));
