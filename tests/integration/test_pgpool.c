@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deps.h"
 #include "log.h"
 #include "metrics.h"
 #include "pg.h"
 #include "pgpool.h"
+#include "service.h"
 
 static const char *db_url;
 
@@ -585,6 +587,78 @@ static void test_connect_failure(void **state)
     assert_int_equal(pgpool_close(&p, 1000), PGPOOL_OK);
 }
 
+/* deps: threads of a pooled service borrow d->db around query groups; nested borrows are one;
+ * a thread exiting while holding it gives it back; pool size 0 means a connection a thread. */
+typedef struct deps_run {
+    deps_config *cfg;
+    pgpool *pool;
+    int64_t pid_outer, pid_inner;
+    int null_before, null_after, acquire_st, hold_at_exit;
+} deps_run;
+
+static void *deps_thread_main(void *arg)
+{
+    deps_run *r = arg;
+    deps *d = deps_thread_pooled(r->cfg, DEPS_BUILD_DB, NULL, "pgpool-test", r->pool);
+
+    if (!d)
+        return NULL;
+    r->null_before = d->db == NULL;
+    r->acquire_st = deps_db_acquire(d);
+    if (r->acquire_st != PGPOOL_OK)
+        return NULL;
+    r->pid_outer = query_int(d->db, "SELECT pg_backend_pid()", NULL);
+    if (deps_db_acquire(d) == PGPOOL_OK) { /* nested: same connection */
+        r->pid_inner = query_int(d->db, "SELECT pg_backend_pid()", NULL);
+        deps_db_release(d);
+    }
+    if (r->hold_at_exit)
+        return NULL; /* the thread's deps destructor must give it back */
+    deps_db_release(d);
+    r->null_after = d->db == NULL;
+    return NULL;
+}
+
+static void test_deps_pooled_threads(void **state)
+{
+    deps_config cfg = { .build_db_url = db_url, .db_pool_size = 2, .db_pool_timeout_ms = 1000 };
+    metrics_registry *reg = metrics_new();
+    svc s = { .name = "pgpool-deps-test", .metrics = reg };
+    pgpool pool = { 0 };
+    deps_run r = { .cfg = &cfg, .pool = &pool };
+    pthread_t t;
+    pgpool_stats st;
+
+    (void)state;
+    assert_int_equal(deps_pool_start(&pool, &cfg, DEPS_BUILD_DB, &s), ML_OK);
+    assert_true(pool.started);
+    for (int i = 0; i < 2; i++) {
+        r.hold_at_exit = i;
+        assert_int_equal(pthread_create(&t, NULL, deps_thread_main, &r), 0);
+        pthread_join(t, NULL);
+        assert_int_equal(r.acquire_st, PGPOOL_OK);
+        assert_true(r.null_before);
+        assert_true(r.pid_outer > 0);
+        assert_int_equal(r.pid_inner, r.pid_outer);
+        assert_true(i == 1 || r.null_after);
+        pgpool_get_stats(&pool, &st);
+        assert_int_equal(st.in_use, 0); /* given back, also by the exiting thread */
+        assert_int_equal(st.idle, 1);
+    }
+    assert_int_equal(pgpool_close(&pool, 1000), PGPOOL_OK);
+
+    cfg.db_pool_size = 0; /* no pool: each thread its own connection, acquire is a no-op */
+    assert_int_equal(deps_pool_start(&pool, &cfg, DEPS_BUILD_DB, &s), ML_OK);
+    assert_false(pool.started);
+    r = (deps_run){ .cfg = &cfg, .pool = &pool };
+    assert_int_equal(pthread_create(&t, NULL, deps_thread_main, &r), 0);
+    pthread_join(t, NULL);
+    assert_false(r.null_before);
+    assert_int_equal(r.pid_inner, r.pid_outer);
+    assert_false(r.null_after);
+    metrics_free(reg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -599,6 +673,7 @@ int main(void)
         cmocka_unit_test(test_stop_with_connections_checked_out),
         cmocka_unit_test(test_close_waits_for_release),
         cmocka_unit_test(test_connect_failure),
+        cmocka_unit_test(test_deps_pooled_threads),
     };
 
     db_url = getenv("MINILAMBDA_BUILD_DB_URL");
