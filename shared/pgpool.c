@@ -434,7 +434,8 @@ static void give_back(pgpool *p, pg_conn *c, bool force)
         p->busy--;
         p->idle++;
         publish(p);
-        pthread_cond_broadcast(&p->cv);
+        /* one connection came back: one waiter is enough (it re-checks before giving up) */
+        pthread_cond_signal(&p->cv);
         close_idle(p, false);
     }
     pthread_mutex_unlock(&p->mu);
