@@ -96,9 +96,12 @@ static void unique_app(char *out, size_t size)
     ml_snprintf(out, size, "pgpool_test_%.8s", id);
 }
 
-static void start_pool(pgpool *p, int size, const char *app, pgpool_options *extra)
+/* Starts p with a fresh application_name, written to app (64 bytes). */
+static void start_pool(pgpool *p, int size, char *app, pgpool_options *extra)
 {
     pgpool_options o = { 0 };
+
+    unique_app(app, 64);
 
     if (extra)
         o = *extra;
@@ -120,6 +123,18 @@ static pg_conn *acquire_ok(pgpool *p, int timeout_ms)
     }
     assert_non_null(c);
     return c;
+}
+
+/* Acquires, reads the backend pid, releases; *conn (may be NULL) gets the connection used. */
+static int64_t use_once(pgpool *p, pg_conn **conn)
+{
+    pg_conn *c = acquire_ok(p, 1000);
+    int64_t pid = backend_pid(c);
+
+    pgpool_release(p, c);
+    if (conn)
+        *conn = c;
+    return pid;
 }
 
 /* ---- tests ---- */
@@ -195,7 +210,6 @@ static void test_bound_respected_under_more_threads(void **state)
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, SIZE, app, NULL);
     for (int i = 0; i < THREADS; i++)
         assert_int_equal(pthread_create(&t[i], NULL, bound_worker, &r), 0);
@@ -242,7 +256,6 @@ static void test_timeout_status_when_exhausted(void **state)
 
     (void)state;
     assert_non_null(reg);
-    unique_app(app, sizeof(app));
     start_pool(&p, 2, app, &o);
     a = acquire_ok(&p, 1000);
     b = acquire_ok(&p, 1000);
@@ -303,7 +316,6 @@ static void test_release_wakes_waiter(void **state)
     char app[64];
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 1, app, NULL);
     a = acquire_ok(&p, 1000);
     assert_int_equal(pthread_create(&t, NULL, wait_acquire, &w), 0);
@@ -325,11 +337,8 @@ static void test_reacquire_reuses_connection(void **state)
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 4, app, NULL);
-    a = acquire_ok(&p, 1000);
-    pid_a = backend_pid(a);
-    pgpool_release(&p, a);
+    pid_a = use_once(&p, &a);
     for (int i = 0; i < 5; i++) {
         c = acquire_ok(&p, 1000);
         assert_ptr_equal(c, a);
@@ -362,7 +371,6 @@ static void test_server_error_and_open_tx_keep_connection(void **state)
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 1, app, NULL);
     a = acquire_ok(&p, 1000);
     pid = backend_pid(a);
@@ -390,18 +398,15 @@ static void test_broken_connection_not_handed_out(void **state)
 {
     pgpool p = { 0 };
     pg_conn *admin = open_admin();
-    pg_conn *a, *c;
+    pg_conn *c;
     int64_t pid1, pid2, pid3;
     char app[64];
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 1, app, NULL);
 
-    a = acquire_ok(&p, 1000);
-    pid1 = backend_pid(a);
-    pgpool_release(&p, a);
+    pid1 = use_once(&p, NULL);
     terminate(admin, pid1); /* (a) */
     c = acquire_ok(&p, 1000);
     assert_true(pg_is_usable(c)); /* handed out healthy, before any query of ours */
@@ -444,17 +449,14 @@ static void test_idle_expiry(void **state)
     pgpool p = { 0 };
     pgpool_options o = { .idle_check_ms = 50, .idle_close_ms = 300 };
     pg_conn *admin = open_admin();
-    pg_conn *a, *c;
+    pg_conn *c;
     int64_t pid;
     char app[64];
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 2, app, &o);
-    a = acquire_ok(&p, 1000);
-    pid = backend_pid(a);
-    pgpool_release(&p, a);
+    pid = use_once(&p, NULL);
     ml_sleep_ms(100); /* past idle_check: pinged, still fine, same backend */
     c = acquire_ok(&p, 1000);
     assert_int_equal(backend_pid(c), pid);
@@ -485,7 +487,6 @@ static void test_stop_with_connections_checked_out(void **state)
     pgpool_stats st;
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 3, app, NULL);
     a = acquire_ok(&p, 1000);
     b = acquire_ok(&p, 1000);
@@ -555,7 +556,6 @@ static void test_close_waits_for_release(void **state)
     char app[64];
 
     (void)state;
-    unique_app(app, sizeof(app));
     start_pool(&p, 2, app, NULL);
     l.c = acquire_ok(&p, 1000);
     assert_int_equal(pthread_create(&t, NULL, release_later, &l), 0);
