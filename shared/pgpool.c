@@ -277,18 +277,20 @@ out:
 
 /* ---- acquire / release ---- */
 
-/* Opens a connection for the OPENING slot i (mu not held). */
-static pg_conn *open_conn(pgpool *p, char *err, size_t errlen)
+/* Opens a connection for an OPENING slot (mu not held); NULL with *st and err set. */
+static pg_conn *open_conn(pgpool *p, pgpool_status *st, char *err, size_t errlen)
 {
     pg_conn *c = pg_new(p->url, &p->opts.pg);
 
     if (!c) {
         ml_strlcpy(err, "out of memory", errlen);
+        *st = PGPOOL_NOMEM;
         return NULL;
     }
     if (pg_connect(c) != ML_OK) {
         ml_strlcpy(err, pg_error(c), errlen);
         pg_close(c);
+        *st = PGPOOL_CONNECT_FAILED;
         return NULL;
     }
     return c;
@@ -355,12 +357,11 @@ pgpool_status pgpool_acquire(pgpool *p, int timeout_ms, pg_conn **out)
         if ((i = free_slot(p)) >= 0) {
             p->slots[i].state = PGPOOL_SLOT_OPENING;
             pthread_mutex_unlock(&p->mu);
-            c = open_conn(p, err, sizeof(err));
+            c = open_conn(p, &st, err, sizeof(err));
             pthread_mutex_lock(&p->mu);
             if (!c) {
                 ml_strlcpy(p->err, err, sizeof(p->err));
                 slot_closed(p, i);
-                st = strcmp(err, "out of memory") == 0 ? PGPOOL_NOMEM : PGPOOL_CONNECT_FAILED;
                 goto out;
             }
             p->slots[i].conn = c;
