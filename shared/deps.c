@@ -6,6 +6,7 @@
 
 #include "checks.h"
 #include "log.h"
+#include "pgpool.h"
 
 size_t deps_cfg_vars(deps_config *c, unsigned need, cfg_var *vars, size_t max)
 {
@@ -95,6 +96,67 @@ int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *t
     return ML_OK;
 }
 
+size_t deps_pool_cfg_vars(deps_config *c, cfg_var *vars, size_t max)
+{
+    const cfg_var all[] = {
+        { "MINILAMBDA_DB_POOL_SIZE", CFG_INT, "16", 0, 4096, NULL, "Postgres connections the daemon's worker threads share at most (0: one per thread)", &c->db_pool_size, false },
+        { "MINILAMBDA_DB_POOL_TIMEOUT_MS", CFG_INT, "5000", 0, 600000, NULL, "how long a request waits for a free pooled Postgres connection before 503", &c->db_pool_timeout_ms, false },
+    };
+    size_t n = 0;
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(all) && n < max; i++)
+        vars[n++] = all[i];
+    return n;
+}
+
+int deps_pool_start(pgpool *pool, const deps_config *c, unsigned need, svc *s)
+{
+    pgpool_options o = { 0 };
+    bool build = (need & DEPS_BUILD_DB) != 0;
+
+    if (c->db_pool_size <= 0 || !(need & (DEPS_BUILD_DB | DEPS_LAMBDA_DB)))
+        return ML_OK;
+    o.size = (int)c->db_pool_size;
+    o.pg.connect_timeout_s = 3;
+    o.pg.statement_timeout_ms = (int)c->db_statement_timeout_ms;
+    o.pg.application_name = s->name;
+    o.metrics = s->metrics;
+    o.name = build ? "build_db" : "lambda_db";
+    if (pgpool_start(pool, build ? c->build_db_url : c->lambda_db_url, &o) != ML_OK) {
+        ml_log_error("cannot start the Postgres pool");
+        return ML_ERR;
+    }
+    ml_log_kv(ML_LOG_INFO, "postgres pool started", "pool", o.name, NULL);
+    return ML_OK;
+}
+
+pgpool_status deps_db_acquire(deps *d)
+{
+    pgpool_status st;
+
+    if (!d->pool)
+        return PGPOOL_OK;
+    if (d->db_depth > 0) {
+        d->db_depth++;
+        return PGPOOL_OK;
+    }
+    st = pgpool_acquire(d->pool, d->pool_timeout_ms, &d->db);
+    if (st == PGPOOL_OK)
+        d->db_depth = 1;
+    else
+        ml_log_kv(ML_LOG_WARN, "no pooled postgres connection", "status", pgpool_status_str(st),
+                  NULL);
+    return st;
+}
+
+void deps_db_release(deps *d)
+{
+    if (!d->pool || d->db_depth <= 0 || --d->db_depth > 0)
+        return;
+    pgpool_release(d->pool, d->db);
+    d->db = NULL;
+}
+
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 
@@ -111,6 +173,14 @@ static void thread_key_init(void)
 
 deps *deps_thread(const deps_config *c, unsigned need, const mq_topology *topo, const char *name)
 {
+    return deps_thread_pooled(c, need, topo, name, NULL);
+}
+
+deps *deps_thread_pooled(const deps_config *c, unsigned need, const mq_topology *topo,
+                         const char *name, pgpool *pool)
+{
+    const unsigned db = DEPS_BUILD_DB | DEPS_LAMBDA_DB;
+    bool pooled = pool && pool->started && (need & db);
     deps *d;
     char err[256] = "";
 
@@ -119,7 +189,11 @@ deps *deps_thread(const deps_config *c, unsigned need, const mq_topology *topo, 
     if (d)
         return d;
     d = calloc(1, sizeof(*d));
-    if (!d || deps_create(d, c, need, topo, name, err, sizeof(err)) != ML_OK) {
+    if (d && pooled) {
+        d->pool = pool;
+        d->pool_timeout_ms = (int)c->db_pool_timeout_ms;
+    }
+    if (!d || deps_create(d, c, pooled ? need & ~db : need, topo, name, err, sizeof(err)) != ML_OK) {
         ml_log_error("cannot set up per-thread clients: %s", err[0] ? err : "out of memory");
         if (d)
             thread_deps_free(d);
@@ -131,6 +205,11 @@ deps *deps_thread(const deps_config *c, unsigned need, const mq_topology *topo, 
 
 void deps_close(deps *d)
 {
+    if (d->pool) { /* lent, not ours: give it back if a thread exits holding it */
+        d->db_depth = 1;
+        deps_db_release(d);
+        d->pool = NULL;
+    }
     pg_close(d->db);
     rds_free(d->redis);
     mq_close(d->mq);

@@ -360,6 +360,11 @@ int pg_in_transaction(const pg_conn *c)
     return c && c->in_tx;
 }
 
+int pg_is_usable(pg_conn *c)
+{
+    return c && conn_usable(c);
+}
+
 /* ---- statements ---- */
 
 typedef struct pg_call {

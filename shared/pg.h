@@ -105,6 +105,11 @@ int pg_rollback(pg_conn *c);
 /* 1 while a transaction is open (or was open when the connection died). */
 int pg_in_transaction(const pg_conn *c);
 
+/* 1 if c holds a live link (PQstatus CONNECTION_OK) that the server has not already closed
+ * while it sat idle (pg_terminate_backend, shutdown). No round trip: it only reads what the
+ * server already sent. 0 for a handle that never connected or whose link was dropped. */
+int pg_is_usable(pg_conn *c);
+
 /* Health check: reconnects if needed, then SELECT 1 (retried once on connection loss,
  * since it is harmless). ML_OK/ML_ERR. */
 int pg_ping(pg_conn *c);

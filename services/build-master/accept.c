@@ -55,12 +55,18 @@ static int publish_job(deps *d, const char *build_id, const char *function_id)
  * duplicate, which workers skip (a build is claimed once). */
 static void mark_published(deps *d, const char *build_id)
 {
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        ml_log_kv(ML_LOG_WARN, "build published but not marked (no database connection); the"
+                  " sweeper will retry", "build_id", build_id, NULL);
+        return;
+    }
     if (pg_begin(d->db) != ML_OK || buildstate_release(d->db, build_id) != ML_OK ||
         pg_commit(d->db) != ML_OK) {
         ml_log_kv(ML_LOG_WARN, "build published but not marked; the sweeper will retry",
                   "build_id", build_id, "error", pg_error(d->db), NULL);
         pg_rollback(d->db);
     }
+    deps_db_release(d);
 }
 
 int accept_republish(deps *d, const char *build_id, const char *function_id)
@@ -87,6 +93,11 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
     int status = 0;
 
     ml_snprintf(size, sizeof(size), "%zu", a->zip_len);
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        free(config);
+        unavailable(resp, "the build database", "no free database connection");
+        return 503;
+    }
     if (pg_begin(d->db) != ML_OK)
         goto db_error;
     if (a->spec && pg_exec(d->db, "bm_insert_function",
@@ -114,6 +125,7 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
         buildstate_record(d->db, bid, "queued", NULL, app->executor_url, true) != ML_OK ||
         pg_commit(d->db) != ML_OK)
         goto db_error;
+    deps_db_release(d);
     free(config);
     return 0;
 db_error:
@@ -121,6 +133,7 @@ db_error:
     unavailable(resp, "the build database", pg_error(d->db));
 out:
     pg_rollback(d->db);
+    deps_db_release(d);
     free(config);
     return status;
 }
@@ -129,13 +142,21 @@ out:
 static void undo(deps *d, const accept_req *a, const char *fid, const char *bid, const char *key)
 {
     const char *bp[] = { bid }, *fp[] = { fid };
+    int undone;
 
-    if (pg_exec(d->db, "bm_undo_build", "DELETE FROM builds WHERE id = $1", 1, bp, NULL) != ML_OK ||
-        (a->spec && pg_exec(d->db, "bm_undo_function", "DELETE FROM build_functions WHERE id = $1",
-                            1, fp, NULL) != ML_OK))
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        ml_log_kv(ML_LOG_ERROR, "cannot undo an unpublished build; the sweeper will publish it",
+                  "build_id", bid, "error", "no free database connection", NULL);
+        return;
+    }
+    undone = pg_exec(d->db, "bm_undo_build", "DELETE FROM builds WHERE id = $1", 1, bp, NULL) == ML_OK &&
+             (!a->spec || pg_exec(d->db, "bm_undo_function", "DELETE FROM build_functions WHERE id = $1",
+                                  1, fp, NULL) == ML_OK);
+    if (!undone)
         ml_log_kv(ML_LOG_ERROR, "cannot undo an unpublished build; the sweeper will publish it",
                   "build_id", bid, "error", pg_error(d->db), NULL);
-    else if (s3_delete(d->s3, key) != ML_OK)
+    deps_db_release(d);
+    if (undone && s3_delete(d->s3, key) != ML_OK)
         ml_log_kv(ML_LOG_WARN, "orphaned package left in S3", "key", key, NULL);
 }
 

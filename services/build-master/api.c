@@ -11,6 +11,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "multipart.h"
+#include "pgpool.h"
 
 /* The request's fields as JSON plus the package, whatever the content type. */
 typedef struct upload {
@@ -157,16 +158,33 @@ out:
     return HTTPD_DONE;
 }
 
+/* Borrows this thread's database connection for one group of queries (deps_db_acquire);
+ * ML_ERR with 503 written when none is free. Pair with deps_db_release. */
+static int db_acquire(deps *d, httpd_resp *resp)
+{
+    pgpool_status st = deps_db_acquire(d);
+
+    if (st == PGPOOL_OK)
+        return ML_OK;
+    httpd_resp_header(resp, "Retry-After", "5");
+    httpd_resp_error(resp, 503, "service_unavailable", "build database: no free connection (%s)",
+                     pgpool_status_str(st));
+    return ML_ERR;
+}
+
 /* Resolves {fn} (id or name) to a live function's id; ML_ERR with 404/503 written. */
 static int resolve_function(deps *d, const char *fn, char id[ML_UUID_LEN], httpd_resp *resp)
 {
     const char *params[] = { fn };
-    PGresult *r = pg_query(d->db, "bm_resolve",
+    PGresult *r;
+    int rc = ML_ERR;
+
+    if (db_acquire(d, resp) != ML_OK)
+        return ML_ERR;
+    r = pg_query(d->db, "bm_resolve",
                            "SELECT id FROM build_functions WHERE deleted_at IS NULL AND"
                            " (name = $1 OR (length($1) = 36 AND id::text = lower($1)))",
                            1, params);
-    int rc = ML_ERR;
-
     if (!r) {
         httpd_resp_header(resp, "Retry-After", "5");
         httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
@@ -176,6 +194,7 @@ static int resolve_function(deps *d, const char *fn, char id[ML_UUID_LEN], httpd
         rc = pg_get_text_copy(r, 0, 0, id, ML_UUID_LEN);
     }
     PQclear(r);
+    deps_db_release(d);
     return rc;
 }
 
@@ -237,7 +256,7 @@ static httpd_result h_get_build(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 404, "not_found", "no build '%s'", id);
         return HTTPD_DONE;
     }
-    if ((d = need_deps(ud, resp)) == NULL)
+    if ((d = need_deps(ud, resp)) == NULL || db_acquire(d, resp) != ML_OK)
         return HTTPD_DONE;
     r = pg_query(d->db, "bm_get_build", "SELECT " BUILD_JSON "::text FROM builds b WHERE b.id = $1",
                  1, params);
@@ -248,6 +267,7 @@ static httpd_result h_get_build(httpd_req *req, httpd_resp *resp, void *ud)
     else
         reply_json_text(resp, pg_get_text(r, 0, 0));
     PQclear(r);
+    deps_db_release(d);
     return HTTPD_DONE;
 }
 
@@ -264,8 +284,10 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..100 and cursor a value from next_cursor");
         return HTTPD_DONE;
     }
-    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+    if ((d = need_deps(ud, resp)) == NULL || db_acquire(d, resp) != ML_OK)
         return HTTPD_DONE;
+    if (resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK) /* nested: one borrow */
+        goto out;
     ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
     /* keyset pagination: newest first, the cursor is the last build id of the previous page */
     r = pg_query(d->db, "bm_list_builds",
@@ -281,6 +303,8 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
     else
         reply_json_text(resp, pg_get_text(r, 0, 0));
     PQclear(r);
+out:
+    deps_db_release(d);
     return HTTPD_DONE;
 }
 
@@ -321,11 +345,15 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
     if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK ||
         delete_on_executor(ud, id, resp) != ML_OK)
         return HTTPD_DONE;
+    /* not held across the executor call (up to 310 s): borrowed again for the update */
+    if (db_acquire(d, resp) != ML_OK)
+        return HTTPD_DONE;
     if (pg_exec(d->db, "bm_delete", "UPDATE build_functions SET deleted_at = now() WHERE id = $1",
                 1, (const char *[]){ id }, NULL) != ML_OK)
         httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
     else
         resp->status = 204;
+    deps_db_release(d);
     return HTTPD_DONE;
 }
 

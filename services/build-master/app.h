@@ -18,9 +18,12 @@ typedef struct bm_app {
     const char *internal_secret; /* whsec_ signing the inline queued event; NULL: outbox only */
     int64_t sweep_after_s;      /* republish queued builds unconfirmed for this long */
     metric *m_accepted;         /* builds accepted/refused by result */
+    pgpool db_pool;             /* the threads' shared Postgres connections (zeroed: none,
+                                 * each thread has its own); closed after the threads stop */
 } bm_app;
 
-/* This thread's clients (see deps_thread); NULL when they cannot be created. */
+/* This thread's clients (see deps_thread_pooled); NULL when they cannot be created. Their
+ * d->db is usable only between deps_db_acquire(d) and deps_db_release(d). */
 deps *bm_deps(bm_app *app);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include "api.h"
 #include "log.h"
+#include "pgpool.h"
 #include "queuestats.h"
 #include "service.h"
 #include "sweeper.h"
@@ -16,7 +17,7 @@ static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QU
 
 deps *bm_deps(bm_app *a)
 {
-    return deps_thread(&a->deps, BM_NEED, &topo_builds, "build-master");
+    return deps_thread_pooled(&a->deps, BM_NEED, &topo_builds, "build-master", &a->db_pool);
 }
 
 int main(int argc, char **argv)
@@ -33,6 +34,7 @@ int main(int argc, char **argv)
     char err[256];
     int rc = 1;
 
+    n += deps_pool_cfg_vars(&app.deps, vars + n, ML_ARRAY_LEN(vars) - n);
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081",
                            0, 0, "http|https", "lambda-executor base URL that receives build-status webhooks",
                            &app.executor_url, false };
@@ -61,7 +63,8 @@ int main(int argc, char **argv)
                                      "result");
     qc.amqp_url = app.deps.amqp_url;
     qc.metrics = s.metrics;
-    if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK)
+    if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK ||
+        deps_pool_start(&app.db_pool, &app.deps, BM_NEED, &s) != ML_OK)
         goto out;
     if (!(stats = qstats_start(&qc, err, sizeof(err)))) {
         ml_log_error("%s", err);
@@ -74,6 +77,8 @@ int main(int argc, char **argv)
     pthread_join(sweeper, NULL);
 out:
     qstats_stop(stats);
+    /* after the HTTP workers and the sweeper (they borrow from it), before the metrics go */
+    pgpool_close(&app.db_pool, 5000);
     deps_close(&d);
     svc_free(&s);
     return rc;

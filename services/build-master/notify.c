@@ -12,15 +12,24 @@
 #define NOTIFY_CONNECT_TIMEOUT_MS 500L
 #define NOTIFY_MAX_BODY (16u * 1024u)
 
-/* The held row: id, url, payload. */
-static PGresult *held_row(deps *d, const char *build_id)
+/* The held row: id, url, payload; NULL with err set on failure. */
+static PGresult *held_row(deps *d, const char *build_id, char *err, size_t errlen)
 {
     const char *p[] = { build_id };
+    PGresult *r;
 
-    return pg_query(d->db, "bm_notify_row",
-                    "SELECT id, url, payload FROM webhook_deliveries WHERE build_id = $1"
-                    " AND target = 'lambda' AND event_status = 'queued' AND status = 'pending'",
-                    1, p);
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        ml_strlcpy(err, "no free database connection", errlen);
+        return NULL;
+    }
+    r = pg_query(d->db, "bm_notify_row",
+                 "SELECT id, url, payload FROM webhook_deliveries WHERE build_id = $1"
+                 " AND target = 'lambda' AND event_status = 'queued' AND status = 'pending'",
+                 1, p);
+    if (!r)
+        ml_strlcpy(err, pg_error(d->db), errlen);
+    deps_db_release(d);
+    return r;
 }
 
 /* Signs and POSTs; returns the HTTP status (0 on a transport failure). */
@@ -59,15 +68,22 @@ out:
     return status;
 }
 
-/* Records the attempt and settles the row as delivered (it is held: no dispatcher has it). */
-static int mark_delivered(deps *d, const char *id, long status, int64_t ms)
+/* Records the attempt and settles the row as delivered (it is held: no dispatcher has it).
+ * ML_ERR with err set on failure. */
+static int mark_delivered(deps *d, const char *id, long status, int64_t ms, char *err,
+                          size_t errlen)
 {
     char code[24], dur[24];
     const char *p[] = { id, code, dur };
+    int rc;
 
     ml_snprintf(code, sizeof(code), "%ld", status);
     ml_snprintf(dur, sizeof(dur), "%lld", (long long)ms);
-    return pg_exec(d->db, "bm_notify_done",
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        ml_strlcpy(err, "no free database connection", errlen);
+        return ML_ERR;
+    }
+    rc = pg_exec(d->db, "bm_notify_done",
                    "WITH w AS (UPDATE webhook_deliveries SET status = 'delivered',"
                    " attempts = attempts + 1, delivered_at = now(), last_status_code = $2::int,"
                    " last_error = NULL WHERE id = $1::uuid AND status = 'pending'"
@@ -75,11 +91,15 @@ static int mark_delivered(deps *d, const char *id, long status, int64_t ms)
                    " INSERT INTO webhook_attempts (delivery_id, attempt, status_code, error, duration_ms)"
                    " SELECT id, attempts, $2::int, NULL, $3::int FROM w ON CONFLICT DO NOTHING",
                    3, p, NULL);
+    if (rc != ML_OK)
+        ml_strlcpy(err, pg_error(d->db), errlen);
+    deps_db_release(d);
+    return rc;
 }
 
 int notify_queued_inline(bm_app *app, deps *d, const char *build_id)
 {
-    char err[256] = "";
+    char err[256] = "", why[200] = "";
     PGresult *res = NULL;
     const char *id, *url, *payload;
     int64_t t0 = ml_now_ms();
@@ -88,8 +108,9 @@ int notify_queued_inline(bm_app *app, deps *d, const char *build_id)
 
     if (!app->internal_secret || !app->internal_secret[0])
         return ML_ERR;
-    if (!(res = held_row(d, build_id)) || PQntuples(res) != 1) {
-        ml_snprintf(err, sizeof(err), "%s", res ? "no held queued event" : pg_error(d->db));
+    if (!(res = held_row(d, build_id, err, sizeof(err))) || PQntuples(res) != 1) {
+        if (res)
+            ml_strlcpy(err, "no held queued event", sizeof(err));
         goto out;
     }
     id = pg_get_text(res, 0, 0);
@@ -102,9 +123,9 @@ int notify_queued_inline(bm_app *app, deps *d, const char *build_id)
             ml_snprintf(err, sizeof(err), "executor answered %ld", status);
         goto out;
     }
-    if (mark_delivered(d, id, status, ml_now_ms() - t0) != ML_OK)
+    if (mark_delivered(d, id, status, ml_now_ms() - t0, why, sizeof(why)) != ML_OK)
         ml_snprintf(err, sizeof(err), "delivered, not recorded (the outbox resends; the executor"
-                    " ignores the duplicate): %s", pg_error(d->db));
+                    " ignores the duplicate): %s", why);
     else
         rc = ML_OK;
 out:

@@ -39,7 +39,10 @@ void *sweeper_main(void *arg)
     deps *d = bm_deps(app);
 
     while (d && !svc_stopping()) {
-        sweeper_run_once(app, d);
+        if (deps_db_acquire(d) == PGPOOL_OK) { /* one sweep's queries (nested ones count) */
+            sweeper_run_once(app, d);
+            deps_db_release(d);
+        }
         for (int i = 0; i < 20 && !svc_stopping(); i++)
             ml_sleep_ms(250);
     }
