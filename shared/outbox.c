@@ -139,7 +139,7 @@ static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
 
     if (err && errlen) {
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        ml_vsnprintf_trunc(err, errlen, fmt, ap);
         va_end(ap);
     }
     return ML_ERR;
@@ -349,12 +349,12 @@ static void retry_or_fail(const outbox *o, const row *r, outcome *out)
         out->status = "pending";
         out->result = "retry";
         out->retry_ms = delay_ms(o, o->schedule[r->attempt - 1]);
-        snprintf(out->last_error, sizeof(out->last_error), "%s", out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "%s", out->error);
     } else {
         out->status = "failed";
         out->result = "failed";
-        snprintf(out->last_error, sizeof(out->last_error), "gave up after %lld attempts: %s",
-                 (long long)r->attempt, out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "gave up after %lld attempts: %s",
+                          (long long)r->attempt, out->error);
     }
 }
 
@@ -367,11 +367,11 @@ static void final_failure(outcome *out, const char *result, const char *fmt, ...
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(out->error, sizeof(out->error), fmt, ap);
+    ml_vsnprintf_trunc(out->error, sizeof(out->error), fmt, ap);
     va_end(ap);
     out->status = "failed";
     out->result = result;
-    snprintf(out->last_error, sizeof(out->last_error), "%s", out->error);
+    ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "%s", out->error);
 }
 
 /* First bytes of a response body, printable ASCII only, for last_error. */
@@ -402,15 +402,15 @@ static void classify(const outbox *o, const row *r, int rc, const httpc_response
     }
     body_snippet(&resp->body, snippet, sizeof(snippet));
     if (st > 0)
-        snprintf(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", st, snippet[0] ? ": " : "",
-                 snippet, rc != ML_OK ? "; " : "", rc != ML_OK ? httpc_error(o->http) : "");
+        ml_snprintf_trunc(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", st, snippet[0] ? ": " : "",
+                          snippet, rc != ML_OK ? "; " : "", rc != ML_OK ? httpc_error(o->http) : "");
     else
-        snprintf(out->error, sizeof(out->error), "%s", httpc_error(o->http));
+        ml_snprintf_trunc(out->error, sizeof(out->error), "%s", httpc_error(o->http));
     if (st == 410) {
         out->status = "failed";
         out->result = "failed";
-        snprintf(out->last_error, sizeof(out->last_error),
-                 "receiver answered 410 Gone: not retried (%s)", out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error),
+                          "receiver answered 410 Gone: not retried (%s)", out->error);
         return;
     }
     retry_or_fail(o, r, out);
@@ -474,7 +474,7 @@ static bool attempt_row(outbox *o, const row *r, int64_t lease_end_ms, outcome *
         return true;
     }
     if (sr == SSRF_UNRESOLVED) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        ml_snprintf_trunc(out->error, sizeof(out->error), "%s", why);
         retry_or_fail(o, r, out);
         return true;
     }
@@ -497,8 +497,8 @@ static void log_outcome(const row *r, const outcome *out)
                        : strcmp(out->result, "retry") == 0   ? ML_LOG_INFO
                                                              : ML_LOG_WARN;
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
-    snprintf(code, sizeof(code), "%ld", out->http_status);
+    ml_snprintf_trunc(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
+    ml_snprintf_trunc(code, sizeof(code), "%ld", out->http_status);
     ml_log_kv(lvl, "webhook delivery attempt", "delivery_id", r->id, "target", r->label,
               "result", out->result, "attempt", attempt, "status_code", code, "error",
               out->last_error, NULL);
@@ -524,8 +524,8 @@ static int settle(outbox *o, const row *r, const outcome *out)
     params[7] = retry;
     params[8] = strcmp(out->status, "delivered") == 0 ? NULL : out->last_error;
     if (pg_exec(o->db, "outbox_finish", o->sql_finish, 9, params, &affected) != ML_OK) {
-        snprintf(o->err, sizeof(o->err), "recording attempt %s of delivery %s: %s", attempt,
-                 r->id, pg_error(o->db));
+        ml_snprintf_trunc(o->err, sizeof(o->err), "recording attempt %s of delivery %s: %s", attempt,
+                          r->id, pg_error(o->db));
         return ML_ERR;
     }
     if (affected == 0)
@@ -588,7 +588,7 @@ int outbox_run_once(outbox *o, int *delivered)
     lease_end = ml_now_ms() + o->lease_ms; /* local time before the claim: conservative */
     res = pg_query(o->db, "outbox_claim", o->sql_claim, 3, params);
     if (!res) {
-        snprintf(o->err, sizeof(o->err), "claiming due deliveries: %s", pg_error(o->db));
+        ml_snprintf_trunc(o->err, sizeof(o->err), "claiming due deliveries: %s", pg_error(o->db));
         return ML_ERR;
     }
     n = PQntuples(res);
@@ -597,7 +597,7 @@ int outbox_run_once(outbox *o, int *delivered)
         row r;
 
         if (read_row(res, i, &r) != ML_OK) {
-            snprintf(o->err, sizeof(o->err), "claim returned an unexpected row");
+            ml_snprintf_trunc(o->err, sizeof(o->err), "claim returned an unexpected row");
             goto out;
         }
         if ((o->should_stop && o->should_stop()) || !attempt_row(o, &r, lease_end, &out))

@@ -69,7 +69,7 @@ int s3_config_from_env(s3_config *cfg, char *err, size_t errlen)
     for (i = 0; i < ML_ARRAY_LEN(names); i++) {
         v[i] = getenv(names[i]);
         if (!v[i] || !*v[i]) {
-            snprintf(err, errlen, "environment variable %s is not set", names[i]);
+            ml_snprintf_trunc(err, errlen, "environment variable %s is not set", names[i]);
             return ML_ERR;
         }
     }
@@ -291,12 +291,12 @@ static void fail(s3_client *c, const s3_op *op, int attempts, const char *fmt, .
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    ml_vsnprintf_trunc(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     if (attempts > 1)
-        snprintf(tries, sizeof(tries), " (gave up after %d attempts)", attempts);
-    snprintf(c->err, sizeof(c->err), "s3 %s %s%s%.200s: %s%s", op->method ? op->method : "GET",
-             c->bucket, op->key ? "/" : "", op->key ? op->key : "", detail, tries);
+        ml_snprintf_trunc(tries, sizeof(tries), " (gave up after %d attempts)", attempts);
+    ml_snprintf_trunc(c->err, sizeof(c->err), "s3 %s %s%s%.200s: %s%s", op->method ? op->method : "GET",
+                      c->bucket, op->key ? "/" : "", op->key ? op->key : "", detail, tries);
 }
 
 static const char *errstr(int e, char buf[96])
@@ -422,19 +422,19 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
 
     if (!cfg->endpoint || (strncmp(cfg->endpoint, "http://", 7) != 0 &&
                            strncmp(cfg->endpoint, "https://", 8) != 0)) {
-        snprintf(err, errlen, "s3 endpoint must be an http:// or https:// URL");
+        ml_snprintf_trunc(err, errlen, "s3 endpoint must be an http:// or https:// URL");
         return NULL;
     }
     if (!cfg->region || region_valid(cfg->region) != ML_OK) {
-        snprintf(err, errlen, "s3 region is missing or malformed");
+        ml_snprintf_trunc(err, errlen, "s3 region is missing or malformed");
         return NULL;
     }
     if (!cfg->bucket || bucket_name_valid(cfg->bucket) != ML_OK) {
-        snprintf(err, errlen, "s3 bucket name must be 3-63 chars of a-z 0-9 . -");
+        ml_snprintf_trunc(err, errlen, "s3 bucket name must be 3-63 chars of a-z 0-9 . -");
         return NULL;
     }
     if (!cfg->access_key || !*cfg->access_key || !cfg->secret_key || !*cfg->secret_key) {
-        snprintf(err, errlen, "s3 access key and secret key are required");
+        ml_snprintf_trunc(err, errlen, "s3 access key and secret key are required");
         return NULL;
     }
     c = calloc(1, sizeof(*c));
@@ -458,7 +458,7 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
     return c;
 oom:
     s3_free(c);
-    snprintf(err, errlen, "s3 client: out of memory");
+    ml_snprintf_trunc(err, errlen, "s3 client: out of memory");
     return NULL;
 }
 
@@ -784,7 +784,7 @@ int s3_list_parse(const char *xml, size_t len, s3_list_page *page, char *err, si
     why = parse_listing(xml, len, page);
     if (!why)
         return ML_OK;
-    snprintf(err, errlen, "bad ListObjectsV2 response: %s", why);
+    ml_snprintf_trunc(err, errlen, "bad ListObjectsV2 response: %s", why);
     s3_list_page_free(page);
     return ML_ERR;
 }

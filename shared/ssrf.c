@@ -149,7 +149,7 @@ static ssrf_result fail(ssrf_result r, char *err, size_t errlen, const char *fmt
 
     if (err && errlen) {
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        ml_vsnprintf_trunc(err, errlen, fmt, ap);
         va_end(ap);
     }
     return r;
@@ -334,7 +334,7 @@ ssrf_result ssrf_check_url(const char *url, const ssrf_policy *p, ssrf_target *o
     r = parse_url(url, &t, err, errlen);
     if (r != SSRF_OK)
         return r;
-    snprintf(port, sizeof(port), "%u", (unsigned)t.port);
+    ml_snprintf_trunc(port, sizeof(port), "%u", (unsigned)t.port);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = t.host_is_ip ? AI_NUMERICHOST : 0;

@@ -638,7 +638,7 @@ int gw_app_start(gw_app *a, httpd *http, char *err, size_t errlen)
         return ML_ERR;
     a->health = gw_health_start(a->pool_list, GW_NSVC);
     if (!a->health) {
-        ml_snprintf(err, errlen, "cannot start the health checker thread");
+        ml_snprintf_trunc(err, errlen, "cannot start the health checker thread");
         return ML_ERR;
     }
     return ML_OK;
@@ -686,6 +686,6 @@ int gw_app_check_pool(void *pool, char *err, size_t errlen)
 
     if (gw_pool_available(p, detail, sizeof(detail)) > 0)
         return ML_OK;
-    ml_snprintf(err, errlen, "no %s instance available: %s", p->service, detail);
+    ml_snprintf_trunc(err, errlen, "no %s instance available: %s", p->service, detail);
     return ML_ERR;
 }

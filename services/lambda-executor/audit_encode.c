@@ -199,7 +199,7 @@ int audit_encode(const audit_record *rec, ml_buf *out, char *err, size_t errlen)
     ml_buf_init(&b, out->max);
     if (record_put(rec, &b) != ML_OK || ml_buf_append(out, b.data, b.len) != ML_OK) {
         ml_buf_free(&b);
-        ml_snprintf(err, errlen, "out of memory encoding the record");
+        ml_snprintf_trunc(err, errlen, "out of memory encoding the record");
         return ML_ERR;
     }
     ml_buf_free(&b);

@@ -94,7 +94,7 @@ int sb_cgroup_parent(const char *controller, const char *limit_file, const char 
     int rc = ML_ERR;
 
     if (own_cgroup(controller, own, sizeof(own)) != ML_OK) {
-        ml_snprintf(why, whylen, "no v1 %s controller in /proc/self/cgroup", controller);
+        ml_snprintf_trunc(why, whylen, "no v1 %s controller in /proc/self/cgroup", controller);
         return ML_ERR;
     }
     if (ml_snprintf(out, len, "/sys/fs/cgroup/%s/%s%s%s", controller, own, own[0] ? "/" : "",
@@ -103,17 +103,17 @@ int sb_cgroup_parent(const char *controller, const char *limit_file, const char 
         ml_snprintf(file, sizeof(file), "%s/%s", probe, limit_file) != ML_OK)
         return ML_ERR;
     if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        ml_snprintf(why, whylen, "mkdir %s: %s", out, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "mkdir %s: %s", out, strerror(errno));
         return ML_ERR;
     }
     if (mkdir(probe, 0755) != 0 && errno != EEXIST) {
-        ml_snprintf(why, whylen, "mkdir %s: %s", probe, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "mkdir %s: %s", probe, strerror(errno));
         return ML_ERR;
     }
     if (sb_write_file(file, limit) == ML_OK)
         rc = ML_OK;
     else
-        ml_snprintf(why, whylen, "write %s: %s", file, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "write %s: %s", file, strerror(errno));
     (void)rmdir(probe);
     if (rc == ML_OK)
         cgroup_sweep(out);
