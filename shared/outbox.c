@@ -202,8 +202,10 @@ static int set_identity(outbox *o, const outbox_config *cfg, char *err, size_t e
     host[sizeof(host) - 1] = '\0';
     if (crypto_random(rnd, sizeof(rnd)) != ML_OK)
         return cfg_fail(err, errlen, "outbox: no random bytes for the worker id");
-    snprintf(o->worker_id, sizeof(o->worker_id), "%s:%ld:%02x%02x%02x%02x", host,
-             (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+    /* A cut would drop the random suffix that keeps two dispatchers' leases apart. */
+    if (ml_snprintf(o->worker_id, sizeof(o->worker_id), "%s:%ld:%02x%02x%02x%02x", host,
+                    (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]) != ML_OK)
+        return cfg_fail(err, errlen, "outbox: the host name is too long for a worker id");
     return ML_OK;
 }
 
@@ -433,9 +435,12 @@ static void send_row(outbox *o, const row *r, const char *secret, const char *re
                       r->uses_internal ? "internal" : "function's webhook");
         return;
     }
-    snprintf(h_id, sizeof(h_id), "webhook-id: %s", r->id);
-    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
-    snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+    if (ml_snprintf(h_id, sizeof(h_id), "webhook-id: %s", r->id) != ML_OK ||
+        ml_snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts) != ML_OK ||
+        ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig) != ML_OK) {
+        final_failure(out, "failed", "cannot build the webhook headers: a value is too long");
+        return;
+    }
     req.method = "POST";
     req.url = r->url;
     req.headers = headers;
@@ -510,10 +515,14 @@ static int settle(outbox *o, const row *r, const outcome *out)
     const char *params[9];
     int64_t affected = 0;
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
-    snprintf(code, sizeof(code), "%ld", out->http_status);
-    snprintf(dur, sizeof(dur), "%lld", (long long)(out->duration_ms > 0 ? out->duration_ms : 0));
-    snprintf(retry, sizeof(retry), "%lld", (long long)out->retry_ms);
+    if (ml_snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt) != ML_OK ||
+        ml_snprintf(code, sizeof(code), "%ld", out->http_status) != ML_OK ||
+        ml_snprintf(dur, sizeof(dur), "%lld",
+                    (long long)(out->duration_ms > 0 ? out->duration_ms : 0)) != ML_OK ||
+        ml_snprintf(retry, sizeof(retry), "%lld", (long long)out->retry_ms) != ML_OK) {
+        ml_snprintf_trunc(o->err, sizeof(o->err), "settling delivery %s: a number overflows", r->id);
+        return ML_ERR;
+    }
     params[0] = r->id;
     params[1] = o->worker_id;
     params[2] = attempt;
@@ -544,7 +553,8 @@ static void release(outbox *o, const row *r)
     char attempt[24];
     const char *params[3] = { r->id, o->worker_id, attempt };
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
+    if (ml_snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt) != ML_OK)
+        return; /* cannot happen (24 bytes hold any int64); the lease then simply runs out */
     if (pg_exec(o->db, "outbox_release", o->sql_release, 3, params, NULL) != ML_OK)
         ml_log_warn("outbox: releasing delivery %s failed (due again when its lease ends): %s",
                     r->id, pg_error(o->db));
@@ -583,8 +593,11 @@ int outbox_run_once(outbox *o, int *delivered)
         *delivered = 0;
     o->err[0] = '\0';
     refresh_backlog(o);
-    snprintf(p_batch, sizeof(p_batch), "%d", o->batch);
-    snprintf(p_lease, sizeof(p_lease), "%ld", o->lease_ms);
+    if (ml_snprintf(p_batch, sizeof(p_batch), "%d", o->batch) != ML_OK ||
+        ml_snprintf(p_lease, sizeof(p_lease), "%ld", o->lease_ms) != ML_OK) {
+        ml_snprintf_trunc(o->err, sizeof(o->err), "claiming due deliveries: a number overflows");
+        return ML_ERR;
+    }
     lease_end = ml_now_ms() + o->lease_ms; /* local time before the claim: conservative */
     res = pg_query(o->db, "outbox_claim", o->sql_claim, 3, params);
     if (!res) {

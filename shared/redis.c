@@ -281,7 +281,10 @@ static int handshake(rds_conn *c)
         freeReplyObject(r);
     }
     if (c->url.db != 0) {
-        snprintf(db, sizeof(db), "%d", c->url.db);
+        if (ml_snprintf(db, sizeof(db), "%d", c->url.db) != ML_OK) {
+            set_err(c, "redis SELECT: bad database number");
+            return ML_ERR;
+        }
         r = check_reply(c, exec_raw(c, 2, sel, NULL), "SELECT");
         if (!r)
             return ML_ERR;
@@ -396,7 +399,11 @@ int rds_set(rds_conn *c, const char *key, const void *val, size_t len, int64_t t
         set_err(c, "redis SET: negative TTL");
         return ML_ERR;
     }
-    argvlen[4] = (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+    if (ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms) != ML_OK) {
+        set_err(c, "redis SET: bad TTL");
+        return ML_ERR;
+    }
+    argvlen[4] = strlen(ttl);
     r = rds_command(c, ttl_ms > 0 ? 5 : 3, argv, argvlen);
     if (!r)
         return ML_ERR;
@@ -439,12 +446,16 @@ int rds_ping(rds_conn *c)
 void rds_script_init(rds_script *s, const char *source)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
+    static const char hex[] = "0123456789abcdef";
     unsigned int mdlen = 0, i;
 
     s->source = source;
     EVP_Digest(source, strlen(source), md, &mdlen, EVP_sha1(), NULL);
-    for (i = 0; i < mdlen && i < 20; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    for (i = 0; i < mdlen && i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    s->sha[2 * i] = '\0';
 }
 
 int rds_script_load(rds_conn *c, const rds_script *s)
@@ -487,7 +498,10 @@ redisReply *rds_evalsha(rds_conn *c, const rds_script *s, int nkeys, const char 
         set_err(c, "redis EVALSHA: out of memory");
         return NULL;
     }
-    snprintf(nk, sizeof(nk), "%d", nkeys);
+    if (ml_snprintf(nk, sizeof(nk), "%d", nkeys) != ML_OK) {
+        set_err(c, "redis EVALSHA: bad key count");
+        goto out;
+    }
     argv[0] = "EVALSHA";
     argv[1] = s->sha;
     argv[2] = nk;

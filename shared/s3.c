@@ -171,8 +171,9 @@ static const char *xml_elem(const char *p, const char *end, const char *tag, siz
     char open[64], close[64];
     const char *s, *e;
 
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
+    if (ml_snprintf(open, sizeof(open), "<%s>", tag) != ML_OK ||
+        ml_snprintf(close, sizeof(close), "</%s>", tag) != ML_OK)
+        return NULL; /* a cut tag could match another element */
     s = memmem(p, (size_t)(end - p), open, strlen(open));
     if (!s)
         return NULL;
@@ -276,7 +277,7 @@ static void xml_copy(const char *doc, size_t doclen, const char *tag, char *out,
     const char *v = xml_elem(doc, doc + doclen, tag, &len, NULL);
     char *text = v ? xml_text(v, len) : NULL;
 
-    snprintf(out, outlen, "%s", text ? text : "");
+    ml_snprintf_trunc(out, outlen, "%s", text ? text : ""); /* error Code/Message text */
     free(text);
 }
 
@@ -318,19 +319,11 @@ static int rewind_streams(const s3_op *op, off_t body_start)
 }
 
 /* One attempt. ML_OK with resp filled, or ML_ERR (*retry says whether trying again may help). */
-static int attempt(s3_client *c, const s3_op *op, const char *url, httpc_response *resp,
-                   int *retry)
+static int attempt(s3_client *c, const s3_op *op, const char *url, const char **headers,
+                   httpc_response *resp, int *retry)
 {
-    char sha_hdr[100], ctype_hdr[300];
-    const char *headers[3] = { sha_hdr, NULL, NULL };
     httpc_request req = { 0 };
 
-    snprintf(sha_hdr, sizeof(sha_hdr), "x-amz-content-sha256: %s",
-             op->payload_sha256 ? op->payload_sha256 : EMPTY_SHA256);
-    if (op->content_type) {
-        snprintf(ctype_hdr, sizeof(ctype_hdr), "Content-Type: %s", op->content_type);
-        headers[1] = ctype_hdr;
-    }
     req.method = op->method;
     req.url = url;
     req.headers = headers;
@@ -365,6 +358,8 @@ static int s3_exec(s3_client *c, const s3_op *op, httpc_response *resp)
     off_t body_start = op->body_file ? ftello(op->body_file) : 0;
     int tries = 0, retry = 0, ok, rc = ML_ERR;
     int64_t backoff = BACKOFF_BASE_MS;
+    char sha_hdr[100], ctype_hdr[300];
+    const char *headers[3] = { sha_hdr, NULL, NULL };
     char ebuf[96];
 
     clear_error(c);
@@ -372,8 +367,17 @@ static int s3_exec(s3_client *c, const s3_op *op, httpc_response *resp)
         fail(c, op, 0, "URL too long");
         goto out;
     }
+    if (ml_snprintf(sha_hdr, sizeof(sha_hdr), "x-amz-content-sha256: %s",
+                    op->payload_sha256 ? op->payload_sha256 : EMPTY_SHA256) != ML_OK ||
+        (op->content_type && ml_snprintf(ctype_hdr, sizeof(ctype_hdr), "Content-Type: %s",
+                                         op->content_type) != ML_OK)) {
+        fail(c, op, 0, "a request header is too long");
+        goto out;
+    }
+    if (op->content_type)
+        headers[1] = ctype_hdr;
     for (;;) {
-        ok = attempt(c, op, ml_buf_cstr(&url), resp, &retry);
+        ok = attempt(c, op, ml_buf_cstr(&url), headers, resp, &retry);
         tries++;
         if (!retry || tries > c->max_retries)
             break;
@@ -447,7 +451,8 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
     c->secret_key = strdup(cfg->secret_key);
     if (!c->http || !c->endpoint || !c->bucket || !c->access_key || !c->secret_key)
         goto oom;
-    snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region);
+    if (ml_snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region) != ML_OK)
+        goto oom; /* cannot happen: region_valid caps the region at 63 characters */
     ml_strlcpy(c->region, cfg->region, sizeof(c->region));
     c->us_east_1 = strcmp(cfg->region, "us-east-1") == 0;
     c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms
