@@ -108,7 +108,7 @@ static void quote_name(const char *name, char *out, size_t outlen)
             break;
         }
         if (esc)
-            snprintf(out + o, 5, "\\x%02x", *s);
+            ml_snprintf_trunc(out + o, 5, "\\x%02x", *s); /* 4 chars + NUL: fits by the invariant */
         else
             memcpy(out + o, s, n);
         o += need;
@@ -524,9 +524,9 @@ static int open_inputs(xctx *x, const char *zip_path, const char *dest_dir)
 /* Formats one manifest line into buf; the length, or -1 if it does not fit. */
 static int manifest_line(const extract_file *f, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s\t%lld\t%s\n", f->path, (long long)f->size, f->sha256);
-
-    return n < 0 || (size_t)n >= len ? -1 : n;
+    if (ml_snprintf(buf, len, "%s\t%lld\t%s\n", f->path, (long long)f->size, f->sha256) != ML_OK)
+        return -1;
+    return (int)strlen(buf);
 }
 
 static int cmp_path(const void *a, const void *b)
