@@ -322,7 +322,7 @@ static void setup_commands(gw_rl *rl)
     }
     if (u->db) {
         const char *argv[] = { "SELECT", db };
-        snprintf(db, sizeof(db), "%d", u->db);
+        ml_snprintf_trunc(db, sizeof(db), "%d", u->db); /* 16 bytes hold any int: no cut */
         redisAsyncCommandArgv(rl->ac, on_setup_reply, "SELECT", 2, argv, NULL);
     }
 }
@@ -465,7 +465,9 @@ static int send_batch(gw_rl *rl, batch *b, bool eval)
     argv[0] = eval ? "EVAL" : "EVALSHA";
     argv[1] = eval ? rl->shared->script.source : rl->shared->script.sha;
     argv[2] = at;
-    at += snprintf(at, 24, "%zu", gs->nkeys) + 1;
+    if (ml_snprintf(at, 24, "%zu", gs->nkeys) != ML_OK)
+        goto out;
+    at += strlen(at) + 1;
     for (size_t i = 0; i < gs->nkeys; i++)
         argv[argc++] = gs->keys[i];
     for (size_t i = 0; i < gs->n; i++) {
@@ -473,7 +475,9 @@ static int send_batch(gw_rl *rl, batch *b, bool eval)
                          gs->g[i].lim.burst, (int64_t)gs->g[i].count };
         for (int j = 0; j < 4; j++) {
             argv[argc++] = at;
-            at += snprintf(at, 24, "%" PRId64, v[j]) + 1;
+            if (ml_snprintf(at, 24, "%" PRId64, v[j]) != ML_OK)
+                goto out;
+            at += strlen(at) + 1;
         }
     }
     b->ngroups = gs->n;

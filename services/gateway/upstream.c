@@ -269,9 +269,9 @@ size_t gw_pool_available(gw_pool *p, char *detail, size_t detail_len)
 
         ok += up;
         if (!up && off < detail_len) {
-            int w = snprintf(detail + off, detail_len - off, "%s%s: %s", off ? "; " : "",
-                             in->base_url, in->healthy ? "circuit open" : in->health_error);
-            off += w > 0 ? (size_t)w : 0;
+            ml_snprintf_trunc(detail + off, detail_len - off, "%s%s: %s", off ? "; " : "",
+                              in->base_url, in->healthy ? "circuit open" : in->health_error);
+            off += strlen(detail + off);
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -297,12 +297,13 @@ static void check_one(httpc *h, gw_instance *in)
     httpc_response resp = { 0 };
     bool ok = false;
 
-    ml_snprintf(url, sizeof(url), "%s/health", in->base_url);
     req.url = url;
     req.connect_timeout_ms = 300;
     req.timeout_ms = 1000;
     req.max_body = 64 * 1024;
-    if (httpc_do(h, &req, &resp) != ML_OK)
+    if (ml_snprintf(url, sizeof(url), "%s/health", in->base_url) != ML_OK)
+        ml_snprintf_trunc(err, sizeof(err), "the health check URL is too long");
+    else if (httpc_do(h, &req, &resp) != ML_OK)
         ml_snprintf_trunc(err, sizeof(err), "%s", httpc_error(h));
     else if (resp.status != 200)
         ml_snprintf_trunc(err, sizeof(err), "GET /health answered %ld", resp.status);
