@@ -61,8 +61,9 @@ static int put_str(ml_buf *b, const char *str, size_t n, size_t max_chars)
             rc = ml_buf_append(b, esc, 2);
             i++;
         } else if (c < 0x20 && c != 0) {
-            ml_snprintf(esc, sizeof(esc), "\\u%04x", c);
-            rc = ml_buf_append(b, esc, 6);
+            rc = ml_snprintf(esc, sizeof(esc), "\\u%04x", c);
+            if (rc == ML_OK)
+                rc = ml_buf_append(b, esc, 6);
             i++;
         } else if (c >= 0x80 && (len = audit_utf8_len(s + i, n - i)) > 0) {
             rc = ml_buf_append(b, s + i, len);

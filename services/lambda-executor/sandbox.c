@@ -255,7 +255,11 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
     }
-    snprintf(name, sizeof(name), "i%d-%lu", (int)getpid(), (unsigned long)atomic_fetch_add(&sb_host.seq, 1));
+    if (ml_snprintf(name, sizeof(name), "i%d-%lu", (int)getpid(),
+                    (unsigned long)atomic_fetch_add(&sb_host.seq, 1)) != ML_OK) {
+        sb_errf(err, errlen, "Sandbox.SetupError: cgroup name too long");
+        goto out;
+    }
     if (sb_cgroup_create(in, spec, name, cg_fd, err, errlen) != ML_OK ||
         start_launch(in, spec, cg_fd, err, errlen) != ML_OK ||
         start_handshake(in, deadline, err, errlen) != ML_OK)

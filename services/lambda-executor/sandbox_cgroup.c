@@ -148,7 +148,8 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
     char val[32];
 
     if (sb_host.features & SANDBOX_F_CGROUP_MEMORY) {
-        snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20);
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20) != ML_OK)
+            return sb_errf(err, errlen, "Sandbox.SetupError: bad memory limit");
         if (ml_snprintf(in->cg[0], sizeof(in->cg[0]), "%s/%s", sb_host.cg_mem, name) != ML_OK ||
             mkdir(in->cg[0], 0755) != 0)
             return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[0], strerror(errno));
@@ -160,7 +161,8 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
             return ML_ERR;
     }
     if (sb_host.features & SANDBOX_F_CGROUP_PIDS) {
-        snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64);
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64) != ML_OK)
+            return sb_errf(err, errlen, "Sandbox.SetupError: bad pids limit");
         if (ml_snprintf(in->cg[1], sizeof(in->cg[1]), "%s/%s", sb_host.cg_pids, name) != ML_OK ||
             mkdir(in->cg[1], 0755) != 0)
             return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[1], strerror(errno));

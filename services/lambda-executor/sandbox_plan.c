@@ -24,16 +24,16 @@ static const char *plan_str(sb_plan *p, const char *fmt, ...)
     va_list ap;
     size_t room = sizeof(p->arena) - p->arena_used;
     char *dst = p->arena + p->arena_used;
-    int n;
+    int rc;
 
     va_start(ap, fmt);
-    n = vsnprintf(dst, room, fmt, ap);
+    rc = ml_vsnprintf(dst, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
+    if (rc != ML_OK) {
         p->arena_full = true;
         return NULL;
     }
-    p->arena_used += (size_t)n + 1;
+    p->arena_used += strlen(dst) + 1;
     return dst;
 }
 
