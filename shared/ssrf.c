@@ -338,7 +338,8 @@ ssrf_result ssrf_check_url(const char *url, const ssrf_policy *p, ssrf_target *o
     r = parse_url(url, &t, err, errlen);
     if (r != SSRF_OK)
         return r;
-    ml_snprintf_trunc(port, sizeof(port), "%u", (unsigned)t.port);
+    if (ml_snprintf(port, sizeof(port), "%u", (unsigned)t.port) != ML_OK)
+        return fail(SSRF_BAD_URL, err, errlen, "bad port %u", (unsigned)t.port);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = t.host_is_ip ? AI_NUMERICHOST : 0;
