@@ -138,6 +138,8 @@ test-integration: deps build $(INT_BINS)
 test: deps build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
 
+lint: ; /usr/bin/python3 tests/lint/lint.py
+
 # libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
 # each runs FUZZ_SECONDS. See tests/fuzz/README.md.
 FUZZ_SECONDS ?= 30

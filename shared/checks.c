@@ -55,7 +55,7 @@ int check_http(void *ud, char *err, size_t errlen)
     if (rc != ML_OK)
         rc = fail(err, errlen, httpc_error(t->client));
     else if (resp.status != 200) {
-        ml_snprintf(err, errlen, "GET /health answered %ld", resp.status);
+        ml_snprintf_trunc(err, errlen, "GET /health answered %ld", resp.status);
         rc = ML_ERR;
     }
     httpc_response_free(&resp);

@@ -44,12 +44,12 @@ int crypto_sha256_file_hex(const char *path, char out[CRYPTO_SHA256_HEX_LEN], in
 
     f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "open %s: %s", path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "open %s: %s", path, strerror(errno));
         goto out;
     }
     ctx = EVP_MD_CTX_new();
     if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), NULL)) {
-        snprintf(err, errlen, "sha256 %s: OpenSSL digest init failed", path);
+        ml_snprintf_trunc(err, errlen, "sha256 %s: OpenSSL digest init failed", path);
         goto out;
     }
     while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
@@ -57,7 +57,7 @@ int crypto_sha256_file_hex(const char *path, char out[CRYPTO_SHA256_HEX_LEN], in
         total += (int64_t)n;
     }
     if (ferror(f)) {
-        snprintf(err, errlen, "read %s: %s", path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "read %s: %s", path, strerror(errno));
         goto out;
     }
     EVP_DigestFinal_ex(ctx, md, NULL);

@@ -112,22 +112,22 @@ int fnspec_env_valid(const cJSON *env, char *err, size_t errlen)
 
     if (!cJSON_IsObject(env)) {
         if (err)
-            ml_snprintf(err, errlen, "env must be a JSON object of strings");
+            ml_snprintf_trunc(err, errlen, "env must be a JSON object of strings");
         return ML_ERR;
     }
     cJSON_ArrayForEach(e, env)
     {
         if (fnspec_is_ident(e->string, strlen(e->string)) != ML_OK || !cJSON_IsString(e)) {
             if (err)
-                ml_snprintf(err, errlen, "env must map variable names ([A-Za-z_][A-Za-z0-9_]*) to strings");
+                ml_snprintf_trunc(err, errlen, "env must map variable names ([A-Za-z_][A-Za-z0-9_]*) to strings");
             return ML_ERR;
         }
         total += strlen(e->string) + strlen(e->valuestring);
     }
     if (total > FNSPEC_ENV_BYTES_MAX) {
         if (err)
-            ml_snprintf(err, errlen, "env is %zu bytes; at most %d bytes of names and values are allowed",
-                        total, FNSPEC_ENV_BYTES_MAX);
+            ml_snprintf_trunc(err, errlen, "env is %zu bytes; at most %d bytes of names and values are allowed",
+                              total, FNSPEC_ENV_BYTES_MAX);
         return ML_ERR;
     }
     return ML_OK;
@@ -238,7 +238,7 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
     const cJSON *e;
 
     if (!cJSON_IsObject(obj)) {
-        ml_snprintf(err, errlen, "the configuration must be a JSON object");
+        ml_snprintf_trunc(err, errlen, "the configuration must be a JSON object");
         return ML_ERR;
     }
     cJSON_ArrayForEach(e, obj)
@@ -246,14 +246,14 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
         const fnspec_field *f = fnspec_field_find(e->string);
 
         if (!f && strict) {
-            ml_snprintf(err, errlen,
-                        "unknown field '%s'; PATCH accepts memory_mb, timeout_s, env, rate_limit, "
-                        "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url",
-                        e->string);
+            ml_snprintf_trunc(err, errlen,
+                              "unknown field '%s'; PATCH accepts memory_mb, timeout_s, env, rate_limit, "
+                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url",
+                              e->string);
             return ML_ERR;
         }
         if (f && fnspec_field_check(f, e) != ML_OK) {
-            ml_snprintf(err, errlen, "%s %s", f->name, f->rule);
+            ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
             return ML_ERR;
         }
     }

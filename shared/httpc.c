@@ -206,8 +206,8 @@ static void set_error(httpc *h, const httpc_request *req, int retryable, const c
     const char *url = req->url ? req->url : "(null)";
     int urllen = (int)strcspn(url, "?#");
 
-    snprintf(h->err, sizeof(h->err), "%s %.*s: %s", req->method ? req->method : "GET",
-             urllen > 200 ? 200 : urllen, url, detail);
+    ml_snprintf_trunc(h->err, sizeof(h->err), "%s %.*s: %s", req->method ? req->method : "GET",
+                      urllen > 200 ? 200 : urllen, url, detail);
     h->retryable = retryable;
 }
 
@@ -333,16 +333,16 @@ static void report_failure(httpc *h, const httpc_request *req, const xfer *x, CU
     long os_errno = 0;
 
     if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED) {
-        snprintf(detail, sizeof(detail), "response body exceeds the %zu-byte limit", x->max_body);
+        ml_snprintf_trunc(detail, sizeof(detail), "response body exceeds the %zu-byte limit", x->max_body);
     } else if (x->headers_too_big) {
-        snprintf(detail, sizeof(detail), "response headers exceed %u bytes",
-                 HTTPC_MAX_HEADER_BYTES);
+        ml_snprintf_trunc(detail, sizeof(detail), "response headers exceed %u bytes",
+                          HTTPC_MAX_HEADER_BYTES);
     } else if (x->sink_errno) {
-        snprintf(detail, sizeof(detail), "writing the response body: %s",
-                 strerror_r(x->sink_errno, oserr, sizeof(oserr)));
+        ml_snprintf_trunc(detail, sizeof(detail), "writing the response body: %s",
+                          strerror_r(x->sink_errno, oserr, sizeof(oserr)));
     } else if (x->body_file_short) {
-        snprintf(detail, sizeof(detail), "request body file ended after %zu of %zu bytes",
-                 x->sent, req->body_len);
+        ml_snprintf_trunc(detail, sizeof(detail), "request body file ended after %zu of %zu bytes",
+                          x->sent, req->body_len);
     } else {
         /* The OS errno ("Connection refused") says why a connect failed; libcurl keeps it
          * across transfers, so it is only meaningful for this failure. */
@@ -350,10 +350,10 @@ static void report_failure(httpc *h, const httpc_request *req, const xfer *x, CU
             curl_easy_getinfo(h->curl, CURLINFO_OS_ERRNO, &os_errno);
         if (os_errno) {
             char tmp[96];
-            snprintf(oserr, sizeof(oserr), " (%s)", strerror_r((int)os_errno, tmp, sizeof(tmp)));
+            ml_snprintf_trunc(oserr, sizeof(oserr), " (%s)", strerror_r((int)os_errno, tmp, sizeof(tmp)));
         }
-        snprintf(detail, sizeof(detail), "%s%s",
-                 h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), oserr);
+        ml_snprintf_trunc(detail, sizeof(detail), "%s%s",
+                          h->errbuf[0] ? h->errbuf : curl_easy_strerror(rc), oserr);
         set_error(h, req, curl_retryable(rc), detail);
         return;
     }

@@ -539,7 +539,7 @@ static int render_histogram_series(ml_buf *out, const metric *m, const series *s
 
     for (size_t i = 0; i < m->nbounds; i++) {
         cum += s->buckets[i];
-        ml_snprintf(le, sizeof(le), "%g", m->bounds[i]);
+        rc |= ml_snprintf(le, sizeof(le), "%g", m->bounds[i]);
         rc |= put_series_name(out, m, s, "_bucket", le);
         rc |= ml_buf_printf(out, " %llu\n", cum);
     }

@@ -2,6 +2,7 @@
 #ifndef ML_H
 #define ML_H
 
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,12 @@ int ml_strlcpy(char *dst, const char *src, size_t size);
 
 /* Bounded formatted write; returns ML_ERR if the output was truncated. */
 int ml_snprintf(char *dst, size_t size, const char *fmt, ...) ML_PRINTF(3, 4);
+int ml_vsnprintf(char *dst, size_t size, const char *fmt, va_list ap) ML_PRINTF(3, 0);
+/* Formats into dst, truncating silently; for messages only (logs, errors, labels). Anything
+ * whose meaning a cut would change (paths, keys, URLs, SQL parameters, headers) uses
+ * ml_snprintf and checks it: `make lint` rejects an ml_snprintf whose result is dropped. */
+void ml_snprintf_trunc(char *dst, size_t size, const char *fmt, ...) ML_PRINTF(3, 4);
+void ml_vsnprintf_trunc(char *dst, size_t size, const char *fmt, va_list ap) ML_PRINTF(3, 0);
 
 /* New random UUID v4 as 36 lower-case chars + NUL. */
 #define ML_UUID_LEN 37

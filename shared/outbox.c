@@ -139,7 +139,7 @@ static int cfg_fail(char *err, size_t errlen, const char *fmt, ...)
 
     if (err && errlen) {
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        ml_vsnprintf_trunc(err, errlen, fmt, ap);
         va_end(ap);
     }
     return ML_ERR;
@@ -202,8 +202,10 @@ static int set_identity(outbox *o, const outbox_config *cfg, char *err, size_t e
     host[sizeof(host) - 1] = '\0';
     if (crypto_random(rnd, sizeof(rnd)) != ML_OK)
         return cfg_fail(err, errlen, "outbox: no random bytes for the worker id");
-    snprintf(o->worker_id, sizeof(o->worker_id), "%s:%ld:%02x%02x%02x%02x", host,
-             (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]);
+    /* A cut would drop the random suffix that keeps two dispatchers' leases apart. */
+    if (ml_snprintf(o->worker_id, sizeof(o->worker_id), "%s:%ld:%02x%02x%02x%02x", host,
+                    (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3]) != ML_OK)
+        return cfg_fail(err, errlen, "outbox: the host name is too long for a worker id");
     return ML_OK;
 }
 
@@ -349,12 +351,12 @@ static void retry_or_fail(const outbox *o, const row *r, outcome *out)
         out->status = "pending";
         out->result = "retry";
         out->retry_ms = delay_ms(o, o->schedule[r->attempt - 1]);
-        snprintf(out->last_error, sizeof(out->last_error), "%s", out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "%s", out->error);
     } else {
         out->status = "failed";
         out->result = "failed";
-        snprintf(out->last_error, sizeof(out->last_error), "gave up after %lld attempts: %s",
-                 (long long)r->attempt, out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "gave up after %lld attempts: %s",
+                          (long long)r->attempt, out->error);
     }
 }
 
@@ -367,11 +369,11 @@ static void final_failure(outcome *out, const char *result, const char *fmt, ...
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(out->error, sizeof(out->error), fmt, ap);
+    ml_vsnprintf_trunc(out->error, sizeof(out->error), fmt, ap);
     va_end(ap);
     out->status = "failed";
     out->result = result;
-    snprintf(out->last_error, sizeof(out->last_error), "%s", out->error);
+    ml_snprintf_trunc(out->last_error, sizeof(out->last_error), "%s", out->error);
 }
 
 /* First bytes of a response body, printable ASCII only, for last_error. */
@@ -402,15 +404,15 @@ static void classify(const outbox *o, const row *r, int rc, const httpc_response
     }
     body_snippet(&resp->body, snippet, sizeof(snippet));
     if (st > 0)
-        snprintf(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", st, snippet[0] ? ": " : "",
-                 snippet, rc != ML_OK ? "; " : "", rc != ML_OK ? httpc_error(o->http) : "");
+        ml_snprintf_trunc(out->error, sizeof(out->error), "HTTP %ld%s%s%s%s", st, snippet[0] ? ": " : "",
+                          snippet, rc != ML_OK ? "; " : "", rc != ML_OK ? httpc_error(o->http) : "");
     else
-        snprintf(out->error, sizeof(out->error), "%s", httpc_error(o->http));
+        ml_snprintf_trunc(out->error, sizeof(out->error), "%s", httpc_error(o->http));
     if (st == 410) {
         out->status = "failed";
         out->result = "failed";
-        snprintf(out->last_error, sizeof(out->last_error),
-                 "receiver answered 410 Gone: not retried (%s)", out->error);
+        ml_snprintf_trunc(out->last_error, sizeof(out->last_error),
+                          "receiver answered 410 Gone: not retried (%s)", out->error);
         return;
     }
     retry_or_fail(o, r, out);
@@ -433,9 +435,12 @@ static void send_row(outbox *o, const row *r, const char *secret, const char *re
                       r->uses_internal ? "internal" : "function's webhook");
         return;
     }
-    snprintf(h_id, sizeof(h_id), "webhook-id: %s", r->id);
-    snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
-    snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+    if (ml_snprintf(h_id, sizeof(h_id), "webhook-id: %s", r->id) != ML_OK ||
+        ml_snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts) != ML_OK ||
+        ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig) != ML_OK) {
+        final_failure(out, "failed", "cannot build the webhook headers: a value is too long");
+        return;
+    }
     req.method = "POST";
     req.url = r->url;
     req.headers = headers;
@@ -474,7 +479,7 @@ static bool attempt_row(outbox *o, const row *r, int64_t lease_end_ms, outcome *
         return true;
     }
     if (sr == SSRF_UNRESOLVED) {
-        snprintf(out->error, sizeof(out->error), "%s", why);
+        ml_snprintf_trunc(out->error, sizeof(out->error), "%s", why);
         retry_or_fail(o, r, out);
         return true;
     }
@@ -497,8 +502,8 @@ static void log_outcome(const row *r, const outcome *out)
                        : strcmp(out->result, "retry") == 0   ? ML_LOG_INFO
                                                              : ML_LOG_WARN;
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
-    snprintf(code, sizeof(code), "%ld", out->http_status);
+    ml_snprintf_trunc(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
+    ml_snprintf_trunc(code, sizeof(code), "%ld", out->http_status);
     ml_log_kv(lvl, "webhook delivery attempt", "delivery_id", r->id, "target", r->label,
               "result", out->result, "attempt", attempt, "status_code", code, "error",
               out->last_error, NULL);
@@ -510,10 +515,14 @@ static int settle(outbox *o, const row *r, const outcome *out)
     const char *params[9];
     int64_t affected = 0;
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
-    snprintf(code, sizeof(code), "%ld", out->http_status);
-    snprintf(dur, sizeof(dur), "%lld", (long long)(out->duration_ms > 0 ? out->duration_ms : 0));
-    snprintf(retry, sizeof(retry), "%lld", (long long)out->retry_ms);
+    if (ml_snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt) != ML_OK ||
+        ml_snprintf(code, sizeof(code), "%ld", out->http_status) != ML_OK ||
+        ml_snprintf(dur, sizeof(dur), "%lld",
+                    (long long)(out->duration_ms > 0 ? out->duration_ms : 0)) != ML_OK ||
+        ml_snprintf(retry, sizeof(retry), "%lld", (long long)out->retry_ms) != ML_OK) {
+        ml_snprintf_trunc(o->err, sizeof(o->err), "settling delivery %s: a number overflows", r->id);
+        return ML_ERR;
+    }
     params[0] = r->id;
     params[1] = o->worker_id;
     params[2] = attempt;
@@ -524,8 +533,8 @@ static int settle(outbox *o, const row *r, const outcome *out)
     params[7] = retry;
     params[8] = strcmp(out->status, "delivered") == 0 ? NULL : out->last_error;
     if (pg_exec(o->db, "outbox_finish", o->sql_finish, 9, params, &affected) != ML_OK) {
-        snprintf(o->err, sizeof(o->err), "recording attempt %s of delivery %s: %s", attempt,
-                 r->id, pg_error(o->db));
+        ml_snprintf_trunc(o->err, sizeof(o->err), "recording attempt %s of delivery %s: %s", attempt,
+                          r->id, pg_error(o->db));
         return ML_ERR;
     }
     if (affected == 0)
@@ -544,7 +553,8 @@ static void release(outbox *o, const row *r)
     char attempt[24];
     const char *params[3] = { r->id, o->worker_id, attempt };
 
-    snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt);
+    if (ml_snprintf(attempt, sizeof(attempt), "%lld", (long long)r->attempt) != ML_OK)
+        return; /* cannot happen (24 bytes hold any int64); the lease then simply runs out */
     if (pg_exec(o->db, "outbox_release", o->sql_release, 3, params, NULL) != ML_OK)
         ml_log_warn("outbox: releasing delivery %s failed (due again when its lease ends): %s",
                     r->id, pg_error(o->db));
@@ -583,12 +593,15 @@ int outbox_run_once(outbox *o, int *delivered)
         *delivered = 0;
     o->err[0] = '\0';
     refresh_backlog(o);
-    snprintf(p_batch, sizeof(p_batch), "%d", o->batch);
-    snprintf(p_lease, sizeof(p_lease), "%ld", o->lease_ms);
+    if (ml_snprintf(p_batch, sizeof(p_batch), "%d", o->batch) != ML_OK ||
+        ml_snprintf(p_lease, sizeof(p_lease), "%ld", o->lease_ms) != ML_OK) {
+        ml_snprintf_trunc(o->err, sizeof(o->err), "claiming due deliveries: a number overflows");
+        return ML_ERR;
+    }
     lease_end = ml_now_ms() + o->lease_ms; /* local time before the claim: conservative */
     res = pg_query(o->db, "outbox_claim", o->sql_claim, 3, params);
     if (!res) {
-        snprintf(o->err, sizeof(o->err), "claiming due deliveries: %s", pg_error(o->db));
+        ml_snprintf_trunc(o->err, sizeof(o->err), "claiming due deliveries: %s", pg_error(o->db));
         return ML_ERR;
     }
     n = PQntuples(res);
@@ -597,7 +610,7 @@ int outbox_run_once(outbox *o, int *delivered)
         row r;
 
         if (read_row(res, i, &r) != ML_OK) {
-            snprintf(o->err, sizeof(o->err), "claim returned an unexpected row");
+            ml_snprintf_trunc(o->err, sizeof(o->err), "claim returned an unexpected row");
             goto out;
         }
         if ((o->should_stop && o->should_stop()) || !attempt_row(o, &r, lease_end, &out))

@@ -94,7 +94,7 @@ static int register_metrics(qstats *q, char *err, size_t errlen)
     q->m_up = metrics_gauge(reg, "minilambda_queue_stats_up",
                             "1 if the last queue stats refresh reached the broker.", NULL);
     if (!q->m_messages || !q->m_consumers || !q->m_up) {
-        ml_snprintf(err, errlen, "queue stats: cannot register metrics (name clash?)");
+        ml_snprintf_trunc(err, errlen, "queue stats: cannot register metrics (name clash?)");
         return ML_ERR;
     }
     return ML_OK;
@@ -108,12 +108,12 @@ qstats *qstats_start(const qstats_config *cfg, char *err, size_t errlen)
     qstats *q;
 
     if (!cfg->metrics || !cfg->amqp_url || cfg->nqueues == 0 || cfg->nqueues > QSTATS_MAX_QUEUES) {
-        ml_snprintf(err, errlen, "queue stats: need metrics, a URL and 1..%d queues",
-                    QSTATS_MAX_QUEUES);
+        ml_snprintf_trunc(err, errlen, "queue stats: need metrics, a URL and 1..%d queues",
+                          QSTATS_MAX_QUEUES);
         return NULL;
     }
     if (!(q = calloc(1, sizeof(*q)))) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return NULL;
     }
     q->cfg = *cfg;
@@ -129,7 +129,7 @@ qstats *qstats_start(const qstats_config *cfg, char *err, size_t errlen)
     pthread_condattr_destroy(&ca);
     if (pthread_create(&q->thread, NULL, qstats_main, q) == 0)
         return q;
-    ml_snprintf(err, errlen, "queue stats: cannot start a thread");
+    ml_snprintf_trunc(err, errlen, "queue stats: cannot start a thread");
     pthread_cond_destroy(&q->wake);
     pthread_mutex_destroy(&q->lock);
 fail:

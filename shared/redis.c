@@ -33,7 +33,7 @@ static void set_err(rds_conn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    ml_vsnprintf_trunc(c->err, sizeof(c->err), fmt, ap);
     va_end(ap);
 }
 
@@ -79,13 +79,13 @@ static int parse_userinfo(const char *s, size_t n, rds_url *out, char *err, size
     const char *colon = memchr(s, ':', n);
 
     if (!colon) {
-        snprintf(err, errlen, "redis URL has a user but no password");
+        ml_snprintf_trunc(err, errlen, "redis URL has a user but no password");
         return ML_ERR;
     }
     if (pct_decode(s, (size_t)(colon - s), out->user, sizeof(out->user)) != ML_OK ||
         pct_decode(colon + 1, n - (size_t)(colon + 1 - s), out->password,
                    sizeof(out->password)) != ML_OK) {
-        snprintf(err, errlen, "redis URL has a bad or too long user/password");
+        ml_snprintf_trunc(err, errlen, "redis URL has a bad or too long user/password");
         return ML_ERR;
     }
     return ML_OK;
@@ -136,7 +136,7 @@ static int parse_hostport(const char *s, size_t n, rds_url *out, char *err, size
     }
     return ML_OK;
 bad:
-    snprintf(err, errlen, "redis URL has a bad host or port");
+    ml_snprintf_trunc(err, errlen, "redis URL has a bad host or port");
     return ML_ERR;
 }
 
@@ -150,7 +150,7 @@ int rds_url_parse(const char *url, rds_url *out, char *err, size_t errlen)
     memset(out, 0, sizeof(*out));
     out->port = 6379;
     if (!url || strncmp(url, scheme, sizeof(scheme) - 1) != 0) {
-        snprintf(err, errlen, "redis URL must start with redis://");
+        ml_snprintf_trunc(err, errlen, "redis URL must start with redis://");
         return ML_ERR;
     }
     auth = url + sizeof(scheme) - 1;
@@ -166,7 +166,7 @@ int rds_url_parse(const char *url, rds_url *out, char *err, size_t errlen)
     if (parse_hostport(auth, alen, out, err, errlen) != ML_OK)
         return ML_ERR;
     if (slash && slash[1] != '\0' && ml_parse_int64(slash + 1, 0, 1000000, &db) != ML_OK) {
-        snprintf(err, errlen, "redis URL has a bad database number '%s'", slash + 1);
+        ml_snprintf_trunc(err, errlen, "redis URL has a bad database number '%s'", slash + 1);
         return ML_ERR;
     }
     out->db = (int)db;
@@ -178,7 +178,7 @@ rds_conn *rds_new(const char *url, const rds_options *opts, char *err, size_t er
     rds_conn *c = calloc(1, sizeof(*c));
 
     if (!c) {
-        snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return NULL;
     }
     if (rds_url_parse(url, &c->url, err, errlen) != ML_OK) {
@@ -243,8 +243,8 @@ static redisReply *exec_raw(rds_conn *c, int argc, const char **argv, const size
     r = redisCommandArgv(c->ctx, argc, argv, argvlen);
     if (r)
         return r;
-    snprintf(what, sizeof(what), "%.*s", (int)(argvlen ? argvlen[0] : strlen(argv[0])),
-             argv[0]);
+    ml_snprintf_trunc(what, sizeof(what), "%.*s", (int)(argvlen ? argvlen[0] : strlen(argv[0])),
+                      argv[0]);
     ctx_err(c, what, errno);
     drop_ctx(c);
     return NULL;
@@ -281,7 +281,10 @@ static int handshake(rds_conn *c)
         freeReplyObject(r);
     }
     if (c->url.db != 0) {
-        snprintf(db, sizeof(db), "%d", c->url.db);
+        if (ml_snprintf(db, sizeof(db), "%d", c->url.db) != ML_OK) {
+            set_err(c, "redis SELECT: bad database number");
+            return ML_ERR;
+        }
         r = check_reply(c, exec_raw(c, 2, sel, NULL), "SELECT");
         if (!r)
             return ML_ERR;
@@ -351,8 +354,8 @@ redisReply *rds_command(rds_conn *c, int argc, const char **argv, const size_t *
     }
     if (ensure(c) != ML_OK)
         return NULL;
-    snprintf(what, sizeof(what), "%.*s", (int)(argvlen ? argvlen[0] : strlen(argv[0])),
-             argv[0]);
+    ml_snprintf_trunc(what, sizeof(what), "%.*s", (int)(argvlen ? argvlen[0] : strlen(argv[0])),
+                      argv[0]);
     return check_reply(c, exec_raw(c, argc, argv, argvlen), what);
 }
 
@@ -396,7 +399,11 @@ int rds_set(rds_conn *c, const char *key, const void *val, size_t len, int64_t t
         set_err(c, "redis SET: negative TTL");
         return ML_ERR;
     }
-    argvlen[4] = (size_t)snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms);
+    if (ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_ms) != ML_OK) {
+        set_err(c, "redis SET: bad TTL");
+        return ML_ERR;
+    }
+    argvlen[4] = strlen(ttl);
     r = rds_command(c, ttl_ms > 0 ? 5 : 3, argv, argvlen);
     if (!r)
         return ML_ERR;
@@ -439,12 +446,16 @@ int rds_ping(rds_conn *c)
 void rds_script_init(rds_script *s, const char *source)
 {
     unsigned char md[EVP_MAX_MD_SIZE];
+    static const char hex[] = "0123456789abcdef";
     unsigned int mdlen = 0, i;
 
     s->source = source;
     EVP_Digest(source, strlen(source), md, &mdlen, EVP_sha1(), NULL);
-    for (i = 0; i < mdlen && i < 20; i++)
-        snprintf(s->sha + 2 * i, 3, "%02x", md[i]);
+    for (i = 0; i < mdlen && i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 0xf];
+    }
+    s->sha[2 * i] = '\0';
 }
 
 int rds_script_load(rds_conn *c, const rds_script *s)
@@ -487,7 +498,10 @@ redisReply *rds_evalsha(rds_conn *c, const rds_script *s, int nkeys, const char 
         set_err(c, "redis EVALSHA: out of memory");
         return NULL;
     }
-    snprintf(nk, sizeof(nk), "%d", nkeys);
+    if (ml_snprintf(nk, sizeof(nk), "%d", nkeys) != ML_OK) {
+        set_err(c, "redis EVALSHA: bad key count");
+        goto out;
+    }
     argv[0] = "EVALSHA";
     argv[1] = s->sha;
     argv[2] = nk;

@@ -69,7 +69,7 @@ int s3_config_from_env(s3_config *cfg, char *err, size_t errlen)
     for (i = 0; i < ML_ARRAY_LEN(names); i++) {
         v[i] = getenv(names[i]);
         if (!v[i] || !*v[i]) {
-            snprintf(err, errlen, "environment variable %s is not set", names[i]);
+            ml_snprintf_trunc(err, errlen, "environment variable %s is not set", names[i]);
             return ML_ERR;
         }
     }
@@ -171,8 +171,9 @@ static const char *xml_elem(const char *p, const char *end, const char *tag, siz
     char open[64], close[64];
     const char *s, *e;
 
-    snprintf(open, sizeof(open), "<%s>", tag);
-    snprintf(close, sizeof(close), "</%s>", tag);
+    if (ml_snprintf(open, sizeof(open), "<%s>", tag) != ML_OK ||
+        ml_snprintf(close, sizeof(close), "</%s>", tag) != ML_OK)
+        return NULL; /* a cut tag could match another element */
     s = memmem(p, (size_t)(end - p), open, strlen(open));
     if (!s)
         return NULL;
@@ -276,7 +277,7 @@ static void xml_copy(const char *doc, size_t doclen, const char *tag, char *out,
     const char *v = xml_elem(doc, doc + doclen, tag, &len, NULL);
     char *text = v ? xml_text(v, len) : NULL;
 
-    snprintf(out, outlen, "%s", text ? text : "");
+    ml_snprintf_trunc(out, outlen, "%s", text ? text : ""); /* error Code/Message text */
     free(text);
 }
 
@@ -291,12 +292,12 @@ static void fail(s3_client *c, const s3_op *op, int attempts, const char *fmt, .
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(detail, sizeof(detail), fmt, ap);
+    ml_vsnprintf_trunc(detail, sizeof(detail), fmt, ap);
     va_end(ap);
     if (attempts > 1)
-        snprintf(tries, sizeof(tries), " (gave up after %d attempts)", attempts);
-    snprintf(c->err, sizeof(c->err), "s3 %s %s%s%.200s: %s%s", op->method ? op->method : "GET",
-             c->bucket, op->key ? "/" : "", op->key ? op->key : "", detail, tries);
+        ml_snprintf_trunc(tries, sizeof(tries), " (gave up after %d attempts)", attempts);
+    ml_snprintf_trunc(c->err, sizeof(c->err), "s3 %s %s%s%.200s: %s%s", op->method ? op->method : "GET",
+                      c->bucket, op->key ? "/" : "", op->key ? op->key : "", detail, tries);
 }
 
 static const char *errstr(int e, char buf[96])
@@ -318,19 +319,11 @@ static int rewind_streams(const s3_op *op, off_t body_start)
 }
 
 /* One attempt. ML_OK with resp filled, or ML_ERR (*retry says whether trying again may help). */
-static int attempt(s3_client *c, const s3_op *op, const char *url, httpc_response *resp,
-                   int *retry)
+static int attempt(s3_client *c, const s3_op *op, const char *url, const char **headers,
+                   httpc_response *resp, int *retry)
 {
-    char sha_hdr[100], ctype_hdr[300];
-    const char *headers[3] = { sha_hdr, NULL, NULL };
     httpc_request req = { 0 };
 
-    snprintf(sha_hdr, sizeof(sha_hdr), "x-amz-content-sha256: %s",
-             op->payload_sha256 ? op->payload_sha256 : EMPTY_SHA256);
-    if (op->content_type) {
-        snprintf(ctype_hdr, sizeof(ctype_hdr), "Content-Type: %s", op->content_type);
-        headers[1] = ctype_hdr;
-    }
     req.method = op->method;
     req.url = url;
     req.headers = headers;
@@ -365,6 +358,8 @@ static int s3_exec(s3_client *c, const s3_op *op, httpc_response *resp)
     off_t body_start = op->body_file ? ftello(op->body_file) : 0;
     int tries = 0, retry = 0, ok, rc = ML_ERR;
     int64_t backoff = BACKOFF_BASE_MS;
+    char sha_hdr[100], ctype_hdr[300];
+    const char *headers[3] = { sha_hdr, NULL, NULL };
     char ebuf[96];
 
     clear_error(c);
@@ -372,8 +367,17 @@ static int s3_exec(s3_client *c, const s3_op *op, httpc_response *resp)
         fail(c, op, 0, "URL too long");
         goto out;
     }
+    if (ml_snprintf(sha_hdr, sizeof(sha_hdr), "x-amz-content-sha256: %s",
+                    op->payload_sha256 ? op->payload_sha256 : EMPTY_SHA256) != ML_OK ||
+        (op->content_type && ml_snprintf(ctype_hdr, sizeof(ctype_hdr), "Content-Type: %s",
+                                         op->content_type) != ML_OK)) {
+        fail(c, op, 0, "a request header is too long");
+        goto out;
+    }
+    if (op->content_type)
+        headers[1] = ctype_hdr;
     for (;;) {
-        ok = attempt(c, op, ml_buf_cstr(&url), resp, &retry);
+        ok = attempt(c, op, ml_buf_cstr(&url), headers, resp, &retry);
         tries++;
         if (!retry || tries > c->max_retries)
             break;
@@ -422,19 +426,19 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
 
     if (!cfg->endpoint || (strncmp(cfg->endpoint, "http://", 7) != 0 &&
                            strncmp(cfg->endpoint, "https://", 8) != 0)) {
-        snprintf(err, errlen, "s3 endpoint must be an http:// or https:// URL");
+        ml_snprintf_trunc(err, errlen, "s3 endpoint must be an http:// or https:// URL");
         return NULL;
     }
     if (!cfg->region || region_valid(cfg->region) != ML_OK) {
-        snprintf(err, errlen, "s3 region is missing or malformed");
+        ml_snprintf_trunc(err, errlen, "s3 region is missing or malformed");
         return NULL;
     }
     if (!cfg->bucket || bucket_name_valid(cfg->bucket) != ML_OK) {
-        snprintf(err, errlen, "s3 bucket name must be 3-63 chars of a-z 0-9 . -");
+        ml_snprintf_trunc(err, errlen, "s3 bucket name must be 3-63 chars of a-z 0-9 . -");
         return NULL;
     }
     if (!cfg->access_key || !*cfg->access_key || !cfg->secret_key || !*cfg->secret_key) {
-        snprintf(err, errlen, "s3 access key and secret key are required");
+        ml_snprintf_trunc(err, errlen, "s3 access key and secret key are required");
         return NULL;
     }
     c = calloc(1, sizeof(*c));
@@ -447,7 +451,8 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
     c->secret_key = strdup(cfg->secret_key);
     if (!c->http || !c->endpoint || !c->bucket || !c->access_key || !c->secret_key)
         goto oom;
-    snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region);
+    if (ml_snprintf(c->sigv4, sizeof(c->sigv4), "aws:amz:%s:s3", cfg->region) != ML_OK)
+        goto oom; /* cannot happen: region_valid caps the region at 63 characters */
     ml_strlcpy(c->region, cfg->region, sizeof(c->region));
     c->us_east_1 = strcmp(cfg->region, "us-east-1") == 0;
     c->connect_timeout_ms = cfg->connect_timeout_ms > 0 ? cfg->connect_timeout_ms
@@ -458,7 +463,7 @@ s3_client *s3_new(const s3_config *cfg, char *err, size_t errlen)
     return c;
 oom:
     s3_free(c);
-    snprintf(err, errlen, "s3 client: out of memory");
+    ml_snprintf_trunc(err, errlen, "s3 client: out of memory");
     return NULL;
 }
 
@@ -784,7 +789,7 @@ int s3_list_parse(const char *xml, size_t len, s3_list_page *page, char *err, si
     why = parse_listing(xml, len, page);
     if (!why)
         return ML_OK;
-    snprintf(err, errlen, "bad ListObjectsV2 response: %s", why);
+    ml_snprintf_trunc(err, errlen, "bad ListObjectsV2 response: %s", why);
     s3_list_page_free(page);
     return ML_ERR;
 }

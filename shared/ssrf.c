@@ -149,7 +149,7 @@ static ssrf_result fail(ssrf_result r, char *err, size_t errlen, const char *fmt
 
     if (err && errlen) {
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        ml_vsnprintf_trunc(err, errlen, fmt, ap);
         va_end(ap);
     }
     return r;
@@ -303,21 +303,25 @@ static void keep_addr(ssrf_target *t, char list[][SSRF_ADDR_MAX], const char *ad
         ml_strlcpy(list[t->naddrs++], addr, SSRF_ADDR_MAX);
 }
 
-static void build_resolve(ssrf_target *t, char list[][SSRF_ADDR_MAX])
+/* SSRF_RESOLVE_MAX is sized to fit; a cut pin list would still be refused, never used. */
+static int build_resolve(ssrf_target *t, char list[][SSRF_ADDR_MAX])
 {
     size_t used;
 
     t->resolve[0] = '\0';
     if (t->host_is_ip)
-        return;
-    snprintf(t->resolve, sizeof(t->resolve), "%s:%u:", t->host, (unsigned)t->port);
+        return ML_OK;
+    if (ml_snprintf(t->resolve, sizeof(t->resolve), "%s:%u:", t->host, (unsigned)t->port) != ML_OK)
+        return ML_ERR;
     for (size_t i = 0; i < t->naddrs; i++) {
         bool v6 = strchr(list[i], ':') != NULL;
 
         used = strlen(t->resolve);
-        snprintf(t->resolve + used, sizeof(t->resolve) - used, "%s%s%s%s", i ? "," : "",
-                 v6 ? "[" : "", list[i], v6 ? "]" : "");
+        if (ml_snprintf(t->resolve + used, sizeof(t->resolve) - used, "%s%s%s%s", i ? "," : "",
+                        v6 ? "[" : "", list[i], v6 ? "]" : "") != ML_OK)
+            return ML_ERR;
     }
+    return ML_OK;
 }
 
 ssrf_result ssrf_check_url(const char *url, const ssrf_policy *p, ssrf_target *out, char *err,
@@ -334,7 +338,8 @@ ssrf_result ssrf_check_url(const char *url, const ssrf_policy *p, ssrf_target *o
     r = parse_url(url, &t, err, errlen);
     if (r != SSRF_OK)
         return r;
-    snprintf(port, sizeof(port), "%u", (unsigned)t.port);
+    if (ml_snprintf(port, sizeof(port), "%u", (unsigned)t.port) != ML_OK)
+        return fail(SSRF_BAD_URL, err, errlen, "bad port %u", (unsigned)t.port);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = t.host_is_ip ? AI_NUMERICHOST : 0;
@@ -360,7 +365,10 @@ ssrf_result ssrf_check_url(const char *url, const ssrf_policy *p, ssrf_target *o
         goto out;
     }
     ml_strlcpy(t.addr, list[0], sizeof(t.addr));
-    build_resolve(&t, list);
+    if (build_resolve(&t, list) != ML_OK) {
+        r = fail(SSRF_BAD_URL, err, errlen, "host %s: too long to pin its addresses", t.host);
+        goto out;
+    }
     if (out)
         *out = t;
 out:

@@ -55,15 +55,39 @@ int ml_strlcpy(char *dst, const char *src, size_t size)
     return ML_OK;
 }
 
+int ml_vsnprintf(char *dst, size_t size, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(dst, size, fmt, ap);
+
+    return (n < 0 || (size_t)n >= size) ? ML_ERR : ML_OK;
+}
+
 int ml_snprintf(char *dst, size_t size, const char *fmt, ...)
 {
     va_list ap;
-    int n;
+    int rc;
 
     va_start(ap, fmt);
-    n = vsnprintf(dst, size, fmt, ap);
+    rc = ml_vsnprintf(dst, size, fmt, ap);
     va_end(ap);
-    return (n < 0 || (size_t)n >= size) ? ML_ERR : ML_OK;
+    return rc;
+}
+
+/* Formats into dst, truncating silently; for messages only. */
+void ml_vsnprintf_trunc(char *dst, size_t size, const char *fmt, va_list ap)
+{
+    if (size)
+        vsnprintf(dst, size, fmt, ap);
+}
+
+/* Formats into dst, truncating silently; for messages only. */
+void ml_snprintf_trunc(char *dst, size_t size, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    ml_vsnprintf_trunc(dst, size, fmt, ap);
+    va_end(ap);
 }
 
 /* Random bytes for UUIDs come from a small per-thread pool of getrandom() output: libuuid's

@@ -72,7 +72,8 @@ static int sign_b64(const unsigned char *key, size_t keylen, const char *msg_id,
     char ts[24];
     crypto_span parts[5];
 
-    snprintf(ts, sizeof(ts), "%" PRId64, timestamp);
+    if (ml_snprintf(ts, sizeof(ts), "%" PRId64, timestamp) != ML_OK) /* signed: never cut */
+        return ML_ERR;
     parts[0] = (crypto_span){ msg_id, strlen(msg_id) };
     parts[1] = (crypto_span){ ".", 1 };
     parts[2] = (crypto_span){ ts, strlen(ts) };
@@ -117,7 +118,7 @@ static int signature_match(const char *header, const char *expected)
 
 static int fail(char *reason, size_t reason_len, const char *why)
 {
-    snprintf(reason, reason_len, "%s", why);
+    ml_snprintf_trunc(reason, reason_len, "%s", why);
     return ML_ERR;
 }
 

@@ -74,7 +74,7 @@ static int parse_part_headers(const char *p, const char *hend, multipart_part *p
         size_t n = eol ? (size_t)(eol - p) : (size_t)(hend - p);
         if (n > sizeof(cd) - 1 && strncasecmp(p, cd, sizeof(cd) - 1) == 0) {
             if (header_param(p, n, "name", part->name, sizeof(part->name)) != ML_OK) {
-                ml_snprintf(err, errlen, "a form part has no usable name");
+                ml_snprintf_trunc(err, errlen, "a form part has no usable name");
                 return ML_ERR;
             }
             have_name = 1;
@@ -84,7 +84,7 @@ static int parse_part_headers(const char *p, const char *hend, multipart_part *p
         p += n + (eol ? 2 : 0);
     }
     if (!have_name) {
-        ml_snprintf(err, errlen, "a form part lacks Content-Disposition: form-data; name=...");
+        ml_snprintf_trunc(err, errlen, "a form part lacks Content-Disposition: form-data; name=...");
         return ML_ERR;
     }
     return ML_OK;
@@ -121,7 +121,7 @@ int multipart_parse(const char *body, size_t len, const char *boundary, multipar
         if (!hend)
             goto bad;
         if (form->nparts == MULTIPART_MAX_PARTS) {
-            ml_snprintf(err, errlen, "too many form parts (at most %d)", MULTIPART_MAX_PARTS);
+            ml_snprintf_trunc(err, errlen, "too many form parts (at most %d)", MULTIPART_MAX_PARTS);
             return ML_ERR;
         }
         part = &form->parts[form->nparts];
@@ -137,7 +137,7 @@ int multipart_parse(const char *body, size_t len, const char *boundary, multipar
         p = next + dlen;
     }
 bad:
-    ml_snprintf(err, errlen, "malformed multipart/form-data body");
+    ml_snprintf_trunc(err, errlen, "malformed multipart/form-data body");
     return ML_ERR;
 }
 

@@ -15,12 +15,12 @@ int validate_webhook_url(const char *url, char *err, size_t errlen)
     if (n == 0)
         return ML_OK;
     if (n > 2048 || !(strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0)) {
-        ml_snprintf(err, errlen, "webhook_url must be an http:// or https:// URL of at most 2048 characters");
+        ml_snprintf_trunc(err, errlen, "webhook_url must be an http:// or https:// URL of at most 2048 characters");
         return ML_ERR;
     }
     host = strstr(url, "://") + 3;
     if (!*host || *host == '/' || strpbrk(url, " \t\r\n\"<>\\^`{|}")) {
-        ml_snprintf(err, errlen, "webhook_url is not a valid URL");
+        ml_snprintf_trunc(err, errlen, "webhook_url is not a valid URL");
         return ML_ERR;
     }
     return ML_OK;

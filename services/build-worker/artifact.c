@@ -15,12 +15,12 @@ static int copy_file(struct archive *a, const char *path, char *err, size_t errl
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 
     if (fd < 0) {
-        ml_snprintf(err, errlen, "cannot read %s", path);
+        ml_snprintf_trunc(err, errlen, "cannot read %s", path);
         return ML_ERR;
     }
     while ((n = read(fd, buf, sizeof(buf))) > 0) {
         if (archive_write_data(a, buf, (size_t)n) != n) {
-            ml_snprintf(err, errlen, "cannot write artifact: %s", archive_error_string(a));
+            ml_snprintf_trunc(err, errlen, "cannot write artifact: %s", archive_error_string(a));
             close(fd);
             return ML_ERR;
         }
@@ -41,7 +41,7 @@ int artifact_pack(const char *dir, const extract_result *r, const char *out_path
     if (!a || !e || archive_write_add_filter_gzip(a) != ARCHIVE_OK ||
         archive_write_set_format_pax_restricted(a) != ARCHIVE_OK ||
         archive_write_open_filename(a, out_path) != ARCHIVE_OK) {
-        ml_snprintf(err, errlen, "cannot create artifact: %s", a ? archive_error_string(a) : "oom");
+        ml_snprintf_trunc(err, errlen, "cannot create artifact: %s", a ? archive_error_string(a) : "oom");
         goto out;
     }
     for (size_t i = 0; i < r->nfiles; i++) {
@@ -55,12 +55,12 @@ int artifact_pack(const char *dir, const extract_result *r, const char *out_path
         if (ml_snprintf(path, sizeof(path), "%s/%s", dir, f->path) != ML_OK ||
             archive_write_header(a, e) != ARCHIVE_OK || copy_file(a, path, err, errlen) != ML_OK) {
             if (!err[0])
-                ml_snprintf(err, errlen, "cannot add %s: %s", f->path, archive_error_string(a));
+                ml_snprintf_trunc(err, errlen, "cannot add %s: %s", f->path, archive_error_string(a));
             goto out;
         }
     }
     if (archive_write_close(a) != ARCHIVE_OK) {
-        ml_snprintf(err, errlen, "cannot finish artifact: %s", archive_error_string(a));
+        ml_snprintf_trunc(err, errlen, "cannot finish artifact: %s", archive_error_string(a));
         goto out;
     }
     rc = ML_OK;

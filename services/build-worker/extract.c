@@ -51,7 +51,7 @@ static int ML_PRINTF(3, 4) fail(xctx *x, const char *reason, const char *fmt, ..
 
     if (!x->out->error[0]) {
         va_start(ap, fmt);
-        vsnprintf(x->out->error, sizeof(x->out->error), fmt, ap);
+        ml_vsnprintf_trunc(x->out->error, sizeof(x->out->error), fmt, ap);
         va_end(ap);
         x->out->rejected = reason != NULL;
         x->out->reason = reason;
@@ -108,7 +108,7 @@ static void quote_name(const char *name, char *out, size_t outlen)
             break;
         }
         if (esc)
-            snprintf(out + o, 5, "\\x%02x", *s);
+            ml_snprintf_trunc(out + o, 5, "\\x%02x", *s); /* 4 chars + NUL: fits by the invariant */
         else
             memcpy(out + o, s, n);
         o += need;
@@ -120,11 +120,11 @@ static void quote_name(const char *name, char *out, size_t outlen)
 static void fmt_bytes(int64_t n, char *out, size_t len)
 {
     if (n % MIB == 0)
-        snprintf(out, len, "%lld MiB", (long long)(n / MIB));
+        ml_snprintf_trunc(out, len, "%lld MiB", (long long)(n / MIB));
     else if (n % 1024 == 0)
-        snprintf(out, len, "%lld KiB", (long long)(n / 1024));
+        ml_snprintf_trunc(out, len, "%lld KiB", (long long)(n / 1024));
     else
-        snprintf(out, len, "%lld bytes", (long long)n);
+        ml_snprintf_trunc(out, len, "%lld bytes", (long long)n);
 }
 
 /* Validates a raw entry name and writes its normalised form ("." and empty components
@@ -524,9 +524,9 @@ static int open_inputs(xctx *x, const char *zip_path, const char *dest_dir)
 /* Formats one manifest line into buf; the length, or -1 if it does not fit. */
 static int manifest_line(const extract_file *f, char *buf, size_t len)
 {
-    int n = snprintf(buf, len, "%s\t%lld\t%s\n", f->path, (long long)f->size, f->sha256);
-
-    return n < 0 || (size_t)n >= len ? -1 : n;
+    if (ml_snprintf(buf, len, "%s\t%lld\t%s\n", f->path, (long long)f->size, f->sha256) != ML_OK)
+        return -1;
+    return (int)strlen(buf);
 }
 
 static int cmp_path(const void *a, const void *b)
@@ -697,12 +697,12 @@ static int missing(const extract_result *r, const char *what, const char *file, 
     char qn[QUOTED];
 
     if (!nested) {
-        snprintf(err, errlen, "%s '%s' not found at the package root", what, file);
+        ml_snprintf_trunc(err, errlen, "%s '%s' not found at the package root", what, file);
         return ML_ERR;
     }
     quote_name(nested->path, qn, sizeof(qn));
-    snprintf(err, errlen, "%s '%s' not found at the package root (found '%s': zip the folder's "
-             "contents, not the folder itself)", what, file, qn);
+    ml_snprintf_trunc(err, errlen, "%s '%s' not found at the package root (found '%s': zip the folder's "
+                      "contents, not the folder itself)", what, file, qn);
     return ML_ERR;
 }
 
@@ -713,8 +713,8 @@ static int check_bootstrap(const extract_result *r, char *err, size_t errlen)
     if (!f)
         return missing(r, "executable", "bootstrap", err, errlen);
     if (!(f->mode & 0111)) {
-        snprintf(err, errlen, "'bootstrap' is not executable: set its x bit (chmod +x "
-                 "bootstrap) before zipping");
+        ml_snprintf_trunc(err, errlen, "'bootstrap' is not executable: set its x bit (chmod +x "
+                          "bootstrap) before zipping");
         return ML_ERR;
     }
     return ML_OK;
@@ -734,12 +734,12 @@ int extract_check_handler(const extract_result *r, const char *runtime, const ch
         form = "file.export", what = "handler file";
     } else {
         quote_name(runtime, qh, sizeof(qh));
-        snprintf(err, errlen, "unknown runtime '%s' (expected python3, nodejs or provided)", qh);
+        ml_snprintf_trunc(err, errlen, "unknown runtime '%s' (expected python3, nodejs or provided)", qh);
         return ML_ERR;
     }
     if (fnspec_handler_file(runtime, handler, file, sizeof(file)) != ML_OK) {
         quote_name(handler, qh, sizeof(qh));
-        snprintf(err, errlen, "handler '%s' must have the form %s (e.g. app.handler)", qh, form);
+        ml_snprintf_trunc(err, errlen, "handler '%s' must have the form %s (e.g. app.handler)", qh, form);
         return ML_ERR;
     }
     if (!find_file(r, file))

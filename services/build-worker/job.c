@@ -47,8 +47,8 @@ static int claim(bw_app *app, deps *d, build *b, bool redelivered)
     PGresult *r = NULL;
     int rc = ML_ERR;
 
-    ml_snprintf(stale, sizeof(stale), "%lld", (long long)app->stale_after_s);
-    if (pg_begin(d->db) != ML_OK)
+    if (ml_snprintf(stale, sizeof(stale), "%lld", (long long)app->stale_after_s) != ML_OK ||
+        pg_begin(d->db) != ML_OK)
         return ML_ERR;
     r = pg_query(d->db, "bw_claim",
                  "UPDATE builds b SET status = 'building', started_at = now(),"
@@ -112,8 +112,9 @@ static int finish_completed(bw_app *app, deps *d, build *b, const char *files_js
     int64_t n = 0;
     int rc = ML_ERR;
 
-    ml_snprintf(size_s, sizeof(size_s), "%lld", (long long)size);
-    ml_snprintf(files_s, sizeof(files_s), "%zu", nfiles);
+    if (ml_snprintf(size_s, sizeof(size_s), "%lld", (long long)size) != ML_OK ||
+        ml_snprintf(files_s, sizeof(files_s), "%zu", nfiles) != ML_OK)
+        return ML_ERR;
     if (pg_begin(d->db) != ML_OK ||
         pg_exec(d->db, "bw_complete",
                 "UPDATE builds SET status = 'completed', finished_at = now(), error = NULL,"
@@ -162,9 +163,10 @@ static int make_scratch(bw_app *app, build *b)
     if (ml_snprintf(b->dir, sizeof(b->dir), "%s/%s-XXXXXX", app->scratch, b->id) != ML_OK ||
         !mkdtemp(b->dir))
         return ML_ERR;
-    ml_snprintf(b->zip, sizeof(b->zip), "%s/package.zip", b->dir);
-    ml_snprintf(b->tree, sizeof(b->tree), "%s/tree", b->dir);
-    ml_snprintf(b->tgz, sizeof(b->tgz), "%s/code.tar.gz", b->dir);
+    if (ml_snprintf(b->zip, sizeof(b->zip), "%s/package.zip", b->dir) != ML_OK ||
+        ml_snprintf(b->tree, sizeof(b->tree), "%s/tree", b->dir) != ML_OK ||
+        ml_snprintf(b->tgz, sizeof(b->tgz), "%s/code.tar.gz", b->dir) != ML_OK)
+        return ML_ERR;
     return mkdir(b->tree, 0700) == 0 ? ML_OK : ML_ERR;
 }
 
@@ -178,9 +180,10 @@ static job_outcome publish(bw_app *app, deps *d, build *b, const extract_result 
     job_outcome out = JOB_RETRY;
     int rc;
 
-    ml_snprintf(prefix, sizeof(prefix), "artifacts/%s/%s/", b->function_id, b->id);
-    ml_snprintf(key, sizeof(key), "%scode.tar.gz", prefix);
-    ml_snprintf(mkey, sizeof(mkey), "%smanifest.json", prefix);
+    if (ml_snprintf(prefix, sizeof(prefix), "artifacts/%s/%s/", b->function_id, b->id) != ML_OK ||
+        ml_snprintf(key, sizeof(key), "%scode.tar.gz", prefix) != ML_OK ||
+        ml_snprintf(mkey, sizeof(mkey), "%smanifest.json", prefix) != ML_OK)
+        return failed(app, d, b, "artifact key too long");
     if (artifact_pack(b->tree, r, b->tgz, err, sizeof(err)) != ML_OK)
         return transient(d, b, err);
     if (s3_put_file(d->s3, key, b->tgz, "application/gzip", sha, &size) != ML_OK)

@@ -171,7 +171,10 @@ int main(int argc, char **argv)
                  argv) != ML_OK)
         return 1;
     gethostname(host, sizeof(host) - 1);
-    ml_snprintf(app.worker_id, sizeof(app.worker_id), "%s:%d", host, (int)getpid());
+    if (ml_snprintf(app.worker_id, sizeof(app.worker_id), "%s:%d", host, (int)getpid()) != ML_OK) {
+        ml_log_error("the host name %s is too long for a worker id", host);
+        goto out;
+    }
     app.limits = (extract_limits){ EXTRACT_DEFAULT_MAX_ENTRIES, EXTRACT_DEFAULT_MAX_TOTAL_BYTES,
                                    EXTRACT_DEFAULT_MAX_FILE_BYTES, EXTRACT_DEFAULT_MAX_RATIO };
     register_metrics(s.metrics);

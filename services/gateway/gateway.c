@@ -40,8 +40,8 @@ static void header_int(httpd_resp *resp, const char *name, int64_t v)
 {
     char s[24];
 
-    snprintf(s, sizeof(s), "%" PRId64, v);
-    httpd_resp_header(resp, name, s);
+    if (ml_snprintf(s, sizeof(s), "%" PRId64, v) == ML_OK) /* 24 bytes hold any int64 */
+        httpd_resp_header(resp, name, s);
 }
 
 /* ---- auth ---- */
@@ -73,7 +73,11 @@ static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, g
         ml_log_kv(ML_LOG_INFO, "SigV4 request rejected", "error", err, NULL);
         return GW_AUTH_SIGNATURE_V4;
     }
-    snprintf(who->sub, sizeof(who->sub), "aws:%s", a->cfg.aws_access_key);
+    if (ml_snprintf(who->sub, sizeof(who->sub), "aws:%s", a->cfg.aws_access_key) != ML_OK) {
+        ml_log_kv(ML_LOG_WARN, "SigV4 request rejected", "error",
+                  "the configured access key id is too long for a subject", NULL);
+        return GW_AUTH_SIGNATURE_V4;
+    }
     who->scopes = GW_SCOPE_INVOKE;
     return GW_AUTH_OK;
 }
@@ -97,13 +101,15 @@ static int authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_
         return ML_OK;
     metric_inc(a->m_auth_failures, (const char *[]){ gw_auth_reason(r) });
     if (r == GW_AUTH_SCOPE) {
-        snprintf(challenge, sizeof(challenge), REALM ", error=\"insufficient_scope\", scope=\"%s\"",
-                 gw_scope_name(d->scope));
+        if (ml_snprintf(challenge, sizeof(challenge),
+                        REALM ", error=\"insufficient_scope\", scope=\"%s\"",
+                        gw_scope_name(d->scope)) != ML_OK)
+            ml_strlcpy(challenge, REALM, sizeof(challenge)); /* scope names are short */
         httpd_resp_error(resp, 403, "forbidden", "%s (needs %s)", gw_auth_message(r),
                          gw_scope_name(d->scope));
     } else {
-        snprintf(challenge, sizeof(challenge), "%s",
-                 r == GW_AUTH_MISSING ? REALM : REALM ", error=\"invalid_token\"");
+        ml_strlcpy(challenge, r == GW_AUTH_MISSING ? REALM : REALM ", error=\"invalid_token\"",
+                   sizeof(challenge));
         httpd_resp_error(resp, 401, "unauthorized", "%s", gw_auth_message(r));
     }
     httpd_resp_header(resp, "WWW-Authenticate", challenge);
@@ -293,8 +299,13 @@ static void call_limit(gw_call *c)
                      ? gcra_limit_rps(c->info.rps, c->info.burst)
                      : gcra_limit_rps((double)a->cfg.default_rps, a->cfg.default_burst);
         /* the id when known, so a function's name and id share one budget */
-        snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
-                 c->info.id[0] ? c->info.id : c->fn);
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
+                        c->info.id[0] ? c->info.id : c->fn) != ML_OK) {
+            /* a cut key would share another function's budget (limit_key is sized to fit) */
+            httpd_resp_error(c->resp, 500, "internal", "cannot build the rate limit key");
+            call_fail(c);
+            return;
+        }
         c->limit_kind = "function";
         c->limit_label = metrics_function_label(c->info.name[0] ? c->info.name : c->fn);
     }
@@ -561,7 +572,11 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     if (d->kind == GW_KIND_BUILD_SUBMIT) {
         c->limited = true;
         c->lim = gcra_limit_per_minute(a->cfg.build_per_minute, a->cfg.build_burst);
-        snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s", who.sub);
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s",
+                        who.sub) != ML_OK) {
+            httpd_resp_error(resp, 500, "internal", "cannot build the rate limit key");
+            goto refuse;
+        }
         c->limit_kind = "build";
         c->limit_label = "";
     }
@@ -638,7 +653,7 @@ int gw_app_start(gw_app *a, httpd *http, char *err, size_t errlen)
         return ML_ERR;
     a->health = gw_health_start(a->pool_list, GW_NSVC);
     if (!a->health) {
-        ml_snprintf(err, errlen, "cannot start the health checker thread");
+        ml_snprintf_trunc(err, errlen, "cannot start the health checker thread");
         return ML_ERR;
     }
     return ML_OK;
@@ -686,6 +701,6 @@ int gw_app_check_pool(void *pool, char *err, size_t errlen)
 
     if (gw_pool_available(p, detail, sizeof(detail)) > 0)
         return ML_OK;
-    ml_snprintf(err, errlen, "no %s instance available: %s", p->service, detail);
+    ml_snprintf_trunc(err, errlen, "no %s instance available: %s", p->service, detail);
     return ML_ERR;
 }

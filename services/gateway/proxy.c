@@ -583,14 +583,14 @@ gw_proxy *gw_proxy_start(const gw_proxy_config *cfg, char *err, size_t errlen)
         p->loops[i].epfd = p->loops[i].evfd = -1;
     for (unsigned i = 0; i < p->n; i++) {
         if (loop_init(&p->loops[i], p, i, &c) != ML_OK) {
-            ml_snprintf(err, errlen, "cannot start proxy loop %u: %s", i, strerror(errno));
+            ml_snprintf_trunc(err, errlen, "cannot start proxy loop %u: %s", i, strerror(errno));
             gw_proxy_stop(p);
             return NULL;
         }
     }
     return p;
 fail:
-    ml_snprintf(err, errlen, "out of memory");
+    ml_snprintf_trunc(err, errlen, "out of memory");
     free(p);
     return NULL;
 }

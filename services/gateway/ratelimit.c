@@ -283,8 +283,8 @@ static void on_connect(const redisAsyncContext *ac, int status)
 
     if (status != REDIS_OK) {
         char why[160];
-        ml_snprintf(why, sizeof(why), "redis %s:%d: connect: %s", rl->shared->url.host,
-                 rl->shared->url.port, ac->errstr);
+        ml_snprintf_trunc(why, sizeof(why), "redis %s:%d: connect: %s", rl->shared->url.host,
+                       rl->shared->url.port, ac->errstr);
         lost(rl, false, why);
         return;
     }
@@ -296,8 +296,8 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     gw_rl *rl = ac->data;
     char why[160];
 
-    ml_snprintf(why, sizeof(why), "redis %s:%d: connection lost: %s", rl->shared->url.host,
-             rl->shared->url.port, status == REDIS_OK ? "closed" : ac->errstr);
+    ml_snprintf_trunc(why, sizeof(why), "redis %s:%d: connection lost: %s", rl->shared->url.host,
+                   rl->shared->url.port, status == REDIS_OK ? "closed" : ac->errstr);
     lost(rl, rl->connected, why);
 }
 
@@ -322,7 +322,7 @@ static void setup_commands(gw_rl *rl)
     }
     if (u->db) {
         const char *argv[] = { "SELECT", db };
-        snprintf(db, sizeof(db), "%d", u->db);
+        ml_snprintf_trunc(db, sizeof(db), "%d", u->db); /* 16 bytes hold any int: no cut */
         redisAsyncCommandArgv(rl->ac, on_setup_reply, "SELECT", 2, argv, NULL);
     }
 }
@@ -339,8 +339,8 @@ static int ensure_connection(gw_rl *rl, int64_t now)
     rl->ac = redisAsyncConnect(u->host, u->port);
     if (!rl->ac || rl->ac->err) {
         char why[160];
-        ml_snprintf(why, sizeof(why), "redis %s:%d: %s", u->host, u->port,
-                 rl->ac ? rl->ac->errstr : "out of memory");
+        ml_snprintf_trunc(why, sizeof(why), "redis %s:%d: %s", u->host, u->port,
+                       rl->ac ? rl->ac->errstr : "out of memory");
         if (rl->ac)
             redisAsyncFree(rl->ac);
         lost(rl, false, why);
@@ -413,8 +413,8 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         if (send_batch(rl, b, true) == ML_OK)
             return;
     }
-    ml_snprintf(why, sizeof(why), "%s", !r ? rl->last_error
-                                        : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected script reply");
+    ml_snprintf_trunc(why, sizeof(why), "%s", !r ? rl->last_error
+                                              : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected script reply");
     batch_in_memory(rl, b, why[0] ? why : "no reply");
 }
 
@@ -465,7 +465,9 @@ static int send_batch(gw_rl *rl, batch *b, bool eval)
     argv[0] = eval ? "EVAL" : "EVALSHA";
     argv[1] = eval ? rl->shared->script.source : rl->shared->script.sha;
     argv[2] = at;
-    at += snprintf(at, 24, "%zu", gs->nkeys) + 1;
+    if (ml_snprintf(at, 24, "%zu", gs->nkeys) != ML_OK)
+        goto out;
+    at += strlen(at) + 1;
     for (size_t i = 0; i < gs->nkeys; i++)
         argv[argc++] = gs->keys[i];
     for (size_t i = 0; i < gs->n; i++) {
@@ -473,7 +475,9 @@ static int send_batch(gw_rl *rl, batch *b, bool eval)
                          gs->g[i].lim.burst, (int64_t)gs->g[i].count };
         for (int j = 0; j < 4; j++) {
             argv[argc++] = at;
-            at += snprintf(at, 24, "%" PRId64, v[j]) + 1;
+            if (ml_snprintf(at, 24, "%" PRId64, v[j]) != ML_OK)
+                goto out;
+            at += strlen(at) + 1;
         }
     }
     b->ngroups = gs->n;
@@ -602,12 +606,12 @@ int64_t gw_rl_tick(gw_rl *rl, int64_t now_ms)
     char why[200];
 
     if (rl->ac && !rl->connected && now_ms >= rl->connect_deadline_ms) {
-        ml_snprintf(why, sizeof(why), "redis %s:%d: connect timed out after %d ms",
-                 rl->shared->url.host, rl->shared->url.port, rl->shared->timeout_ms);
+        ml_snprintf_trunc(why, sizeof(why), "redis %s:%d: connect timed out after %d ms",
+                       rl->shared->url.host, rl->shared->url.port, rl->shared->timeout_ms);
         drop(rl, why);
     } else if (rl->head && now_ms >= rl->head->deadline_ms) {
-        ml_snprintf(why, sizeof(why), "redis %s:%d: no reply within %d ms", rl->shared->url.host,
-                 rl->shared->url.port, rl->shared->timeout_ms);
+        ml_snprintf_trunc(why, sizeof(why), "redis %s:%d: no reply within %d ms", rl->shared->url.host,
+                       rl->shared->url.port, rl->shared->timeout_ms);
         drop(rl, why);
     }
     if (rl->ac && !rl->connected)

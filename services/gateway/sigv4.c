@@ -24,7 +24,7 @@ typedef struct sigv4_auth {
 
 static int fail(char *err, size_t errlen, const char *why)
 {
-    ml_snprintf(err, errlen, "%s", why);
+    ml_snprintf_trunc(err, errlen, "%s", why);
     return ML_ERR;
 }
 
@@ -190,7 +190,7 @@ static int canonical_headers(const gw_sigv4_request *r, const char *signed_heade
         const char *v = r->header(r->header_ud, h);
 
         if (!v) {
-            ml_snprintf(err, errlen, "signed header '%s' is missing from the request", h);
+            ml_snprintf_trunc(err, errlen, "signed header '%s' is missing from the request", h);
             return ML_ERR;
         }
         host = host || strcmp(h, "host") == 0;
@@ -265,8 +265,8 @@ static int check_scope(const gw_sigv4_request *r, const gw_sigv4_creds *c, const
     if (strcmp(a->access_key, c->access_key) != 0)
         return fail(err, errlen, "unknown access key id");
     if (strcmp(a->service, c->service) != 0) {
-        ml_snprintf(err, errlen, "credential scope names service '%s', expected '%s'",
-                    a->service, c->service);
+        ml_snprintf_trunc(err, errlen, "credential scope names service '%s', expected '%s'",
+                          a->service, c->service);
         return ML_ERR;
     }
     *amz_date = r->header(r->header_ud, "x-amz-date");

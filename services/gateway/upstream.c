@@ -113,12 +113,12 @@ static int add_instance(gw_pool *p, const char *url, size_t len, char *err, size
     while (len > 0 && url[len - 1] == '/')
         len--;
     if (p->n == GW_MAX_INSTANCES) {
-        ml_snprintf(err, errlen, "%s: more than %d instances", p->service, GW_MAX_INSTANCES);
+        ml_snprintf_trunc(err, errlen, "%s: more than %d instances", p->service, GW_MAX_INSTANCES);
         return ML_ERR;
     }
     if (len >= GW_URL_MAX || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) ||
         memchr(url, ' ', len)) {
-        ml_snprintf(err, errlen, "%s: '%.*s' is not an http(s) base URL", p->service, (int)len, url);
+        ml_snprintf_trunc(err, errlen, "%s: '%.*s' is not an http(s) base URL", p->service, (int)len, url);
         return ML_ERR;
     }
     in = &p->inst[p->n++];
@@ -166,7 +166,7 @@ int gw_pool_init(gw_pool *p, const char *service, const char *urls, const gw_bre
         s += strcspn(s, ",");
     }
     if (p->n == 0) {
-        ml_snprintf(err, errlen, "%s: no upstream URL configured", service);
+        ml_snprintf_trunc(err, errlen, "%s: no upstream URL configured", service);
         return ML_ERR;
     }
     register_metrics(p, reg);
@@ -269,9 +269,9 @@ size_t gw_pool_available(gw_pool *p, char *detail, size_t detail_len)
 
         ok += up;
         if (!up && off < detail_len) {
-            int w = snprintf(detail + off, detail_len - off, "%s%s: %s", off ? "; " : "",
-                             in->base_url, in->healthy ? "circuit open" : in->health_error);
-            off += w > 0 ? (size_t)w : 0;
+            ml_snprintf_trunc(detail + off, detail_len - off, "%s%s: %s", off ? "; " : "",
+                              in->base_url, in->healthy ? "circuit open" : in->health_error);
+            off += strlen(detail + off);
         }
     }
     pthread_mutex_unlock(&p->lock);
@@ -297,15 +297,16 @@ static void check_one(httpc *h, gw_instance *in)
     httpc_response resp = { 0 };
     bool ok = false;
 
-    ml_snprintf(url, sizeof(url), "%s/health", in->base_url);
     req.url = url;
     req.connect_timeout_ms = 300;
     req.timeout_ms = 1000;
     req.max_body = 64 * 1024;
-    if (httpc_do(h, &req, &resp) != ML_OK)
-        ml_snprintf(err, sizeof(err), "%s", httpc_error(h));
+    if (ml_snprintf(url, sizeof(url), "%s/health", in->base_url) != ML_OK)
+        ml_snprintf_trunc(err, sizeof(err), "the health check URL is too long");
+    else if (httpc_do(h, &req, &resp) != ML_OK)
+        ml_snprintf_trunc(err, sizeof(err), "%s", httpc_error(h));
     else if (resp.status != 200)
-        ml_snprintf(err, sizeof(err), "GET /health answered %ld", resp.status);
+        ml_snprintf_trunc(err, sizeof(err), "GET /health answered %ld", resp.status);
     else
         ok = true;
     httpc_response_free(&resp);

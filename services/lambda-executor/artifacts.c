@@ -58,7 +58,7 @@ int artifacts_unpack(const char *tgz, const char *dest, char *err, size_t errlen
     archive_write_disk_set_options(out, ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NODOTDOT |
                                             ARCHIVE_EXTRACT_PERM);
     if (archive_read_open_filename(in, tgz, 64 * 1024) != ARCHIVE_OK) {
-        ml_snprintf(err, errlen, "cannot read artifact: %s", archive_error_string(in));
+        ml_snprintf_trunc(err, errlen, "cannot read artifact: %s", archive_error_string(in));
         goto out;
     }
     while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK) {
@@ -66,13 +66,13 @@ int artifacts_unpack(const char *tgz, const char *dest, char *err, size_t errlen
         mode_t type = archive_entry_filetype(e);
         if (!name || !safe_path(name) || (type != AE_IFREG && type != AE_IFDIR) ||
             ml_snprintf(path, sizeof(path), "%s/%s", dest, name) != ML_OK) {
-            ml_snprintf(err, errlen, "artifact entry '%s' is not allowed", name ? name : "");
+            ml_snprintf_trunc(err, errlen, "artifact entry '%s' is not allowed", name ? name : "");
             goto out;
         }
         archive_entry_set_pathname(e, path);
         archive_entry_set_perm(e, type == AE_IFDIR || (archive_entry_perm(e) & 0111) ? 0755 : 0644);
         if (archive_write_header(out, e) != ARCHIVE_OK) {
-            ml_snprintf(err, errlen, "cannot unpack '%s': %s", path, archive_error_string(out));
+            ml_snprintf_trunc(err, errlen, "cannot unpack '%s': %s", path, archive_error_string(out));
             goto out;
         }
         if (type == AE_IFREG) {
@@ -83,14 +83,14 @@ int artifacts_unpack(const char *tgz, const char *dest, char *err, size_t errlen
                 if (archive_write_data_block(out, buf, size, off) != ARCHIVE_OK)
                     break;
             if (r != ARCHIVE_EOF) {
-                ml_snprintf(err, errlen, "cannot unpack '%s': %s", name, archive_error_string(in));
+                ml_snprintf_trunc(err, errlen, "cannot unpack '%s': %s", name, archive_error_string(in));
                 goto out;
             }
         }
         archive_write_finish_entry(out);
     }
     if (r != ARCHIVE_EOF) {
-        ml_snprintf(err, errlen, "corrupt artifact: %s", archive_error_string(in));
+        ml_snprintf_trunc(err, errlen, "corrupt artifact: %s", archive_error_string(in));
         goto out;
     }
     rc = ML_OK;
@@ -112,21 +112,21 @@ static int fetch(artifacts *a, s3_client *s3, const char *prefix, const char *sh
     if (ml_snprintf(tmp, sizeof(tmp), "%s/.fetch-%s-XXXXXX", a->cache_dir, sha256) != ML_OK ||
         !mkdtemp(tmp) || ml_snprintf(tgz, sizeof(tgz), "%s.tgz", tmp) != ML_OK ||
         ml_snprintf(key, sizeof(key), "%scode.tar.gz", prefix) != ML_OK) {
-        ml_snprintf(err, errlen, "cannot create a temporary directory in %s", a->cache_dir);
+        ml_snprintf_trunc(err, errlen, "cannot create a temporary directory in %s", a->cache_dir);
         return ML_ERR;
     }
     if (s3_get_file(s3, key, tgz, MAX_ARTIFACT) != ML_OK) {
-        ml_snprintf(err, errlen, "cannot fetch artifact %s: %s", key, s3_error(s3));
+        ml_snprintf_trunc(err, errlen, "cannot fetch artifact %s: %s", key, s3_error(s3));
         goto out;
     }
     if (crypto_sha256_file_hex(tgz, got, &size, why, sizeof(why)) != ML_OK || strcmp(got, sha256) != 0) {
-        ml_snprintf(err, errlen, "artifact %s does not match its sha256", key);
+        ml_snprintf_trunc(err, errlen, "artifact %s does not match its sha256", key);
         goto out;
     }
     if (artifacts_unpack(tgz, tmp, err, errlen) != ML_OK || chmod(tmp, 0755) != 0)
         goto out;
     if (rename(tmp, dir) != 0 && errno != ENOTEMPTY && errno != EEXIST) {
-        ml_snprintf(err, errlen, "cannot install artifact: %s", strerror(errno));
+        ml_snprintf_trunc(err, errlen, "cannot install artifact: %s", strerror(errno));
         goto out;
     }
     rc = ML_OK;
@@ -146,7 +146,7 @@ int artifacts_get(artifacts *a, s3_client *s3, const char *prefix, const char *s
 
     if (strlen(sha256) != 64 || strspn(sha256, "0123456789abcdef") != 64 ||
         ml_snprintf(dir, dirlen, "%s/%s", a->cache_dir, sha256) != ML_OK) {
-        ml_snprintf(err, errlen, "bad artifact sha256");
+        ml_snprintf_trunc(err, errlen, "bad artifact sha256");
         return ML_ERR;
     }
     if (stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
@@ -179,7 +179,7 @@ static int copy_file(const char *src, const char *dst, char *err, size_t errlen)
     }
 out:
     if (rc != ML_OK) {
-        ml_snprintf(err, errlen, "staging %s: %s", src, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "staging %s: %s", src, strerror(errno));
         unlink(tmp);
     }
     if (in >= 0)
@@ -199,7 +199,7 @@ static int copy_tree(const char *src, const char *dst, int depth, char *err, siz
     int rc = ML_ERR;
 
     if ((mkdir(dst, 0755) != 0 && errno != EEXIST) || chmod(dst, 0755) != 0 || !(d = opendir(src))) {
-        ml_snprintf(err, errlen, "staging %s into %s: %s", src, dst, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "staging %s into %s: %s", src, dst, strerror(errno));
         goto out;
     }
     while ((e = readdir(d))) {
@@ -207,7 +207,7 @@ static int copy_tree(const char *src, const char *dst, int depth, char *err, siz
             continue;
         if (ml_snprintf(from, sizeof(from), "%s/%s", src, e->d_name) != ML_OK ||
             ml_snprintf(to, sizeof(to), "%s/%s", dst, e->d_name) != ML_OK) {
-            ml_snprintf(err, errlen, "staging %s: path too long", src);
+            ml_snprintf_trunc(err, errlen, "staging %s: path too long", src);
             goto out;
         }
         if (stat(from, &st) != 0)
@@ -228,7 +228,7 @@ int artifacts_stage_runtimes(const artifacts *a, const char *src, char *out, siz
                              char *err, size_t errlen)
 {
     if (ml_snprintf(out, outlen, "%s/runtimes", a->cache_dir) != ML_OK) {
-        ml_snprintf(err, errlen, "staging runtimes: path too long");
+        ml_snprintf_trunc(err, errlen, "staging runtimes: path too long");
         return ML_ERR;
     }
     return copy_tree(src, out, 1, err, errlen); /* <runtime>/<file> */

@@ -61,8 +61,9 @@ static int put_str(ml_buf *b, const char *str, size_t n, size_t max_chars)
             rc = ml_buf_append(b, esc, 2);
             i++;
         } else if (c < 0x20 && c != 0) {
-            ml_snprintf(esc, sizeof(esc), "\\u%04x", c);
-            rc = ml_buf_append(b, esc, 6);
+            rc = ml_snprintf(esc, sizeof(esc), "\\u%04x", c);
+            if (rc == ML_OK)
+                rc = ml_buf_append(b, esc, 6);
             i++;
         } else if (c >= 0x80 && (len = audit_utf8_len(s + i, n - i)) > 0) {
             rc = ml_buf_append(b, s + i, len);
@@ -199,7 +200,7 @@ int audit_encode(const audit_record *rec, ml_buf *out, char *err, size_t errlen)
     ml_buf_init(&b, out->max);
     if (record_put(rec, &b) != ML_OK || ml_buf_append(out, b.data, b.len) != ML_OK) {
         ml_buf_free(&b);
-        ml_snprintf(err, errlen, "out of memory encoding the record");
+        ml_snprintf_trunc(err, errlen, "out of memory encoding the record");
         return ML_ERR;
     }
     ml_buf_free(&b);

@@ -150,7 +150,10 @@ static httpd_result h_list_invocations(httpd_req *req, httpd_resp *resp, void *u
         params[3] = us;
         params[4] = cid;
     }
-    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
+    if (ml_snprintf(limit, sizeof(limit), "%lld", (long long)n) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot format the page limit");
+        return HTTPD_DONE;
+    }
     audit_flush(a, READ_FLUSH_MS);
     if (!(db = need_db(a, resp)))
         return HTTPD_DONE;

@@ -60,7 +60,7 @@ int audit_spill_read(const char *path, audit_line_fn fn, void *ud, size_t *torn_
     if (fd < 0) {
         if (errno == ENOENT)
             return ML_OK;
-        ml_snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "cannot open %s: %s", path, strerror(errno));
         return ML_ERR;
     }
     ml_buf_init(&partial, LINE_MAX_BYTES);
@@ -68,10 +68,10 @@ int audit_spill_read(const char *path, audit_line_fn fn, void *ud, size_t *torn_
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            ml_snprintf(err, errlen, "cannot read %s: %s", path, strerror(errno));
+            ml_snprintf_trunc(err, errlen, "cannot read %s: %s", path, strerror(errno));
             rc = ML_ERR;
         } else if (feed_lines(chunk, (size_t)n, &used, &partial, &skipping, fn, ud) != ML_OK) {
-            ml_snprintf(err, errlen, "stopped reading %s", path);
+            ml_snprintf_trunc(err, errlen, "stopped reading %s", path);
             rc = ML_ERR;
         }
     }
@@ -251,12 +251,12 @@ int audit_spill_open(audit *a, char *err, size_t errlen)
 
     a->spill_fd = open(a->cfg.spill_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (a->spill_fd < 0) {
-        ml_snprintf(err, errlen, "cannot open the audit spill file %s: %s", a->cfg.spill_path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "cannot open the audit spill file %s: %s", a->cfg.spill_path, strerror(errno));
         return ML_ERR;
     }
     if (flock(a->spill_fd, LOCK_EX | LOCK_NB) != 0) {
-        ml_snprintf(err, errlen, "the audit spill file %s is in use by another process (%s); give each "
-                    "executor its own MINILAMBDA_AUDIT_SPILL_PATH", a->cfg.spill_path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "the audit spill file %s is in use by another process (%s); give each "
+                          "executor its own MINILAMBDA_AUDIT_SPILL_PATH", a->cfg.spill_path, strerror(errno));
         return ML_ERR;
     }
     if (audit_spill_read(a->cfg.spill_path, count_line, &a->spill_rows, &torn, err, errlen) != ML_OK ||
@@ -264,7 +264,7 @@ int audit_spill_open(audit *a, char *err, size_t errlen)
         return ML_ERR;
     a->spill_bytes = (int64_t)st.st_size - (int64_t)torn;
     if (torn && ftruncate(a->spill_fd, a->spill_bytes) != 0) {
-        ml_snprintf(err, errlen, "cannot cut the torn end off %s: %s", a->cfg.spill_path, strerror(errno));
+        ml_snprintf_trunc(err, errlen, "cannot cut the torn end off %s: %s", a->cfg.spill_path, strerror(errno));
         return ML_ERR;
     }
     if (torn)

@@ -54,7 +54,7 @@ ML_PRINTF(3, 4) static int fail(char *err, size_t errlen, const char *fmt, ...)
 
     if (err && errlen) {
         va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
+        ml_vsnprintf_trunc(err, errlen, fmt, ap);
         va_end(ap);
     }
     return ML_ERR;

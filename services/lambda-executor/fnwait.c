@@ -189,11 +189,11 @@ fnwait *fnwait_new(const fnwait_config *cfg, char *err, size_t errlen)
     fnwait *w;
 
     if (!cfg || !cfg->fetch) {
-        ml_snprintf(err, errlen, "fnwait: a fetch function is required");
+        ml_snprintf_trunc(err, errlen, "fnwait: a fetch function is required");
         return NULL;
     }
     if (!(w = calloc(1, sizeof(*w)))) {
-        ml_snprintf(err, errlen, "fnwait: out of memory");
+        ml_snprintf_trunc(err, errlen, "fnwait: out of memory");
         return NULL;
     }
     w->cfg = *cfg;
@@ -202,7 +202,7 @@ fnwait *fnwait_new(const fnwait_config *cfg, char *err, size_t errlen)
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->wake, NULL);
     if (pthread_create(&w->thread, NULL, wait_main, w) != 0) {
-        ml_snprintf(err, errlen, "fnwait: cannot start its thread");
+        ml_snprintf_trunc(err, errlen, "fnwait: cannot start its thread");
         pthread_cond_destroy(&w->wake);
         pthread_mutex_destroy(&w->lock);
         free(w);

@@ -58,11 +58,11 @@ static void start_died(sandbox_instance *in, const char *why, char *err, size_t 
     if (tail.len > 512 && (nl = strchr(t + tail.len - 512, '\n')))
         t = nl + 1;
     if (sb_oom_kills(in) > 0)
-        ml_snprintf(err, errlen, "Runtime.OutOfMemory: memory limit of %" PRId64 " MB exceeded "
-                    "while loading the function: %s", in->memory_mb, t);
+        ml_snprintf_trunc(err, errlen, "Runtime.OutOfMemory: memory limit of %" PRId64 " MB exceeded "
+                          "while loading the function: %s", in->memory_mb, t);
     else
-        ml_snprintf(err, errlen, "Runtime.ExitError: runtime exited during init (%s%s%s): %s",
-                    why ? why : "", why ? ", " : "", how, t);
+        ml_snprintf_trunc(err, errlen, "Runtime.ExitError: runtime exited during init (%s%s%s): %s",
+                          why ? why : "", why ? ", " : "", how, t);
     ml_buf_free(&tail);
 }
 
@@ -74,7 +74,7 @@ static int start_handshake(sandbox_instance *in, int64_t deadline, char *err, si
 
     if (o == EX_TIMEOUT) {
         sb_kill(in);
-        ml_snprintf(err, errlen, "Runtime.InitTimeout: the function did not finish loading in time");
+        ml_snprintf_trunc(err, errlen, "Runtime.InitTimeout: the function did not finish loading in time");
         return ML_ERR;
     }
     if (o != EX_MSG) {
@@ -90,11 +90,11 @@ static int start_handshake(sandbox_instance *in, int64_t deadline, char *err, si
         cJSON *e = cJSON_ParseWithLength(ml_buf_cstr(&in->rd.body), in->rd.body.len);
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(e, "errorType");
         const cJSON *m = cJSON_GetObjectItemCaseSensitive(e, "errorMessage");
-        ml_snprintf(err, errlen, "%s: %s", cJSON_IsString(t) ? t->valuestring : "Runtime.InitError",
-                    cJSON_IsString(m) ? m->valuestring : "the handler could not be loaded");
+        ml_snprintf_trunc(err, errlen, "%s: %s", cJSON_IsString(t) ? t->valuestring : "Runtime.InitError",
+                          cJSON_IsString(m) ? m->valuestring : "the handler could not be loaded");
         cJSON_Delete(e);
     } else {
-        ml_snprintf(err, errlen, "Runtime.ExitError: the runtime sent \"%.32s\" instead of ready", type);
+        ml_snprintf_trunc(err, errlen, "Runtime.ExitError: the runtime sent \"%.32s\" instead of ready", type);
     }
     sb_kill(in);
     return ML_ERR;
@@ -152,7 +152,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
         p->null_fd = -1;
     if (!p || (!provided && ml_snprintf(runtime_dir, sizeof(runtime_dir), "%s/%s",
                                         s->runtimes_dir, s->runtime) != ML_OK)) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: out of memory or path too long");
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory or path too long");
         goto out;
     }
     l.runtime_dir = provided ? NULL : runtime_dir;
@@ -167,7 +167,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
     if (!envp)
         goto out;
     if (!argv || p->arena_full) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: launch plan too large");
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: launch plan too large");
         goto out;
     }
     p->argv = argv;
@@ -248,14 +248,18 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     if (check_spec(spec, err, errlen) != ML_OK)
         return ML_ERR;
     if (!(in = instance_new(spec))) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: out of memory");
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
         return ML_ERR;
     }
     if ((in->uid_slot = sb_uid_alloc(&in->uid)) < 0) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
     }
-    snprintf(name, sizeof(name), "i%d-%lu", (int)getpid(), (unsigned long)atomic_fetch_add(&sb_host.seq, 1));
+    if (ml_snprintf(name, sizeof(name), "i%d-%lu", (int)getpid(),
+                    (unsigned long)atomic_fetch_add(&sb_host.seq, 1)) != ML_OK) {
+        sb_errf(err, errlen, "Sandbox.SetupError: cgroup name too long");
+        goto out;
+    }
     if (sb_cgroup_create(in, spec, name, cg_fd, err, errlen) != ML_OK ||
         start_launch(in, spec, cg_fd, err, errlen) != ML_OK ||
         start_handshake(in, deadline, err, errlen) != ML_OK)

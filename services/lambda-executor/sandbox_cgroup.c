@@ -94,7 +94,7 @@ int sb_cgroup_parent(const char *controller, const char *limit_file, const char 
     int rc = ML_ERR;
 
     if (own_cgroup(controller, own, sizeof(own)) != ML_OK) {
-        ml_snprintf(why, whylen, "no v1 %s controller in /proc/self/cgroup", controller);
+        ml_snprintf_trunc(why, whylen, "no v1 %s controller in /proc/self/cgroup", controller);
         return ML_ERR;
     }
     if (ml_snprintf(out, len, "/sys/fs/cgroup/%s/%s%s%s", controller, own, own[0] ? "/" : "",
@@ -103,17 +103,17 @@ int sb_cgroup_parent(const char *controller, const char *limit_file, const char 
         ml_snprintf(file, sizeof(file), "%s/%s", probe, limit_file) != ML_OK)
         return ML_ERR;
     if (mkdir(out, 0755) != 0 && errno != EEXIST) {
-        ml_snprintf(why, whylen, "mkdir %s: %s", out, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "mkdir %s: %s", out, strerror(errno));
         return ML_ERR;
     }
     if (mkdir(probe, 0755) != 0 && errno != EEXIST) {
-        ml_snprintf(why, whylen, "mkdir %s: %s", probe, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "mkdir %s: %s", probe, strerror(errno));
         return ML_ERR;
     }
     if (sb_write_file(file, limit) == ML_OK)
         rc = ML_OK;
     else
-        ml_snprintf(why, whylen, "write %s: %s", file, strerror(errno));
+        ml_snprintf_trunc(why, whylen, "write %s: %s", file, strerror(errno));
     (void)rmdir(probe);
     if (rc == ML_OK)
         cgroup_sweep(out);
@@ -148,7 +148,8 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
     char val[32];
 
     if (sb_host.features & SANDBOX_F_CGROUP_MEMORY) {
-        snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20);
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20) != ML_OK)
+            return sb_errf(err, errlen, "Sandbox.SetupError: bad memory limit");
         if (ml_snprintf(in->cg[0], sizeof(in->cg[0]), "%s/%s", sb_host.cg_mem, name) != ML_OK ||
             mkdir(in->cg[0], 0755) != 0)
             return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[0], strerror(errno));
@@ -160,7 +161,8 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
             return ML_ERR;
     }
     if (sb_host.features & SANDBOX_F_CGROUP_PIDS) {
-        snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64);
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64) != ML_OK)
+            return sb_errf(err, errlen, "Sandbox.SetupError: bad pids limit");
         if (ml_snprintf(in->cg[1], sizeof(in->cg[1]), "%s/%s", sb_host.cg_pids, name) != ML_OK ||
             mkdir(in->cg[1], 0755) != 0)
             return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[1], strerror(errno));

@@ -228,7 +228,7 @@ pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen)
 
     *pidfd = -1;
     if (!stack) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: out of memory");
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
         return -1;
     }
     if (p->ns)
@@ -248,13 +248,13 @@ pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen)
     if (pid < 0) {
         p->fail_step = STEP_CLONE;
         p->fail_errno = saved;
-        ml_snprintf(err, errlen, "Sandbox.SetupError: clone: %s", strerror(saved));
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: clone: %s", strerror(saved));
         return -1;
     }
     if (p->fail_step != STEP_NONE) {
         int op = p->fail_op;
-        ml_snprintf(err, errlen, "Sandbox.SetupError: %s%s%s: %s", step_names[p->fail_step],
-                    op >= 0 ? " " : "", op >= 0 ? p->ops[op].dst : "", strerror(p->fail_errno));
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: %s%s%s: %s", step_names[p->fail_step],
+                          op >= 0 ? " " : "", op >= 0 ? p->ops[op].dst : "", strerror(p->fail_errno));
         while (waitpid(pid, NULL, __WALL) < 0 && errno == EINTR)
             ;
         if (*pidfd >= 0)

@@ -118,7 +118,7 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
             left = 20;   /* no pidfd: notice the death by polling waitpid */
         rc = poll(pf, 3, (int)(left > INT32_MAX ? INT32_MAX : left));
         if (rc < 0 && errno != EINTR) {
-            ml_snprintf(why, whylen, "poll: %s", strerror(errno));
+            ml_snprintf_trunc(why, whylen, "poll: %s", strerror(errno));
             return EX_BROKEN;
         }
         if (rc <= 0) {
@@ -129,7 +129,7 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
         if (pf[1].revents)
             log_drain(in);
         if ((pf[0].revents & POLLOUT) && proto_writer_step(w, in->proto_fd) != ML_OK) {
-            ml_snprintf(why, whylen, "the runtime stopped reading (%s)", strerror(errno));
+            ml_snprintf_trunc(why, whylen, "the runtime stopped reading (%s)", strerror(errno));
             return EX_BROKEN;
         }
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
@@ -137,14 +137,14 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
             if (st == PROTO_DONE) {
                 log_drain(in);
                 if (w && !proto_writer_done(w)) {
-                    ml_snprintf(why, whylen, "the runtime answered before reading the event");
+                    ml_snprintf_trunc(why, whylen, "the runtime answered before reading the event");
                     return EX_BROKEN;
                 }
                 return EX_MSG;
             }
             if (st == PROTO_EOF || st == PROTO_ERROR) {
-                ml_snprintf(why, whylen, "%s", st == PROTO_EOF ? "the runtime closed its channel"
-                                                                : in->rd.error);
+                ml_snprintf_trunc(why, whylen, "%s", st == PROTO_EOF ? "the runtime closed its channel"
+                                                                      : in->rd.error);
                 return EX_BROKEN;
             }
         }
@@ -182,12 +182,12 @@ void sb_exit_text(const sandbox_instance *in, char *out, size_t len)
     int sig = WIFSIGNALED(st) ? WTERMSIG(st) : (code > 128 ? code - 128 : 0);
 
     if (st == -1)
-        ml_snprintf(out, len, "unknown exit status");
+        ml_snprintf_trunc(out, len, "unknown exit status");
     else if (sig)
-        ml_snprintf(out, len, "signal: %s", sig == SIGKILL ? "killed"
-                    : sigdescr_np(sig) ? sigdescr_np(sig) : "unknown");
+        ml_snprintf_trunc(out, len, "signal: %s", sig == SIGKILL ? "killed"
+                          : sigdescr_np(sig) ? sigdescr_np(sig) : "unknown");
     else
-        ml_snprintf(out, len, "exit status %d", code);
+        ml_snprintf_trunc(out, len, "exit status %d", code);
 }
 
 /* The "type" of a received header ("" if absent or not JSON), into out. */

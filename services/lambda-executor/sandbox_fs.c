@@ -15,7 +15,7 @@ int sb_errf(char *err, size_t len, const char *fmt, ...)
 
     if (err && len) {
         va_start(ap, fmt);
-        vsnprintf(err, len, fmt, ap);
+        ml_vsnprintf_trunc(err, len, fmt, ap);
         va_end(ap);
     }
     return ML_ERR;

@@ -49,8 +49,7 @@ void sb_find_top_dirs(void)
         struct stat st;
         ssize_t n;
 
-        snprintf(path, sizeof(path), "/%s", names[i]);
-        if (lstat(path, &st) != 0)
+        if (ml_snprintf(path, sizeof(path), "/%s", names[i]) != ML_OK || lstat(path, &st) != 0)
             continue;
         sb_top *t = &sb_host.top[sb_host.ntop];
         ml_strlcpy(t->name, names[i], sizeof(t->name));

@@ -132,8 +132,8 @@ static void take_result(sandbox_instance *in, size_t max_result, sandbox_result 
     sb_header_type(r, type, sizeof(type));
     if (r->body_too_large) {
         out->status = SB_HANDLER_ERROR;
-        snprintf(msg, sizeof(msg), "Response payload size (%u bytes) exceeded maximum allowed "
-                 "payload size (%zu bytes).", r->body_len, max_result);
+        ml_snprintf_trunc(msg, sizeof(msg), "Response payload size (%u bytes) exceeded maximum allowed "
+                          "payload size (%zu bytes).", r->body_len, max_result);
         error_json(&out->payload, "Function.ResponseSizeTooLarge", msg);
     } else if (strcmp(type, "error") == 0) {
         out->status = SB_HANDLER_ERROR;
@@ -163,21 +163,21 @@ static void take_death(sandbox_instance *in, sb_outcome o, const char *id, int64
 
     if (o == EX_TIMEOUT) {
         out->status = SB_TIMEOUT;
-        snprintf(msg, sizeof(msg), "Task timed out after %.2f seconds",
-                 (double)(deadline_ms - started) / 1000.0);
+        ml_snprintf_trunc(msg, sizeof(msg), "Task timed out after %.2f seconds",
+                          (double)(deadline_ms - started) / 1000.0);
         error_json(&out->payload, "TimeoutError", msg);
         return;
     }
     sb_exit_text(in, how, sizeof(how));
     if (sb_oom_kills(in) > 0) {
         out->status = SB_OOM;
-        snprintf(msg, sizeof(msg), "RequestId: %s Error: Runtime exited with error: %s "
-                 "(memory limit of %" PRId64 " MB exceeded)", id, how, in->memory_mb);
+        ml_snprintf_trunc(msg, sizeof(msg), "RequestId: %s Error: Runtime exited with error: %s "
+                          "(memory limit of %" PRId64 " MB exceeded)", id, how, in->memory_mb);
         error_json(&out->payload, "Runtime.OutOfMemory", msg);
     } else {
         out->status = SB_CRASH;
-        snprintf(msg, sizeof(msg), "RequestId: %s Error: Runtime exited with error: %s%s%s", id,
-                 how, why && *why ? "; " : "", why ? why : "");
+        ml_snprintf_trunc(msg, sizeof(msg), "RequestId: %s Error: Runtime exited with error: %s%s%s", id,
+                          how, why && *why ? "; " : "", why ? why : "");
         error_json(&out->payload, "Runtime.ExitError", msg);
     }
 }

@@ -24,16 +24,16 @@ static const char *plan_str(sb_plan *p, const char *fmt, ...)
     va_list ap;
     size_t room = sizeof(p->arena) - p->arena_used;
     char *dst = p->arena + p->arena_used;
-    int n;
+    int rc;
 
     va_start(ap, fmt);
-    n = vsnprintf(dst, room, fmt, ap);
+    rc = ml_vsnprintf(dst, room, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= room) {
+    if (rc != ML_OK) {
         p->arena_full = true;
         return NULL;
     }
-    p->arena_used += (size_t)n + 1;
+    p->arena_used += strlen(dst) + 1;
     return dst;
 }
 
@@ -302,12 +302,12 @@ char **sb_build_env(sb_plan *p, const sandbox_spec *s, bool ns, const char *runt
     while (s->env && s->env[nuser])
         nuser++;
     if (nuser > SB_MAX_ENV) {
-        ml_snprintf(err, errlen, "Sandbox.InvalidConfig: more than %d environment variables", SB_MAX_ENV);
+        ml_snprintf_trunc(err, errlen, "Sandbox.InvalidConfig: more than %d environment variables", SB_MAX_ENV);
         return NULL;
     }
     env = calloc(nuser + ML_ARRAY_LEN(defaults) + 12, sizeof(*env));
     if (!env) {
-        ml_snprintf(err, errlen, "Sandbox.SetupError: out of memory");
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
         return NULL;
     }
     for (size_t i = 0; i < ML_ARRAY_LEN(defaults); i++)
@@ -322,7 +322,7 @@ char **sb_build_env(sb_plan *p, const sandbox_spec *s, bool ns, const char *runt
     env[n++] = (char *)plan_str(p, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%" PRId64, s->memory_mb);
     for (size_t i = 0; i < nuser; i++) {
         if (!env_key_ok(s->env[i], &keylen)) {
-            ml_snprintf(err, errlen, "Sandbox.InvalidConfig: bad environment entry \"%.64s\"", s->env[i]);
+            ml_snprintf_trunc(err, errlen, "Sandbox.InvalidConfig: bad environment entry \"%.64s\"", s->env[i]);
             free(env);
             return NULL;
         }
@@ -333,7 +333,7 @@ char **sb_build_env(sb_plan *p, const sandbox_spec *s, bool ns, const char *runt
             env[n++] = (char *)s->env[i];
     }
     if (p->arena_full) {
-        ml_snprintf(err, errlen, "Sandbox.InvalidConfig: function settings too long");
+        ml_snprintf_trunc(err, errlen, "Sandbox.InvalidConfig: function settings too long");
         free(env);
         return NULL;
     }

@@ -58,7 +58,7 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
     p->cwd = "/";
     p->null_fd = p->log_fd = sb_open_null();
     if (p->null_fd < 0 || p->arena_full) {
-        ml_snprintf(why, whylen, "probe setup failed");
+        ml_snprintf_trunc(why, whylen, "probe setup failed");
         goto out;
     }
     pid = sb_clone(p, &pidfd, why, whylen);
@@ -72,7 +72,7 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
         rc = ML_OK;
     } else {
         *step = STEP_EXEC;
-        ml_snprintf(why, whylen, "probe exited with status %d", status);
+        ml_snprintf_trunc(why, whylen, "probe exited with status %d", status);
     }
 out:
     if (pidfd >= 0)

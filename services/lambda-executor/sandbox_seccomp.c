@@ -70,25 +70,25 @@ int sb_seccomp_build(bool network, sb_filter *out, char *why, size_t whylen)
     off_t size;
 
     if (!ctx) {
-        ml_snprintf(why, whylen, "seccomp_init failed");
+        ml_snprintf_trunc(why, whylen, "seccomp_init failed");
         return ML_ERR;
     }
     if (seccomp_rules(ctx, network) != ML_OK) {
-        ml_snprintf(why, whylen, "seccomp rules rejected by libseccomp");
+        ml_snprintf_trunc(why, whylen, "seccomp rules rejected by libseccomp");
         goto out;
     }
     fd = memfd_create("seccomp-bpf", MFD_CLOEXEC);
     if (fd < 0 || seccomp_export_bpf(ctx, fd) != 0 || (size = lseek(fd, 0, SEEK_END)) <= 0 ||
         size % (off_t)sizeof(struct sock_filter) != 0 ||
         size / (off_t)sizeof(struct sock_filter) > USHRT_MAX) {
-        ml_snprintf(why, whylen, "exporting the seccomp program failed");
+        ml_snprintf_trunc(why, whylen, "exporting the seccomp program failed");
         goto out;
     }
     out->insns = malloc((size_t)size);
     if (!out->insns || pread(fd, out->insns, (size_t)size, 0) != size) {
         free(out->insns);
         out->insns = NULL;
-        ml_snprintf(why, whylen, "reading the seccomp program failed");
+        ml_snprintf_trunc(why, whylen, "reading the seccomp program failed");
         goto out;
     }
     out->len = (unsigned short)(size / (off_t)sizeof(struct sock_filter));
