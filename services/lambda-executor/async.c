@@ -15,6 +15,7 @@
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "invoke.h"
 #include "log.h"
@@ -250,12 +251,30 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
     return SETTLE_ACK;
 }
 
+/* A uniform draw in [-100, 100] from this thread's xorshift64* generator, seeded from the
+ * kernel on first use, so every consumer (on every executor) draws its own sequence. */
+static int64_t jitter_permille(void)
+{
+    static _Thread_local uint64_t state;
+    uint64_t x;
+
+    while (state == 0)
+        if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
+            state = (uint64_t)ml_now_ms() ^ (uint64_t)(uintptr_t)&state;
+    x = state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    state = x;
+    return (int64_t)((x * 2685821657736338717ull) % 201) - 100;
+}
+
 /* Republishes to the delay queue: next attempt (or the same one when nothing ran). */
 static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count_attempt)
 {
     int64_t delay = mt->attempt >= 2 ? 2000 : 1000;
 
-    delay += (int64_t)(rand() % 201 - 100) * delay / 1000; /* ±10 % */
+    delay += jitter_permille() * delay / 1000; /* ±10 % */
     if (count_attempt)
         mt->attempt++;
     return publish(mq, mt, m->body, m->body_len, "", mt->attempt >= 3 ? TOPO_INVOKE_RETRY2 : TOPO_INVOKE_RETRY1,

@@ -1,4 +1,7 @@
-/* invoke.h — POST /functions/{fn}/invoke (RequestResponse and DryRun). */
+/* invoke.h — POST /functions/{fn}/invoke, the HTTP face of all three invocation types:
+ * RequestResponse (sync: runs now through exec.h), Event (async: queued through async.h)
+ * and DryRun (checks only). Scheduled (cron) invocations do not come through here: the
+ * scheduler (schedules.h) queues them as async events. */
 #ifndef EX_INVOKE_H
 #define EX_INVOKE_H
 

@@ -69,10 +69,6 @@ struct registry {
     metric *m_lookups, *m_webhooks, *m_redis_errors;
 };
 
-/* fn_parse's (and redis_fetch's) "Redis knows there is no such function right now": the
- * short-lived marker a lookup leaves (see mark_absent). Internal; distinct from the rest. */
-#define REGISTRY_ABSENT 3
-
 /* ------------------------------------------------------------------------------------ */
 /* Keys                                                                                 */
 
@@ -625,7 +621,7 @@ static void count_lookup(registry *r, const char *source)
     metric_inc(r->m_lookups, labels);
 }
 
-int registry_get_cached(registry *r, const char *fn, fn_info *out)
+registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out)
 {
     char key[FN_NAME_MAX];
     bool by_id, found = false;
@@ -666,7 +662,7 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
     return rc;
 }
 
-int registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen)
+registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen)
 {
     char key[FN_NAME_MAX], ebuf[256];
     bool by_id, found = false;

@@ -19,10 +19,14 @@
 #include "pg.h"
 #include "service.h"
 
-/* registry_get's "no such function" result; distinct from ML_OK and ML_ERR. */
-#define REGISTRY_NOT_FOUND 1
-/* registry_get_cached's "not in the process cache (or too old)" result. */
-#define REGISTRY_MISS 2
+/* Results of the lookups. */
+typedef enum {
+    REGISTRY_OK = ML_OK,
+    REGISTRY_ERR = ML_ERR,
+    REGISTRY_NOT_FOUND = 1, /* no such function (equals RDS_NIL: see redis_fetch) */
+    REGISTRY_MISS = 2,      /* registry_get_cached: not in the process cache (or too old) */
+    REGISTRY_ABSENT = 3,    /* internal: Redis holds the short-lived "absent" marker */
+} registry_rc;
 
 #define FN_NAME_MAX 65
 #define FN_RUNTIME_MAX 16
@@ -108,11 +112,11 @@ size_t registry_routes(registry *r, httpd_route *out, size_t max);
  * when Postgres is needed but unavailable (err gets why; err may be NULL). May block on a
  * cache miss: Redis is bounded to 250 ms and skipped for a while after it fails; Postgres
  * by its statement timeout. Thread-safe (per-thread connections). */
-int registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
+registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
 
 /* Process cache only, never any I/O (safe on the HTTP server's polling threads): ML_OK,
  * REGISTRY_NOT_FOUND (known absent), or REGISTRY_MISS (not cached or older than the TTL). */
-int registry_get_cached(registry *r, const char *fn, fn_info *out);
+registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out);
 
 /* Drops the function (id and name) from the process cache. The registry does this itself
  * on every change it makes; exposed for callers that learn of a change another way. */
