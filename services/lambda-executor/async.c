@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "invoke.h"
+#include "exec.h"
 #include "log.h"
 #include "service.h"
 #include "topology.h"
@@ -82,11 +82,7 @@ static void submit(ex_app *app, const meta *mt, audit_status st, const void *pay
     if (res) {
         r.result = st == AUDIT_SUCCEEDED ? res->payload.data : NULL;
         r.result_len = st == AUDIT_SUCCEEDED ? res->payload.len : 0;
-        r.response_size = (int64_t)res->payload.len;
-        r.log_tail = res->log_tail.data;
-        r.log_tail_len = res->log_tail.len;
-        r.duration_ms = res->duration_ms;
-        r.memory_used_mb = res->max_memory_bytes > 0 ? res->max_memory_bytes >> 20 : -1;
+        exec_audit_result(&r, res);
     }
     if (audit_submit(app->audit, &r) != ML_OK)
         ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", mt->id, NULL);
@@ -283,31 +279,20 @@ static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count
                : SETTLE_REQUEUE;
 }
 
-static char *error_field(const sandbox_result *res, const char *key)
-{
-    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
-
-    cJSON_Delete(o);
-    return s;
-}
-
 /* Runs one attempt and decides what becomes of the event. */
 static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_info *fn,
                           const mq_message *m)
 {
-    static const char *const types[] = { NULL, "Unhandled", "TimeoutError", "Runtime.ExitError",
-                                         "Runtime.OutOfMemory" };
     sandbox_result res = { 0 };
     char err[512], *message = NULL;
     bool cold;
     settle s;
     exec_outcome o;
+    exec_request rq = { .fn = fn, .trigger = trigger_names[mt->trigger], .id = mt->id,
+                        .event = m->body, .len = m->body_len, .wait_ms = 1000 };
 
     submit(app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
-    o = invoke_exec(app, d, fn, trigger_names[mt->trigger], mt->id, m->body, m->body_len, 1000,
-                    &cold, &res, err, sizeof(err));
+    o = exec_run(app, d, &rq, &cold, &res, err, sizeof(err));
     if (o != EXEC_RAN) { /* nothing ran: try again later without spending an attempt */
         sandbox_result_free(&res);
         return retry_later(mq, mt, m, false);
@@ -316,12 +301,12 @@ static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_
         submit(app, mt, AUDIT_SUCCEEDED, m->body, m->body_len, &res, NULL, NULL);
         s = destination(app, d, mt, fn, true, &res, NULL, NULL) == ML_OK ? SETTLE_ACK : SETTLE_REQUEUE;
     } else {
-        message = error_field(&res, "errorMessage");
+        message = exec_error_message(&res);
         if (mt->attempt < 1 + fn->max_retries) {
-            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, types[res.status], message);
+            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, exec_error_type(res.status), message);
             s = retry_later(mq, mt, m, true);
         } else {
-            s = dead_letter(app, d, mq, mt, fn, m, &res, types[res.status], message);
+            s = dead_letter(app, d, mq, mt, fn, m, &res, exec_error_type(res.status), message);
         }
     }
     free(message);
