@@ -345,7 +345,7 @@ static settle handle(ex_app *app, deps *d, mq_conn *mq, const mq_message *m)
 void *async_main(void *arg)
 {
     ex_app *app = arg;
-    deps *d = ex_deps(app);
+    deps *d = app_thread_deps(app);
     mq_options o = { .heartbeat_s = -1, .connection_name = "lambda-executor-async" };
     char err[256] = "";
     /* A consumer may hold a message for a whole invocation (up to 900 s) without servicing

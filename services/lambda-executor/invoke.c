@@ -237,7 +237,7 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
         resp->status = 204;
         goto out;
     }
-    if (!(d = ex_deps(c->app))) {
+    if (!(d = app_thread_deps(c->app))) {
         httpd_resp_header(resp, "Retry-After", "1");
         httpd_resp_error(resp, 503, "service_unavailable", "cannot reach storage");
         goto out;
