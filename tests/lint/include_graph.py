@@ -73,7 +73,7 @@ def find_cycle(graph):
 
 class Checker:
     def __init__(self, root):
-        self.root = root
+        self.root = os.path.abspath(root)
         self.errors = []
         self.known = []
         self.services = sorted(d for d in os.listdir(os.path.join(root, "services"))
