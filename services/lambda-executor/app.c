@@ -5,12 +5,38 @@
 #include "sandbox.h"
 #include "topology.h"
 
-deps *app_thread_deps(ex_app *app)
+/* What deps_thread makes; the thread's Redis client is the registry's (below). */
+#define THREAD_NEED (EX_NEED & ~DEPS_REDIS)
+
+/* A Redis client bounded as the registry's lookups require; NULL (logged) if it cannot be
+ * made, which only costs the Redis cache. */
+static rds_conn *lookup_redis(const ex_app *app)
 {
-    return deps_thread(&app->deps, EX_NEED, &topo_invoke, "lambda-executor");
+    rds_options o = { .connect_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS,
+                      .command_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS };
+    char err[256];
+    rds_conn *c = rds_new(app->deps.redis_url, &o, err, sizeof(err));
+
+    if (!c)
+        ml_log_error("cannot create a Redis client: %s", err);
+    return c;
 }
 
-/* The thread_db callback of the registry and the audit log (ud: the ex_app). */
+deps *app_thread_deps(ex_app *app)
+{
+    deps *d = deps_thread(&app->deps, THREAD_NEED, &topo_invoke, "lambda-executor");
+
+    if (d && !d->redis) /* freed with the rest of d when the thread exits */
+        d->redis = lookup_redis(app);
+    return d;
+}
+
+static deps *thread_deps(void *ud)
+{
+    return app_thread_deps(ud);
+}
+
+/* The audit log's thread_db callback (ud: the ex_app). */
 static pg_conn *thread_db(void *ud)
 {
     deps *d = app_thread_deps(ud);
@@ -112,9 +138,8 @@ static int start_parts(ex_app *app, svc *s)
     pool_config pc = { .idle_ttl_ms = app->idle_ttl_s * 1000, .max_instances = app->max_instances,
                        .metrics = s->metrics };
 
-    app->registry_cfg.redis_url = app->deps.redis_url;
-    app->registry_cfg.thread_db = thread_db;
-    app->registry_cfg.thread_db_ud = app;
+    app->registry_cfg.thread_deps = thread_deps;
+    app->registry_cfg.thread_deps_ud = app;
     app->audit_cfg.db_url = app->deps.lambda_db_url;
     app->audit_cfg.statement_timeout_ms = app->deps.db_statement_timeout_ms;
     app->audit_cfg.thread_db = thread_db;

@@ -4,8 +4,8 @@
  * registry, the audit log, the warm pools and the invocation metrics. app_start creates them
  * in order and app_stop frees them in reverse. Every module receives the ex_app explicitly;
  * a thread reaches its own clients (Postgres, Redis, AMQP, S3) only through
- * app_thread_deps — the registry and the audit log through the thread_db callback app_start
- * hands them, which is the same thing. A zeroed ex_app is a valid empty app (app_stop is a
+ * app_thread_deps — the registry through a thread_deps callback and the audit log through
+ * a thread_db callback, both app_thread_deps underneath. A zeroed ex_app is a valid empty app (app_stop is a
  * no-op on it). */
 #ifndef EX_APP_H
 #define EX_APP_H
@@ -55,8 +55,10 @@ int app_start(ex_app *app, svc *s);
  * after the HTTP server and every thread using app have stopped. */
 void app_stop(ex_app *app);
 
-/* This thread's own clients (see deps_thread), created on first use; NULL when they cannot
- * be created (logged). The one way any executor thread reaches Postgres, AMQP or S3. */
+/* This thread's own clients (see deps_thread), created on first use and freed when the
+ * thread exits; NULL when they cannot be created (logged). ->redis is bounded to the
+ * registry's REGISTRY_REDIS_TIMEOUT_MS and may be NULL. The one way any executor thread
+ * reaches Postgres, Redis, AMQP or S3. */
 deps *app_thread_deps(ex_app *app);
 
 #endif

@@ -21,7 +21,6 @@
 #include "registry.h"
 
 #define CACHE_BUCKETS 1024u            /* power of two */
-#define REDIS_TIMEOUT_MS 250           /* a lookup never waits longer on Redis */
 #define REDIS_SKIP_MIN_MS 1000         /* after a Redis failure, skip it this long ... */
 #define REDIS_SKIP_MAX_MS 10000        /* ... doubling up to this */
 #define DIRTY_MAX 512                  /* changes whose Redis write-through is still owed */
@@ -47,7 +46,6 @@ typedef struct dirty_fn {
 
 struct registry {
     registry_config cfg;
-    pthread_key_t tls;              /* this thread's rds_conn */
     /* process cache */
     pthread_rwlock_t lock;
     cache_entry *buckets[CACHE_BUCKETS];
@@ -87,9 +85,9 @@ int reg_fields_check(const cJSON *obj, bool strict, char *err, size_t errlen);
 
 /* ---- registry_cache.c ---- */
 
-/* Locks and the per-thread Redis key of a calloc'ed registry; ML_ERR (err) on failure. */
-int reg_cache_init(registry *r, char *err, size_t errlen);
-/* Frees the cache entries, this thread's Redis client and the locks. */
+/* The locks of a calloc'ed registry. */
+void reg_cache_init(registry *r);
+/* Frees the cache entries and the locks. */
 void reg_cache_free(registry *r);
 /* Copies a cached entry into *out (when found) and says how fresh it is; *found tells a
  * cached absence. */

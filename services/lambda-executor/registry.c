@@ -124,8 +124,8 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
         ml_snprintf(err, errlen, "MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
         return NULL;
     }
-    if (!cfg->redis_url || !cfg->thread_db || cfg->cache_max < 1) {
-        ml_snprintf(err, errlen, "registry: redis_url, thread_db and cache_max are required");
+    if (!cfg->thread_deps || cfg->cache_max < 1) {
+        ml_snprintf(err, errlen, "registry: thread_deps and cache_max are required");
         return NULL;
     }
     if (!(r = calloc(1, sizeof(*r)))) {
@@ -133,10 +133,7 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
         return NULL;
     }
     r->cfg = *cfg;
-    if (reg_cache_init(r, err, errlen) != ML_OK) {
-        free(r);
-        return NULL;
-    }
+    reg_cache_init(r);
     if (!(r->waits = fnwait_new(&(fnwait_config){ .fetch = reg_wait_fetch, .fetch_ud = r,
                                                   .should_stop = svc_stopping },
                                 err, errlen))) {

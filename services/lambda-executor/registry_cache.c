@@ -1,6 +1,7 @@
 /* registry_cache.c — the registry's two caches: the process cache (a hash of fn_info by id
- * and by name, short TTL, epoch-guarded fills) and Redis (a per-thread client with a 250 ms
- * bound, a circuit breaker, and invalidations owed while it is down). */
+ * and by name, short TTL, epoch-guarded fills) and Redis (the thread's client, bounded to
+ * REGISTRY_REDIS_TIMEOUT_MS, behind a circuit breaker, with invalidations owed while it is
+ * down). */
 #include "registry-int.h"
 
 #include <stdlib.h>
@@ -128,20 +129,12 @@ void registry_forget(registry *r, const char *id, const char *name)
     pthread_rwlock_unlock(&r->lock);
 }
 
+/* This thread's Redis client (see registry_config.thread_deps), or NULL. */
 static rds_conn *redis_conn(registry *r)
 {
-    rds_options o = { .connect_timeout_ms = REDIS_TIMEOUT_MS, .command_timeout_ms = REDIS_TIMEOUT_MS };
-    rds_conn *c = pthread_getspecific(r->tls);
-    char err[256];
+    deps *d = r->cfg.thread_deps(r->cfg.thread_deps_ud);
 
-    if (c)
-        return c;
-    if (!(c = rds_new(r->cfg.redis_url, &o, err, sizeof(err)))) {
-        ml_log_error("registry: cannot create a Redis client: %s", err);
-        return NULL;
-    }
-    pthread_setspecific(r->tls, c);
-    return c;
+    return d ? d->redis : NULL;
 }
 
 /* The connection to use now, or NULL while the breaker says Redis is down. */
@@ -320,32 +313,14 @@ void reg_publish_change(registry *r, const char *id, const char *name, const cha
         reg_redis_owe(r, id, name);
 }
 
-static void tls_free(void *p)
+void reg_cache_init(registry *r)
 {
-    rds_free(p);
-}
-
-int reg_cache_init(registry *r, char *err, size_t errlen)
-{
-    if (pthread_key_create(&r->tls, tls_free) != 0) {
-        ml_snprintf(err, errlen, "pthread_key_create failed");
-        return ML_ERR;
-    }
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->redis_lock, NULL);
-    return ML_OK;
 }
 
 void reg_cache_free(registry *r)
 {
-    rds_conn *c;
-
-    /* this thread's client (other threads' are freed when they exit) */
-    if ((c = pthread_getspecific(r->tls)) != NULL) {
-        rds_free(c);
-        pthread_setspecific(r->tls, NULL);
-    }
-    pthread_key_delete(r->tls);
     for (size_t b = 0; b < CACHE_BUCKETS; b++) {
         while (r->buckets[b])
             cache_unlink(r, &r->buckets[b]);

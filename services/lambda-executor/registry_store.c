@@ -44,7 +44,8 @@
 
 pg_conn *reg_need_db(registry *r, httpd_resp *resp)
 {
-    pg_conn *db = r->cfg.thread_db(r->cfg.thread_db_ud);
+    deps *d = r->cfg.thread_deps(r->cfg.thread_deps_ud);
+    pg_conn *db = d ? d->db : NULL;
 
     if (!db && resp) {
         httpd_resp_header(resp, "Retry-After", "5");
