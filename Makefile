@@ -181,6 +181,12 @@ asan:
 clean:
 	rm -rf build
 
+# The include graph's rules (tests/lint/include_graph.py): no service includes another's
+# headers, nothing reaches back into a main.c, no include cycles.
+.PHONY: check-includes
+check-includes:
+	/usr/bin/python3 tests/lint/include_graph.py
+
 help:
 	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan bench clean"
 

@@ -1,4 +1,12 @@
-/* app.h — the lambda-executor's shared state. */
+/* app.h — the lambda-executor's dependencies, owned in one place and handed down.
+ *
+ * An ex_app owns the health-check connections, the sandbox set-up, the artifact cache, the
+ * registry, the audit log, the warm pools and the invocation metrics. app_start creates them
+ * in order and app_stop frees them in reverse. Every module receives the ex_app explicitly;
+ * a thread reaches its own clients (Postgres, Redis, AMQP, S3) only through
+ * app_thread_deps — the registry through a thread_deps callback and the audit log through
+ * a thread_db callback, both app_thread_deps underneath. A zeroed ex_app is a valid empty app (app_stop is a
+ * no-op on it). */
 #ifndef EX_APP_H
 #define EX_APP_H
 
@@ -11,27 +19,46 @@
 
 #define EX_NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
 #define EX_MAX_SYNC_BODY (6 * 1024 * 1024)
+#define EX_MAX_CONSUMERS 64
 
 typedef struct ex_app {
+    /* configuration (app_cfg_vars) */
     deps_config deps;
     registry_config registry_cfg;
     audit_config audit_cfg;
-    registry *registry;
-    audit *audit;
-    artifacts artifacts;
-    pool *pool;
     const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
-    char runtimes_staged[4096];   /* artifacts_stage_runtimes */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
     bool network;                 /* functions may use the network */
     int64_t async_consumers;      /* threads running queued events */
     int64_t queue_stats_interval_ms; /* refresh of the queue and DLQ depth gauges */
     int64_t metrics_max_functions;   /* distinct function label values (metrics.h) */
     bool allow_loopback, allow_private; /* destinations (on_success/on_failure) SSRF policy */
+    /* owned, made by app_start */
+    deps health;                  /* the health checks' own connections */
+    char runtimes_staged[4096];   /* artifacts_stage_runtimes */
+    registry *registry;
+    audit *audit;
+    artifacts artifacts;
+    pool *pool;
     metric *m_invocations, *m_duration, *m_starts, *m_kills, *m_dlq;
 } ex_app;
 
-/* This thread's clients (see deps_thread); NULL when they cannot be created. */
-deps *ex_deps(ex_app *app);
+/* Appends the executor's configuration variables (destinations in app, and s's worker
+ * count) to vars; returns how many (at most max). Call before svc_init. */
+size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max);
+
+/* After svc_init: registers the metrics, opens the health-check connections and creates
+ * every dependency. ML_ERR logged; call app_stop either way. */
+int app_start(ex_app *app, svc *s);
+
+/* Frees what app_start made, in reverse (the audit log flushes every queued row). Call
+ * after the HTTP server and every thread using app have stopped. */
+void app_stop(ex_app *app);
+
+/* This thread's own clients (see deps_thread), created on first use and freed when the
+ * thread exits; NULL when they cannot be created (logged). ->redis is bounded to the
+ * registry's REGISTRY_REDIS_TIMEOUT_MS and may be NULL. The one way any executor thread
+ * reaches Postgres, Redis, AMQP or S3. */
+deps *app_thread_deps(ex_app *app);
 
 #endif

@@ -15,8 +15,9 @@
 #include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
-#include "invoke.h"
+#include "exec.h"
 #include "log.h"
 #include "service.h"
 #include "topology.h"
@@ -81,11 +82,7 @@ static void submit(ex_app *app, const meta *mt, audit_status st, const void *pay
     if (res) {
         r.result = st == AUDIT_SUCCEEDED ? res->payload.data : NULL;
         r.result_len = st == AUDIT_SUCCEEDED ? res->payload.len : 0;
-        r.response_size = (int64_t)res->payload.len;
-        r.log_tail = res->log_tail.data;
-        r.log_tail_len = res->log_tail.len;
-        r.duration_ms = res->duration_ms;
-        r.memory_used_mb = res->max_memory_bytes > 0 ? res->max_memory_bytes >> 20 : -1;
+        exec_audit_result(&r, res);
     }
     if (audit_submit(app->audit, &r) != ML_OK)
         ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", mt->id, NULL);
@@ -250,12 +247,30 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
     return SETTLE_ACK;
 }
 
+/* A uniform draw in [-100, 100] from this thread's xorshift64* generator, seeded from the
+ * kernel on first use, so every consumer (on every executor) draws its own sequence. */
+static int64_t jitter_permille(void)
+{
+    static _Thread_local uint64_t state;
+    uint64_t x;
+
+    while (state == 0)
+        if (getrandom(&state, sizeof(state), 0) != (ssize_t)sizeof(state))
+            state = (uint64_t)ml_now_ms() ^ (uint64_t)(uintptr_t)&state;
+    x = state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    state = x;
+    return (int64_t)((x * 2685821657736338717ull) % 201) - 100;
+}
+
 /* Republishes to the delay queue: next attempt (or the same one when nothing ran). */
 static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count_attempt)
 {
     int64_t delay = mt->attempt >= 2 ? 2000 : 1000;
 
-    delay += (int64_t)(rand() % 201 - 100) * delay / 1000; /* ±10 % */
+    delay += jitter_permille() * delay / 1000; /* ±10 % */
     if (count_attempt)
         mt->attempt++;
     return publish(mq, mt, m->body, m->body_len, "", mt->attempt >= 3 ? TOPO_INVOKE_RETRY2 : TOPO_INVOKE_RETRY1,
@@ -264,31 +279,20 @@ static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count
                : SETTLE_REQUEUE;
 }
 
-static char *error_field(const sandbox_result *res, const char *key)
-{
-    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    char *s = cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
-
-    cJSON_Delete(o);
-    return s;
-}
-
 /* Runs one attempt and decides what becomes of the event. */
 static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_info *fn,
                           const mq_message *m)
 {
-    static const char *const types[] = { NULL, "Unhandled", "TimeoutError", "Runtime.ExitError",
-                                         "Runtime.OutOfMemory" };
     sandbox_result res = { 0 };
     char err[512], *message = NULL;
     bool cold;
     settle s;
     exec_outcome o;
+    exec_request rq = { .fn = fn, .trigger = trigger_names[mt->trigger], .id = mt->id,
+                        .event = m->body, .len = m->body_len, .wait_ms = 1000 };
 
     submit(app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
-    o = invoke_exec(app, d, fn, trigger_names[mt->trigger], mt->id, m->body, m->body_len, 1000,
-                    &cold, &res, err, sizeof(err));
+    o = exec_run(app, d, &rq, &cold, &res, err, sizeof(err));
     if (o != EXEC_RAN) { /* nothing ran: try again later without spending an attempt */
         sandbox_result_free(&res);
         return retry_later(mq, mt, m, false);
@@ -297,12 +301,12 @@ static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_
         submit(app, mt, AUDIT_SUCCEEDED, m->body, m->body_len, &res, NULL, NULL);
         s = destination(app, d, mt, fn, true, &res, NULL, NULL) == ML_OK ? SETTLE_ACK : SETTLE_REQUEUE;
     } else {
-        message = error_field(&res, "errorMessage");
+        message = exec_error_message(&res);
         if (mt->attempt < 1 + fn->max_retries) {
-            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, types[res.status], message);
+            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, exec_error_type(res.status), message);
             s = retry_later(mq, mt, m, true);
         } else {
-            s = dead_letter(app, d, mq, mt, fn, m, &res, types[res.status], message);
+            s = dead_letter(app, d, mq, mt, fn, m, &res, exec_error_type(res.status), message);
         }
     }
     free(message);
@@ -341,7 +345,7 @@ static settle handle(ex_app *app, deps *d, mq_conn *mq, const mq_message *m)
 void *async_main(void *arg)
 {
     ex_app *app = arg;
-    deps *d = ex_deps(app);
+    deps *d = app_thread_deps(app);
     mq_options o = { .heartbeat_s = -1, .connection_name = "lambda-executor-async" };
     char err[256] = "";
     /* A consumer may hold a message for a whole invocation (up to 900 s) without servicing

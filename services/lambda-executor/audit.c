@@ -212,7 +212,6 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
         audit_stop(a);
         return NULL;
     }
-    a->thread_started = true;
     return a;
 fail:
     audit_free(a);

@@ -12,7 +12,7 @@
 
 static deps *need_db(ex_app *app, httpd_resp *resp)
 {
-    deps *d = ex_deps(app);
+    deps *d = app_thread_deps(app);
 
     if (!d) {
         httpd_resp_header(resp, "Retry-After", "1");
@@ -180,7 +180,7 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 /* Sets minilambda_dlq_messages from Postgres, or removes it when the count is unknown. */
 static void dlq_refresh(ex_app *app)
 {
-    deps *d = ex_deps(app);
+    deps *d = app_thread_deps(app);
     PGresult *r = d ? pg_query(d->db, "ex_dlq_count",
                                "SELECT count(*) FROM dead_letter_queue WHERE replayed_at IS NULL",
                                0, NULL)

@@ -188,14 +188,14 @@ static int start_instance(pool *p, pool_fn *f, pool_lease *out, char *err, size_
     return rc;
 }
 
-int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *out, char *err,
-                 size_t errlen)
+pool_rc pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *out,
+                     char *err, size_t errlen)
 {
     sandbox_instance *victims[64];
     size_t nvictims = 0;
     int64_t deadline = ml_now_ms() + wait_ms;
     pool_fn *f;
-    int rc = POOL_SATURATED;
+    pool_rc rc = POOL_SATURATED;
 
     memset(out, 0, sizeof(*out));
     pthread_mutex_lock(&p->lock);
@@ -205,7 +205,7 @@ int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *ou
             f->nidle--;
             out->inst = f->idle[f->nidle];
             f->busy++;
-            rc = ML_OK;
+            rc = POOL_OK;
             break;
         }
         if (f->busy + f->starting < f->max) {
@@ -218,7 +218,7 @@ int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *ou
                 if (evicted)
                     sandbox_destroy(evicted);
                 destroy_all(victims, nvictims);
-                return start_instance(p, f, out, err, errlen);
+                return start_instance(p, f, out, err, errlen) == ML_OK ? POOL_OK : POOL_ERR;
             }
         }
         if (ml_now_ms() >= deadline)
@@ -230,7 +230,7 @@ int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *ou
     destroy_all(victims, nvictims);
     if (!f) {
         ml_snprintf(err, errlen, "out of memory");
-        return ML_ERR;
+        return POOL_ERR;
     }
     if (rc == POOL_SATURATED)
         ml_snprintf(err, errlen, "function '%s' is at its concurrency limit (%lld)", want->function_name,

@@ -12,9 +12,15 @@
 #include <stdint.h>
 
 #include "metrics.h"
+#include "ml.h"
 #include "sandbox.h"
 
-#define POOL_SATURATED 1
+/* pool_acquire's results. */
+typedef enum {
+    POOL_OK = ML_OK,
+    POOL_ERR = ML_ERR,
+    POOL_SATURATED = 1, /* the concurrency stayed exhausted for the whole wait */
+} pool_rc;
 
 typedef struct pool pool;
 typedef struct pool_fn pool_fn;
@@ -49,8 +55,8 @@ void pool_free(pool *p);
 /* An instance for want: idle (warm) or newly started (cold). ML_OK; POOL_SATURATED when the
  * function's concurrency (or the host's instance cap) stayed exhausted for wait_ms; ML_ERR
  * when a new instance could not start (err says why, e.g. the handler failed to load). */
-int pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *out, char *err,
-                 size_t errlen);
+pool_rc pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease *out,
+                     char *err, size_t errlen);
 
 /* Returns the instance; reusable=false destroys it (crash, timeout, OOM). */
 void pool_release(pool *p, pool_lease *lease, bool reusable);

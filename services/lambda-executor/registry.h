@@ -14,15 +14,23 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "deps.h"
 #include "httpd.h"
 #include "ml.h"
 #include "pg.h"
 #include "service.h"
 
-/* registry_get's "no such function" result; distinct from ML_OK and ML_ERR. */
-#define REGISTRY_NOT_FOUND 1
-/* registry_get_cached's "not in the process cache (or too old)" result. */
-#define REGISTRY_MISS 2
+/* Results of the lookups. */
+typedef enum {
+    REGISTRY_OK = ML_OK,
+    REGISTRY_ERR = ML_ERR,
+    REGISTRY_NOT_FOUND = 1, /* no such function (equals RDS_NIL: see redis_fetch) */
+    REGISTRY_MISS = 2,      /* registry_get_cached: not in the process cache (or too old) */
+    REGISTRY_ABSENT = 3,    /* internal: Redis holds the short-lived "absent" marker */
+} registry_rc;
+
+/* A lookup never waits longer than this on Redis (connect and each command). */
+#define REGISTRY_REDIS_TIMEOUT_MS 250
 
 #define FN_NAME_MAX 65
 #define FN_RUNTIME_MAX 16
@@ -80,12 +88,12 @@ typedef struct registry_config {
     int64_t local_ttl_ms;       /* MINILAMBDA_REGISTRY_LOCAL_TTL_MS: process cache freshness */
     int64_t redis_ttl_s;        /* MINILAMBDA_REGISTRY_REDIS_TTL_S: Redis entry lifetime */
     int64_t cache_max;          /* MINILAMBDA_REGISTRY_CACHE_MAX: process cache entries */
-    /* set by main */
-    const char *redis_url;      /* the deps_config's Redis URL */
-    /* The calling thread's lambda_service_db connection (e.g. deps_thread(...)->db); NULL
-     * when it cannot be had. Called on HTTP worker threads and on the invoke path. */
-    pg_conn *(*thread_db)(void *ud);
-    void *thread_db_ud;
+    /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
+     * be had; called on HTTP worker threads and on the invoke path. The registry uses their
+     * lambda_service_db connection (->db) and Redis client (->redis, which may be NULL),
+     * whose commands must be bounded to REGISTRY_REDIS_TIMEOUT_MS. */
+    deps *(*thread_deps)(void *ud);
+    void *thread_deps_ud;
 } registry_config;
 
 /* Appends the registry's configuration variables (destinations in c) to vars; returns how
@@ -108,11 +116,11 @@ size_t registry_routes(registry *r, httpd_route *out, size_t max);
  * when Postgres is needed but unavailable (err gets why; err may be NULL). May block on a
  * cache miss: Redis is bounded to 250 ms and skipped for a while after it fails; Postgres
  * by its statement timeout. Thread-safe (per-thread connections). */
-int registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
+registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
 
 /* Process cache only, never any I/O (safe on the HTTP server's polling threads): ML_OK,
  * REGISTRY_NOT_FOUND (known absent), or REGISTRY_MISS (not cached or older than the TTL). */
-int registry_get_cached(registry *r, const char *fn, fn_info *out);
+registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out);
 
 /* Drops the function (id and name) from the process cache. The registry does this itself
  * on every change it makes; exposed for callers that learn of a change another way. */

@@ -67,7 +67,7 @@ static void fn_params(httpd_req *req, const char *params[2])
 
 static pg_conn *need_db(ex_app *app, httpd_resp *resp)
 {
-    deps *d = ex_deps(app);
+    deps *d = app_thread_deps(app);
 
     if (!d || !d->db) {
         httpd_resp_header(resp, "Retry-After", "5");
@@ -496,7 +496,7 @@ void *schedules_main(void *arg)
     }
     ml_log_info("scheduler started");
     while (!svc_stopping()) {
-        deps *d = ex_deps(s.app);
+        deps *d = app_thread_deps(s.app);
         step_result step = STEP_RETRY;
         int64_t wait_ms = POLL_MS;
 

@@ -25,12 +25,12 @@
 int schedules_init(metrics_registry *reg);
 
 /* Writes the three schedule routes (all blocking; each uses the calling worker thread's
- * connection, ex_deps(app)->db) to out; returns how many (at most max; 3 are needed). */
+ * connection, app_thread_deps(app)->db) to out; returns how many (at most max; 3 are needed). */
 size_t schedules_routes(ex_app *app, httpd_route *out, size_t max);
 
 /* The scheduler thread's body (arg: the ex_app). Claims due schedules about once a second
  * (sooner when a fire is due earlier) until svc_stopping(), using this thread's own clients
- * (ex_deps): its Postgres connection for the claim and its AMQP connection for
+ * (app_thread_deps): its Postgres connection for the claim and its AMQP connection for
  * async_enqueue. Returns NULL. Start one per executor with pthread_create after the
  * registry and audit log exist; join it before freeing them. */
 void *schedules_main(void *arg);

@@ -1,0 +1,176 @@
+/* app.c — creates, hands down and frees the executor's dependencies (see app.h). */
+#include "app.h"
+
+#include "log.h"
+#include "sandbox.h"
+#include "topology.h"
+
+/* What deps_thread makes; the thread's Redis client is the registry's (below). */
+#define THREAD_NEED (EX_NEED & ~DEPS_REDIS)
+
+/* A Redis client bounded as the registry's lookups require; NULL (logged) if it cannot be
+ * made, which only costs the Redis cache. */
+static rds_conn *lookup_redis(const ex_app *app)
+{
+    rds_options o = { .connect_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS,
+                      .command_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS };
+    char err[256];
+    rds_conn *c = rds_new(app->deps.redis_url, &o, err, sizeof(err));
+
+    if (!c)
+        ml_log_error("cannot create a Redis client: %s", err);
+    return c;
+}
+
+deps *app_thread_deps(ex_app *app)
+{
+    deps *d = deps_thread(&app->deps, THREAD_NEED, &topo_invoke, "lambda-executor");
+
+    if (d && !d->redis) /* freed with the rest of d when the thread exits */
+        d->redis = lookup_redis(app);
+    return d;
+}
+
+static deps *thread_deps(void *ud)
+{
+    return app_thread_deps(ud);
+}
+
+/* The audit log's thread_db callback (ud: the ex_app). */
+static pg_conn *thread_db(void *ud)
+{
+    deps *d = app_thread_deps(ud);
+    return d ? d->db : NULL;
+}
+
+static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
+{
+    const cfg_var own[] = {
+        { "MINILAMBDA_ARTIFACT_CACHE_DIR", CFG_STR, "/tmp/minilambda-artifacts", 0, 0, NULL,
+          "where the executor keeps unpacked function code, one directory per artifact sha256", &app->artifact_dir, false },
+        { "MINILAMBDA_RUNTIMES_DIR", CFG_STR, "services/lambda-executor/runtimes", 0, 0, NULL,
+          "the runtime bootstraps (python3/bootstrap.py, nodejs/bootstrap.js)", &app->runtimes_dir, false },
+        { "MINILAMBDA_POOL_IDLE_TTL_S", CFG_INT, "300", 1, 86400, NULL,
+          "idle sandboxed instances are stopped after this long", &app->idle_ttl_s, false },
+        { "MINILAMBDA_POOL_MAX_INSTANCES", CFG_INT, "256", 1, 100000, NULL,
+          "sandboxed instances on this executor, all functions together", &app->max_instances, false },
+        { "MINILAMBDA_POOL_QUEUE_WAIT_MS", CFG_INT, "100", 0, 60000, NULL,
+          "how long an invocation waits for a busy function's instance before 429", &app->queue_wait_ms, false },
+        { "MINILAMBDA_FUNCTION_PIDS_MAX", CFG_INT, "64", 4, 4096, NULL,
+          "processes and threads one function instance may have", &app->pids_max, false },
+        { "MINILAMBDA_FUNCTION_NETWORK", CFG_BOOL, "false", 0, 0, NULL,
+          "give functions network access (default: an empty network namespace)", &app->network, false },
+        { "MINILAMBDA_ASYNC_CONSUMERS", CFG_INT, "4", 1, EX_MAX_CONSUMERS, NULL,
+          "threads running queued (Event, cron, replay) invocations on this executor", &app->async_consumers, false },
+        { "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
+          "let users' webhook URLs reach loopback addresses (local stack only)", &app->allow_loopback, false },
+        { "MINILAMBDA_WEBHOOK_ALLOW_PRIVATE", CFG_BOOL, "false", 0, 0, NULL,
+          "let users' webhook URLs reach private networks (10/8, 172.16/12, 192.168/16 ...)", &app->allow_private, false },
+        { "MINILAMBDA_QUEUE_STATS_INTERVAL_MS", CFG_INT, "5000", 100, 600000, NULL,
+          "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed", &app->queue_stats_interval_ms, false },
+        { "MINILAMBDA_METRICS_MAX_FUNCTIONS", CFG_INT, "200", 1, 10000, NULL,
+          "distinct function label values in metrics; the rest are counted as _other", &app->metrics_max_functions, false },
+        /* each in-flight invocation holds a worker thread while it waits for its sandbox */
+        { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "512", 1, 4096, NULL,
+          "worker threads for HTTP handlers that block (database, S3, waiting on a sandbox)", &s->http_workers, false },
+    };
+    size_t n = 0;
+
+    for (; n < ML_ARRAY_LEN(own) && n < max; n++)
+        vars[n] = own[n];
+    return n;
+}
+
+size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
+{
+    size_t n = deps_cfg_vars(&app->deps, EX_NEED, vars, max);
+
+    n += own_vars(app, s, vars + n, max - n);
+    n += registry_cfg_vars(&app->registry_cfg, vars + n, max - n);
+    n += audit_cfg_vars(&app->audit_cfg, vars + n, max - n);
+    return n;
+}
+
+static void register_metrics(ex_app *app, metrics_registry *reg)
+{
+    app->m_invocations = metrics_counter(reg, "minilambda_invocations_total",
+                                         "Invocations by function, trigger and outcome.",
+                                         "function,trigger,status");
+    app->m_duration = metrics_histogram(reg, "minilambda_invocation_duration_seconds",
+                                        "Handler run time per invocation.", "function", NULL, 0);
+    app->m_starts = metrics_counter(reg, "minilambda_invocation_starts_total",
+                                    "Invocations served by a new (cold) or reused (warm) instance.",
+                                    "function,kind");
+    app->m_kills = metrics_counter(reg, "minilambda_sandbox_kills_total",
+                                   "Instances killed or lost, by reason (timeout, memory, pids, crash).",
+                                   "function,reason");
+    app->m_dlq = metrics_gauge(reg, "minilambda_dlq_messages",
+                               "Dead-lettered events neither replayed nor deleted (absent while "
+                               "Postgres is unreachable).", NULL);
+}
+
+/* The sandbox and the artifact cache with its staged runtimes; ML_ERR logged. */
+static int start_code(ex_app *app)
+{
+    char err[512], report[512];
+
+    if (sandbox_init("minilambda", report, sizeof(report)) != ML_OK) {
+        ml_log_error("sandbox unavailable: %s", report);
+        return ML_ERR;
+    }
+    if (artifacts_init(&app->artifacts, app->artifact_dir) != ML_OK) {
+        ml_log_error("cannot use artifact cache %s", app->artifact_dir);
+        return ML_ERR;
+    }
+    if (artifacts_stage_runtimes(&app->artifacts, app->runtimes_dir, app->runtimes_staged,
+                                 sizeof(app->runtimes_staged), err, sizeof(err)) != ML_OK) {
+        ml_log_error("cannot stage the runtimes: %s", err);
+        return ML_ERR;
+    }
+    app->runtimes_dir = app->runtimes_staged;
+    return ML_OK;
+}
+
+/* The registry, the audit log and the pools; ML_ERR logged. */
+static int start_parts(ex_app *app, svc *s)
+{
+    char err[512] = "";
+    pool_config pc = { .idle_ttl_ms = app->idle_ttl_s * 1000, .max_instances = app->max_instances,
+                       .metrics = s->metrics };
+
+    app->registry_cfg.thread_deps = thread_deps;
+    app->registry_cfg.thread_deps_ud = app;
+    app->audit_cfg.db_url = app->deps.lambda_db_url;
+    app->audit_cfg.statement_timeout_ms = app->deps.db_statement_timeout_ms;
+    app->audit_cfg.thread_db = thread_db;
+    app->audit_cfg.thread_db_ud = app;
+    if (!(app->registry = registry_new(&app->registry_cfg, s, err, sizeof(err))) ||
+        !(app->audit = audit_start(&app->audit_cfg, s, err, sizeof(err))) ||
+        !(app->pool = pool_new(&pc))) {
+        ml_log_error("cannot start the executor: %s", err);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+int app_start(ex_app *app, svc *s)
+{
+    metrics_set_max_functions((size_t)app->metrics_max_functions);
+    register_metrics(app, s->metrics);
+    /* Redis is a cache here: warm functions keep serving without it. */
+    if (deps_open(&app->health, &app->deps, EX_NEED, &topo_invoke, true, s) != ML_OK ||
+        start_code(app) != ML_OK || start_parts(app, s) != ML_OK)
+        return ML_ERR;
+    return ML_OK;
+}
+
+void app_stop(ex_app *app)
+{
+    pool_free(app->pool);
+    app->pool = NULL;
+    audit_stop(app->audit); /* flushes every queued audit row */
+    app->audit = NULL;
+    registry_free(app->registry);
+    app->registry = NULL;
+    deps_close(&app->health);
+}

@@ -1,0 +1,171 @@
+/* exec.c — runs one invocation (see exec.h): code, pool lease, sandbox, metrics. */
+#include "exec.h"
+
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *status_label(sandbox_status s)
+{
+    static const char *const labels[] = { "succeeded", "failed", "timed_out", "failed", "failed" };
+    return labels[s];
+}
+
+/* Why the sandbox killed (or lost) the instance, or NULL if it survived. A refused fork
+ * comes first: a fork bomb held at pids.max usually ends as a timeout or a crash. */
+static const char *kill_reason(const sandbox_result *r)
+{
+    if (r->status == SB_OK || r->status == SB_HANDLER_ERROR)
+        return NULL;
+    if (r->status == SB_OOM)
+        return "memory";
+    if (r->pids_exhausted)
+        return "pids";
+    return r->status == SB_TIMEOUT ? "timeout" : "crash";
+}
+
+/* The same for an instance that died while loading (sandbox_start's "<errorType>: ..."). */
+static const char *start_kill_reason(const char *err)
+{
+    if (strncmp(err, "Runtime.OutOfMemory:", 20) == 0)
+        return "memory";
+    if (strncmp(err, "Runtime.InitTimeout:", 20) == 0)
+        return "timeout";
+    if (strncmp(err, "Runtime.ExitError:", 18) == 0)
+        return "crash";
+    return NULL;
+}
+
+/* Unpacks fi.env ("A=1\0B=2\0") into a NULL-terminated pointer list. */
+static void env_list(const fn_info *fi, const char **out, size_t max)
+{
+    size_t n = 0;
+
+    for (const char *p = fi->env; p < fi->env + fi->env_len && n + 1 < max; p += strlen(p) + 1)
+        out[n++] = p;
+    out[n] = NULL;
+}
+
+/* Fills r with a start failure in the handler-error shape. err is "<errorType>: <message>"
+ * (sandbox_start's convention). */
+static void init_error(sandbox_result *r, const char *err)
+{
+    const char *sep = strstr(err, ": ");
+    cJSON *o = cJSON_CreateObject();
+    char type[64] = "Runtime.InitError", *text;
+
+    if (sep && (size_t)(sep - err) < sizeof(type) && strncmp(err, "Runtime.", 8) == 0) {
+        memcpy(type, err, (size_t)(sep - err));
+        type[sep - err] = '\0';
+        err = sep + 2;
+    }
+    cJSON_AddStringToObject(o, "errorType", type);
+    cJSON_AddStringToObject(o, "errorMessage", err);
+    cJSON_AddItemToObject(o, "stackTrace", cJSON_CreateArray());
+    text = cJSON_PrintUnformatted(o);
+    r->status = SB_HANDLER_ERROR;
+    ml_buf_reset(&r->payload);
+    ml_buf_append_str(&r->payload, text ? text : "{}");
+    free(text);
+    cJSON_Delete(o);
+}
+
+/* What identifies fn's pool and how its instances start; bufs: version, generation, env. */
+typedef struct want_bufs {
+    char version[16], generation[24];
+    const char *env[FN_ENV_BYTES_MAX / 2 + 1];
+} want_bufs;
+
+static void make_want(const ex_app *app, const fn_info *fn, const char *dir, want_bufs *b,
+                      pool_want *w)
+{
+    env_list(fn, b->env, ML_ARRAY_LEN(b->env));
+    ml_snprintf(b->version, sizeof(b->version), "%d", fn->version);
+    ml_snprintf(b->generation, sizeof(b->generation), "%lld", (long long)fn->generation);
+    *w = (pool_want){ .function_id = fn->id, .function_name = fn->name, .version = fn->version,
+                      .generation = b->generation,
+                      .concurrency = fn->concurrency > 0 ? fn->concurrency : 1000 };
+    w->spec = (sandbox_spec){ .runtime = fn->runtime, .handler = fn->handler, .code_dir = dir,
+                              .runtimes_dir = app->runtimes_dir, .function_name = fn->name,
+                              .function_version = b->version, .memory_mb = fn->memory_mb,
+                              .timeout_s = fn->timeout_s, .env = b->env, .network = app->network,
+                              .pids_max = app->pids_max };
+}
+
+/* pool_acquire failed (rc != POOL_OK): classify, and record a load failure in res. */
+static exec_outcome acquire_failed(ex_app *app, pool_rc rc, const char *label, const char *err,
+                                   sandbox_result *res)
+{
+    const char *killed;
+
+    if (rc == POOL_SATURATED)
+        return EXEC_SATURATED;
+    if (strncmp(err, "Sandbox.", 8) == 0)
+        return EXEC_NO_SANDBOX; /* the platform's fault, not the function's */
+    if ((killed = start_kill_reason(err)) != NULL) /* the handler could not even load */
+        metric_inc(app->m_kills, (const char *[]){ label, killed });
+    init_error(res, err);
+    return EXEC_RAN;
+}
+
+exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
+                      sandbox_result *res, char *err, size_t errlen)
+{
+    const fn_info *fn = rq->fn;
+    const char *label = metrics_function_label(fn->name), *killed;
+    char dir[512];
+    want_bufs b;
+    pool_want w;
+    pool_lease lease;
+    pool_rc rc;
+
+    *cold = false;
+    if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
+                      sizeof(dir), err, errlen) != ML_OK)
+        return EXEC_NO_CODE;
+    make_want(app, fn, dir, &b, &w);
+    rc = pool_acquire(app->pool, &w, rq->wait_ms, &lease, err, errlen);
+    *cold = lease.cold;
+    if (rc != POOL_OK)
+        return acquire_failed(app, rc, label, err, res);
+    metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm" });
+    sandbox_invoke(lease.inst, rq->id, rq->event, rq->len,
+                   ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
+    killed = kill_reason(res);
+    pool_release(app->pool, &lease, !killed);
+    if (killed)
+        metric_inc(app->m_kills, (const char *[]){ label, killed });
+    metric_inc(app->m_invocations, (const char *[]){ label, rq->trigger, status_label(res->status) });
+    metric_observe(app->m_duration, (const char *[]){ label }, (double)res->duration_ms / 1000.0);
+    return EXEC_RAN;
+}
+
+const char *exec_error_type(sandbox_status s)
+{
+    switch (s) {
+    case SB_OK: return NULL;
+    case SB_HANDLER_ERROR: return "Unhandled";
+    case SB_TIMEOUT: return "TimeoutError";
+    case SB_OOM: return "Runtime.OutOfMemory";
+    default: return "Runtime.ExitError";
+    }
+}
+
+char *exec_error_message(const sandbox_result *res)
+{
+    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "errorMessage");
+    char *s = cJSON_IsString(m) ? strdup(m->valuestring) : NULL;
+
+    cJSON_Delete(o);
+    return s;
+}
+
+void exec_audit_result(audit_record *rec, const sandbox_result *res)
+{
+    rec->response_size = (int64_t)res->payload.len;
+    rec->log_tail = res->log_tail.data;
+    rec->log_tail_len = res->log_tail.len;
+    rec->duration_ms = res->duration_ms;
+    rec->memory_used_mb = res->max_memory_bytes > 0 ? res->max_memory_bytes >> 20 : -1;
+}

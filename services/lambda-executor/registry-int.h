@@ -1,0 +1,137 @@
+/* registry-int.h — the registry's private shared types and functions; only registry*.c
+ * include it. The rooms:
+ *   registry.c         life cycle and the cached lookup (registry_get) tying the rest
+ *   registry_rules.c   names and keys, the cache document -> fn_info, PATCH/config fields
+ *   registry_cache.c   the process cache and the Redis cache (breaker, owed invalidations)
+ *   registry_store.c   Postgres: the function documents, reads, PATCH, delete with tombstone
+ *   registry_events.c  POST /webhooks/build-status/{build_id}: build events become versions
+ *   registry_http.c    the functions endpoints and the route table
+ * The registry struct below is owned by registry.c (registry_new/registry_free); the cache
+ * fields by registry_cache.c (reg_cache_init/reg_cache_free). */
+#ifndef LE_REGISTRY_INT_H
+#define LE_REGISTRY_INT_H
+
+#include <cJSON.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "fnwait.h"
+#include "redis.h"
+#include "registry.h"
+
+#define CACHE_BUCKETS 1024u            /* power of two */
+#define REDIS_SKIP_MIN_MS 1000         /* after a Redis failure, skip it this long ... */
+#define REDIS_SKIP_MAX_MS 10000        /* ... doubling up to this */
+#define DIRTY_MAX 512                  /* changes whose Redis write-through is still owed */
+#define KEY_MAX 96
+#define PAGE_DEFAULT 20
+#define PAGE_MAX 100
+#define URL_MAX 2048
+#define DELETE_TIMEOUT "300s"          /* DELETE /functions/{fn}: the cascade over its audit log */
+
+typedef struct cache_entry {
+    struct cache_entry *next;
+    char key[FN_NAME_MAX];   /* a lower-case id or a name, as looked up */
+    int64_t fetched_ms;      /* monotonic time of the fetch */
+    bool found;              /* false: a cached "no such function" */
+    fn_info info;
+} cache_entry;
+
+/* A change whose Redis write-through failed: its keys must be deleted once Redis answers. */
+typedef struct dirty_fn {
+    char id[ML_UUID_LEN];
+    char name[FN_NAME_MAX];
+} dirty_fn;
+
+struct registry {
+    registry_config cfg;
+    /* process cache */
+    pthread_rwlock_t lock;
+    cache_entry *buckets[CACHE_BUCKETS];
+    size_t count;
+    /* bumped by every local invalidation: a fetch that began before one must not store */
+    atomic_uint_fast64_t epoch;
+    /* Redis circuit breaker and owed invalidations */
+    pthread_mutex_t redis_lock;
+    int64_t redis_skip_until_ms, redis_backoff_ms;
+    bool redis_down;
+    atomic_int ndirty_hint;         /* a racy fast check of ndirty */
+    dirty_fn dirty[DIRTY_MAX];
+    size_t ndirty;
+    bool dirty_overflow_logged;
+    /* GET /functions/{fn}?wait=active */
+    fnwait *waits;
+    /* metrics */
+    metric *m_lookups, *m_webhooks, *m_redis_errors;
+};
+
+typedef enum { PROBE_NONE = 0, PROBE_FRESH, PROBE_STALE } cache_probe;
+
+/* ---- registry_rules.c ---- */
+
+/* Function names as the build side allows them. */
+bool reg_name_valid(const char *s);
+/* {fn} -> cache key: a UUID lower-cased, or a name as is. ML_ERR when fn names nothing. */
+int reg_fn_key(const char *fn, char key[FN_NAME_MAX], bool *by_id);
+/* Integer member k of o; a missing/null nullable one is 0. */
+int reg_json_int(const cJSON *o, const char *k, int64_t *out, bool nullable);
+/* Cache JSON text -> f: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_ABSENT (absence
+ * marker), ML_ERR (malformed). */
+int reg_fn_parse(const char *text, size_t len, fn_info *f);
+/* Checks obj's members against the PATCH field rules (unknown members fail when strict).
+ * ML_ERR with a message naming the field. */
+int reg_fields_check(const cJSON *obj, bool strict, char *err, size_t errlen);
+
+/* ---- registry_cache.c ---- */
+
+/* The locks of a calloc'ed registry. */
+void reg_cache_init(registry *r);
+/* Frees the cache entries and the locks. */
+void reg_cache_free(registry *r);
+/* Copies a cached entry into *out (when found) and says how fresh it is; *found tells a
+ * cached absence. */
+cache_probe reg_cache_lookup(registry *r, const char *key, fn_info *out, bool *found);
+/* Stores a fetch result (info NULL: an absence) unless an invalidation happened since the
+ * fetch began (epoch). */
+void reg_cache_store(registry *r, const char *key, const fn_info *info, uint64_t epoch);
+/* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND, REGISTRY_ABSENT or REGISTRY_MISS. */
+int reg_redis_fetch(registry *r, const char *key, bool by_id, fn_info *out);
+/* Stores cache JSON under id and name (nx: only where absent); ML_ERR when Redis is down. */
+int reg_redis_store(registry *r, const char *id, const char *name, const char *json, bool nx);
+/* Leaves the short-lived "no such function" marker under key. */
+void reg_mark_absent(registry *r, const char *key, bool by_id);
+/* Remembers that id's and name's Redis keys must be deleted once Redis answers. */
+void reg_redis_owe(registry *r, const char *id, const char *name);
+/* After a change: writes json through to Redis (or owes it) and drops local copies. */
+void reg_publish_change(registry *r, const char *id, const char *name, const char *json);
+
+/* ---- registry_store.c ---- */
+
+/* This thread's connection; NULL (and 503 in resp, when given) when there is none. */
+pg_conn *reg_need_db(registry *r, httpd_resp *resp);
+/* Answers a failed statement: 503 when the database is unreachable, else 500. */
+void reg_db_fail(httpd_resp *resp, pg_conn *db, const char *what);
+/* Cache JSON of one function: ML_OK with *json (caller frees), REGISTRY_NOT_FOUND, ML_ERR. */
+int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, char *err,
+                      size_t errlen);
+/* The API document of the function params names ($1 id or NULL, $2 name or NULL). */
+PGresult *reg_store_get(pg_conn *db, const char *const params[2]);
+/* One page of the list: $1 cursor time (µs) or NULL, $2 cursor id, $3 limit. */
+PGresult *reg_store_list(pg_conn *db, const char *const params[3]);
+/* Applies a validated patch ($3, JSON) to the function ($1, $2): (API doc, cache JSON). */
+PGresult *reg_store_patch(pg_conn *db, const char *const params[3]);
+/* Deletes the function, leaving a tombstone: *res holds (id, name, deleted). */
+int reg_store_delete(pg_conn *db, const char *const params[2], PGresult **res);
+/* fnwait's fetch (ud: the registry). */
+int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs);
+
+/* A transaction-scoped lock on one function id ($1), taken by build events and by a delete
+ * by id, so that each sees what the other committed. */
+#define FN_XACT_LOCK "SELECT pg_advisory_xact_lock(hashtextextended($1::uuid::text, 0))"
+
+/* ---- registry_events.c ---- */
+
+httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud);
+
+#endif

@@ -1,0 +1,201 @@
+/* registry_http.c — the functions endpoints (GET /functions, GET/PATCH/DELETE
+ * /functions/{fn}, GET ...?wait=active through fnwait) and the registry's route table. */
+#include "registry-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Postgres' json text is padded; re-serialise it compactly (keeps key order). */
+static void reply_json_text(httpd_resp *resp, int status, const char *text)
+{
+    cJSON *o = cJSON_Parse(text);
+
+    if (!o)
+        httpd_resp_error(resp, 500, "internal", "malformed JSON from the database");
+    else
+        httpd_resp_json(resp, status, o);
+}
+
+/* {fn} → (id, name) parameters for WHERE_FN; ML_ERR (404 written) if it can name nothing. */
+static int fn_params(httpd_req *req, httpd_resp *resp, char key[FN_NAME_MAX], const char *params[2])
+{
+    const char *fn = httpd_param(req, "fn");
+    bool by_id;
+
+    if (reg_fn_key(fn, key, &by_id) != ML_OK) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn ? fn : "");
+        return ML_ERR;
+    }
+    params[0] = by_id ? key : NULL;
+    params[1] = by_id ? NULL : key;
+    return ML_OK;
+}
+
+/* ?wait=active&timeout_s=N: ML_OK with *timeout_s (0 when not waiting); ML_ERR with 400. */
+static int wait_query(httpd_req *req, httpd_resp *resp, int *timeout_s)
+{
+    const char *wait = httpd_query(req, "wait"), *ts = httpd_query(req, "timeout_s");
+    int64_t t = 30;
+
+    *timeout_s = 0;
+    if (!wait && !ts)
+        return ML_OK;
+    if (!wait || strcmp(wait, "active") != 0 ||
+        (ts && ml_parse_int64(ts, FNWAIT_TIMEOUT_MIN_S, FNWAIT_TIMEOUT_MAX_S, &t) != ML_OK)) {
+        httpd_resp_error(resp, 400, "invalid_query", "wait must be \"active\" and timeout_s %d..%d",
+                         FNWAIT_TIMEOUT_MIN_S, FNWAIT_TIMEOUT_MAX_S);
+        return ML_ERR;
+    }
+    *timeout_s = (int)t;
+    return ML_OK;
+}
+
+/* True when the API document says the function is still pending. */
+static bool doc_pending(const char *doc)
+{
+    cJSON *o = cJSON_Parse(doc);
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
+    bool pending = cJSON_IsString(st) && strcmp(st->valuestring, "pending") == 0;
+
+    cJSON_Delete(o);
+    return pending;
+}
+
+static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    registry *r = ud;
+    char key[FN_NAME_MAX];
+    const char *params[2];
+    PGresult *res;
+    pg_conn *db;
+    int timeout_s;
+    httpd_result hr = HTTPD_DONE;
+
+    if (fn_params(req, resp, key, params) != ML_OK || wait_query(req, resp, &timeout_s) != ML_OK ||
+        !(db = reg_need_db(r, resp)))
+        return HTTPD_DONE;
+    res = reg_store_get(db, params);
+    if (!res)
+        reg_db_fail(resp, db, "reading a function");
+    else if (PQntuples(res) == 0)
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+    else if (timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
+        hr = fnwait_park(r->waits, req, resp, key, timeout_s);
+    else
+        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+    PQclear(res);
+    return hr;
+}
+
+static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
+    char us[24], id[ML_UUID_LEN], limit[8];
+    int64_t n = PAGE_DEFAULT;
+    const char *params[3] = { NULL, NULL, limit };
+    PGresult *res;
+    pg_conn *db;
+
+    if ((limit_s && ml_parse_int64(limit_s, 1, PAGE_MAX, &n) != ML_OK) ||
+        (cursor && ml_cursor_parse(cursor, us, id) != ML_OK)) {
+        httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..%d and cursor a value from next_cursor", PAGE_MAX);
+        return HTTPD_DONE;
+    }
+    if (!(db = reg_need_db(ud, resp)))
+        return HTTPD_DONE;
+    if (cursor) {
+        params[0] = us;
+        params[1] = id;
+    }
+    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
+    res = reg_store_list(db, params);
+    if (!res)
+        reg_db_fail(resp, db, "listing functions");
+    else
+        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+    PQclear(res);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    registry *r = ud;
+    char key[FN_NAME_MAX], err[512], *patch = NULL;
+    const char *params[3];
+    cJSON *body = NULL;
+    PGresult *res = NULL;
+    pg_conn *db;
+
+    if (fn_params(req, resp, key, params) != ML_OK || !(body = httpd_body_json(req, resp)))
+        goto out;
+    if (!cJSON_IsObject(body)) {
+        httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
+        goto out;
+    }
+    if (reg_fields_check(body, true, err, sizeof(err)) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_field", "%s", err);
+        goto out;
+    }
+    if (!(db = reg_need_db(r, resp)) || !(patch = cJSON_PrintUnformatted(body)))
+        goto out;
+    params[2] = patch;
+    res = reg_store_patch(db, params);
+    if (!res) {
+        reg_db_fail(resp, db, "updating a function");
+    } else if (PQntuples(res) == 0) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+    } else {
+        fn_info *f = malloc(sizeof(*f));
+        const char *cache = pg_get_text(res, 0, 1);
+        if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
+            reg_publish_change(r, f->id, f->name, cache);
+        free(f);
+        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+    }
+out:
+    PQclear(res);
+    cJSON_free(patch);
+    cJSON_Delete(body);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    registry *r = ud;
+    char key[FN_NAME_MAX], tomb[256];
+    const char *params[2];
+    PGresult *res = NULL;
+    pg_conn *db;
+
+    if (fn_params(req, resp, key, params) != ML_OK || !(db = reg_need_db(r, resp)))
+        return HTTPD_DONE;
+    if (reg_store_delete(db, params, &res) != ML_OK) {
+        reg_db_fail(resp, db, "deleting a function");
+    } else if (PQntuples(res) == 0) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+    } else {
+        const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
+        ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id, name);
+        reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        ml_log_kv(ML_LOG_INFO, strcmp(pg_get_text(res, 0, 2), "t") == 0
+                                   ? "function deleted" : "function tombstoned before it arrived",
+                  "function_id", id, "name", name, NULL);
+        resp->status = 204;
+    }
+    PQclear(res);
+    return HTTPD_DONE;
+}
+
+size_t registry_routes(registry *r, httpd_route *out, size_t max)
+{
+    const httpd_route all[] = {
+        { "POST", "/webhooks/build-status/{build_id}", reg_webhook_handler, r, 0, true },
+        { "GET", "/functions", h_list, r, 0, true },
+        { "GET", "/functions/{fn}", h_get, r, 0, true },
+        { "PATCH", "/functions/{fn}", h_patch, r, 0, true },
+        { "DELETE", "/functions/{fn}", h_delete, r, 0, true },
+    };
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
+}

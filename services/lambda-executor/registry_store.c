@@ -1,0 +1,208 @@
+/* registry_store.c — the registry's Postgres side: the two documents of a function (the
+ * cache JSON, parsed by reg_fn_parse, and the API JSON), and the statements that read,
+ * patch and delete functions. Each runs on the calling thread's connection. */
+#include "registry-int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+/* The cache shape (parsed by fn_from_json). */
+#define CACHE_JSON                                                                             \
+    "json_build_object('id', f.id, 'name', f.name, 'state', f.state, 'version', f.active_version," \
+    " 'runtime', coalesce(v.runtime, f.runtime), 'handler', coalesce(v.handler, f.handler),"    \
+    " 'artifact_prefix', v.artifact_prefix, 'artifact_sha256', v.artifact_sha256,"              \
+    " 'artifact_size', v.artifact_size, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s,"   \
+    " 'concurrency', f.concurrency, 'rate_limit', f.rate_limit, 'max_retries', f.max_retries,"  \
+    " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
+    " 'on_failure_url', f.on_failure_url, 'env', f.env, 'generation', f.generation,"           \
+    " 'build_id', (SELECT b.build_id FROM function_builds b WHERE b.function_id = f.id"         \
+    " ORDER BY b.queued_at DESC LIMIT 1))::text"
+
+/* The API shape (GET /functions, GET/PATCH /functions/{fn}). */
+#define API_JSON                                                                               \
+    "json_build_object('id', f.id, 'name', f.name, 'runtime', coalesce(v.runtime, f.runtime),"  \
+    " 'handler', coalesce(v.handler, f.handler), 'state', f.state, 'version', f.active_version," \
+    " 'error', f.state_reason, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s, 'env', f.env," \
+    " 'rate_limit', f.rate_limit, 'concurrency', f.concurrency, 'max_retries', f.max_retries,"  \
+    " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
+    " 'on_failure_url', f.on_failure_url,"                                                      \
+    " 'artifact', CASE WHEN v.version IS NOT NULL THEN json_build_object('sha256',"             \
+    " v.artifact_sha256, 'size_bytes', v.artifact_size, 'files', v.artifact_files) END,"        \
+    " 'last_build', (SELECT json_build_object('build_id', b.build_id, 'status', b.status,"      \
+    " 'error', b.error, 'updated_at', " ISO("b.updated_at") ") FROM function_builds b"          \
+    " WHERE b.function_id = f.id ORDER BY b.queued_at DESC LIMIT 1),"                           \
+    " 'created_at', " ISO("f.created_at") ", 'updated_at', " ISO("f.updated_at") ")"
+
+#define FROM_FN \
+    " FROM functions f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version"
+/* $1 the id (or NULL), $2 the name (or NULL) */
+#define WHERE_FN " WHERE (f.id = $1::uuid OR f.name = $2)"
+
+pg_conn *reg_need_db(registry *r, httpd_resp *resp)
+{
+    deps *d = r->cfg.thread_deps(r->cfg.thread_deps_ud);
+    pg_conn *db = d ? d->db : NULL;
+
+    if (!db && resp) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
+    }
+    return db;
+}
+
+/* Answers a failed statement: 503 when the database is unreachable, else 500. */
+void reg_db_fail(httpd_resp *resp, pg_conn *db, const char *what)
+{
+    ml_log_warn("registry: %s: %s", what, pg_error(db));
+    if (pg_error_is_connection(db)) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "function database unavailable: %s", pg_error(db));
+    } else {
+        httpd_resp_error(resp, 500, "internal", "%s failed", what);
+    }
+}
+
+/* Cache JSON of one function by key: ML_OK with *json (caller frees), REGISTRY_NOT_FOUND,
+ * ML_ERR (err written). */
+int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, char *err, size_t errlen)
+{
+    const char *params[] = { by_id ? key : NULL, by_id ? NULL : key };
+    PGresult *res = pg_query(db, "reg_fetch", "SELECT " CACHE_JSON FROM_FN WHERE_FN, 2, params);
+    int rc = ML_ERR;
+
+    if (!res)
+        ml_snprintf(err, errlen, "function database: %s", pg_error(db));
+    else if (PQntuples(res) == 0)
+        rc = REGISTRY_NOT_FOUND;
+    else if ((*json = strdup(pg_get_text(res, 0, 0))) != NULL)
+        rc = ML_OK;
+    else
+        ml_snprintf(err, errlen, "out of memory");
+    PQclear(res);
+    return rc;
+}
+
+PGresult *reg_store_get(pg_conn *db, const char *const params[2])
+{
+    return pg_query(db, "reg_get", "SELECT " API_JSON "::text" FROM_FN WHERE_FN, 2, params);
+}
+
+/* Oldest first; one extra row tells whether there is a next page. */
+PGresult *reg_store_list(pg_conn *db, const char *const params[3])
+{
+    return pg_query(db, "reg_list",
+                    "WITH page AS (SELECT f.id, f.created_at, " API_JSON " AS j" FROM_FN
+                    " WHERE $1::bigint IS NULL OR (f.created_at, f.id) >"
+                    " ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', $2::uuid)"
+                    " ORDER BY f.created_at, f.id LIMIT $3::int + 1),"
+                    " numbered AS (SELECT *, row_number() OVER (ORDER BY created_at, id) AS rn FROM page)"
+                    " SELECT json_build_object('functions', coalesce((SELECT json_agg(j ORDER BY rn)"
+                    " FROM numbered WHERE rn <= $3::int), '[]'), 'next_cursor', (SELECT"
+                    " (extract(epoch FROM created_at) * 1000000)::bigint || '.' || id FROM numbered"
+                    " WHERE rn = $3::int AND (SELECT count(*) FROM numbered) > $3::int))::text",
+                    3, params);
+}
+
+/* Members present in the patch replace the column; JSON null clears a nullable one. */
+PGresult *reg_store_patch(pg_conn *db, const char *const params[3])
+{
+    return pg_query(db, "reg_patch",
+                    "WITH u AS (UPDATE functions f SET"
+                    " memory_mb = coalesce(($3::jsonb->>'memory_mb')::int, f.memory_mb),"
+                    " timeout_s = coalesce(($3::jsonb->>'timeout_s')::int, f.timeout_s),"
+                    " env = CASE WHEN $3::jsonb ? 'env' THEN $3::jsonb->'env' ELSE f.env END,"
+                    " rate_limit = CASE WHEN $3::jsonb ? 'rate_limit'"
+                    "   THEN nullif($3::jsonb->'rate_limit', 'null'::jsonb) ELSE f.rate_limit END,"
+                    " concurrency = CASE WHEN $3::jsonb ? 'concurrency'"
+                    "   THEN ($3::jsonb->>'concurrency')::int ELSE f.concurrency END,"
+                    " max_retries = coalesce(($3::jsonb->>'max_retries')::int, f.max_retries),"
+                    " max_event_age_s = coalesce(($3::jsonb->>'max_event_age_s')::int, f.max_event_age_s),"
+                    " on_success_url = CASE WHEN $3::jsonb ? 'on_success_url'"
+                    "   THEN $3::jsonb->>'on_success_url' ELSE f.on_success_url END,"
+                    " on_failure_url = CASE WHEN $3::jsonb ? 'on_failure_url'"
+                    "   THEN $3::jsonb->>'on_failure_url' ELSE f.on_failure_url END"
+                    WHERE_FN " RETURNING f.*)"
+                    " SELECT " API_JSON "::text, " CACHE_JSON
+                    " FROM u f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
+                    3, params);
+}
+
+/* Deletes the function and everything below it (ON DELETE CASCADE) and leaves a tombstone,
+ * which keeps late build webhooks from bringing it back. By id, the tombstone is written
+ * even when there was no row: the build side deletes a function whose queued event may not
+ * have arrived yet, and that event must not create it afterwards. The cascade over a long
+ * audit log may outlast the usual statement timeout, so this transaction gets a longer one.
+ * ML_OK with *res holding (id, name, deleted: whether a row went) — no rows if there was no
+ * such function and it was named by name. */
+int reg_store_delete(pg_conn *db, const char *const params[2], PGresult **res)
+{
+    *res = NULL;
+    if (pg_begin(db) != ML_OK)
+        return ML_ERR;
+    if (pg_exec(db, "reg_delete_timeout", "SET LOCAL statement_timeout = '" DELETE_TIMEOUT "'", 0, NULL, NULL) != ML_OK ||
+        (params[0] && pg_exec(db, "reg_delete_fnlock", FN_XACT_LOCK, 1, params, NULL) != ML_OK) ||
+        !(*res = pg_query(db, "reg_delete",
+                          "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
+                          " g AS (SELECT id, name, true AS deleted FROM d UNION ALL"
+                          "  SELECT $1::uuid, '', false WHERE $1::uuid IS NOT NULL"
+                          "  AND NOT EXISTS (SELECT 1 FROM d)),"
+                          " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM g"
+                          "  ON CONFLICT (id) DO NOTHING)"
+                          " SELECT id, name, deleted FROM g",
+                          2, params)) ||
+        pg_commit(db) != ML_OK) {
+        pg_rollback(db);
+        PQclear(*res);
+        *res = NULL;
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+/* fnwait's fetch: every key's API document in one statement (see fnwait_fetch_fn). */
+int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
+{
+    registry *r = ud;
+    pg_conn *db = reg_need_db(r, NULL);
+    ml_buf arr;
+    const char *params[1];
+    PGresult *res = NULL;
+    int rc = ML_ERR;
+
+    ml_buf_init(&arr, 0);
+    for (size_t i = 0; i < n; i++) /* keys are UUIDs or names: no quotes or backslashes */
+        if (ml_buf_printf(&arr, "%c\"%s\"", i ? ',' : '{', keys[i]) != ML_OK)
+            goto out;
+    if (!db || ml_buf_append_str(&arr, n ? "}" : "{}") != ML_OK)
+        goto out;
+    params[0] = ml_buf_cstr(&arr);
+    res = pg_query(db, "reg_wait",
+                   "SELECT k.i, " API_JSON "::text FROM unnest($1::text[]) WITH ORDINALITY AS k (key, i)"
+                   " JOIN functions f ON f.name = k.key OR f.id = (CASE WHEN k.key ~"
+                   " '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN k.key::uuid END)"
+                   " LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
+                   1, params);
+    if (!res) {
+        ml_log_warn("registry: reading waited-for functions: %s", pg_error(db));
+        goto out;
+    }
+    for (int row = 0; row < PQntuples(res); row++) {
+        int64_t i = 0;
+        if (pg_get_int64(res, row, 0, &i) == ML_OK && i >= 1 && (size_t)i <= n && !docs[i - 1])
+            docs[i - 1] = strdup(pg_get_text(res, row, 1));
+    }
+    rc = ML_OK;
+out:
+    if (rc != ML_OK)
+        for (size_t i = 0; i < n; i++) {
+            free(docs[i]);
+            docs[i] = NULL;
+        }
+    PQclear(res);
+    ml_buf_free(&arr);
+    return rc;
+}

@@ -1,0 +1,126 @@
+/* test_registry_rules.c — the registry's domain rules (registry_rules.c): names and lookup
+ * keys, the cache document as an fn_info (function, tombstone, absence marker, malformed),
+ * the PATCH field rules and their messages; and exec.c's error types per sandbox outcome. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "exec.h"
+#include "registry-int.h"
+
+static const char doc[] =
+    "{\"id\":\"7B1D3C2A-1111-4222-8333-944455556666\",\"name\":\"resize\",\"state\":\"active\","
+    "\"version\":3,\"runtime\":\"python3.12\",\"handler\":\"main.handler\","
+    "\"artifact_prefix\":\"fn/7b/\",\"artifact_sha256\":\"ab\",\"artifact_size\":1024,"
+    "\"memory_mb\":256,\"timeout_s\":30,\"concurrency\":null,\"rate_limit\":{\"rps\":2.5,\"burst\":5},"
+    "\"max_retries\":2,\"max_event_age_s\":3600,\"on_success_url\":null,\"on_failure_url\":\"https://h/x\","
+    "\"env\":{\"A\":\"1\",\"B\":\"two\"},\"generation\":17,\"build_id\":null}";
+
+static void test_names_and_keys(void **state)
+{
+    char key[FN_NAME_MAX];
+    bool by_id;
+
+    (void)state;
+    assert_true(reg_name_valid("resize-v2_x"));
+    assert_false(reg_name_valid(""));
+    assert_false(reg_name_valid("has space"));
+    assert_false(reg_name_valid("a/b"));
+    assert_int_equal(reg_fn_key("7B1D3C2A-1111-4222-8333-944455556666", key, &by_id), ML_OK);
+    assert_true(by_id);
+    assert_string_equal(key, "7b1d3c2a-1111-4222-8333-944455556666");
+    assert_int_equal(reg_fn_key("Resize", key, &by_id), ML_OK);
+    assert_false(by_id);
+    assert_string_equal(key, "Resize");
+    assert_int_equal(reg_fn_key("no/such", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key(NULL, key, &by_id), ML_ERR);
+}
+
+static void test_document(void **state)
+{
+    static fn_info f;
+
+    (void)state;
+    assert_int_equal(reg_fn_parse(doc, strlen(doc), &f), ML_OK);
+    assert_string_equal(f.name, "resize");
+    assert_int_equal(f.state, FN_ACTIVE);
+    assert_int_equal(f.version, 3);
+    assert_int_equal(f.memory_mb, 256);
+    assert_int_equal(f.concurrency, 0);
+    assert_true(f.rate_rps == 2.5);
+    assert_int_equal(f.rate_burst, 5);
+    assert_string_equal(f.on_success_url, "");
+    assert_string_equal(f.on_failure_url, "https://h/x");
+    assert_int_equal(f.env_count, 2);
+    assert_memory_equal(f.env, "A=1\0B=two\0", f.env_len);
+    assert_int_equal(f.generation, 17);
+}
+
+static void test_markers_and_malformed(void **state)
+{
+    static fn_info f;
+    const char *tomb = "{\"deleted\":true,\"id\":\"x\",\"name\":\"y\"}", *absent = "{\"absent\":true}";
+
+    (void)state;
+    assert_int_equal(reg_fn_parse(tomb, strlen(tomb), &f), REGISTRY_NOT_FOUND);
+    assert_int_equal(reg_fn_parse(absent, strlen(absent), &f), REGISTRY_ABSENT);
+    assert_int_equal(reg_fn_parse("[1]", 3, &f), ML_ERR);
+    assert_int_equal(reg_fn_parse("{\"id\":1}", 8, &f), ML_ERR);
+    assert_int_equal(reg_fn_parse("{", 1, &f), ML_ERR);
+}
+
+static int check(const char *json, bool strict, char *err, size_t errlen)
+{
+    cJSON *o = cJSON_Parse(json);
+    int rc = reg_fields_check(o, strict, err, errlen);
+
+    cJSON_Delete(o);
+    return rc;
+}
+
+static void test_fields(void **state)
+{
+    char err[512];
+
+    (void)state;
+    assert_int_equal(check("{\"memory_mb\":128,\"env\":{\"K_1\":\"v\"},\"concurrency\":null,"
+                           "\"rate_limit\":{\"rps\":1},\"on_success_url\":\"http://a/b\"}", true, err,
+                           sizeof(err)), ML_OK);
+    assert_int_equal(check("{\"memory_mb\":63}", true, err, sizeof(err)), ML_ERR);
+    assert_string_equal(err, "memory_mb must be an integer from 64 to 4096");
+    assert_int_equal(check("{\"timeout_s\":1.5}", true, err, sizeof(err)), ML_ERR);
+    assert_int_equal(check("{\"env\":{\"1BAD\":\"v\"}}", true, err, sizeof(err)), ML_ERR);
+    assert_int_equal(check("{\"rate_limit\":{\"rps\":1,\"extra\":2}}", true, err, sizeof(err)), ML_ERR);
+    assert_int_equal(check("{\"on_failure_url\":\"ftp://h\"}", true, err, sizeof(err)), ML_ERR);
+    assert_int_equal(check("{\"memory_mb\":null}", true, err, sizeof(err)), ML_ERR);
+    assert_int_equal(check("{\"color\":1}", true, err, sizeof(err)), ML_ERR);
+    assert_non_null(strstr(err, "unknown field 'color'"));
+    assert_int_equal(check("{\"color\":1}", false, err, sizeof(err)), ML_OK);
+}
+
+static void test_error_types(void **state)
+{
+    (void)state;
+    assert_null(exec_error_type(SB_OK));
+    assert_string_equal(exec_error_type(SB_HANDLER_ERROR), "Unhandled");
+    assert_string_equal(exec_error_type(SB_TIMEOUT), "TimeoutError");
+    assert_string_equal(exec_error_type(SB_CRASH), "Runtime.ExitError");
+    assert_string_equal(exec_error_type(SB_OOM), "Runtime.OutOfMemory");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names_and_keys),
+        cmocka_unit_test(test_document),
+        cmocka_unit_test(test_markers_and_malformed),
+        cmocka_unit_test(test_fields),
+        cmocka_unit_test(test_error_types),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
