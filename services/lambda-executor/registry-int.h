@@ -27,7 +27,6 @@
 #define KEY_MAX 96
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
-#define URL_MAX 2048
 #define DELETE_TIMEOUT "300s"          /* DELETE /functions/{fn}: the cascade over its audit log */
 
 typedef struct cache_entry {
@@ -70,8 +69,6 @@ typedef enum { PROBE_NONE = 0, PROBE_FRESH, PROBE_STALE } cache_probe;
 
 /* ---- registry_rules.c ---- */
 
-/* Function names as the build side allows them. */
-bool reg_name_valid(const char *s);
 /* {fn} -> cache key: a UUID lower-cased, or a name as is. ML_ERR when fn names nothing. */
 int reg_fn_key(const char *fn, char key[FN_NAME_MAX], bool *by_id);
 /* Integer member k of o; a missing/null nullable one is 0. */
@@ -79,9 +76,6 @@ int reg_json_int(const cJSON *o, const char *k, int64_t *out, bool nullable);
 /* Cache JSON text -> f: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_ABSENT (absence
  * marker), ML_ERR (malformed). */
 int reg_fn_parse(const char *text, size_t len, fn_info *f);
-/* Checks obj's members against the PATCH field rules (unknown members fail when strict).
- * ML_ERR with a message naming the field. */
-int reg_fields_check(const cJSON *obj, bool strict, char *err, size_t errlen);
 
 /* ---- registry_cache.c ---- */
 

@@ -15,6 +15,7 @@
 
 #include "config.h"
 #include "deps.h"
+#include "fnspec-t.h"
 #include "httpd.h"
 #include "ml.h"
 #include "pg.h"
@@ -32,14 +33,14 @@ typedef enum {
 /* A lookup never waits longer than this on Redis (connect and each command). */
 #define REGISTRY_REDIS_TIMEOUT_MS 250
 
-#define FN_NAME_MAX 65
-#define FN_RUNTIME_MAX 16
-#define FN_HANDLER_MAX 129
+#define FN_NAME_MAX (FNSPEC_NAME_MAX + 1) /* buffer sizes: the contract's limits + NUL */
+#define FN_RUNTIME_MAX (FNSPEC_RUNTIME_MAX + 1)
+#define FN_HANDLER_MAX (FNSPEC_HANDLER_MAX + 1)
 #define FN_PREFIX_MAX 256
 #define FN_SHA256_MAX 65
-#define FN_URL_MAX 2049
-/* env: names + values <= 4096 bytes (the API's rule), plus '=' and NUL per variable. */
-#define FN_ENV_BYTES_MAX 4096
+#define FN_URL_MAX (FNSPEC_URL_MAX + 1)
+/* env: names + values <= FNSPEC_ENV_BYTES_MAX, plus '=' and NUL per variable. */
+#define FN_ENV_BYTES_MAX FNSPEC_ENV_BYTES_MAX
 #define FN_ENV_MAX (FN_ENV_BYTES_MAX * 3)
 
 typedef enum { FN_PENDING = 0, FN_ACTIVE, FN_FAILED } fn_state;

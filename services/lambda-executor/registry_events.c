@@ -5,79 +5,43 @@
  * requests waiting in fnwait. */
 #include "registry-int.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "fnspec.h"
 #include "log.h"
 #include "webhook.h"
 
+/* A decoded event (fnspec owns the rules and the strings) and its artifact numbers as text,
+ * for the SQL parameters. A zeroed build_event is empty; build_event_free releases it. */
 typedef struct build_event {
-    const char *build_id, *function_id, *status, *error, *timestamp;
-    const char *name, *runtime, *handler;
-    const cJSON *config;
-    const char *prefix, *sha256;
+    fnspec_build_event s;
     char size[24], files[24];
 } build_event;
 
-static const char *obj_str(const cJSON *o, const char *k)
+/* Decodes a build.status body for the build in the path; ML_ERR with a message when
+ * malformed (ev then owns nothing). */
+static int event_parse(const char *body, size_t len, const char *path_build_id, build_event *ev,
+                       char *err, size_t errlen)
 {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
-
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-#define BAD(...)                                                                               \
-    do {                                                                                       \
-        ml_snprintf(err, errlen, __VA_ARGS__);                                                 \
-        return ML_ERR;                                                                         \
-    } while (0)
-
-/* Pulls the fields out of a build.status body; ML_ERR with a message when malformed. */
-static int event_parse(const cJSON *body, const char *path_build_id, build_event *ev, char *err,
-                       size_t errlen)
-{
-    const cJSON *fn = cJSON_GetObjectItemCaseSensitive(body, "function");
-    const cJSON *art = cJSON_GetObjectItemCaseSensitive(body, "artifact");
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(body, "error");
-    const char *t = obj_str(body, "type");
-
-    memset(ev, 0, sizeof(*ev));
-    ev->build_id = obj_str(body, "build_id");
-    ev->function_id = obj_str(body, "function_id");
-    ev->status = obj_str(body, "status");
-    ev->timestamp = obj_str(body, "timestamp");
-    ev->error = cJSON_IsString(e) ? e->valuestring : NULL;
-    ev->name = obj_str(fn, "name");
-    ev->runtime = obj_str(fn, "runtime");
-    ev->handler = obj_str(fn, "handler");
-    ev->config = cJSON_GetObjectItemCaseSensitive(fn, "config");
-    if (!t || strcmp(t, "build.status") != 0)
-        BAD("type must be \"build.status\"");
-    if (!ev->build_id || ml_uuid_valid(ev->build_id) != ML_OK || strcasecmp(ev->build_id, path_build_id) != 0)
-        BAD("build_id must be the UUID in the path");
-    if (!ev->function_id || ml_uuid_valid(ev->function_id) != ML_OK)
-        BAD("function_id must be a UUID");
-    if (!ev->status || (strcmp(ev->status, "queued") && strcmp(ev->status, "building") &&
-                        strcmp(ev->status, "completed") && strcmp(ev->status, "failed")))
-        BAD("status must be queued, building, completed or failed");
-    if (!ev->timestamp)
-        BAD("timestamp is required");
-    if (!ev->name || !reg_name_valid(ev->name) || !ev->runtime || !ev->handler)
-        BAD("function must carry name, runtime and handler");
-    if (ev->config && (!cJSON_IsObject(ev->config) || reg_fields_check(ev->config, false, err, errlen) != ML_OK))
+    if (fnspec_build_event_decode(body, len, &ev->s, err, errlen) != ML_OK)
         return ML_ERR;
-    if (strcmp(ev->status, "completed") == 0) {
-        int64_t size, files;
-        ev->prefix = obj_str(art, "prefix");
-        ev->sha256 = obj_str(art, "sha256");
-        if (!ev->prefix || !ev->sha256 || reg_json_int(art, "size_bytes", &size, false) != ML_OK ||
-            reg_json_int(art, "files", &files, false) != ML_OK)
-            BAD("a completed build must carry artifact prefix, sha256, size_bytes and files");
-        ml_snprintf(ev->size, sizeof(ev->size), "%lld", (long long)size);
-        ml_snprintf(ev->files, sizeof(ev->files), "%lld", (long long)files);
+    if (!path_build_id || strcasecmp(ev->s.build_id, path_build_id) != 0) {
+        ml_snprintf_trunc(err, errlen, "build_id must be the UUID in the path");
+        goto bad;
+    }
+    if (ev->s.has_artifact &&
+        (ml_snprintf(ev->size, sizeof(ev->size), "%" PRId64, ev->s.artifact_size) != ML_OK ||
+         ml_snprintf(ev->files, sizeof(ev->files), "%" PRId64, ev->s.artifact_files) != ML_OK)) {
+        ml_snprintf_trunc(err, errlen, "artifact size_bytes and files must be integers");
+        goto bad;
     }
     return ML_OK;
+bad:
+    fnspec_build_event_free(&ev->s);
+    return ML_ERR;
 }
 
 /* The config member as text (NULL when absent), for the INSERT. */
@@ -98,11 +62,11 @@ static int ev_create(pg_conn *db, const build_event *ev)
 {
     static const char *const keys[] = { "memory_mb", "timeout_s", "env", "rate_limit", "concurrency" };
     char *vals[ML_ARRAY_LEN(keys)] = { 0 };
-    const char *params[9] = { ev->function_id, ev->name, ev->runtime, ev->handler };
+    const char *params[9] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
     int rc;
 
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
-        params[4 + i] = vals[i] = config_text(ev->config, keys[i]);
+        params[4 + i] = vals[i] = config_text(ev->s.config, keys[i]);
     rc = pg_exec(db, "reg_ev_create", create_sql, 9, params, NULL);
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
         cJSON_free(vals[i]);
@@ -151,9 +115,9 @@ typedef enum { EV_APPLIED = 0, EV_DUPLICATE, EV_GONE, EV_FAILED } ev_outcome;
 /* Applies one event in the open transaction. */
 static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webhook_id)
 {
-    const char *rcpt[] = { webhook_id, ev->build_id, ev->function_id, ev->status };
-    const char *fid[] = { ev->function_id };
-    const char *build[] = { ev->build_id, ev->function_id, ev->status, ev->error, ev->timestamp };
+    const char *rcpt[] = { webhook_id, ev->s.build_id, ev->s.function_id, ev->s.status };
+    const char *fid[] = { ev->s.function_id };
+    const char *build[] = { ev->s.build_id, ev->s.function_id, ev->s.status, ev->s.error, ev->s.timestamp };
     int64_t n = 0;
     PGresult *res;
 
@@ -185,9 +149,9 @@ static ev_outcome ev_apply(pg_conn *db, const build_event *ev, const char *webho
         return EV_GONE; /* deleted meanwhile */
     if (pg_exec(db, "reg_ev_build", build_sql, 5, build, NULL) != ML_OK)
         return EV_FAILED;
-    if (strcmp(ev->status, "completed") == 0) {
-        const char *ver[] = { ev->function_id, ev->build_id, ev->runtime, ev->handler,
-                              ev->prefix, ev->sha256, ev->size, ev->files };
+    if (strcmp(ev->s.status, "completed") == 0) {
+        const char *ver[] = { ev->s.function_id, ev->s.build_id, ev->s.runtime, ev->s.handler,
+                              ev->s.artifact_prefix, ev->s.artifact_sha256, ev->size, ev->files };
         if (pg_exec(db, "reg_ev_version", version_sql, 8, ver, NULL) != ML_OK)
             return EV_FAILED;
     }
@@ -227,9 +191,9 @@ static void ev_fail(httpd_resp *resp, pg_conn *db, const build_event *ev)
 
     if (strcmp(st, PG_SQLSTATE_UNIQUE_VIOLATION) == 0) {
         ml_log_kv(ML_LOG_WARN, "build webhook refused: conflicts with another function", "function_id",
-                  ev->function_id, "name", ev->name, "error", pg_error(db), NULL);
+                  ev->s.function_id, "name", ev->s.name, "error", pg_error(db), NULL);
         httpd_resp_error(resp, 409, "conflict", "the event conflicts with another function (name '%s' or build %s"
-                         " taken): %s", ev->name, ev->build_id, pg_error(db));
+                         " taken): %s", ev->s.name, ev->s.build_id, pg_error(db));
     } else if (strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0) {
         httpd_resp_error(resp, 400, "invalid_body", "the event does not fit the schema: %s", pg_error(db));
     } else {
@@ -237,15 +201,15 @@ static void ev_fail(httpd_resp *resp, pg_conn *db, const build_event *ev)
     }
 }
 
-/* Verifies the signature and parses the body into *ev (*json keeps its strings; caller
- * deletes). ML_ERR: answered (401 or 400) and counted. */
-static int read_event(registry *r, httpd_req *req, httpd_resp *resp, cJSON **json,
-                      build_event *ev)
+/* Verifies the signature and decodes the body into *ev (caller frees it). ML_ERR: answered
+ * (401 or 400) and counted. */
+static int read_event(registry *r, httpd_req *req, httpd_resp *resp, build_event *ev)
 {
     const char *wid = httpd_header(req, "webhook-id");
     char reason[128], err[256];
     size_t len;
     const char *body = httpd_body(req, &len);
+    cJSON *json;
 
     if (webhook_verify(r->cfg.webhook_secret, wid, httpd_header(req, "webhook-timestamp"),
                        httpd_header(req, "webhook-signature"), body, len, ml_wall_ms() / 1000, reason,
@@ -254,9 +218,10 @@ static int read_event(registry *r, httpd_req *req, httpd_resp *resp, cJSON **jso
         httpd_resp_error(resp, 401, "invalid_signature", "webhook signature rejected: %s", reason);
         return ML_ERR;
     }
-    if (!(*json = httpd_body_json(req, resp)))
+    if (!(json = httpd_body_json(req, resp))) /* not JSON: httpd's own 400 */
         goto invalid;
-    if (event_parse(*json, httpd_param(req, "build_id"), ev, err, sizeof(err)) != ML_OK) {
+    cJSON_Delete(json);
+    if (event_parse(body, len, httpd_param(req, "build_id"), ev, err, sizeof(err)) != ML_OK) {
         httpd_resp_error(resp, 400, "invalid_body", "%s", err);
         goto invalid;
     }
@@ -286,39 +251,38 @@ static ev_outcome apply_event(pg_conn *db, httpd_resp *resp, const build_event *
 httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
-    cJSON *json = NULL;
-    build_event ev;
+    build_event ev = { 0 };
     ev_outcome out;
     pg_conn *db;
 
-    if (read_event(r, req, resp, &json, &ev) != ML_OK)
+    if (read_event(r, req, resp, &ev) != ML_OK)
         goto out;
     if (!(db = reg_need_db(r, resp)) || pg_begin(db) != ML_OK) {
         if (db)
             reg_db_fail(resp, db, "starting a transaction");
-        count_webhook(r, ev.status, "error");
+        count_webhook(r, ev.s.status, "error");
         goto out;
     }
     out = apply_event(db, resp, &ev, httpd_header(req, "webhook-id"));
     switch (out) {
     case EV_APPLIED:
-        refresh_after_change(r, db, ev.function_id);
+        refresh_after_change(r, db, ev.s.function_id);
         fnwait_notify(r->waits);
-        ml_log_kv(ML_LOG_INFO, "build event applied", "build_id", ev.build_id, "function_id",
-                  ev.function_id, "status", ev.status, NULL);
+        ml_log_kv(ML_LOG_INFO, "build event applied", "build_id", ev.s.build_id, "function_id",
+                  ev.s.function_id, "status", ev.s.status, NULL);
         /* fallthrough */
     case EV_DUPLICATE:
         httpd_resp_json(resp, 200, cJSON_Parse(out == EV_APPLIED ? "{\"ok\":true}" : "{\"ok\":true,\"duplicate\":true}"));
         break;
     case EV_GONE:
-        httpd_resp_error(resp, 410, "function_deleted", "function %s was deleted", ev.function_id);
+        httpd_resp_error(resp, 410, "function_deleted", "function %s was deleted", ev.s.function_id);
         break;
     case EV_FAILED:
         break;
     }
-    count_webhook(r, ev.status,
+    count_webhook(r, ev.s.status,
                   out == EV_APPLIED ? "applied" : out == EV_DUPLICATE ? "duplicate" : out == EV_GONE ? "gone" : "error");
 out:
-    cJSON_Delete(json);
+    fnspec_build_event_free(&ev.s);
     return HTTPD_DONE;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnspec.h"
 #include "log.h"
 
 /* Postgres' json text is padded; re-serialise it compactly (keeps key order). */
@@ -134,7 +135,7 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
         goto out;
     }
-    if (reg_fields_check(body, true, err, sizeof(err)) != ML_OK) {
+    if (fnspec_config_check(body, true, err, sizeof(err)) != ML_OK) {
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "exec.h"
+#include "fnspec.h"
 #include "registry-int.h"
 
 static const char doc[] =
@@ -27,10 +28,10 @@ static void test_names_and_keys(void **state)
     bool by_id;
 
     (void)state;
-    assert_true(reg_name_valid("resize-v2_x"));
-    assert_false(reg_name_valid(""));
-    assert_false(reg_name_valid("has space"));
-    assert_false(reg_name_valid("a/b"));
+    assert_int_equal(reg_fn_key("resize-v2_x", key, &by_id), ML_OK);
+    assert_int_equal(reg_fn_key("", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("has space", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("-x", key, &by_id), ML_ERR); /* fnspec's rule, as build-master's */
     assert_int_equal(reg_fn_key("7B1D3C2A-1111-4222-8333-944455556666", key, &by_id), ML_OK);
     assert_true(by_id);
     assert_string_equal(key, "7b1d3c2a-1111-4222-8333-944455556666");
@@ -77,7 +78,7 @@ static void test_markers_and_malformed(void **state)
 static int check(const char *json, bool strict, char *err, size_t errlen)
 {
     cJSON *o = cJSON_Parse(json);
-    int rc = reg_fields_check(o, strict, err, errlen);
+    int rc = fnspec_config_check(o, strict, err, errlen);
 
     cJSON_Delete(o);
     return rc;
