@@ -18,7 +18,7 @@
 #include "registry.h"
 
 #define EX_NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
-#define EX_MAX_SYNC_BODY (6 * 1024 * 1024)
+#define EX_MAX_SYNC_BODY FNSPEC_MAX_INVOKE_BODY
 #define EX_MAX_CONSUMERS 64
 
 typedef struct ex_app {

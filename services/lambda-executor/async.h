@@ -6,7 +6,7 @@
 
 #include "app.h"
 
-#define ASYNC_MAX_EVENT (256 * 1024)
+#define ASYNC_MAX_EVENT FNSPEC_MAX_EVENT_BODY
 
 typedef struct async_event {
     const fn_info *fn;

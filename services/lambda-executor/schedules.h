@@ -18,7 +18,7 @@
 /* Most schedules one function may have (keeps GET .../schedules bounded). */
 #define SCHEDULES_MAX_PER_FUNCTION 100
 /* Largest payload, as Postgres renders it (the table's limit; also async's event limit). */
-#define SCHEDULES_MAX_PAYLOAD (256 * 1024)
+#define SCHEDULES_MAX_PAYLOAD FNSPEC_MAX_EVENT_BODY
 
 /* Registers minilambda_schedule_fires_total{result="fired|skipped|failed"} on reg. Call
  * once, before schedules_main starts. ML_OK, or ML_ERR when the metric cannot be created. */
