@@ -67,7 +67,7 @@ static void set_err(pg_conn *c, const char *state, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    ml_vsnprintf_trunc(c->err, sizeof(c->err), fmt, ap); /* a message: a cut is harmless */
     va_end(ap);
     squash(c->err);
     ml_strlcpy(c->sqlstate, state, sizeof(c->sqlstate));
@@ -111,7 +111,7 @@ static void set_server_err(pg_conn *c, const PGresult *r, const char *what, cons
     int64_t p;
 
     if (script && pos && ml_parse_int64(pos, 1, INT64_MAX, &p) == ML_OK)
-        ml_snprintf(where, sizeof(where), " at line %ld", script_line(script, (long)p));
+        ml_snprintf_trunc(where, sizeof(where), " at line %ld", script_line(script, (long)p));
     set_err(c, state ? state : "", "%s failed%s: %s%s%s (SQLSTATE %s)", what, where,
             failure_text(c, r), detail ? " — " : "", detail ? detail : "",
             state ? state : "none");
@@ -189,7 +189,11 @@ static int apply_session_settings(pg_conn *c)
 
     if (c->opts.statement_timeout_ms <= 0)
         return ML_OK;
-    ml_snprintf(ms, sizeof(ms), "%d", c->opts.statement_timeout_ms);
+    if (ml_snprintf(ms, sizeof(ms), "%d", c->opts.statement_timeout_ms) != ML_OK) {
+        set_err(c, PG_SQLSTATE_CONNECT_FAILED, "cannot format statement_timeout %d",
+                c->opts.statement_timeout_ms);
+        return ML_ERR;
+    }
     r = PQexecParams(c->pq, "SELECT set_config('statement_timeout', $1, false)", 1, NULL, vals,
                      NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
@@ -219,7 +223,13 @@ static int open_conn(pg_conn *c)
     char timeout[16];
     int explicit_timeout = c->opts.connect_timeout_s > 0;
 
-    ml_snprintf(timeout, sizeof(timeout), "%d", explicit_timeout ? c->opts.connect_timeout_s : 5);
+    if (ml_snprintf(timeout, sizeof(timeout), "%d",
+                    explicit_timeout ? c->opts.connect_timeout_s : 5) != ML_OK) {
+        set_err(c, PG_SQLSTATE_CONNECT_FAILED, "cannot format connect_timeout %d",
+                c->opts.connect_timeout_s);
+        drop_conn(c);
+        return ML_ERR;
+    }
     /* Keys before "dbname" (the URL) are defaults it may override; keys after it win. */
     if (!explicit_timeout)
         add_param(&p, "connect_timeout", timeout);
@@ -456,7 +466,7 @@ static int prepare_once(pg_conn *c, const pg_call *q, int *lost)
         s->gen = c->gen;
         return ML_OK;
     }
-    ml_snprintf(what, sizeof(what), "prepare \"%s\"", q->name);
+    ml_snprintf_trunc(what, sizeof(what), "prepare \"%s\"", q->name);
     *lost = fail(c, r, what, NULL);
     PQclear(r);
     return ML_ERR;
@@ -492,8 +502,8 @@ static PGresult *run(pg_conn *c, const pg_call *q)
         note_tx(c);
         return r;
     }
-    ml_snprintf(what, sizeof(what), "%s%s%s", q->name ? "statement \"" : "query",
-                q->name ? q->name : "", q->name ? "\"" : "");
+    ml_snprintf_trunc(what, sizeof(what), "%s%s%s", q->name ? "statement \"" : "query",
+                      q->name ? q->name : "", q->name ? "\"" : "");
     fail(c, r, what, NULL);
     PQclear(r);
     return NULL;

@@ -45,8 +45,9 @@ static int publish_job(deps *d, const char *build_id, const char *function_id)
                          .body = body, .message_id = build_id, .mandatory = 1,
                          .headers = &hdr, .n_headers = hdr.str ? 1 : 0 };
 
-    ml_snprintf(body, sizeof(body), "{\"build_id\":\"%s\",\"function_id\":\"%s\"}", build_id,
-                function_id);
+    if (ml_snprintf(body, sizeof(body), "{\"build_id\":\"%s\",\"function_id\":\"%s\"}",
+                    build_id, function_id) != ML_OK)
+        return ML_ERR; /* a cut body is not JSON; the caller undoes and answers 503 */
     m.body_len = strlen(body);
     return mq_publish(d->mq, &m);
 }
@@ -92,7 +93,11 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
     const char *bparams[] = { bid, fid, key, size, sha };
     int status = 0;
 
-    ml_snprintf(size, sizeof(size), "%zu", a->zip_len);
+    if (ml_snprintf(size, sizeof(size), "%zu", a->zip_len) != ML_OK) { /* 24 bytes hold any size_t */
+        free(config);
+        httpd_resp_error(resp, 500, "internal", "cannot format the package size");
+        return 500;
+    }
     if (deps_db_acquire(d) != PGPOOL_OK) {
         free(config);
         unavailable(resp, "the build database", "no free database connection");
@@ -161,12 +166,10 @@ static void undo(deps *d, const accept_req *a, const char *fid, const char *bid,
 }
 
 static void reply_accepted(const accept_req *a, const char *fid, const char *bid,
-                           const char *secret, httpd_resp *resp)
+                           const char *secret, const char *url, httpd_resp *resp)
 {
     cJSON *o = cJSON_CreateObject();
-    char url[64];
 
-    ml_snprintf(url, sizeof(url), "/builds/%s", bid);
     cJSON_AddStringToObject(o, "function_id", fid);
     if (a->spec) {
         cJSON_AddStringToObject(o, "name", a->spec->name);
@@ -181,7 +184,7 @@ static void reply_accepted(const accept_req *a, const char *fid, const char *bid
 
 void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
 {
-    char fid[ML_UUID_LEN], bid[ML_UUID_LEN], key[128], sha[CRYPTO_SHA256_HEX_LEN];
+    char fid[ML_UUID_LEN], bid[ML_UUID_LEN], key[128], url[64], sha[CRYPTO_SHA256_HEX_LEN];
     char secret[WEBHOOK_SECRET_LEN] = "";
     int status;
 
@@ -195,7 +198,12 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
         ml_strlcpy(fid, a->function_id, sizeof(fid));
     }
     ml_uuid(bid);
-    ml_snprintf(key, sizeof(key), "packages/%s/%s.zip", fid, bid);
+    /* Both before any side effect: the 202's Location must never fail after the job is queued. */
+    if (ml_snprintf(key, sizeof(key), "packages/%s/%s.zip", fid, bid) != ML_OK ||
+        ml_snprintf(url, sizeof(url), "/builds/%s", bid) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot build the package key or status URL");
+        return;
+    }
     crypto_sha256_hex(a->zip, a->zip_len, sha);
     if (s3_put(d->s3, key, a->zip, a->zip_len, "application/zip") != ML_OK) {
         count(app, "s3_unavailable");
@@ -220,5 +228,5 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
     mark_published(d, bid);
     count(app, "accepted");
     ml_log_kv(ML_LOG_INFO, "build accepted", "build_id", bid, "function_id", fid, NULL);
-    reply_accepted(a, fid, bid, secret, resp);
+    reply_accepted(a, fid, bid, secret, url, resp);
 }

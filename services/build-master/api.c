@@ -280,7 +280,8 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
     deps *d;
 
     if ((limit_s && ml_parse_int64(limit_s, 1, 100, &n) != ML_OK) ||
-        (cursor && ml_uuid_valid(cursor) != ML_OK)) {
+        (cursor && ml_uuid_valid(cursor) != ML_OK) ||
+        ml_snprintf(limit, sizeof(limit), "%lld", (long long)n) != ML_OK) { /* 1..100 fits */
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..100 and cursor a value from next_cursor");
         return HTTPD_DONE;
     }
@@ -288,7 +289,6 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     if (resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK) /* nested: one borrow */
         goto out;
-    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
     /* keyset pagination: newest first, the cursor is the last build id of the previous page */
     r = pg_query(d->db, "bm_list_builds",
                  "WITH page AS (SELECT b.* FROM builds b WHERE b.function_id = $1 AND ($2::uuid IS NULL"
@@ -320,8 +320,9 @@ static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
     httpc_response res = { 0 };
     int rc = ML_ERR;
 
-    ml_snprintf(url, sizeof(url), "%s/functions/%s", app->executor_url, id);
-    if (!h || httpc_do(h, &req, &res) != ML_OK) {
+    if (ml_snprintf(url, sizeof(url), "%s/functions/%s", app->executor_url, id) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "the lambda-executor URL is too long");
+    } else if (!h || httpc_do(h, &req, &res) != ML_OK) {
         httpd_resp_header(resp, "Retry-After", "5");
         httpd_resp_error(resp, 503, "service_unavailable", "lambda-executor: %s",
                          h ? httpc_error(h) : "out of memory");

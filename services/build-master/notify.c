@@ -49,18 +49,21 @@ static long post_signed(const char *secret, const char *id, const char *url, con
     long status = 0;
 
     if (webhook_sign(secret, id, ts, payload, len, sig) != ML_OK) {
-        ml_snprintf(err, errlen, "cannot sign the event");
+        ml_snprintf_trunc(err, errlen, "cannot sign the event");
         goto out;
     }
-    ml_snprintf(h_id, sizeof(h_id), "webhook-id: %s", id);
-    ml_snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts);
-    ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig);
+    if (ml_snprintf(h_id, sizeof(h_id), "webhook-id: %s", id) != ML_OK ||
+        ml_snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts) != ML_OK ||
+        ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "cannot build the webhook headers: a value is too long");
+        goto out;
+    }
     if (!(h = httpc_new())) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         goto out;
     }
     if (httpc_do(h, &req, &res) != ML_OK && res.status == 0)
-        ml_snprintf(err, errlen, "%s", httpc_error(h));
+        ml_snprintf_trunc(err, errlen, "%s", httpc_error(h));
     status = res.status;
 out:
     httpc_response_free(&res);
@@ -77,8 +80,11 @@ static int mark_delivered(deps *d, const char *id, long status, int64_t ms, char
     const char *p[] = { id, code, dur };
     int rc;
 
-    ml_snprintf(code, sizeof(code), "%ld", status);
-    ml_snprintf(dur, sizeof(dur), "%lld", (long long)ms);
+    if (ml_snprintf(code, sizeof(code), "%ld", status) != ML_OK ||
+        ml_snprintf(dur, sizeof(dur), "%lld", (long long)ms) != ML_OK) {
+        ml_strlcpy(err, "a number overflows", errlen);
+        return ML_ERR;
+    }
     if (deps_db_acquire(d) != PGPOOL_OK) {
         ml_strlcpy(err, "no free database connection", errlen);
         return ML_ERR;
@@ -120,12 +126,12 @@ int notify_queued_inline(bm_app *app, deps *d, const char *build_id)
                          err, sizeof(err));
     if (status < 200 || status > 299) {
         if (status)
-            ml_snprintf(err, sizeof(err), "executor answered %ld", status);
+            ml_snprintf_trunc(err, sizeof(err), "executor answered %ld", status);
         goto out;
     }
     if (mark_delivered(d, id, status, ml_now_ms() - t0, why, sizeof(why)) != ML_OK)
-        ml_snprintf(err, sizeof(err), "delivered, not recorded (the outbox resends; the executor"
-                    " ignores the duplicate): %s", why);
+        ml_snprintf_trunc(err, sizeof(err), "delivered, not recorded (the outbox resends; the"
+                          " executor ignores the duplicate): %s", why);
     else
         rc = ML_OK;
 out:

@@ -12,7 +12,8 @@ int sweeper_run_once(bm_app *app, deps *d)
     PGresult *r;
     int published = 0;
 
-    ml_snprintf(age, sizeof(age), "%lld", (long long)app->sweep_after_s);
+    if (ml_snprintf(age, sizeof(age), "%lld", (long long)app->sweep_after_s) != ML_OK)
+        return -1; /* cannot happen: 24 bytes hold any int64 */
     r = pg_query(d->db, "bm_sweep",
                  "SELECT id, function_id FROM builds WHERE status = 'queued' AND published_at IS NULL"
                  " AND created_at < now() - make_interval(secs => $1::int) ORDER BY created_at LIMIT 100",
