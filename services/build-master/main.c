@@ -15,11 +15,6 @@ static bm_app app;
 
 static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QUEUE };
 
-deps *bm_deps(bm_app *a)
-{
-    return deps_thread_pooled(&a->deps, BM_NEED, &topo_builds, "build-master", &a->db_pool);
-}
-
 int main(int argc, char **argv)
 {
     cfg_var vars[24];

@@ -25,7 +25,7 @@ typedef struct bw_app {
     metric *m_builds, *m_duration, *m_rejections, *m_extract_rejections;
 } bw_app;
 
-/* This thread's clients (see deps_thread). */
+/* This thread's clients (see deps_thread), from app.c. */
 deps *bw_deps(bw_app *app);
 
 #endif

@@ -20,11 +20,6 @@
 
 static bw_app app;
 
-deps *bw_deps(bw_app *a)
-{
-    return deps_thread(&a->deps, BW_NEED, &topo_builds, "build-worker");
-}
-
 static void register_metrics(metrics_registry *reg)
 {
     static const double build_buckets[] = { 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300 };
