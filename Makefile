@@ -46,7 +46,7 @@ INT_SRC    := $(wildcard tests/integration/test_*.c) $(wildcard $(SERVICES:%=tes
 INT_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(INT_SRC))
 TEST_BINS  := $(UNIT_BINS) $(INT_BINS)
 
-.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench fuzz \
+.PHONY: all build deps run stop test test-unit test-integration asan tsan clean help token bench fuzz fuzz-ci \
         observe observe-stop
 all: build
 build: $(BINS)
@@ -171,11 +171,28 @@ asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
+# ThreadSanitizer build of everything into build/tsan, then TSAN_SUITE (test: unit and
+# integration; test-unit for the unit tests only). Every report (tests and daemons alike)
+# goes to build/tsan/tsan-reports/race.<pid>; any report fails the target. Suppressions are
+# for third-party library internals only: tests/tsan.supp says why for each.
+TSAN_SUITE ?= test
+TSAN_REPORTS := $(CURDIR)/build/tsan/tsan-reports
+tsan:
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
+	  suppressions=$(CURDIR)/tests/tsan.supp log_path=$(TSAN_REPORTS)/race" \
+	  $(MAKE) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
+	  $(TSAN_SUITE); rc=$$?; \
+	n=$$(ls $(TSAN_REPORTS) | wc -l); \
+	echo "tsan: $$n report file(s) in $(TSAN_REPORTS)"; \
+	for f in $(TSAN_REPORTS)/*; do [ -e "$$f" ] && grep -m1 -h 'WARNING: ThreadSanitizer' "$$f"; done; \
+	[ $$rc -eq 0 ] && [ $$n -eq 0 ]
+
 clean:
 	rm -rf build
 
 help:
-	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan bench clean"
+	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan tsan fuzz fuzz-ci bench clean"
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
