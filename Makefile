@@ -139,10 +139,13 @@ test: deps build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
 
 # libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
-# each runs FUZZ_SECONDS. See tests/fuzz/README.md.
+# `make fuzz` runs each for FUZZ_SECONDS, `make fuzz-ci` each for FUZZ_CI_SECONDS (CI).
+# New inputs go to build/fuzz/<name>-corpus, crashes to build/fuzz/crash-*. See tests/fuzz/README.md.
 FUZZ_SECONDS ?= 30
+FUZZ_CI_SECONDS ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS := extract multipart jsoncheck sigv4 jwt proto ssrf cron
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
@@ -152,20 +155,46 @@ build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/mul
 build/fuzz/fuzz_jsoncheck: tests/fuzz/fuzz_jsoncheck.c shared/jsoncheck.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
-fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsoncheck \
-      $(BUILD)/tests/unit/build-worker/test_extract
-	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus \
-	  build/fuzz/jsoncheck-corpus
+# fuzz_sigv4.c includes sigv4.c (to sign with its canonicalisation), so it is not linked again.
+build/fuzz/fuzz_sigv4: tests/fuzz/fuzz_sigv4.c services/gateway/sigv4.c shared/buf.c shared/crypto.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/gateway $(filter-out services/gateway/sigv4.c,$^) $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_jwt: tests/fuzz/fuzz_jwt.c services/gateway/auth.c services/gateway/routes.c shared/buf.c shared/crypto.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/gateway $^ $(FUZZ_LIBS) -ljwt -o $@
+build/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c services/lambda-executor/proto.c shared/buf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+# fuzz_ssrf.c includes ssrf.c (to call its URL parser without DNS).
+build/fuzz/fuzz_ssrf: tests/fuzz/fuzz_ssrf.c shared/ssrf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(filter-out shared/ssrf.c,$^) $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_cron: tests/fuzz/fuzz_cron.c services/lambda-executor/cron.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+
+# Runs every target for $(1) seconds; extract's seeds come from its unit test.
+define fuzz_run
+	mkdir -p $(FUZZ_TARGETS:%=build/fuzz/%-corpus) build/fuzz/extract-seeds
 	EXTRACT_SEED_DIR=$(CURDIR)/build/fuzz/extract-seeds $(BUILD)/tests/unit/build-worker/test_extract >/dev/null 2>&1
 	find build/fuzz/extract-seeds -size +64k -delete
-	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(1) -max_len=65536 \
 	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ -print_final_stats=1 \
 	  build/fuzz/extract-corpus build/fuzz/extract-seeds
-	build/fuzz/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+	build/fuzz/fuzz_multipart -max_total_time=$(1) -artifact_prefix=build/fuzz/ \
 	  -print_final_stats=1 build/fuzz/multipart-corpus tests/fuzz/seeds/multipart
-	build/fuzz/fuzz_jsoncheck -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	build/fuzz/fuzz_jsoncheck -max_total_time=$(1) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
 	  tests/fuzz/seeds/jsoncheck
+	set -e; for t in sigv4 jwt proto ssrf cron; do \
+	  build/fuzz/fuzz_$$t -max_total_time=$(1) -timeout=10 -artifact_prefix=build/fuzz/ \
+	    -print_final_stats=1 build/fuzz/$$t-corpus tests/fuzz/seeds/$$t; \
+	done
+endef
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) $(BUILD)/tests/unit/build-worker/test_extract
+	$(call fuzz_run,$(FUZZ_SECONDS))
+fuzz-ci: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) $(BUILD)/tests/unit/build-worker/test_extract
+	$(call fuzz_run,$(FUZZ_CI_SECONDS))
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
@@ -174,12 +203,13 @@ asan:
 # ThreadSanitizer build of everything into build/tsan, then TSAN_SUITE (test: unit and
 # integration; test-unit for the unit tests only). Every report (tests and daemons alike)
 # goes to build/tsan/tsan-reports/race.<pid>; any report fails the target. Suppressions are
-# for third-party library internals only: tests/tsan.supp says why for each.
+# for third-party library internals only: tests/tsan.supp says why for each. die_after_fork=0:
+# the executor's sandbox tests clone children while threads run, which TSan refuses by default.
 TSAN_SUITE ?= test
 TSAN_REPORTS := $(CURDIR)/build/tsan/tsan-reports
 tsan:
 	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
-	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 \
+	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 die_after_fork=0 \
 	  suppressions=$(CURDIR)/tests/tsan.supp log_path=$(TSAN_REPORTS)/race" \
 	  $(MAKE) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
 	  $(TSAN_SUITE); rc=$$?; \
