@@ -200,19 +200,23 @@ asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
 
-# ThreadSanitizer build of everything into build/tsan, then TSAN_SUITE (test: unit and
-# integration; test-unit for the unit tests only). Every report (tests and daemons alike)
+# ThreadSanitizer build of everything into build/tsan, then the threaded tests: all unit tests
+# and the C integration tests (test_mq, test_dispatch, test_httpc, ... against the test stack;
+# hold /tmp/ml-e2e.lock). The shell/Python end-to-end scripts are left out (ML_TEST_SCRIPTS=0):
+# they drive whole TSan-built daemons at 5-15x slowdown past their timeouts. TSAN_SCRIPTS=1
+# runs them too; TSAN_SUITE=test-unit only the unit tests. Every report (tests and daemons)
 # goes to build/tsan/tsan-reports/race.<pid>; any report fails the target. Suppressions are
 # for third-party library internals only: tests/tsan.supp says why for each. die_after_fork=0:
 # the executor's sandbox tests clone children while threads run, which TSan refuses by default.
 TSAN_SUITE ?= test
+TSAN_SCRIPTS ?= 0
 TSAN_REPORTS := $(CURDIR)/build/tsan/tsan-reports
 tsan:
 	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
 	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 die_after_fork=0 \
 	  suppressions=$(CURDIR)/tests/tsan.supp log_path=$(TSAN_REPORTS)/race" \
-	  $(MAKE) BUILD=build/tsan OPT=-O1 SAN="-fsanitize=thread -fno-omit-frame-pointer" \
-	  $(TSAN_SUITE); rc=$$?; \
+	  ML_TEST_SCRIPTS=$(TSAN_SCRIPTS) $(MAKE) BUILD=build/tsan OPT=-O1 \
+	  SAN="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_SUITE); rc=$$?; \
 	n=$$(ls $(TSAN_REPORTS) | wc -l); \
 	echo "tsan: $$n report file(s) in $(TSAN_REPORTS)"; \
 	for f in $(TSAN_REPORTS)/*; do [ -e "$$f" ] && grep -m1 -h 'WARNING: ThreadSanitizer' "$$f"; done; \
