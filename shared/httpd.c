@@ -484,13 +484,13 @@ static void resume(httpd_req *r)
     httpd *h = r->server;
     uint64_t one = 1;
 
-    /* Once resumed the request may complete and httpd_stop free h: nothing of h after it
-     * in the internal-threads mode (in external mode the loops, which hold h, still run). */
-    if (!h->cfg.external) {
-        MHD_resume_connection(r->conn);
-        return;
-    }
+    /* Read before resuming: once resumed the request may complete and httpd_stop free h
+     * (in external mode the caller's loops, which must outlive h's use, still run). */
+    bool external = h->cfg.external;
+
     MHD_resume_connection(r->conn);
+    if (!external)
+        return;
     if (tl_server == h && tl_loop == r->loop)
         h->again[r->loop] = true;
     else if (write(h->wake[r->loop], &one, sizeof(one)) < 0)
