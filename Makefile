@@ -46,7 +46,7 @@ INT_SRC    := $(wildcard tests/integration/test_*.c) $(wildcard $(SERVICES:%=tes
 INT_BINS   := $(patsubst tests/%.c,$(BUILD)/tests/%,$(INT_SRC))
 TEST_BINS  := $(UNIT_BINS) $(INT_BINS)
 
-.PHONY: all build deps run stop test test-unit test-integration asan clean help token bench fuzz \
+.PHONY: all build deps run stop test test-unit test-integration asan tsan clean help token bench fuzz fuzz-ci \
         observe observe-stop
 all: build
 build: $(BINS)
@@ -141,10 +141,13 @@ test: deps build $(TEST_BINS)
 lint: ; /usr/bin/python3 tests/lint/lint.py
 
 # libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
-# each runs FUZZ_SECONDS. See tests/fuzz/README.md.
+# `make fuzz` runs each for FUZZ_SECONDS, `make fuzz-ci` each for FUZZ_CI_SECONDS (CI).
+# New inputs go to build/fuzz/<name>-corpus, crashes to build/fuzz/crash-*. See tests/fuzz/README.md.
 FUZZ_SECONDS ?= 30
+FUZZ_CI_SECONDS ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
@@ -157,26 +160,72 @@ build/fuzz/fuzz_jsoncheck: tests/fuzz/fuzz_jsoncheck.c shared/jsoncheck.c
 build/fuzz/fuzz_fnspec: tests/fuzz/fuzz_fnspec.c shared/fnspec.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
-fuzz: build/fuzz/fuzz_extract build/fuzz/fuzz_multipart build/fuzz/fuzz_jsoncheck build/fuzz/fuzz_fnspec \
-      $(BUILD)/tests/unit/build-worker/test_extract
-	mkdir -p build/fuzz/extract-corpus build/fuzz/extract-seeds build/fuzz/multipart-corpus \
-	  build/fuzz/jsoncheck-corpus
+# fuzz_sigv4.c includes sigv4.c (to sign with its canonicalisation), so it is not linked again.
+build/fuzz/fuzz_sigv4: tests/fuzz/fuzz_sigv4.c services/gateway/sigv4.c shared/buf.c shared/crypto.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/gateway $(filter-out services/gateway/sigv4.c,$^) $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_jwt: tests/fuzz/fuzz_jwt.c services/gateway/auth.c services/gateway/routes.c shared/buf.c shared/crypto.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/gateway $^ $(FUZZ_LIBS) -ljwt -o $@
+build/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c services/lambda-executor/proto.c shared/buf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+# fuzz_ssrf.c includes ssrf.c (to call its URL parser without DNS).
+build/fuzz/fuzz_ssrf: tests/fuzz/fuzz_ssrf.c shared/ssrf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(filter-out shared/ssrf.c,$^) $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_cron: tests/fuzz/fuzz_cron.c services/lambda-executor/cron.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+
+# Runs every target for $(1) seconds; extract's seeds come from its unit test.
+define fuzz_run
+	mkdir -p $(FUZZ_TARGETS:%=build/fuzz/%-corpus) build/fuzz/extract-seeds
 	EXTRACT_SEED_DIR=$(CURDIR)/build/fuzz/extract-seeds $(BUILD)/tests/unit/build-worker/test_extract >/dev/null 2>&1
 	find build/fuzz/extract-seeds -size +64k -delete
-	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(FUZZ_SECONDS) -max_len=65536 \
+	TMPDIR=/dev/shm build/fuzz/fuzz_extract -max_total_time=$(1) -max_len=65536 \
 	  -rss_limit_mb=2048 -artifact_prefix=build/fuzz/ -print_final_stats=1 \
 	  build/fuzz/extract-corpus build/fuzz/extract-seeds
-	build/fuzz/fuzz_multipart -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/ \
+	build/fuzz/fuzz_multipart -max_total_time=$(1) -artifact_prefix=build/fuzz/ \
 	  -print_final_stats=1 build/fuzz/multipart-corpus tests/fuzz/seeds/multipart
-	build/fuzz/fuzz_jsoncheck -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	build/fuzz/fuzz_jsoncheck -max_total_time=$(1) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
 	  tests/fuzz/seeds/jsoncheck
-	mkdir -p build/fuzz/fnspec-corpus && build/fuzz/fuzz_fnspec -max_total_time=$(FUZZ_SECONDS) \
-	  -max_len=4096 -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/fnspec-corpus tests/fuzz/seeds/fnspec
+	set -e; for t in fnspec sigv4 jwt proto ssrf cron; do \
+	  build/fuzz/fuzz_$$t -max_total_time=$(1) -timeout=10 -artifact_prefix=build/fuzz/ \
+	    -print_final_stats=1 build/fuzz/$$t-corpus tests/fuzz/seeds/$$t; \
+	done
+endef
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) $(BUILD)/tests/unit/build-worker/test_extract
+	$(call fuzz_run,$(FUZZ_SECONDS))
+fuzz-ci: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) $(BUILD)/tests/unit/build-worker/test_extract
+	$(call fuzz_run,$(FUZZ_CI_SECONDS))
 
 asan:
 	$(MAKE) BUILD=build/asan OPT=-O1 \
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" test
+
+# ThreadSanitizer build of everything into build/tsan, then the threaded tests: all unit tests
+# and the C integration tests (test_mq, test_dispatch, test_httpc, ... against the test stack;
+# hold /tmp/ml-e2e.lock). The shell/Python end-to-end scripts are left out (ML_TEST_SCRIPTS=0):
+# they drive whole TSan-built daemons at 5-15x slowdown past their timeouts. TSAN_SCRIPTS=1
+# runs them too; TSAN_SUITE=test-unit only the unit tests. Every report (tests and daemons)
+# goes to build/tsan/tsan-reports/race.<pid>; any report fails the target. Suppressions are
+# for third-party library internals only: tests/tsan.supp says why for each. die_after_fork=0:
+# the executor's sandbox tests clone children while threads run, which TSan refuses by default.
+TSAN_SUITE ?= test
+TSAN_SCRIPTS ?= 0
+TSAN_REPORTS := $(CURDIR)/build/tsan/tsan-reports
+tsan:
+	rm -rf $(TSAN_REPORTS) && mkdir -p $(TSAN_REPORTS)
+	TSAN_OPTIONS="halt_on_error=0 exitcode=66 second_deadlock_stack=1 die_after_fork=0 \
+	  suppressions=$(CURDIR)/tests/tsan.supp log_path=$(TSAN_REPORTS)/race" \
+	  ML_TEST_SCRIPTS=$(TSAN_SCRIPTS) $(MAKE) BUILD=build/tsan OPT=-O1 \
+	  SAN="-fsanitize=thread -fno-omit-frame-pointer" $(TSAN_SUITE); rc=$$?; \
+	n=$$(ls $(TSAN_REPORTS) | wc -l); \
+	echo "tsan: $$n report file(s) in $(TSAN_REPORTS)"; \
+	for f in $(TSAN_REPORTS)/*; do [ -e "$$f" ] && grep -m1 -h 'WARNING: ThreadSanitizer' "$$f"; done; \
+	[ $$rc -eq 0 ] && [ $$n -eq 0 ]
 
 clean:
 	rm -rf build
@@ -188,7 +237,7 @@ check-includes:
 	/usr/bin/python3 tests/lint/include_graph.py
 
 help:
-	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan bench clean"
+	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan tsan fuzz fuzz-ci bench clean"
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -71,6 +71,9 @@ struct httpd {
     struct MHD_Daemon *daemon;   /* the first (or only) daemon */
     struct MHD_Daemon *loops[MAX_LOOPS]; /* external mode: one daemon per caller's loop */
     int wake[MAX_LOOPS];         /* eventfd per loop: MHD does not signal resumes itself there */
+    /* listening sockets MHD_quiesce_daemon handed back: shut down at once (no new
+     * connections), closed only after MHD_stop_daemon — MHD's threads may still use them */
+    int quiesced_fd[MAX_LOOPS];
     bool again[MAX_LOOPS];       /* resumed on the loop's own thread: run it again; that thread only */
     unsigned nloops;
     bool quiesced;
@@ -481,8 +484,12 @@ static void resume(httpd_req *r)
     httpd *h = r->server;
     uint64_t one = 1;
 
+    /* Read before resuming: once resumed the request may complete and httpd_stop free h
+     * (in external mode the caller's loops, which must outlive h's use, still run). */
+    bool external = h->cfg.external;
+
     MHD_resume_connection(r->conn);
-    if (!h->cfg.external)
+    if (!external)
         return;
     if (tl_server == h && tl_loop == r->loop)
         h->again[r->loop] = true;
@@ -799,6 +806,9 @@ static void stop_daemons(httpd *h)
         if (h->wake[i] >= 0)
             close(h->wake[i]);
     }
+    for (unsigned i = 0; h->quiesced && i < (h->cfg.external ? h->nloops : 1); i++)
+        if (h->quiesced_fd[i] != MHD_INVALID_SOCKET)
+            close(h->quiesced_fd[i]);
     h->daemon = NULL;
     h->nloops = 0;
 }
@@ -929,8 +939,9 @@ bool httpd_drain(httpd *h)
     pthread_mutex_unlock(&h->lock);
     for (unsigned i = 0; !h->quiesced && i < (h->cfg.external ? h->nloops : 1); i++) {
         fd = MHD_quiesce_daemon(h->cfg.external ? h->loops[i] : h->daemon);
+        h->quiesced_fd[i] = fd;
         if (fd != MHD_INVALID_SOCKET)
-            close(fd);
+            shutdown(fd, SHUT_RDWR); /* stops listening: new connections are refused */
     }
     h->quiesced = true;
     return drain(h);

@@ -384,35 +384,36 @@ static int on_method(mq_conn *c, const amqp_frame_t *f, confirm *w)
 }
 
 /* Reads one frame, waiting until deadline (monotonic ms) at most. */
-static int wait_frame(mq_conn *c, int64_t deadline, amqp_frame_t *f)
+static mq_status wait_frame(mq_conn *c, int64_t deadline, amqp_frame_t *f)
 {
     int64_t left = deadline - ml_now_ms();
     struct timeval tv = ms_tv(left > 0 ? left : 0);
     int rc = amqp_simple_wait_frame_noblock(c->st, f, &tv);
 
     if (rc == AMQP_STATUS_OK)
-        return ML_OK;
+        return MQ_OK;
     if (rc == AMQP_STATUS_TIMEOUT)
         return MQ_TIMEOUT;
-    return lib_fail(c, "connection lost", rc);
+    lib_fail(c, "connection lost", rc);
+    return MQ_ERR;
 }
 
 /* Handles incoming frames until: w is settled (w != NULL), a delivery is buffered
  * (stop_on_delivery), or the deadline passes (MQ_TIMEOUT; with deadline = now this drains
- * what is readable without blocking). ML_ERR when the connection broke. */
-static int pump(mq_conn *c, int64_t deadline, confirm *w, int stop_on_delivery)
+ * what is readable without blocking). MQ_ERR when the connection broke. */
+static mq_status pump(mq_conn *c, int64_t deadline, confirm *w, int stop_on_delivery)
 {
     amqp_frame_t f;
-    int rc;
+    mq_status rc;
 
     for (;;) {
         if ((w && w->settled) || (stop_on_delivery && c->head))
-            return ML_OK;
+            return MQ_OK;
         rc = wait_frame(c, deadline, &f);
-        if (rc != ML_OK)
+        if (rc != MQ_OK)
             return rc;
         if (f.frame_type == AMQP_FRAME_METHOD && on_method(c, &f, w) != ML_OK)
-            return ML_ERR;
+            return MQ_ERR;
     }
 }
 
@@ -713,7 +714,7 @@ static void build_props(const mq_publish_msg *m, amqp_basic_properties_t *p,
 /* Waits for the confirm of w->tag; on any failure the message is reported as not queued. */
 static int await_confirm(mq_conn *c, confirm *w, const char *rk)
 {
-    int rc = pump(c, ml_now_ms() + c->op_timeout_ms, w, 0);
+    mq_status rc = pump(c, ml_now_ms() + c->op_timeout_ms, w, 0);
     char cause[MQ_ERR_MAX];
 
     if (rc == MQ_TIMEOUT) {
@@ -721,9 +722,9 @@ static int await_confirm(mq_conn *c, confirm *w, const char *rk)
         set_err(c, "amqp %s:%d: no publisher confirm within %d ms", c->info.host, c->info.port,
                 c->op_timeout_ms);
         broken(c);
-        rc = ML_ERR;
+        rc = MQ_ERR;
     }
-    if (rc == ML_ERR) {
+    if (rc == MQ_ERR) {
         ml_strlcpy(cause, c->err, sizeof(cause));
         set_err(c, "publish '%s' not confirmed: %s", rk, cause);
         return ML_ERR;
@@ -756,7 +757,7 @@ int mq_publish(mq_conn *c, const mq_publish_msg *m)
         return ML_ERR;
     /* A connection the broker dropped while we were idle shows up here, not mid-publish. */
     amqp_maybe_release_buffers(c->st);
-    if (pump(c, ml_now_ms(), NULL, 0) == ML_ERR && mq_ensure(c) != ML_OK)
+    if (pump(c, ml_now_ms(), NULL, 0) == MQ_ERR && mq_ensure(c) != ML_OK)
         return ML_ERR;
     build_props(m, &props, h, exp, sizeof(exp));
     rc = amqp_basic_publish(c->st, CH_PUB, amqp_cstring_bytes(m->exchange ? m->exchange : ""),
@@ -792,27 +793,27 @@ static void sleep_until(int64_t deadline)
         ml_sleep_ms(left);
 }
 
-int mq_consume_next(mq_conn *c, int timeout_ms, mq_message *out)
+mq_status mq_consume_next(mq_conn *c, int timeout_ms, mq_message *out)
 {
     int64_t deadline = ml_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     struct pending *p;
-    int rc;
+    mq_status rc;
 
     memset(out, 0, sizeof(*out));
     if (!c->consuming) {
         set_err(c, "mq_consume_next: mq_consume was not called");
-        return ML_ERR;
+        return MQ_ERR;
     }
     if (mq_ensure(c) != ML_OK) {
         sleep_until(deadline);
-        return ML_ERR;
+        return MQ_ERR;
     }
     if (!c->head)
         amqp_maybe_release_buffers(c->st);
     rc = pump(c, deadline, NULL, 1);
-    if (rc == ML_ERR)
+    if (rc == MQ_ERR)
         sleep_until(deadline);
-    if (rc != ML_OK)
+    if (rc != MQ_OK)
         return rc;
     p = c->head;
     c->head = p->next;
@@ -820,7 +821,7 @@ int mq_consume_next(mq_conn *c, int timeout_ms, mq_message *out)
         c->tail = NULL;
     *out = p->msg;
     free(p);
-    return ML_OK;
+    return MQ_OK;
 }
 
 int mq_service(mq_conn *c)
@@ -829,7 +830,7 @@ int mq_service(mq_conn *c)
         set_err(c, "amqp %s:%d: not connected", c->info.host, c->info.port);
         return ML_ERR;
     }
-    return pump(c, ml_now_ms(), NULL, 0) == ML_ERR ? ML_ERR : ML_OK;
+    return pump(c, ml_now_ms(), NULL, 0) == MQ_ERR ? ML_ERR : ML_OK;
 }
 
 static int owns(mq_conn *c, const mq_message *m, const char *what)

@@ -31,8 +31,14 @@
 
 #include "ml.h"
 
-/* mq_consume_next's "nothing arrived in time"; distinct from ML_OK and ML_ERR. */
-#define MQ_TIMEOUT 1
+/* Result of mq_consume_next: a message, an error, or nothing arrived in time. MQ_OK and
+ * MQ_ERR equal ML_OK and ML_ERR, so `rc != ML_OK` still means "no message". Compare with
+ * the names, never with a number. */
+typedef enum mq_status {
+    MQ_ERR = ML_ERR,
+    MQ_OK = ML_OK,
+    MQ_TIMEOUT = 1,
+} mq_status;
 
 #define MQ_BACKOFF_MIN_MS 100
 #define MQ_BACKOFF_MAX_MS 5000
@@ -152,10 +158,10 @@ int mq_publish(mq_conn *c, const mq_publish_msg *m);
 int mq_consume(mq_conn *c, const char *queue, int prefetch);
 
 /* Waits up to timeout_ms for the next delivery into *out (overwritten: destroy it first if
- * it held a message). ML_OK with a message the caller must ack/nack/reject and then free
- * with mq_message_destroy; MQ_TIMEOUT; or ML_ERR (connection lost or down — the call then
+ * it held a message). MQ_OK with a message the caller must ack/nack/reject and then free
+ * with mq_message_destroy; MQ_TIMEOUT; or MQ_ERR (connection lost or down — the call then
  * sleeps out the rest of timeout_ms so a consumer loop does not spin). */
-int mq_consume_next(mq_conn *c, int timeout_ms, mq_message *out);
+mq_status mq_consume_next(mq_conn *c, int timeout_ms, mq_message *out);
 
 /* Services heartbeats and buffers any arrived deliveries without blocking. Call it every
  * few seconds while holding a delivery longer than the heartbeat interval. ML_ERR if the

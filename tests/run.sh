@@ -85,6 +85,8 @@ run_integration() {
     for bin in $(find "$root/$build/tests/integration" -type f -name 'test_*' 2>/dev/null | sort); do
         run_cmocka "$bin"
     done
+    # ML_TEST_SCRIPTS=0: only the C integration tests (`make tsan` runs those)
+    [ "${ML_TEST_SCRIPTS:-1}" = 0 ] && return
     for script in $(ls "$root"/tests/integration/*.sh 2>/dev/null | sort); do
         run_script "$script"
     done

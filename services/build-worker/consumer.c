@@ -44,16 +44,20 @@ void *consumer_main(void *arg)
         return NULL;
     while (!svc_stopping()) {
         mq_message m = { 0 };
-        int rc = ML_OK;
+        mq_status rc = MQ_OK;
 
         /* once started, the consumer survives reconnects inside mq_consume_next */
-        if (!consuming && (rc = mq_consume(d->mq, c->queue, 1)) == ML_OK)
-            consuming = true;
-        if (rc == ML_OK)
+        if (!consuming) {
+            if (mq_consume(d->mq, c->queue, 1) == ML_OK)
+                consuming = true;
+            else
+                rc = MQ_ERR;
+        }
+        if (rc == MQ_OK)
             rc = mq_consume_next(d->mq, 1000, &m);
         if (rc == MQ_TIMEOUT)
             continue;
-        if (rc != ML_OK) {
+        if (rc != MQ_OK) {
             ml_log_kv(ML_LOG_WARN, "consumer cannot reach the broker", "queue", c->queue, "error",
                       mq_error(d->mq), NULL);
             sleep_unless_stopping(backoff);

@@ -56,7 +56,9 @@ def report(ok, what, detail=""):
 
 
 def check(what, fn):
-    """Runs fn(); a falsy/None result or AssertionError is a failure, a string is its detail."""
+    """Runs fn(), which returns its problems: an empty list (or "") passes; a non-empty list
+    or string, an AssertionError or any exception fails. None fails too: a check that forgot
+    to return its problems would otherwise always pass."""
     try:
         problems = fn()
     except AssertionError as e:
@@ -64,6 +66,9 @@ def check(what, fn):
         return
     except Exception as e:  # a crash in a check is that check's failure, not the suite's
         report(False, what, f"{type(e).__name__}: {e}")
+        return
+    if problems is None:
+        report(False, what, "the check returned None instead of its list of problems")
         return
     report(not problems, what, "; ".join(problems) if isinstance(problems, list) else str(problems or ""))
 

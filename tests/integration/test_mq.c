@@ -96,10 +96,10 @@ static int publish(mq_conn *c, const topo *t, const char *key, const char *body)
 
 static void next_ok(mq_conn *c, mq_message *m)
 {
-    int rc = mq_consume_next(c, 5000, m);
+    mq_status rc = mq_consume_next(c, 5000, m);
 
-    if (rc != ML_OK)
-        fail_msg("mq_consume_next: rc %d: %s", rc, rc == ML_ERR ? mq_error(c) : "timeout");
+    if (rc != MQ_OK)
+        fail_msg("mq_consume_next: rc %d: %s", (int)rc, rc == MQ_ERR ? mq_error(c) : "timeout");
 }
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud)
@@ -479,7 +479,6 @@ static void test_consumer_cancelled_by_queue_delete(void **state)
     mq_conn *c, *admin;
     mq_message m = { 0 };
     int64_t t0;
-    int rc;
     (void)state;
     topo_init(&t, "cancel", 0, 0, 0);
     c = consumer(&t, t.q, 2);
@@ -493,8 +492,7 @@ static void test_consumer_cancelled_by_queue_delete(void **state)
     assert_string_equal(m.body, "buffered");
     mq_message_destroy(&m);
     t0 = ml_now_ms();
-    rc = mq_consume_next(c, 400, &m);
-    assert_int_equal(rc, ML_ERR);
+    assert_int_equal(mq_consume_next(c, 400, &m), MQ_ERR);
     assert_non_null(strstr(mq_error(c), "cancelled by the broker"));
     assert_true(ml_now_ms() - t0 >= 390);
     assert_int_equal(mq_consume_next(c, 300, &m), MQ_TIMEOUT); /* reconnected, queue is new */
@@ -590,12 +588,13 @@ static void test_quorum_delivery_limit(void **state)
     topo t;
     mq_conn *c;
     mq_message m = { 0 };
-    int deliveries = 0, rc;
+    int deliveries = 0;
+    mq_status rc;
     (void)state;
     topo_init(&t, "quorum", 1, 2, 0);
     c = consumer(&t, t.q, 1);
     assert_int_equal(publish(c, &t, "k", "poison"), ML_OK);
-    while ((rc = mq_consume_next(c, 1000, &m)) == ML_OK) {
+    while ((rc = mq_consume_next(c, 1000, &m)) == MQ_OK) {
         deliveries++;
         assert_string_equal(m.body, "poison");
         assert_int_equal(m.redelivered, deliveries > 1);

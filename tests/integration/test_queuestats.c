@@ -148,7 +148,7 @@ static void test_counts_and_reconnect(void **state)
 
     sub = conn(NULL); /* one delivered, unacked: 2 ready, 1 consumer */
     assert_int_equal(mq_consume(sub, g_queue, 1), ML_OK);
-    assert_int_equal(mq_consume_next(sub, 5000, &got), ML_OK);
+    assert_int_equal(mq_consume_next(sub, 5000, &got), MQ_OK);
     assert_true(wait_for(msgs, cons, 2, 1));
 
     force_close(old, sizeof(old));

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <cJSON.h>
 #include <curl/curl.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -446,25 +447,119 @@ static void test_async_completion(void **state)
 }
 
 /* httpd_stop lets an in-flight request finish instead of cutting it off. */
+/* A raw connection to 127.0.0.1:port, or -1 (errno set) when the connect fails. */
+static int raw_connect(uint16_t port)
+{
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct timeval tv = { 2, 0 };
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* Reads one response whose body has a Content-Length (or until EOF) into out. */
+static void raw_read_response(int fd, char *out, size_t outlen)
+{
+    size_t got = 0, want = (size_t)-1;
+    ssize_t k;
+
+    out[0] = '\0';
+    while (got < want && got + 1 < outlen && (k = read(fd, out + got, outlen - 1 - got)) > 0) {
+        const char *end, *cl;
+        got += (size_t)k;
+        out[got] = '\0';
+        if (want == (size_t)-1 && (end = strstr(out, "\r\n\r\n")) &&
+            (cl = strcasestr(out, "\r\nContent-Length: ")) && cl < end)
+            want = (size_t)(end + 4 - out) + strtoul(cl + 18, NULL, 10);
+    }
+}
+
+/* What the prober saw while httpd_stop was draining. */
+typedef struct drain_probe {
+    uint16_t port;
+    int keep_fd;            /* keep-alive connection opened before the drain */
+    bool refused;           /* a new connection was refused */
+    char on_keep[1024];     /* the response to a new request on keep_fd */
+    int64_t released_at;    /* when the slow handler was let go (ml_now_ms) */
+} drain_probe;
+
+/* Waits until the server stops accepting (httpd_stop has begun draining), checks that an
+ * open connection gets 503 for a new request, then lets the in-flight slow request finish. */
+static void *probe_drain(void *arg)
+{
+    drain_probe *p = arg;
+    const char *req = "GET /fast HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    int64_t deadline = ml_now_ms() + 4000;
+    int fd;
+
+    while (!p->refused && ml_now_ms() < deadline) {
+        fd = raw_connect(p->port);
+        if (fd < 0 && errno == ECONNREFUSED)
+            p->refused = true;
+        else
+            ml_sleep_ms(2);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (send(p->keep_fd, req, strlen(req), MSG_NOSIGNAL) == (ssize_t)strlen(req))
+        raw_read_response(p->keep_fd, p->on_keep, sizeof(p->on_keep));
+    ml_sleep_ms(100); /* httpd_stop is now waiting for the slow request */
+    pthread_mutex_lock(&mu);
+    p->released_at = ml_now_ms();
+    fast_done = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+/* httpd_stop is called while a blocking request is in flight: it must refuse new
+ * connections, answer new requests on open connections with 503, and return only after the
+ * in-flight request completed with its full response. The handler is released by a prober
+ * thread only once the drain has visibly begun, so a stop that does not wait either returns
+ * before the release or cuts the response off. */
 static void test_graceful_stop(void **state)
 {
     httpd *h = start();
     bg slow = { httpd_port(h), "/slow", { 0 } };
-    pthread_t t;
+    drain_probe p = { .port = httpd_port(h) };
+    const char *ka = "GET /empty-header HTTP/1.1\r\nHost: x\r\n\r\n";
+    char first[1024];
+    pthread_t t, pt;
+    int64_t stopped_at;
     (void)state;
+    p.keep_fd = raw_connect(p.port);
+    assert_true(p.keep_fd >= 0);
+    assert_int_equal(send(p.keep_fd, ka, strlen(ka), MSG_NOSIGNAL), (ssize_t)strlen(ka));
+    raw_read_response(p.keep_fd, first, sizeof(first));
+    assert_non_null(strstr(first, "HTTP/1.1 200"));
     fast_done = slow_started = 0;
     pthread_create(&t, NULL, bg_request, &slow);
     pthread_mutex_lock(&mu);
     while (!slow_started)
         pthread_cond_wait(&cv, &mu);
-    fast_done = 1; /* let it finish, but only after stop has begun draining */
     pthread_mutex_unlock(&mu);
-    httpd_stop(h);
-    pthread_mutex_lock(&mu);
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
+    pthread_create(&pt, NULL, probe_drain, &p);
+    httpd_stop(h); /* the slow request is still blocked in its handler here */
+    stopped_at = ml_now_ms();
+    pthread_join(pt, NULL);
     pthread_join(t, NULL);
+    close(p.keep_fd);
+    assert_true(p.refused);
+    assert_non_null(strstr(p.on_keep, "HTTP/1.1 503"));
+    assert_true(p.released_at > 0 && p.released_at <= stopped_at);
     assert_int_equal(slow.r.status, 200);
+    assert_non_null(slow.r.body.data);
+    assert_string_equal(slow.r.body.data, "slow");
     reply_free(&slow.r);
 }
 
@@ -483,6 +578,9 @@ static void test_workers_reused_lifo(void **state)
         request(httpd_port(h), "GET", "/who", NULL, NULL, 0, &r);
         assert_int_equal(r.status, 200);
         reply_free(&r);
+        /* The worker returns to the idle stack just after the response left; on a loaded
+         * machine the next request could arrive first and take another worker. */
+        ml_sleep_ms(5);
     }
     assert_true(atomic_load(&nseen) <= 2);
     httpd_stop(h);

@@ -59,7 +59,7 @@ static void test_refused_and_backoff(void **state)
     assert_non_null(strstr(mq_error(c), "next connect attempt in"));
     assert_int_equal(mq_ping(c), ML_ERR);
     /* consume_next without mq_consume is a usage error, not a hang */
-    assert_int_equal(mq_consume_next(c, 10, &msg), ML_ERR);
+    assert_int_equal(mq_consume_next(c, 10, &msg), MQ_ERR);
     assert_non_null(strstr(mq_error(c), "mq_consume"));
     mq_close(c);
 }

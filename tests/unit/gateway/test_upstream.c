@@ -171,6 +171,17 @@ static httpd_result h_health(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* inst[i].healthy read under the pool's lock, as the health checker thread writes it. */
+static bool healthy_now(gw_pool *p, size_t i)
+{
+    bool v;
+
+    pthread_mutex_lock(&p->lock);
+    v = p->inst[i].healthy;
+    pthread_mutex_unlock(&p->lock);
+    return v;
+}
+
 static void test_health_round(void **state)
 {
     static int status = 200;
@@ -197,8 +208,8 @@ static void test_health_round(void **state)
     /* the background checker brings it back */
     gw_health_checker *hc2 = gw_health_start(pools, 1);
     assert_non_null(hc2);
-    for (int i = 0; i < 50 && !p.inst[0].healthy; i++)
-        ml_sleep_ms(20);
+    for (int i = 0; i < 50 && !healthy_now(&p, 0); i++)
+        ml_sleep_ms(20); /* the checker thread writes healthy under p.lock */
     gw_health_stop(hc2);
     assert_true(p.inst[0].healthy);
     gw_pool_free(&p);
