@@ -241,7 +241,7 @@ int httpd_resp_error(httpd_resp *resp, int status, const char *code, const char 
     cJSON *err = cJSON_AddObjectToObject(root, "error");
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    ml_vsnprintf_trunc(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     cJSON_AddStringToObject(err, "code", code);
     cJSON_AddStringToObject(err, "message", msg);
@@ -352,10 +352,10 @@ static void route_request(httpd *h, httpd_req *r)
         }
         for (size_t k = 0; k < n; k++)
             free(values[k]);
-        if (!strstr(allow, rt->method)) {
-            snprintf(allow + alen, sizeof(allow) - alen, "%s%s", alen ? ", " : "", rt->method);
-            alen = strlen(allow);
-        }
+        if (!strstr(allow, rt->method) &&
+            ml_snprintf(allow + alen, sizeof(allow) - alen, "%s%s", alen ? ", " : "", rt->method) != ML_OK)
+            allow[alen] = '\0'; /* a method that does not fit is left out whole, never cut */
+        alen = strlen(allow);
     }
     if (alen) {
         reject(r, 405, "method_not_allowed", "method not allowed on this path");
@@ -674,7 +674,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     route = httpd_route_pattern(r);
     secs = (double)(ml_now_ms() - r->started_ms) / 1000.0;
-    ml_snprintf(code, sizeof(code), "%d", r->resp.status ? r->resp.status : 500);
+    if (ml_snprintf(code, sizeof(code), "%d", r->resp.status ? r->resp.status : 500) != ML_OK)
+        ml_strlcpy(code, "500", sizeof(code)); /* a status is 3 digits: cannot happen */
     metric_inc(h->m_requests, (const char *[]){ h->cfg.service, route, r->method, code });
     metric_observe(h->m_duration, (const char *[]){ h->cfg.service, route, r->method }, secs);
     metric_add(h->m_inflight, (const char *[]){ h->cfg.service }, -1);
@@ -860,7 +861,7 @@ static int bind_address(const httpd_config *c, struct sockaddr_in *sa, char *err
         return ML_OK;
     }
     if (inet_pton(AF_INET, c->bind_addr, &sa->sin_addr) != 1) {
-        ml_snprintf(err, errlen, "bind address '%s' is not an IPv4 address", c->bind_addr);
+        ml_snprintf_trunc(err, errlen, "bind address '%s' is not an IPv4 address", c->bind_addr);
         return ML_ERR;
     }
     return ML_OK;
@@ -874,7 +875,7 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
     const union MHD_DaemonInfo *info;
 
     if (!h) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return NULL;
     }
     h->cfg = *cfg;
@@ -887,11 +888,11 @@ httpd *httpd_start(const httpd_config *cfg, const httpd_route *routes, size_t nr
         goto fail;
     register_metrics(h);
     if (start_workers(h) != ML_OK) {
-        ml_snprintf(err, errlen, "cannot start worker threads");
+        ml_snprintf_trunc(err, errlen, "cannot start worker threads");
         goto fail;
     }
     if (start_daemons(h, &sa) != ML_OK) {
-        ml_snprintf(err, errlen, "cannot listen on %s:%u (port in use?)",
+        ml_snprintf_trunc(err, errlen, "cannot listen on %s:%u (port in use?)",
                     h->cfg.bind_addr ? h->cfg.bind_addr : "0.0.0.0", h->cfg.port);
         goto fail;
     }

@@ -75,7 +75,7 @@ static void set_err(mq_conn *c, const char *fmt, ...)
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(c->err, sizeof(c->err), fmt, ap);
+    ml_vsnprintf_trunc(c->err, sizeof(c->err), fmt, ap);
     va_end(ap);
 }
 
@@ -332,7 +332,7 @@ static int take_return(mq_conn *c, amqp_channel_t ch, const amqp_basic_return_t 
 
     if (w) {
         w->returned = 1;
-        snprintf(w->why, sizeof(w->why), "%u %.*s", r->reply_code, (int)r->reply_text.len,
+        ml_snprintf_trunc(w->why, sizeof(w->why), "%u %.*s", r->reply_code, (int)r->reply_text.len,
                  (const char *)r->reply_text.bytes);
     }
     if (reply_check(c, amqp_read_message(c->st, ch, &am, 0), ch, "reading a returned message") !=
@@ -499,7 +499,7 @@ static int declare_queue(mq_conn *c, const mq_queue_spec *q)
         args[t.num_entries++] = str_arg("x-queue-type", "quorum");
     if (q->delivery_limit > 0)
         args[t.num_entries++] = int_arg("x-delivery-limit", q->delivery_limit);
-    snprintf(what, sizeof(what), "queue.declare '%s'", q->name);
+    ml_snprintf_trunc(what, sizeof(what), "queue.declare '%s'", q->name);
     amqp_queue_declare(c->st, CH_PUB, amqp_cstring_bytes(q->name), 0, 1, 0, 0, t);
     return rpc_check(c, CH_PUB, what);
 }
@@ -511,7 +511,7 @@ static int declare_topology(mq_conn *c)
     size_t i;
 
     for (i = 0; t && i < t->n_exchanges; i++) {
-        snprintf(what, sizeof(what), "exchange.declare '%s'", t->exchanges[i].name);
+        ml_snprintf_trunc(what, sizeof(what), "exchange.declare '%s'", t->exchanges[i].name);
         amqp_exchange_declare(c->st, CH_PUB, amqp_cstring_bytes(t->exchanges[i].name),
                               amqp_cstring_bytes(t->exchanges[i].type), 0, 1, 0, 0,
                               amqp_empty_table);
@@ -524,7 +524,7 @@ static int declare_topology(mq_conn *c)
     for (i = 0; t && i < t->n_bindings; i++) {
         const mq_binding_spec *b = &t->bindings[i];
 
-        snprintf(what, sizeof(what), "queue.bind '%s' to '%s'", b->queue, b->exchange);
+        ml_snprintf_trunc(what, sizeof(what), "queue.bind '%s' to '%s'", b->queue, b->exchange);
         amqp_queue_bind(c->st, CH_PUB, amqp_cstring_bytes(b->queue),
                         amqp_cstring_bytes(b->exchange), amqp_cstring_bytes(b->routing_key),
                         amqp_empty_table);
@@ -543,7 +543,7 @@ static int start_consumer(mq_conn *c)
     amqp_basic_qos(c->st, CH_CONSUME, 0, (uint16_t)c->prefetch, 0);
     if (rpc_check(c, CH_CONSUME, "basic.qos") != ML_OK)
         return ML_ERR;
-    snprintf(what, sizeof(what), "basic.consume '%s'", c->queue);
+    ml_snprintf_trunc(what, sizeof(what), "basic.consume '%s'", c->queue);
     amqp_basic_consume(c->st, CH_CONSUME, amqp_cstring_bytes(c->queue), amqp_empty_bytes, 0, 0, 0,
                        amqp_empty_table);
     return rpc_check(c, CH_CONSUME, what);
@@ -618,7 +618,7 @@ static int check_topology(const mq_topology *t, char *err, size_t errlen)
         if (!t->queues[i].name)
             goto bad;
         if (t->queues[i].delivery_limit > 0 && !t->queues[i].quorum) {
-            snprintf(err, errlen, "queue '%s': delivery_limit needs a quorum queue",
+            ml_snprintf_trunc(err, errlen, "queue '%s': delivery_limit needs a quorum queue",
                      t->queues[i].name);
             return ML_ERR;
         }
@@ -628,7 +628,7 @@ static int check_topology(const mq_topology *t, char *err, size_t errlen)
             goto bad;
     return ML_OK;
 bad:
-    snprintf(err, errlen, "topology entry with a missing name, type or key");
+    ml_snprintf_trunc(err, errlen, "topology entry with a missing name, type or key");
     return ML_ERR;
 }
 
@@ -642,11 +642,11 @@ mq_conn *mq_new(const char *url, const mq_options *opts, const mq_topology *topo
         return NULL;
     c = calloc(1, sizeof(*c));
     if (!c || !url || !(c->url_buf = strdup(url))) {
-        snprintf(err, errlen, url ? "out of memory" : "no AMQP URL");
+        ml_snprintf_trunc(err, errlen, url ? "out of memory" : "no AMQP URL");
         goto fail;
     }
     if (amqp_parse_url(c->url_buf, &c->info) != AMQP_STATUS_OK || c->info.ssl) {
-        snprintf(err, errlen, "bad AMQP URL (want amqp://user:pass@host:port/vhost)");
+        ml_snprintf_trunc(err, errlen, "bad AMQP URL (want amqp://user:pass@host:port/vhost)");
         goto fail;
     }
     c->connect_timeout_ms = opts && opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
@@ -697,9 +697,10 @@ static void build_props(const mq_publish_msg *m, amqp_basic_properties_t *p,
         p->message_id = amqp_cstring_bytes(m->message_id);
     }
     if (m->expiration_ms > 0) {
-        snprintf(exp, explen, "%lld", (long long)m->expiration_ms);
-        p->_flags |= AMQP_BASIC_EXPIRATION_FLAG;
-        p->expiration = amqp_cstring_bytes(exp);
+        if (ml_snprintf(exp, explen, "%lld", (long long)m->expiration_ms) == ML_OK) {
+            p->_flags |= AMQP_BASIC_EXPIRATION_FLAG; /* exp holds 24 bytes: any int64 fits */
+            p->expiration = amqp_cstring_bytes(exp);
+        }
     }
     for (i = 0; i < m->n_headers; i++)
         h[i] = m->headers[i].str ? str_arg(m->headers[i].key, m->headers[i].str)
@@ -911,7 +912,7 @@ int mq_queue_stats(mq_conn *c, const char *queue, uint32_t *messages, uint32_t *
 
     if (aux_ready(c) != ML_OK)
         return ML_ERR;
-    snprintf(what, sizeof(what), "queue.declare passive '%s'", queue);
+    ml_snprintf_trunc(what, sizeof(what), "queue.declare passive '%s'", queue);
     ok = amqp_queue_declare(c->st, CH_AUX, amqp_cstring_bytes(queue), 1, 0, 0, 0,
                             amqp_empty_table);
     if (rpc_check(c, CH_AUX, what) != ML_OK || !ok)
@@ -929,7 +930,7 @@ int mq_queue_delete(mq_conn *c, const char *queue)
 
     if (aux_ready(c) != ML_OK)
         return ML_ERR;
-    snprintf(what, sizeof(what), "queue.delete '%s'", queue);
+    ml_snprintf_trunc(what, sizeof(what), "queue.delete '%s'", queue);
     amqp_queue_delete(c->st, CH_AUX, amqp_cstring_bytes(queue), 0, 0);
     return rpc_check(c, CH_AUX, what);
 }
