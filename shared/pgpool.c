@@ -317,13 +317,71 @@ static void count_discard(pgpool *p, const char *why)
               "reason", why, NULL);
 }
 
+/* Lends idle slot i (called and returning with p->mu held; unlocked while checking it).
+ * NULL when its connection had died: the slot is closed, look again. */
+static pg_conn *lend_idle(pgpool *p, int i)
+{
+    int64_t idle_ms = ml_now_ms() - p->slots[i].idle_since_ms;
+    pg_conn *c = p->slots[i].conn;
+
+    p->slots[i].state = PGPOOL_SLOT_BUSY;
+    p->idle--;
+    p->busy++;
+    publish(p);
+    pthread_mutex_unlock(&p->mu);
+    if (idle_conn_ok(p, c, idle_ms)) {
+        pthread_mutex_lock(&p->mu);
+        return c;
+    }
+    pthread_mutex_lock(&p->mu);
+    count_discard(p, "closed by the server while idle");
+    close_slot(p, i);
+    return NULL;
+}
+
+/* Opens a new connection into free slot i (p->mu held, unlocked while connecting). */
+static pgpool_status lend_new(pgpool *p, int i, pg_conn **out)
+{
+    pgpool_status st = PGPOOL_OK;
+    char err[sizeof(p->err)];
+    pg_conn *c;
+
+    p->slots[i].state = PGPOOL_SLOT_OPENING;
+    pthread_mutex_unlock(&p->mu);
+    c = open_conn(p, &st, err, sizeof(err));
+    pthread_mutex_lock(&p->mu);
+    if (!c) {
+        ml_strlcpy(p->err, err, sizeof(p->err));
+        slot_closed(p, i);
+        return st;
+    }
+    p->slots[i].conn = c;
+    p->slots[i].state = PGPOOL_SLOT_BUSY;
+    p->busy++;
+    p->opened++;
+    publish(p);
+    if (p->stopping) { /* stopped while we were connecting */
+        close_slot(p, i);
+        return PGPOOL_STOPPED;
+    }
+    *out = c;
+    return PGPOOL_OK;
+}
+
+static void count_timeout(pgpool *p)
+{
+    const char *v[1] = { p->opts.name };
+
+    p->timeouts++;
+    if (p->m_timeouts)
+        metric_inc(p->m_timeouts, v);
+}
+
 pgpool_status pgpool_acquire(pgpool *p, int timeout_ms, pg_conn **out)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : ml_now_ms() + timeout_ms;
-    pgpool_status st = PGPOOL_OK;
+    pgpool_status st = PGPOOL_STOPPED;
     bool timed_out = false;
-    char err[sizeof(p->err)];
-    pg_conn *c;
     int i;
 
     *out = NULL;
@@ -331,60 +389,22 @@ pgpool_status pgpool_acquire(pgpool *p, int timeout_ms, pg_conn **out)
         return PGPOOL_STOPPED;
     pthread_mutex_lock(&p->mu);
     close_idle(p, false);
-    for (;;) {
-        if (p->stopping) {
-            st = PGPOOL_STOPPED;
-            goto out;
-        }
+    while (!p->stopping) {
         if ((i = newest_idle(p)) >= 0) {
-            int64_t idle_ms = ml_now_ms() - p->slots[i].idle_since_ms;
-
-            c = p->slots[i].conn;
-            p->slots[i].state = PGPOOL_SLOT_BUSY;
-            p->idle--;
-            p->busy++;
-            publish(p);
-            pthread_mutex_unlock(&p->mu);
-            if (idle_conn_ok(p, c, idle_ms)) {
-                *out = c;
-                return PGPOOL_OK;
+            if ((*out = lend_idle(p, i))) {
+                st = PGPOOL_OK;
+                break;
             }
-            pthread_mutex_lock(&p->mu);
-            count_discard(p, "closed by the server while idle");
-            close_slot(p, i);
             continue; /* try the next idle one, or open a new one */
         }
         if ((i = free_slot(p)) >= 0) {
-            p->slots[i].state = PGPOOL_SLOT_OPENING;
-            pthread_mutex_unlock(&p->mu);
-            c = open_conn(p, &st, err, sizeof(err));
-            pthread_mutex_lock(&p->mu);
-            if (!c) {
-                ml_strlcpy(p->err, err, sizeof(p->err));
-                slot_closed(p, i);
-                goto out;
-            }
-            p->slots[i].conn = c;
-            p->slots[i].state = PGPOOL_SLOT_BUSY;
-            p->busy++;
-            p->opened++;
-            publish(p);
-            if (p->stopping) { /* stopped while we were connecting */
-                close_slot(p, i);
-                st = PGPOOL_STOPPED;
-                goto out;
-            }
-            *out = c;
-            goto out;
+            st = lend_new(p, i, out);
+            break;
         }
         if (timed_out || timeout_ms == 0) {
-            const char *v[1] = { p->opts.name };
-
-            p->timeouts++;
-            if (p->m_timeouts)
-                metric_inc(p->m_timeouts, v);
+            count_timeout(p);
             st = PGPOOL_TIMEOUT;
-            goto out;
+            break;
         }
         p->waiters++;
         timed_out = wait_until(p, deadline);
@@ -392,7 +412,6 @@ pgpool_status pgpool_acquire(pgpool *p, int timeout_ms, pg_conn **out)
         if (p->waiters == 0)
             pthread_cond_broadcast(&p->cv); /* pgpool_close may wait for the last waiter */
     }
-out:
     pthread_mutex_unlock(&p->mu);
     return st;
 }
