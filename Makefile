@@ -12,7 +12,7 @@ SAN     ?=
 # Make remakes an included file before anything else and then reads itself again, so one
 # `make test` on a pristine machine installs, configures and builds. Goals that build nothing
 # skip it (no install for `make clean`).
-NOBUILD_GOALS := clean help deps stop observe observe-stop
+NOBUILD_GOALS := clean help deps stop observe observe-stop lint check-includes
 CONFIG_MK     := $(BUILD)/config.mk
 ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 include $(CONFIG_MK)
@@ -138,7 +138,10 @@ test-integration: deps build $(INT_BINS)
 test: deps build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
 
-lint: ; /usr/bin/python3 tests/lint/lint.py
+# Banned functions, raw snprintf, ignored truncation results (tests/lint/lint.py).
+.PHONY: lint
+lint:
+	/usr/bin/python3 tests/lint/lint.py
 
 # libFuzzer targets for the parsers of untrusted input (clang + libclang-rt-14-dev);
 # `make fuzz` runs each for FUZZ_SECONDS, `make fuzz-ci` each for FUZZ_CI_SECONDS (CI).
@@ -237,7 +240,7 @@ check-includes:
 	/usr/bin/python3 tests/lint/include_graph.py
 
 help:
-	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan tsan fuzz fuzz-ci bench clean"
+	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan tsan fuzz fuzz-ci bench lint check-includes clean"
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
