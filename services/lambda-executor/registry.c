@@ -37,10 +37,12 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
     char *json = NULL;
     int rc = ML_ERR;
 
-    if (!db)
-        ml_snprintf(err, errlen, "cannot reach the function database");
-    else
+    if (!db) {
+        ml_snprintf_trunc(err, errlen, "cannot reach the function database (or no free connection)");
+    } else {
         rc = reg_db_fetch_json(db, key, by_id, &json, err, errlen);
+        reg_put_db(r); /* before the Redis write-through */
+    }
     if (rc == REGISTRY_NOT_FOUND) {
         reg_mark_absent(r, key, by_id); /* never a local absence: other executors create functions */
     } else if (rc == ML_OK) {

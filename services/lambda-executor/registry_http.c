@@ -82,9 +82,10 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
         reg_db_fail(resp, db, "reading a function");
     else if (PQntuples(res) == 0)
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    else if (timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
+    reg_put_db(r); /* not held while parked: fnwait borrows for its own fetches */
+    if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
         hr = fnwait_park(r->waits, req, resp, key, timeout_s);
-    else
+    else if (res && PQntuples(res) > 0)
         reply_json_text(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     return hr;
@@ -117,6 +118,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     else
         reply_json_text(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
+    reg_put_db(ud);
     return HTTPD_DONE;
 }
 
@@ -139,15 +141,20 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
-    if (!(db = reg_need_db(r, resp)) || !(patch = cJSON_PrintUnformatted(body)))
+    if (!(patch = cJSON_PrintUnformatted(body))) {
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+        goto out;
+    }
+    if (!(db = reg_need_db(r, resp)))
         goto out;
     params[2] = patch;
     res = reg_store_patch(db, params);
-    if (!res) {
+    if (!res)
         reg_db_fail(resp, db, "updating a function");
-    } else if (PQntuples(res) == 0) {
+    reg_put_db(r); /* the rest is Redis and the reply */
+    if (res && PQntuples(res) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    } else {
+    } else if (res) {
         fn_info *f = malloc(sizeof(*f));
         const char *cache = pg_get_text(res, 0, 1);
         if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
@@ -172,11 +179,12 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 
     if (fn_params(req, resp, key, params) != ML_OK || !(db = reg_need_db(r, resp)))
         return HTTPD_DONE;
-    if (reg_store_delete(db, params, &res) != ML_OK) {
+    if (reg_store_delete(db, params, &res) != ML_OK)
         reg_db_fail(resp, db, "deleting a function");
-    } else if (PQntuples(res) == 0) {
+    reg_put_db(r); /* the rest is Redis and the reply */
+    if (res && PQntuples(res) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    } else {
+    } else if (res) {
         const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
         ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id, name);
         reg_publish_change(r, id, name[0] ? name : NULL, tomb);
