@@ -103,7 +103,7 @@ int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_L
     mt.enqueued_ms = ml_wall_ms();
     mt.trigger = ev->trigger;
     if (publish(d->mq, &mt, ev->payload, ev->len, TOPO_INVOKE_EXCHANGE, TOPO_INVOKE_ROUTING_KEY, 0) != ML_OK) {
-        ml_snprintf(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
+        ml_snprintf_trunc(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
         return ML_ERR;
     }
     submit(app, &mt, AUDIT_QUEUED, ev->payload, ev->len, NULL, NULL, NULL);
@@ -235,9 +235,10 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
     submit(app, mt, AUDIT_DEAD_LETTERED, m->body, m->body_len, res, error_type, message);
     if (audit_flush(app->audit, 5000) != ML_OK)
         return SETTLE_REQUEUE;
-    ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt);
-    ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms);
-    ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms());
+    if (ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt) != ML_OK ||
+        ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms) != ML_OK ||
+        ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms()) != ML_OK)
+        return SETTLE_REQUEUE; /* SQL parameters are never cut */
     if (deps_db_acquire(d) != PGPOOL_OK) /* this statement only */
         return SETTLE_REQUEUE;
     r = pg_query_ex(d->db, "ex_dlq",

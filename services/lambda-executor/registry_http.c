@@ -105,13 +105,16 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..%d and cursor a value from next_cursor", PAGE_MAX);
         return HTTPD_DONE;
     }
+    if (ml_snprintf(limit, sizeof(limit), "%lld", (long long)n) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot format the page limit");
+        return HTTPD_DONE;
+    }
     if (!(db = reg_need_db(ud, resp)))
         return HTTPD_DONE;
     if (cursor) {
         params[0] = us;
         params[1] = id;
     }
-    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
     res = reg_store_list(db, params);
     if (!res)
         reg_db_fail(resp, db, "listing functions");
@@ -186,8 +189,13 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
     } else if (res) {
         const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
-        ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id, name);
-        reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        if (ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id,
+                        name) == ML_OK) {
+            reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        } else { /* a cut tombstone is no JSON: drop every copy instead (Redis later) */
+            registry_forget(r, id, name[0] ? name : NULL);
+            reg_redis_owe(r, id, name);
+        }
         ml_log_kv(ML_LOG_INFO, strcmp(pg_get_text(res, 0, 2), "t") == 0
                                    ? "function deleted" : "function tombstoned before it arrived",
                   "function_id", id, "name", name, NULL);

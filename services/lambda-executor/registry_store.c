@@ -91,13 +91,13 @@ int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, cha
     int rc = ML_ERR;
 
     if (!res)
-        ml_snprintf(err, errlen, "function database: %s", pg_error(db));
+        ml_snprintf_trunc(err, errlen, "function database: %s", pg_error(db));
     else if (PQntuples(res) == 0)
         rc = REGISTRY_NOT_FOUND;
     else if ((*json = strdup(pg_get_text(res, 0, 0))) != NULL)
         rc = ML_OK;
     else
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
     PQclear(res);
     return rc;
 }

@@ -207,7 +207,7 @@ static int insert_schedule(pg_conn *db, httpd_req *req, httpd_resp *resp, const 
     const char *params[7] = { fn_id, spec->cron.text, httpd_body(req, NULL), spec->enabled ? "true" : "false",
                               NULL, limit_s, max_s };
     PGresult *r;
-    int64_t next, count = 0;
+    int64_t next = 0, count = 0;
     int rc = ML_ERR;
 
     if (spec->enabled) {
@@ -215,11 +215,14 @@ static int insert_schedule(pg_conn *db, httpd_req *req, httpd_resp *resp, const 
             httpd_resp_error(resp, 400, "invalid_cron", "cron expression '%s' never fires", spec->cron.text);
             return ML_ERR;
         }
-        ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)next);
         params[4] = next_s;
     }
-    ml_snprintf(limit_s, sizeof(limit_s), "%d", SCHEDULES_MAX_PER_FUNCTION);
-    ml_snprintf(max_s, sizeof(max_s), "%d", SCHEDULES_MAX_PAYLOAD);
+    if ((spec->enabled && ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)next) != ML_OK) ||
+        ml_snprintf(limit_s, sizeof(limit_s), "%d", SCHEDULES_MAX_PER_FUNCTION) != ML_OK ||
+        ml_snprintf(max_s, sizeof(max_s), "%d", SCHEDULES_MAX_PAYLOAD) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot format the schedule's parameters");
+        return ML_ERR;
+    }
     r = pg_query(db, "sch_insert",
                  "WITH c AS (SELECT count(*) AS n FROM schedules WHERE function_id = $1::uuid),"
                  " p AS (SELECT coalesce($3::jsonb -> 'payload', '{}'::jsonb) AS v),"
@@ -428,8 +431,9 @@ static int save_advance(pg_conn *db, const due_fire *f, const advance *adv)
     const char *params[4] = { f->id, adv->fired ? due_s : NULL, adv->next ? next_s : NULL,
                               adv->next ? "true" : "false" };
 
-    ml_snprintf(due_s, sizeof(due_s), "%lld", (long long)f->due);
-    ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)adv->next);
+    if (ml_snprintf(due_s, sizeof(due_s), "%lld", (long long)f->due) != ML_OK ||
+        ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)adv->next) != ML_OK)
+        return ML_ERR; /* the caller rolls back: the fire is retried */
     return pg_exec(db, "sch_advance",
                    "UPDATE schedules SET last_fired_at = coalesce(to_timestamp($2::bigint), last_fired_at),"
                    " next_fire_at = to_timestamp($3::bigint), enabled = $4::boolean WHERE id = $1::uuid",
