@@ -2,6 +2,7 @@
 #include "app.h"
 
 #include "log.h"
+#include "pgpool.h"
 #include "sandbox.h"
 #include "topology.h"
 
@@ -24,7 +25,8 @@ static rds_conn *lookup_redis(const ex_app *app)
 
 deps *app_thread_deps(ex_app *app)
 {
-    deps *d = deps_thread(&app->deps, THREAD_NEED, &topo_invoke, "lambda-executor");
+    deps *d = deps_thread_pooled(&app->deps, THREAD_NEED, &topo_invoke, "lambda-executor",
+                                 &app->db_pool);
 
     if (d && !d->redis) /* freed with the rest of d when the thread exits */
         d->redis = lookup_redis(app);
@@ -36,11 +38,22 @@ static deps *thread_deps(void *ud)
     return app_thread_deps(ud);
 }
 
-/* The audit log's thread_db callback (ud: the ex_app). */
+/* The audit log's thread_db callback (ud: the ex_app): borrows this thread's connection
+ * (NULL when there is none, or no pooled one came free in time). */
 static pg_conn *thread_db(void *ud)
 {
     deps *d = app_thread_deps(ud);
-    return d ? d->db : NULL;
+
+    return d && deps_db_acquire(d) == PGPOOL_OK ? d->db : NULL;
+}
+
+/* The audit log's thread_db_release callback: gives back what thread_db lent. */
+static void thread_db_release(void *ud)
+{
+    deps *d = app_thread_deps(ud);
+
+    if (d)
+        deps_db_release(d);
 }
 
 static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
@@ -84,6 +97,8 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
 size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
 {
     size_t n = deps_cfg_vars(&app->deps, EX_NEED, vars, max);
+
+    n += deps_pool_cfg_vars(&app->deps, vars + n, max - n);
 
     n += own_vars(app, s, vars + n, max - n);
     n += registry_cfg_vars(&app->registry_cfg, vars + n, max - n);
@@ -143,6 +158,7 @@ static int start_parts(ex_app *app, svc *s)
     app->audit_cfg.db_url = app->deps.lambda_db_url;
     app->audit_cfg.statement_timeout_ms = app->deps.db_statement_timeout_ms;
     app->audit_cfg.thread_db = thread_db;
+    app->audit_cfg.thread_db_release = thread_db_release;
     app->audit_cfg.thread_db_ud = app;
     if (!(app->registry = registry_new(&app->registry_cfg, s, err, sizeof(err))) ||
         !(app->audit = audit_start(&app->audit_cfg, s, err, sizeof(err))) ||
@@ -159,7 +175,7 @@ int app_start(ex_app *app, svc *s)
     register_metrics(app, s->metrics);
     /* Redis is a cache here: warm functions keep serving without it. */
     if (deps_open(&app->health, &app->deps, EX_NEED, &topo_invoke, true, s) != ML_OK ||
-        start_code(app) != ML_OK || start_parts(app, s) != ML_OK)
+        deps_pool_start(&app->db_pool, &app->deps, EX_NEED, s) != ML_OK || start_code(app) != ML_OK || start_parts(app, s) != ML_OK)
         return ML_ERR;
     return ML_OK;
 }
@@ -170,7 +186,11 @@ void app_stop(ex_app *app)
     app->pool = NULL;
     audit_stop(app->audit); /* flushes every queued audit row */
     app->audit = NULL;
-    registry_free(app->registry);
+    registry_free(app->registry); /* joins the fnwait thread, the last borrower */
     app->registry = NULL;
+    /* after every thread that borrows from it (HTTP workers and background threads were
+     * joined before app_stop, the fnwait thread just now), before the metrics go */
+    if (pgpool_close(&app->db_pool, 5000) != PGPOOL_OK)
+        ml_log_warn("postgres pool: connections still borrowed at shutdown");
     deps_close(&app->health);
 }

@@ -35,6 +35,9 @@ typedef struct ex_app {
     bool allow_loopback, allow_private; /* destinations (on_success/on_failure) SSRF policy */
     /* owned, made by app_start */
     deps health;                  /* the health checks' own connections */
+    pgpool db_pool;               /* lambda_service_db connections the threads borrow
+                                   * (deps_db_acquire); zeroed: each thread has its own.
+                                   * Closed by app_stop after every thread using it stopped */
     char runtimes_staged[4096];   /* artifacts_stage_runtimes */
     registry *registry;
     audit *audit;
@@ -55,10 +58,13 @@ int app_start(ex_app *app, svc *s);
  * after the HTTP server and every thread using app have stopped. */
 void app_stop(ex_app *app);
 
-/* This thread's own clients (see deps_thread), created on first use and freed when the
- * thread exits; NULL when they cannot be created (logged). ->redis is bounded to the
- * registry's REGISTRY_REDIS_TIMEOUT_MS and may be NULL. The one way any executor thread
- * reaches Postgres, Redis, AMQP or S3. */
+/* This thread's own clients (see deps_thread_pooled), created on first use and freed when
+ * the thread exits; NULL when they cannot be created (logged). ->redis is bounded to the
+ * registry's REGISTRY_REDIS_TIMEOUT_MS and may be NULL. ->db is lent by app->db_pool: it
+ * is usable only between deps_db_acquire(d) (PGPOOL_OK) and deps_db_release(d), which
+ * bracket one group of queries and never a sandbox run, an AMQP wait or an audit flush
+ * (with MINILAMBDA_DB_POOL_SIZE=0 it is the thread's own and acquire/release do nothing).
+ * The one way any executor thread reaches Postgres, Redis, AMQP or S3. */
 deps *app_thread_deps(ex_app *app);
 
 #endif

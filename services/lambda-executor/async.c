@@ -19,6 +19,7 @@
 
 #include "exec.h"
 #include "log.h"
+#include "pgpool.h"
 #include "service.h"
 #include "topology.h"
 
@@ -102,7 +103,7 @@ int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_L
     mt.enqueued_ms = ml_wall_ms();
     mt.trigger = ev->trigger;
     if (publish(d->mq, &mt, ev->payload, ev->len, TOPO_INVOKE_EXCHANGE, TOPO_INVOKE_ROUTING_KEY, 0) != ML_OK) {
-        ml_snprintf(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
+        ml_snprintf_trunc(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
         return ML_ERR;
     }
     submit(app, &mt, AUDIT_QUEUED, ev->payload, ev->len, NULL, NULL, NULL);
@@ -152,12 +153,17 @@ static int parse_meta(const mq_message *m, meta *mt)
 static bool already_final(deps *d, const meta *mt)
 {
     const char *p[] = { mt->id };
-    PGresult *r = pg_query(d->db, "ex_final",
-                           "SELECT 1 FROM invocations WHERE id = $1 AND status IN"
-                           " ('succeeded', 'failed', 'timed_out', 'dead_lettered')",
-                           1, p);
-    bool final = r && PQntuples(r) > 0;
+    PGresult *r = NULL;
+    bool final;
 
+    if (deps_db_acquire(d) == PGPOOL_OK) { /* this statement only */
+        r = pg_query(d->db, "ex_final",
+                     "SELECT 1 FROM invocations WHERE id = $1 AND status IN"
+                     " ('succeeded', 'failed', 'timed_out', 'dead_lettered')",
+                     1, p);
+        deps_db_release(d);
+    }
+    final = r && PQntuples(r) > 0;
     PQclear(r);
     return final;
 }
@@ -204,12 +210,16 @@ static int destination(ex_app *app, deps *d, const meta *mt, const fn_info *fn, 
     if (audit_flush(app->audit, 5000) != ML_OK)
         return ML_ERR;
     body = destination_body(mt, fn, ok ? "succeeded" : "dead_lettered", res, error_type, message);
-    rc = body ? pg_exec(d->db, "ex_destination",
-                        "INSERT INTO destination_deliveries (invocation_id, function_id, kind, url, payload)"
-                        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) DO NOTHING",
-                        5, (const char *[]){ mt->id, fn->id, ok ? "on_success" : "on_failure", url, body },
-                        NULL)
-              : ML_ERR;
+    if (!body || deps_db_acquire(d) != PGPOOL_OK) { /* not across the flush above */
+        free(body);
+        return ML_ERR;
+    }
+    rc = pg_exec(d->db, "ex_destination",
+                 "INSERT INTO destination_deliveries (invocation_id, function_id, kind, url, payload)"
+                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) DO NOTHING",
+                 5, (const char *[]){ mt->id, fn->id, ok ? "on_success" : "on_failure", url, body },
+                 NULL);
+    deps_db_release(d);
     free(body);
     return rc;
 }
@@ -225,9 +235,12 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
     submit(app, mt, AUDIT_DEAD_LETTERED, m->body, m->body_len, res, error_type, message);
     if (audit_flush(app->audit, 5000) != ML_OK)
         return SETTLE_REQUEUE;
-    ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt);
-    ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms);
-    ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms());
+    if (ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt) != ML_OK ||
+        ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms) != ML_OK ||
+        ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms()) != ML_OK)
+        return SETTLE_REQUEUE; /* SQL parameters are never cut */
+    if (deps_db_acquire(d) != PGPOOL_OK) /* this statement only */
+        return SETTLE_REQUEUE;
     r = pg_query_ex(d->db, "ex_dlq",
                     "INSERT INTO dead_letter_queue (invocation_id, function_id, event, error_type,"
                     " error_message, attempts, first_attempt_at, last_attempt_at) VALUES ($1, $2, $3,"
@@ -236,6 +249,7 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
                     8, (const char *[]){ mt->id, fn->id, m->body, error_type, message, attempts, first, last },
                     (const int[]){ 0, 0, (int)m->body_len, 0, 0, 0, 0, 0 },
                     (const int[]){ 0, 0, 1, 0, 0, 0, 0, 0 }, 0);
+    deps_db_release(d);
     if (!r)
         return SETTLE_REQUEUE;
     PQclear(r);

@@ -122,8 +122,8 @@ static int check_audit(void *ud, char *err, size_t errlen)
     pthread_mutex_unlock(&a->lock);
     if (!down && spill == 0)
         return ML_OK;
-    ml_snprintf(err, errlen, "%lld rows wait for Postgres (%lld in memory, %lld in the spill file)",
-                (long long)(mem + spill), (long long)mem, (long long)spill);
+    ml_snprintf_trunc(err, errlen, "%lld rows wait for Postgres (%lld in memory, %lld in the spill file)",
+                      (long long)(mem + spill), (long long)mem, (long long)spill);
     return ML_ERR;
 }
 
@@ -170,7 +170,7 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
     audit *a = calloc(1, sizeof(*a));
 
     if (!a) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return NULL;
     }
     a->cfg = *cfg;
@@ -181,11 +181,11 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
     pthread_cond_init(&a->done, NULL);
     o.statement_timeout_ms = (int)cfg->statement_timeout_ms;
     if (!cfg->spill_path || !cfg->db_url || !cfg->thread_db || cfg->batch_rows < 1 || cfg->hold_rows < 2) {
-        ml_snprintf(err, errlen, "audit: spill_path, db_url, thread_db, batch_rows and hold_rows are required");
+        ml_snprintf_trunc(err, errlen, "audit: spill_path, db_url, thread_db, batch_rows and hold_rows are required");
         goto fail;
     }
     if (!(a->db = pg_new(cfg->db_url, &o))) {
-        ml_snprintf(err, errlen, "audit: bad database URL");
+        ml_snprintf_trunc(err, errlen, "audit: bad database URL");
         goto fail;
     }
     if (audit_spill_open(a, err, errlen) != ML_OK)
@@ -201,14 +201,14 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
                                   "Postgres refused, dropped), overflow (dropped, queue full), invalid.",
                                   "kind");
     if (pthread_create(&a->thread, NULL, audit_writer_main, a) != 0) {
-        ml_snprintf(err, errlen, "audit: cannot start the writer thread");
+        ml_snprintf_trunc(err, errlen, "audit: cannot start the writer thread");
         goto fail;
     }
     a->thread_started = true;
     /* last: both keep a pointer to a */
     if (metrics_add_collector(s->metrics, collect, a) != ML_OK ||
         health_add(&s->health, "audit", check_audit, a, false) != ML_OK) {
-        ml_snprintf(err, errlen, "audit: cannot register the metrics collector or the health check");
+        ml_snprintf_trunc(err, errlen, "audit: cannot register the metrics collector or the health check");
         audit_stop(a);
         return NULL;
     }

@@ -92,8 +92,11 @@ typedef struct audit_config {
     /* set by main */
     const char *db_url;          /* lambda_service_db: the writer thread's own connection */
     int64_t statement_timeout_ms;/* for the writer's connection (0: server default) */
-    /* The calling thread's lambda_service_db connection, for the GET handlers. */
+    /* The GET handlers' lambda_service_db connection: thread_db lends the calling thread one
+     * (NULL: none to be had, answered 503) for one query, thread_db_release (optional)
+     * gives it back; the audit log never keeps it across requests. */
     pg_conn *(*thread_db)(void *ud);
+    void (*thread_db_release)(void *ud);
     void *thread_db_ud;
 } audit_config;
 

@@ -25,15 +25,24 @@
     " 'created_at', " ISO("i.created_at") ", 'started_at', " ISO("i.started_at") ","          \
     " 'finished_at', " ISO("i.finished_at")
 
+/* Borrows the thread's connection (thread_db); NULL with 503 written. Pair with put_db. */
 static pg_conn *need_db(audit *a, httpd_resp *resp)
 {
     pg_conn *db = a->cfg.thread_db(a->cfg.thread_db_ud);
 
     if (!db) {
         httpd_resp_header(resp, "Retry-After", "5");
-        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
+        httpd_resp_error(resp, 503, "service_unavailable",
+                         "cannot reach the function database (or no free connection)");
     }
     return db;
+}
+
+/* Gives back what need_db lent (after the last pg_error use). */
+static void put_db(audit *a)
+{
+    if (a->cfg.thread_db_release)
+        a->cfg.thread_db_release(a->cfg.thread_db_ud);
 }
 
 static void db_fail(httpd_resp *resp, pg_conn *db, const char *what)
@@ -110,6 +119,7 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_json(resp, 200, o);
     }
     PQclear(res);
+    put_db(a);
     return HTTPD_DONE;
 }
 
@@ -171,6 +181,7 @@ static httpd_result h_list_invocations(httpd_req *req, httpd_resp *resp, void *u
             httpd_resp_error(resp, 500, "internal", "malformed JSON from the database");
     }
     PQclear(res);
+    put_db(a);
     return HTTPD_DONE;
 }
 

@@ -7,6 +7,7 @@
 
 #include "async.h"
 #include "crypto.h"
+#include "pgpool.h"
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -19,6 +20,20 @@ static deps *need_db(ex_app *app, httpd_resp *resp)
         httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the database");
     }
     return d;
+}
+
+/* Borrows d's connection for one group of statements (deps_db_acquire); ML_ERR with 503
+ * and Retry-After written when none came free. Pair with deps_db_release. */
+static int borrow(deps *d, httpd_resp *resp)
+{
+    pgpool_status st = deps_db_acquire(d);
+
+    if (st == PGPOOL_OK)
+        return ML_OK;
+    httpd_resp_header(resp, "Retry-After", "1");
+    httpd_resp_error(resp, 503, "service_unavailable", "lambda database: no free connection (%s)",
+                     pgpool_status_str(st));
+    return ML_ERR;
 }
 
 static void db_error(deps *d, httpd_resp *resp)
@@ -68,6 +83,8 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
                          rc == REGISTRY_NOT_FOUND ? name : err);
         return HTTPD_DONE;
     }
+    if (borrow(d, resp) != ML_OK)
+        return HTTPD_DONE;
     r = pg_query_ex(d->db, "ex_dlq_list",
                     "SELECT json_build_object('id', id, 'invocation_id', invocation_id, 'function_id',"
                     " function_id, 'error_type', error_type, 'error_message', error_message, 'attempts', attempts,"
@@ -76,10 +93,11 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
                     " 'replayed_invocation_id', replayed_invocation_id)::text, event"
                     " FROM dead_letter_queue WHERE function_id = $1 ORDER BY created_at DESC, id LIMIT 100",
                     1, (const char *[]){ fn.id }, NULL, NULL, 1);
-    if (!r) {
+    if (!r)
         db_error(d, resp);
+    deps_db_release(d);
+    if (!r)
         return HTTPD_DONE;
-    }
     cJSON *o = cJSON_CreateObject(), *items = cJSON_AddArrayToObject(o, "items");
     for (int i = 0; i < PQntuples(r); i++)
         cJSON_AddItemToArray(items, entry_json(r, i));
@@ -100,12 +118,17 @@ static int load_entry(ex_app *app, deps *d, const char *id, ml_buf *event, char 
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
         return ML_ERR;
     }
+    if (borrow(d, resp) != ML_OK)
+        return ML_ERR;
     r = pg_query_ex(d->db, "ex_dlq_get",
                     "SELECT event, invocation_id::text, function_id::text FROM dead_letter_queue WHERE id = $1",
                     1, (const char *[]){ id }, NULL, NULL, 1);
     if (!r)
         db_error(d, resp);
-    else if (PQntuples(r) == 0)
+    deps_db_release(d);
+    if (!r)
+        return ML_ERR;
+    if (PQntuples(r) == 0)
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
     else if (registry_get(app->registry, PQgetvalue(r, 0, 2), fn, err, sizeof(err)) != ML_OK)
         httpd_resp_error(resp, 409, "function_gone", "the event's function no longer exists");
@@ -141,10 +164,12 @@ static httpd_result h_replay(httpd_req *req, httpd_resp *resp, void *ud)
         goto out;
     }
     /* the link needs the new invocation's row (foreign key): best effort, the replay stands */
-    if (audit_flush(app->audit, 2000) == ML_OK)
+    if (audit_flush(app->audit, 2000) == ML_OK && deps_db_acquire(d) == PGPOOL_OK) {
         pg_exec(d->db, "ex_dlq_replayed",
                 "UPDATE dead_letter_queue SET replayed_at = now(), replayed_invocation_id = $2 WHERE id = $1",
                 2, (const char *[]){ id, new_id }, NULL);
+        deps_db_release(d);
+    }
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "invocation_id", new_id);
     cJSON_AddStringToObject(o, "status", "queued");
@@ -165,7 +190,7 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
         return HTTPD_DONE;
     }
-    if (!(d = need_db(ud, resp)))
+    if (!(d = need_db(ud, resp)) || borrow(d, resp) != ML_OK)
         return HTTPD_DONE;
     if (pg_exec(d->db, "ex_dlq_delete", "DELETE FROM dead_letter_queue WHERE id = $1", 1,
                 (const char *[]){ id }, &n) != ML_OK)
@@ -174,6 +199,7 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
     else
         resp->status = 204;
+    deps_db_release(d);
     return HTTPD_DONE;
 }
 
@@ -181,11 +207,14 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 static void dlq_refresh(ex_app *app)
 {
     deps *d = app_thread_deps(app);
-    PGresult *r = d ? pg_query(d->db, "ex_dlq_count",
-                               "SELECT count(*) FROM dead_letter_queue WHERE replayed_at IS NULL",
-                               0, NULL)
-                    : NULL;
+    PGresult *r = NULL;
     int64_t n;
+
+    if (d && deps_db_acquire(d) == PGPOOL_OK) {
+        r = pg_query(d->db, "ex_dlq_count",
+                     "SELECT count(*) FROM dead_letter_queue WHERE replayed_at IS NULL", 0, NULL);
+        deps_db_release(d);
+    }
 
     if (r && pg_get_int64(r, 0, 0, &n) == ML_OK)
         metric_gauge_replace(app->m_dlq, &(metric_sample){ NULL, (double)n }, 1);

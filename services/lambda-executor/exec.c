@@ -76,12 +76,14 @@ typedef struct want_bufs {
     const char *env[FN_ENV_BYTES_MAX / 2 + 1];
 } want_bufs;
 
-static void make_want(const ex_app *app, const fn_info *fn, const char *dir, want_bufs *b,
-                      pool_want *w)
+/* ML_ERR when the version or generation cannot be formatted whole (they key instances). */
+static int make_want(const ex_app *app, const fn_info *fn, const char *dir, want_bufs *b,
+                     pool_want *w)
 {
     env_list(fn, b->env, ML_ARRAY_LEN(b->env));
-    ml_snprintf(b->version, sizeof(b->version), "%d", fn->version);
-    ml_snprintf(b->generation, sizeof(b->generation), "%lld", (long long)fn->generation);
+    if (ml_snprintf(b->version, sizeof(b->version), "%d", fn->version) != ML_OK ||
+        ml_snprintf(b->generation, sizeof(b->generation), "%lld", (long long)fn->generation) != ML_OK)
+        return ML_ERR;
     *w = (pool_want){ .function_id = fn->id, .function_name = fn->name, .version = fn->version,
                       .generation = b->generation,
                       .concurrency = fn->concurrency > 0 ? fn->concurrency : 1000 };
@@ -90,6 +92,7 @@ static void make_want(const ex_app *app, const fn_info *fn, const char *dir, wan
                               .function_version = b->version, .memory_mb = fn->memory_mb,
                               .timeout_s = fn->timeout_s, .env = b->env, .network = app->network,
                               .pids_max = app->pids_max };
+    return ML_OK;
 }
 
 /* pool_acquire failed (rc != POOL_OK): classify, and record a load failure in res. */
@@ -123,7 +126,10 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
     if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
                       sizeof(dir), err, errlen) != ML_OK)
         return EXEC_NO_CODE;
-    make_want(app, fn, dir, &b, &w);
+    if (make_want(app, fn, dir, &b, &w) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.Error: cannot format the instance key");
+        return EXEC_NO_SANDBOX;
+    }
     rc = pool_acquire(app->pool, &w, rq->wait_ms, &lease, err, errlen);
     *cold = lease.cold;
     if (rc != POOL_OK)

@@ -69,11 +69,12 @@ static void reply(call *c)
     ml_buf_append(&resp->body, c->result.payload.data ? c->result.payload.data : "null",
                   c->result.payload.data ? c->result.payload.len : 4);
     httpd_resp_header(resp, "X-Invocation-Id", c->id);
-    ml_snprintf(num, sizeof(num), "%d", c->fn.version);
-    httpd_resp_header(resp, "X-Function-Version", num);
+    /* numbers in headers are never cut: a header that cannot be formatted is left out */
+    if (ml_snprintf(num, sizeof(num), "%d", c->fn.version) == ML_OK)
+        httpd_resp_header(resp, "X-Function-Version", num);
     httpd_resp_header(resp, "X-Cold-Start", c->cold ? "true" : "false");
-    ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms);
-    httpd_resp_header(resp, "X-Duration-Ms", num);
+    if (ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms) == ML_OK)
+        httpd_resp_header(resp, "X-Duration-Ms", num);
     if (fn_error)
         httpd_resp_header(resp, "X-Function-Error", fn_error);
     if (tail && strcasecmp(tail, "Tail") == 0) {
@@ -157,9 +158,9 @@ static void not_active(call *c)
     cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
     char msg[160];
 
-    ml_snprintf(msg, sizeof(msg), pending ? "function '%s' is being built: retry shortly"
-                                          : "function '%s' has no working build: its build failed",
-                c->fn.name);
+    ml_snprintf_trunc(msg, sizeof(msg), pending ? "function '%s' is being built: retry shortly"
+                                                : "function '%s' has no working build: its build failed",
+                      c->fn.name);
     cJSON_AddStringToObject(e, "code", pending ? "build_in_progress" : "build_failed");
     cJSON_AddStringToObject(e, "message", msg);
     if (c->fn.build_id[0])

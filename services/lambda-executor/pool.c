@@ -229,12 +229,12 @@ pool_rc pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease
     pthread_mutex_unlock(&p->lock);
     destroy_all(victims, nvictims);
     if (!f) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return POOL_ERR;
     }
     if (rc == POOL_SATURATED)
-        ml_snprintf(err, errlen, "function '%s' is at its concurrency limit (%lld)", want->function_name,
-                    (long long)want->concurrency);
+        ml_snprintf_trunc(err, errlen, "function '%s' is at its concurrency limit (%lld)",
+                          want->function_name, (long long)want->concurrency);
     return rc;
 }
 

@@ -102,8 +102,13 @@ void reg_publish_change(registry *r, const char *id, const char *name, const cha
 
 /* ---- registry_store.c ---- */
 
-/* This thread's connection; NULL (and 503 in resp, when given) when there is none. */
+/* Borrows this thread's connection (deps_db_acquire) for one group of statements; NULL
+ * (and 503 with Retry-After in resp, when given) when there is none or no pooled one came
+ * free in time. A non-NULL result must be given back with reg_put_db, on every path,
+ * after its last use (pg_error included); nested borrows share one connection. */
 pg_conn *reg_need_db(registry *r, httpd_resp *resp);
+/* Gives back what reg_need_db lent. */
+void reg_put_db(registry *r);
 /* Answers a failed statement: 503 when the database is unreachable, else 500. */
 void reg_db_fail(httpd_resp *resp, pg_conn *db, const char *what);
 /* Cache JSON of one function: ML_OK with *json (caller frees), REGISTRY_NOT_FOUND, ML_ERR. */

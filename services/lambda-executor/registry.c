@@ -37,15 +37,17 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
     char *json = NULL;
     int rc = ML_ERR;
 
-    if (!db)
-        ml_snprintf(err, errlen, "cannot reach the function database");
-    else
+    if (!db) {
+        ml_snprintf_trunc(err, errlen, "cannot reach the function database (or no free connection)");
+    } else {
         rc = reg_db_fetch_json(db, key, by_id, &json, err, errlen);
+        reg_put_db(r); /* before the Redis write-through */
+    }
     if (rc == REGISTRY_NOT_FOUND) {
         reg_mark_absent(r, key, by_id); /* never a local absence: other executors create functions */
     } else if (rc == ML_OK) {
         if (reg_fn_parse(json, strlen(json), out) != ML_OK) {
-            ml_snprintf(err, errlen, "malformed function row for '%s'", key);
+            ml_snprintf_trunc(err, errlen, "malformed function row for '%s'", key);
             rc = ML_ERR;
         } else {
             reg_redis_store(r, out->id, out->name, json, !overwrite);
@@ -121,15 +123,15 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
     registry *r;
 
     if (!cfg->webhook_secret || webhook_secret_valid(cfg->webhook_secret) != ML_OK) {
-        ml_snprintf(err, errlen, "MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
+        ml_snprintf_trunc(err, errlen, "MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
         return NULL;
     }
     if (!cfg->thread_deps || cfg->cache_max < 1) {
-        ml_snprintf(err, errlen, "registry: thread_deps and cache_max are required");
+        ml_snprintf_trunc(err, errlen, "registry: thread_deps and cache_max are required");
         return NULL;
     }
     if (!(r = calloc(1, sizeof(*r)))) {
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
         return NULL;
     }
     r->cfg = *cfg;

@@ -91,8 +91,10 @@ typedef struct registry_config {
     int64_t cache_max;          /* MINILAMBDA_REGISTRY_CACHE_MAX: process cache entries */
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
      * be had; called on HTTP worker threads and on the invoke path. The registry uses their
-     * lambda_service_db connection (->db) and Redis client (->redis, which may be NULL),
-     * whose commands must be bounded to REGISTRY_REDIS_TIMEOUT_MS. */
+     * lambda_service_db connection (->db, borrowed with deps_db_acquire around each group of
+     * statements and given back before any Redis or HTTP work; lookups answered from a cache
+     * borrow nothing) and Redis client (->redis, which may be NULL), whose commands must be
+     * bounded to REGISTRY_REDIS_TIMEOUT_MS. */
     deps *(*thread_deps)(void *ud);
     void *thread_deps_ud;
 } registry_config;

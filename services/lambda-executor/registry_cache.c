@@ -9,9 +9,10 @@
 
 #include "log.h"
 
-static void redis_key(char out[KEY_MAX], const char *key, bool by_id)
+/* ML_ERR when key does not fit (a cut key would name another entry). */
+static int redis_key(char out[KEY_MAX], const char *key, bool by_id)
 {
-    ml_snprintf(out, KEY_MAX, "%s%s", by_id ? "ml:fn:" : "ml:fnname:", key);
+    return ml_snprintf(out, KEY_MAX, "%s%s", by_id ? "ml:fn:" : "ml:fnname:", key);
 }
 
 static size_t cache_hash(const char *key)
@@ -188,8 +189,8 @@ static int redis_del2(rds_conn *c, const char *id, const char *name)
     const char *argv[] = { "DEL", k1, k2 };
     redisReply *rep;
 
-    redis_key(k1, id, true);
-    redis_key(k2, name, false);
+    if (redis_key(k1, id, true) != ML_OK || redis_key(k2, name, false) != ML_OK)
+        return ML_OK; /* no such key can have been written */
     rep = rds_command(c, name[0] ? 3 : 2, argv, NULL);
     if (!rep)
         return ML_ERR;
@@ -235,8 +236,9 @@ int reg_redis_fetch(registry *r, const char *key, bool by_id, fn_info *out)
 
     if (!c)
         return REGISTRY_MISS;
+    if (redis_key(k, key, by_id) != ML_OK)
+        return REGISTRY_MISS;
     ml_buf_init(&v, 256 * 1024);
-    redis_key(k, key, by_id);
     rc = rds_get(c, k, &v);
     if (rc == ML_ERR) {
         redis_failed(r, c);
@@ -265,14 +267,16 @@ int reg_redis_store(registry *r, const char *id, const char *name, const char *j
 
     if (!c)
         return ML_ERR;
-    ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)(r->cfg.redis_ttl_s * 1000));
+    if (ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)(r->cfg.redis_ttl_s * 1000)) != ML_OK)
+        return ML_ERR;
     for (int i = 0; i < 2; i++) {
         const char *argv[] = { "SET", k, json, "PX", ttl, "NX" };
         redisReply *rep;
 
         if (!keys[i] || !keys[i][0])
             continue;
-        redis_key(k, keys[i], i == 0);
+        if (redis_key(k, keys[i], i == 0) != ML_OK)
+            continue; /* too long to be looked up either */
         if (!(rep = rds_command(c, nx ? 6 : 5, argv, NULL))) {
             redis_failed(r, c);
             return ML_ERR;
@@ -296,8 +300,9 @@ void reg_mark_absent(registry *r, const char *key, bool by_id)
 
     if (!c || r->cfg.local_ttl_ms < 1)
         return;
-    redis_key(k, key, by_id);
-    ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)r->cfg.local_ttl_ms);
+    if (redis_key(k, key, by_id) != ML_OK ||
+        ml_snprintf(ttl, sizeof(ttl), "%lld", (long long)r->cfg.local_ttl_ms) != ML_OK)
+        return;
     if (!(rep = rds_command(c, 6, argv, NULL))) {
         redis_failed(r, c);
         return;

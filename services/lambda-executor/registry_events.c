@@ -258,15 +258,19 @@ httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud)
     if (read_event(r, req, resp, &ev) != ML_OK)
         goto out;
     if (!(db = reg_need_db(r, resp)) || pg_begin(db) != ML_OK) {
-        if (db)
+        if (db) {
             reg_db_fail(resp, db, "starting a transaction");
+            reg_put_db(r);
+        }
         count_webhook(r, ev.s.status, "error");
         goto out;
     }
     out = apply_event(db, resp, &ev, httpd_header(req, "webhook-id"));
+    if (out == EV_APPLIED)
+        refresh_after_change(r, db, ev.s.function_id);
+    reg_put_db(r); /* the rest is the wake-up, logs and the reply */
     switch (out) {
     case EV_APPLIED:
-        refresh_after_change(r, db, ev.s.function_id);
         fnwait_notify(r->waits);
         ml_log_kv(ML_LOG_INFO, "build event applied", "build_id", ev.s.build_id, "function_id",
                   ev.s.function_id, "status", ev.s.status, NULL);

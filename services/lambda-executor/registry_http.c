@@ -82,9 +82,10 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
         reg_db_fail(resp, db, "reading a function");
     else if (PQntuples(res) == 0)
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    else if (timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
+    reg_put_db(r); /* not held while parked: fnwait borrows for its own fetches */
+    if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
         hr = fnwait_park(r->waits, req, resp, key, timeout_s);
-    else
+    else if (res && PQntuples(res) > 0)
         reply_json_text(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     return hr;
@@ -104,19 +105,23 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..%d and cursor a value from next_cursor", PAGE_MAX);
         return HTTPD_DONE;
     }
+    if (ml_snprintf(limit, sizeof(limit), "%lld", (long long)n) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot format the page limit");
+        return HTTPD_DONE;
+    }
     if (!(db = reg_need_db(ud, resp)))
         return HTTPD_DONE;
     if (cursor) {
         params[0] = us;
         params[1] = id;
     }
-    ml_snprintf(limit, sizeof(limit), "%lld", (long long)n);
     res = reg_store_list(db, params);
     if (!res)
         reg_db_fail(resp, db, "listing functions");
     else
         reply_json_text(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
+    reg_put_db(ud);
     return HTTPD_DONE;
 }
 
@@ -139,15 +144,20 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
-    if (!(db = reg_need_db(r, resp)) || !(patch = cJSON_PrintUnformatted(body)))
+    if (!(patch = cJSON_PrintUnformatted(body))) {
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+        goto out;
+    }
+    if (!(db = reg_need_db(r, resp)))
         goto out;
     params[2] = patch;
     res = reg_store_patch(db, params);
-    if (!res) {
+    if (!res)
         reg_db_fail(resp, db, "updating a function");
-    } else if (PQntuples(res) == 0) {
+    reg_put_db(r); /* the rest is Redis and the reply */
+    if (res && PQntuples(res) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    } else {
+    } else if (res) {
         fn_info *f = malloc(sizeof(*f));
         const char *cache = pg_get_text(res, 0, 1);
         if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
@@ -172,14 +182,20 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 
     if (fn_params(req, resp, key, params) != ML_OK || !(db = reg_need_db(r, resp)))
         return HTTPD_DONE;
-    if (reg_store_delete(db, params, &res) != ML_OK) {
+    if (reg_store_delete(db, params, &res) != ML_OK)
         reg_db_fail(resp, db, "deleting a function");
-    } else if (PQntuples(res) == 0) {
+    reg_put_db(r); /* the rest is Redis and the reply */
+    if (res && PQntuples(res) == 0) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
-    } else {
+    } else if (res) {
         const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
-        ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id, name);
-        reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        if (ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id,
+                        name) == ML_OK) {
+            reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        } else { /* a cut tombstone is no JSON: drop every copy instead (Redis later) */
+            registry_forget(r, id, name[0] ? name : NULL);
+            reg_redis_owe(r, id, name);
+        }
         ml_log_kv(ML_LOG_INFO, strcmp(pg_get_text(res, 0, 2), "t") == 0
                                    ? "function deleted" : "function tombstoned before it arrived",
                   "function_id", id, "name", name, NULL);

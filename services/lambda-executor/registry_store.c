@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "pgpool.h"
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
@@ -45,13 +46,28 @@
 pg_conn *reg_need_db(registry *r, httpd_resp *resp)
 {
     deps *d = r->cfg.thread_deps(r->cfg.thread_deps_ud);
-    pg_conn *db = d ? d->db : NULL;
+    pgpool_status st = d ? deps_db_acquire(d) : PGPOOL_CONNECT_FAILED;
+    pg_conn *db = st == PGPOOL_OK ? d->db : NULL;
 
+    if (st == PGPOOL_OK && !db) /* unpooled and the thread has no connection */
+        deps_db_release(d);
     if (!db && resp) {
         httpd_resp_header(resp, "Retry-After", "5");
-        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
+        if (st == PGPOOL_TIMEOUT)
+            httpd_resp_error(resp, 503, "service_unavailable",
+                             "function database: no free connection (%s)", pgpool_status_str(st));
+        else
+            httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
     }
     return db;
+}
+
+void reg_put_db(registry *r)
+{
+    deps *d = r->cfg.thread_deps(r->cfg.thread_deps_ud);
+
+    if (d)
+        deps_db_release(d);
 }
 
 /* Answers a failed statement: 503 when the database is unreachable, else 500. */
@@ -75,13 +91,13 @@ int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, cha
     int rc = ML_ERR;
 
     if (!res)
-        ml_snprintf(err, errlen, "function database: %s", pg_error(db));
+        ml_snprintf_trunc(err, errlen, "function database: %s", pg_error(db));
     else if (PQntuples(res) == 0)
         rc = REGISTRY_NOT_FOUND;
     else if ((*json = strdup(pg_get_text(res, 0, 0))) != NULL)
         rc = ML_OK;
     else
-        ml_snprintf(err, errlen, "out of memory");
+        ml_snprintf_trunc(err, errlen, "out of memory");
     PQclear(res);
     return rc;
 }
@@ -204,5 +220,7 @@ out:
         }
     PQclear(res);
     ml_buf_free(&arr);
+    if (db)
+        reg_put_db(r);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include "async.h"
 #include "cron.h"
 #include "log.h"
+#include "pgpool.h"
 #include "service.h"
 
 /* The scheduler sleeps at most this long between claims, so a fire is at most ~this late. */
@@ -65,16 +66,33 @@ static void fn_params(httpd_req *req, const char *params[2])
     params[1] = by_id ? NULL : fn;
 }
 
+/* Borrows this thread's connection for the handler's statements; NULL with 503 and
+ * Retry-After written. A non-NULL result is given back with put_db(app). */
 static pg_conn *need_db(ex_app *app, httpd_resp *resp)
 {
     deps *d = app_thread_deps(app);
+    pgpool_status st = d ? deps_db_acquire(d) : PGPOOL_CONNECT_FAILED;
 
-    if (!d || !d->db) {
-        httpd_resp_header(resp, "Retry-After", "5");
+    if (st == PGPOOL_OK && d->db)
+        return d->db;
+    if (st == PGPOOL_OK)
+        deps_db_release(d);
+    httpd_resp_header(resp, "Retry-After", "5");
+    if (st == PGPOOL_TIMEOUT)
+        httpd_resp_error(resp, 503, "service_unavailable", "function database: no free connection (%s)",
+                         pgpool_status_str(st));
+    else
         httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the function database");
-        return NULL;
-    }
-    return d->db;
+    return NULL;
+}
+
+/* Gives back what need_db lent (after the last pg_error use). */
+static void put_db(ex_app *app)
+{
+    deps *d = app_thread_deps(app);
+
+    if (d)
+        deps_db_release(d);
 }
 
 /* Answers a failed statement: 503 when the database is unreachable; 400 for a body Postgres
@@ -189,7 +207,7 @@ static int insert_schedule(pg_conn *db, httpd_req *req, httpd_resp *resp, const 
     const char *params[7] = { fn_id, spec->cron.text, httpd_body(req, NULL), spec->enabled ? "true" : "false",
                               NULL, limit_s, max_s };
     PGresult *r;
-    int64_t next, count = 0;
+    int64_t next = 0, count = 0;
     int rc = ML_ERR;
 
     if (spec->enabled) {
@@ -197,11 +215,14 @@ static int insert_schedule(pg_conn *db, httpd_req *req, httpd_resp *resp, const 
             httpd_resp_error(resp, 400, "invalid_cron", "cron expression '%s' never fires", spec->cron.text);
             return ML_ERR;
         }
-        ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)next);
         params[4] = next_s;
     }
-    ml_snprintf(limit_s, sizeof(limit_s), "%d", SCHEDULES_MAX_PER_FUNCTION);
-    ml_snprintf(max_s, sizeof(max_s), "%d", SCHEDULES_MAX_PAYLOAD);
+    if ((spec->enabled && ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)next) != ML_OK) ||
+        ml_snprintf(limit_s, sizeof(limit_s), "%d", SCHEDULES_MAX_PER_FUNCTION) != ML_OK ||
+        ml_snprintf(max_s, sizeof(max_s), "%d", SCHEDULES_MAX_PAYLOAD) != ML_OK) {
+        httpd_resp_error(resp, 500, "internal", "cannot format the schedule's parameters");
+        return ML_ERR;
+    }
     r = pg_query(db, "sch_insert",
                  "WITH c AS (SELECT count(*) AS n FROM schedules WHERE function_id = $1::uuid),"
                  " p AS (SELECT coalesce($3::jsonb -> 'payload', '{}'::jsonb) AS v),"
@@ -236,6 +257,7 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     if (pg_begin(db) != ML_OK) {
         db_fail(resp, db, "creating a schedule");
+        put_db(ud);
         return HTTPD_DONE;
     }
     if (lock_function(db, req, resp, fn_id, &now) == ML_OK &&
@@ -247,6 +269,7 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (pg_in_transaction(db))
         pg_rollback(db);
+    put_db(ud);
     return HTTPD_DONE;
 }
 
@@ -271,6 +294,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     else
         httpd_resp_text(resp, 200, "application/json", pg_get_text(r, 0, 0));
     PQclear(r);
+    put_db(ud);
     return HTTPD_DONE;
 }
 
@@ -299,6 +323,7 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
         ml_log_kv(ML_LOG_INFO, "schedule deleted", "schedule_id", id, "function", fn, NULL);
         resp->status = 204;
     }
+    put_db(ud);
     return HTTPD_DONE;
 }
 
@@ -406,8 +431,9 @@ static int save_advance(pg_conn *db, const due_fire *f, const advance *adv)
     const char *params[4] = { f->id, adv->fired ? due_s : NULL, adv->next ? next_s : NULL,
                               adv->next ? "true" : "false" };
 
-    ml_snprintf(due_s, sizeof(due_s), "%lld", (long long)f->due);
-    ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)adv->next);
+    if (ml_snprintf(due_s, sizeof(due_s), "%lld", (long long)f->due) != ML_OK ||
+        ml_snprintf(next_s, sizeof(next_s), "%lld", (long long)adv->next) != ML_OK)
+        return ML_ERR; /* the caller rolls back: the fire is retried */
     return pg_exec(db, "sch_advance",
                    "UPDATE schedules SET last_fired_at = coalesce(to_timestamp($2::bigint), last_fired_at),"
                    " next_fire_at = to_timestamp($3::bigint), enabled = $4::boolean WHERE id = $1::uuid",
@@ -433,9 +459,15 @@ static step_result fire_one(scheduler *s, deps *d)
     due_fire f;
     advance adv;
     step_result res = STEP_RETRY;
+    pgpool_status st = deps_db_acquire(d); /* claim, fire, advance, commit: one borrow */
 
+    if (st != PGPOOL_OK) {
+        trouble(s, "borrow a connection", pgpool_status_str(st));
+        return STEP_RETRY;
+    }
     if (pg_begin(d->db) != ML_OK) {
         trouble(s, "begin", pg_error(d->db));
+        deps_db_release(d);
         return STEP_RETRY;
     }
     r = pg_query(d->db, "sch_claim",
@@ -460,6 +492,7 @@ static step_result fire_one(scheduler *s, deps *d)
     }
     if (pg_in_transaction(d->db))
         pg_rollback(d->db);
+    deps_db_release(d);
     PQclear(r);
     if (res != STEP_RETRY)
         recovered(s);
@@ -470,17 +503,23 @@ static step_result fire_one(scheduler *s, deps *d)
  * could claim is held by another executor: wait the full period for it. */
 static int64_t until_next_due(scheduler *s, deps *d)
 {
-    PGresult *r = pg_query(d->db, "sch_next_due",
-                           "SELECT ceil(extract(epoch FROM min(next_fire_at) - now()) * 1000)::bigint"
-                           " FROM schedules WHERE enabled",
-                           0, NULL);
+    pgpool_status st = deps_db_acquire(d); /* this query only, never the wait after it */
+    PGresult *r = NULL;
     int64_t ms = POLL_MS;
 
+    if (st != PGPOOL_OK) {
+        trouble(s, "borrow a connection", pgpool_status_str(st));
+        return ms;
+    }
+    r = pg_query(d->db, "sch_next_due",
+                 "SELECT ceil(extract(epoch FROM min(next_fire_at) - now()) * 1000)::bigint"
+                 " FROM schedules WHERE enabled", 0, NULL);
     if (!r)
         trouble(s, "next due", pg_error(d->db));
-    else if (pg_get_int64(r, 0, 0, &ms) != ML_OK || ms <= 0 || ms + WAKE_SLACK_MS > POLL_MS)
+    deps_db_release(d);
+    if (r && (pg_get_int64(r, 0, 0, &ms) != ML_OK || ms <= 0 || ms + WAKE_SLACK_MS > POLL_MS))
         ms = POLL_MS;
-    else
+    else if (r)
         ms += WAKE_SLACK_MS;
     PQclear(r);
     return ms;
