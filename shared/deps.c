@@ -2,6 +2,7 @@
 #include "deps.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "checks.h"
@@ -130,6 +131,18 @@ int deps_pool_start(pgpool *pool, const deps_config *c, unsigned need, svc *s)
     return ML_OK;
 }
 
+/* Warns at most once a second: an exhausted pool fails many borrows at once, and
+ * minilambda_pgpool_acquire_timeouts_total has the exact count. */
+static void warn_no_conn(pgpool_status st)
+{
+    static _Atomic int64_t last_ms;
+    int64_t now = ml_now_ms(), prev = atomic_load(&last_ms);
+
+    if (now - prev < 1000 || !atomic_compare_exchange_strong(&last_ms, &prev, now))
+        return;
+    ml_log_kv(ML_LOG_WARN, "no pooled postgres connection", "status", pgpool_status_str(st), NULL);
+}
+
 pgpool_status deps_db_acquire(deps *d)
 {
     pgpool_status st;
@@ -144,8 +157,7 @@ pgpool_status deps_db_acquire(deps *d)
     if (st == PGPOOL_OK)
         d->db_depth = 1;
     else
-        ml_log_kv(ML_LOG_WARN, "no pooled postgres connection", "status", pgpool_status_str(st),
-                  NULL);
+        warn_no_conn(st);
     return st;
 }
 
