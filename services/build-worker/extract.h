@@ -105,7 +105,7 @@ typedef struct extract_result {
 /* Unpacks the ZIP at zip_path into dest_dir, which must exist and be empty. lim may be NULL.
  * out is reset first; on return it owns heap memory whatever the result: always release it
  * with extract_result_free(). On ML_ERR, dest_dir may hold a partial tree: the caller removes
- * it (extract_rmtree). A package with no regular file at all is refused. */
+ * it (ml_rmtree). A package with no regular file at all is refused. */
 int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits *lim,
                 extract_result *out);
 
