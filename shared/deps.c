@@ -169,6 +169,23 @@ void deps_db_release(deps *d)
     d->db = NULL;
 }
 
+int deps_db_acquire_http(deps *d, httpd_resp *resp, const char *what)
+{
+    pgpool_status st = d ? deps_db_acquire(d) : PGPOOL_CONNECT_FAILED;
+
+    if (st == PGPOOL_OK && d->db)
+        return ML_OK;
+    if (st == PGPOOL_OK) /* unpooled, and the thread's own connection could not be opened */
+        deps_db_release(d);
+    httpd_resp_header(resp, "Retry-After", "5");
+    if (st == PGPOOL_TIMEOUT)
+        httpd_resp_error(resp, 503, "service_unavailable", "%s: no free connection (%s)", what,
+                         pgpool_status_str(st));
+    else
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the %s", what);
+    return ML_ERR;
+}
+
 static pthread_key_t thread_key;
 static pthread_once_t thread_key_once = PTHREAD_ONCE_INIT;
 

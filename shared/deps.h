@@ -90,6 +90,10 @@ pgpool_status deps_db_acquire(deps *d);
 /* Gives d->db back (at the outermost level) and sets it NULL. Unpooled: no-op. Must follow
  * every successful deps_db_acquire, on every path. */
 void deps_db_release(deps *d);
+/* deps_db_acquire for a request handler: ML_OK with d->db usable (pair with
+ * deps_db_release), or ML_ERR with 503 + Retry-After written to resp naming what ("build
+ * database"). d may be NULL (the thread has no clients): ML_ERR, 503. */
+int deps_db_acquire_http(deps *d, httpd_resp *resp, const char *what);
 
 /* pg/rds/mq/s3 options used by every service, so timeouts are uniform. */
 pg_conn *deps_pg_new(const deps_config *c, const char *url, const char *app);
