@@ -376,7 +376,11 @@ int cron_next(const cron_expr *c, int64_t after_unix_s, int64_t *next_unix_s)
         if (c->months >> m & 1) {
             for (int dim = days_in_month(y, m); d <= dim; d++, days++, h = min = 0) {
                 if (day_matches(c, days, d) && time_in_day(c, &h, &min)) {
-                    *next_unix_s = days * 86400 + h * 3600 + min * 60;
+                    int64_t t = days * 86400 + h * 3600 + min * 60;
+
+                    if (t > CRON_TIME_MAX) /* a year-10000 date: outside what we render */
+                        return ML_ERR;
+                    *next_unix_s = t;
                     return ML_OK;
                 }
             }

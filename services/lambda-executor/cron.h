@@ -48,7 +48,8 @@ int cron_parse(const char *expr, cron_expr *out, char *err, size_t errlen);
 
 /* The first minute (unix seconds, a multiple of 60) strictly after after_unix_s at which c
  * fires. ML_OK with *next_unix_s set, or ML_ERR when the expression never fires (e.g.
- * "0 0 30 2 *") or after_unix_s is outside [CRON_TIME_MIN, CRON_TIME_MAX]. Searches one
+ * "0 0 30 2 *"), its next firing is after CRON_TIME_MAX, or after_unix_s is outside
+ * [CRON_TIME_MIN, CRON_TIME_MAX]; a result is always within that range. Searches one
  * 400-year Gregorian cycle — after it the calendar repeats — month by month, then day,
  * hour and minute through the bit sets: at most ~150k cheap day tests, never minute by
  * minute. */

@@ -78,8 +78,12 @@ static const fire_case known[] = {
     /* never (python: nothing in 401 years) */
     { "0 0 30 2 *", 1704067200, -1 },
     { "0 0 31 4,6,9,11 *", 1704067200, -1 },
-    /* the last accepted instant: 9999-12-31 23:59:59 -> 10000-01-01 00:00 */
-    { "* * * * *", CRON_TIME_MAX, CRON_TIME_MAX + 1 },
+    /* results stay within the range (RFC 3339 has four-digit years): the last minute is
+     * 9999-12-31 23:59; after it, and Feb 29 from 9999 (next: 10000-02-29), is never */
+    { "* * * * *", CRON_TIME_MAX - 60, CRON_TIME_MAX - 59 },
+    { "* * * * *", CRON_TIME_MAX - 59, -1 },
+    { "* * * * *", CRON_TIME_MAX, -1 },
+    { "0 0 29 2 *", INT64_C(253370764800), -1 },        /* 9999-01-01 00:00:00 */
 };
 
 static void test_known_fire_times(void **state)
