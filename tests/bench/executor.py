@@ -12,6 +12,7 @@ Appends a section to docs/benchmarks.md.
 import asyncio, json, os, re, statistics, subprocess, sys, tempfile, time, urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from loadgen import closed_loop, open_conn, open_loop, pct  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(ROOT, ".run", "bench-exec-stack")
 os.environ.setdefault("ML_BIN_DIR", sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bin"))
@@ -36,68 +37,6 @@ def stack_env():
                         os.path.join(ROOT, "migrations", side)], check=True, stdout=subprocess.DEVNULL)
     return env
 
-
-async def open_conn(port):
-    return await asyncio.open_connection("127.0.0.1", port)
-
-
-async def request(conn, path, body):
-    r, w = conn
-    w.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    head = await r.readuntil(b"\r\n\r\n")
-    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-    await r.readexactly(length)
-    return int(head.split(b" ")[1])
-
-
-async def open_loop(port, path, rate, total, conns=64):
-    """Sends at a fixed rate; latency is measured from the scheduled time."""
-    pool = asyncio.Queue()
-    for _ in range(conns):
-        pool.put_nowait(await open_conn(port))
-    lat, errors, t0 = [], 0, time.monotonic()
-
-    async def one(i):
-        nonlocal errors
-        due = t0 + i / rate
-        c = await pool.get()
-        try:
-            st = await request(c, path, b'{"n": 1}')
-            errors += st != 200
-        finally:
-            pool.put_nowait(c)
-        lat.append((time.monotonic() - due) * 1000)
-    tasks = []
-    for i in range(total):
-        delay = t0 + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(i)))
-    await asyncio.gather(*tasks)
-    while not pool.empty():
-        pool.get_nowait()[1].close()
-    return lat, errors
-
-
-async def closed_loop(port, path, total, conns=32):
-    done, errors = 0, 0
-
-    async def worker():
-        nonlocal done, errors
-        c = await open_conn(port)
-        while done < total:
-            done += 1
-            errors += await request(c, path, b'{"n": 1}') != 200
-        c[1].close()  # idle keep-alive connections would hold server memory until they time out
-    t0 = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    return total / (time.monotonic() - t0), errors
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def baseline(n=200):

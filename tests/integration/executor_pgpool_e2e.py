@@ -13,7 +13,8 @@ PGPOOL_E2E_EXPECT_FAIL=1 runs the first check with the pool off (MINILAMBDA_DB_P
 one connection per worker thread) to show that it fails there.
 Prints "ok - ..." / "not ok - ..." and "# ..." notes with the measured numbers."""
 import asyncio, http.client, os, signal, subprocess, sys, threading, time
-from mlstack import Suite, call, psql
+from mlstack import Suite, call
+from loadgen import closed_loop, open_loop
 
 PORTS = {"lambda-executor": 31885, "build-master": 31886, "build-worker": 31887}
 POOL = int(os.environ.get("PGPOOL_E2E_POOL", "8"))
@@ -110,68 +111,18 @@ def run_load(fn, seconds, conns):
     return stats, bad_503, sampler.max
 
 
-async def _request(conn, path):
-    r, w = conn
-    w.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: 8\r\n\r\n".encode() + b'{"n": 1}')
-    head = await r.readuntil(b"\r\n\r\n")
-    length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
-    await r.readexactly(length)
-    return int(head.split(b" ")[1])
-
-
-async def _open_loop(port, path, rate, total, conns=64):
-    """As tests/bench/executor.py: fixed arrival rate, latency from the scheduled time."""
-    pool = asyncio.Queue()
-    for _ in range(conns):
-        pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
-    lat, errors, t0 = [], [0], time.monotonic()
-
-    async def one(i):
-        c = await pool.get()
-        try:
-            errors[0] += await _request(c, path) != 200
-        finally:
-            pool.put_nowait(c)
-        lat.append((time.monotonic() - (t0 + i / rate)) * 1000)
-    tasks = []
-    for i in range(total):
-        delay = t0 + i / rate - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.ensure_future(one(i)))
-    await asyncio.gather(*tasks)
-    while not pool.empty():
-        pool.get_nowait()[1].close()
-    return lat, errors[0]
-
-
-async def _closed_loop(port, path, total, conns=32):
-    done, errors = [0], [0]
-
-    async def worker():
-        c = await asyncio.open_connection("127.0.0.1", port)
-        while done[0] < total:
-            done[0] += 1
-            errors[0] += await _request(c, path) != 200
-        c[1].close()
-    t0 = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(conns)))
-    return total / (time.monotonic() - t0), errors[0]
-
-
 def bench(fn):
     """PGPOOL_E2E_BENCH=1: the executor benchmark's warm-invoke numbers (open loop 1,000
     req/s for 10 s; closed loop, 32 connections, 30,000 invokes) with connections sampled."""
     port, path = PORTS["lambda-executor"], f"/functions/{fn}/invoke"
-    asyncio.run(_closed_loop(port, path, 3000))
+    asyncio.run(closed_loop(port, path, 3000))
     sampler = Sampler()
     sampler.start()
-    lat, err = asyncio.run(_open_loop(port, path, 1000, 10000))
+    lat, err = asyncio.run(open_loop(port, path, 1000, 10000))
     lat.sort()
     note(f"bench warm invoke open loop 1000/s 10 s: p50 {lat[len(lat) // 2]:.2f} ms, p99 "
          f"{lat[int(len(lat) * 0.99)]:.2f} ms, {err} errors")
-    rps, err = asyncio.run(_closed_loop(port, path, 30000))
+    rps, err = asyncio.run(closed_loop(port, path, 30000))
     sampler.stop.set()
     sampler.join()
     note(f"bench saturation closed loop 32 conns 30000 invokes: {rps:.0f} invokes/s, {err} errors;"
