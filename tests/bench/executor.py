@@ -113,6 +113,24 @@ def rss_kib(pid):
             return int(line.split()[1])
 
 
+def mem_detail(pid):
+    """Where the RSS is (for a growth that needs explaining): threads, anonymous memory,
+    the heap and the largest anonymous mappings."""
+    st = {l.split(":")[0]: l.split(":")[1].strip() for l in open(f"/proc/{pid}/status")}
+    maps, cur = [], None
+    for line in open(f"/proc/{pid}/smaps"):
+        f = line.split()
+        if not f[0].endswith(":"):
+            cur = [f[5] if len(f) > 5 else "[anon]", 0]
+            maps.append(cur)
+        elif f[0] == "Rss:":
+            cur[1] += int(f[1])
+    heap = sum(r for n, r in maps if n == "[heap]")
+    anon = sorted((r for n, r in maps if n == "[anon]"), reverse=True)
+    return (f"threads {st['Threads']}, RssAnon {st['RssAnon']}, heap {heap} kB, "
+            f"anon maps {len(anon)} (largest {anon[:4]} kB)")
+
+
 def main():
     from mlstack import Suite, call, psql
     env = stack_env()
@@ -153,11 +171,12 @@ def main():
         pid = S.procs["lambda-executor"].pid
         asyncio.run(closed_loop(port, path, 10000))
         drained(port)
-        r0 = rss_kib(pid)
+        r0, d0 = rss_kib(pid), mem_detail(pid)
         asyncio.run(closed_loop(port, path, N_SOAK))
         busy = rss_kib(pid)
         drained(port)
-        r1 = rss_kib(pid)
+        r1, d1 = rss_kib(pid), mem_detail(pid)
+        print(f"# RSS before: {d0}\n# RSS after:  {d1}", file=sys.stderr)
         rows.append(f"| executor RSS before → after {N_SOAK:,} more invokes (audit rows all written) | "
                     f"{r0 / 1024:.1f} → {r1 / 1024:.1f} MiB ({(r1 - r0) / 1024:+.1f} MiB; {busy / 1024:.1f} MiB right "
                     f"at the end, with unwritten audit rows queued) | < 5 MiB growth |")
