@@ -3,13 +3,17 @@
  * Nothing here knows the audit log's state: the fuzz target and the unit tests use it alone. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "audit.h"
+#include "audit_wal.h"
+#include "ml.h"
 
-#define READ_CHUNK (1u << 20) /* bytes read ahead at a time (a batch of rows, usually) */
+#ifndef AUDIT_WAL_READ_CHUNK /* the fuzz target makes it small to cross refills often */
+#define AUDIT_WAL_READ_CHUNK (1u << 20) /* bytes read ahead at a time (a batch of rows, usually) */
+#endif
 
 static uint32_t crc_table[256];
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
@@ -124,7 +128,7 @@ static int reader_fill(reader *r, size_t need, char *err, size_t errlen)
 int audit_wal_read(int fd, uint64_t *off, uint64_t limit, size_t max_rows, ml_buf *arena,
                    size_t *starts, size_t *lens, size_t *rows, char *err, size_t errlen)
 {
-    reader r = { .fd = fd, .cap = READ_CHUNK, .at = *off, .limit = limit };
+    reader r = { .fd = fd, .cap = AUDIT_WAL_READ_CHUNK, .at = *off, .limit = limit };
     int rc = AUDIT_WAL_OK;
 
     *rows = 0;
