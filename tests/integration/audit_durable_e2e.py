@@ -8,10 +8,11 @@
    every invocation answered 200 has exactly one audit row. Rows beyond those are
    invocations the kill cut off between the log append and the response (at most one per
    in-flight request), counted and reported.
+3. The checkpoint deleted: the whole log is replayed, and the rows stay one per invocation.
 Prints ok/not ok lines."""
 import concurrent.futures, glob, json, os, subprocess, sys, threading, time, uuid
 
-from mlstack import ROOT, Suite, call, psql
+from mlstack import ROOT, Suite, call, psql, scrape
 
 PORTS = {"lambda-executor": 31881, "build-master": 31882, "build-worker": 31892}
 S = Suite("test-audit-durable", PORTS, {"MINILAMBDA_LOG_LEVEL": "warn"})
@@ -143,6 +144,30 @@ def crash_under_load(fn):
             (len(got), len(ok), extra))
 
 
+def replay_is_idempotent(fn):
+    """Without its checkpoint the log is replayed from its oldest record: rows already in
+    Postgres are upserted again and stay one per invocation, unchanged."""
+    before = fn_rows(fn)
+    ids = [invoke(fn, {"again": i})[1].get("X-Invocation-Id") for i in range(20)]
+    wait_rows(fn, before + 20)
+    snap = psql(f"select md5(string_agg(id::text || status || coalesce(encode(result, 'hex'), ''), ',' order by id))"
+                f" from invocations i where function_id = (select id from functions where name = '{fn}')")
+    p = S.procs["lambda-executor"]
+    p.terminate()
+    p.wait(60)
+    os.unlink(SPILL + ".ckpt")
+    start_executor()
+    time.sleep(3)
+    written = scrape(EXEC)[0].get("minilambda_audit_rows_written_total", -1)
+    S.check(f"after the restart the writer wrote the log's rows again ({written:.0f} >= 20)", written >= 20, written)
+    got = rows_of(ids)
+    S.check("checkpoint lost: the log is replayed and every row stays exactly once, unchanged",
+            fn_rows(fn) == before + 20 and len(got) == 20 and all(c == 1 for c in got.values()) and
+            snap == psql(f"select md5(string_agg(id::text || status || coalesce(encode(result, 'hex'), ''), ','"
+                         f" order by id)) from invocations i where function_id ="
+                         f" (select id from functions where name = '{fn}')"), (fn_rows(fn), before, len(got)))
+
+
 def main():
     run = uuid.uuid4().hex[:8]
     for f in segments() + glob.glob(SPILL + ".ckpt"):
@@ -155,6 +180,7 @@ def main():
         S.check("function deployed", (S.deploy(fn, {"app.py": APP}) or {}).get("state") == "active")
         postgres_down_then_crash(fn)
         crash_under_load(fn)
+        replay_is_idempotent(fn)
     finally:
         S.stop_all()
     sys.exit(1 if S.failures else 0)
