@@ -175,14 +175,14 @@ static bool checkpoint_read(audit *a, audit_pos *p)
     return p->off >= AUDIT_WAL_MAGIC_LEN;
 }
 
-/* Counts the whole records from the cursor to the end of the log (segments first..last),
- * adding up their sizes; torn tails and corrupt records are reported (the writer skips
- * them the same way). */
-static void count_backlog(audit *a, uint64_t last)
+/* Adds up the sizes of the segments first..last and counts the whole records from the
+ * cursor on; torn tails and corrupt records are reported (the writer skips them the same
+ * way). */
+static void count_backlog(audit *a, uint64_t first, uint64_t last)
 {
     char err[256];
 
-    for (uint64_t s = a->cursor.seg; s <= last; s++) {
+    for (uint64_t s = first; s <= last; s++) {
         int64_t size = 0;
         uint64_t off = s == a->cursor.seg ? a->cursor.off : AUDIT_WAL_MAGIC_LEN;
         size_t rows = 0;
@@ -191,6 +191,10 @@ static void count_backlog(audit *a, uint64_t last)
         if (fd < 0)
             continue;
         a->wal_bytes += size;
+        if (s < a->cursor.seg) { /* wholly in Postgres: deleted right after */
+            close(fd);
+            continue;
+        }
         rc = audit_wal_read(fd, &off, UINT64_MAX, SIZE_MAX, NULL, NULL, NULL, &rows, err, sizeof(err));
         close(fd);
         a->seq_submitted += rows;
@@ -272,7 +276,7 @@ int audit_log_open(audit *a, char *err, size_t errlen)
     a->cursor = ck;
     a->first_seg = any && lo < ck.seg ? lo : ck.seg;
     if (any)
-        count_backlog(a, hi);
+        count_backlog(a, a->first_seg, hi);
     a->wend = (audit_pos){ any && hi >= ck.seg ? hi + 1 : ck.seg + 1, AUDIT_WAL_MAGIC_LEN };
     if ((a->wal_fd = segment_create(a, a->wend.seg)) < 0) {
         ml_snprintf_trunc(err, errlen, "cannot create an audit log segment next to %s: %s", a->base, strerror(errno));
