@@ -539,65 +539,6 @@ int pg_exec(pg_conn *c, const char *name, const char *sql, int nparams,
     return ML_OK;
 }
 
-/* Ends a COPY: every remaining result is read so the link is ready for the next call. */
-static int copy_finish(pg_conn *c, int sent, int64_t *rows)
-{
-    PGresult *r;
-    int rc = ML_OK, got = 0;
-
-    if (PQputCopyEnd(c->pq, sent ? NULL : "the client could not send the data") != 1) {
-        mark_lost(c, PG_SQLSTATE_CONNECTION_LOST, "COPY", NULL);
-        return ML_ERR;
-    }
-    while ((r = PQgetResult(c->pq)) != NULL) {
-        if (!got++ && PQresultStatus(r) == PGRES_COMMAND_OK && sent) {
-            if (rows && ml_parse_int64(PQcmdTuples(r), 0, INT64_MAX, rows) != ML_OK)
-                *rows = 0;
-        } else if (!got || rc == ML_OK) {
-            fail(c, r, "COPY", NULL);
-            rc = ML_ERR;
-        }
-        PQclear(r);
-        if (!c->pq)
-            return ML_ERR;
-    }
-    note_tx(c);
-    return sent ? rc : ML_ERR;
-}
-
-int pg_copy_in(pg_conn *c, const char *sql, const char *data, size_t len, int64_t *rows)
-{
-    PGresult *r;
-    int sent = 1;
-
-    clear_err(c);
-    if (!sql || (!data && len)) {
-        set_err(c, "", "invalid COPY arguments");
-        return ML_ERR;
-    }
-    if (ensure_ready(c) != ML_OK)
-        return ML_ERR;
-    r = PQexec(c->pq, sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        if (PQresultStatus(r) == PGRES_COPY_OUT || PQresultStatus(r) == PGRES_COPY_BOTH || !fail(c, r, "COPY", NULL))
-            note_tx(c);
-        PQclear(r);
-        return ML_ERR;
-    }
-    PQclear(r);
-    while (len > 0 && sent) {
-        int n = len > (1u << 20) ? (int)(1u << 20) : (int)len;
-        sent = PQputCopyData(c->pq, data, n) == 1;
-        data += n;
-        len -= (size_t)n;
-    }
-    if (!sent && PQstatus(c->pq) != CONNECTION_OK) {
-        mark_lost(c, PG_SQLSTATE_CONNECTION_LOST, "COPY", NULL);
-        return ML_ERR;
-    }
-    return copy_finish(c, sent, rows);
-}
-
 int pg_exec_script(pg_conn *c, const char *sql)
 {
     PGresult *r;

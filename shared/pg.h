@@ -95,12 +95,6 @@ int pg_exec(pg_conn *c, const char *name, const char *sql, int nparams,
  * the message names the script line. ML_OK/ML_ERR. */
 int pg_exec_script(pg_conn *c, const char *sql);
 
-/* COPY ... FROM STDIN: runs sql (a COPY statement, no parameters), sends data[0..len) (rows in
- * the statement's format) and ends it. ML_OK with the rows copied in *rows (may be NULL);
- * ML_ERR with pg_error()/pg_sqlstate() as for pg_exec (a lost link is never retried: the
- * server may have taken the rows inside a transaction that is then rolled back). */
-int pg_copy_in(pg_conn *c, const char *sql, const char *data, size_t len, int64_t *rows);
-
 /* Transactions. pg_begin fails if one is already open on c. pg_commit fails when the
  * transaction had an error (the server rolled it back) or the connection dropped (see the
  * rule above). pg_rollback returns ML_OK whenever the transaction is known not committed,

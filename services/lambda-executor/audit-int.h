@@ -5,8 +5,7 @@
  *   audit_http.c    GET /invocations/{id}, GET /functions/{fn}/invocations
  *   audit_writer.c  the writer thread: reads the log in order, writes it, advances the checkpoint
  *   audit_log.c     the log's files: lock, segments, append (and fsync), checkpoint, clean-up
- *   audit_upsert.c  batches into Postgres: COPY into a staging table, one merge each
- *   audit_copy.c    a record as a COPY row
+ *   audit_upsert.c  batches into Postgres, one upsert each
  *   audit_wal.c     the record format: framing, CRC, reader
  *   audit_encode.c  a record as one JSON object */
 #ifndef LE_AUDIT_INT_H
@@ -69,16 +68,6 @@ static inline void audit_count_error(audit *a, const char *kind, double n)
 /* audit_encode.c */
 size_t audit_utf8_len(const unsigned char *s, size_t n);
 bool audit_status_valid(const char *s);
-
-/* audit_copy.c: the staging table's columns after "ord", in order */
-#define AUDIT_COPY_COLUMNS_LIST                                                                    \
-    "id", "function_id", "version", "trigger", "status", "attempts", "cold_start", "request_id",     \
-        "payload_size", "response_size", "payload", "result", "error_type", "error_message", "log_tail", \
-        "duration_ms", "memory_used_mb", "replay_of", "schedule_id", "payload_sha256", "created_ms",  \
-        "started_ms", "finished_ms"
-/* Appends line (a JSON record) as a COPY text row numbered ord; ML_ERR with *bad when the
- * line is not a record (else out of memory); out keeps whole rows only. */
-int audit_copy_row(const char *line, size_t len, size_t ord, ml_buf *out, bool *bad);
 
 /* audit_upsert.c (writer thread only) */
 int audit_write_settle(audit *a, char *const *lines, const size_t *lens, size_t n);

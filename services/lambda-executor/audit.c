@@ -140,7 +140,7 @@ size_t audit_cfg_vars(audit_config *c, cfg_var *vars, size_t max)
         { "MINILAMBDA_AUDIT_SPILL_MAX_MB", CFG_INT, "4096", 1, 1048576, NULL,
           "audit log size beyond which it reports itself full (new invocations may get 503)", &c->spill_max_mb, false },
         { "MINILAMBDA_AUDIT_BATCH_ROWS", CFG_INT, "500", 1, 10000, NULL,
-          "audit rows per COPY and merge into Postgres", &c->batch_rows, false },
+          "audit rows per INSERT", &c->batch_rows, false },
         { "MINILAMBDA_AUDIT_FLUSH_MS", CFG_INT, "10", 0, 10000, NULL,
           "longest an audit row waits for others to share its INSERT", &c->flush_ms, false },
     };

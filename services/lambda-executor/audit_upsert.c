@@ -1,6 +1,5 @@
-/* audit_upsert.c — log records into Postgres: per batch, COPY into a temporary staging table
- * and one merge (INSERT ... ON CONFLICT) in one transaction; runs without a repeated
- * invocation, a rejected batch retried row by row. */
+/* audit_upsert.c — log records into Postgres: one upsert per batch (json_to_recordset of the
+ * records), runs without a repeated invocation, a rejected batch retried row by row. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,21 +11,11 @@
 
 #define TS(ms) "'epoch'::timestamptz + " ms " * interval '1 millisecond'"
 
-/* The staging table: one per connection, emptied by every commit. */
-static const char stage_sql[] =
-    "CREATE TEMP TABLE IF NOT EXISTS audit_stage (ord int, id uuid, function_id uuid, version int,"
-    " trigger text, status text, attempts int, cold_start bool, request_id text, payload_size int,"
-    " response_size int, payload text, result text, error_type text, error_message text,"
-    " log_tail text, duration_ms int, memory_used_mb int, replay_of uuid, schedule_id uuid,"
-    " payload_sha256 text, created_ms bigint, started_ms bigint, finished_ms bigint) ON COMMIT DELETE ROWS";
-
-static const char copy_sql[] = "COPY audit_stage FROM STDIN";
-
-/* One merge per batch; a record whose (attempts, phase) is older than the stored row
+/* One statement per batch; a record whose (attempts, phase) is older than the stored row
  * changes nothing, so replays and late records are harmless. A batch holds one record per
  * invocation (audit_write_settle); DISTINCT ON only guards that (ON CONFLICT cannot touch a row
  * twice) and sorts the rows by id, so concurrent writers lock them in one order. */
-static const char merge_sql[] =
+static const char upsert_sql[] =
     "INSERT INTO invocations AS i (id, function_id, version, trigger, status, attempts, cold_start,"
     " request_id, payload_size, response_size, payload, result, error_type, error_message, log_tail,"
     " duration_ms, memory_used_mb, replay_of, schedule_id, payload_sha256, created_at, started_at,"
@@ -36,8 +25,13 @@ static const char merge_sql[] =
     "  decode(r.result, 'base64'), r.error_type, r.error_message, decode(r.log_tail, 'base64'),"
     "  r.duration_ms, r.memory_used_mb, r.replay_of, r.schedule_id, r.payload_sha256, " TS("r.created_ms") ","
     "  " TS("r.started_ms") ", " TS("r.finished_ms")
-    " FROM audit_stage AS r"
-    " ORDER BY r.id, ml_invocation_phase(r.status, r.attempts) DESC, r.ord DESC"
+    " FROM ROWS FROM (json_to_recordset($1::json) AS (id uuid, function_id uuid, version int,"
+    "  trigger text, status text, attempts int, cold_start bool, request_id text, payload_size int,"
+    "  response_size int, payload text, result text, error_type text, error_message text,"
+    "  log_tail text, duration_ms int, memory_used_mb int, replay_of uuid, schedule_id uuid,"
+    "  payload_sha256 text, created_ms bigint, started_ms bigint, finished_ms bigint))"
+    " WITH ORDINALITY AS r"
+    " ORDER BY r.id, ml_invocation_phase(r.status, r.attempts) DESC, r.ordinality DESC"
     " ON CONFLICT (id) DO UPDATE SET"
     "  version = coalesce(EXCLUDED.version, i.version), status = EXCLUDED.status,"
     "  attempts = EXCLUDED.attempts, cold_start = coalesce(EXCLUDED.cold_start, i.cold_start),"
@@ -58,43 +52,34 @@ static const char merge_sql[] =
 
 typedef enum { WRITE_OK = 0, WRITE_REJECTED, WRITE_UNAVAILABLE } write_result;
 
-static write_result classify(const char *st)
-{
-    /* 21: two records of one id in a batch (audit_write_settle prevents it; never retry it) */
-    return strncmp(st, "21", 2) == 0 || strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0
-               ? WRITE_REJECTED : WRITE_UNAVAILABLE;
-}
-
-/* COPY and merge of lines[0..n) in one transaction. A refusal of the data itself (SQLSTATE
- * classes 21, 22 and 23: a bad value, a deleted function; or a line that is not a record)
- * is WRITE_REJECTED; anything else is worth retrying. */
+/* Runs the upsert over lines[0..n). A refusal of the data itself (SQLSTATE classes 21, 22
+ * and 23: a bad value, a deleted function) is WRITE_REJECTED; anything else is worth
+ * retrying. */
 static write_result write_lines(audit *a, char *const *lines, const size_t *lens, size_t n)
 {
-    ml_buf rows;
-    char state[8] = "";
+    ml_buf b;
+    const char *params[1];
     write_result wr = WRITE_UNAVAILABLE;
-    bool bad = false;
 
-    ml_buf_init(&rows, 0);
+    ml_buf_init(&b, 0);
+    ml_buf_append(&b, "[", 1);
     for (size_t i = 0; i < n; i++) {
-        if (audit_copy_row(lines[i], lens[i], i, &rows, &bad) != ML_OK) {
-            wr = bad ? WRITE_REJECTED : WRITE_UNAVAILABLE;
+        if ((i && ml_buf_append(&b, ",", 1) != ML_OK) || ml_buf_append(&b, lines[i], lens[i]) != ML_OK)
             goto out;
-        }
     }
-    if (pg_begin(a->db) != ML_OK)
+    if (ml_buf_append(&b, "]", 1) != ML_OK)
         goto out;
-    if (pg_exec(a->db, NULL, stage_sql, 0, NULL, NULL) != ML_OK ||
-        pg_copy_in(a->db, copy_sql, rows.data, rows.len, NULL) != ML_OK ||
-        pg_exec(a->db, "audit_merge", merge_sql, 0, NULL, NULL) != ML_OK) {
-        ml_strlcpy(state, pg_sqlstate(a->db), sizeof(state));
-        pg_rollback(a->db);
-        wr = classify(state);
-        goto out;
+    params[0] = b.data;
+    if (pg_exec(a->db, "audit_upsert", upsert_sql, 1, params, NULL) == ML_OK) {
+        wr = WRITE_OK;
+    } else {
+        const char *st = pg_sqlstate(a->db);
+        /* 21: two records of one id in a batch (audit_write_settle prevents it; never retry it) */
+        wr = (strncmp(st, "21", 2) == 0 || strncmp(st, "22", 2) == 0 || strncmp(st, "23", 2) == 0)
+                 ? WRITE_REJECTED : WRITE_UNAVAILABLE;
     }
-    wr = pg_commit(a->db) == ML_OK ? WRITE_OK : classify(pg_sqlstate(a->db));
 out:
-    ml_buf_free(&rows);
+    ml_buf_free(&b);
     return wr;
 }
 

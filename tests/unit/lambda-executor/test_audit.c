@@ -13,7 +13,6 @@
 
 #include <cmocka.h>
 
-#include "audit-int.h"
 #include "audit.h"
 #include "crypto.h"
 #include "log.h"
@@ -200,40 +199,6 @@ static void test_encode_rejects(void **state)
     assert_int_equal(b.len, 0); /* nothing appended on failure */
 }
 
-/* A record as the writer's COPY row: columns in the staging table's order, \N for members
- * left out, COPY's text escapes; a line that is not a record is refused as such. */
-static void test_copy_row(void **state)
-{
-    audit_record r = sample("3d8a3c57-8f5e-4a3b-9d07-2b7f9f1a6c11");
-    ml_buf enc = { 0 }, row = { 0 };
-    char err[160];
-    bool bad = true;
-
-    (void)state;
-    r.error_type = "Unhandled";
-    r.error_message = "tab\t nl\n back\\slash cr\r";
-    r.status = AUDIT_FAILED;
-    r.request_id = NULL;
-    assert_int_equal(audit_encode(&r, &enc, err, sizeof(err)), ML_OK);
-    assert_int_equal(audit_copy_row(enc.data, enc.len, 7, &row, &bad), ML_OK);
-    assert_false(bad);
-    assert_int_equal(row.data[row.len - 1], '\n');
-    ml_buf_append(&row, "", 1);
-    assert_string_equal(row.data,
-                        "7\t3d8a3c57-8f5e-4a3b-9d07-2b7f9f1a6c11\t6f1c2d9e-0b7a-4c55-9a51-3a3b8d2c1e0f\t3\thttp_sync"
-                        "\tfailed\t1\tf\t\\N\t2\t7\t\\N\t\\N\tUnhandled\ttab\\t nl\\n back\\\\slash cr\\r"
-                        "\t\\N\t12\t21\t\\N\t\\N\t\\N\t1700000000000\t1700000000001\t1700000000013\n");
-    /* not a record: refused as bad, nothing appended */
-    ml_buf_reset(&row);
-    assert_int_equal(audit_copy_row("[1,2]", 5, 1, &row, &bad), ML_ERR);
-    assert_true(bad);
-    assert_int_equal(audit_copy_row("{\"id\":", 6, 1, &row, &bad), ML_ERR);
-    assert_true(bad);
-    assert_int_equal(row.len, 0);
-    ml_buf_free(&enc);
-    ml_buf_free(&row);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,7 +206,6 @@ int main(void)
         cmocka_unit_test(test_encode_defaults),
         cmocka_unit_test(test_encode_text_and_tail),
         cmocka_unit_test(test_encode_rejects),
-        cmocka_unit_test(test_copy_row),
     };
     int fd = open("/dev/null", O_WRONLY);
 
