@@ -4,8 +4,9 @@
    SIGKILL, Postgres started, the executor restarted: exactly one audit row for each of the
    N served invocations (none lost, none twice), and the write-ahead log's old segments are
    deleted once written.
-2. Postgres up, the executor killed with SIGKILL under concurrent load: after a restart
-   every invocation answered 200 has exactly one audit row. Rows beyond those are
+2. Postgres up, the executor killed with SIGKILL under concurrent load while a table lock
+   holds the writer back (so hundreds of answered invocations' rows are only in the log):
+   after a restart every invocation answered 200 has exactly one audit row. Rows beyond those are
    invocations the kill cut off between the log append and the response (at most one per
    in-flight request), counted and reported.
 3. The checkpoint deleted: the whole log is replayed, and the rows stay one per invocation.
@@ -127,13 +128,25 @@ def crash_under_load(fn):
 
     with concurrent.futures.ThreadPoolExecutor(8) as ex:
         futs = [ex.submit(worker) for _ in range(8)]
+        time.sleep(1)
+        # hold the writer back (its INSERT waits on the lock), so the rows served from here on
+        # exist only in the write-ahead log when the executor dies
+        holder = subprocess.Popen(["psql", os.environ["MINILAMBDA_LAMBDA_DB_URL"], "-qc",
+                                   "BEGIN; LOCK TABLE invocations IN SHARE ROW EXCLUSIVE MODE;"
+                                   " SELECT pg_sleep(5); COMMIT;"], stdout=subprocess.DEVNULL)
         time.sleep(3)
+        with lock:
+            held = len(ok)
         kill9()
         stop.set()
         for f in futs:
             f.result()
+        holder.wait(30)
     S.check(f"load: invocations answered 200 before the kill ({len(ok)} of {sent[0]} sent)", len(ok) > 50,
             len(ok))
+    written = fn_rows(fn) - before
+    S.check(f"at the kill, rows of {len(ok) - written} answered invocations were in the log only "
+            f"({written} in Postgres; the writer was held back)", len(ok) - written > 20, (len(ok), written, held))
     start_executor()
     n = wait_rows(fn, before + len(ok))
     got = rows_of(ok)
