@@ -7,6 +7,7 @@
  *   audit_log.c     the log's files: lock, segments, append (and fsync), checkpoint, clean-up
  *   audit_upsert.c  batches into Postgres, one upsert each
  *   audit_wal.c     the record format: framing, CRC, reader
+ *   audit_legacy.c  the spill file of executors before the log, moved into it at start
  *   audit_encode.c  a record as one JSON object */
 #ifndef LE_AUDIT_INT_H
 #define LE_AUDIT_INT_H
@@ -81,6 +82,9 @@ int audit_log_checkpoint(audit *a);
 int audit_log_advance(audit *a);
 void audit_log_sync(audit *a, uint64_t seq);
 int audit_log_segment_open(const audit *a, uint64_t seg, int64_t *size);
+
+/* audit_legacy.c: a pre-WAL spill file moved into the log at start (before the writer runs) */
+int audit_legacy_import(audit *a, char *err, size_t errlen);
 
 /* audit_writer.c */
 void audit_abs_deadline(struct timespec *ts, int64_t in_ms);

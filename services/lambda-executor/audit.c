@@ -220,7 +220,7 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
         goto fail;
     }
     register_metrics(a, s);
-    if (audit_log_open(a, err, errlen) != ML_OK)
+    if (audit_log_open(a, err, errlen) != ML_OK || audit_legacy_import(a, err, errlen) != ML_OK)
         goto fail;
     if (pthread_create(&a->thread, NULL, audit_writer_main, a) != 0) {
         ml_snprintf_trunc(err, errlen, "audit: cannot start the writer thread");

@@ -527,6 +527,36 @@ static void test_disk_full(void **state)
     tmp_free(&t);
 }
 
+/* An executor from before the log left its spill file (JSON lines, a torn last one): the
+ * next start moves the whole lines into the log and removes the file. */
+static void test_legacy_spill_import(void **state)
+{
+    tmp t;
+    audit_config c;
+    svc s;
+    audit *a;
+    char ids[8][ML_UUID_LEN];
+    const char old[] = "{\"id\":\"00000000-0000-4000-8000-000000000001\",\"status\":\"succeeded\"}\n"
+                       "{\"id\":\"00000000-0000-4000-8000-000000000002\",\"status\":\"failed\"}\n"
+                       "{\"id\":\"00000000-00";
+    struct stat st;
+
+    (void)state;
+    tmp_make(&t);
+    append_file(t.base, old, sizeof(old) - 1);
+    c = dead_config(t.base);
+    a = start(&c, &s);
+    assert_int_equal(audit_backlog(a), 2);
+    assert_int_not_equal(stat(t.base, &st), 0); /* gone */
+    stop(a, &s);
+    assert_int_equal(read_ids(&t, ids, 8), 2);
+    assert_string_equal(ids[1], "00000000-0000-4000-8000-000000000002");
+    a = start(&c, &s); /* imported once: still 2 */
+    assert_int_equal(audit_backlog(a), 2);
+    stop(a, &s);
+    tmp_free(&t);
+}
+
 typedef struct submitter {
     audit *a;
     int from, to;
@@ -595,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_fsync_modes),
         cmocka_unit_test(test_disk_full),
         cmocka_unit_test(test_concurrent_submit),
+        cmocka_unit_test(test_legacy_spill_import),
     };
     int fd = open("/dev/null", O_WRONLY);
 
