@@ -91,6 +91,11 @@ $(BUILD)/bench/sandbox_bench: $(BUILD)/obj/tests/bench/sandbox_bench.o $(BUILD)/
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+$(BUILD)/obj/tests/bench/audit_bench.o: TEST_INC := -Iservices/lambda-executor
+$(BUILD)/bench/audit_bench: $(BUILD)/obj/tests/bench/audit_bench.o $(BUILD)/lib/liblambda-executor.a $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
 $(BUILD)/obj/tests/bench/proxy_floor.o: TEST_INC := -Iservices/gateway
 $(BUILD)/bench/proxy_floor: $(BUILD)/obj/tests/bench/proxy_floor.o $(BUILD)/lib/libgateway.a $(LIB)
 	@mkdir -p $(@D)
@@ -150,7 +155,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_CI_SECONDS ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron
+FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron audit_wal
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
@@ -180,6 +185,10 @@ build/fuzz/fuzz_ssrf: tests/fuzz/fuzz_ssrf.c shared/ssrf.c shared/util.c
 build/fuzz/fuzz_cron: tests/fuzz/fuzz_cron.c services/lambda-executor/cron.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+# a 64-byte read chunk, so records cross the reader's refills
+build/fuzz/fuzz_audit_wal: tests/fuzz/fuzz_audit_wal.c services/lambda-executor/audit_wal.c shared/buf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -DAUDIT_WAL_READ_CHUNK=64 -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
 
 # Runs every target for $(1) seconds; extract's seeds come from its unit test.
 define fuzz_run
@@ -194,7 +203,7 @@ define fuzz_run
 	build/fuzz/fuzz_jsoncheck -max_total_time=$(1) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
 	  tests/fuzz/seeds/jsoncheck
-	set -e; for t in fnspec sigv4 jwt proto ssrf cron; do \
+	set -e; for t in fnspec sigv4 jwt proto ssrf cron audit_wal; do \
 	  build/fuzz/fuzz_$$t -max_total_time=$(1) -timeout=10 -artifact_prefix=build/fuzz/ \
 	    -print_final_stats=1 build/fuzz/$$t-corpus tests/fuzz/seeds/$$t; \
 	done

@@ -1,9 +1,10 @@
-/* audit.c — the invocation audit log's API: start and stop, non-blocking submit, flush for
- * read-your-writes, the backlog as metrics and health (see audit.h, audit-int.h and
- * docs/executor-registry.md). */
+/* audit.c — the invocation audit log's API: start and stop, submit (an append to the
+ * write-ahead log), flush for read-your-writes, the backlog as metrics and health (see
+ * audit.h, audit-int.h and docs/audit.md). */
 #include "audit.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,55 +14,50 @@
 #include "audit-int.h"
 #include "log.h"
 
-#define SUBMIT_WAIT_MS 1000      /* longest audit_submit waits for room */
+#define REFUSED_MS 1000 /* audit_available says no this long after the disk refused an append */
 
 int audit_submit(audit *a, const audit_record *rec)
 {
+    static const char zero_hdr[AUDIT_WAL_HDR];
     char err[160];
     ml_buf b;
-    audit_item *it;
-    struct timespec until;
     int rc = ML_ERR;
 
     ml_buf_init(&b, 0);
-    if (audit_encode(rec, &b, err, sizeof(err)) != ML_OK) {
-        ml_log_kv(ML_LOG_ERROR, "audit record refused", "invocation_id", rec->id, "error", err, NULL);
+    if (ml_buf_append(&b, zero_hdr, sizeof(zero_hdr)) != ML_OK || audit_encode(rec, &b, err, sizeof(err)) != ML_OK ||
+        b.len - AUDIT_WAL_HDR > AUDIT_WAL_REC_MAX) {
+        ml_log_kv(ML_LOG_ERROR, "audit record refused", "invocation_id", rec->id, "error",
+                  b.len > AUDIT_WAL_HDR ? "record too large" : err, NULL);
         audit_count_error(a, "invalid", 1);
-        ml_buf_free(&b);
-        return ML_ERR;
+        goto out;
     }
-    if (!(it = calloc(1, sizeof(*it)))) {
-        ml_buf_free(&b);
-        audit_count_error(a, "overflow", 1);
-        return ML_ERR;
-    }
-    it->line = ml_buf_steal(&b, &it->len);
-    it->at_ms = ml_now_ms();
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += SUBMIT_WAIT_MS / 1000;
-    pthread_mutex_lock(&a->lock);
-    while (audit_queue_full(a, it->len) && !a->stopping &&
-           pthread_cond_timedwait(&a->space, &a->lock, &until) != ETIMEDOUT)
-        ;
-    if (!audit_queue_full(a, it->len)) {
-        it->seq = ++a->seq_submitted;
-        audit_list_push(&a->q, it);
-        if (a->q.n == 1 || a->q.n >= (size_t)a->cfg.batch_rows || audit_queue_over_hold(a))
-            pthread_cond_signal(&a->work);
-        it = NULL;
+    audit_wal_header(b.data + AUDIT_WAL_HDR, b.len - AUDIT_WAL_HDR, (unsigned char *)b.data);
+    if (audit_log_append(a, &b) == ML_OK) {
         rc = ML_OK;
-    } else if (ml_now_ms() - a->dropped_logged_ms > 10000) {
+        goto out;
+    }
+    audit_count_error(a, "overflow", 1);
+    pthread_mutex_lock(&a->lock);
+    if (ml_now_ms() - a->dropped_logged_ms > 10000) {
         a->dropped_logged_ms = ml_now_ms();
-        ml_log_error("audit: queue full (%zu rows) and the writer cannot keep up; dropping records",
-                     a->q.n);
+        ml_log_error("audit: the disk refused an append to %s.*.wal (%s); records are dropped", a->base,
+                     strerror(errno));
     }
     pthread_mutex_unlock(&a->lock);
-    if (it) {
-        audit_count_error(a, "overflow", 1);
-        free(it->line);
-        free(it);
-    }
+out:
+    ml_buf_free(&b);
     return rc;
+}
+
+bool audit_available(audit *a)
+{
+    bool ok;
+
+    pthread_mutex_lock(&a->lock);
+    ok = a->wal_bytes < a->cfg.spill_max_mb * 1024 * 1024 &&
+         (a->refused_ms == 0 || ml_now_ms() - a->refused_ms >= REFUSED_MS);
+    pthread_mutex_unlock(&a->lock);
+    return ok;
 }
 
 int audit_flush(audit *a, int64_t timeout_ms)
@@ -90,7 +86,7 @@ int64_t audit_backlog(audit *a)
     int64_t n;
 
     pthread_mutex_lock(&a->lock);
-    n = (int64_t)(a->q.n + a->inflight) + a->spill_rows;
+    n = (int64_t)(a->seq_submitted - a->seq_done);
     pthread_mutex_unlock(&a->lock);
     return n;
 }
@@ -98,32 +94,37 @@ int64_t audit_backlog(audit *a)
 static void collect(metrics_registry *reg, void *ud)
 {
     audit *a = ud;
-    int64_t spill;
+    int64_t bytes;
 
     ML_UNUSED(reg);
     pthread_mutex_lock(&a->lock);
-    spill = a->spill_bytes;
+    bytes = a->wal_bytes;
     pthread_mutex_unlock(&a->lock);
     metric_set(a->m_backlog, NULL, (double)audit_backlog(a));
-    metric_set(a->m_spill_bytes, NULL, (double)spill);
+    metric_set(a->m_wal_bytes, NULL, (double)bytes);
 }
 
-/* Optional check: degraded while rows wait for Postgres. */
+/* Optional check: degraded while rows wait for Postgres or the log cannot take more. */
 static int check_audit(void *ud, char *err, size_t errlen)
 {
     audit *a = ud;
-    bool down;
-    int64_t mem, spill;
+    bool down, avail = audit_available(a);
+    int64_t rows = audit_backlog(a), bytes;
 
     pthread_mutex_lock(&a->lock);
     down = a->pg_down;
-    mem = (int64_t)(a->q.n + a->inflight);
-    spill = a->spill_rows;
+    bytes = a->wal_bytes;
     pthread_mutex_unlock(&a->lock);
-    if (!down && spill == 0)
+    if (!avail) {
+        ml_snprintf_trunc(err, errlen, "the audit log takes no more (%lld MiB, limit %lld MiB, or the disk refused "
+                          "a write); %lld rows wait for Postgres", (long long)(bytes >> 20),
+                          (long long)a->cfg.spill_max_mb, (long long)rows);
+        return ML_ERR;
+    }
+    if (!down)
         return ML_OK;
-    ml_snprintf_trunc(err, errlen, "%lld rows wait for Postgres (%lld in memory, %lld in the spill file)",
-                      (long long)(mem + spill), (long long)mem, (long long)spill);
+    ml_snprintf_trunc(err, errlen, "%lld rows wait for Postgres in the audit log (%lld MiB)", (long long)rows,
+                      (long long)(bytes >> 20));
     return ML_ERR;
 }
 
@@ -131,18 +132,13 @@ size_t audit_cfg_vars(audit_config *c, cfg_var *vars, size_t max)
 {
     const cfg_var all[] = {
         { "MINILAMBDA_AUDIT_SPILL_PATH", CFG_STR, "/var/tmp/minilambda-executor-audit.jsonl", 0, 0, NULL,
-          "append-only file for audit rows while Postgres is down (one per executor process; locked)",
+          "prefix of the audit write-ahead log's files (<path>.lock, .ckpt, .<n>.wal; one log per executor process)",
           &c->spill_path, false },
-        { "MINILAMBDA_AUDIT_QUEUE_MAX_ROWS", CFG_INT, "200000", 100, 10000000, NULL,
-          "audit rows held in memory at most (beyond, submitters wait up to 1 s, then rows are dropped)",
-          &c->queue_max_rows, false },
-        { "MINILAMBDA_AUDIT_QUEUE_MAX_MB", CFG_INT, "256", 16, 65536, NULL,
-          "memory the audit queue may use at most", &c->queue_max_mb, false },
-        { "MINILAMBDA_AUDIT_HOLD_ROWS", CFG_INT, "20000", 2, 10000000, NULL,
-          "audit rows kept in memory while Postgres is down before the oldest go to the spill file",
-          &c->hold_rows, false },
+        { "MINILAMBDA_AUDIT_FSYNC", CFG_STR, "off", 0, 0, NULL,
+          "audit log fdatasync: off (survives a process crash), batch (every 10 ms), always (survives power loss)",
+          &c->fsync, false },
         { "MINILAMBDA_AUDIT_SPILL_MAX_MB", CFG_INT, "4096", 1, 1048576, NULL,
-          "largest size of the audit spill file", &c->spill_max_mb, false },
+          "audit log size beyond which it reports itself full (new invocations may get 503)", &c->spill_max_mb, false },
         { "MINILAMBDA_AUDIT_BATCH_ROWS", CFG_INT, "500", 1, 10000, NULL,
           "audit rows per INSERT", &c->batch_rows, false },
         { "MINILAMBDA_AUDIT_FLUSH_MS", CFG_INT, "10", 0, 10000, NULL,
@@ -153,15 +149,45 @@ size_t audit_cfg_vars(audit_config *c, cfg_var *vars, size_t max)
 
 static void audit_free(audit *a)
 {
-    audit_list_free(&a->q);
-    if (a->spill_fd >= 0)
-        close(a->spill_fd);
+    audit_log_close(a);
     pg_close(a->db);
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->work);
-    pthread_cond_destroy(&a->space);
     pthread_cond_destroy(&a->done);
+    pthread_cond_destroy(&a->synced);
     free(a);
+}
+
+static int parse_fsync(audit *a, char *err, size_t errlen)
+{
+    const char *f = a->cfg.fsync ? a->cfg.fsync : "off";
+
+    if (strcmp(f, "off") == 0)
+        a->fsync_mode = AUDIT_FSYNC_OFF;
+    else if (strcmp(f, "batch") == 0)
+        a->fsync_mode = AUDIT_FSYNC_BATCH;
+    else if (strcmp(f, "always") == 0)
+        a->fsync_mode = AUDIT_FSYNC_ALWAYS;
+    else {
+        ml_snprintf_trunc(err, errlen, "MINILAMBDA_AUDIT_FSYNC must be off, batch or always (not \"%s\")", f);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+static void register_metrics(audit *a, svc *s)
+{
+    a->m_backlog = metrics_gauge(s->metrics, "minilambda_audit_backlog",
+                                 "Audit rows in the write-ahead log not yet in Postgres.", NULL);
+    a->m_wal_bytes = metrics_gauge(s->metrics, "minilambda_audit_spill_bytes",
+                                   "Size of the audit write-ahead log's segments on disk.", NULL);
+    a->m_written = metrics_counter(s->metrics, "minilambda_audit_rows_written_total",
+                                   "Audit rows written to Postgres.", NULL);
+    a->m_errors = metrics_counter(s->metrics, "minilambda_audit_write_errors_total",
+                                  "Audit write problems: unavailable (a failed attempt), rejected (a row "
+                                  "Postgres refused, dropped), overflow (the disk refused an append, dropped), "
+                                  "corrupt (a damaged log record skipped), invalid.",
+                                  "kind");
 }
 
 audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
@@ -174,32 +200,28 @@ audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen)
         return NULL;
     }
     a->cfg = *cfg;
-    a->spill_fd = -1;
+    a->lock_fd = a->wal_fd = a->read_fd = a->ckpt_fd = -1;
+    a->base = cfg->spill_path;
+    if (a->cfg.segment_bytes <= 0)
+        a->cfg.segment_bytes = AUDIT_SEGMENT_BYTES;
     pthread_mutex_init(&a->lock, NULL);
     pthread_cond_init(&a->work, NULL);
-    pthread_cond_init(&a->space, NULL);
     pthread_cond_init(&a->done, NULL);
+    pthread_cond_init(&a->synced, NULL);
     o.statement_timeout_ms = (int)cfg->statement_timeout_ms;
-    if (!cfg->spill_path || !cfg->db_url || !cfg->thread_db || cfg->batch_rows < 1 || cfg->hold_rows < 2) {
-        ml_snprintf_trunc(err, errlen, "audit: spill_path, db_url, thread_db, batch_rows and hold_rows are required");
+    if (!cfg->spill_path || !cfg->db_url || !cfg->thread_db || cfg->batch_rows < 1) {
+        ml_snprintf_trunc(err, errlen, "audit: spill_path, db_url, thread_db and batch_rows are required");
         goto fail;
     }
+    if (parse_fsync(a, err, errlen) != ML_OK)
+        goto fail;
     if (!(a->db = pg_new(cfg->db_url, &o))) {
         ml_snprintf_trunc(err, errlen, "audit: bad database URL");
         goto fail;
     }
-    if (audit_spill_open(a, err, errlen) != ML_OK)
+    register_metrics(a, s);
+    if (audit_log_open(a, err, errlen) != ML_OK || audit_legacy_import(a, err, errlen) != ML_OK)
         goto fail;
-    a->m_backlog = metrics_gauge(s->metrics, "minilambda_audit_backlog",
-                                 "Audit rows not yet in Postgres (memory and spill file).", NULL);
-    a->m_spill_bytes = metrics_gauge(s->metrics, "minilambda_audit_spill_bytes",
-                                     "Size of the audit spill file.", NULL);
-    a->m_written = metrics_counter(s->metrics, "minilambda_audit_rows_written_total",
-                                   "Audit rows written to Postgres.", NULL);
-    a->m_errors = metrics_counter(s->metrics, "minilambda_audit_write_errors_total",
-                                  "Audit write problems: unavailable (a failed attempt), rejected (a row "
-                                  "Postgres refused, dropped), overflow (dropped, queue full), invalid.",
-                                  "kind");
     if (pthread_create(&a->thread, NULL, audit_writer_main, a) != 0) {
         ml_snprintf_trunc(err, errlen, "audit: cannot start the writer thread");
         goto fail;
@@ -225,7 +247,6 @@ void audit_stop(audit *a)
     pthread_mutex_lock(&a->lock);
     a->stopping = true;
     pthread_cond_broadcast(&a->work);
-    pthread_cond_broadcast(&a->space);
     pthread_mutex_unlock(&a->lock);
     if (a->thread_started)
         pthread_join(a->thread, NULL);

@@ -1,12 +1,13 @@
 /* audit.h — the invocation audit log: one row per invocation in `invocations`.
  *
- * The invoke path calls audit_submit(), which only encodes the record and appends it to a
- * bounded in-memory queue: it never waits on Postgres. A writer thread upserts queued records
- * in batches (one INSERT ... SELECT FROM json_to_recordset ... ON CONFLICT (id) DO UPDATE per
- * batch). While Postgres is down the records stay in memory; past a threshold the oldest ones
- * go to an append-only spill file (JSON lines, fsync'd per batch), which is replayed before
- * anything newer once Postgres is back — and at start-up, if a crash left one behind.
- * audit_stop() writes everything out (to Postgres, or to the spill file if it is down).
+ * The invoke path calls audit_submit(), which encodes the record and appends it to a
+ * write-ahead log on local disk (one write(2) of a length + CRC framed record) before it
+ * returns — so before the invocation's response is sent. It never waits on Postgres. The
+ * page cache survives a kill -9 of the process; MINILAMBDA_AUDIT_FSYNC adds fdatasync for
+ * power loss. A writer thread reads the log in order and upserts batches into Postgres,
+ * then advances a checkpoint; segments wholly behind it are deleted. While Postgres is down
+ * the rows simply wait in the log; at start-up the log is replayed from the checkpoint.
+ * See docs/audit.md.
  *
  * Records of one invocation may be submitted several times as it moves on (async: queued →
  * running → queued (retry) → running → final); a stored row is replaced only by a record that
@@ -19,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit_wal.h"
 #include "buf.h"
 #include "config.h"
 #include "fnspec-t.h"
@@ -81,14 +83,14 @@ typedef struct audit audit;
 
 typedef struct audit_config {
     /* from the environment (audit_cfg_vars) */
-    const char *spill_path;      /* MINILAMBDA_AUDIT_SPILL_PATH: one file per executor process */
-    int64_t queue_max_rows;      /* MINILAMBDA_AUDIT_QUEUE_MAX_ROWS: hard bound in memory */
-    int64_t queue_max_mb;        /* MINILAMBDA_AUDIT_QUEUE_MAX_MB: hard bound in memory */
-    int64_t hold_rows;           /* MINILAMBDA_AUDIT_HOLD_ROWS: kept in memory while Postgres
-                                  * is down before the oldest go to the spill file */
-    int64_t spill_max_mb;        /* MINILAMBDA_AUDIT_SPILL_MAX_MB */
+    const char *spill_path;      /* MINILAMBDA_AUDIT_SPILL_PATH: the log's files are this path
+                                  * plus ".lock", ".ckpt" and ".<16 hex>.wal" (one per process) */
+    const char *fsync;           /* MINILAMBDA_AUDIT_FSYNC: off | batch | always */
+    int64_t spill_max_mb;        /* MINILAMBDA_AUDIT_SPILL_MAX_MB: log size beyond which
+                                  * audit_available() says no */
     int64_t batch_rows;          /* MINILAMBDA_AUDIT_BATCH_ROWS: rows per INSERT */
     int64_t flush_ms;            /* MINILAMBDA_AUDIT_FLUSH_MS: longest a row waits to be batched */
+    int64_t segment_bytes;       /* size at which a log segment is closed; 0: 64 MiB (tests) */
     /* set by main */
     const char *db_url;          /* lambda_service_db: the writer thread's own connection */
     int64_t statement_timeout_ms;/* for the writer's connection (0: server default) */
@@ -104,46 +106,47 @@ typedef struct audit_config {
  * many (at most max). Call before svc_init. */
 size_t audit_cfg_vars(audit_config *c, cfg_var *vars, size_t max);
 
-/* Opens (and locks) the spill file, registers metrics and an optional "audit" health check
- * on s (degraded while rows wait for Postgres), and starts the writer thread, which replays
- * a spill file left behind as soon as Postgres answers. NULL with a reason in err (e.g. the
- * spill file is locked by another process). Stop and free with audit_stop. */
+/* Opens (and locks) the write-ahead log, counts the rows an earlier run left behind,
+ * registers metrics and an optional "audit" health check on s (degraded while rows wait for
+ * Postgres or the log is over its size), and starts the writer thread, which replays the log
+ * from its checkpoint as soon as Postgres answers. NULL with a reason in err (e.g. the log is
+ * locked by another process). Stop and free with audit_stop. */
 audit *audit_start(const audit_config *cfg, svc *s, char *err, size_t errlen);
 
-/* Writes every queued row (to Postgres, or to the spill file if Postgres does not answer
- * within a few seconds), stops the writer and frees a. Call after the HTTP server has
- * drained (so no more submits). NULL is fine. */
+/* Gives the writer up to a few seconds to write what is logged to Postgres, stops it and
+ * frees a; whatever is left stays in the log for the next start. Call after the HTTP server
+ * has drained (so no more submits). NULL is fine. */
 void audit_stop(audit *a);
 
-/* Queues one record (copied). Never waits on Postgres; waits at most ~1 s for room only when
- * both the memory bound and the spill file are exhausted by a writer that cannot keep up,
- * then drops the record (counted, logged). ML_OK, or ML_ERR for an invalid record (reason
- * logged) or a dropped one. Thread-safe. */
+/* Appends one record (encoded, framed) to the write-ahead log; when it returns ML_OK the
+ * record survives a kill -9 of the process (and power loss, with MINILAMBDA_AUDIT_FSYNC
+ * always). Never waits on Postgres. ML_ERR for an invalid record (reason logged) or when the
+ * disk refused the write (counted as kind="overflow", logged). Thread-safe. */
 int audit_submit(audit *a, const audit_record *rec);
+
+/* false while the log is over MINILAMBDA_AUDIT_SPILL_MAX_MB or the disk refused its last
+ * append (for a second): an invocation started now might not be audited, so callers that can
+ * still refuse (before running anything) should answer 503. Thread-safe, cheap. */
+bool audit_available(audit *a);
 
 /* Blocks until every record submitted before the call is in Postgres, or timeout_ms passes.
  * ML_OK when flushed, ML_ERR on timeout. Used by the GET handlers for read-your-writes. */
 int audit_flush(audit *a, int64_t timeout_ms);
 
-/* Records waiting (memory + spill file). Thread-safe. */
+/* Records in the log not yet in Postgres. Thread-safe. */
 int64_t audit_backlog(audit *a);
 
 /* Writes the routes GET /invocations/{id} and GET /functions/{fn}/invocations (blocking) to
  * out; returns how many (at most max; 2 are needed). */
 size_t audit_routes(audit *a, httpd_route *out, size_t max);
 
-/* --- The wire/spill format, exposed for tests. ---------------------------------------- */
+/* --- The formats, exposed for tests and the fuzz target. ------------------------------ */
 
 /* Validates rec and appends it to out as one JSON object without a newline: the element the
- * batch INSERT reads and the line of the spill file (bytes as base64). ML_ERR with a reason
+ * batch INSERT reads and the payload of a log record (bytes as base64). ML_ERR with a reason
  * in err when the record is invalid (out unchanged). */
 int audit_encode(const audit_record *rec, ml_buf *out, char *err, size_t errlen);
 
-/* Reads a spill file, calling fn for each complete line (without its newline). A torn last
- * line (a crash mid-append) is ignored and reported through *torn_bytes (may be NULL).
- * A missing file is empty. fn returning ML_ERR stops the read with ML_ERR. */
-typedef int (*audit_line_fn)(const char *line, size_t len, void *ud);
-int audit_spill_read(const char *path, audit_line_fn fn, void *ud, size_t *torn_bytes,
-                     char *err, size_t errlen);
+/* The write-ahead log's record format: audit_wal.h. */
 
 #endif

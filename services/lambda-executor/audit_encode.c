@@ -1,5 +1,5 @@
 /* audit_encode.c — a record as one JSON object: the element the batch upsert reads and the
- * line of the spill file. */
+ * payload of a write-ahead log record. */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,5 +1,5 @@
-/* audit_upsert.c — queued records into Postgres: one upsert per batch, runs without a
- * repeated invocation, a rejected batch retried row by row. */
+/* audit_upsert.c — log records into Postgres: one upsert per batch (json_to_recordset of the
+ * records), runs without a repeated invocation, a rejected batch retried row by row. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,8 +95,7 @@ static void mark_down(audit *a)
     a->retry_at_ms = ml_now_ms() + a->retry_ms;
     audit_count_error(a, "unavailable", 1);
     if (first)
-        ml_log_warn("audit: cannot write to Postgres (%s); keeping rows in memory, then in %s",
-                    pg_error(a->db), a->cfg.spill_path);
+        ml_log_warn("audit: cannot write to Postgres (%s); rows wait in %s.*.wal", pg_error(a->db), a->base);
 }
 
 static void mark_up(audit *a)
@@ -202,23 +201,5 @@ int audit_write_settle(audit *a, char *const *lines, const size_t *lens, size_t 
     if (rc == ML_OK && start < n)
         rc = write_run(a, lines + start, lens + start, n - start);
     free(set);
-    return rc;
-}
-
-int audit_write_list(audit *a, const item_list *l)
-{
-    char **lines = calloc(l->n, sizeof(*lines));
-    size_t *lens = calloc(l->n, sizeof(*lens)), i = 0;
-    int rc = ML_ERR;
-
-    if (lines && lens) {
-        for (audit_item *it = l->head; it; it = it->next, i++) {
-            lines[i] = it->line;
-            lens[i] = it->len;
-        }
-        rc = audit_write_settle(a, lines, lens, l->n);
-    }
-    free(lines);
-    free(lens);
     return rc;
 }

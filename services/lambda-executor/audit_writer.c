@@ -1,15 +1,17 @@
-/* audit_writer.c — the writer thread: waits for work, writes the spill file first (it is
- * older), then batches from memory; spills while Postgres is down; drains at stop. */
-#include <malloc.h>
+/* audit_writer.c — the writer thread: reads the write-ahead log from the checkpoint in
+ * order, upserts a batch, then moves the checkpoint past it (a crash in between replays the
+ * batch, which the upsert makes harmless). While Postgres is down the rows wait on disk. */
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "audit-int.h"
 #include "log.h"
 
-#define STOP_BUDGET_MS 5000      /* audit_stop's time for Postgres before spilling the rest */
-#define TRIM_AFTER_BYTES (1u << 20) /* a drained backlog this large is handed back to the OS */
+#define STOP_BUDGET_MS 5000      /* audit_stop's time for Postgres; the rest waits in the log */
 
 void audit_abs_deadline(struct timespec *ts, int64_t in_ms)
 {
@@ -22,103 +24,160 @@ void audit_abs_deadline(struct timespec *ts, int64_t in_ms)
     }
 }
 
+static bool sync_due(const audit *a, int64_t now)
+{
+    return a->fsync_mode == AUDIT_FSYNC_BATCH && a->seq_synced < a->seq_submitted && !a->syncing &&
+           now - a->synced_ms >= BATCH_SYNC_MS;
+}
+
 /* Waits (lock held) until there is something to do; false when stopping. */
 static bool wait_work(audit *a)
 {
     for (;;) {
-        int64_t now = ml_now_ms(), wait_ms = 1000;
+        int64_t now = ml_now_ms(), wait_ms = 1000, due;
+        uint64_t pending = a->seq_submitted - a->seq_done;
         struct timespec ts;
 
         if (a->stopping)
             return false;
-        if (a->pg_down && now < a->retry_at_ms) {
-            if (audit_queue_over_hold(a))
-                return true;
-            wait_ms = a->retry_at_ms - now;
-        } else if (a->spill_rows > 0 || a->q.n >= (size_t)a->cfg.batch_rows || (a->flush_wanted && a->q.n)) {
+        if (sync_due(a, now))
             return true;
-        } else if (a->q.head) {
-            int64_t due = a->q.head->at_ms + a->cfg.flush_ms;
-            if (now >= due)
-                return true;
-            wait_ms = due - now;
+        if (a->fsync_mode == AUDIT_FSYNC_BATCH && a->seq_synced < a->seq_submitted)
+            wait_ms = BATCH_SYNC_MS;
+        if (pending == 0) {
+            /* nothing to write */
+        } else if (a->pg_down && now < a->retry_at_ms) {
+            wait_ms = a->retry_at_ms - now < wait_ms ? a->retry_at_ms - now : wait_ms;
+        } else if (pending >= (uint64_t)a->cfg.batch_rows || a->flush_wanted) {
+            return true;
+        } else if (now >= (due = a->oldest_ms + a->cfg.flush_ms)) {
+            return true;
+        } else {
+            wait_ms = due - now < wait_ms ? due - now : wait_ms;
         }
         audit_abs_deadline(&ts, wait_ms);
         pthread_cond_timedwait(&a->work, &a->lock, &ts);
     }
 }
 
-/* One round: the spill file first (it is older), then a batch from memory. */
-static void writer_step(audit *a)
+/* Reads up to batch_rows records from the cursor into arena; *pos is where the next read
+ * starts, *all whether everything appended up to wend was read. Skips torn or corrupt ends
+ * of closed segments (logged, counted). ML_ERR on a read error. */
+static int read_batch(audit *a, audit_pos wend, ml_buf *arena, size_t *starts, size_t *lens, size_t *n,
+                      audit_pos *pos, bool *all)
 {
-    item_list l;
-    uint64_t last = 0;
-    bool spill, down, trim;
+    char err[256];
 
-    pthread_mutex_lock(&a->lock);
-    spill = a->spill_rows > 0;
-    down = a->pg_down && ml_now_ms() < a->retry_at_ms;
-    pthread_mutex_unlock(&a->lock);
-    if (!down && spill)
-        spill = audit_spill_replay(a) != ML_OK;
-    if (down || spill) {
-        audit_spill_excess(a);
-        return;
+    *pos = a->cursor, *n = 0, *all = false;
+    for (;;) {
+        size_t got = 0;
+        int rc;
+
+        if (a->read_fd < 0 && (a->read_fd = audit_log_segment_open(a, pos->seg, NULL)) < 0) {
+            if (pos->seg >= wend.seg)
+                break;
+            *pos = (audit_pos){ pos->seg + 1, AUDIT_WAL_MAGIC_LEN };
+            continue;
+        }
+        rc = audit_wal_read(a->read_fd, &pos->off, pos->seg == wend.seg ? wend.off : UINT64_MAX,
+                            (size_t)a->cfg.batch_rows - *n, arena, starts + *n, lens + *n, &got, err, sizeof(err));
+        *n += got;
+        if (rc == ML_ERR) {
+            ml_log_error("audit: %s", err);
+            return ML_ERR;
+        }
+        if (*n == (size_t)a->cfg.batch_rows)
+            return ML_OK;
+        if (pos->seg >= wend.seg)
+            break;
+        if (rc != AUDIT_WAL_OK) {
+            ml_log_error("audit: segment %016" PRIx64 " of %s ends in a %s record at byte %" PRIu64 "; skipped",
+                         pos->seg, a->base, rc == AUDIT_WAL_SHORT ? "torn" : "corrupt", pos->off);
+            audit_count_error(a, "corrupt", 1);
+        }
+        close(a->read_fd);
+        a->read_fd = -1;
+        *pos = (audit_pos){ pos->seg + 1, AUDIT_WAL_MAGIC_LEN };
     }
-    pthread_mutex_lock(&a->lock);
-    audit_queue_take(a, (size_t)a->cfg.batch_rows, &l);
-    if (!a->q.head)
-        a->flush_wanted = false;
-    pthread_mutex_unlock(&a->lock);
-    if (l.tail)
-        last = l.tail->seq;
-    if (l.n && audit_write_list(a, &l) != ML_OK) {
-        audit_queue_return(a, &l);
-        audit_spill_excess(a);
-        return;
-    }
-    audit_list_settle(a, &l);
-    pthread_mutex_lock(&a->lock);
-    if (last > a->seq_done)
-        a->seq_done = last;
-    pthread_cond_broadcast(&a->done);
-    trim = !a->q.head && a->inflight == 0 && a->trim_peak >= TRIM_AFTER_BYTES;
-    if (trim)
-        a->trim_peak = 0;
-    pthread_mutex_unlock(&a->lock);
-    /* A burst queued faster than Postgres took it has drained: the allocator keeps what the
-     * rows held (spread over its arenas) unless asked to give it back. */
-    if (trim)
-        malloc_trim(0);
+    *all = true;
+    return ML_OK;
 }
 
-/* At stop: Postgres for a few seconds, then everything left to the spill file. */
+/* One batch from the log into Postgres, then the checkpoint. ML_ERR when nothing moved. */
+static int write_batch(audit *a)
+{
+    size_t cap = (size_t)a->cfg.batch_rows, n = 0;
+    size_t *starts = calloc(cap, sizeof(size_t)), *lens = calloc(cap, sizeof(size_t));
+    char **lines = calloc(cap, sizeof(char *));
+    ml_buf arena;
+    audit_pos wend, pos;
+    uint64_t sub;
+    bool all = false;
+    int rc = ML_ERR;
+
+    ml_buf_init(&arena, 0);
+    pthread_mutex_lock(&a->lock);
+    wend = a->wend, sub = a->seq_submitted;
+    pthread_mutex_unlock(&a->lock);
+    if (!starts || !lens || !lines || read_batch(a, wend, &arena, starts, lens, &n, &pos, &all) != ML_OK)
+        goto out;
+    for (size_t i = 0; i < n; i++)
+        lines[i] = arena.data + starts[i];
+    if (n && audit_write_settle(a, lines, lens, n) != ML_OK)
+        goto out;
+    a->cursor = pos;
+    audit_log_advance(a);
+    pthread_mutex_lock(&a->lock);
+    a->seq_done = all ? sub : a->seq_done + n;
+    if (a->seq_done < a->seq_submitted)
+        a->oldest_ms = ml_now_ms(); /* the rest has waited at least this long */
+    else
+        a->flush_wanted = false;
+    pthread_cond_broadcast(&a->done);
+    pthread_mutex_unlock(&a->lock);
+    rc = ML_OK;
+out:
+    if (rc != ML_OK && a->read_fd >= 0) { /* read again from the cursor next time */
+        close(a->read_fd);
+        a->read_fd = -1;
+    }
+    ml_buf_free(&arena);
+    free(starts);
+    free(lens);
+    free(lines);
+    return rc;
+}
+
+static void writer_step(audit *a)
+{
+    int64_t now = ml_now_ms();
+    bool write;
+
+    pthread_mutex_lock(&a->lock);
+    if (sync_due(a, now))
+        audit_log_sync(a, a->seq_submitted);
+    write = a->seq_submitted > a->seq_done && !(a->pg_down && now < a->retry_at_ms);
+    pthread_mutex_unlock(&a->lock);
+    if (write)
+        write_batch(a);
+}
+
+/* At stop: Postgres for a few seconds; what is left stays in the log for the next start. */
 static void writer_drain(audit *a)
 {
     int64_t deadline = ml_now_ms() + STOP_BUDGET_MS;
-    item_list l;
-    size_t left;
+    uint64_t left;
 
     a->retry_at_ms = 0;
-    while (ml_now_ms() < deadline) {
+    for (;;) {
         pthread_mutex_lock(&a->lock);
-        left = a->q.n + (size_t)a->spill_rows;
+        left = a->seq_submitted - a->seq_done;
         pthread_mutex_unlock(&a->lock);
-        if (left == 0)
-            break;
-        writer_step(a);
-        if (a->pg_down)
+        if (left == 0 || ml_now_ms() >= deadline || write_batch(a) != ML_OK)
             break;
     }
-    pthread_mutex_lock(&a->lock);
-    audit_queue_take(a, SIZE_MAX, &l);
-    pthread_mutex_unlock(&a->lock);
-    if (l.n && audit_spill_append(a, &l) != ML_OK)
-        ml_log_error("audit: %zu rows could be written neither to Postgres nor to %s and are lost", l.n,
-                     a->cfg.spill_path);
-    else if (l.n)
-        ml_log_warn("audit: %zu rows saved to %s for the next start", l.n, a->cfg.spill_path);
-    audit_list_settle(a, &l);
+    if (left)
+        ml_log_warn("audit: %" PRIu64 " rows stay in %s.*.wal for the next start", left, a->base);
 }
 
 void *audit_writer_main(void *arg)
