@@ -8,7 +8,7 @@ Writes every scenario's counts and checks to $ML_BUILD_DIR/chaos/results.json.""
 import base64, json, os, signal, sys, time
 
 from lib import (BIN, ECHO_APP, PORTS, RUN_ID, SINK_APP, TAG, HoldProxy, Sink, Client, deploy, executor_alive,
-                 healthy, make_zip, note, pg_up, platform, redis_pid, stack_start, start_executor, wait_until)
+                 healthy, make_zip, note, pg_up, platform, rabbit_up, redis_pid, stack_start, start_executor, wait_until)
 import scen_crash, scen_deps, scen_input
 
 SCENARIOS = {
@@ -56,7 +56,7 @@ class Ctx:
         """Back to normal between scenarios: every server and daemon up, invokes through the
         gateway answering 200 (an open breaker or a cache still empty would skew the next)."""
         os.kill(redis_pid(), signal.SIGCONT)
-        if not pg_up() or not healthy(self.S.url("lambda-executor")):
+        if not pg_up() or not rabbit_up() or not healthy(self.S.url("lambda-executor")):
             stack_start()
         if not executor_alive(self.S):
             start_executor(self.S)

@@ -4,7 +4,7 @@ sink functions report to, a webhook hold proxy, and the report (tables + checks)
 
 Everything runs on the chaos stack (.run/chaos-stack, ports CHAOS_PORT_BASE+, default 26000)
 that tests/chaos/run.sh started; nothing here touches the test stack or a `make run` stack."""
-import asyncio, base64, http.client, http.server, json, os, subprocess, sys, threading, time, uuid
+import asyncio, base64, http.client, http.server, json, os, socket, subprocess, sys, threading, time, urllib.parse, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from mlstack import BIN, ROOT, RUN, Suite, call, make_zip, psql  # noqa: E402,F401 (make_zip: re-exported)
@@ -112,6 +112,16 @@ def pg_up():
         psql("select 1")
         return True
     except subprocess.CalledProcessError:
+        return False
+
+
+def rabbit_up():
+    """The broker's AMQP port accepts connections."""
+    port = urllib.parse.urlparse(stack_env()["MINILAMBDA_AMQP_URL"]).port
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
         return False
 
 
