@@ -1,6 +1,6 @@
 """Scenarios of hostile or racing clients: invalid UTF-8 PATCHes must not open the gateway's
 breaker; create/delete races must never resurrect a deleted function."""
-import base64, concurrent.futures, json, time
+import base64, concurrent.futures, json, threading, time
 
 from lib import Client, Scenario, make_zip, metrics, note, psql, wait_until
 
@@ -42,18 +42,35 @@ def hostile_patch(ctx):
 
 def _races(ctx, label, jobs, v2):
     """Runs (kind, i, delay) jobs at once: "d" is create → (delay) → DELETE, "r" is the same
-    followed by a create with code v2. Returns (name, kind, [statuses])."""
+    followed by a create with code v2, each with a reader of the name alongside. Returns
+    (name, kind, [statuses])."""
     def spec(name, code):
         return {"name": name, "runtime": "python3", "handler": "app.handler", "code_base64": code}
+
+    def readers(name, stop):
+        """Reads the name all along (GET, DryRun invoke, direct on the executor too), so the
+        executor's and the gateway's caches are filled while the delete runs."""
+        g, e = Client(ctx.gw_port, ctx.S.token), Client(ctx.S.ports["lambda-executor"])
+        while not stop.is_set():
+            g.req("GET", f"/functions/{name}")
+            g.req("POST", f"/functions/{name}/invoke", {}, {"X-Invocation-Type": "DryRun"})
+            e.req("GET", f"/functions/{name}")
+            time.sleep(0.02)
 
     def race(job):
         kind, i, d = job
         c, name = Client(ctx.gw_port, ctx.S.token), f"race{label}{kind}-{ctx.run}-{i}"
+        stop = threading.Event()
         out = [c.req("POST", "/functions", spec(name, ctx.echo_zip))[0]]
+        th = threading.Thread(target=readers, args=(name, stop), daemon=True)
+        th.start()
         time.sleep(d)
         out.append(c.req("DELETE", f"/functions/{name}")[0])
         if kind == "r":
             out.append(c.req("POST", "/functions", spec(name, v2))[0])
+        time.sleep(1.5)
+        stop.set()
+        th.join()
         return name, kind, out
 
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
