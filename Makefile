@@ -143,6 +143,14 @@ test-integration: deps build $(INT_BINS)
 test: deps build $(TEST_BINS)
 	bash tests/run.sh all $(BUILD)
 
+# The fault-injection suite (tests/chaos; docs/reliability.md): each scenario's exact counts and
+# guarantees, on a private stack (.run/chaos-stack, ports 26000+) beside everything else.
+# `make chaos CHAOS=redis_frozen` runs one scenario (several: CHAOS="a b").
+CHAOS ?=
+.PHONY: chaos
+chaos: deps build
+	ML_BUILD_DIR=$(BUILD) bash tests/chaos/run.sh $(CHAOS)
+
 # Banned functions, raw snprintf, ignored truncation results (tests/lint/lint.py).
 .PHONY: lint
 lint:
@@ -249,7 +257,7 @@ check-includes:
 	/usr/bin/python3 tests/lint/include_graph.py
 
 help:
-	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration asan tsan fuzz fuzz-ci bench lint check-includes clean"
+	@echo "targets: build deps run stop token observe observe-stop test test-unit test-integration chaos asan tsan fuzz fuzz-ci bench lint check-includes clean"
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
