@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "jsoncheck.h"
 #include "log.h"
 
 #define DEFAULT_MAX_BODY (1024u * 1024u)
@@ -23,6 +24,10 @@
  * reads the answer instead of a reset) up to max(MIN_DISCARD, 2 x the route's cap); a longer
  * one is answered at once and the connection closed. */
 #define MIN_DISCARD (16u * 1024u * 1024u)
+/* A chunked body announces no size, so it cannot be answered before it is sent: an
+ * over-long one is read and dropped up to this much (a 100 MB upload gets its 413 JSON;
+ * reading and dropping costs bandwidth, never memory), beyond it the connection drops. */
+#define CHUNKED_DISCARD (128u * 1024u * 1024u)
 
 /* ST_RUNNING: handler owns the request, connection not suspended yet; ST_SUSPENDED: the
  * connection is suspended and whoever completes must resume it; see httpd_complete. */
@@ -44,6 +49,7 @@ struct httpd_req {
     ml_buf body;
     size_t discarded;            /* body bytes thrown away after a rejection */
     int reject_status;           /* non-zero: answer this error instead of running a handler */
+    bool close_now;              /* answer the rejection before the body, then close */
     const char *reject_code;
     char reject_msg[256];
     char request_id[MAX_REQUEST_ID + 1];
@@ -180,15 +186,19 @@ const char *httpd_body(const httpd_req *req, size_t *len)
 
 cJSON *httpd_body_json(const httpd_req *req, httpd_resp *resp)
 {
+    jsoncheck_error e = { 0, NULL };
     cJSON *json;
 
     if (req->body.len == 0) {
         httpd_resp_error(resp, 400, "invalid_json", "request body must be a JSON document");
         return NULL;
     }
-    json = cJSON_ParseWithLength(req->body.data, req->body.len);
+    /* strict: exactly one value, UTF-8, no NUL, no duplicate keys, depth bounded (API.md
+     * "Input"); cJSON alone would cut strings at \u0000 and take trailing data */
+    json = jsoncheck_parse(req->body.data, req->body.len, &e);
     if (!json)
-        httpd_resp_error(resp, 400, "invalid_json", "request body is not valid JSON");
+        httpd_resp_error(resp, 400, "invalid_json", "request body is not valid JSON: %s (at byte %zu)",
+                         e.why, e.offset);
     return json;
 }
 
@@ -328,6 +338,112 @@ static unsigned loop_of(const httpd *h, struct MHD_Connection *conn)
     return 0;
 }
 
+/* ---- strict request text ---- */
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* MHD_OPTION_UNESCAPE_CALLBACK for the path and query arguments. MHD's own decoder turns
+ * %00 into a NUL that silently cuts the string ("/functions/hello%00x" would route as
+ * "/functions/hello"); this one decodes %00 to 0xFF, a byte never valid in UTF-8, so the
+ * text check in req_new refuses the request instead. Never lengthens s. */
+static size_t unescape(void *cls, struct MHD_Connection *conn, char *s)
+{
+    char *w = s;
+    int hi, lo;
+
+    ML_UNUSED(cls);
+    ML_UNUSED(conn);
+    for (const char *r = s; *r; w++) {
+        if (r[0] == '%' && (hi = hexval(r[1])) >= 0 && (lo = hexval(r[2])) >= 0) {
+            *w = (char)(hi * 16 + lo ? hi * 16 + lo : 0xFF);
+            r += 3;
+        } else {
+            *w = *r++;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
+}
+
+/* MHD_KeyValueIterator: stops (MHD_NO) at the first query key or value that is not text. */
+static enum MHD_Result arg_is_text(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   const char *value)
+{
+    bool *bad = cls;
+
+    ML_UNUSED(kind);
+    if (jsoncheck_text(key, strlen(key), NULL) != ML_OK ||
+        (value && jsoncheck_text(value, strlen(value), NULL) != ML_OK)) {
+        *bad = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+/* Path and query decoded must be UTF-8 without control bytes (API.md "Input"): a 400 that
+ * names the problem instead of a lookup of a cut or mangled name. */
+static void check_request_text(httpd_req *r)
+{
+    jsoncheck_error e = { 0, NULL };
+    bool bad = false;
+
+    if (jsoncheck_text(r->path, strlen(r->path), &e) != ML_OK || strpbrk(r->path, "\t\r\n")) {
+        reject(r, 400, "invalid_path", "the request path must be UTF-8 text without NUL or control characters");
+        return;
+    }
+    MHD_get_connection_values(r->conn, MHD_GET_ARGUMENT_KIND, arg_is_text, &bad);
+    if (bad)
+        reject(r, 400, "invalid_query", "query arguments must be UTF-8 text without NUL or control characters");
+}
+
+/* MHD_KeyValueIterator: counts Content-Length headers and whether their values differ. */
+typedef struct clen_seen {
+    unsigned n;
+    const char *first;
+    bool differ;
+} clen_seen;
+
+static enum MHD_Result count_clen(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+    clen_seen *c = cls;
+
+    ML_UNUSED(kind);
+    if (strcasecmp(key, "Content-Length") != 0)
+        return MHD_YES;
+    if (c->n++ == 0)
+        c->first = value;
+    else if (!value || !c->first || strcmp(value, c->first) != 0)
+        c->differ = true;
+    return MHD_YES;
+}
+
+/* Framing MHD lets through but the contract refuses (RFC 9112 6.3: conflicting lengths are
+ * a smuggling vector; a coding other than chunked MHD cannot decode and would wait on
+ * forever). Answered at once and the connection closed (r->close_now). */
+static void check_framing(httpd_req *r)
+{
+    const char *te = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    clen_seen c = { 0, NULL, false };
+
+    MHD_get_connection_values(r->conn, MHD_HEADER_KIND, count_clen, &c);
+    if (c.differ)
+        reject(r, 400, "invalid_framing", "conflicting Content-Length headers");
+    else if (te && strcasecmp(te, "chunked") != 0)
+        reject(r, 501, "not_implemented", "Transfer-Encoding other than chunked is not supported");
+    else if (te && c.n)
+        reject(r, 400, "invalid_framing", "both Transfer-Encoding and Content-Length");
+    else
+        return;
+    r->close_now = true;
+}
+
 /* Finds the route; on a miss decides between 404 and 405 (with Allow). */
 static void route_request(httpd *h, httpd_req *r)
 {
@@ -399,6 +515,8 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
             (uint64_t)r->declared > r->max_body)
             reject(r, 413, "payload_too_large", "request body exceeds the limit for this route");
     }
+    check_request_text(r);
+    check_framing(r);
     return r;
 }
 
@@ -448,6 +566,8 @@ static enum MHD_Result send_reject(httpd_req *r)
 
 static size_t discard_limit(const httpd_req *r)
 {
+    if (r->declared < 0) /* chunked: its size is only known at its end */
+        return CHUNKED_DISCARD > 2 * r->max_body ? CHUNKED_DISCARD : 2 * r->max_body;
     return r->max_body > MIN_DISCARD / 2 ? 2 * r->max_body : MIN_DISCARD;
 }
 
@@ -628,7 +748,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             reject(r, 503, "shutting_down", "the server is shutting down; retry on another instance");
             httpd_resp_header(&r->resp, "Retry-After", "1");
         }
-        if (draining || (r->reject_status == 413 && answer_413_now(r))) {
+        if (draining || r->close_now || (r->reject_status == 413 && answer_413_now(r))) {
             httpd_resp_header(&r->resp, "Connection", "close");
             return send_reject(r); /* answer now; MHD closes without reading the body */
         }
@@ -737,6 +857,23 @@ static void stop_workers(httpd *h)
     h->idle_top = NULL;
 }
 
+/* MINILAMBDA_HTTP_IDLE_TIMEOUT_S (1..3600, default 60): a connection that sends nothing for
+ * this long — a half-sent header or body, or an idle keep-alive — is closed by MHD. A
+ * suspended connection (a request being served) is never timed out. */
+static unsigned idle_timeout_from_env(void)
+{
+    const char *v = getenv("MINILAMBDA_HTTP_IDLE_TIMEOUT_S");
+    int64_t n;
+
+    if (!v || !*v)
+        return 60;
+    if (ml_parse_int64(v, 1, 3600, &n) != ML_OK) {
+        ml_log_warn("MINILAMBDA_HTTP_IDLE_TIMEOUT_S='%s' is not 1..3600; using 60", v);
+        return 60;
+    }
+    return (unsigned)n;
+}
+
 static void apply_defaults(httpd_config *c)
 {
     if (!c->service)
@@ -748,14 +885,32 @@ static void apply_defaults(httpd_config *c)
     if (!c->max_body)
         c->max_body = DEFAULT_MAX_BODY;
     if (!c->conn_timeout_s)
-        c->conn_timeout_s = 60;
+        c->conn_timeout_s = idle_timeout_from_env();
     if (!c->drain_timeout_s)
         c->drain_timeout_s = 30;
+}
+
+/* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's own messages (a refused request line, an
+ * oversized header, a socket error) as warn lines of the JSON log instead of plain text on
+ * stderr. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    ML_UNUSED(cls);
+    ml_vsnprintf_trunc(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    ml_log_kv(ML_LOG_WARN, "libmicrohttpd", "detail", msg, NULL);
 }
 
 static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa, bool external)
 {
     struct MHD_OptionItem opts[] = {
+        { MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, NULL }, /* first: MHD's advice */
+        { MHD_OPTION_UNESCAPE_CALLBACK, (intptr_t)unescape, NULL },
         { MHD_OPTION_SOCK_ADDR, 0, sa },
         { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)h->cfg.conn_timeout_s, NULL },
         { MHD_OPTION_CONNECTION_LIMIT, 10000, NULL },

@@ -3,6 +3,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ml.h"
@@ -11,6 +12,7 @@ typedef struct scan {
     const unsigned char *p, *end, *start;
     const char *why;
     unsigned depth;
+    unsigned flags;
     bool object[JSONCHECK_MAX_DEPTH]; /* kind of each open container: object or array */
 } scan;
 
@@ -102,6 +104,10 @@ static bool unicode_escape(scan *s)
     if (s->end - s->p < 5 || (hi = hex4(s->p + 1)) < 0)
         return fail(s, "invalid \\u escape");
     s->p += 5;
+    if (hi == 0 && (s->flags & JSONCHECK_NO_NUL)) {
+        s->p -= 6; /* point at the backslash */
+        return fail(s, "\\u0000 (NUL) is not allowed in a string");
+    }
     if (hi >= 0xDC00 && hi <= 0xDFFF)
         return fail(s, "unpaired surrogate in \\u escape");
     if (hi < 0xD800 || hi > 0xDBFF)
@@ -296,12 +302,18 @@ static bool document(scan *s)
 
 int jsoncheck_validate(const char *buf, size_t len, jsoncheck_error *err)
 {
+    return jsoncheck_validate_flags(buf, len, 0, err);
+}
+
+int jsoncheck_validate_flags(const char *buf, size_t len, unsigned flags, jsoncheck_error *err)
+{
     scan s;
 
     s.start = s.p = (const unsigned char *)buf;
     s.end = s.p + len;
     s.why = NULL;
     s.depth = 0;
+    s.flags = flags;
     if (document(&s))
         return ML_OK;
     if (err) {
@@ -309,4 +321,124 @@ int jsoncheck_validate(const char *buf, size_t len, jsoncheck_error *err)
         err->why = s.why ? s.why : "invalid JSON";
     }
     return ML_ERR;
+}
+
+int jsoncheck_text(const char *buf, size_t len, jsoncheck_error *err)
+{
+    scan s;
+
+    s.start = s.p = (const unsigned char *)buf;
+    s.end = s.p + len;
+    s.why = NULL;
+    while (s.p < s.end) {
+        unsigned c = *s.p;
+        if (c >= 0x80) {
+            if (!utf8_seq(&s))
+                break;
+        } else if (c < 0x20 && c != '\t' && c != '\r' && c != '\n') {
+            fail(&s, c == 0 ? "NUL byte in text" : "control character in text");
+            break;
+        } else {
+            s.p++;
+        }
+    }
+    if (!s.why)
+        return ML_OK;
+    if (err) {
+        err->offset = (size_t)(s.p - s.start);
+        err->why = s.why;
+    }
+    return ML_ERR;
+}
+
+/* ---- duplicate keys -------------------------------------------------------------------- */
+
+/* Objects up to this many members are compared pairwise; larger ones are sorted. */
+#define DUP_PAIRWISE_MAX 16
+
+static int key_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const cJSON *const *)a)->string, (*(const cJSON *const *)b)->string);
+}
+
+/* One object's own members; ML_ERR (why set) on a duplicate or when out of memory. */
+static int object_unique(const cJSON *o, const char **why)
+{
+    const cJSON *a, *b, **v;
+    size_t n = 0, i = 0;
+    int rc = ML_OK;
+
+    for (a = o->child; a; a = a->next)
+        n++;
+    if (n <= DUP_PAIRWISE_MAX) {
+        for (a = o->child; a; a = a->next)
+            for (b = a->next; b; b = b->next)
+                if (strcmp(a->string, b->string) == 0)
+                    goto dup;
+        return ML_OK;
+    }
+    if (!(v = malloc(n * sizeof(*v)))) {
+        *why = "out of memory";
+        return ML_ERR;
+    }
+    for (a = o->child; a; a = a->next)
+        v[i++] = a;
+    qsort(v, n, sizeof(*v), key_cmp);
+    for (i = 1; i < n && rc == ML_OK; i++)
+        if (strcmp(v[i - 1]->string, v[i]->string) == 0)
+            rc = ML_ERR;
+    free(v);
+    if (rc == ML_OK)
+        return ML_OK;
+dup:
+    *why = "duplicate key in an object";
+    return ML_ERR;
+}
+
+/* Recursion is bounded: the tree came from a text of depth <= JSONCHECK_MAX_DEPTH. */
+static int unique_keys(const cJSON *v, const char **why)
+{
+    const cJSON *c;
+
+    if (cJSON_IsObject(v) && object_unique(v, why) != ML_OK)
+        return ML_ERR;
+    if (cJSON_IsObject(v) || cJSON_IsArray(v)) {
+        for (c = v->child; c; c = c->next)
+            if (unique_keys(c, why) != ML_OK)
+                return ML_ERR;
+    }
+    return ML_OK;
+}
+
+int jsoncheck_unique_keys(const cJSON *v, jsoncheck_error *err)
+{
+    const char *why = NULL;
+
+    if (unique_keys(v, &why) == ML_OK)
+        return ML_OK;
+    if (err) {
+        err->offset = 0;
+        err->why = why;
+    }
+    return ML_ERR;
+}
+
+cJSON *jsoncheck_parse(const char *buf, size_t len, jsoncheck_error *err)
+{
+    cJSON *doc;
+
+    if (jsoncheck_validate_flags(buf, len, JSONCHECK_NO_NUL, err) != ML_OK)
+        return NULL;
+    if (!(doc = cJSON_ParseWithLength(buf, len))) {
+        if (err) {
+            err->offset = 0;
+            err->why = "cannot parse (out of memory?)";
+        }
+        return NULL;
+    }
+    if (jsoncheck_unique_keys(doc, err) != ML_OK) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
 }

@@ -13,9 +13,15 @@
 #ifndef ML_JSONCHECK_H
 #define ML_JSONCHECK_H
 
+#include <cJSON.h>
 #include <stddef.h>
 
 #define JSONCHECK_MAX_DEPTH 512
+
+/* Flags of jsoncheck_validate_flags. */
+/* Refuse \u0000 in strings and keys: text that becomes a C string (cJSON cuts it there:
+ * "a\u0000b" would silently be "a") or a Postgres value (which refuses NUL). */
+#define JSONCHECK_NO_NUL 1u
 
 /* Where and why a text was refused. why is a static string. */
 typedef struct jsoncheck_error {
@@ -26,5 +32,23 @@ typedef struct jsoncheck_error {
 /* ML_OK if buf[0..len) is a valid JSON text as described above; ML_ERR otherwise, with err
  * (may be NULL) filled. buf need not be NUL-terminated. */
 int jsoncheck_validate(const char *buf, size_t len, jsoncheck_error *err);
+/* The same with flags (JSONCHECK_NO_NUL). */
+int jsoncheck_validate_flags(const char *buf, size_t len, unsigned flags, jsoncheck_error *err);
+
+/* ML_OK if s[0..n) is well-formed UTF-8 (as inside a JSON string) with no NUL and no other
+ * C0 control byte except tab, CR and LF; ML_ERR with err (may be NULL) filled otherwise.
+ * For text that arrives outside JSON: form fields, path segments. */
+int jsoncheck_text(const char *s, size_t n, jsoncheck_error *err);
+
+/* ML_OK if no object in v (at any depth) has two members of the same name; ML_ERR with
+ * err->why naming the problem otherwise (err->offset is 0: the tree has no offsets). v must
+ * come from a checked text (its depth is bounded by JSONCHECK_MAX_DEPTH). Allocates only
+ * temporarily, for objects of many members. */
+int jsoncheck_unique_keys(const cJSON *v, jsoncheck_error *err);
+
+/* The strict parse every request body of the platform goes through: jsoncheck_validate_flags
+ * with JSONCHECK_NO_NUL, cJSON, then jsoncheck_unique_keys. Returns a new tree the caller
+ * frees with cJSON_Delete, or NULL with err (may be NULL) filled. */
+cJSON *jsoncheck_parse(const char *buf, size_t len, jsoncheck_error *err);
 
 #endif

@@ -686,6 +686,129 @@ static void test_health_and_metrics(void **state)
     }
 }
 
+
+/* ---- strict input (docs/strict-input.md) ---- */
+
+/* The response to one raw request (head and body in req). */
+static void raw_one(uint16_t port, const char *req, char *out, size_t outlen)
+{
+    int fd = raw_connect(port);
+
+    assert_true(fd >= 0);
+    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    raw_read_response(fd, out, outlen);
+    close(fd);
+}
+
+/* Asserts a JSON error answer: status line, code, X-Request-Id, and Connection: close when
+ * closes. */
+static void assert_json_error(const char *out, const char *status_line, const char *code, bool closes)
+{
+    char want[96];
+
+    if (strncmp(out, status_line, strlen(status_line)) != 0)
+        fail_msg("want '%s', got: %s", status_line, out);
+    snprintf(want, sizeof(want), "\"code\":\"%s\"", code);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strcasestr(out, "\r\nX-Request-Id: "));
+    assert_non_null(strcasestr(out, "\r\nContent-Type: application/json"));
+    if (closes)
+        assert_non_null(strcasestr(out, "\r\nConnection: close"));
+}
+
+/* Framing MHD would accept or hang on: JSON answer at once, connection closed. */
+static void test_strict_framing(void **state)
+{
+    httpd *h = start();
+    char out[4096];
+    (void)state;
+    raw_one(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+            out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_framing", true);
+    raw_one(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+            out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 501", "not_implemented", true);
+    raw_one(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 501", "not_implemented", true);
+    raw_one(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n"
+            "2\r\n{}\r\n0\r\n\r\n", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_framing", true);
+    /* the same value twice is one length (RFC 9110 8.6) */
+    raw_one(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            out, sizeof(out));
+    assert_true(strncmp(out, "HTTP/1.1 200", 12) == 0);
+    httpd_stop(h);
+}
+
+/* A chunked body far over the cap (no length to answer from) still gets its 413 JSON. */
+static void test_chunked_413(void **state)
+{
+    httpd *h = start();
+    size_t chunk = 1 << 20, total = 40u << 20;
+    char *body = malloc(total + (total / chunk) * 16 + 16), out[2048], *w = body;
+    (void)state;
+    assert_non_null(body);
+    for (size_t sent = 0; sent < total; sent += chunk) {
+        w += snprintf(w, 16, "%zx\r\n", chunk);
+        memset(w, ' ', chunk);
+        w += chunk;
+        memcpy(w, "\r\n", 2);
+        w += 2;
+    }
+    memcpy(w, "0\r\n\r\n", 5);
+    w += 5;
+    assert_true(raw_exchange_body(httpd_port(h), "POST /json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                                  "Transfer-Encoding: chunked\r\n\r\n", body, (size_t)(w - body), out, sizeof(out)));
+    assert_json_error(out, "HTTP/1.1 413", "payload_too_large", false);
+    free(body);
+    httpd_stop(h);
+}
+
+/* NUL and invalid UTF-8 in the path or query: 400, never the cut name. */
+static void test_strict_path_and_query(void **state)
+{
+    httpd *h = start();
+    char out[4096];
+    (void)state;
+    raw_one(httpd_port(h), "GET /functions/hello%00x HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_path", false);
+    assert_null(strstr(out, "\"fn\""));
+    raw_one(httpd_port(h), "GET /functions/hello%FFx HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_path", false);
+    raw_one(httpd_port(h), "GET /functions/a%0Ab HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_path", false);
+    raw_one(httpd_port(h), "GET /functions/ok?q=a%00b HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    assert_json_error(out, "HTTP/1.1 400", "invalid_query", false);
+    /* valid escapes still decode: UTF-8 é and a space */
+    raw_one(httpd_port(h), "GET /functions/h%C3%A9%20y?q=%C3%A9 HTTP/1.1\r\nHost: x\r\n\r\n", out, sizeof(out));
+    assert_true(strncmp(out, "HTTP/1.1 201", 12) == 0);
+    assert_non_null(strstr(out, "\"fn\":\"h\xC3\xA9 y\""));
+    httpd_stop(h);
+}
+
+/* httpd_body_json is strict: one value, UTF-8, no \u0000, no duplicate keys. */
+static void test_strict_json_body(void **state)
+{
+    httpd *h = start();
+    static const char *bad[] = {
+        "{\"a\":\"x\\u0000y\"}", "{\"a\\u0000\":1}", "{\"a\":1,\"a\":2}", "{\"o\":{\"k\":1,\"k\":1}}",
+        "{} x", "{}{}", "{\"a\":\"\xff\"}", "[1,]", "",
+    };
+    reply r;
+    (void)state;
+    for (size_t i = 0; i < ML_ARRAY_LEN(bad); i++) {
+        request(httpd_port(h), "POST", "/json", "Content-Type: application/json", bad[i], 0, &r);
+        if (r.status != 400 || !strstr(r.body.data ? r.body.data : "", "invalid_json"))
+            fail_msg("body #%zu '%s': %ld %s", i, bad[i], r.status, r.body.data);
+        reply_free(&r);
+    }
+    request(httpd_port(h), "POST", "/json", "Content-Type: application/json",
+            "{\"a\":\"\\u00e9\",\"b\":{\"a\":1},\"c\":[{\"a\":1},{\"a\":2}]}", 0, &r);
+    assert_int_equal(r.status, 200);
+    reply_free(&r);
+    httpd_stop(h);
+}
+
 static void test_match(void **state)
 {
     const char *names[HTTPD_MAX_PARAMS];
@@ -724,6 +847,10 @@ static int teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strict_framing),
+        cmocka_unit_test(test_chunked_413),
+        cmocka_unit_test(test_strict_path_and_query),
+        cmocka_unit_test(test_strict_json_body),
         cmocka_unit_test(test_match),
         cmocka_unit_test(test_routes_params_and_request_id),
         cmocka_unit_test(test_404_405_json_errors),

@@ -177,6 +177,71 @@ static void test_speed(void **state)
     free(buf);
 }
 
+
+/* JSONCHECK_NO_NUL: \u0000 refused (at its backslash), anywhere; other escapes kept. */
+static void test_no_nul_flag(void **state)
+{
+    static const char *nul[] = { "\"a\\u0000b\"", "{\"a\\u0000\":1}", "[\"x\",{\"k\":\"\\u0000\"}]" };
+    jsoncheck_error err;
+
+    (void)state;
+    for (size_t i = 0; i < ML_ARRAY_LEN(nul); i++) {
+        assert_int_equal(jsoncheck_validate(nul[i], strlen(nul[i]), NULL), ML_OK);
+        assert_int_equal(jsoncheck_validate_flags(nul[i], strlen(nul[i]), JSONCHECK_NO_NUL, &err), ML_ERR);
+        assert_non_null(strstr(err.why, "NUL"));
+        assert_int_equal(nul[i][err.offset], '\\');
+    }
+    assert_int_equal(jsoncheck_validate_flags("\"\\u0001\\u00e9\"", 14, JSONCHECK_NO_NUL, NULL), ML_OK);
+}
+
+static void test_text(void **state)
+{
+    jsoncheck_error err;
+
+    (void)state;
+    assert_int_equal(jsoncheck_text("h\xC3\xA9llo\tok\r\n", 11, NULL), ML_OK);
+    assert_int_equal(jsoncheck_text("", 0, NULL), ML_OK);
+    assert_int_equal(jsoncheck_text("ab\0c", 4, &err), ML_ERR);
+    assert_int_equal(err.offset, 2);
+    assert_int_equal(jsoncheck_text("a\x01", 2, NULL), ML_ERR);
+    assert_int_equal(jsoncheck_text("a\xff", 2, &err), ML_ERR);
+    assert_int_equal(err.offset, 1);
+    assert_int_equal(jsoncheck_text("\xC3\x28", 2, NULL), ML_ERR);
+    assert_int_equal(jsoncheck_text("\xED\xA0\x80", 3, NULL), ML_ERR);
+    assert_int_equal(jsoncheck_text("\xC0\xAF", 2, NULL), ML_ERR);
+}
+
+/* Duplicate keys at any depth, in small (pairwise) and large (sorted) objects. */
+static void test_unique_keys(void **state)
+{
+    char big[4096];
+    size_t n = 0;
+    jsoncheck_error err;
+    cJSON *doc;
+
+    (void)state;
+    doc = jsoncheck_parse("{\"a\":1,\"b\":{\"a\":1,\"c\":[{\"a\":1}]}}", strlen("{\"a\":1,\"b\":{\"a\":1,\"c\":[{\"a\":1}]}}"), &err);
+    assert_non_null(doc);
+    cJSON_Delete(doc);
+    assert_null(jsoncheck_parse("{\"a\":1,\"a\":1}", strlen("{\"a\":1,\"a\":1}"), &err));
+    assert_non_null(strstr(err.why, "duplicate"));
+    assert_null(jsoncheck_parse("[{\"x\":{\"k\":1,\"k\":2}}]", strlen("[{\"x\":{\"k\":1,\"k\":2}}]"), &err));
+    assert_null(jsoncheck_parse("{\"a\":\"\\u0000\"}", strlen("{\"a\":\"\\u0000\"}"), &err));
+    assert_null(jsoncheck_parse("{} x", strlen("{} x"), &err));
+    assert_non_null(strstr(err.why, "data after"));
+    /* 100 members, unique, then with the last one repeating the first */
+    big[n++] = '{';
+    for (int i = 0; i < 100; i++)
+        n += (size_t)snprintf(big + n, sizeof(big) - n, "%s\"k%d\":%d", i ? "," : "", i, i);
+    big[n++] = '}';
+    doc = jsoncheck_parse(big, n, &err);
+    assert_non_null(doc);
+    cJSON_Delete(doc);
+    n--;
+    n += (size_t)snprintf(big + n, sizeof(big) - n, ",\"k0\":0}");
+    assert_null(jsoncheck_parse(big, n, &err));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -186,6 +251,9 @@ int main(void)
         cmocka_unit_test(test_every_lane),
         cmocka_unit_test(test_nesting_limit),
         cmocka_unit_test(test_speed),
+        cmocka_unit_test(test_no_nul_flag),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_unique_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
