@@ -167,7 +167,7 @@ FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron aud
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
-build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/multipart.c shared/util.c
+build/fuzz/fuzz_multipart: tests/fuzz/fuzz_multipart.c services/build-master/multipart.c shared/util.c shared/jsoncheck.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-master $^ $(FUZZ_LIBS) -o $@
 build/fuzz/fuzz_jsoncheck: tests/fuzz/fuzz_jsoncheck.c shared/jsoncheck.c

@@ -260,6 +260,56 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
     return ML_OK;
 }
 
+static const char *const create_strings[] = { "name", "runtime", "handler", "webhook_url" };
+static const fnspec_field_id create_rows[] = { FNSPEC_MEMORY_MB, FNSPEC_TIMEOUT_S, FNSPEC_ENV,
+                                               FNSPEC_RATE_LIMIT, FNSPEC_CONCURRENCY };
+
+/* One member of a create body; ML_ERR with err written. */
+static int create_member(const cJSON *e, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(create_strings); i++) {
+        if (strcmp(e->string, create_strings[i]) != 0)
+            continue;
+        if (cJSON_IsString(e))
+            return ML_OK;
+        ml_snprintf_trunc(err, errlen, "%s must be a string", e->string);
+        return ML_ERR;
+    }
+    for (size_t i = 0; i < ML_ARRAY_LEN(create_rows); i++) {
+        const fnspec_field *f = fnspec_field_get(create_rows[i]);
+        if (strcmp(e->string, f->name) != 0)
+            continue;
+        if (fnspec_field_check(f, e) == ML_OK)
+            return ML_OK;
+        ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
+        return ML_ERR;
+    }
+    ml_snprintf_trunc(err, errlen, "unknown field '%s'; POST /functions accepts " FNSPEC_CREATE_FIELDS
+                      " (set the rest with PATCH)", e->string);
+    return ML_ERR;
+}
+
+int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t errlen)
+{
+    const cJSON *e;
+
+    *field = NULL;
+    if (!cJSON_IsObject(obj)) {
+        ml_snprintf_trunc(err, errlen, "the request body must be a JSON object");
+        return ML_ERR;
+    }
+    cJSON_ArrayForEach(e, obj)
+    {
+        if (strcmp(e->string, "code_base64") == 0)
+            continue; /* the package: its own checks */
+        if (create_member(e, err, errlen) != ML_OK) {
+            *field = e->string;
+            return ML_ERR;
+        }
+    }
+    return ML_OK;
+}
+
 /* ---- build.status ------------------------------------------------------------------- */
 
 /* Exact integers a double holds: what a JSON number can carry without loss. */

@@ -76,6 +76,16 @@ int fnspec_field_check(const fnspec_field *f, const cJSON *v);
  * strict, skipped otherwise. On ML_ERR, err holds "<field> must ..." or the unknown field. */
 int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen);
 
+/* The members of a POST /functions JSON body, checked by kind with the same table PATCH
+ * uses: name, runtime, handler and webhook_url must be strings; memory_mb, timeout_s, env,
+ * rate_limit and concurrency pass fnspec_field_check (the string "30" is no number, null
+ * only where the row is nullable); any other member is an error (the rest of the
+ * configuration is PATCH's). Value rules beyond the kind (a name's syntax, ...) are the
+ * caller's. On ML_ERR *field names the member (points into obj or is static) and err says
+ * why. */
+int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t errlen);
+#define FNSPEC_CREATE_FIELDS "name, runtime, handler, webhook_url, code_base64, memory_mb, timeout_s, env, rate_limit, concurrency"
+
 /* ---- build.status ------------------------------------------------------------------ */
 
 /* The wire form, key order as the build side has always sent it:

@@ -19,6 +19,7 @@ typedef struct upload {
     const char *zip;
     size_t zip_len;
     unsigned char *decoded; /* owned: a code_base64 package */
+    bool form;              /* multipart: fields are strings */
 } upload;
 
 static void upload_free(upload *u)
@@ -40,12 +41,16 @@ static int parse_multipart(httpd_req *req, const char *ctype, upload *u, httpd_r
         return ML_ERR;
     }
     u->fields = cJSON_CreateObject();
+    u->form = true;
     for (size_t i = 0; i < form.nparts; i++) {
         const multipart_part *p = &form.parts[i];
         if (strcmp(p->name, "code") == 0) {
             u->zip = p->data;
             u->zip_len = p->len;
-        } else if (!cJSON_GetObjectItemCaseSensitive(u->fields, p->name)) {
+        } else if (multipart_field_text(&form, i, err, sizeof(err)) != ML_OK) {
+            httpd_resp_error(resp, 400, "invalid_field", "%s", err);
+            return ML_ERR;
+        } else {
             char *v = strndup(p->data, p->len);
             cJSON_AddItemToObject(u->fields, p->name, cJSON_CreateString(v ? v : ""));
             free(v);
@@ -146,7 +151,7 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
 
     if (parse_upload(req, &u, resp) != ML_OK)
         goto out;
-    if (validate_function(u.fields, &spec, &field, err, sizeof(err)) != ML_OK) {
+    if (validate_function(u.fields, u.form, &spec, &field, err, sizeof(err)) != ML_OK) {
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }

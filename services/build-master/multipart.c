@@ -4,6 +4,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "jsoncheck.h"
 #include "ml.h"
 
 #define MAX_BOUNDARY 70 /* RFC 2046 */
@@ -148,4 +149,26 @@ const multipart_part *multipart_get(const multipart_form *form, const char *name
             return &form->parts[i];
     }
     return NULL;
+}
+
+int multipart_field_text(const multipart_form *form, size_t i, char *err, size_t errlen)
+{
+    const multipart_part *p = &form->parts[i];
+
+    if (jsoncheck_text(p->name, strlen(p->name), NULL) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "a form field's name must be UTF-8 text");
+        return ML_ERR;
+    }
+    if (jsoncheck_text(p->data, p->len, NULL) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "form field '%s' must be UTF-8 text without NUL or control characters",
+                          p->name);
+        return ML_ERR;
+    }
+    for (size_t k = 0; k < i; k++) {
+        if (strcmp(form->parts[k].name, p->name) == 0) {
+            ml_snprintf_trunc(err, errlen, "form field '%s' is given twice", p->name);
+            return ML_ERR;
+        }
+    }
+    return ML_OK;
 }

@@ -28,6 +28,11 @@ int multipart_boundary(const char *content_type, char *out, size_t outlen);
 int multipart_parse(const char *body, size_t len, const char *boundary, multipart_form *form,
                     char *err, size_t errlen);
 
+/* Part i as a form field (not a file): its name and value must be UTF-8 text without NUL
+ * or other control bytes (a NUL would cut the value where it becomes a C string) and no
+ * earlier part may carry the same name. ML_ERR with err naming the field otherwise. */
+int multipart_field_text(const multipart_form *form, size_t i, char *err, size_t errlen);
+
 /* The first part with this name, or NULL. */
 const multipart_part *multipart_get(const multipart_form *form, const char *name);
 

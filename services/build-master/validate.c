@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "fnspec.h"
+#include "jsoncheck.h"
 #include "ml.h"
 
 int validate_webhook_url(const char *url, char *err, size_t errlen)
@@ -69,8 +70,8 @@ static cJSON *field_object(const cJSON *fields, const char *key, int *bad)
         return NULL;
     if (cJSON_IsObject(v))
         o = cJSON_Duplicate(v, 1);
-    else if (cJSON_IsString(v))
-        o = cJSON_Parse(v->valuestring);
+    else if (cJSON_IsString(v)) /* a form field: as strict as a JSON body */
+        o = jsoncheck_parse(v->valuestring, strlen(v->valuestring), NULL);
     if (!cJSON_IsObject(o)) {
         cJSON_Delete(o);
         *bad = 1;
@@ -89,8 +90,8 @@ static cJSON *field_object(const cJSON *fields, const char *key, int *bad)
 /* The integer fields of POST /functions, in the order they are checked. */
 static const fnspec_field_id int_fields[] = { FNSPEC_MEMORY_MB, FNSPEC_TIMEOUT_S, FNSPEC_CONCURRENCY };
 
-int validate_function(const cJSON *fields, fn_spec *spec, const char **err_field, char *err,
-                      size_t errlen)
+int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char **err_field,
+                      char *err, size_t errlen)
 {
     const char *name = field_str(fields, "name"), *runtime = field_str(fields, "runtime");
     const char *handler = field_str(fields, "handler"), *url = field_str(fields, "webhook_url");
@@ -100,6 +101,8 @@ int validate_function(const cJSON *fields, fn_spec *spec, const char **err_field
     int bad;
 
     memset(spec, 0, sizeof(*spec));
+    if (!form && fnspec_create_check(fields, err_field, err, errlen) != ML_OK)
+        return ML_ERR;
     if (fnspec_name_valid(name) != ML_OK)
         FAIL("name", FNSPEC_NAME_RULE);
     if (fnspec_runtime_valid(runtime) != ML_OK)

@@ -4,6 +4,7 @@
 #define BM_VALIDATE_H
 
 #include <cJSON.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,12 +20,14 @@ typedef struct fn_spec {
     cJSON *config;
 } fn_spec;
 
-/* Validates fields (a JSON object; form fields arrive as strings and are accepted where a
- * number or object is expected). On success fills spec (spec->config owned by the caller:
- * validate_free). On failure returns ML_ERR with the offending field in err_field and a
- * message in err. */
-int validate_function(const cJSON *fields, fn_spec *spec, const char **err_field, char *err,
-                      size_t errlen);
+/* Validates fields (a JSON object). From a JSON body (form false) every member must have
+ * its contract kind (fnspec_create_check: the schema PATCH shares; "30" is no number, null
+ * only where nullable, unknown members refused); from a form (form true) the fields are
+ * strings, accepted where a number or object (JSON text, parsed strictly) is expected. On
+ * success fills spec (spec->config owned by the caller: validate_free). On failure returns
+ * ML_ERR with the offending field in err_field and a message in err. */
+int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char **err_field,
+                      char *err, size_t errlen);
 /* Validates only webhook_url (used by PUT /functions/{fn}/code); "" / NULL is accepted. */
 int validate_webhook_url(const char *url, char *err, size_t errlen);
 void validate_free(fn_spec *spec);

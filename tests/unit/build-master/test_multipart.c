@@ -83,10 +83,36 @@ static void test_too_many_parts(void **state)
     ml_buf_free(&buf);
 }
 
+
+/* Form fields are text: NUL or invalid UTF-8 in a value, or a field given twice, is refused. */
+static void test_field_text(void **state)
+{
+    static const char form[] =
+        "--B\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nhel\0lo\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"handler\"\r\n\r\napp.h\xff\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"runtime\"\r\n\r\npython3\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"env\"\r\n\r\n{\"A\":\"\xC3\xA9\\n\"}\r\n"
+        "--B\r\nContent-Disposition: form-data; name=\"runtime\"\r\n\r\nnodejs\r\n"
+        "--B--\r\n";
+    multipart_form f;
+    char err[128];
+    (void)state;
+    assert_int_equal(multipart_parse(form, sizeof(form) - 1, "B", &f, err, sizeof(err)), ML_OK);
+    assert_int_equal(f.nparts, 5);
+    assert_int_equal(multipart_field_text(&f, 0, err, sizeof(err)), ML_ERR);
+    assert_non_null(strstr(err, "'name'"));
+    assert_int_equal(multipart_field_text(&f, 1, err, sizeof(err)), ML_ERR);
+    assert_int_equal(multipart_field_text(&f, 2, err, sizeof(err)), ML_OK);
+    assert_int_equal(multipart_field_text(&f, 3, err, sizeof(err)), ML_OK);
+    assert_int_equal(multipart_field_text(&f, 4, err, sizeof(err)), ML_ERR);
+    assert_non_null(strstr(err, "twice"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse), cmocka_unit_test(test_boundary),
+        cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_field_text), cmocka_unit_test(test_boundary),
         cmocka_unit_test(test_malformed), cmocka_unit_test(test_too_many_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

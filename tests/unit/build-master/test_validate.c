@@ -11,8 +11,9 @@
 #include "ml.h"
 #include "validate.h"
 
-/* Validates a JSON document; returns the failing field or "" on success. */
-static const char *check(const char *json, fn_spec *spec)
+/* Validates a JSON document as a JSON body (form false) or form fields; returns the failing
+ * field or "" on success. */
+static const char *check_as(const char *json, bool form, fn_spec *spec)
 {
     static char field[32];
     const char *f = NULL;
@@ -21,10 +22,20 @@ static const char *check(const char *json, fn_spec *spec)
     int rc;
 
     assert_non_null(o);
-    rc = validate_function(o, spec, &f, err, sizeof(err));
+    rc = validate_function(o, form, spec, &f, err, sizeof(err));
+    ml_strlcpy(field, rc == ML_OK ? "" : f, sizeof(field)); /* f may point into o */
     cJSON_Delete(o);
-    ml_strlcpy(field, rc == ML_OK ? "" : f, sizeof(field));
     return field;
+}
+
+static const char *check(const char *json, fn_spec *spec)
+{
+    return check_as(json, false, spec);
+}
+
+static const char *check_form(const char *json, fn_spec *spec)
+{
+    return check_as(json, true, spec);
 }
 
 static void test_valid_with_defaults(void **state)
@@ -37,7 +48,7 @@ static void test_valid_with_defaults(void **state)
     assert_int_equal(cJSON_GetObjectItem(s.config, "timeout_s")->valueint, 30);
     validate_free(&s);
     /* form fields arrive as strings */
-    assert_string_equal(check("{\"name\":\"f\",\"runtime\":\"nodejs\",\"handler\":\"index.handler\","
+    assert_string_equal(check_form("{\"name\":\"f\",\"runtime\":\"nodejs\",\"handler\":\"index.handler\","
                               "\"memory_mb\":\"256\",\"env\":\"{\\\"A\\\":\\\"b\\\"}\","
                               "\"rate_limit\":\"{\\\"rps\\\":5,\\\"burst\\\":10}\"}", &s), "");
     assert_int_equal(cJSON_GetObjectItem(s.config, "memory_mb")->valueint, 256);
@@ -89,6 +100,39 @@ static void test_each_bad_field_named(void **state)
     }
 }
 
+/* One schema for create and PATCH (fnspec): a JSON body's members must have their kind. */
+static void test_json_kinds_strict(void **state)
+{
+    static const struct { const char *json, *field; } cases[] = {
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"timeout_s\":\"30\"}", "timeout_s" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"timeout_s\":null}", "timeout_s" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"memory_mb\":\"128\"}", "memory_mb" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":null}", "env" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":\"{}\"}", "env" },
+        { "{\"name\":null,\"runtime\":\"python3\",\"handler\":\"a.b\"}", "name" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":5}", "handler" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"webhook_url\":null}", "webhook_url" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"max_retries\":1}", "max_retries" },
+        { "{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"nmae\":\"y\"}", "nmae" },
+    };
+    fn_spec s;
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *f = check(cases[i].json, &s);
+        if (strcmp(f, cases[i].field) != 0)
+            fail_msg("case %zu: expected %s, got '%s'", i, cases[i].field, f);
+    }
+    /* the same strings are fine from a form, and nullable rows take null in JSON */
+    assert_string_equal(check_form("{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"timeout_s\":\"30\"}", &s), "");
+    validate_free(&s);
+    assert_string_equal(check("{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"rate_limit\":null,"
+                              "\"concurrency\":null,\"code_base64\":\"UEsFBg==\"}", &s), "");
+    validate_free(&s);
+    /* a form's env text is parsed as strictly as a body: no \u0000, no duplicate keys */
+    assert_string_equal(check_form("{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":\"{\\\"A\\\":\\\"a\\\\u0000b\\\"}\"}", &s), "env");
+    assert_string_equal(check_form("{\"name\":\"x\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"env\":\"{\\\"A\\\":\\\"1\\\",\\\"A\\\":\\\"2\\\"}\"}", &s), "env");
+}
+
 static void test_env_size_limit(void **state)
 {
     char json[8192], big[4200];
@@ -109,6 +153,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_with_defaults),
         cmocka_unit_test(test_each_bad_field_named),
+        cmocka_unit_test(test_json_kinds_strict),
         cmocka_unit_test(test_env_size_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
