@@ -10,6 +10,7 @@
 
 #include "auth.h"
 #include "aws.h"
+#include "bodycheck.h"
 #include "fnspec.h"
 #include "headers.h"
 #include "log.h"
@@ -580,7 +581,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         c->limit_kind = "build";
         c->limit_label = "";
     }
-    if (is_invoke(d) && prepare_invoke(c) != ML_OK)
+    if (is_invoke(d) && (gw_bodycheck_invoke(req, resp) != ML_OK || prepare_invoke(c) != ML_OK))
         goto refuse;
     gw_proxy_run(a->proxy, &c->task);
     return HTTPD_ASYNC;
