@@ -73,7 +73,19 @@ migrate() {
     "$BIN_DIR/ml-migrate" "$MINILAMBDA_LAMBDA_DB_URL" "$REPO_DIR/migrations/lambda"
 }
 
-pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A pid runs: it exists and is no zombie. A daemon killed (crash, kill -9) while the shell
+# that started it has not reaped it still answers kill -0, so kill -0 alone would leave the
+# daemon down on the next daemons-start ("already running"). State is the field after the
+# last ')' of /proc/PID/stat (the command name in parentheses may hold spaces).
+pid_running() {
+    local stat
+    [[ ${1:-} =~ ^[0-9]+$ ]] || return 1
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }
+    [ "${stat%% *}" != Z ] && kill -0 "$1" 2>/dev/null
+}
+
+pid_alive() { [ -f "$1" ] && pid_running "$(cat "$1")"; }
 
 health_code() {
     curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$(port_of "$1")/health" || true
@@ -105,10 +117,10 @@ daemons_stop() {
         pidf="$PLATFORM_DIR/pids/$d.pid"
         [ -f "$pidf" ] || continue
         pid=$(cat "$pidf")
-        if kill -0 "$pid" 2>/dev/null; then
+        if pid_running "$pid"; then
             kill -TERM "$pid"
-            for i in $(seq 1 ${ML_STOP_TIMEOUT:-40}0); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-            if kill -0 "$pid" 2>/dev/null; then say "$d did not stop in time, killing"; kill -KILL "$pid" || true; fi
+            for i in $(seq 1 ${ML_STOP_TIMEOUT:-40}0); do pid_running "$pid" || break; sleep 0.1; done
+            if pid_running "$pid"; then say "$d did not stop in time, killing"; kill -KILL "$pid" || true; fi
             say "$d stopped"
         fi
         rm -f "$pidf"

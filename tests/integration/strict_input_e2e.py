@@ -200,10 +200,38 @@ def log_checks():
             '"msg":"libmicrohttpd"' in text, text[-300:])
 
 
+def zombie_check():
+    """platform.sh's pid_alive sees a crashed daemon that is not reaped yet (a zombie) as
+    down, so daemons-start starts it again instead of leaving it down."""
+    import tempfile
+    pidf = os.path.join(tempfile.mkdtemp(prefix="strict-zombie-"), "d.pid")
+    # the parent execs into a sleep that never reaps: the killed child stays a zombie
+    parent = subprocess.Popen(["bash", "-c", f"sleep 100 & echo $! > {pidf}; exec sleep 5"])
+    try:
+        for _ in range(50):
+            if os.path.exists(pidf) and open(pidf).read().strip():
+                break
+            time.sleep(0.05)
+        pid = int(open(pidf).read())
+        os.kill(pid, 9)
+        time.sleep(0.3)
+        state = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()[0]
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "../../infrastructure/dev/platform.sh")
+        probe = (f"eval \"$(sed -n '/^pid_running()/,/^}}/p;/^pid_alive()/p' {script})\"; "
+                 f"pid_alive {pidf} && echo alive || echo down")
+        out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True).stdout.strip()
+        S.check("platform.sh pid_alive: a crashed, unreaped daemon (zombie) counts as down",
+                state == "Z" and out == "down", (state, out))
+    finally:
+        parent.kill()
+        parent.wait()
+
+
 def main():
     global TOKEN
     run = uuid.uuid4().hex[:8]
     t0 = time.time()
+    zombie_check()
     for name in ("lambda-executor", "build-master", "build-worker"):
         S.start(name)
     S.start("gateway", MINILAMBDA_HTTP_IDLE_TIMEOUT_S=str(IDLE_S))
