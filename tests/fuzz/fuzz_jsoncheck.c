@@ -4,9 +4,14 @@
  *   - an accepted text is valid UTF-8 throughout (checked here independently, with mbrtowc
  *     in a UTF-8 locale, which refuses overlongs, surrogates and code points > U+10FFFF);
  *   - a refusal names a reason and an offset inside the input;
- *   - the verdict is the same with trailing whitespace added (a JSON text may end in it). */
+ *   - the verdict is the same with trailing whitespace added (a JSON text may end in it);
+ *   - JSONCHECK_NO_NUL refuses only texts that hold the bytes \u0000, and
+ *     jsoncheck_parse accepts a text only when the flagged check does and then gives a tree
+ *     whose objects have unique keys;
+ *   - jsoncheck_text agrees with the independent UTF-8 check on NUL-free input. */
 #include <cJSON.h>
 #include <locale.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,17 @@ static int utf8_ok(const char *s, size_t n)
     return 1;
 }
 
+/* UTF-8 and no C0 control byte but tab, CR, LF: what jsoncheck_text accepts. */
+static int utf8_ok_ctl(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 && c != '\t' && c != '\r' && c != '\n')
+            return 0;
+    }
+    return utf8_ok(s, n);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     ML_UNUSED(argc);
@@ -40,6 +56,23 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!setlocale(LC_CTYPE, "C.UTF-8"))
         abort();
     return 0;
+}
+
+/* The strict layer on top of an accepted text. */
+static void strict_paths(const char *text, size_t size)
+{
+    int nul = jsoncheck_validate_flags(text, size, JSONCHECK_NO_NUL, NULL);
+    bool has_escape = memmem(text, size, "\\u0000", 6) != NULL;
+    cJSON *doc;
+
+    if (nul != ML_OK && !has_escape)
+        abort(); /* the flag refuses nothing but \u0000 ("\\u0000", an escaped backslash, may pass) */
+    doc = jsoncheck_parse(text, size, NULL);
+    if (doc && (nul != ML_OK || jsoncheck_unique_keys(doc, NULL) != ML_OK))
+        abort();
+    cJSON_Delete(doc);
+    if (memchr(text, 0, size) == NULL && (jsoncheck_text(text, size, NULL) == ML_OK) != utf8_ok_ctl(text, size))
+        abort();
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -68,5 +101,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!doc)
         abort();
     cJSON_Delete(doc);
+    strict_paths(text, size);
     return 0;
 }
