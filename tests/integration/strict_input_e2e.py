@@ -109,7 +109,7 @@ def create_checks(run):
     def spec(**kw):
         return {"name": f"strict-{run}", "runtime": "python3", "handler": "app.handler", "code_base64": code, **kw}
 
-    cases = [("name \"a\\u0000b\"", json.dumps(spec(name="a\u0000b")).encode()),
+    cases = [("name \"a<run>\\u0000b\"", json.dumps(spec(name=f"a{run}\u0000b")).encode()),
              ("\"timeout_s\":\"30\"", json.dumps(spec(timeout_s="30")).encode()),
              ("timeout_s null", json.dumps(spec(timeout_s=None)).encode()),
              ("env null", json.dumps(spec(env=None)).encode()),
@@ -131,8 +131,8 @@ def create_checks(run):
     S.check("multipart create with a NUL in name -> 400 JSON", is_json_400(st, hd, data), (st, data[:200]))
     st, hd, data = req("GET", f"/functions/strict-{run}")
     S.check("no function was created by any refused create (not even the cut name)", st == 404, (st, data[:200]))
-    st, hd, data = req("GET", "/functions/a")
-    S.check("no function 'a' from \"a\\u0000b\"", st == 404, (st, data[:200]))
+    st, hd, data = req("GET", f"/functions/a{run}")
+    S.check("no function 'a<run>' from \"a<run>\\u0000b\" (the cut name)", st == 404, (st, data[:200]))
 
 
 def nesting_checks(fn):
