@@ -159,8 +159,10 @@ static void snapshot(health *h, check_view *view)
             refresh_foreground(h, c);
         pthread_mutex_lock(&c->lock);
         v->pending = c->checked_ms < 0;
+        /* debounced only in the background, where rounds are HEALTH_INTERVAL_MS apart; a
+         * foreground caller asked for this very run */
         v->up = !v->pending && (c->last_rc == ML_OK ||
-                                (c->ever_ok && c->fails < HEALTH_FAILS_TO_DOWN));
+                                (bg && c->ever_ok && c->fails < HEALTH_FAILS_TO_DOWN));
         v->latency_ms = c->latency_ms;
         v->age_ms = v->pending ? -1 : now - c->checked_ms;
         ml_strlcpy(v->error, v->pending ? "not checked yet" : c->error, sizeof(v->error));

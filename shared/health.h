@@ -36,8 +36,9 @@
 #define HEALTH_CAP_DEPS 4          /* names in each of a capability's all[] and any[] */
 #define HEALTH_INTERVAL_MS 500     /* background rounds */
 #define HEALTH_CHECK_BUDGET_MS 250 /* what each check's client timeouts are set to */
-#define HEALTH_FAILS_TO_DOWN 2     /* a check that passed before is down after this many
-                                    * failed rounds in a row (one slow answer is no outage) */
+#define HEALTH_FAILS_TO_DOWN 2     /* background: a check that passed before is down after
+                                    * this many failed rounds in a row (one slow answer is
+                                    * no outage) */
 
 /* Returns ML_OK when healthy, else ML_ERR with a reason in err. Must bound its own time. */
 typedef int (*health_check_fn)(void *ud, char *err, size_t errlen);
