@@ -4,8 +4,9 @@ One executor, build-master and build-worker; a function deployed and warmed. The
 (each fault stays while the next is added, except Redis which is resumed):
   1. Redis SIGSTOPped: GET /health answers within 300 ms every time (the checks run in the
      background with 250 ms budgets), 200, lists "redis" in degraded; direct sync invokes
-     all 200 and each within INVOKE_BOUND_MS (the invoke path's Redis timeout is 80 ms,
-     then the registry skips Redis).
+     (no process cache: each looks its function up in Redis) all 200 and each within
+     INVOKE_BOUND_MS (the invoke path's Redis timeout is 80 ms, then the registry skips
+     Redis and reads Postgres).
   2. RabbitMQ stopped: /health 200 with capabilities async=false, invoke=true, read=true;
      "rabbitmq" in degraded; /ready/async 503 not_ready JSON + Retry-After: 1;
      /ready/invoke 200 {"capability":"invoke","ready":true}; /ready/nope 404 JSON;
@@ -18,10 +19,12 @@ from mlstack import Suite, call, RUN
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"lambda-executor": BASE + 85, "build-master": BASE + 86, "build-worker": BASE + 87}
-INVOKE_BOUND_MS = 1000
+INVOKE_BOUND_MS = 200
 FN = "degrade-" + os.urandom(4).hex()
 APP = "def handler(event, context):\n    return {'ok': True, 'n': event.get('n')}\n"
-S = Suite("test-degrade", PORTS, {"MINILAMBDA_LOG_LEVEL": "warn"})
+# no process cache: every invoke looks its function up in Redis (then Postgres), so the
+# frozen Redis is on the invoke path
+S = Suite("test-degrade", PORTS, {"MINILAMBDA_LOG_LEVEL": "warn", "MINILAMBDA_REGISTRY_LOCAL_TTL_MS": "0"})
 
 
 def note(msg):
