@@ -80,13 +80,41 @@ static int deps_create(deps *d, const deps_config *c, unsigned need, const mq_to
     return ML_OK;
 }
 
+/* The health checks' clients for need (no I/O), each held to the check budget so a frozen
+ * dependency costs a check HEALTH_CHECK_BUDGET_MS, never the caller's whole timeout. */
+static int deps_create_checks(deps *d, const deps_config *c, unsigned need, const char *name,
+                              char *err, size_t errlen)
+{
+    const int budget = HEALTH_CHECK_BUDGET_MS;
+    rds_options ro = { .connect_timeout_ms = budget, .command_timeout_ms = budget };
+    mq_options mo = { .connect_timeout_ms = budget, .op_timeout_ms = budget, .connection_name = name };
+    s3_config s3 = c->s3;
+
+    s3.connect_timeout_ms = budget;
+    s3.timeout_ms = budget;
+    s3.max_retries = -1; /* the next round is the retry */
+    d->need = need;
+    if ((need & (DEPS_BUILD_DB | DEPS_LAMBDA_DB)) &&
+        !(d->pg_check = check_pg_target_new((need & DEPS_BUILD_DB) ? c->build_db_url : c->lambda_db_url,
+                                            name, budget)))
+        return ML_ERR;
+    if ((need & DEPS_REDIS) && !(d->redis = rds_new(c->redis_url, &ro, err, errlen)))
+        return ML_ERR;
+    if ((need & DEPS_AMQP) && !(d->mq = mq_new(c->amqp_url, &mo, NULL, err, errlen)))
+        return ML_ERR;
+    if ((need & DEPS_S3) && !(d->s3 = s3_new(&s3, err, errlen)))
+        return ML_ERR;
+    return ML_OK;
+}
+
 int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *topo,
               bool redis_optional, svc *s)
 {
     char err[256] = "";
 
-    if (deps_create(d, c, need, topo, s->name, err, sizeof(err)) != ML_OK ||
-        (d->db && health_add(&s->health, "postgres", check_pg, d->db, true) != ML_OK) ||
+    ML_UNUSED(topo);
+    if (deps_create_checks(d, c, need, s->name, err, sizeof(err)) != ML_OK ||
+        (d->pg_check && health_add(&s->health, "postgres", check_pg_bounded, d->pg_check, true) != ML_OK) ||
         (d->redis && health_add(&s->health, "redis", check_redis, d->redis, !redis_optional) != ML_OK) ||
         (d->mq && health_add(&s->health, "rabbitmq", check_mq, d->mq, true) != ML_OK) ||
         (d->s3 && health_add(&s->health, "s3", check_s3, d->s3, true) != ML_OK)) {
@@ -178,11 +206,13 @@ int deps_db_acquire_http(deps *d, httpd_resp *resp, const char *what)
     if (st == PGPOOL_OK) /* unpooled, and the thread's own connection could not be opened */
         deps_db_release(d);
     httpd_resp_header(resp, "Retry-After", "5");
-    if (st == PGPOOL_TIMEOUT)
+    if (st == PGPOOL_TIMEOUT) {
+        health_mark_overloaded(resp); /* every pooled connection busy: this instance is full */
         httpd_resp_error(resp, 503, "service_unavailable", "%s: no free connection (%s)", what,
                          pgpool_status_str(st));
-    else
-        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the %s", what);
+        return ML_ERR;
+    }
+    httpd_resp_error(resp, 503, "service_unavailable", "cannot reach the %s", what);
     return ML_ERR;
 }
 
@@ -240,10 +270,12 @@ void deps_close(deps *d)
         d->pool = NULL;
     }
     pg_close(d->db);
+    check_pg_target_free(d->pg_check);
     rds_free(d->redis);
     mq_close(d->mq);
     s3_free(d->s3);
     d->db = NULL;
+    d->pg_check = NULL;
     d->redis = NULL;
     d->mq = NULL;
     d->s3 = NULL;

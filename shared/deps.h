@@ -40,6 +40,7 @@ typedef struct deps_config {
 typedef struct deps {
     unsigned need;
     pg_conn *db;          /* owned, or (pool set) lent by the pool while db_depth > 0 */
+    struct check_pg_target *pg_check; /* deps_open's bounded Postgres check, owned */
     rds_conn *redis;
     mq_conn *mq;
     s3_client *s3;
@@ -51,8 +52,11 @@ typedef struct deps {
 /* Appends the variables for the dependencies in need to vars (capacity max); returns how many. */
 size_t deps_cfg_vars(deps_config *c, unsigned need, cfg_var *vars, size_t max);
 
-/* Opens check connections for need and registers their health checks on s (redis_optional:
- * Redis down only degrades). topo: the AMQP topology to declare, or NULL. Free with deps_close. */
+/* Creates check clients for need, every one bounded by HEALTH_CHECK_BUDGET_MS (connect and
+ * command), and registers their health checks on s as "postgres", "redis", "rabbitmq", "s3"
+ * (required, except Redis when redis_optional; capabilities name them). topo is not
+ * declared by the check connection (the service's own connections declare it); it is kept
+ * for the callers. No I/O: the checks connect. Free with deps_close. */
 int deps_open(deps *d, const deps_config *c, unsigned need, const mq_topology *topo,
               bool redis_optional, svc *s);
 void deps_close(deps *d);

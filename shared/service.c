@@ -119,13 +119,17 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     httpd_config hc = { 0 };
     char err[256];
 
-    s->routes = calloc(nroutes + 2, sizeof(*s->routes));
+    s->routes = calloc(nroutes + 3, sizeof(*s->routes));
     if (!s->routes)
         return ML_ERR;
     if (nroutes)
         memcpy(s->routes, routes, nroutes * sizeof(*routes));
-    s->routes[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, true };
+    /* not blocking: they answer from the background checks' results, so a busy worker pool
+     * cannot delay them past a caller's health check timeout */
+    s->routes[nroutes] = (httpd_route){ "GET", "/health", health_handler, &s->health, 0, false };
     s->routes[nroutes + 1] =
+        (httpd_route){ "GET", "/ready/{cap}", health_ready_handler, &s->health, 0, false };
+    s->routes[nroutes + 2] =
         (httpd_route){ "GET", "/metrics", httpd_metrics_handler, s->metrics, 0, false };
     hc.service = s->name;
     hc.bind_addr = s->bind_addr;
@@ -137,9 +141,16 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     hc.external = s->http_external;
     hc.shape_reject = s->http_shape_reject;
     hc.shape_reject_ud = s->http_shape_reject_ud;
-    s->http = httpd_start(&hc, s->routes, nroutes + 2, err, sizeof(err));
+    /* a service whose caller runs the HTTP loops (the gateway) starts the checks in
+     * svc_wait_ready, once everything they read exists */
+    if (!s->http_external && health_start(&s->health) != ML_OK) {
+        ml_log_error("cannot start the health check thread");
+        return ML_ERR;
+    }
+    s->http = httpd_start(&hc, s->routes, nroutes + 3, err, sizeof(err));
     if (!s->http) {
         ml_log_error("cannot start HTTP server: %s", err);
+        health_stop(&s->health);
         return ML_ERR;
     }
     ml_log_info("%s listening on %s:%u", s->name, s->bind_addr, httpd_port(s->http));
@@ -159,34 +170,52 @@ void svc_wait_signal(svc *s)
 
 void svc_stop_http(svc *s)
 {
+    /* before the callers free what the checks use (deps_close) */
+    health_stop(&s->health);
     httpd_stop(s->http);
     s->http = NULL;
     ml_log_info("%s stopped", s->name);
 }
 
+/* Logs what is still down (json: the /health body). */
+static void log_not_ready(svc *s, bool give_up)
+{
+    cJSON *json = NULL;
+    char *text;
+
+    health_evaluate(&s->health, &json);
+    text = cJSON_PrintUnformatted(json);
+    ml_log_kv(give_up ? ML_LOG_ERROR : ML_LOG_WARN,
+              give_up ? "dependencies not ready, giving up" : "waiting for dependencies",
+              "health", text ? text : "", NULL);
+    free(text);
+    cJSON_Delete(json);
+}
+
 int svc_wait_ready(svc *s)
 {
-    int64_t deadline = ml_now_ms() + s->startup_timeout_s * 1000, delay = 100;
-    cJSON *json = NULL;
+    int64_t deadline = ml_now_ms() + s->startup_timeout_s * 1000, log_every = 100;
+    int64_t next_log = ml_now_ms() + log_every;
 
+    if (health_start(&s->health) != ML_OK) {
+        ml_log_error("cannot start the health check thread");
+        return ML_ERR;
+    }
     for (;;) {
-        if (health_evaluate(&s->health, &json) == ML_OK) {
-            cJSON_Delete(json);
-            return ML_OK;
-        }
+        /* the first round of checks is still running: nothing to report yet */
+        bool first = atomic_load(&s->health.rounds) == 0 && ml_now_ms() < deadline;
         bool give_up = svc_stopping() || ml_now_ms() >= deadline;
-        char *text = cJSON_PrintUnformatted(json);
 
-        ml_log_kv(give_up ? ML_LOG_ERROR : ML_LOG_WARN,
-                  give_up ? "dependencies not ready, giving up" : "waiting for dependencies",
-                  "health", text ? text : "", NULL);
-        free(text);
-        cJSON_Delete(json);
-        json = NULL;
-        if (give_up)
-            return ML_ERR;
-        ml_sleep_ms(delay);
-        delay = delay * 2 > 5000 ? 5000 : delay * 2;
+        if (!first && health_all_ready(&s->health))
+            return ML_OK;
+        if (give_up || (!first && ml_now_ms() >= next_log)) {
+            log_not_ready(s, give_up);
+            if (give_up)
+                return ML_ERR;
+            log_every = log_every * 2 > 5000 ? 5000 : log_every * 2;
+            next_log = ml_now_ms() + log_every;
+        }
+        ml_sleep_ms(50);
     }
 }
 
@@ -202,6 +231,7 @@ int svc_serve(svc *s, const httpd_route *routes, size_t nroutes)
 
 void svc_free(svc *s)
 {
+    health_stop(&s->health);
     free(s->routes);
     s->routes = NULL;
     metrics_free(s->metrics);

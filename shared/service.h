@@ -37,19 +37,23 @@ typedef struct svc {
 int svc_init(svc *s, const char *name, const char *port_var, const char *default_port,
              const cfg_var *vars, size_t nvars, int argc, char **argv);
 
-/* Serves routes plus GET /health and GET /metrics. The routes array must outlive the server. */
+/* Serves routes plus GET /health, GET /ready/{cap} and GET /metrics, and (unless
+ * http_external) starts the background health checks: register every check and the
+ * capabilities (health_set_caps) before. The routes array must outlive the server. */
 int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes);
 /* Blocks until SIGTERM/SIGINT (or svc_request_stop). */
 void svc_wait_signal(svc *s);
-/* Drains in-flight requests and stops the HTTP server. */
+/* Stops the health checks, drains in-flight requests and stops the HTTP server. */
 void svc_stop_http(svc *s);
 
 /* The usual life: start HTTP, wait for dependencies (serving 503 meanwhile), run until a
  * stop signal, drain. ML_ERR if HTTP could not start. */
 int svc_serve(svc *s, const httpd_route *routes, size_t nroutes);
 
-/* Waits until every required health check passes, retrying with backoff (logging what is
- * still down), for at most MINILAMBDA_STARTUP_TIMEOUT_S. ML_ERR on timeout or shutdown. */
+/* Starts the background health checks if not yet running, then waits until every required
+ * check passes and every capability is available (logging what is still down, with
+ * backoff), for at most MINILAMBDA_STARTUP_TIMEOUT_S. ML_ERR on timeout or shutdown.
+ * HTTP keeps serving meanwhile: /health tells callers what is available. */
 int svc_wait_ready(svc *s);
 
 /* True once a stop signal arrived (checks pending signals, so it works before

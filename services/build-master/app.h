@@ -26,4 +26,7 @@ typedef struct bm_app {
  * d->db is usable only between deps_db_acquire(d) and deps_db_release(d). */
 deps *bm_deps(bm_app *app);
 
+/* Declares the capabilities on s's health set, after deps_open (app.c). */
+int bm_health_caps(svc *s);
+
 #endif

@@ -28,4 +28,7 @@ typedef struct bw_app {
 /* This thread's clients (see deps_thread), from app.c. */
 deps *bw_deps(bw_app *app);
 
+/* Declares the capabilities on s's health set, after deps_open (app.c). */
+int bw_health_caps(svc *s);
+
 #endif

@@ -177,7 +177,7 @@ int main(int argc, char **argv)
         ml_log_error("cannot create the scratch directory under %s", app.scratch_dir);
         goto out;
     }
-    if (deps_open(&d, &app.deps, BW_NEED, &topo_builds, false, &s) != ML_OK)
+    if (deps_open(&d, &app.deps, BW_NEED, &topo_builds, false, &s) != ML_OK || bw_health_caps(&s) != ML_OK)
         goto out;
     for (int64_t i = 0; i < app.concurrency; i++)
         if (pthread_create(&threads[nthreads], NULL, consumer_main, &builders) == 0)

@@ -1,6 +1,10 @@
 /* app.c — creates, hands down and frees the executor's dependencies (see app.h). */
 #include "app.h"
 
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
 #include "log.h"
 #include "pgpool.h"
 #include "sandbox.h"
@@ -9,12 +13,25 @@
 /* What deps_thread makes; the thread's Redis client is the registry's (below). */
 #define THREAD_NEED (EX_NEED & ~DEPS_REDIS)
 
-/* A Redis client bounded as the registry's lookups require; NULL (logged) if it cannot be
- * made, which only costs the Redis cache. */
+/* The executor's capabilities (docs/health.md): what each family of routes needs.
+ * A sync invoke needs the function's code (from S3, or already unpacked on this host), a
+ * sandbox and room in the audit log; its metadata comes from any cache, so neither Postgres
+ * nor Redis. An Event invoke needs the broker; reads the database or the Redis cache;
+ * writes (PUT/PATCH/DELETE, build-status webhooks) the database. */
+static const health_cap ex_caps[] = {
+    { "invoke", { "sandbox", "audit_log" }, { "s3", "artifacts" } },
+    { "async", { "rabbitmq" }, { NULL } },
+    { "read", { NULL }, { "postgres", "redis" } },
+    { "write", { "postgres" }, { NULL } },
+};
+
+/* A Redis client for the invoke path (the registry's lookups): a frozen Redis costs an
+ * invocation at most EX_REDIS_TIMEOUT_MS, once, before the registry's breaker skips Redis
+ * (registry_cache.c). NULL (logged) if it cannot be made, which only costs the cache. */
 static rds_conn *lookup_redis(const ex_app *app)
 {
-    rds_options o = { .connect_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS,
-                      .command_timeout_ms = REGISTRY_REDIS_TIMEOUT_MS };
+    rds_options o = { .connect_timeout_ms = EX_REDIS_TIMEOUT_MS,
+                      .command_timeout_ms = EX_REDIS_TIMEOUT_MS };
     char err[256];
     rds_conn *c = rds_new(app->deps.redis_url, &o, err, sizeof(err));
 
@@ -169,13 +186,64 @@ static int start_parts(ex_app *app, svc *s)
     return ML_OK;
 }
 
+/* Health check "sandbox": instances can be made (the staged runtimes are readable and the
+ * code cache writable; sandbox_init itself passed at start). */
+static int check_sandbox(void *ud, char *err, size_t errlen)
+{
+    const ex_app *app = ud;
+
+    if (access(app->runtimes_dir, R_OK | X_OK) != 0 || access(app->artifact_dir, W_OK | X_OK) != 0) {
+        ml_snprintf_trunc(err, errlen, "runtimes or code cache unusable: %s", strerror(errno));
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
+/* Health check "artifacts": this host holds some function's code, so invokes of those
+ * functions need no S3. */
+static int check_artifacts(void *ud, char *err, size_t errlen)
+{
+    ex_app *app = ud;
+    int n = artifacts_cached(&app->artifacts, 1);
+
+    if (n > 0)
+        return ML_OK;
+    ml_snprintf_trunc(err, errlen, n < 0 ? "cannot read the code cache" : "no function code cached here");
+    return ML_ERR;
+}
+
+/* Health check "audit_log": the write-ahead log takes rows (an invocation needs one). */
+static int check_audit_log(void *ud, char *err, size_t errlen)
+{
+    ex_app *app = ud;
+
+    if (audit_available(app->audit))
+        return ML_OK;
+    ml_snprintf_trunc(err, errlen, "the audit log takes no more rows");
+    return ML_ERR;
+}
+
+/* The executor's own checks and its capabilities, after every other check is added. */
+static int start_health(ex_app *app, svc *s)
+{
+    if (health_add(&s->health, "sandbox", check_sandbox, app, false) != ML_OK ||
+        health_add(&s->health, "artifacts", check_artifacts, app, false) != ML_OK ||
+        health_add(&s->health, "audit_log", check_audit_log, app, false) != ML_OK ||
+        health_set_caps(&s->health, ex_caps, ML_ARRAY_LEN(ex_caps)) != ML_OK) {
+        ml_log_error("cannot register the health checks");
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
 int app_start(ex_app *app, svc *s)
 {
     metrics_set_max_functions((size_t)app->metrics_max_functions);
     register_metrics(app, s->metrics);
     /* Redis is a cache here: warm functions keep serving without it. */
     if (deps_open(&app->health, &app->deps, EX_NEED, &topo_invoke, true, s) != ML_OK ||
-        deps_pool_start(&app->db_pool, &app->deps, EX_NEED, s) != ML_OK || start_code(app) != ML_OK || start_parts(app, s) != ML_OK)
+        deps_pool_start(&app->db_pool, &app->deps, EX_NEED, s) != ML_OK || start_code(app) != ML_OK ||
+        start_parts(app, s) != ML_OK || start_health(app, s) != ML_OK)
         return ML_ERR;
     return ML_OK;
 }

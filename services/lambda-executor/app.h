@@ -20,6 +20,9 @@
 #define EX_NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
 #define EX_MAX_SYNC_BODY FNSPEC_MAX_INVOKE_BODY
 #define EX_MAX_CONSUMERS 64
+/* Redis connect/command timeout on the invoke path (the registry's lookups); within
+ * REGISTRY_REDIS_TIMEOUT_MS, short enough that a frozen Redis is barely felt. */
+#define EX_REDIS_TIMEOUT_MS 80
 
 typedef struct ex_app {
     /* configuration (app_cfg_vars) */
@@ -59,8 +62,8 @@ int app_start(ex_app *app, svc *s);
 void app_stop(ex_app *app);
 
 /* This thread's own clients (see deps_thread_pooled), created on first use and freed when
- * the thread exits; NULL when they cannot be created (logged). ->redis is bounded to the
- * registry's REGISTRY_REDIS_TIMEOUT_MS and may be NULL. ->db is lent by app->db_pool: it
+ * the thread exits; NULL when they cannot be created (logged). ->redis is bounded to
+ * EX_REDIS_TIMEOUT_MS (within the registry's REGISTRY_REDIS_TIMEOUT_MS) and may be NULL. ->db is lent by app->db_pool: it
  * is usable only between deps_db_acquire(d) (PGPOOL_OK) and deps_db_release(d), which
  * bracket one group of queries and never a sandbox run, an AMQP wait or an audit flush
  * (with MINILAMBDA_DB_POOL_SIZE=0 it is the thread's own and acquire/release do nothing).

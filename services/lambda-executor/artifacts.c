@@ -233,3 +233,20 @@ int artifacts_stage_runtimes(const artifacts *a, const char *src, char *out, siz
     }
     return copy_tree(src, out, 1, err, errlen); /* <runtime>/<file> */
 }
+
+int artifacts_cached(const artifacts *a, int max)
+{
+    DIR *dir = opendir(a->cache_dir);
+    struct dirent *e;
+    int n = 0;
+
+    if (!dir)
+        return -1;
+    while (n < max && (e = readdir(dir)) != NULL) {
+        /* <sha256>/, renamed into place only once complete (see fetch) */
+        if (strlen(e->d_name) == 64 && strspn(e->d_name, "0123456789abcdef") == 64)
+            n++;
+    }
+    closedir(dir);
+    return n;
+}

@@ -21,6 +21,10 @@ int artifacts_init(artifacts *a, const char *cache_dir);
 int artifacts_get(artifacts *a, s3_client *s3, const char *prefix, const char *sha256, char *dir,
                   size_t dirlen, char *err, size_t errlen);
 
+/* How many unpacked artifacts the cache holds, counting up to max (a cheap readdir):
+ * with S3 down, those functions can still be invoked. -1 when the cache cannot be read. */
+int artifacts_cached(const artifacts *a, int max);
+
 /* Copies the runtime bootstraps (<src>/<runtime>/<file>, regular files only) into
  * <cache_dir>/runtimes, readable by everyone, and writes that directory to out. A sandbox
  * without a mount namespace reads them as an unprivileged uid, which cannot enter a checkout

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "health.h"
 #include "log.h"
 
 #define DEFAULT_POLL_MS 200
@@ -256,6 +257,7 @@ httpd_result fnwait_park(fnwait *w, httpd_req *req, httpd_resp *resp, const char
     if (full) {
         free(wt);
         httpd_resp_header(resp, "Retry-After", "1");
+        health_mark_overloaded(resp); /* the wait queue is full: this instance's overload */
         httpd_resp_error(resp, 503, "too_many_waiters", "too many requests are waiting for functions");
         return HTTPD_DONE;
     }
