@@ -11,6 +11,7 @@
 #include "httpd.h"
 
 #define HEALTH_MAX_CHECKS 12
+#define HEALTH_OVERLOAD_HEADER "X-Minilambda-Overloaded"
 
 /* Returns ML_OK when healthy, else ML_ERR with a reason in err. Must bound its own time. */
 typedef int (*health_check_fn)(void *ud, char *err, size_t errlen);
