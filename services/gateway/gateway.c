@@ -364,6 +364,8 @@ static void lookup_fallback(gw_call *c, const char *where, const char *why)
     ml_log_set_request_id(NULL);
     if (c->hit != GW_FNCACHE_STALE)
         memset(&c->info, 0, sizeof(c->info));
+    else /* stale-if-error for one more TTL: not one failing lookup per invoke in an outage */
+        gw_fncache_put(&c->app->fns, c->fn, &c->info, ml_now_ms());
     metric_inc(c->app->m_fn_lookups,
                (const char *[]){ c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
 }

@@ -149,6 +149,10 @@ static void export_state(gw_instance *in, gw_breaker_state before)
 
     metric_set(p->m_healthy, labels, in->healthy ? 1 : 0);
     metric_set(p->m_breaker, labels, (double)in->breaker.state);
+    for (size_t i = 0; i < ML_ARRAY_LEN(cap_names); i++) {
+        const char *cl[] = { p->service, in->base_url, cap_names[i].name };
+        metric_set(p->m_caps, cl, (in->caps & cap_names[i].bit) ? 1 : 0);
+    }
     if (before != in->breaker.state) {
         const char *tl[] = { p->service, in->base_url, gw_breaker_state_name(in->breaker.state) };
         metric_inc(p->m_transitions, tl);
@@ -193,6 +197,10 @@ static void register_metrics(gw_pool *p, metrics_registry *reg)
     p->m_breaker = metrics_gauge(reg, "minilambda_gateway_upstream_breaker_state",
                                  "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                                  "service,instance");
+    p->m_caps = metrics_gauge(reg, "minilambda_gateway_upstream_capability",
+                              "1 if the instance's last health check granted the capability "
+                              "(invoke, async, read, write, build).",
+                              "service,instance,capability");
     p->m_transitions = metrics_counter(reg, "minilambda_gateway_breaker_transitions_total",
                                        "Circuit breaker state changes, by the state entered.",
                                        "service,instance,to");

@@ -92,7 +92,7 @@ typedef struct gw_pool {
     gw_breaker_cfg bcfg;
     int64_t health_interval_ms;
     pthread_mutex_t lock;
-    metric *m_healthy, *m_breaker, *m_transitions;
+    metric *m_healthy, *m_breaker, *m_transitions, *m_caps;
 } gw_pool;
 
 /* Parses a comma-separated list of http(s) base URLs into p. reg may be NULL. ML_ERR with

@@ -42,6 +42,10 @@ def check_broker_down(bm):
     st, h, data = request(port, "POST", f"/functions/{fn}/invoke", body={"n": 1})
     check("async down: sync invoke served (200)", st == 200 and jbody(data).get("served_by") == ex.name, (st, data[:200]))
     check("async down: reads served (200)", request(port, "GET", f"/functions/{fn}")[0] == 200)
+    cap = {c: g.metric(port, "minilambda_gateway_upstream_capability", instance=ex.url, capability=c)
+           for c in ("invoke", "async", "read", "write", "build")}
+    check("async down: minilambda_gateway_upstream_capability shows what the instance reported",
+          cap == {"invoke": 1, "async": 0, "read": 1, "write": 1, "build": 0}, cap)
     before = ex.count(f"/functions/{fn}/invoke")
     st, h, data = event(port, fn)
     doc = jbody(data) or {}
