@@ -131,7 +131,9 @@ typedef struct gw_call {
     httpd_resp *resp;
     gw_loop *loop;
     gw_xfer *x;                  /* the upstream exchange, prepared on the HTTP thread */
+    unsigned cap;                /* the GW_CAP_* the serving instance needs */
     char rid[160];
+    char inv_id[ML_UUID_LEN];    /* invoke: the id fixed here ("" for a sync invoke without one) */
     /* invoke routes */
     char fn[GW_FN_NAME_MAX];
     gw_fncache_hit hit;
@@ -158,9 +160,30 @@ static void call_finish(gw_call *c)
     httpd_complete(req);
 }
 
+/* A gateway-made error of an invoke whose id is fixed: the id goes back with it (header and
+ * body "invocation_id"), so that a client retrying with it is deduplicated by the executor
+ * (the event may have been queued before the gateway gave up on the answer). */
+static void stamp_invocation_id(const gw_call *c)
+{
+    httpd_resp *resp = c->resp;
+    cJSON *doc;
+
+    if (!c->inv_id[0])
+        return;
+    httpd_resp_header(resp, "X-Invocation-Id", c->inv_id);
+    doc = resp->body.len ? cJSON_ParseWithLength(resp->body.data, resp->body.len) : NULL;
+    if (cJSON_IsObject(doc) && !cJSON_HasObjectItem(doc, "invocation_id") &&
+        cJSON_AddStringToObject(doc, "invocation_id", c->inv_id)) {
+        httpd_resp_json(resp, resp->status, doc); /* frees doc */
+        return;
+    }
+    cJSON_Delete(doc);
+}
+
 /* Ends the call with the error already written to its response. */
 static void call_fail(gw_call *c)
 {
+    stamp_invocation_id(c);
     if (c->def->kind == GW_KIND_AWS_INVOKE)
         gw_aws_error(c->resp);
     call_finish(c);
@@ -174,11 +197,12 @@ static void limit_headers(httpd_resp *resp, const gcra_result *r)
 }
 
 /* 503 right away: nothing to wait for, no connect attempt on a known-dead instance. */
-static void no_upstream(gw_app *a, gw_pool *p, httpd_resp *resp)
+static void no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp)
 {
     metric_inc(a->m_proxy_errors, (const char *[]){ p->service, "no_upstream" });
-    httpd_resp_error(resp, 503, "upstream_unavailable", "no healthy %s instance is available",
-                     p->service);
+    httpd_resp_error(resp, 503, "upstream_unavailable",
+                     "no %s instance is available for '%s' right now", p->service,
+                     gw_cap_name(cap));
     header_int(resp, "Retry-After", gw_pool_retry_after_s(p, ml_now_ms()));
 }
 
@@ -235,6 +259,7 @@ static void on_upstream_done(gw_xfer *x)
             gw_hdr_copy_response(&x->resp_headers, resp);
     } else {
         proxy_error(c->app, x, resp);
+        stamp_invocation_id(c);
         if (aws)
             gw_aws_error(resp);
     }
@@ -249,16 +274,17 @@ static void call_proxy(gw_call *c)
     gw_app *a = c->app;
     gw_pool *pool = &a->pools[c->def->service];
     gw_admit how;
-    gw_instance *in = gw_pool_pick(pool, NULL, ml_now_ms(), &how);
+    gw_instance *in = gw_pool_pick(pool, c->cap, NULL, ml_now_ms(), &how);
     gw_xfer *x = c->x;
 
     if (!in) {
-        no_upstream(a, pool, c->resp);
+        no_upstream(a, pool, c->cap, c->resp);
         call_fail(c);
         return;
     }
     c->x = NULL;
     x->pool = pool;
+    x->cap = c->cap;
     x->inst = in;
     x->admit = how;
     if (is_invoke(c->def)) /* a long function must never die at a gateway default */
@@ -329,6 +355,22 @@ static bool lookup_answered(const gw_xfer *lx, gw_fn_info *out)
     return lx->status == 200 || lx->status == 404;
 }
 
+/* The function's configuration could not be fetched: the last known one, else the
+ * defaults. The invoke goes on: its own route decides whether it can be served. */
+static void lookup_fallback(gw_call *c, const char *where, const char *why)
+{
+    ml_log_set_request_id(c->rid);
+    ml_log_warn("function lookup on %s failed (%s): using %s configuration", where, why,
+                c->hit == GW_FNCACHE_STALE ? "the last known" : "the default");
+    ml_log_set_request_id(NULL);
+    if (c->hit != GW_FNCACHE_STALE)
+        memset(&c->info, 0, sizeof(c->info));
+    else /* stale-if-error for one more TTL: not one failing lookup per invoke in an outage */
+        gw_fncache_put(&c->app->fns, c->fn, &c->info, ml_now_ms());
+    metric_inc(c->app->m_fn_lookups,
+               (const char *[]){ c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
+}
+
 /* Loop thread: the executor's answer about the function (or the lack of one). */
 static void on_lookup_done(gw_xfer *lx)
 {
@@ -347,17 +389,11 @@ static void on_lookup_done(gw_xfer *lx)
         if (fresh.status == 200)
             gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
         c->info = fresh;
+        metric_inc(c->app->m_fn_lookups, (const char *[]){ "fetched" });
     } else {
-        ml_log_set_request_id(c->rid);
-        ml_log_warn("function lookup on %s failed (%s): using %s configuration", lx->inst->base_url,
-                    lx->result == GW_XFER_OK ? "unexpected answer" : lx->error,
-                    c->hit == GW_FNCACHE_STALE ? "the last known" : "the default");
-        ml_log_set_request_id(NULL);
-        if (c->hit != GW_FNCACHE_STALE)
-            memset(&c->info, 0, sizeof(c->info));
+        lookup_fallback(c, lx->inst->base_url,
+                        lx->result == GW_XFER_OK ? "unexpected answer" : lx->error);
     }
-    metric_inc(c->app->m_fn_lookups,
-               (const char *[]){ ok ? "fetched" : c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
     gw_xfer_free(lx);
     if (c->info.status == 404) {
         httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", c->fn);
@@ -405,11 +441,14 @@ static void start_lookup(gw_call *c)
         return;
     }
     lx->pool = pool;
-    lx->inst = gw_pool_pick(pool, NULL, ml_now_ms(), &lx->admit);
+    lx->cap = GW_CAP_READ;
+    lx->inst = gw_pool_pick(pool, GW_CAP_READ, NULL, ml_now_ms(), &lx->admit);
     if (!lx->inst) {
+        /* no executor can read right now (e.g. its database is down): an invoke that an
+         * executor can still serve from its own caches must not fail on that */
         gw_xfer_free(lx);
-        no_upstream(c->app, pool, c->resp);
-        call_fail(c);
+        lookup_fallback(c, pool->service, "no instance can read");
+        call_limit(c);
         return;
     }
     gw_loop_start(c->loop, lx);
@@ -441,14 +480,49 @@ static const char *invocation_type(const gw_route_def *d, httpd_req *req)
     return t ? t : "RequestResponse";
 }
 
-/* Body checks and the cached function config. ML_ERR with the refusal in resp. */
+/* Fixes the invocation id: the client's X-Invocation-Id (a UUID, so that it is safe as a
+ * key and a header) or, for an Event, a new one; forwarded to the executor, which honours
+ * and deduplicates it. ML_ERR with a 400 in resp for an id that is not a UUID. */
+static int fix_invocation_id(gw_call *c, bool event)
+{
+    const char *id = httpd_header(c->req, "X-Invocation-Id");
+    char line[sizeof("X-Invocation-Id: ") + ML_UUID_LEN];
+    struct curl_slist *n;
+
+    if (id && ml_uuid_valid(id) != ML_OK) {
+        httpd_resp_error(c->resp, 400, "invalid_invocation_id",
+                         "X-Invocation-Id must be a UUID (8-4-4-4-12 hex digits)");
+        return ML_ERR;
+    }
+    if (id)
+        ml_strlcpy(c->inv_id, id, sizeof(c->inv_id)); /* a valid UUID fits */
+    else if (event)
+        ml_uuid(c->inv_id);
+    else
+        return ML_OK;
+    if (ml_snprintf(line, sizeof(line), "X-Invocation-Id: %s", c->inv_id) != ML_OK ||
+        !(n = curl_slist_append(c->x->headers, line))) {
+        httpd_resp_error(c->resp, 500, "internal", "cannot prepare the upstream request");
+        return ML_ERR;
+    }
+    c->x->headers = n;
+    return ML_OK;
+}
+
+/* Body checks, the invocation id and the cached function config. ML_ERR with the refusal
+ * in resp. */
 static int prepare_invoke(gw_call *c)
 {
     const char *fn = httpd_param(c->req, "fn"), *type = invocation_type(c->def, c->req);
+    bool event = strcmp(type, "Event") == 0;
     size_t len;
 
+    if (fix_invocation_id(c, event) != ML_OK)
+        return ML_ERR;
+    if (event) /* queued, not run: what it needs is the broker, not a sandbox */
+        c->cap = GW_CAP_ASYNC;
     httpd_body(c->req, &len);
-    if (strcmp(type, "Event") == 0 && len > GW_MAX_EVENT_BODY) {
+    if (event && len > GW_MAX_EVENT_BODY) {
         httpd_resp_error(c->resp, 413, "payload_too_large",
                          "an asynchronous event may be at most %u KiB", GW_MAX_EVENT_BODY >> 10);
         return ML_ERR;
@@ -534,6 +608,7 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     }
     c->app = a;
     c->def = d;
+    c->cap = d->cap;
     c->req = req;
     c->resp = resp;
     c->task.run = call_run;
@@ -587,6 +662,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_ASYNC;
 refuse:
     if (c) {
+        stamp_invocation_id(c);
         gw_xfer_free(c->x);
         free(c);
     }

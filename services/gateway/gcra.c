@@ -162,3 +162,16 @@ void gcra_mem_take(gcra_mem *m, const char *key, int64_t now_us, gcra_limit lim,
     gcra_decide(e ? &e->tat_us : &scratch, now_us, lim, out);
     pthread_mutex_unlock(&m->lock);
 }
+
+void gcra_mem_raise(gcra_mem *m, const char *key, int64_t now_us, int64_t tat_us)
+{
+    gcra_mem_entry *e;
+
+    if (tat_us <= now_us)
+        return;
+    pthread_mutex_lock(&m->lock);
+    e = lookup(m, key, now_us);
+    if (e && e->tat_us < tat_us)
+        e->tat_us = tat_us;
+    pthread_mutex_unlock(&m->lock);
+}

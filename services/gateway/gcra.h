@@ -69,5 +69,10 @@ void gcra_mem_free(gcra_mem *m);
  * request is allowed untracked (fail open) rather than refusing unrelated callers. */
 void gcra_mem_take(gcra_mem *m, const char *key, int64_t now_us, gcra_limit lim,
                    gcra_result *out);
+/* Moves key's TAT forward to tat_us (never back): mirrors a decision Redis made, so that
+ * if Redis stops answering the fallback goes on from where the shared limit was instead of
+ * from a full bucket (which would admit an extra burst). Nothing is stored for a TAT at or
+ * before now_us (a full bucket, the same as no entry). */
+void gcra_mem_raise(gcra_mem *m, const char *key, int64_t now_us, int64_t tat_us);
 
 #endif

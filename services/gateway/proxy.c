@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "headers.h"
+#include "health.h"
 #include "log.h"
 
 #define MAX_EVENTS 256
@@ -62,11 +63,18 @@ struct gw_proxy {
     atomic_uint rr;
 };
 
-bool gw_xfer_upstream_ok(gw_xfer_result r, long status, bool function_error)
+bool gw_xfer_upstream_ok(gw_xfer_result r, bool overloaded)
 {
     if (r != GW_XFER_OK)
         return r == GW_XFER_TOO_LARGE || r == GW_XFER_SHUTDOWN; /* not the instance's fault */
-    return status < 500 || function_error;
+    return !overloaded;
+}
+
+bool gw_xfer_overloaded(const ml_buf *resp_headers)
+{
+    const char *v = gw_hdr_pairs_get(resp_headers, HEALTH_OVERLOAD_HEADER);
+
+    return v && strcmp(v, "1") == 0;
 }
 
 gw_xfer *gw_xfer_new(void)
@@ -328,18 +336,19 @@ static void on_done(loop *l, CURL *e, CURLcode code)
 {
     gw_xfer *x = NULL;
     gw_xfer_result r;
-    bool sent, fn_error;
+    bool sent;
     int64_t now = ml_now_ms();
 
     curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&x);
     curl_multi_remove_handle(l->multi, e);
     active_remove(l, x);
     r = classify(x, code, &sent);
-    fn_error = r == GW_XFER_OK && gw_hdr_pairs_get(&x->resp_headers, "X-Function-Error") != NULL;
-    gw_pool_report(x->inst, x->admit, gw_xfer_upstream_ok(r, x->status, fn_error), now);
+    gw_pool_report(x->inst, x->admit,
+                   gw_xfer_upstream_ok(r, r == GW_XFER_OK && gw_xfer_overloaded(&x->resp_headers)),
+                   now);
     if (r == GW_XFER_CONNECT && (size_t)x->attempts < x->pool->n) {
         /* nothing reached the upstream, so another instance may safely take it */
-        gw_instance *next = gw_pool_pick(x->pool, x->inst, now, &x->admit);
+        gw_instance *next = gw_pool_pick(x->pool, x->cap, x->inst, now, &x->admit);
         if (next) {
             ml_log_warn("proxy: %s unreachable (%s), retrying on %s", x->inst->base_url,
                         x->error, next->base_url);

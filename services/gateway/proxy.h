@@ -56,6 +56,7 @@ struct gw_xfer {
     /* request */
     gw_pool *pool;
     gw_instance *inst;           /* picked by the submitter with gw_pool_pick */
+    unsigned cap;                /* GW_CAP_* it was picked for (a retry needs the same) */
     gw_admit admit;
     const char *method;
     char *path;                  /* owned: "/functions/x/invoke?limit=1", already encoded */
@@ -112,8 +113,12 @@ void gw_loop_limit(gw_loop *l, const char *key, gcra_limit lim, gw_limit_fn done
 gw_xfer *gw_xfer_new(void);
 void gw_xfer_free(gw_xfer *x);
 
-/* Whether the instance should count the exchange as a success: a response that is not a
- * 5xx of the service's own making (a 5xx carrying X-Function-Error is the function's). */
-bool gw_xfer_upstream_ok(gw_xfer_result r, long status, bool function_error);
+/* Whether the instance's breaker should count the exchange as a success: any response
+ * (whatever its status: a service's own 4xx/5xx is about the request) unless it carries
+ * the explicit overload signal; a failed connect, a timeout or a broken connection is a
+ * failure. */
+bool gw_xfer_upstream_ok(gw_xfer_result r, bool overloaded);
+/* Whether the response headers ("name\0value\0" pairs) carry X-Minilambda-Overloaded: 1. */
+bool gw_xfer_overloaded(const ml_buf *resp_headers);
 
 #endif

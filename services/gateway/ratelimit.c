@@ -376,10 +376,12 @@ static bool reply_ok(const redisReply *r, size_t ngroups)
 }
 
 /* Replays b's decisions from the groups' TATs as Redis saw them (time 0 = Redis' now):
- * the same arithmetic gives the same answers the script admitted. */
-static void complete_batch(batch *b, const redisReply *r)
+ * the same arithmetic gives the same answers the script admitted. Each key's new TAT is
+ * mirrored into the memory table (see gcra_mem_raise): a Redis that freezes mid-burst then
+ * costs at most the decisions in flight, not an extra burst per key. */
+static void complete_batch(gw_rl *rl, batch *b, const redisReply *r)
 {
-    int64_t tat[MAX_BATCH];
+    int64_t tat[MAX_BATCH], now = now_us();
 
     for (size_t i = 0; i < b->ngroups; i++)
         tat[i] = r->element[i]->integer;
@@ -388,6 +390,8 @@ static void complete_batch(batch *b, const redisReply *r)
         gcra_result res;
         b->head = p->next;
         gcra_decide(&tat[p->group], 0, p->lim, &res);
+        if (res.allowed)
+            gcra_mem_raise(&rl->shared->mem, p->key, now, now + tat[p->group]);
         complete(p, &res);
     }
     free(b);
@@ -405,7 +409,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     if (reply_ok(r, b->ngroups)) {
         rl->backoff_ms = BACKOFF_MIN_MS;
         set_fallback(rl->shared, false, NULL);
-        complete_batch(b, r);
+        complete_batch(rl, b, r);
         return;
     }
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 && !b->reloaded) {

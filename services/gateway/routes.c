@@ -12,28 +12,34 @@
 #define W GW_SCOPE_WRITE
 #define I GW_SCOPE_INVOKE
 
+/* Capability per route: what the serving instance must be able to do right now. */
+#define C_INV GW_CAP_INVOKE
+#define C_RD GW_CAP_READ
+#define C_WR GW_CAP_WRITE
+#define C_BLD GW_CAP_BUILD
+
 const gw_route_def gw_routes[] = {
     /* builds and code uploads: build-master */
-    { "POST", "/functions", BM, W, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
-    { "PUT", "/functions/{fn}/code", BM, W, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
-    { "GET", "/builds/{build_id}", BM, R, GW_KIND_PLAIN, 0 },
-    { "GET", "/functions/{fn}/builds", BM, R, GW_KIND_PLAIN, 0 },
+    { "POST", "/functions", BM, W, C_BLD, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
+    { "PUT", "/functions/{fn}/code", BM, W, C_BLD, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY },
+    { "GET", "/builds/{build_id}", BM, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/builds", BM, R, C_RD, GW_KIND_PLAIN, 0 },
     /* the build-master deletes on the lambda-executor, then frees the name on its side */
-    { "DELETE", "/functions/{fn}", BM, W, GW_KIND_PLAIN, 0 },
+    { "DELETE", "/functions/{fn}", BM, W, C_WR, GW_KIND_PLAIN, 0 },
     /* everything else: lambda-executor */
-    { "GET", "/functions", EX, R, GW_KIND_PLAIN, 0 },
-    { "GET", "/functions/{fn}", EX, R, GW_KIND_PLAIN, 0 },
-    { "PATCH", "/functions/{fn}", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
-    { "POST", "/functions/{fn}/invoke", EX, I, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY },
-    { "GET", "/invocations/{id}", EX, R, GW_KIND_PLAIN, 0 },
-    { "GET", "/functions/{fn}/invocations", EX, R, GW_KIND_PLAIN, 0 },
-    { "POST", "/functions/{fn}/schedules", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
-    { "GET", "/functions/{fn}/schedules", EX, R, GW_KIND_PLAIN, 0 },
-    { "DELETE", "/functions/{fn}/schedules/{id}", EX, W, GW_KIND_PLAIN, 0 },
-    { "GET", "/functions/{fn}/dlq", EX, R, GW_KIND_PLAIN, 0 },
-    { "POST", "/dlq/{id}/replay", EX, W, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
-    { "DELETE", "/dlq/{id}", EX, W, GW_KIND_PLAIN, 0 },
-    { "POST", "/2015-03-31/functions/{fn}/invocations", EX, I, GW_KIND_AWS_INVOKE,
+    { "GET", "/functions", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "PATCH", "/functions/{fn}", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "POST", "/functions/{fn}/invoke", EX, I, C_INV, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY },
+    { "GET", "/invocations/{id}", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/invocations", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "POST", "/functions/{fn}/schedules", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "GET", "/functions/{fn}/schedules", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "DELETE", "/functions/{fn}/schedules/{id}", EX, W, C_WR, GW_KIND_PLAIN, 0 },
+    { "GET", "/functions/{fn}/dlq", EX, R, C_RD, GW_KIND_PLAIN, 0 },
+    { "POST", "/dlq/{id}/replay", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY },
+    { "DELETE", "/dlq/{id}", EX, W, C_WR, GW_KIND_PLAIN, 0 },
+    { "POST", "/2015-03-31/functions/{fn}/invocations", EX, I, C_INV, GW_KIND_AWS_INVOKE,
       GW_MAX_INVOKE_BODY },
 };
 const size_t gw_nroutes = sizeof(gw_routes) / sizeof(gw_routes[0]);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "fnspec-t.h"
+#include "upstream.h"
 
 /* The upstream services. */
 typedef enum { GW_SVC_BUILD_MASTER = 0, GW_SVC_EXECUTOR = 1, GW_NSVC } gw_service;
@@ -37,6 +38,8 @@ typedef struct gw_route_def {
     const char *pattern; /* shared/httpd pattern syntax: "/functions/{fn}/invoke" */
     gw_service service;
     unsigned scope;      /* the one scope bit the route requires */
+    unsigned cap;        /* the GW_CAP_* an instance needs to serve it (invoke: sync; an
+                          * Event invoke needs GW_CAP_ASYNC instead) */
     gw_kind kind;
     size_t max_body;
 } gw_route_def;

@@ -1,12 +1,56 @@
 /* upstream.c — upstream pools: breaker, round-robin, active health checks. */
 #include "upstream.h"
 
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "httpc.h"
 #include "log.h"
+
+/* The health check's budget: well inside the services' own (each /health bounds its checks
+ * to less), and never more than 1 s, so a frozen instance costs a round at most that. */
+#define HEALTH_CONNECT_TIMEOUT_MS 300
+#define HEALTH_TIMEOUT_MS 1000
+
+/* ---- capabilities ---- */
+
+static const struct {
+    const char *name;
+    unsigned bit;
+} cap_names[] = {
+    { "invoke", GW_CAP_INVOKE }, { "async", GW_CAP_ASYNC }, { "read", GW_CAP_READ },
+    { "write", GW_CAP_WRITE },   { "build", GW_CAP_BUILD },
+};
+
+const char *gw_cap_name(unsigned cap)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(cap_names); i++) {
+        if (cap_names[i].bit == cap)
+            return cap_names[i].name;
+    }
+    return "";
+}
+
+unsigned gw_caps_parse(long status, const char *body, size_t len)
+{
+    cJSON *doc = body && len ? cJSON_ParseWithLength(body, len) : NULL;
+    const cJSON *caps = cJSON_IsObject(doc) ? cJSON_GetObjectItemCaseSensitive(doc, "capabilities")
+                                            : NULL;
+    unsigned bits = 0;
+
+    if (!cJSON_IsObject(caps) || (status != 200 && status != 503)) {
+        cJSON_Delete(doc);
+        return status == 200 ? GW_CAP_ALL : 0; /* a service that predates capabilities */
+    }
+    for (size_t i = 0; i < ML_ARRAY_LEN(cap_names); i++) {
+        if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(caps, cap_names[i].name)))
+            bits |= cap_names[i].bit;
+    }
+    cJSON_Delete(doc);
+    return bits;
+}
 
 /* ---- breaker ---- */
 
@@ -76,6 +120,15 @@ void gw_breaker_record(gw_breaker *b, const gw_breaker_cfg *cfg, gw_admit how, b
     }
 }
 
+void gw_breaker_health_passed(gw_breaker *b)
+{
+    if (b->state != GW_BREAKER_OPEN)
+        return;
+    b->state = GW_BREAKER_HALF_OPEN;
+    b->probes_inflight = 0;
+    b->probe_successes = 0;
+}
+
 const char *gw_breaker_state_name(gw_breaker_state s)
 {
     switch (s) {
@@ -96,6 +149,10 @@ static void export_state(gw_instance *in, gw_breaker_state before)
 
     metric_set(p->m_healthy, labels, in->healthy ? 1 : 0);
     metric_set(p->m_breaker, labels, (double)in->breaker.state);
+    for (size_t i = 0; i < ML_ARRAY_LEN(cap_names); i++) {
+        const char *cl[] = { p->service, in->base_url, cap_names[i].name };
+        metric_set(p->m_caps, cl, (in->caps & cap_names[i].bit) ? 1 : 0);
+    }
     if (before != in->breaker.state) {
         const char *tl[] = { p->service, in->base_url, gw_breaker_state_name(in->breaker.state) };
         metric_inc(p->m_transitions, tl);
@@ -125,6 +182,7 @@ static int add_instance(gw_pool *p, const char *url, size_t len, char *err, size
     memcpy(in->base_url, url, len);
     in->base_url[len] = '\0';
     in->healthy = true;
+    in->caps = GW_CAP_ALL;
     in->pool = p;
     return ML_OK;
 }
@@ -139,6 +197,10 @@ static void register_metrics(gw_pool *p, metrics_registry *reg)
     p->m_breaker = metrics_gauge(reg, "minilambda_gateway_upstream_breaker_state",
                                  "Circuit breaker state: 0 closed, 1 half-open, 2 open.",
                                  "service,instance");
+    p->m_caps = metrics_gauge(reg, "minilambda_gateway_upstream_capability",
+                              "1 if the instance's last health check granted the capability "
+                              "(invoke, async, read, write, build).",
+                              "service,instance,capability");
     p->m_transitions = metrics_counter(reg, "minilambda_gateway_breaker_transitions_total",
                                        "Circuit breaker state changes, by the state entered.",
                                        "service,instance,to");
@@ -183,7 +245,8 @@ void gw_pool_free(gw_pool *p)
     p->service = NULL;
 }
 
-gw_instance *gw_pool_pick(gw_pool *p, const gw_instance *exclude, int64_t now_ms, gw_admit *how)
+gw_instance *gw_pool_pick(gw_pool *p, unsigned cap, const gw_instance *exclude, int64_t now_ms,
+                          gw_admit *how)
 {
     gw_instance *found = NULL;
 
@@ -194,7 +257,7 @@ gw_instance *gw_pool_pick(gw_pool *p, const gw_instance *exclude, int64_t now_ms
         gw_instance *in = &p->inst[i];
         gw_breaker_state before = in->breaker.state;
 
-        if (in == exclude || !in->healthy)
+        if (in == exclude || !in->healthy || !(in->caps & cap))
             continue;
         *how = gw_breaker_admit(&in->breaker, &p->bcfg, now_ms);
         if (before != in->breaker.state)
@@ -221,19 +284,43 @@ void gw_pool_report(gw_instance *in, gw_admit how, bool success, int64_t now_ms)
     pthread_mutex_unlock(&p->lock);
 }
 
-void gw_pool_set_health(gw_instance *in, bool healthy, const char *error)
+/* Logs a change of an instance's capabilities; called with the pool lock held. */
+static void log_caps(const gw_instance *in, unsigned caps, const char *error)
+{
+    char lost[64] = "", gained[64] = "";
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(cap_names); i++) {
+        unsigned bit = cap_names[i].bit;
+        char *into = (in->caps & bit) && !(caps & bit)   ? lost
+                     : !(in->caps & bit) && (caps & bit) ? gained
+                                                        : NULL;
+
+        if (into)
+            ml_snprintf_trunc(into + strlen(into), sizeof(lost) - strlen(into), "%s%s",
+                              into[0] ? "," : "", cap_names[i].name);
+    }
+    ml_log_kv(caps ? ML_LOG_INFO : ML_LOG_WARN,
+              caps == 0 ? "upstream instance unavailable" : "upstream instance capabilities changed",
+              "upstream", in->pool->service, "instance", in->base_url, "lost", lost, "gained",
+              gained, "error", error ? error : "", NULL);
+}
+
+void gw_pool_set_health(gw_instance *in, unsigned caps, const char *error)
 {
     gw_pool *p = in->pool;
+    gw_breaker_state before;
 
     pthread_mutex_lock(&p->lock);
-    if (in->healthy != healthy)
-        ml_log_kv(healthy ? ML_LOG_INFO : ML_LOG_WARN,
-                  healthy ? "upstream instance healthy again" : "upstream instance unhealthy",
-                  "upstream", p->service, "instance", in->base_url, "error", error ? error : "",
-                  NULL);
-    in->healthy = healthy;
+    before = in->breaker.state;
+    if (in->caps != caps || in->healthy != (caps != 0))
+        log_caps(in, caps, error);
+    in->healthy = caps != 0;
+    in->caps = caps;
     ml_strlcpy(in->health_error, error ? error : "", sizeof(in->health_error));
-    export_state(in, in->breaker.state);
+    /* it answers: let probes find out at once whether it serves again */
+    if (in->healthy)
+        gw_breaker_health_passed(&in->breaker);
+    export_state(in, before);
     pthread_mutex_unlock(&p->lock);
 }
 
@@ -295,22 +382,21 @@ static void check_one(httpc *h, gw_instance *in)
     char url[GW_URL_MAX + 16], err[160] = "";
     httpc_request req = { 0 };
     httpc_response resp = { 0 };
-    bool ok = false;
+    unsigned caps = 0;
 
     req.url = url;
-    req.connect_timeout_ms = 300;
-    req.timeout_ms = 1000;
+    req.connect_timeout_ms = HEALTH_CONNECT_TIMEOUT_MS;
+    req.timeout_ms = HEALTH_TIMEOUT_MS;
     req.max_body = 64 * 1024;
     if (ml_snprintf(url, sizeof(url), "%s/health", in->base_url) != ML_OK)
         ml_snprintf_trunc(err, sizeof(err), "the health check URL is too long");
     else if (httpc_do(h, &req, &resp) != ML_OK)
         ml_snprintf_trunc(err, sizeof(err), "%s", httpc_error(h));
-    else if (resp.status != 200)
-        ml_snprintf_trunc(err, sizeof(err), "GET /health answered %ld", resp.status);
-    else
-        ok = true;
+    else if (!(caps = gw_caps_parse(resp.status, resp.body.data, resp.body.len)))
+        ml_snprintf_trunc(err, sizeof(err), "GET /health answered %ld with no capability",
+                          resp.status);
     httpc_response_free(&resp);
-    gw_pool_set_health(in, ok, err);
+    gw_pool_set_health(in, caps, err);
 }
 
 static void round_with(httpc *h, gw_pool **pools, size_t npools)

@@ -47,7 +47,7 @@ static void on_task(gw_loop *l, gw_task *t, bool cancelled)
     call *c = (call *)t;
     gw_xfer *x = c->x;
 
-    x->inst = cancelled ? NULL : gw_pool_pick(&g_pool, NULL, ml_now_ms(), &x->admit);
+    x->inst = cancelled ? NULL : gw_pool_pick(&g_pool, GW_CAP_INVOKE, NULL, ml_now_ms(), &x->admit);
     if (!x->inst) {
         x->result = GW_XFER_SHUTDOWN;
         on_done(x);

@@ -114,11 +114,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         rec = {"method": self.command, "path": self.path, "body": body,
                "headers": {k.lower(): v for k, v in self.headers.items()}}
         if route == "/health":
-            return self.reply(fake.health_status, b'{"status":"ok"}')
+            return self.reply(fake.health_status, fake.health_body)
         with fake.lock:
             fake.requests.append(rec)
-        if fake.fail_status:
-            return self.reply(fake.fail_status, b'{"error":{"code":"internal","message":"fake"}}')
+        if fake.fail_status:  # the service's own error; with fake.overload its overload signal
+            return self.reply(fake.fail_status, b'{"error":{"code":"internal","message":"fake"}}',
+                              [("X-Minilambda-Overloaded", "1")] if fake.overload else [])
         parts = [urllib.parse.unquote(p) for p in route.strip("/").split("/")]
         if self.command == "GET" and len(parts) == 2 and parts[0] == "functions":
             doc = FUNCTIONS.get(parts[1])
@@ -164,7 +165,8 @@ class Fake:
         self.name, self.port = name, port
         self.lock = threading.Lock()
         self.requests, self.conns = [], set()
-        self.health_status, self.fail_status = 200, 0
+        self.health_status, self.fail_status, self.overload = 200, 0, False
+        self.health_body = b'{"status":"ok"}'  # no "capabilities": a service that predates them
         self.start()
 
     def start(self):
@@ -651,11 +653,20 @@ def check_redis_down(gw):
 
 
 def check_breaker(ex1, ex2, bm):
-    port, _ = start_gateway("gw-breaker", f"{ex1.url},{ex2.url}", bm.url)
+    """Only connect failures, timeouts and the overload signal count; health checks are rare
+    here (60 s) so that only the breaker decides."""
+    port, _ = start_gateway("gw-breaker", f"{ex1.url},{ex2.url}", bm.url,
+                            MINILAMBDA_GATEWAY_HEALTH_INTERVAL_MS="60000")
     ex2.fail_status = 500
+    sts = [request(port, "GET", "/functions")[0] for _ in range(10)]
+    state = metric(port, "minilambda_gateway_upstream_breaker_state", instance=ex2.url)
+    check("breaker: a service's own 5xx never opens it (5 x 500 relayed, still closed)",
+          state == 0 and sts.count(500) == 5, (sts, state))
+    ex2.fail_status, ex2.overload = 503, True
     sts = [request(port, "GET", "/functions")[0] for _ in range(6)]
     state = metric(port, "minilambda_gateway_upstream_breaker_state", instance=ex2.url)
-    check("breaker: 3 consecutive 5xx from one instance open it", state == 2 and sts.count(500) == 3, (sts, state))
+    check("breaker: 3 consecutive X-Minilambda-Overloaded answers open it", state == 2 and sts.count(503) == 3,
+          (sts, state))
     served = [jbody(request(port, "GET", "/functions")[2]).get("served_by") for _ in range(6)]
     check("breaker: an open instance takes no traffic", served == ["executor-1"] * 6, served)
     time.sleep(1.6)
@@ -665,12 +676,36 @@ def check_breaker(ex1, ex2, bm):
           metric(port, "minilambda_gateway_upstream_breaker_state", instance=ex2.url) == 2 and
           metric(port, "minilambda_gateway_breaker_transitions_total", instance=ex2.url, to="half_open") >= 1,
           (st, sts))
-    ex2.fail_status = 0
+    ex2.fail_status, ex2.overload = 0, False
     time.sleep(1.6)
     served = {jbody(request(port, "GET", "/functions")[2]).get("served_by") for _ in range(6)}
     check("breaker: a successful probe closes it and traffic returns",
           metric(port, "minilambda_gateway_upstream_breaker_state", instance=ex2.url) == 0 and
           served == {"executor-1", "executor-2"}, served)
+    check_breaker_health(ex1, ex2, bm)
+
+
+def check_breaker_health(ex1, ex2, bm):
+    """A passing health check half-opens an open breaker at once: a recovered instance gets
+    traffic back within a health interval, not after the open period (10 min here)."""
+    port, _ = start_gateway("gw-breaker-health", f"{ex1.url},{ex2.url}", bm.url,
+                            MINILAMBDA_GATEWAY_BREAKER_OPEN_MS="600000")
+    ex2.fail_status, ex2.overload, ex2.health_status = 503, True, 503
+    wait_for(lambda: metric(port, "minilambda_gateway_upstream_healthy", instance=ex2.url) == 0, 3)
+    ex2.health_status = 200  # answers its checks but refuses requests: the breaker must open
+    wait_for(lambda: metric(port, "minilambda_gateway_upstream_healthy", instance=ex2.url) == 1, 3)
+    for _ in range(8):
+        request(port, "GET", "/functions")
+    opened = metric(port, "minilambda_gateway_breaker_transitions_total", instance=ex2.url, to="open")
+    ex2.fail_status, ex2.overload = 0, False
+    t0 = time.time()
+    back = wait_for(lambda: jbody(request(port, "GET", "/functions")[2]).get("served_by") == "executor-2", 5, 0.05)
+    took = time.time() - t0
+    note(f"breaker: recovered instance served again {took * 1000:.0f} ms after it recovered "
+         f"(health interval 300 ms, open period 600 s)")
+    check("breaker: a passing health check half-opens it: traffic back within ~1 health interval",
+          opened >= 1 and back and took < 2.0 and
+          metric(port, "minilambda_gateway_upstream_breaker_state", instance=ex2.url) == 0, (opened, back, took))
 
 
 def check_upstream_down(bm):

@@ -108,6 +108,28 @@ static void test_mem_keys_are_independent(void **state)
     gcra_mem_free(&m);
 }
 
+static void test_mem_raise_mirrors_shared_state(void **state)
+{
+    gcra_mem m;
+    gcra_result r;
+    gcra_limit lim = gcra_limit_rps(10, 5); /* T = 100 ms, burst 5 */
+    (void)state;
+    gcra_mem_init(&m, 0);
+    /* Redis says the bucket is empty (TAT = now + 5 T): the fallback must not start full */
+    gcra_mem_raise(&m, "k", SEC, SEC + 5 * lim.interval_us);
+    gcra_mem_take(&m, "k", SEC, lim, &r);
+    assert_false(r.allowed);
+    gcra_mem_take(&m, "k", SEC + lim.interval_us, lim, &r); /* one refills per T */
+    assert_true(r.allowed);
+    /* never moved back; a full bucket stores nothing */
+    gcra_mem_raise(&m, "k", SEC, SEC);
+    gcra_mem_take(&m, "k", SEC + lim.interval_us, lim, &r);
+    assert_false(r.allowed);
+    gcra_mem_raise(&m, "other", SEC, SEC - 1);
+    assert_int_equal(m.n, 1);
+    gcra_mem_free(&m);
+}
+
 static void test_mem_bounded(void **state)
 {
     gcra_mem m;
@@ -150,6 +172,7 @@ int main(void)
         cmocka_unit_test(test_steady_rate),
         cmocka_unit_test(test_accuracy_over_offered_load),
         cmocka_unit_test(test_mem_keys_are_independent),
+        cmocka_unit_test(test_mem_raise_mirrors_shared_state),
         cmocka_unit_test(test_mem_bounded),
         cmocka_unit_test(test_lua_mirrors_c),
     };

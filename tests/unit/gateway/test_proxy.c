@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "headers.h"
+#include "health.h"
 #include "httpc.h"
 #include "httpd.h"
 #include "proxy.h"
@@ -68,6 +69,16 @@ static httpd_result h_fail(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* The service's explicit overload signal (a 503 with X-Minilambda-Overloaded: 1). */
+static httpd_result h_overloaded(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    (void)req;
+    (void)ud;
+    httpd_resp_error(resp, 503, "overloaded", "too busy");
+    httpd_resp_header(resp, HEALTH_OVERLOAD_HEADER, "1");
+    return HTTPD_DONE;
+}
+
 static const httpd_route routes[] = {
     { "GET", "/ok", h_ok, NULL, 0, false },
     { "POST", "/echo", h_echo, NULL, 0, false },
@@ -76,6 +87,7 @@ static const httpd_route routes[] = {
     { "GET", "/slow", h_slow, NULL, 0, true },
     { "GET", "/big", h_big, NULL, 0, false },
     { "GET", "/fail", h_fail, NULL, 0, false },
+    { "GET", "/overloaded", h_overloaded, NULL, 0, false },
 };
 
 /* ---- fixture ---- */
@@ -131,7 +143,8 @@ static gw_xfer *mk(gw_pool *p, const char *method, const char *path, const char 
 
     assert_non_null(x);
     x->pool = p;
-    x->inst = gw_pool_pick(p, NULL, ml_now_ms(), &x->admit);
+    x->cap = GW_CAP_READ;
+    x->inst = gw_pool_pick(p, x->cap, NULL, ml_now_ms(), &x->admit);
     assert_non_null(x->inst);
     x->method = method;
     x->path = strdup(path);
@@ -239,10 +252,15 @@ static void test_timeout_and_breaker(void **state)
     gw_proxy_submit(F.proxy, mk(&p, "GET", "/fail", NULL, 2000));
     wait_done(2, 2000);
     assert_int_equal(F.done[1]->result, GW_XFER_OK);
-    assert_int_equal(F.done[1]->status, 500); /* relayed, and counted against the instance */
-    assert_int_equal(p.inst[0].breaker.failures, 2);
-    gw_proxy_submit(F.proxy, mk(&p, "GET", "/ok", NULL, 2000));
+    /* relayed; the service's own 5xx is about the request: it resets the count like any answer */
+    assert_int_equal(F.done[1]->status, 500);
+    assert_int_equal(p.inst[0].breaker.failures, 0);
+    gw_proxy_submit(F.proxy, mk(&p, "GET", "/overloaded", NULL, 2000));
     wait_done(3, 2000);
+    assert_int_equal(F.done[2]->status, 503); /* relayed, and the overload signal counts */
+    assert_int_equal(p.inst[0].breaker.failures, 1);
+    gw_proxy_submit(F.proxy, mk(&p, "GET", "/ok", NULL, 2000));
+    wait_done(4, 2000);
     assert_int_equal(p.inst[0].breaker.failures, 0); /* a success resets the count */
     reset_done();
     gw_pool_free(&p);
@@ -344,19 +362,27 @@ static void test_shutdown_ends_in_flight(void **state)
 
 static void test_outcome_classification(void **state)
 {
+    ml_buf h = { 0 };
+    const char *no = "x-minilambda-overloaded: 0\r\n", *yes = "X-MiniLambda-Overloaded: 1\r\n";
     (void)state;
-    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, 200, false));
-    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, 404, false));
-    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, 429, false));
-    assert_false(gw_xfer_upstream_ok(GW_XFER_OK, 500, false));
-    assert_false(gw_xfer_upstream_ok(GW_XFER_OK, 503, false));
-    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, 502, true)); /* the function failed, not the service */
-    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, 504, true));
-    assert_false(gw_xfer_upstream_ok(GW_XFER_CONNECT, 0, false));
-    assert_false(gw_xfer_upstream_ok(GW_XFER_TIMEOUT, 0, false));
-    assert_false(gw_xfer_upstream_ok(GW_XFER_TRANSPORT, 0, false));
-    assert_true(gw_xfer_upstream_ok(GW_XFER_TOO_LARGE, 200, false));
-    assert_true(gw_xfer_upstream_ok(GW_XFER_SHUTDOWN, 0, false));
+
+    /* any answer is a success, whatever its status, unless it says it is overloaded */
+    assert_true(gw_xfer_upstream_ok(GW_XFER_OK, false));
+    assert_false(gw_xfer_upstream_ok(GW_XFER_OK, true));
+    assert_false(gw_xfer_upstream_ok(GW_XFER_CONNECT, false));
+    assert_false(gw_xfer_upstream_ok(GW_XFER_TIMEOUT, false));
+    assert_false(gw_xfer_upstream_ok(GW_XFER_TRANSPORT, false));
+    assert_true(gw_xfer_upstream_ok(GW_XFER_TOO_LARGE, false));
+    assert_true(gw_xfer_upstream_ok(GW_XFER_SHUTDOWN, false));
+    /* the signal: exactly X-Minilambda-Overloaded: 1, any case of the name */
+    ml_buf_init(&h, 4096);
+    assert_false(gw_xfer_overloaded(&h));
+    assert_int_equal(gw_hdr_capture_line(&h, no, strlen(no)), ML_OK);
+    assert_false(gw_xfer_overloaded(&h));
+    ml_buf_reset(&h);
+    assert_int_equal(gw_hdr_capture_line(&h, yes, strlen(yes)), ML_OK);
+    assert_true(gw_xfer_overloaded(&h));
+    ml_buf_free(&h);
 }
 
 int main(void)

@@ -82,6 +82,25 @@ static void test_limits_and_owners(void **state)
     assert_string_equal(gw_service_name(get->service), "lambda-executor");
 }
 
+static void test_capabilities(void **state)
+{
+    (void)state;
+    /* each route asks for what it needs, so one dependency down takes away only that */
+    assert_int_equal(gw_route_find("POST", "/functions", NULL)->cap, GW_CAP_BUILD);
+    assert_int_equal(gw_route_find("PUT", "/functions/f/code", NULL)->cap, GW_CAP_BUILD);
+    assert_int_equal(gw_route_find("POST", "/functions/f/invoke", NULL)->cap, GW_CAP_INVOKE);
+    assert_int_equal(gw_route_find("POST", "/2015-03-31/functions/f/invocations", NULL)->cap,
+                     GW_CAP_INVOKE);
+    assert_int_equal(gw_route_find("PATCH", "/functions/f", NULL)->cap, GW_CAP_WRITE);
+    assert_int_equal(gw_route_find("DELETE", "/functions/f", NULL)->cap, GW_CAP_WRITE);
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        const gw_route_def *d = &gw_routes[i];
+        /* exactly one capability; every GET a read, every read a GET */
+        assert_true(d->cap && (d->cap & (d->cap - 1)) == 0);
+        assert_int_equal(strcmp(d->method, "GET") == 0, d->cap == GW_CAP_READ);
+    }
+}
+
 static void test_scopes(void **state)
 {
     (void)state;
@@ -104,6 +123,7 @@ int main(void)
         cmocka_unit_test(test_every_endpoint),
         cmocka_unit_test(test_misses),
         cmocka_unit_test(test_limits_and_owners),
+        cmocka_unit_test(test_capabilities),
         cmocka_unit_test(test_scopes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
