@@ -85,39 +85,70 @@ void completion_release(completion *c, const char *id)
                          (const char *[]){ c->lock_key }));
 }
 
+completion_rc completion_next(bool found, const char *state, int64_t recorded_attempt,
+                              bool same_function, int64_t message_attempt, int64_t *attempt)
+{
+    if (!found) {
+        *attempt = message_attempt;
+        return COMPLETION_RUN;
+    }
+    if (!same_function || strcmp(state, "completed") == 0)
+        return COMPLETION_DONE;
+    /* "started": that attempt was cut off (its executor died holding it); "retrying": it
+     * ended and the message carries the next one. Either way one more than recorded. */
+    *attempt = recorded_attempt + 1 > message_attempt ? recorded_attempt + 1 : message_attempt;
+    return COMPLETION_RUN;
+}
+
+/* Reads the id's record and decides (under the advisory lock: nobody else writes it now). */
+static completion_rc read_record(completion *c, const char *id, const char *function_id,
+                                 int64_t *attempt)
+{
+    PGresult *r = pg_query(c->db, "cpl_read",
+                           "SELECT state, attempt, function_id::text FROM async_completions"
+                           " WHERE invocation_id = $1",
+                           1, (const char *[]){ id });
+    int64_t recorded = 0;
+    completion_rc rc;
+
+    if (!r)
+        return COMPLETION_UNAVAILABLE;
+    if (PQntuples(r) == 1 && pg_get_int64(r, 0, 1, &recorded) != ML_OK) {
+        PQclear(r);
+        return COMPLETION_UNAVAILABLE;
+    }
+    rc = completion_next(PQntuples(r) == 1, PQntuples(r) == 1 ? pg_get_text(r, 0, 0) : "", recorded,
+                         PQntuples(r) == 1 && strcmp(pg_get_text(r, 0, 2), function_id) == 0,
+                         *attempt, attempt);
+    PQclear(r);
+    return rc;
+}
+
 completion_rc completion_begin(completion *c, const char *id, const char *function_id,
                                int64_t *attempt)
 {
+    int64_t next = *attempt;
     char att[24];
-    PGresult *r;
-    int64_t got;
+    completion_rc rc;
     int lk;
 
-    if (ml_snprintf(att, sizeof(att), "%lld", (long long)*attempt) != ML_OK)
-        return COMPLETION_UNAVAILABLE;
     if ((lk = try_lock(c, id)) <= 0)
         return lk == 0 ? COMPLETION_BUSY : COMPLETION_UNAVAILABLE;
-    /* 'started' over 'started' is an attempt its executor never finished: count it */
-    r = pg_query(c->db, "cpl_begin",
+    rc = read_record(c, id, function_id, &next);
+    if (rc == COMPLETION_RUN &&
+        (ml_snprintf(att, sizeof(att), "%lld", (long long)next) != ML_OK ||
+         pg_exec(c->db, "cpl_begin",
                  "INSERT INTO async_completions AS c (invocation_id, function_id, state, attempt)"
                  " VALUES ($1, $2, 'started', $3::int) ON CONFLICT (invocation_id) DO UPDATE"
-                 " SET state = 'started', attempt = greatest(EXCLUDED.attempt, c.attempt + 1),"
-                 " started_at = now(), updated_at = now()"
-                 " WHERE c.state <> 'completed' AND c.function_id = EXCLUDED.function_id"
-                 " RETURNING attempt",
-                 3, (const char *[]){ id, function_id, att });
-    if (!r) {
+                 " SET state = 'started', attempt = EXCLUDED.attempt, started_at = now(),"
+                 " updated_at = now() WHERE c.state <> 'completed'",
+                 3, (const char *[]){ id, function_id, att }, NULL) != ML_OK))
+        rc = COMPLETION_UNAVAILABLE;
+    if (rc != COMPLETION_RUN)
         completion_release(c, id);
-        return COMPLETION_UNAVAILABLE;
-    }
-    if (PQntuples(r) == 0 || pg_get_int64(r, 0, 0, &got) != ML_OK) {
-        PQclear(r);
-        completion_release(c, id);
-        return COMPLETION_DONE;
-    }
-    PQclear(r);
-    *attempt = got;
-    return COMPLETION_RUN;
+    else
+        *attempt = next;
+    return rc;
 }
 
 int completion_retry(completion *c, const char *id, int64_t attempt)

@@ -60,6 +60,13 @@ pg_conn *completion_db(completion *c);
 /* Releases the advisory lock begin took (a lost connection already released it). */
 void completion_release(completion *c, const char *id);
 
+/* The decision behind completion_begin, given what the id's record says (found false: no
+ * record; state "started" | "retrying" | "completed"; same_function false: the id was used
+ * for another function) and the attempt the message carries. COMPLETION_RUN with *attempt
+ * set, or COMPLETION_DONE. Pure (unit-tested). */
+completion_rc completion_next(bool found, const char *state, int64_t recorded_attempt,
+                              bool same_function, int64_t message_attempt, int64_t *attempt);
+
 /* The advisory lock key of an id: (class, 32 bits of the id). Exposed for tests. */
 #define COMPLETION_LOCK_CLASS 1634957683
 int32_t completion_lock_key(const char *id);
