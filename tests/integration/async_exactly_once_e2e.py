@@ -9,10 +9,11 @@ import http.server, json, os, sys, threading, time, uuid
 from mlstack import Suite, call, psql
 
 TAG = uuid.uuid4().hex
-S = Suite("test-async-once", {"build-master": 33682, "build-worker": 33692, "lambda-executor": 33681},
+BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 1700  # clear of the stack's own ports
+S = Suite("test-async-once", {"build-master": BASE + 2, "build-worker": BASE + 3, "lambda-executor": BASE + 1},
           {"MINILAMBDA_ASYNC_CONSUMERS": "6", "MINILAMBDA_FUNCTION_NETWORK": "true"})
 EXEC = S.url("lambda-executor")
-SINK_PORT = 33699
+SINK_PORT = BASE + 9
 APP = """
 import json, os, time, urllib.request, uuid
 _open = urllib.request.build_opener(urllib.request.ProxyHandler({})).open
