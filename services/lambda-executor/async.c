@@ -8,8 +8,15 @@
  * (1 s, then 2 s, ±10 %) that dead-letters it back to the invoke exchange; after
  * 1 + max_retries attempts the event is dead-lettered: a dead_letter_queue row, a copy in the
  * dead-letter queue, and the on_failure destination. The original message is acked only
- * after all of that, so a crash at any point redelivers it; an invocation already final in
- * Postgres is not run again. */
+ * after all of that, so a crash at any point redelivers it.
+ *
+ * Exactly-once completion (docs/async.md): before running, the consumer takes the id's
+ * advisory lock and marks the attempt started in async_completions (completion.h); once the
+ * function returned, the completion is recorded there, synchronously, before the ack. A
+ * delivery whose id is recorded completed is acked without running (a redelivery after a
+ * crash, or a client's retry with the same X-Invocation-Id); one recorded started but not
+ * completed was cut off by a crash and runs again as the next attempt. Postgres down: the
+ * message waits in the delay queue (nothing runs blind). */
 #include "async.h"
 
 #include <cJSON.h>
@@ -17,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "completion.h"
 #include "exec.h"
 #include "log.h"
 #include "pgpool.h"
@@ -34,6 +42,14 @@ typedef struct meta {
 } meta;
 
 typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_REJECT } settle;
+
+/* One consumer thread's clients. */
+typedef struct consumer {
+    ex_app *app;
+    deps *d;
+    mq_conn *mq;
+    completion *cpl;
+} consumer;
 
 static int publish(mq_conn *mq, const meta *mt, const void *body, size_t len, const char *exchange,
                    const char *key, int64_t expiration_ms)
@@ -94,7 +110,11 @@ int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_L
 {
     meta mt = { 0 };
 
-    ml_uuid(mt.id);
+    if (ev->id)
+        ml_strlcpy(mt.id, ev->id, sizeof(mt.id));
+    else
+        ml_uuid(mt.id);
+    ml_strlcpy(id, mt.id, ML_UUID_LEN);
     ml_strlcpy(mt.function_id, ev->fn->id, sizeof(mt.function_id));
     ml_strlcpy(mt.schedule_id, ev->schedule_id ? ev->schedule_id : "", sizeof(mt.schedule_id));
     ml_strlcpy(mt.replay_of, ev->replay_of ? ev->replay_of : "", sizeof(mt.replay_of));
@@ -107,7 +127,6 @@ int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_L
         return ML_ERR;
     }
     submit(app, &mt, AUDIT_QUEUED, ev->payload, ev->len, NULL, NULL, NULL);
-    ml_strlcpy(id, mt.id, ML_UUID_LEN);
     return ML_OK;
 }
 
@@ -148,26 +167,6 @@ static int parse_meta(const mq_message *m, meta *mt)
                : ML_ERR;
 }
 
-/* True when Postgres already holds a final state for this invocation (a redelivery after a
- * crash between recording and acking): it must not run twice. */
-static bool already_final(deps *d, const meta *mt)
-{
-    const char *p[] = { mt->id };
-    PGresult *r = NULL;
-    bool final;
-
-    if (deps_db_acquire(d) == PGPOOL_OK) { /* this statement only */
-        r = pg_query(d->db, "ex_final",
-                     "SELECT 1 FROM invocations WHERE id = $1 AND status IN"
-                     " ('succeeded', 'failed', 'timed_out', 'dead_lettered')",
-                     1, p);
-        deps_db_release(d);
-    }
-    final = r && PQntuples(r) > 0;
-    PQclear(r);
-    return final;
-}
-
 /* The destination document: the invocation record as the API shows it. */
 static char *destination_body(const meta *mt, const fn_info *fn, const char *status,
                               const sandbox_result *res, const char *error_type, const char *message)
@@ -196,10 +195,10 @@ static char *destination_body(const meta *mt, const fn_info *fn, const char *sta
     return text;
 }
 
-/* Queues the on_success / on_failure delivery (the dispatcher sends it). The invocation's
- * row must be in Postgres first (foreign key), hence the audit flush. */
-static int destination(ex_app *app, deps *d, const meta *mt, const fn_info *fn, bool ok,
-                       const sandbox_result *res, const char *error_type, const char *message)
+/* The on_success / on_failure delivery row (the dispatcher sends it) on db; the
+ * invocation's row must be in Postgres first (foreign key): the caller flushed the audit. */
+static int destination_insert(pg_conn *db, const meta *mt, const fn_info *fn, bool ok,
+                              const sandbox_result *res, const char *error_type, const char *message)
 {
     const char *url = ok ? fn->on_success_url : fn->on_failure_url;
     char *body;
@@ -207,41 +206,53 @@ static int destination(ex_app *app, deps *d, const meta *mt, const fn_info *fn, 
 
     if (!url[0])
         return ML_OK;
-    if (audit_flush(app->audit, 5000) != ML_OK)
+    if (!(body = destination_body(mt, fn, ok ? "succeeded" : "dead_lettered", res, error_type, message)))
         return ML_ERR;
-    body = destination_body(mt, fn, ok ? "succeeded" : "dead_lettered", res, error_type, message);
-    if (!body || deps_db_acquire(d) != PGPOOL_OK) { /* not across the flush above */
-        free(body);
-        return ML_ERR;
-    }
-    rc = pg_exec(d->db, "ex_destination",
+    rc = pg_exec(db, "ex_destination",
                  "INSERT INTO destination_deliveries (invocation_id, function_id, kind, url, payload)"
                  " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) DO NOTHING",
                  5, (const char *[]){ mt->id, fn->id, ok ? "on_success" : "on_failure", url, body },
                  NULL);
-    deps_db_release(d);
     free(body);
     return rc;
 }
 
-/* The last attempt failed: DLQ row, dead-letter queue copy, audit, on_failure. */
-static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, const fn_info *fn,
-                          const mq_message *m, const sandbox_result *res, const char *error_type,
-                          const char *message)
+/* Queues the on_success delivery of a completed invocation, a few tries: the completion is
+ * recorded already, so a redelivery would not come back here (docs/async.md, limits). */
+static void success_destination(consumer *cs, const meta *mt, const fn_info *fn,
+                                const sandbox_result *res)
 {
+    for (int tries = 0; fn->on_success_url[0] && tries < 3; tries++) {
+        int rc = ML_ERR;
+
+        if (tries)
+            ml_sleep_ms(1000);
+        if (audit_flush(cs->app->audit, 5000) != ML_OK || deps_db_acquire(cs->d) != PGPOOL_OK)
+            continue; /* not across the flush above */
+        rc = destination_insert(cs->d->db, mt, fn, true, res, NULL, NULL);
+        deps_db_release(cs->d);
+        if (rc == ML_OK)
+            return;
+    }
+    if (fn->on_success_url[0])
+        ml_log_kv(ML_LOG_ERROR, "on_success destination not recorded", "invocation_id", mt->id, NULL);
+}
+
+/* One try at the dead-letter records: the DLQ row, the on_failure delivery and the
+ * completion commit together, on the completion connection (never half of them). */
+static int dead_letter_commit(consumer *cs, const meta *mt, const fn_info *fn, const mq_message *m,
+                              const sandbox_result *res, const char *error_type, const char *message)
+{
+    pg_conn *db = completion_db(cs->cpl);
     char attempts[24], first[24], last[24];
     PGresult *r;
 
-    submit(app, mt, AUDIT_DEAD_LETTERED, m->body, m->body_len, res, error_type, message);
-    if (audit_flush(app->audit, 5000) != ML_OK)
-        return SETTLE_REQUEUE;
     if (ml_snprintf(attempts, sizeof(attempts), "%lld", (long long)mt->attempt) != ML_OK ||
         ml_snprintf(first, sizeof(first), "%lld", (long long)mt->enqueued_ms) != ML_OK ||
-        ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms()) != ML_OK)
-        return SETTLE_REQUEUE; /* SQL parameters are never cut */
-    if (deps_db_acquire(d) != PGPOOL_OK) /* this statement only */
-        return SETTLE_REQUEUE;
-    r = pg_query_ex(d->db, "ex_dlq",
+        ml_snprintf(last, sizeof(last), "%lld", (long long)ml_wall_ms()) != ML_OK ||
+        audit_flush(cs->app->audit, 5000) != ML_OK || pg_begin(db) != ML_OK)
+        return ML_ERR; /* SQL parameters are never cut; the rows need the invocation's row */
+    r = pg_query_ex(db, "ex_dlq",
                     "INSERT INTO dead_letter_queue (invocation_id, function_id, event, error_type,"
                     " error_message, attempts, first_attempt_at, last_attempt_at) VALUES ($1, $2, $3,"
                     " $4, $5, $6::int, to_timestamp($7::bigint / 1000.0), to_timestamp($8::bigint / 1000.0))"
@@ -249,13 +260,33 @@ static settle dead_letter(ex_app *app, deps *d, mq_conn *mq, const meta *mt, con
                     8, (const char *[]){ mt->id, fn->id, m->body, error_type, message, attempts, first, last },
                     (const int[]){ 0, 0, (int)m->body_len, 0, 0, 0, 0, 0 },
                     (const int[]){ 0, 0, 1, 0, 0, 0, 0, 0 }, 0);
-    deps_db_release(d);
-    if (!r)
-        return SETTLE_REQUEUE;
+    if (!r || destination_insert(db, mt, fn, false, res, error_type, message) != ML_OK ||
+        completion_mark(cs->cpl, mt->id, fn->id, mt->attempt, "dead_lettered") != ML_OK) {
+        PQclear(r);
+        pg_rollback(db);
+        return ML_ERR;
+    }
     PQclear(r);
-    if (publish(mq, mt, m->body, m->body_len, TOPO_INVOKE_DLX, TOPO_INVOKE_DEAD_KEY, 0) != ML_OK ||
-        destination(app, d, mt, fn, false, res, error_type, message) != ML_OK)
-        return SETTLE_REQUEUE;
+    return pg_commit(db);
+}
+
+/* The last attempt failed (or the event expired): audit, then the dead-letter records and
+ * the completion (waiting for Postgres: the outcome is final), then the dead-letter queue copy. */
+static settle dead_letter(consumer *cs, const meta *mt, const fn_info *fn, const mq_message *m,
+                          const sandbox_result *res, const char *error_type, const char *message)
+{
+    int64_t backoff = 200;
+
+    submit(cs->app, mt, AUDIT_DEAD_LETTERED, m->body, m->body_len, res, error_type, message);
+    while (dead_letter_commit(cs, mt, fn, m, res, error_type, message) != ML_OK) {
+        if (svc_stopping())
+            return SETTLE_REQUEUE;
+        ml_sleep_ms(backoff);
+        backoff = backoff < 2000 ? backoff * 2 : 2000;
+    }
+    if (publish(cs->mq, mt, m->body, m->body_len, TOPO_INVOKE_DLX, TOPO_INVOKE_DEAD_KEY, 0) != ML_OK)
+        ml_log_kv(ML_LOG_WARN, "dead-letter queue copy not published (the DLQ row is kept)",
+                  "invocation_id", mt->id, NULL);
     ml_log_kv(ML_LOG_WARN, "async invocation dead-lettered", "invocation_id", mt->id,
               "function", fn->name, "error_type", error_type ? error_type : "", NULL);
     return SETTLE_ACK;
@@ -293,34 +324,47 @@ static settle retry_later(mq_conn *mq, meta *mt, const mq_message *m, bool count
                : SETTLE_REQUEUE;
 }
 
+/* Nothing ran (no code, no sandbox, not active yet): the same attempt comes back later. */
+static settle not_run(consumer *cs, meta *mt, const mq_message *m)
+{
+    if (completion_retry(cs->cpl, mt->id, mt->attempt - 1) != ML_OK)
+        ml_log_kv(ML_LOG_WARN, "cannot record async retry", "invocation_id", mt->id, NULL);
+    return retry_later(cs->mq, mt, m, false);
+}
+
 /* Runs one attempt and decides what becomes of the event. */
-static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_info *fn,
-                          const mq_message *m)
+static settle run_attempt(consumer *cs, meta *mt, const fn_info *fn, const mq_message *m)
 {
     sandbox_result res = { 0 };
     char err[512], *message = NULL;
     bool cold;
-    settle s;
+    settle s = SETTLE_ACK;
     exec_outcome o;
     exec_request rq = { .fn = fn, .trigger = trigger_names[mt->trigger], .id = mt->id,
                         .event = m->body, .len = m->body_len, .wait_ms = 1000 };
 
-    submit(app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
-    o = exec_run(app, d, &rq, &cold, &res, err, sizeof(err));
+    submit(cs->app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
+    o = exec_run(cs->app, cs->d, &rq, &cold, &res, err, sizeof(err));
     if (o != EXEC_RAN) { /* nothing ran: try again later without spending an attempt */
         sandbox_result_free(&res);
-        return retry_later(mq, mt, m, false);
+        return not_run(cs, mt, m);
     }
     if (res.status == SB_OK) {
-        submit(app, mt, AUDIT_SUCCEEDED, m->body, m->body_len, &res, NULL, NULL);
-        s = destination(app, d, mt, fn, true, &res, NULL, NULL) == ML_OK ? SETTLE_ACK : SETTLE_REQUEUE;
+        submit(cs->app, mt, AUDIT_SUCCEEDED, m->body, m->body_len, &res, NULL, NULL);
+        /* durably completed before the ack: a redelivery is acked without running */
+        if (completion_finish(cs->cpl, mt->id, fn->id, mt->attempt, "succeeded", svc_stopping) != ML_OK)
+            s = SETTLE_REQUEUE;
+        else
+            success_destination(cs, mt, fn, &res);
     } else {
         message = exec_error_message(&res);
         if (mt->attempt < 1 + fn->max_retries) {
-            submit(app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, exec_error_type(res.status), message);
-            s = retry_later(mq, mt, m, true);
+            submit(cs->app, mt, AUDIT_QUEUED, m->body, m->body_len, &res, exec_error_type(res.status), message);
+            if (completion_retry(cs->cpl, mt->id, mt->attempt) != ML_OK)
+                ml_log_kv(ML_LOG_WARN, "cannot record async retry", "invocation_id", mt->id, NULL);
+            s = retry_later(cs->mq, mt, m, true);
         } else {
-            s = dead_letter(app, d, mq, mt, fn, m, &res, exec_error_type(res.status), message);
+            s = dead_letter(cs, mt, fn, m, &res, exec_error_type(res.status), message);
         }
     }
     free(message);
@@ -328,11 +372,25 @@ static settle run_attempt(ex_app *app, deps *d, mq_conn *mq, meta *mt, const fn_
     return s;
 }
 
-static settle handle(ex_app *app, deps *d, mq_conn *mq, const mq_message *m)
+/* With the id claimed (completion_begin said run): expiry, readiness, then the attempt. */
+static settle handle_claimed(consumer *cs, meta *mt, const fn_info *fn, const mq_message *m)
+{
+    if (fn->max_event_age_s > 0 && ml_wall_ms() - mt->enqueued_ms > (int64_t)fn->max_event_age_s * 1000)
+        return dead_letter(cs, mt, fn, m, NULL, "Event.Expired",
+                           "the event waited longer than max_event_age_s");
+    if (fn->state != FN_ACTIVE)
+        return not_run(cs, mt, m);
+    return run_attempt(cs, mt, fn, m);
+}
+
+static settle handle(consumer *cs, const mq_message *m)
 {
     meta mt;
     fn_info fn;
     char err[256] = "";
+    int64_t header_attempt;
+    completion_rc cr;
+    settle s;
     int rc;
 
     if (parse_meta(m, &mt) != ML_OK) {
@@ -340,59 +398,82 @@ static settle handle(ex_app *app, deps *d, mq_conn *mq, const mq_message *m)
                   m->message_id, NULL);
         return SETTLE_REJECT;
     }
-    rc = registry_get(app->registry, mt.function_id, &fn, err, sizeof(err));
+    rc = registry_get(cs->app->registry, mt.function_id, &fn, err, sizeof(err));
     if (rc == REGISTRY_NOT_FOUND) { /* deleted meanwhile: nothing to run it on */
-        submit(app, &mt, AUDIT_FAILED, m->body, m->body_len, NULL, "Function.NotFound",
+        submit(cs->app, &mt, AUDIT_FAILED, m->body, m->body_len, NULL, "Function.NotFound",
                "the function was deleted before the event ran");
         return SETTLE_ACK;
     }
-    if (rc != ML_OK || already_final(d, &mt))
-        return rc != ML_OK ? SETTLE_REQUEUE : SETTLE_ACK;
-    if (fn.max_event_age_s > 0 && ml_wall_ms() - mt.enqueued_ms > (int64_t)fn.max_event_age_s * 1000)
-        return dead_letter(app, d, mq, &mt, &fn, m, NULL, "Event.Expired",
-                           "the event waited longer than max_event_age_s");
-    if (fn.state != FN_ACTIVE)
-        return retry_later(mq, &mt, m, false);
-    return run_attempt(app, d, mq, &mt, &fn, m);
+    if (rc != ML_OK)
+        return SETTLE_REQUEUE;
+    header_attempt = mt.attempt;
+    cr = completion_begin(cs->cpl, mt.id, mt.function_id, &mt.attempt);
+    if (cr == COMPLETION_DONE) /* completed already: a redelivery or a client's retry */
+        return SETTLE_ACK;
+    if (cr != COMPLETION_RUN) /* busy elsewhere, or Postgres cannot say: never run blind */
+        return retry_later(cs->mq, &mt, m, false);
+    if (mt.attempt > header_attempt)
+        ml_log_kv(ML_LOG_WARN, "async attempt cut off earlier (executor crash): running again",
+                  "invocation_id", mt.id, "function", fn.name, NULL);
+    s = handle_claimed(cs, &mt, &fn, m);
+    completion_release(cs->cpl, mt.id);
+    return s;
+}
+
+/* The consumer's clients; ML_ERR (logged) when one cannot be made. */
+static int consumer_open(consumer *cs, ex_app *app)
+{
+    mq_options o = { .heartbeat_s = -1, .connection_name = "lambda-executor-async" };
+    char err[256] = "";
+
+    cs->app = app;
+    if (!(cs->d = app_thread_deps(app)))
+        return ML_ERR;
+    /* A consumer may hold a message for a whole invocation (up to 900 s) without servicing
+     * heartbeats, so its connection has none; the broker's consumer timeout (30 min) bounds it. */
+    if (!(cs->mq = mq_new(app->deps.amqp_url, &o, &topo_invoke, err, sizeof(err)))) {
+        ml_log_error("async consumer cannot start: %s", err);
+        return ML_ERR;
+    }
+    if (!(cs->cpl = completion_new(app->deps.lambda_db_url))) {
+        ml_log_error("async consumer cannot start: out of memory");
+        return ML_ERR;
+    }
+    return ML_OK;
 }
 
 void *async_main(void *arg)
 {
-    ex_app *app = arg;
-    deps *d = app_thread_deps(app);
-    mq_options o = { .heartbeat_s = -1, .connection_name = "lambda-executor-async" };
-    char err[256] = "";
-    /* A consumer may hold a message for a whole invocation (up to 900 s) without servicing
-     * heartbeats, so its connection has none; the broker's consumer timeout (30 min) bounds it. */
-    mq_conn *mq = d ? mq_new(app->deps.amqp_url, &o, &topo_invoke, err, sizeof(err)) : NULL;
+    consumer cs = { 0 };
     bool consuming = false;
 
-    if (!mq) {
-        ml_log_error("async consumer cannot start: %s", err);
-        return NULL;
-    }
+    if (consumer_open(&cs, arg) != ML_OK)
+        goto out;
     while (!svc_stopping()) {
         mq_message m = { 0 };
         int rc = ML_OK;
         settle s;
 
-        if (!consuming && (rc = mq_consume(mq, TOPO_INVOKE_QUEUE, 1)) == ML_OK)
+        if (!consuming && (rc = mq_consume(cs.mq, TOPO_INVOKE_QUEUE, 1)) == ML_OK)
             consuming = true;
         if (rc == ML_OK)
-            rc = mq_consume_next(mq, 1000, &m);
+            rc = mq_consume_next(cs.mq, 1000, &m);
         if (rc == MQ_TIMEOUT)
             continue;
         if (rc != ML_OK) {
             ml_sleep_ms(500);
             continue;
         }
-        s = handle(app, d, mq, &m);
+        s = handle(&cs, &m);
         if (s == SETTLE_REQUEUE)
             ml_sleep_ms(1000);
-        if ((s == SETTLE_ACK ? mq_ack(mq, &m) : mq_nack(mq, &m, s == SETTLE_REQUEUE)) != ML_OK)
-            ml_log_kv(ML_LOG_WARN, "cannot settle async message", "error", mq_error(mq), NULL);
+        if ((s == SETTLE_ACK ? mq_ack(cs.mq, &m) : mq_nack(cs.mq, &m, s == SETTLE_REQUEUE)) != ML_OK)
+            ml_log_kv(ML_LOG_WARN, "cannot settle async message", "error", mq_error(cs.mq), NULL);
         mq_message_destroy(&m);
     }
-    mq_close(mq);
+out:
+    completion_free(cs.cpl);
+    if (cs.mq)
+        mq_close(cs.mq);
     return NULL;
 }

@@ -16,11 +16,15 @@ typedef struct async_event {
     const char *schedule_id;    /* cron: the schedule that fired, else NULL */
     const char *replay_of;      /* replay: the dead-lettered invocation, else NULL */
     const char *request_id;     /* NULL when none */
+    const char *id;             /* the invocation id fixed by the caller (a UUID), or NULL for a new one */
 } async_event;
 
 /* Publishes the event (persistent, publisher-confirmed) and records the invocation as
- * queued. ML_OK: durably queued, id filled. ML_ERR: NOT queued (broker unavailable; err
- * says why) — the caller must not report success. Uses d's AMQP connection (this thread's). */
+ * queued. id is filled first (ev->id, or a new one), whatever the outcome. ML_OK: durably
+ * queued. ML_ERR: not confirmed (broker unavailable; err says why) — the caller must not
+ * report success; the event MAY still have been queued (a confirm lost with the
+ * connection), so the caller answers the id: a retry with it runs the event at most once
+ * (consumers deduplicate by id, completion.h). Uses d's AMQP connection (this thread's). */
 int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_LEN], char *err,
                   size_t errlen);
 

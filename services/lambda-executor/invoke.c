@@ -1,9 +1,13 @@
 /* invoke.c — POST /functions/{fn}/invoke: look the function up, then run the event now
  * (exec.h), queue it (async.h: Event) or stop (DryRun); map a sync outcome to the contract's
  * status codes and headers, and hand its audit row to the writer thread (never waiting on
- * Postgres). */
+ * Postgres). Nothing runs or is queued while the audit log cannot take its row (503
+ * audit_unavailable). An Event's id is fixed before it is queued — the client's
+ * X-Invocation-Id or a new one — and answered on the 202 and on a 503 alike, so a retry with
+ * it runs the event at most once (docs/async.md). */
 #include "invoke.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -125,13 +129,30 @@ static void finish(call *c)
     free(message);
 }
 
-/* Event: 202 only once the broker confirmed the event. */
+/* A 503 for an Event that names its id (header and body): the event may have been queued
+ * although the broker's confirm was lost, and a retry with the id cannot run it twice. */
+static void refuse_event(call *c, const char *code, const char *message)
+{
+    cJSON *o = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(o, "error");
+
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", message);
+    cJSON_AddStringToObject(e, "request_id", httpd_request_id(c->req) ? httpd_request_id(c->req) : "");
+    cJSON_AddStringToObject(o, "invocation_id", c->id);
+    httpd_resp_header(c->resp, "X-Invocation-Id", c->id);
+    httpd_resp_header(c->resp, "Retry-After", "1");
+    httpd_resp_json(c->resp, 503, o);
+}
+
+/* Event: 202 only once the broker confirmed the event. The same id sent again gets 202
+ * again (idempotent: the consumers run one id once). */
 static void enqueue(call *c, deps *d)
 {
     char id[ML_UUID_LEN], err[256];
     cJSON *o;
     async_event ev = { .fn = &c->fn, .payload = c->event, .len = c->event_len,
-                       .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req) };
+                       .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req),
+                       .id = c->id };
 
     if (c->event_len > ASYNC_MAX_EVENT) {
         httpd_resp_error(c->resp, 413, "payload_too_large", "an Event invocation's body is limited to %d KiB",
@@ -139,8 +160,7 @@ static void enqueue(call *c, deps *d)
         return;
     }
     if (async_enqueue(c->app, d, &ev, id, err, sizeof(err)) != ML_OK) {
-        httpd_resp_header(c->resp, "Retry-After", "1");
-        httpd_resp_error(c->resp, 503, "service_unavailable", "%s", err);
+        refuse_event(c, "service_unavailable", err);
         return;
     }
     o = cJSON_CreateObject();
@@ -148,6 +168,27 @@ static void enqueue(call *c, deps *d)
     cJSON_AddStringToObject(o, "status", "queued");
     httpd_resp_header(c->resp, "X-Invocation-Id", id);
     httpd_resp_json(c->resp, 202, o);
+}
+
+/* The invocation's id: an Event's may come from the client (X-Invocation-Id, a UUID: a
+ * retry of the same event); everything else gets a new one. ML_ERR: 400 written. */
+static int fix_id(call *c, bool event)
+{
+    const char *given = httpd_header(c->req, "X-Invocation-Id");
+
+    if (!event || !given) {
+        ml_uuid(c->id);
+        return ML_OK;
+    }
+    if (ml_uuid_valid(given) != ML_OK) {
+        httpd_resp_error(c->resp, 400, "invalid_invocation_id",
+                         "X-Invocation-Id must be a UUID (8-4-4-4-12 hex digits)");
+        return ML_ERR;
+    }
+    for (size_t i = 0; i + 1 < ML_UUID_LEN && given[i]; i++) /* one spelling per id */
+        c->id[i] = (char)(given[i] >= 'A' && given[i] <= 'F' ? given[i] - 'A' + 'a' : given[i]);
+    c->id[ML_UUID_LEN - 1] = '\0';
+    return ML_OK;
 }
 
 /* 409 for a function without an active version: build_in_progress (Retry-After: 1) while
@@ -215,9 +256,24 @@ static int lookup(call *c)
     return ML_OK;
 }
 
+/* Before anything runs or is queued: every invocation leaves an audit row (docs/audit.md). */
+static int audit_ready(call *c, bool event)
+{
+    if (audit_available(c->app->audit))
+        return ML_OK;
+    if (event) {
+        refuse_event(c, "audit_unavailable", "the audit log cannot take more rows now: retry shortly");
+        return ML_ERR;
+    }
+    httpd_resp_header(c->resp, "Retry-After", "1");
+    httpd_resp_error(c->resp, 503, "audit_unavailable", "the audit log cannot take more rows now: retry shortly");
+    return ML_ERR;
+}
+
 static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *type = httpd_header(req, "X-Invocation-Type");
+    bool event = type && strcmp(type, "Event") == 0;
     call *c = calloc(1, sizeof(*c));
     deps *d;
 
@@ -226,24 +282,29 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     }
     c->app = ud, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
-    ml_uuid(c->id);
-    if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun") && strcmp(type, "Event")) {
+    if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun") && !event) {
         httpd_resp_error(resp, 400, "invalid_invocation_type",
                          "X-Invocation-Type must be RequestResponse, Event or DryRun");
         goto out;
     }
-    if (read_event(c) != ML_OK || lookup(c) != ML_OK)
+    if (fix_id(c, event) != ML_OK || read_event(c) != ML_OK || lookup(c) != ML_OK)
         goto out;
     if (type && strcmp(type, "DryRun") == 0) {
         resp->status = 204;
         goto out;
     }
+    if (audit_ready(c, event) != ML_OK)
+        goto out;
     if (!(d = app_thread_deps(c->app))) {
-        httpd_resp_header(resp, "Retry-After", "1");
-        httpd_resp_error(resp, 503, "service_unavailable", "cannot reach storage");
+        if (event)
+            refuse_event(c, "service_unavailable", "cannot reach storage");
+        else {
+            httpd_resp_header(resp, "Retry-After", "1");
+            httpd_resp_error(resp, 503, "service_unavailable", "cannot reach storage");
+        }
         goto out;
     }
-    if (type && strcmp(type, "Event") == 0)
+    if (event)
         enqueue(c, d);
     else if (run(c, d) == ML_OK)
         finish(c);

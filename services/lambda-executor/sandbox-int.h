@@ -169,6 +169,7 @@ void sb_header_type(const proto_reader *r, char *out, size_t len);
 /* ---------------------------------------------------------------- cgroups, seccomp, uids */
 
 void sb_cgroup_kill_tasks(const char *dir);
+int64_t sb_pid_start_time(pid_t pid);
 int sb_cgroup_parent(const char *controller, const char *limit_file, const char *limit,
                      const char *name, char *out, size_t len, char *why, size_t whylen);
 int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,

@@ -255,7 +255,10 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
     }
-    if (ml_snprintf(name, sizeof(name), "i%d-%lu", (int)getpid(),
+    /* "i<pid>.<start time>-<seq>": the start-up sweep of a later executor tells ours from a
+     * live sibling's and from a dead predecessor's that had the same pid */
+    if (ml_snprintf(name, sizeof(name), "i%d.%lld-%lu", (int)getpid(),
+                    (long long)sb_pid_start_time(getpid()),
                     (unsigned long)atomic_fetch_add(&sb_host.seq, 1)) != ML_OK) {
         sb_errf(err, errlen, "Sandbox.SetupError: cgroup name too long");
         goto out;

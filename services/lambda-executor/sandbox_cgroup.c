@@ -54,8 +54,59 @@ void sb_cgroup_kill_tasks(const char *dir)
     }
 }
 
-/* Removes what executors that are gone left behind ("i<pid>-<seq>", "probe-<pid>" with that
- * pid dead): their instances' processes are killed first. */
+/* The start time (clock ticks since boot, /proc/<pid>/stat field 22) of a live process; 0
+ * when it is gone. With the pid it names one process for good: a pid is reused, the pair
+ * is not. */
+int64_t sb_pid_start_time(pid_t pid)
+{
+    char path[64], buf[1024], *p;
+    int64_t v = 0;
+
+    if (ml_snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid) != ML_OK ||
+        sb_read_file(path, buf, sizeof(buf)) != ML_OK || !(p = strrchr(buf, ')')))
+        return 0;
+    for (int field = 2; field < 22 && p; field++) /* fields 3.. follow ") " */
+        p = strchr(p + 1, ' ');
+    if (p)
+        p[1 + strcspn(p + 1, " ")] = '\0';
+    if (!p || ml_parse_int64(p + 1, 1, INT64_MAX, &v) != ML_OK)
+        return 0;
+    return v;
+}
+
+/* Whether the executor that made a cgroup named "i<pid>.<start>-<seq>" (or the older
+ * "i<pid>-<seq>", "probe-<pid>") is still running: the same pid with the same start time.
+ * A sibling executor on the host is alive and keeps its cgroups; a previous instance of
+ * this one (even under the same pid, as in a container) is not. */
+static bool owner_alive(const char *name)
+{
+    size_t skip = name[0] == 'i' ? 1 : strncmp(name, "probe-", 6) == 0 ? 6 : 0;
+    size_t n = skip ? strspn(name + skip, "0123456789") : 0;
+    const char *rest = name + skip + n;
+    char num[32];
+    int64_t pid = 0, start = 0;
+
+    if (n == 0 || n >= sizeof(num))
+        return true; /* not ours: leave it */
+    memcpy(num, name + skip, n);
+    num[n] = '\0';
+    if (ml_parse_int64(num, 1, INT32_MAX, &pid) != ML_OK)
+        return true;
+    if (*rest == '.') {
+        size_t m = strspn(rest + 1, "0123456789");
+        if (m == 0 || m >= sizeof(num))
+            return true;
+        memcpy(num, rest + 1, m);
+        num[m] = '\0';
+        if (ml_parse_int64(num, 1, INT64_MAX, &start) != ML_OK)
+            return true;
+        return sb_pid_start_time((pid_t)pid) == start;
+    }
+    return pid == getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Removes what executors that are gone left behind: their instances' processes are killed
+ * first (the start-up sweep; parent-death signals normally leave nothing to find). */
 static void cgroup_sweep(const char *parent)
 {
     DIR *d = opendir(parent);
@@ -64,19 +115,10 @@ static void cgroup_sweep(const char *parent)
     if (!d)
         return;
     while ((e = readdir(d))) {
-        const char *name = e->d_name;
-        size_t skip = name[0] == 'i' ? 1 : strncmp(name, "probe-", 6) == 0 ? 6 : 0;
-        size_t n = skip ? strcspn(name + skip, "-") : 0;
-        int64_t pid = 0;
-        char num[32], path[PATH_MAX];
+        char path[PATH_MAX];
 
-        if (n == 0 || n >= sizeof(num))
-            continue;
-        memcpy(num, name + skip, n);
-        num[n] = '\0';
-        if (ml_parse_int64(num, 1, INT32_MAX, &pid) != ML_OK || pid == getpid() ||
-            kill((pid_t)pid, 0) == 0 || errno != ESRCH ||
-            ml_snprintf(path, sizeof(path), "%s/%s", parent, name) != ML_OK)
+        if (e->d_name[0] == '.' || owner_alive(e->d_name) ||
+            ml_snprintf(path, sizeof(path), "%s/%s", parent, e->d_name) != ML_OK)
             continue;
         sb_cgroup_kill_tasks(path);
         for (int tries = 0; rmdir(path) != 0 && errno == EBUSY && tries < 100; tries++)

@@ -1,12 +1,20 @@
 /* sandbox_child.c — the launch: clone(CLONE_VM|CLONE_VFORK|CLONE_NEW*) like posix_spawn; the
  * child only runs system calls over the plan (no allocation, no locks, no page-table copy of
  * the executor) and execs. Its pid 1 is /bin/sh running the runtime as its only job: the shell
- * reaps orphans, relays the runtime's exit status, and holds none of the executor's memory. */
+ * reaps orphans, relays the runtime's exit status, and holds none of the executor's memory.
+ *
+ * Dying with the executor: the child asks for SIGKILL when its parent dies
+ * (PR_SET_PDEATHSIG); the init of a PID namespace takes every process of the namespace with
+ * it. The kernel sends that signal when the *thread* that cloned the child exits, not the
+ * process, so the clone is always made by one of a few launcher threads that live as long
+ * as the process (an instance made by an HTTP worker and reused by an async consumer must
+ * not die when the HTTP server stops first at shutdown). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -24,6 +32,7 @@
 #include "sandbox-int.h"
 
 #define SB_STACK_SIZE (256u * 1024u)
+#define SB_LAUNCHERS 4
 #define SB_CLONE_NS (CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
 
 /* Child-side code runs on a borrowed address space (CLONE_VM): keep ASan's bookkeeping out. */
@@ -170,6 +179,15 @@ SB_CHILD static int child_creds(const sb_plan *p)
     return 0;
 }
 
+/* The executor died before PR_SET_PDEATHSIG was in place (no signal will come): its end of
+ * the protocol socket (fd 3 by now) is closed, which shows as a hang-up. */
+SB_CHILD static bool child_orphaned(const sb_plan *p)
+{
+    struct pollfd pf = { .fd = 3, .events = POLLIN, .revents = 0 };
+
+    return p->proto_fd >= 0 && poll(&pf, 1, 0) == 1 && (pf.revents & POLLHUP);
+}
+
 SB_CHILD static int child_main(void *arg)
 {
     sb_plan *p = arg;
@@ -203,6 +221,11 @@ SB_CHILD static int child_main(void *arg)
         if (setrlimit((__rlimit_resource_t)p->lim[i].res, &rl) != 0)
             child_fail(p, STEP_RLIMIT, -1);
     }
+    /* After the uid switch: changing credentials clears the parent-death signal. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+        child_fail(p, STEP_SETUP, -1);
+    if (child_orphaned(p))
+        _exit(125);
     umask(022);
     if (chdir(p->cwd) != 0)
         child_fail(p, STEP_SETUP, -1);
@@ -217,8 +240,8 @@ SB_CHILD static int child_main(void *arg)
     return 126;
 }
 
-/* Starts the plan. Returns the pid (and *pidfd, -1 if the kernel has none) or -1 with err. */
-pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen)
+/* Starts the plan on the calling thread (a launcher). */
+static pid_t clone_here(sb_plan *p, int *pidfd, char *err, size_t errlen)
 {
     int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
     char *stack = malloc(SB_STACK_SIZE);
@@ -263,4 +286,102 @@ pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen)
         return -1;
     }
     return pid;
+}
+
+/* ---------------------------------------------------------------- the launcher threads */
+
+typedef struct launch_job {
+    sb_plan *p;
+    int *pidfd;
+    char *err;
+    size_t errlen;
+    pid_t pid;
+    bool done;
+    struct launch_job *next;
+} launch_job;
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t work, done;
+    launch_job *head, *tail;
+    pid_t owner;          /* the process whose threads these are (a fork child has none) */
+} lq = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0 };
+
+static void *launcher_main(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&lq.lock);
+    for (;;) {
+        launch_job *j;
+
+        while (!(j = lq.head))
+            pthread_cond_wait(&lq.work, &lq.lock);
+        lq.head = j->next;
+        if (!lq.head)
+            lq.tail = NULL;
+        pthread_mutex_unlock(&lq.lock);
+        j->pid = clone_here(j->p, j->pidfd, j->err, j->errlen);
+        pthread_mutex_lock(&lq.lock);
+        j->done = true;
+        pthread_cond_broadcast(&lq.done);
+    }
+    return NULL;
+}
+
+/* Starts the launchers once per process (again in a forked child, which inherits none).
+ * Called with lq.lock held. Detached and never stopped: they must outlive every instance. */
+static int launchers_start(char *err, size_t errlen)
+{
+    sigset_t all, old;
+    pthread_attr_t a;
+    int started = 0;
+
+    if (lq.owner == getpid())
+        return ML_OK;
+    if (lq.owner) { /* a fork child: its copies of the parent's queue and waiters are stale */
+        lq.head = lq.tail = NULL;
+        pthread_cond_init(&lq.work, NULL);
+        pthread_cond_init(&lq.done, NULL);
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* the launchers take no signals */
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    for (int i = 0; i < SB_LAUNCHERS; i++) {
+        pthread_t t;
+        if (pthread_create(&t, &a, launcher_main, NULL) == 0)
+            started++;
+    }
+    pthread_attr_destroy(&a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!started) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: cannot start a launcher thread");
+        return ML_ERR;
+    }
+    lq.owner = getpid();
+    return ML_OK;
+}
+
+/* Starts the plan on a launcher thread and waits for the child to exec (or fail). Returns
+ * the pid (and *pidfd, -1 if the kernel has none) or -1 with err. */
+pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen)
+{
+    launch_job j = { .p = p, .pidfd = pidfd, .err = err, .errlen = errlen, .pid = -1 };
+
+    *pidfd = -1;
+    pthread_mutex_lock(&lq.lock);
+    if (launchers_start(err, errlen) != ML_OK) {
+        pthread_mutex_unlock(&lq.lock);
+        return -1;
+    }
+    if (lq.tail)
+        lq.tail->next = &j;
+    else
+        lq.head = &j;
+    lq.tail = &j;
+    pthread_cond_signal(&lq.work);
+    while (!j.done)
+        pthread_cond_wait(&lq.done, &lq.lock);
+    pthread_mutex_unlock(&lq.lock);
+    return j.pid;
 }

@@ -1158,6 +1158,99 @@ static void test_uids_unique_across_executors(void **state)
     }
 }
 
+/* What the "executor" child of test_dies_with_executor reports. */
+typedef struct death_report {
+    int init_pid;
+    unsigned uid;
+    int alive_after_thread_exit;
+} death_report;
+
+typedef struct start_arg {
+    sandbox_spec spec;
+    sandbox_instance *in;
+} start_arg;
+
+static void *start_on_thread(void *arg)
+{
+    start_arg *a = arg;
+    char err[512];
+
+    if (sandbox_start(&a->spec, &a->in, err, sizeof(err)) != ML_OK)
+        a->in = NULL;
+    return NULL;
+}
+
+/* Keeps the instance busy in its handler (an idle runtime would leave on the channel's EOF
+ * by itself: only a busy one shows whether the kernel kills it). */
+static void *invoke_on_thread(void *arg)
+{
+    start_arg *a = arg;
+    sandbox_result r = { 0 };
+
+    (void)sandbox_invoke(a->in, "inv-busy", "{}", 2, ml_now_ms() + 60000, 1u << 20, &r);
+    sandbox_result_free(&r);
+    return NULL;
+}
+
+/* True once no live (non-zombie) process of uid remains, polling up to ms. */
+static bool uid_gone_within(unsigned uid, int64_t ms)
+{
+    int64_t end = ml_now_ms() + ms;
+
+    while (count_uid_procs(uid) > 0) {
+        if (ml_now_ms() > end)
+            return false;
+        ml_sleep_ms(10);
+    }
+    return true;
+}
+
+/* Sandboxes die with their executor: an instance started on a thread that then exits
+ * survives (the clone is made by a long-lived launcher thread), and a kill -9 of the
+ * executor takes the whole instance with it within 0.5 s (PR_SET_PDEATHSIG). */
+static void test_dies_with_executor(void **state)
+{
+    fixture *f = *state;
+    const char *dir = code_dir(f, "slow.py", "import time\ndef handler(e, c):\n    time.sleep(60)\n", NULL);
+    /* while the executor is gone, the busy handler would sleep on for a minute */
+    int up[2], status = 0;
+    death_report rep = { 0 };
+    pid_t ex;
+
+    assert_int_equal(pipe(up), 0);
+    ex = fork();
+    assert_true(ex >= 0);
+    if (ex == 0) { /* the executor */
+        start_arg a = { .spec = spec_for("python3", "slow.handler", dir) };
+        char report[2048];
+        pthread_t t;
+        if (sandbox_init("minilambda-test", report, sizeof(report)) == ML_OK &&
+            pthread_create(&t, NULL, start_on_thread, &a) == 0 && pthread_join(t, NULL) == 0 && a.in) {
+            ml_sleep_ms(200); /* a parent-death signal tied to the thread would have fired */
+            rep = (death_report){ sandbox_pid(a.in), sandbox_uid(a.in), sandbox_alive(a.in) };
+            if (pthread_create(&t, NULL, invoke_on_thread, &a) != 0)
+                rep.init_pid = 0;
+            ml_sleep_ms(300); /* the handler is sleeping now */
+        }
+        if (write(up[1], &rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(up[1]);
+    assert_int_equal(read(up[0], &rep, sizeof(rep)), (ssize_t)sizeof(rep));
+    close(up[0]);
+    assert_true(rep.init_pid > 0);
+    assert_true(rep.alive_after_thread_exit);
+    assert_true(count_uid_procs(rep.uid) >= 2); /* init and runtime */
+    assert_int_equal(kill(ex, SIGKILL), 0);
+    assert_int_equal(waitpid(ex, &status, 0), ex);
+    if (!uid_gone_within(rep.uid, 500))
+        fail_msg("%d processes of the dead executor's instance still run 0.5 s after its kill -9",
+                 count_uid_procs(rep.uid));
+    (void)f;
+}
+
 /* Where namespaces (or cgroups) are not permitted: a loud report and the strongest isolation
  * left — still no executor secrets, still an unprivileged uid, still limits. Re-inits fully. */
 /* Without a mount namespace a function reads its bootstrap through host paths as an
@@ -1271,6 +1364,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_privileges, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_starts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uids_unique_across_executors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dies_with_executor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtimes_from_private_checkout, setup, teardown),
     };
