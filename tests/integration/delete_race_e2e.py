@@ -104,6 +104,8 @@ def one_case(i, run, stats):
         bad.append(("re-created name", st, body))
     if not recreate and st != 404:
         bad.append(("resurrected by name", st, body))
+    if recreate:  # leave the shared test database as it was (other tests page through all functions)
+        call("DELETE", f"{S.url('lambda-executor')}/functions/{fid2}")
     with stats["lock"]:
         stats["cases"] += 1
         stats["recreated"] += recreate
@@ -161,6 +163,9 @@ def pipeline(run):
         s2, body = get_fn(name)
         if (fid2 is None and s2 != 404) or (fid2 and (s2 != 200 or body["id"] != fid2)):
             bad.append((name, "name state", s2, body))
+    for name, fid, fid2, st, dst in cases:
+        if fid2 and fid2 != "refused":
+            call("DELETE", f"{S.url('build-master')}/functions/{name}")
     note(f"pipeline: {len(cases)} create/delete(/create) through build-master and build-worker; {len(bad)} wrong")
     S.check("through the pipeline: deleted stays deleted, re-created is the new function", not bad, bad[:3])
 
