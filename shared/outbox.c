@@ -31,7 +31,7 @@
 #define SNIPPET_MAX 200
 #define SECRET_MAX 128
 #define ERR_MAX 512
-#define SQL_MAX 1024
+#define SQL_MAX 2048
 
 const double outbox_default_schedule[] = { 5, 30, 120, 600, 3600, 10800, 21600, 43200 };
 const size_t outbox_default_schedule_len = ML_ARRAY_LEN(outbox_default_schedule);
@@ -60,22 +60,41 @@ static const schema schemas[] = {
         "false", { "on_success", "on_failure" } },
 };
 
-/* Claim: lock due rows nobody holds, take the lease, count the attempt (so a row whose
- * sending crashes a dispatcher still runs out of attempts). One autocommitted statement. */
+/* Lease owners: a dispatcher holds a session-level advisory lock (LEASE_LOCK_NS, hashtext of
+ * its worker_id) on its connection, taken by the claim statement itself. Postgres frees it
+ * when the owner's connection ends (a kill -9 closes the socket), so a lease whose owner's
+ * lock is free belongs to a dead dispatcher and is taken over at once; a live owner's lease
+ * still ends by time only. A hash collision only makes a dead owner look alive (the lease
+ * then runs out by time, as before). */
+#define LEASE_LOCK_NS "1835823970" /* 'mlob' */
+#define LEASE_LOCK_OF(who)                                                                   \
+    "l.locktype = 'advisory' AND l.classid = " LEASE_LOCK_NS "::oid AND l.objsubid = 2"     \
+    " AND l.objid = hashtext(" who ")::oid AND l.granted"                                   \
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+
+/* Claim: lock due rows nobody holds (or whose lease owner is dead), take the lease, count the
+ * attempt (so a row whose sending crashes a dispatcher still runs out of attempts). One
+ * autocommitted statement; `me` takes this dispatcher's owner lock in the same statement
+ * (once: a lock already held is not taken again, so its count does not grow). */
 static const char claim_fmt[] =
-    "WITH due AS (SELECT d.id FROM %s d"
-    " WHERE d.status = 'pending' AND d.next_attempt_at <= now()%s"
+    "WITH me AS (SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = pg_backend_pid()"
+    " AND " LEASE_LOCK_OF("$2::text") ") THEN true"
+    " ELSE pg_try_advisory_lock(" LEASE_LOCK_NS ", hashtext($2::text)) END AS held),"
+    " due AS (SELECT d.id FROM %s d"
+    " WHERE d.status = 'pending' AND (d.next_attempt_at <= now()"
+    " OR (d.lease_owner IS NOT NULL AND d.lease_owner <> $2::text"
+    " AND NOT EXISTS (SELECT 1 FROM pg_locks l WHERE " LEASE_LOCK_OF("d.lease_owner") ")))%s"
     " ORDER BY d.next_attempt_at LIMIT $1::int FOR UPDATE OF d SKIP LOCKED)"
-    " UPDATE %s w SET attempts = w.attempts + 1, worker_id = $2::text,"
+    " UPDATE %s w SET attempts = w.attempts + 1, worker_id = $2::text, lease_owner = $2::text,"
     " next_attempt_at = now() + $3::bigint * interval '1 millisecond'"
-    " FROM due WHERE w.id = due.id"
+    " FROM due, me WHERE w.id = due.id"
     " RETURNING w.id, w.url, w.payload, w.attempts, w.%s, %s, %s, %s";
 
 /* Record the attempt and settle the row, only while this dispatcher still holds it. */
 static const char finish_fmt[] =
     "WITH a AS (INSERT INTO %s (delivery_id, attempt, status_code, error, duration_ms)"
     " VALUES ($1::uuid, $3::int, $5::int, $6::text, $7::int) ON CONFLICT DO NOTHING)"
-    " UPDATE %s SET status = $4::text,"
+    " UPDATE %s SET status = $4::text, lease_owner = NULL,"
     " next_attempt_at = CASE WHEN $4::text = 'pending'"
     "   THEN now() + $8::bigint * interval '1 millisecond' ELSE next_attempt_at END,"
     " last_status_code = $5::int, last_error = $9::text,"
@@ -85,7 +104,7 @@ static const char finish_fmt[] =
 
 /* Give back a claimed row that was not sent: due now, the attempt not counted. */
 static const char release_fmt[] =
-    "UPDATE %s SET attempts = attempts - 1, next_attempt_at = now()"
+    "UPDATE %s SET attempts = attempts - 1, next_attempt_at = now(), lease_owner = NULL"
     " WHERE id = $1::uuid AND worker_id = $2::text AND attempts = $3::int"
     " AND status = 'pending'";
 

@@ -9,8 +9,11 @@
  *        'delivered' or 'failed' earlier row no longer holds the later ones back)
  *      taken oldest next_attempt_at first with FOR UPDATE SKIP LOCKED, and for each claimed
  *      row sets attempts = attempts + 1, worker_id = this dispatcher, and
- *      next_attempt_at = now() + lease — the lease: a dispatcher that dies mid-batch leaves
- *      rows that simply become due again when it runs out;
+ *      lease_owner = this dispatcher, next_attempt_at = now() + lease — the lease: a
+ *      dispatcher that dies mid-batch leaves rows that become due again when it runs out, or
+ *      at once: the claim also takes rows whose lease_owner's advisory lock is free. Each
+ *      dispatcher holds a session-level advisory lock keyed by its worker_id on its own
+ *      connection (taken by the claim statement), which Postgres frees when the owner dies;
  *   2. for each row: checks the URL against the SSRF policy (refused → 'failed' at once, no
  *      request; build-side target 'lambda' is exempt: its URL is the platform's own
  *      lambda-executor address from configuration, never user input), signs the stored payload bytes per Standard Webhooks (webhook-id = row id,

@@ -78,6 +78,33 @@ int accept_republish(deps *d, const char *build_id, const char *function_id)
     return ML_OK;
 }
 
+/* New code for an existing function: locks its row (a concurrent DELETE's mark waits for this
+ * transaction, or this waits for the mark) and refuses a deleted or deleting one. Returns 0,
+ * 404/409 (error written), or -1 on a database error. */
+static int lock_live_function(deps *d, const char *fid, httpd_resp *resp)
+{
+    const char *params[] = { fid };
+    PGresult *r = pg_query(d->db, "bm_lock_live",
+                           "SELECT deleted_at IS NOT NULL, deleting_at IS NOT NULL AND"
+                           " deleting_at > now() - interval '320 seconds'"
+                           " FROM build_functions WHERE id = $1 FOR UPDATE", 1, params);
+    int gone = 0, deleting = 0, rc = 0;
+
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 0 || pg_get_bool(r, 0, 0, &gone) != ML_OK ||
+        pg_get_bool(r, 0, 1, &deleting) != ML_OK || gone) {
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fid);
+        rc = 404;
+    } else if (deleting) {
+        httpd_resp_header(resp, "Retry-After", "1");
+        httpd_resp_error(resp, 409, "function_deleting", "function '%s' is being deleted", fid);
+        rc = 409;
+    }
+    PQclear(r);
+    return rc;
+}
+
 /* Step 2. Returns 0, or the HTTP status of the failure (error already written). */
 static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fid,
                        const char *bid, const char *key, const char *sha, const char *secret,
@@ -116,6 +143,11 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
             goto out;
         }
         goto db_error;
+    }
+    if (!a->spec && (status = lock_live_function(d, fid, resp)) != 0) {
+        if (status < 0)
+            goto db_error;
+        goto out;
     }
     if (!a->spec && a->webhook_url &&
         pg_exec(d->db, "bm_update_webhook",
@@ -212,7 +244,7 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
     }
     status = insert_rows(app, d, a, fid, bid, key, sha, secret, resp);
     if (status) {
-        count(app, status == 409 ? "conflict" : "db_unavailable");
+        count(app, status == 409 || status == 404 ? "conflict" : "db_unavailable");
         s3_delete(d->s3, key);
         return;
     }

@@ -341,25 +341,53 @@ static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
     return rc;
 }
 
+/* One autocommitted statement on the function's row; ML_ERR with 503 written. */
+static int delete_step(deps *d, const char *name, const char *sql, const char *id, httpd_resp *resp)
+{
+    int rc;
+
+    if (db_acquire(d, resp) != ML_OK)
+        return ML_ERR;
+    rc = pg_exec(d->db, name, sql, 1, (const char *[]){ id }, NULL);
+    if (rc != ML_OK) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    }
+    deps_db_release(d);
+    return rc;
+}
+
 /* DELETE /functions/{fn}: the whole function, both sides. The build side only forgets the
- * name (soft delete), so it can be created again; its builds stay as history. */
+ * name (soft delete), so it can be created again; its builds stay as history. The row is
+ * marked deleting first (a concurrent PUT of new code then gets 409 function_deleting; a PUT
+ * already committed has its build's events refused by the executor's tombstone), and the
+ * function's undelivered events to the executor are cancelled once it is gone (they would
+ * only be answered 410). */
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     char id[ML_UUID_LEN];
     deps *d;
 
     if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK ||
-        delete_on_executor(ud, id, resp) != ML_OK)
+        delete_step(d, "bm_delete_mark", "UPDATE build_functions SET deleting_at = now()"
+                    " WHERE id = $1 AND deleted_at IS NULL", id, resp) != ML_OK)
         return HTTPD_DONE;
-    /* not held across the executor call (up to 310 s): borrowed again for the update */
-    if (db_acquire(d, resp) != ML_OK)
+    /* the database is not held across the executor call (up to 310 s) */
+    if (delete_on_executor(ud, id, resp) != ML_OK) {
+        /* both sides stay as they were: lift the mark (best effort; a stale mark expires) */
+        if (deps_db_acquire(d) == PGPOOL_OK) {
+            pg_exec(d->db, "bm_delete_unmark", "UPDATE build_functions SET deleting_at = NULL"
+                    " WHERE id = $1", 1, (const char *[]){ id }, NULL);
+            deps_db_release(d);
+        }
         return HTTPD_DONE;
-    if (pg_exec(d->db, "bm_delete", "UPDATE build_functions SET deleted_at = now() WHERE id = $1",
-                1, (const char *[]){ id }, NULL) != ML_OK)
-        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
-    else
+    }
+    if (delete_step(d, "bm_delete", "WITH c AS (UPDATE webhook_deliveries SET status = 'failed',"
+                    " last_error = 'function deleted' WHERE function_id = $1 AND target = 'lambda'"
+                    " AND status = 'pending' AND lease_owner IS NULL)"
+                    " UPDATE build_functions SET deleted_at = now(), deleting_at = NULL WHERE id = $1",
+                    id, resp) == ML_OK)
         resp->status = 204;
-    deps_db_release(d);
     return HTTPD_DONE;
 }
 

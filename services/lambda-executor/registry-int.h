@@ -59,6 +59,9 @@ struct registry {
     dirty_fn dirty[DIRTY_MAX];
     size_t ndirty;
     bool dirty_overflow_logged;
+    /* Postgres breaker for lookups: 0 closed, else open until this ml_now_ms (then one caller
+     * probes, see db_breaker_allows in registry.c) */
+    atomic_int_fast64_t db_open_until_ms;
     /* GET /functions/{fn}?wait=active */
     fnwait *waits;
     /* metrics */

@@ -803,6 +803,55 @@ static void test_lease_expiry(void **state)
     outbox_free(o);
 }
 
+/* Sets a row as leased by `owner` for an hour (what a claim leaves behind). */
+static void lease_to(const char *id, const char *owner)
+{
+    const char *v[] = { id, owner };
+    PGresult *r = q(g.db, "UPDATE webhook_deliveries SET attempts = 1, worker_id = $2,"
+                          " lease_owner = $2, next_attempt_at = now() + interval '1 hour'"
+                          " WHERE id = $1", 2, v);
+    PQclear(r);
+}
+
+/* A lease whose owner's advisory lock is free (the owner died) is taken over at once; a live
+ * owner's (lock held on its connection) is not, until that connection ends. */
+static void test_dead_owner_taken_over(void **state)
+{
+    fixture f;
+    char url[256], dead[ML_UUID_LEN], live[ML_UUID_LEN], owner[OUTBOX_WORKER_ID_MAX + 1];
+    const char *v[] = { dead }, *lv[] = { "live:1:0" };
+    pg_conn *live_conn = pg_new(g.build_url, NULL);
+    PGresult *r;
+    outbox *o;
+
+    ML_UNUSED(state);
+    assert_non_null(live_conn);
+    r = q(live_conn, "SELECT pg_advisory_lock(1835823970, hashtext($1))", 1, lv);
+    PQclear(r);
+    make_build(&f);
+    recv_url(url, sizeof(url), "127.0.0.1", "200", "owner-dead");
+    add_delivery(&f, "user", "queued", 1, url, dead, NULL, 0);
+    lease_to(dead, "dead:1:0");
+    o = dispatcher(OUTBOX_BUILD_WEBHOOKS, true, quick, ML_ARRAY_LEN(quick), NULL);
+    assert_int_equal(outbox_run_once(o, NULL), 1);
+    assert_int_equal(count_for("owner-dead"), 1);
+    assert_int_equal(q_int(g.db, "SELECT attempts FROM webhook_deliveries WHERE id = $1", 1, v), 2);
+    q_text(g.db, owner, sizeof(owner),
+           "SELECT coalesce(lease_owner, '-') FROM webhook_deliveries WHERE id = $1", 1, v);
+    assert_string_equal(owner, "-"); /* settled: no owner */
+
+    make_build(&f);
+    recv_url(url, sizeof(url), "127.0.0.1", "200", "owner-live");
+    add_delivery(&f, "user", "queued", 1, url, live, NULL, 0);
+    lease_to(live, "live:1:0");
+    assert_int_equal(outbox_run_once(o, NULL), 0);
+    assert_int_equal(count_for("owner-live"), 0);
+    pg_close(live_conn); /* the owner dies: its lock goes with its connection */
+    run_until(o, g.db, "webhook_deliveries", live, "delivered", 5000);
+    assert_int_equal(count_for("owner-live"), 1);
+    outbox_free(o);
+}
+
 static atomic_bool stop_now;
 static bool stop_fn(void)
 {
@@ -1221,6 +1270,7 @@ int main(void)
         cmocka_unit_test(test_transport_error_retried),
         cmocka_unit_test(test_ssrf_blocked),
         cmocka_unit_test(test_lease_expiry),
+        cmocka_unit_test(test_dead_owner_taken_over),
         cmocka_unit_test(test_stop_releases),
         cmocka_unit_test(test_timeout_and_lease_guard),
         cmocka_unit_test(test_two_dispatchers_race),
