@@ -122,20 +122,9 @@ static size_t start_dispatchers(svc *s, outbox **boxes, pthread_t *threads)
     return started;
 }
 
-int main(int argc, char **argv)
+/* Appends the build-worker's own settings after the dependencies' (vars has room: 24). */
+static size_t worker_cfg_vars(cfg_var *vars, size_t n)
 {
-    cfg_var vars[24];
-    size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
-    consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
-    consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };
-    pthread_t threads[MAX_BUILDERS + 1], dthreads[MAX_DISPATCHERS];
-    outbox *boxes[MAX_DISPATCHERS];
-    size_t nthreads = 0, ndispatchers = 0;
-    char host[64] = "worker";
-    svc s;
-    deps d = { 0 };
-    int rc = 1;
-
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081", 0, 0,
                            "http|https", "lambda-executor base URL that receives build-status webhooks",
                            &app.executor_url, false };
@@ -161,6 +150,24 @@ int main(int argc, char **argv)
                            &app.retry_schedule, false };
     vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_DISPATCHERS", CFG_INT, "1", 1, MAX_DISPATCHERS, NULL,
                            "webhook delivery threads per build-worker", &app.dispatchers, false };
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    cfg_var vars[24];
+    size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
+    consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
+    consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };
+    pthread_t threads[MAX_BUILDERS + 1], dthreads[MAX_DISPATCHERS];
+    outbox *boxes[MAX_DISPATCHERS];
+    size_t nthreads = 0, ndispatchers = 0;
+    char host[64] = "worker";
+    svc s;
+    deps d = { 0 };
+    int rc = 1;
+
+    n = worker_cfg_vars(vars, n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-worker", "MINILAMBDA_BUILD_WORKER_PORT", "9092", vars, n, argc,
                  argv) != ML_OK)
