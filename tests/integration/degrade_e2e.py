@@ -149,6 +149,12 @@ def phase_pg_down():
     S.check("postgres down: direct sync invokes all 200", sts.count(200) == len(sts), sts)
 
 
+def restart_stack():
+    """Starts the servers the phases stopped (stack.sh reuses running ones): later tests share them."""
+    subprocess.run(["bash", os.path.join(os.environ.get("ML_ROOT", "."), "infrastructure/dev/stack.sh"), "start"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def main():
     try:
         S.start("lambda-executor")
@@ -167,6 +173,7 @@ def main():
         phase_pg_down()
     finally:
         S.stop_all()
+        restart_stack()
     raise SystemExit(1 if S.failures else 0)
 
 
