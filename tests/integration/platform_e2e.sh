@@ -93,7 +93,11 @@ extra_pid=
 # Graceful shutdown: every daemon exits on SIGTERM and logs that it stopped.
 pids=$(cat "$ML_PLATFORM_DIR"/pids/*.pid)
 stopout=$(bash infrastructure/dev/platform.sh daemons-stop)
-alive=0; for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+# A zombie (exited, not yet reaped by its parent) has stopped: state Z in /proc/PID/stat.
+alive=0; for p in $pids; do
+    st=$(sed -n 's/^.*) \(.\).*/\1/p' "/proc/$p/stat" 2>/dev/null)
+    [ -n "$st" ] && [ "$st" != Z ] && alive=1
+done
 check "SIGTERM stops every daemon" [ "$alive" -eq 0 ]
 check "no daemon had to be killed" bash -c '! grep -q "killing" <<<"$1"' _ "$stopout"
 for n in "${names[@]}"; do
