@@ -15,7 +15,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 logdir="$root/$build/test-logs"
 mkdir -p "$logdir"
 passed=0 failed=0
-failures=()
+failures=() failure_logs=()
 
 # Runs one cmocka binary; adds its counts (a crash without a summary counts as one failure).
 run_cmocka() {
@@ -30,7 +30,7 @@ run_cmocka() {
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$f" -ne 0 ]; then
-        failures+=("$name")
+        failures+=("$name") failure_logs+=("$log")
         echo "FAIL $name (exit $rc) — log: $log"; tail -40 "$log" | sed 's/^/    /'
     else
         echo "ok   $name ($p tests)"
@@ -48,7 +48,7 @@ run_script() {
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
     passed=$((passed + p)) failed=$((failed + f))
     if [ "$f" -ne 0 ]; then
-        failures+=("$name")
+        failures+=("$name") failure_logs+=("$log")
         echo "FAIL $name (exit $rc) — log: $log"; grep -E '^not ok|^#' "$log" | head -20 | sed 's/^/    /'; tail -30 "$log" | sed 's/^/    /'
     else
         echo "ok   $name ($p checks)"
@@ -72,14 +72,14 @@ run_integration() {
     trap stack_stop EXIT
     if ! bash infrastructure/dev/stack.sh start >"$logdir/stack-start.log" 2>&1; then
         echo "FAIL could not start the test stack:"; tail -40 "$logdir/stack-start.log"
-        failed=$((failed + 1)); failures+=("stack")
+        failed=$((failed + 1)); failures+=("stack") failure_logs+=("$logdir/stack-start.log")
         return
     fi
     set -a; . "$ML_RUN_DIR/stack.env"; set +a
     if ! { "$ML_BIN_DIR/ml-migrate" "$MINILAMBDA_BUILD_DB_URL" migrations/build &&
            "$ML_BIN_DIR/ml-migrate" "$MINILAMBDA_LAMBDA_DB_URL" migrations/lambda; } >"$logdir/migrate.log" 2>&1; then
         echo "FAIL migrations:"; tail -20 "$logdir/migrate.log"
-        failed=$((failed + 1)); failures+=("migrate")
+        failed=$((failed + 1)); failures+=("migrate") failure_logs+=("$logdir/migrate.log")
         return
     fi
     for bin in $(find "$root/$build/tests/integration" -type f -name 'test_*' 2>/dev/null | sort); do
@@ -100,7 +100,17 @@ case "$mode" in
     *) echo "usage: $0 unit|integration|all [build-dir]"; exit 2 ;;
 esac
 echo
-[ ${#failures[@]} -gt 0 ] && echo "failed: ${failures[*]}"
+# A recap of each failure at the very end: CI often shows only the tail of this output.
+recap() {
+    local i log
+    echo "failed: ${failures[*]}"
+    for i in "${!failure_logs[@]}"; do
+        log=${failure_logs[$i]}
+        echo "  ${failures[$i]}:"
+        { grep -E '^not ok|^\[  (ERROR|FAILED) +\]|^\[ +LINE +\]' "$log" || tail -5 "$log"; } | head -8 | cut -c1-400 | sed 's/^/    /'
+    done
+}
+[ ${#failures[@]} -gt 0 ] && recap
 echo "took $(( $(date +%s) - start ))s"
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
