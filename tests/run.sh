@@ -107,7 +107,8 @@ recap() {
     for i in "${!failure_logs[@]}"; do
         log=${failure_logs[$i]}
         echo "  ${failures[$i]}:"
-        { grep -E '^not ok|^\[  (ERROR|FAILED) +\]|^\[ +LINE +\]' "$log" || tail -5 "$log"; } | head -8 | cut -c1-400 | sed 's/^/    /'
+        grep -E '^not ok|^\[  (ERROR|FAILED) +\]|^\[ +LINE +\]' "$log" | head -8 | cut -c1-400 | sed 's/^/    /'
+        echo "    last lines:"; tail -4 "$log" | cut -c1-400 | sed 's/^/      /'
     done
 }
 [ ${#failures[@]} -gt 0 ] && recap

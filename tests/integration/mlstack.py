@@ -54,14 +54,26 @@ class Suite:
         raise RuntimeError(name + " not healthy")
 
     def stop_all(self):
-        for p in self.procs.values():
+        for name, p in self.procs.items():
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
+            elif p.returncode not in (0, -signal.SIGKILL, -signal.SIGTERM):
+                self.died(name, p.returncode)
         for p in self.procs.values():
             try:
                 p.wait(60)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+    def died(self, name, code):
+        """A daemon that ended on its own (a crash, an abort): says so with its log's tail, so a
+        failure that follows is explained in the test's own output."""
+        print(f"# {name} had exited on its own (code {code}); the end of its log:", flush=True)
+        with open(os.path.join(self.logs, name + ".log"), "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 1500))
+            for line in f.read().decode(errors="replace").splitlines()[-6:]:
+                print("#   " + line[:300], flush=True)
 
     def deploy(self, name, files, runtime="python3", handler="app.handler", **config):
         doc = {"name": name, "runtime": runtime, "handler": handler,
