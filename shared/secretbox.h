@@ -22,6 +22,12 @@
 #define SECRETBOX_KEY_LEN 32
 #define SECRETBOX_KID_LEN 9 /* 8 hex + NUL */
 #define SECRETBOX_PREFIX "enc:v1:"
+/* Set by the gateway (and only by it: it strips the header from every client request) when
+ * the caller's token holds the functions:secrets scope; the lambda-executor then shows env
+ * values in its responses. Anything else ("", absent) shows names only. */
+#define SECRETBOX_REVEAL_HEADER "X-Minilambda-Reveal-Secrets"
+#define SECRETBOX_REVEAL_VALUE "1"
+
 /* What a caller sees instead of an env value it may not read. */
 #define SECRETBOX_REDACTED "***"
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "secretbox.h"
 #include "webhook.h"
 
 /* How long a lookup that could not reach Postgres keeps the others from trying: meanwhile a
@@ -160,6 +161,8 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
         ml_snprintf_trunc(err, errlen, "MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
         return NULL;
     }
+    if (secretbox_global_init(err, errlen) != ML_OK) /* env values are sealed at rest */
+        return NULL;
     if (!cfg->thread_deps || cfg->cache_max < 1) {
         ml_snprintf_trunc(err, errlen, "registry: thread_deps and cache_max are required");
         return NULL;
