@@ -37,25 +37,27 @@ size_t bm_secrets_cfg_vars(bm_app *app, cfg_var *vars, size_t max)
     return cfg_copy(vars, max, all, ML_ARRAY_LEN(all));
 }
 
-int bm_secrets_start(deps *d)
+int bm_secrets_start(bm_app *app)
 {
     char err[512], ns[24], nr[24];
     int64_t sealed = 0, redacted = 0;
+    deps *d;
     int rc;
 
     if (secretbox_global_init(err, sizeof(err)) != ML_OK) {
         ml_log_error("%s", err);
         return ML_ERR;
     }
-    if (deps_db_acquire(d) != PGPOOL_OK || !d->db) {
-        ml_log_error("secrets: no database connection to seal env values at rest");
-        return ML_ERR;
+    /* the rest is catching up on old rows: without a database now, the next start does it */
+    if (!(d = bm_deps(app)) || deps_db_acquire(d) != PGPOOL_OK) {
+        ml_log_warn("secrets: no database connection now to seal older env values at rest");
+        return ML_OK;
     }
     rc = buildstate_seal_at_rest(d->db, secretbox_global(), &sealed, &redacted, err, sizeof(err));
     deps_db_release(d);
     if (rc != ML_OK) {
-        ml_log_error("secrets: %s", err);
-        return ML_ERR;
+        ml_log_warn("secrets: %s", err);
+        return ML_OK;
     }
     ml_snprintf_trunc(ns, sizeof(ns), "%lld", (long long)sealed);
     ml_snprintf_trunc(nr, sizeof(nr), "%lld", (long long)redacted);

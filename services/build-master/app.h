@@ -32,10 +32,11 @@ deps *bm_deps(bm_app *app);
  * as the build-workers that deliver): appends to vars, returns how many. */
 size_t bm_secrets_cfg_vars(bm_app *app, cfg_var *vars, size_t max);
 
-/* At startup, after deps_open: loads MINILAMBDA_SECRETS_KEY (refusing to start without it),
- * then seals env values still in clear or under the old key and redacts env values in
- * settled webhook payloads (docs/secrets.md). ML_ERR logged. */
-int bm_secrets_start(deps *d);
+/* At startup, after the pool: loads MINILAMBDA_SECRETS_KEY (ML_ERR, logged, without a
+ * valid one: the build-master refuses to start), then seals env values still in clear or
+ * under the old key and redacts env values in settled webhook payloads (docs/secrets.md;
+ * a failure there is logged and left to the next start). */
+int bm_secrets_start(bm_app *app);
 
 /* Declares the capabilities on s's health set, after deps_open (app.c). */
 int bm_health_caps(svc *s);
