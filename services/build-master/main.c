@@ -60,7 +60,7 @@ int main(int argc, char **argv)
     qc.amqp_url = app.deps.amqp_url;
     qc.metrics = s.metrics;
     if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK || bm_health_caps(&s) != ML_OK ||
-        deps_pool_start(&app.db_pool, &app.deps, BM_NEED, &s) != ML_OK || bm_secrets_start(&d) != ML_OK)
+        deps_pool_start(&app.db_pool, &app.deps, BM_NEED, &s) != ML_OK || bm_secrets_start(&app) != ML_OK)
         goto out;
     if (!(stats = qstats_start(&qc, err, sizeof(err)))) {
         ml_log_error("%s", err);
