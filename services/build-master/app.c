@@ -27,6 +27,10 @@ int bm_health_caps(svc *s)
 size_t bm_secrets_cfg_vars(bm_app *app, cfg_var *vars, size_t max)
 {
     const cfg_var all[] = {
+        { "MINILAMBDA_SECRETS_KEY", CFG_STR, "", 0, 0, NULL,
+          "base64 of 32 bytes: the AES-256-GCM key sealing env values at rest (required; or"
+          " MINILAMBDA_SECRETS_KEY_FILE; MINILAMBDA_SECRETS_KEY_OLD during a rotation: docs/secrets.md)",
+          &app->secrets_key, true },
         { "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
           "let users' webhook URLs reach loopback addresses (local stack only)",
           &app->ssrf.allow_loopback, false },

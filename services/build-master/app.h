@@ -19,6 +19,7 @@ typedef struct bm_app {
     const char *internal_secret; /* whsec_ signing the inline queued event; NULL: outbox only */
     int64_t sweep_after_s;      /* republish queued builds unconfirmed for this long */
     ssrf_policy ssrf;           /* users' webhook URLs at create/update (docs/secrets.md) */
+    const char *secrets_key;    /* MINILAMBDA_SECRETS_KEY (listed; secretbox reads it, or _FILE) */
     metric *m_accepted;         /* builds accepted/refused by result */
     pgpool db_pool;             /* the threads' shared Postgres connections (zeroed: none,
                                  * each thread has its own); closed after the threads stop */
@@ -28,8 +29,9 @@ typedef struct bm_app {
  * d->db is usable only between deps_db_acquire(d) and deps_db_release(d). */
 deps *bm_deps(bm_app *app);
 
-/* The SSRF settings checked at create/update (MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK/_PRIVATE,
- * as the build-workers that deliver): appends to vars, returns how many. */
+/* MINILAMBDA_SECRETS_KEY and the SSRF settings checked at create/update
+ * (MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK/_PRIVATE, as the build-workers that deliver): appends
+ * to vars, returns how many. */
 size_t bm_secrets_cfg_vars(bm_app *app, cfg_var *vars, size_t max);
 
 /* At startup, after the pool: loads MINILAMBDA_SECRETS_KEY (ML_ERR, logged, without a

@@ -90,6 +90,7 @@ typedef struct registry_config {
     int64_t local_ttl_ms;       /* MINILAMBDA_REGISTRY_LOCAL_TTL_MS: process cache freshness */
     int64_t redis_ttl_s;        /* MINILAMBDA_REGISTRY_REDIS_TTL_S: Redis entry lifetime */
     int64_t cache_max;          /* MINILAMBDA_REGISTRY_CACHE_MAX: process cache entries */
+    const char *secrets_key;    /* MINILAMBDA_SECRETS_KEY (listed; secretbox reads it, or _FILE) */
     /* set by the app: users' destination URLs at PATCH (MINILAMBDA_WEBHOOK_ALLOW_*) */
     ssrf_policy ssrf;
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
