@@ -12,7 +12,7 @@ from mlstack import BIN, Suite, call, make_zip, psql
 
 BASE = 32400  # below the ephemeral range (a client socket cannot hold it), clear of other tests
 PORTS = {"gateway": BASE, "lambda-executor": BASE + 1, "build-master": BASE + 2, "build-worker": BASE + 3,
-         "build-master-strict": BASE + 4}
+         "build-master-strict": BASE + 4, "lambda-executor-nokey": BASE + 5}
 RECV_PORT = BASE + 9
 JWT_SECRET = base64.b64encode(os.urandom(24)).decode()
 S = Suite("test-secrets", PORTS, {
@@ -24,7 +24,8 @@ RECV = f"http://127.0.0.1:{RECV_PORT}"
 RUN = uuid.uuid4().hex[:8]
 # the values that must never show: each unique to this run
 VAL_GW, VAL_DIRECT, VAL_PATCH = (f"pw-{w}-{uuid.uuid4().hex}" for w in ("gw", "direct", "patch"))
-VALUES = (VAL_GW, VAL_DIRECT, VAL_PATCH)
+VAL_LEGACY = f"pw-legacy-{uuid.uuid4().hex}"  # written in clear as a row from before encryption
+VALUES = (VAL_GW, VAL_DIRECT, VAL_PATCH, VAL_LEGACY)
 APP = """import hashlib, os
 def handler(event, context):
     return {"sha": hashlib.sha256(os.environ.get("DB_PASS", "").encode()).hexdigest(),
@@ -183,6 +184,62 @@ def at_rest():
             bf.startswith("enc:v1:") and "|enc:v1:" in bf, bf[:80])
 
 
+def kid(key_b64):
+    return hashlib.sha256(b"minilambda-secretbox-kid:" + base64.b64decode(key_b64)).hexdigest()[:8]
+
+
+def restart(name, **env):
+    S.procs[name].terminate()
+    S.procs[name].wait(60)
+    S.start(name, **env)
+
+
+def rotation(plain, secret):
+    """A row from before encryption and a key rotation: restarted with a new key (the old one
+    as MINILAMBDA_SECRETS_KEY_OLD), both services re-seal everything under the new key id."""
+    old = os.environ["MINILAMBDA_SECRETS_KEY"]
+    new = base64.b64encode(os.urandom(32)).decode()
+    direct = f"sec-direct-{RUN}"
+    psql(f"update functions set env = jsonb_build_object('DB_PASS', '{VAL_LEGACY}') where name = '{direct}'")
+    psql(f"update build_functions set config = jsonb_set(config, '{{env}}', jsonb_build_object('DB_PASS',"
+         f" '{VAL_LEGACY}')), webhook_secret_sealed = null where name = '{direct}'", "MINILAMBDA_BUILD_DB_URL")
+    restart("lambda-executor", MINILAMBDA_SECRETS_KEY=new, MINILAMBDA_SECRETS_KEY_OLD=old)
+    restart("build-master", MINILAMBDA_SECRETS_KEY=new, MINILAMBDA_SECRETS_KEY_OLD=old)
+    like = f"enc:v1:{kid(new)}:%"
+    left = psql(f"select count(*) from functions, jsonb_each_text(env) e where e.value not like '{like}'")
+    S.check("after a restart with a new key, every functions.env value is sealed under the new key id", left == "0", left)
+    left = psql(f"select count(*) from build_functions, jsonb_each_text(coalesce(config->'env', '{{}}')) e"
+                f" where e.value not like '{like}'", "MINILAMBDA_BUILD_DB_URL")
+    nows = psql("select count(*) from build_functions where webhook_secret_sealed is null or"
+                f" webhook_secret_sealed not like '{like}'", "MINILAMBDA_BUILD_DB_URL")
+    S.check("...and every build_functions env value and sealed whsec_", left == "0" and nows == "0", (left, nows))
+    end = time.time() + 15
+    while True:
+        st, f, _ = jcall("GET", f"{GW}/functions/{direct}", headers=secret)
+        if st == 200 or time.time() > end:
+            break
+        time.sleep(0.5)
+    S.check("the row written in clear reads back through the scope", st == 200 and f["env"] == {"DB_PASS": VAL_LEGACY},
+            (st, f and f.get("env")))
+    end = time.time() + 15
+    while True:  # the gateway notices the restarted executor within its health interval
+        st, r, body = jcall("POST", f"{GW}/functions/sec-gw-{RUN}/invoke", {}, plain)
+        if st == 200 or time.time() > end:
+            break
+        time.sleep(0.5)
+    S.check("a value sealed under the old key still reaches the sandbox after the rotation",
+            st == 200 and r.get("sha") == hashlib.sha256(VAL_PATCH.encode()).hexdigest(), (st, body[:200]))
+    try:
+        S.start("lambda-executor-nokey", "lambda-executor", MINILAMBDA_SECRETS_KEY="", MINILAMBDA_SECRETS_KEY_OLD="")
+        started = True
+    except RuntimeError:
+        started = False
+    with open(os.path.join(S.logs, "lambda-executor-nokey.log")) as fh:
+        why = fh.read()
+    S.check("an executor without MINILAMBDA_SECRETS_KEY refuses to start, saying why",
+            not started and "MINILAMBDA_SECRETS_KEY" in why, why[-300:])
+
+
 def webhooks_and_logs():
     hooks = [x for x in received if x[0] == "/build"]
     S.check("build-status webhooks arrived (queued, building, completed)", len(hooks) >= 3, [x[0] for x in received])
@@ -216,6 +273,7 @@ def main():
         name, _, whsec = create(plain, secret)
         invoke_and_patch(name, plain, secret, whsec)
         ssrf(plain)
+        rotation(plain, secret)
         at_rest()
     finally:
         S.stop_all()
