@@ -231,14 +231,19 @@ int buildstate_seal_at_rest(pg_conn *db, const secretbox *sb, int64_t *sealed, i
         ml_snprintf_trunc(err, errlen, "reading functions to seal: %s", pg_error(db));
         return ML_ERR;
     }
-    for (int i = 0; i < PQntuples(res) && rc == ML_OK; i++)
-        if ((rc = seal_row(db, sb, pg_get_text(res, i, 0), pg_get_text(res, i, 1),
-                           pg_get_text(res, i, 2), err, errlen)) == ML_OK)
+    /* a row that cannot be sealed (a key id neither key knows) is left for the operator
+     * (reported); the others are sealed all the same */
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (seal_row(db, sb, pg_get_text(res, i, 0), pg_get_text(res, i, 1), pg_get_text(res, i, 2),
+                     err, errlen) == ML_OK)
             (*sealed)++;
+        else
+            rc = ML_ERR;
+    }
     PQclear(res);
-    if (rc == ML_OK && pg_exec(db, "buildstate_redact", redact_sql, 0, NULL, redacted) != ML_OK) {
+    if (pg_exec(db, "buildstate_redact", redact_sql, 0, NULL, redacted) != ML_OK) {
         ml_snprintf_trunc(err, errlen, "redacting webhook payloads: %s", pg_error(db));
         rc = ML_ERR;
     }
-    return rc;
+    return rc; /* err: the last failure */
 }

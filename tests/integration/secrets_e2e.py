@@ -168,13 +168,20 @@ def ssrf(plain):
                 st == 400 and (r or {}).get("error", {}).get("code") == "invalid_url", (st, body[:300]))
 
 
-def at_rest():
+def dumps_of_both():
     dumps = ""
     pg_dump = os.path.join(os.environ.get("ML_STACK_PG_BIN", "/usr/bin"), "pg_dump")
     for var in ("MINILAMBDA_BUILD_DB_URL", "MINILAMBDA_LAMBDA_DB_URL"):
         out = subprocess.run([pg_dump, "--data-only", os.environ[var]], capture_output=True, text=True)
-        S.check(f"pg_dump --data-only of {var.split('_')[1].lower()} works", out.returncode == 0, out.stderr[:200])
+        if out.returncode != 0:
+            return "pg_dump failed: " + out.stderr[:200]
         dumps += out.stdout
+    return dumps
+
+
+def at_rest():
+    dumps = dumps_of_both()
+    S.check("pg_dump --data-only of both databases works", not dumps.startswith("pg_dump failed"), dumps[:200])
     S.check("no env value in clear in either database (pg_dump of both)", not has_value(dumps), has_value(dumps))
     env = psql(f"select env::text from functions where name = 'sec-gw-{RUN}'")
     S.check("functions.env holds sealed values with their key id", '"DB_PASS": "enc:v1:' in env, env[:80])
@@ -205,13 +212,13 @@ def rotation(plain, secret):
          f" '{VAL_LEGACY}')), webhook_secret_sealed = null where name = '{direct}'", "MINILAMBDA_BUILD_DB_URL")
     restart("lambda-executor", MINILAMBDA_SECRETS_KEY=new, MINILAMBDA_SECRETS_KEY_OLD=old)
     restart("build-master", MINILAMBDA_SECRETS_KEY=new, MINILAMBDA_SECRETS_KEY_OLD=old)
-    like = f"enc:v1:{kid(new)}:%"
-    left = psql(f"select count(*) from functions, jsonb_each_text(env) e where e.value not like '{like}'")
+    like, mine = f"enc:v1:{kid(new)}:%", f"name like 'sec-%-{RUN}'"
+    left = psql(f"select count(*) from functions, jsonb_each_text(env) e where {mine} and e.value not like '{like}'")
     S.check("after a restart with a new key, every functions.env value is sealed under the new key id", left == "0", left)
     left = psql(f"select count(*) from build_functions, jsonb_each_text(coalesce(config->'env', '{{}}')) e"
-                f" where e.value not like '{like}'", "MINILAMBDA_BUILD_DB_URL")
-    nows = psql("select count(*) from build_functions where webhook_secret_sealed is null or"
-                f" webhook_secret_sealed not like '{like}'", "MINILAMBDA_BUILD_DB_URL")
+                f" where {mine} and e.value not like '{like}'", "MINILAMBDA_BUILD_DB_URL")
+    nows = psql(f"select count(*) from build_functions where {mine} and (webhook_secret_sealed is null or"
+                f" webhook_secret_sealed not like '{like}')", "MINILAMBDA_BUILD_DB_URL")
     S.check("...and every build_functions env value and sealed whsec_", left == "0" and nows == "0", (left, nows))
     end = time.time() + 15
     while True:
@@ -229,6 +236,13 @@ def rotation(plain, secret):
         time.sleep(0.5)
     S.check("a value sealed under the old key still reaches the sandbox after the rotation",
             st == 200 and r.get("sha") == hashlib.sha256(VAL_PATCH.encode()).hexdigest(), (st, body[:200]))
+    S.check("the row written in clear is sealed on both sides (pg_dump)", not has_value(dumps_of_both()),
+            has_value(dumps_of_both()))
+    # back to the stack's key, so the tests after this one find every row readable
+    restart("lambda-executor", MINILAMBDA_SECRETS_KEY=old, MINILAMBDA_SECRETS_KEY_OLD=new)
+    restart("build-master", MINILAMBDA_SECRETS_KEY=old, MINILAMBDA_SECRETS_KEY_OLD=new)
+    left = psql(f"select count(*) from functions, jsonb_each_text(env) e where e.value like 'enc:v1:{kid(new)}:%'")
+    S.check("rotated back: nothing left under the temporary key", left == "0", left)
     try:
         S.start("lambda-executor-nokey", "lambda-executor", MINILAMBDA_SECRETS_KEY="", MINILAMBDA_SECRETS_KEY_OLD="")
         started = True
@@ -273,8 +287,8 @@ def main():
         name, _, whsec = create(plain, secret)
         invoke_and_patch(name, plain, secret, whsec)
         ssrf(plain)
-        rotation(plain, secret)
         at_rest()
+        rotation(plain, secret)
     finally:
         S.stop_all()
         srv.shutdown()
