@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "pg.h"
+#include "secretbox.h"
 
 /* Records status (queued|building|completed|failed, error may be NULL) for build_id.
  * executor_url: lambda-executor base URL (NULL or "" = no lambda delivery). hold: the
@@ -20,5 +21,12 @@ int buildstate_record(pg_conn *db, const char *build_id, const char *status, con
 
 /* Marks the build's job as published and lets its held deliveries go. */
 int buildstate_release(pg_conn *db, const char *build_id);
+
+/* At rest (docs/secrets.md), at the build-master's start: every function's env values and
+ * its sealed whsec_ secret end up sealed under sb's current key (plaintext from before
+ * encryption, or the old key's), and settled webhook payloads (and every user copy) show
+ * env names only. *sealed / *redacted: rows changed. ML_ERR with a reason (no values). */
+int buildstate_seal_at_rest(pg_conn *db, const secretbox *sb, int64_t *sealed, int64_t *redacted,
+                            char *err, size_t errlen);
 
 #endif

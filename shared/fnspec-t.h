@@ -65,9 +65,9 @@ typedef struct fnspec_field {
 } fnspec_field;
 
 /* A build.status event (API.md "Build-status webhooks"; docs/build-pipeline.md).
- * Strings are NUL-terminated; error, config and artifact_prefix are heap-owned by the
- * struct (fnspec_build_event_free releases them: error/artifact_prefix with free(),
- * config with cJSON_Delete). */
+ * Strings are NUL-terminated; error, config, sealed and artifact_prefix are heap-owned by
+ * the struct (fnspec_build_event_free releases them: error/artifact_prefix with free(),
+ * config/sealed with cJSON_Delete). */
 typedef struct fnspec_build_event {
     char build_id[ML_UUID_LEN];
     char function_id[ML_UUID_LEN];
@@ -79,6 +79,10 @@ typedef struct fnspec_build_event {
     char runtime[FNSPEC_RUNTIME_MAX + 1];
     char handler[FNSPEC_HANDLER_MAX + 1];
     struct cJSON *config; /* an object, or NULL: the member is absent */
+    /* "sealed": only in the lambda-executor's copy (docs/secrets.md): {"env": {NAME:
+     * sealed value}, "webhook_secret": sealed whsec_ (optional)}, or NULL: absent. The
+     * config's env then shows names only, like every copy users see. */
+    struct cJSON *sealed;
     /* "artifact": present (non-null) only when status is completed */
     bool has_artifact;
     char *artifact_prefix;

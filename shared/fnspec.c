@@ -326,6 +326,20 @@ static int add_int(cJSON *o, const char *k, int64_t v)
     return cJSON_AddRawToObject(o, k, num) ? ML_OK : ML_ERR;
 }
 
+/* A copy of v as o's member k; nothing when v is NULL. */
+static int add_dup(cJSON *o, const char *k, const cJSON *v)
+{
+    cJSON *c;
+
+    if (!v)
+        return ML_OK;
+    if (!(c = cJSON_Duplicate(v, 1)) || !cJSON_AddItemToObject(o, k, c)) {
+        cJSON_Delete(c);
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
 int fnspec_build_event_encode(const fnspec_build_event *ev, char **out)
 {
     cJSON *o = cJSON_CreateObject(), *fn = NULL, *art = NULL;
@@ -345,13 +359,8 @@ int fnspec_build_event_encode(const fnspec_build_event *ev, char **out)
         ok &= cJSON_AddStringToObject(fn, "name", ev->name) != NULL;
         ok &= cJSON_AddStringToObject(fn, "runtime", ev->runtime) != NULL;
         ok &= cJSON_AddStringToObject(fn, "handler", ev->handler) != NULL;
-        if (ev->config) {
-            cJSON *c = cJSON_Duplicate(ev->config, 1);
-            if (!c || !cJSON_AddItemToObject(fn, "config", c)) {
-                cJSON_Delete(c);
-                ok = 0;
-            }
-        }
+        ok &= add_dup(fn, "config", ev->config) == ML_OK;
+        ok &= add_dup(fn, "sealed", ev->sealed) == ML_OK;
     }
     if (!ev->has_artifact) {
         ok &= cJSON_AddNullToObject(o, "artifact") != NULL;
@@ -402,11 +411,28 @@ static char *dup_str(const char *s)
         goto fail;                                                                             \
     } while (0)
 
+/* function.sealed: env an object of "enc:v1:" strings, webhook_secret one (both optional). */
+static bool sealed_valid(const cJSON *sealed)
+{
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(sealed, "env"), *ws, *e;
+
+    ws = cJSON_GetObjectItemCaseSensitive(sealed, "webhook_secret");
+    if (ws && !(cJSON_IsString(ws) && strncmp(ws->valuestring, "enc:v1:", 7) == 0))
+        return false;
+    if (env && !cJSON_IsObject(env))
+        return false;
+    cJSON_ArrayForEach(e, env)
+        if (!cJSON_IsString(e) || strncmp(e->valuestring, "enc:v1:", 7) != 0 ||
+            fnspec_is_ident(e->string, strlen(e->string)) != ML_OK)
+            return false;
+    return true;
+}
+
 int fnspec_build_event_decode(const char *json, size_t len, fnspec_build_event *ev, char *err,
                               size_t errlen)
 {
     cJSON *body = json ? cJSON_ParseWithLength(json, len) : NULL;
-    const cJSON *fn, *art, *e, *config;
+    const cJSON *fn, *art, *e, *config, *sealed;
     const char *s;
 
     memset(ev, 0, sizeof(*ev));
@@ -446,6 +472,11 @@ int fnspec_build_event_decode(const char *json, size_t len, fnspec_build_event *
         goto fail;
     if (config && !(ev->config = cJSON_Duplicate(config, 1)))
         BAD("out of memory");
+    sealed = cJSON_GetObjectItemCaseSensitive(fn, "sealed");
+    if (sealed && (!cJSON_IsObject(sealed) || !sealed_valid(sealed)))
+        BAD("function.sealed must be an object of sealed values (env, webhook_secret)");
+    if (sealed && !(ev->sealed = cJSON_Duplicate(sealed, 1)))
+        BAD("out of memory");
     if (cJSON_IsString(e) && !(ev->error = dup_str(e->valuestring)))
         BAD("out of memory");
     if (strcmp(ev->status, "completed") == 0) {
@@ -473,6 +504,8 @@ void fnspec_build_event_free(fnspec_build_event *ev)
     free(ev->error);
     free(ev->artifact_prefix);
     cJSON_Delete(ev->config);
+    cJSON_Delete(ev->sealed);
+    ev->sealed = NULL;
     ev->error = NULL;
     ev->artifact_prefix = NULL;
     ev->config = NULL;

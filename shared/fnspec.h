@@ -90,11 +90,11 @@ int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t 
 
 /* The wire form, key order as the build side has always sent it:
  *   {"type":"build.status","build_id","function_id","status","error","timestamp",
- *    "function":{"name","runtime","handler","config"},
+ *    "function":{"name","runtime","handler","config","sealed"},
  *    "artifact":{"prefix","sha256","size_bytes","files"} | null}
  * build_id and function_id are UUID strings; size_bytes and files JSON numbers printed
  * in full (decode takes them up to 2^53, what a double holds exactly);
- * "config" is left out when ev->config is NULL; "artifact" is null unless has_artifact.
+ * "config" / "sealed" are left out when NULL; "artifact" is null unless has_artifact.
  * On ML_OK *out is a new NUL-terminated string the caller releases with free(). */
 int fnspec_build_event_encode(const fnspec_build_event *ev, char **out);
 

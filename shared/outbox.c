@@ -13,6 +13,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "pg.h"
+#include "secretbox.h"
 #include "webhook.h"
 
 #define DEFAULT_BATCH 8
@@ -56,7 +57,11 @@ static const schema schemas[] = {
         "w.target <> 'user'", "w.target = 'lambda'",
         { "user", "lambda" } },
     [OUTBOX_DESTINATIONS] = {
-        "destination_deliveries", "destination_attempts", "kind", "", "NULL::text", "true",
+        "destination_deliveries", "destination_attempts", "kind", "",
+        /* the function's own whsec_ secret, sealed (docs/secrets.md); the platform's for a
+         * function from before that has none yet */
+        "(SELECT f.webhook_secret_sealed FROM functions f WHERE f.id = w.function_id)",
+        "(SELECT f.webhook_secret_sealed FROM functions f WHERE f.id = w.function_id) IS NULL",
         "false", { "on_success", "on_failure" } },
 };
 
@@ -487,6 +492,7 @@ static bool attempt_row(outbox *o, const row *r, int64_t lease_end_ms, outcome *
 {
     char why[ERR_MAX - 32];
     const char *secret = r->uses_internal ? o->internal_secret : r->own_secret;
+    char *opened = NULL;
     ssrf_target target = { 0 };
     /* The platform's own URL (the lambda-executor) may well be private; users' never are.
      * The request is pinned to the addresses checked here, so DNS cannot change its mind. */
@@ -508,7 +514,18 @@ static bool attempt_row(outbox *o, const row *r, int64_t lease_end_ms, outcome *
         final_failure(out, "failed", "no webhook secret for this delivery's function");
         return true;
     }
+    if (secretbox_is_sealed(secret)) {
+        if (secretbox_open(secretbox_global(), "webhook_secret", secret, &opened, why, sizeof(why)) != ML_OK) {
+            final_failure(out, "failed", "cannot open the function's webhook secret: %s", why);
+            return true;
+        }
+        secret = opened;
+    }
     send_row(o, r, secret, target.resolve, out);
+    if (opened) {
+        explicit_bzero(opened, strlen(opened));
+        free(opened);
+    }
     return true;
 }
 

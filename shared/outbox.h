@@ -34,8 +34,9 @@
  * released by setting it to now()). Build side: seq 1/2/3 for queued/building/terminal.
  *
  * Signing secrets. Build side: target 'user' uses build_functions.webhook_secret of the row's
- * function_id; target 'lambda' uses config.internal_secret. Lambda side (destinations): every
- * row uses config.internal_secret (functions has no per-function secret column yet).
+ * function_id; target 'lambda' uses config.internal_secret. Lambda side (destinations): the
+ * function's own whsec_ secret (functions.webhook_secret_sealed, opened with secretbox_global,
+ * docs/secrets.md); config.internal_secret for a function that has none yet.
  *
  * Threads: an outbox owns one Postgres connection and one HTTP client, so it belongs to one
  * thread at a time; run one outbox per dispatcher thread. Any number of dispatchers, in any

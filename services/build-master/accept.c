@@ -21,6 +21,7 @@
 #include "crypto.h"
 #include "log.h"
 #include "notify.h"
+#include "secretbox.h"
 #include "topology.h"
 #include "webhook.h"
 
@@ -111,22 +112,31 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
                        httpd_resp *resp)
 {
     char size[24];
-    char *config = a->spec ? cJSON_PrintUnformatted(a->spec->config) : NULL;
-    const char *fparams[] = { fid, a->spec ? a->spec->name : NULL, a->spec ? a->spec->runtime : NULL,
+    char *config = a->spec ? cJSON_PrintUnformatted(a->spec->config) : NULL, *wsealed = NULL;
+    const char *fparams[8] = { fid, a->spec ? a->spec->name : NULL, a->spec ? a->spec->runtime : NULL,
                               a->spec ? a->spec->handler : NULL,
                               a->spec && a->spec->webhook_url[0] ? a->spec->webhook_url : NULL,
-                              secret, config };
+                              secret, config, NULL };
     const char *uparams[] = { fid, a->webhook_url };
     const char *bparams[] = { bid, fid, key, size, sha };
     int status = 0;
 
+    /* the lambda side signs destinations with it (docs/secrets.md) */
+    if (a->spec && secretbox_seal(secretbox_global(), "webhook_secret", secret, strlen(secret), &wsealed) != ML_OK) {
+        free(config);
+        httpd_resp_error(resp, 500, "internal", "cannot seal the webhook secret");
+        return 500;
+    }
+    fparams[7] = wsealed;
     if (ml_snprintf(size, sizeof(size), "%zu", a->zip_len) != ML_OK) { /* 24 bytes hold any size_t */
         free(config);
+        free(wsealed);
         httpd_resp_error(resp, 500, "internal", "cannot format the package size");
         return 500;
     }
     if (deps_db_acquire(d) != PGPOOL_OK) {
         free(config);
+        free(wsealed);
         unavailable(resp, "the build database", "no free database connection");
         return 503;
     }
@@ -134,8 +144,9 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
         goto db_error;
     if (a->spec && pg_exec(d->db, "bm_insert_function",
                            "INSERT INTO build_functions (id, name, runtime, handler, webhook_url,"
-                           " webhook_secret, config) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-                           7, fparams, NULL) != ML_OK) {
+                           " webhook_secret, config, webhook_secret_sealed)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
+                           8, fparams, NULL) != ML_OK) {
         if (strcmp(pg_sqlstate(d->db), "23505") == 0) {
             httpd_resp_error(resp, 409, "name_taken", "a function named '%s' already exists",
                              a->spec->name);
@@ -164,6 +175,7 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
         goto db_error;
     deps_db_release(d);
     free(config);
+    free(wsealed);
     return 0;
 db_error:
     status = 503;
@@ -172,6 +184,7 @@ out:
     pg_rollback(d->db);
     deps_db_release(d);
     free(config);
+    free(wsealed);
     return status;
 }
 

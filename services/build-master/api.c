@@ -12,6 +12,8 @@
 #include "log.h"
 #include "multipart.h"
 #include "pgpool.h"
+#include "secretbox.h"
+#include "ssrf.h"
 
 /* The request's fields as JSON plus the package, whatever the content type. */
 typedef struct upload {
@@ -140,6 +142,36 @@ static deps *need_deps(bm_app *app, httpd_resp *resp)
     return d;
 }
 
+/* A user's URL against the SSRF policy, at create/update as at delivery (docs/secrets.md):
+ * ML_ERR with 400 invalid_url written when refused. A name that does not resolve now is
+ * accepted (it may later; delivery checks again and refuses it then). */
+static int url_allowed(const bm_app *app, const char *field, const char *url, httpd_resp *resp)
+{
+    char why[256];
+    ssrf_result r;
+
+    if (!url || !url[0])
+        return ML_OK;
+    r = ssrf_check_url(url, &app->ssrf, NULL, why, sizeof(why));
+    if (r == SSRF_OK || r == SSRF_UNRESOLVED)
+        return ML_OK;
+    httpd_resp_error(resp, 400, "invalid_url", "%s: %s", field, why);
+    return ML_ERR;
+}
+
+/* env values are stored sealed (docs/secrets.md); ML_ERR with 500 written. */
+static int seal_env(cJSON *config, httpd_resp *resp)
+{
+    char err[256];
+
+    if (secretbox_env_seal(secretbox_global(), cJSON_GetObjectItemCaseSensitive(config, "env"), NULL,
+                           err, sizeof(err)) == ML_OK)
+        return ML_OK;
+    ml_log_error("build-master: %s", err);
+    httpd_resp_error(resp, 500, "internal", "cannot encrypt env");
+    return ML_ERR;
+}
+
 static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
 {
     bm_app *app = ud;
@@ -155,6 +187,8 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
+    if (url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
+        goto out;
     if ((d = need_deps(app, resp)) != NULL)
         accept_build(app, d, &(accept_req){ .spec = &spec, .zip = u.zip, .zip_len = u.zip_len }, resp);
 out:
@@ -218,6 +252,8 @@ static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", cJSON_IsString(url) ? err : "webhook_url must be a string");
         goto out;
     }
+    if (url && url_allowed(app, "webhook_url", url->valuestring, resp) != ML_OK)
+        goto out;
     if ((d = need_deps(app, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
         goto out;
     accept_build(app, d,

@@ -17,7 +17,7 @@ static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QU
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[24];
+    cfg_var vars[28];
     httpd_route routes[8];
     size_t n = deps_cfg_vars(&app.deps, BM_NEED, vars, ML_ARRAY_LEN(vars));
     svc s;
@@ -43,6 +43,7 @@ int main(int argc, char **argv)
     vars[n++] = (cfg_var){ "MINILAMBDA_QUEUE_STATS_INTERVAL_MS", CFG_INT, "5000", 100, 600000, NULL,
                            "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed",
                            &qc.interval_ms, false };
+    n += bm_secrets_cfg_vars(&app, vars + n, ML_ARRAY_LEN(vars) - n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-master", "MINILAMBDA_BUILD_MASTER_PORT", "8082", vars, n, argc,
                  argv) != ML_OK)
@@ -59,7 +60,7 @@ int main(int argc, char **argv)
     qc.amqp_url = app.deps.amqp_url;
     qc.metrics = s.metrics;
     if (deps_open(&d, &app.deps, BM_NEED, &topo_builds, false, &s) != ML_OK || bm_health_caps(&s) != ML_OK ||
-        deps_pool_start(&app.db_pool, &app.deps, BM_NEED, &s) != ML_OK)
+        deps_pool_start(&app.db_pool, &app.deps, BM_NEED, &s) != ML_OK || bm_secrets_start(&app) != ML_OK)
         goto out;
     if (!(stats = qstats_start(&qc, err, sizeof(err)))) {
         ml_log_error("%s", err);

@@ -641,7 +641,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     if (authenticate(a, d, req, resp, &who) != ML_OK)
         goto refuse;
     c = call_new(a, d, req, resp);
-    if (!c) {
+    if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
         goto refuse;
     }

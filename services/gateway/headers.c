@@ -7,6 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "routes.h"
+#include "secretbox.h"
+
 #define MAX_CTYPES 64
 #define MAX_CTYPE_LEN 128
 #define MAX_HEADER_LINE 8192
@@ -263,4 +266,11 @@ const char *gw_ctype_intern(const char *value)
 out:
     pthread_mutex_unlock(&ctype_lock);
     return found;
+}
+
+int gw_hdr_reveal_secrets(struct curl_slist **list, unsigned scopes)
+{
+    if (!(scopes & GW_SCOPE_SECRETS))
+        return ML_OK;
+    return append_header(list, SECRETBOX_REVEAL_HEADER, SECRETBOX_REVEAL_VALUE);
 }

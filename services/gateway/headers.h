@@ -4,7 +4,9 @@
  * (Content-Type, Accept, User-Agent, X-Invocation-Type, X-Log-Type; on the AWS route the
  * X-Amz-* equivalents, translated), minus any the client's Connection header names, plus the
  * gateway's own X-Request-Id, X-Forwarded-For (the TCP peer's address only: whatever the
- * client claimed is dropped) and X-Forwarded-Proto. Authorization never leaves the gateway.
+ * client claimed is dropped) and X-Forwarded-Proto, and X-Minilambda-Reveal-Secrets only
+ * when the gateway itself sets it (gw_hdr_reveal_secrets: a client's copy never passes, as
+ * no header outside the allow-list does). Authorization never leaves the gateway.
  * Responses: every upstream header passes except hop-by-hop ones (RFC 9110 §7.6.1), those
  * the upstream's Connection header names, and the ones the gateway's HTTP server writes
  * itself (Content-Length, Content-Type via the response's type, Date, Server, X-Request-Id).
@@ -31,6 +33,10 @@ bool gw_hdr_token_listed(const char *list, const char *name);
  * On success *out is a new list the caller frees with curl_slist_free_all. */
 int gw_hdr_upstream_request(gw_hdr_get_fn get, void *ud, bool aws, const char *client_ip,
                             const char *request_id, struct curl_slist **out);
+
+/* Adds SECRETBOX_REVEAL_HEADER to the upstream request when scopes hold GW_SCOPE_SECRETS
+ * (functions:secrets): the executor then shows env values (docs/secrets.md). */
+int gw_hdr_reveal_secrets(struct curl_slist **list, unsigned scopes);
 
 /* Appends one "name\0value\0" pair (name and value trimmed of surrounding whitespace) parsed
  * from a raw header line "Name: value\r\n"; lines without a colon are ignored. */

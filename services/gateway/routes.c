@@ -75,6 +75,7 @@ static const struct {
     { "functions:read", GW_SCOPE_READ },
     { "functions:write", GW_SCOPE_WRITE },
     { "functions:invoke", GW_SCOPE_INVOKE },
+    { "functions:secrets", GW_SCOPE_SECRETS },
 };
 
 unsigned gw_scopes_parse(const char *claim)

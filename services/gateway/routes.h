@@ -17,6 +17,8 @@ enum {
     GW_SCOPE_READ = 1u << 0,   /* functions:read */
     GW_SCOPE_WRITE = 1u << 1,  /* functions:write */
     GW_SCOPE_INVOKE = 1u << 2, /* functions:invoke */
+    /* functions:secrets — no route requires it; with it, env values are shown (docs/secrets.md) */
+    GW_SCOPE_SECRETS = 1u << 3,
 };
 
 typedef enum {

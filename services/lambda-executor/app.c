@@ -172,6 +172,7 @@ static int start_parts(ex_app *app, svc *s)
 
     app->registry_cfg.thread_deps = thread_deps;
     app->registry_cfg.thread_deps_ud = app;
+    app->registry_cfg.ssrf = (ssrf_policy){ app->allow_loopback, app->allow_private };
     app->audit_cfg.db_url = app->deps.lambda_db_url;
     app->audit_cfg.statement_timeout_ms = app->deps.db_statement_timeout_ms;
     app->audit_cfg.thread_db = thread_db;
@@ -183,6 +184,7 @@ static int start_parts(ex_app *app, svc *s)
         ml_log_error("cannot start the executor: %s", err);
         return ML_ERR;
     }
+    registry_seal_at_rest(app->registry); /* logged; the next start tries again */
     return ML_OK;
 }
 

@@ -136,4 +136,8 @@ int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs);
 
 httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud);
 
+/* A function's API document (or a {"functions": [...]} page of them), in place: env values,
+ * stored sealed, become "***" or (reveal) their plaintext. ML_ERR with a reason. */
+int reg_env_render(cJSON *doc, bool reveal, char *err, size_t errlen);
+
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "secretbox.h"
 #include "webhook.h"
 
 /* How long a lookup that could not reach Postgres keeps the others from trying: meanwhile a
@@ -141,6 +142,10 @@ size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max)
         { "MINILAMBDA_INTERNAL_WEBHOOK_SECRET", CFG_STR, NULL, 0, 0, NULL,
           "whsec_ secret signing build-status webhooks to the lambda-executor (both sides)",
           &c->webhook_secret, true },
+        { "MINILAMBDA_SECRETS_KEY", CFG_STR, "", 0, 0, NULL,
+          "base64 of 32 bytes: the AES-256-GCM key sealing env values at rest (required; or"
+          " MINILAMBDA_SECRETS_KEY_FILE; MINILAMBDA_SECRETS_KEY_OLD during a rotation: docs/secrets.md)",
+          &c->secrets_key, true },
         { "MINILAMBDA_REGISTRY_LOCAL_TTL_MS", CFG_INT, "2000", 0, 600000, NULL,
           "how long a process caches a function's metadata (bounds staleness across executors)",
           &c->local_ttl_ms, false },
@@ -160,6 +165,8 @@ registry *registry_new(const registry_config *cfg, svc *s, char *err, size_t err
         ml_snprintf_trunc(err, errlen, "MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
         return NULL;
     }
+    if (secretbox_global_init(err, errlen) != ML_OK) /* env values are sealed at rest */
+        return NULL;
     if (!cfg->thread_deps || cfg->cache_max < 1) {
         ml_snprintf_trunc(err, errlen, "registry: thread_deps and cache_max are required");
         return NULL;

@@ -20,6 +20,7 @@
 #include "ml.h"
 #include "pg.h"
 #include "service.h"
+#include "ssrf.h"
 
 /* Results of the lookups. */
 typedef enum {
@@ -89,6 +90,9 @@ typedef struct registry_config {
     int64_t local_ttl_ms;       /* MINILAMBDA_REGISTRY_LOCAL_TTL_MS: process cache freshness */
     int64_t redis_ttl_s;        /* MINILAMBDA_REGISTRY_REDIS_TTL_S: Redis entry lifetime */
     int64_t cache_max;          /* MINILAMBDA_REGISTRY_CACHE_MAX: process cache entries */
+    const char *secrets_key;    /* MINILAMBDA_SECRETS_KEY (listed; secretbox reads it, or _FILE) */
+    /* set by the app: users' destination URLs at PATCH (MINILAMBDA_WEBHOOK_ALLOW_*) */
+    ssrf_policy ssrf;
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
      * be had; called on HTTP worker threads and on the invoke path. The registry uses their
      * lambda_service_db connection (->db, borrowed with deps_db_acquire around each group of
@@ -128,5 +132,11 @@ registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out);
 /* Drops the function (id and name) from the process cache. The registry does this itself
  * on every change it makes; exposed for callers that learn of a change another way. */
 void registry_forget(registry *r, const char *id, const char *name);
+
+/* At startup: env values still in clear (rows from before docs/secrets.md) or sealed under
+ * MINILAMBDA_SECRETS_KEY_OLD are sealed under the current key. ML_ERR (logged) when the
+ * database cannot be read or a row cannot be sealed; the next start tries again. Copies in
+ * Redis expire within MINILAMBDA_REGISTRY_REDIS_TTL_S. */
+int registry_seal_at_rest(registry *r);
 
 #endif

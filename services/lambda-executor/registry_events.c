@@ -12,6 +12,7 @@
 
 #include "fnspec.h"
 #include "log.h"
+#include "secretbox.h"
 #include "webhook.h"
 
 /* A decoded event (fnspec owns the rules and the strings) and its artifact numbers as text,
@@ -53,21 +54,48 @@ static char *config_text(const cJSON *config, const char *k)
 }
 
 static const char create_sql[] =
-    "INSERT INTO functions (id, name, runtime, handler, memory_mb, timeout_s, env, rate_limit, concurrency)"
+    "INSERT INTO functions (id, name, runtime, handler, memory_mb, timeout_s, env, rate_limit, concurrency,"
+    " webhook_secret_sealed)"
     " VALUES ($1, $2, $3, $4, coalesce($5::int, 128), coalesce($6::int, 30), coalesce($7::jsonb, '{}'),"
-    " $8::jsonb, $9::int) ON CONFLICT (id) DO NOTHING";
+    " $8::jsonb, $9::int, $10) ON CONFLICT (id) DO NOTHING";
 
-/* Creates the function from the event unless it exists. */
+/* The env to store: the sealed values of the executor's copy (function.sealed.env), or, from
+ * a build side older than that, config.env — sealed here. Text (caller frees), or NULL. */
+static char *sealed_env_text(const build_event *ev)
+{
+    const cJSON *sealed = cJSON_GetObjectItemCaseSensitive(ev->s.sealed, "env");
+    cJSON *env = cJSON_Duplicate(sealed ? sealed : cJSON_GetObjectItemCaseSensitive(ev->s.config, "env"), 1);
+    char err[256], *text = NULL;
+
+    if (env && secretbox_env_seal(secretbox_global(), env, NULL, err, sizeof(err)) != ML_OK)
+        ml_log_warn("registry: function %s: %s", ev->s.function_id, err);
+    else if (env)
+        text = cJSON_PrintUnformatted(env);
+    cJSON_Delete(env);
+    return text;
+}
+
+/* Creates the function from the event unless it exists; a sealed whsec_ secret in the event
+ * is kept (functions from before get theirs with their next event). */
 static int ev_create(pg_conn *db, const build_event *ev)
 {
     static const char *const keys[] = { "memory_mb", "timeout_s", "env", "rate_limit", "concurrency" };
+    const cJSON *ws = cJSON_GetObjectItemCaseSensitive(ev->s.sealed, "webhook_secret");
     char *vals[ML_ARRAY_LEN(keys)] = { 0 };
-    const char *params[9] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
-    int rc;
+    const char *params[10] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
+    int rc = ML_ERR;
 
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
-        params[4 + i] = vals[i] = config_text(ev->s.config, keys[i]);
-    rc = pg_exec(db, "reg_ev_create", create_sql, 9, params, NULL);
+        params[4 + i] = vals[i] = i == 2 ? sealed_env_text(ev) : config_text(ev->s.config, keys[i]);
+    if (cJSON_GetObjectItemCaseSensitive(ev->s.config, "env") && !vals[2])
+        goto out; /* never store a value we could not seal */
+    params[9] = cJSON_IsString(ws) ? ws->valuestring : NULL;
+    rc = pg_exec(db, "reg_ev_create", create_sql, 10, params, NULL);
+    if (rc == ML_OK && params[9])
+        rc = pg_exec(db, "reg_ev_whsec", "UPDATE functions SET webhook_secret_sealed = $2 WHERE id = $1"
+                     " AND webhook_secret_sealed IS DISTINCT FROM $2", 2,
+                     (const char *[]){ ev->s.function_id, params[9] }, NULL);
+out:
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
         cJSON_free(vals[i]);
     return rc;

@@ -7,16 +7,34 @@
 
 #include "fnspec.h"
 #include "log.h"
+#include "secretbox.h"
+#include "ssrf.h"
 
-/* Postgres' json text is padded; re-serialise it compactly (keeps key order). */
-static void reply_json_text(httpd_resp *resp, int status, const char *text)
+/* True when the gateway vouches for a caller that may read env values. */
+static bool reveal_env(httpd_req *req)
+{
+    const char *v = req ? httpd_header(req, SECRETBOX_REVEAL_HEADER) : NULL;
+
+    return v && strcmp(v, SECRETBOX_REVEAL_VALUE) == 0;
+}
+
+
+/* Postgres' json text is padded; re-serialise it compactly (keeps key order). env values,
+ * stored sealed, become "***" or (reveal_env) their plaintext (docs/secrets.md). */
+static void reply_json_text(httpd_req *req, httpd_resp *resp, int status, const char *text)
 {
     cJSON *o = cJSON_Parse(text);
+    char err[256];
 
-    if (!o)
+    if (!o) {
         httpd_resp_error(resp, 500, "internal", "malformed JSON from the database");
-    else
+    } else if (reg_env_render(o, reveal_env(req), err, sizeof(err)) != ML_OK) {
+        ml_log_error("registry: %s", err);
+        cJSON_Delete(o);
+        httpd_resp_error(resp, 500, "internal", "cannot decrypt env: %s", err);
+    } else {
         httpd_resp_json(resp, status, o);
+    }
 }
 
 /* {fn} → (id, name) parameters for WHERE_FN; ML_ERR (404 written) if it can name nothing. */
@@ -86,7 +104,7 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
     if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
         hr = fnwait_park(r->waits, req, resp, key, timeout_s);
     else if (res && PQntuples(res) > 0)
-        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     return hr;
 }
@@ -119,10 +137,45 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     if (!res)
         reg_db_fail(resp, db, "listing functions");
     else
-        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     reg_put_db(ud);
     return HTTPD_DONE;
+}
+
+/* on_success_url / on_failure_url against the SSRF policy, at PATCH as at delivery
+ * (docs/secrets.md): ML_ERR with 400 invalid_url written when refused. A name that does
+ * not resolve now is accepted (delivery checks again). */
+static int urls_allowed(const registry *r, const cJSON *body, httpd_resp *resp)
+{
+    static const char *const fields[] = { "on_success_url", "on_failure_url" };
+    char why[256];
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(fields); i++) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(body, fields[i]);
+        ssrf_result sr;
+        if (!cJSON_IsString(u) || !u->valuestring[0])
+            continue;
+        sr = ssrf_check_url(u->valuestring, &r->cfg.ssrf, NULL, why, sizeof(why));
+        if (sr != SSRF_OK && sr != SSRF_UNRESOLVED) {
+            httpd_resp_error(resp, 400, "invalid_url", "%s: %s", fields[i], why);
+            return ML_ERR;
+        }
+    }
+    return ML_OK;
+}
+
+/* A PATCH's env is stored sealed; ML_ERR with 500 written. */
+static int seal_env(cJSON *body, httpd_resp *resp)
+{
+    char err[256];
+
+    if (secretbox_env_seal(secretbox_global(), cJSON_GetObjectItemCaseSensitive(body, "env"), NULL, err,
+                           sizeof(err)) == ML_OK)
+        return ML_OK;
+    ml_log_error("registry: %s", err);
+    httpd_resp_error(resp, 500, "internal", "cannot encrypt env");
+    return ML_ERR;
 }
 
 static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
@@ -144,6 +197,8 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
+    if (urls_allowed(r, body, resp) != ML_OK || seal_env(body, resp) != ML_OK)
+        goto out;
     if (!(patch = cJSON_PrintUnformatted(body))) {
         httpd_resp_error(resp, 500, "internal", "out of memory");
         goto out;
@@ -163,7 +218,7 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
             reg_publish_change(r, f->id, f->name, cache);
         free(f);
-        reply_json_text(resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
     }
 out:
     PQclear(res);

@@ -4,6 +4,8 @@
 #include "registry-int.h"
 
 #include "fnspec.h"
+#include "log.h"
+#include "secretbox.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -55,9 +57,27 @@ int reg_json_int(const cJSON *o, const char *k, int64_t *out, bool nullable)
     return ML_OK;
 }
 
+/* Appends NAME=value to f's packed env. */
+static int env_put(fn_info *f, const char *name, const char *value)
+{
+    size_t kn = strlen(name), vn = strlen(value);
+
+    if (f->env_len + kn + vn + 2 > sizeof(f->env))
+        return ML_ERR;
+    memcpy(f->env + f->env_len, name, kn);
+    f->env[f->env_len + kn] = '=';
+    memcpy(f->env + f->env_len + kn + 1, value, vn + 1);
+    f->env_len += kn + vn + 2;
+    f->env_count++;
+    return ML_OK;
+}
+
+/* The sandbox gets the plaintext: sealed values (docs/secrets.md) are opened here, the only
+ * place they are; a value from before sealing is taken as it is. */
 static int env_pack(const cJSON *env, fn_info *f)
 {
     const cJSON *e;
+    char err[256];
 
     f->env_count = 0;
     f->env_len = 0;
@@ -65,18 +85,23 @@ static int env_pack(const cJSON *env, fn_info *f)
         return ML_ERR;
     cJSON_ArrayForEach(e, env)
     {
-        size_t kn = strlen(e->string), vn;
+        char *pt = NULL;
+        int rc;
 
         if (!cJSON_IsString(e))
             return ML_ERR;
-        vn = strlen(e->valuestring);
-        if (f->env_len + kn + vn + 2 > sizeof(f->env))
+        if (secretbox_is_sealed(e->valuestring) &&
+            secretbox_open(secretbox_global(), e->string, e->valuestring, &pt, err, sizeof(err)) != ML_OK) {
+            ml_log_warn("registry: env %s of function %s: %s", e->string, f->id, err);
             return ML_ERR;
-        memcpy(f->env + f->env_len, e->string, kn);
-        f->env[f->env_len + kn] = '=';
-        memcpy(f->env + f->env_len + kn + 1, e->valuestring, vn + 1);
-        f->env_len += kn + vn + 2;
-        f->env_count++;
+        }
+        rc = env_put(f, e->string, pt ? pt : e->valuestring);
+        if (pt) {
+            explicit_bzero(pt, strlen(pt));
+            free(pt);
+        }
+        if (rc != ML_OK)
+            return ML_ERR;
     }
     return ML_OK;
 }
@@ -131,4 +156,20 @@ int reg_fn_parse(const char *text, size_t len, fn_info *f)
                                                                            : fn_from_json(o, f);
     cJSON_Delete(o);
     return rc;
+}
+
+/* See registry-int.h; sealed values are opened only when revealing. */
+int reg_env_render(cJSON *doc, bool reveal, char *err, size_t errlen)
+{
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "functions");
+    cJSON *f;
+
+    if (!cJSON_IsArray(list))
+        return secretbox_env_render(secretbox_global(), cJSON_GetObjectItemCaseSensitive(doc, "env"),
+                                    reveal, err, errlen);
+    cJSON_ArrayForEach(f, list)
+        if (secretbox_env_render(secretbox_global(), cJSON_GetObjectItemCaseSensitive(f, "env"), reveal,
+                                 err, errlen) != ML_OK)
+            return ML_ERR;
+    return ML_OK;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "secretbox.h"
 #include "pgpool.h"
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -179,6 +180,20 @@ int reg_store_delete(pg_conn *db, const char *const params[2], PGresult **res)
     return ML_OK;
 }
 
+/* An API document with env names only (fnwait answers without looking at the caller's
+ * headers, so never with values): a copy (caller frees), or NULL. */
+static char *redacted_doc(const char *text)
+{
+    cJSON *o = cJSON_Parse(text);
+    char *printed = NULL, *out = NULL, err[128];
+
+    if (o && reg_env_render(o, false, err, sizeof(err)) == ML_OK && (printed = cJSON_PrintUnformatted(o)))
+        out = strdup(printed); /* fnwait frees with free() */
+    cJSON_free(printed);
+    cJSON_Delete(o);
+    return out;
+}
+
 /* fnwait's fetch: every key's API document in one statement (see fnwait_fetch_fn). */
 int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
 {
@@ -209,7 +224,7 @@ int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
     for (int row = 0; row < PQntuples(res); row++) {
         int64_t i = 0;
         if (pg_get_int64(res, row, 0, &i) == ML_OK && i >= 1 && (size_t)i <= n && !docs[i - 1])
-            docs[i - 1] = strdup(pg_get_text(res, row, 1));
+            docs[i - 1] = redacted_doc(pg_get_text(res, row, 1));
     }
     rc = ML_OK;
 out:
@@ -222,5 +237,56 @@ out:
     ml_buf_free(&arr);
     if (db)
         reg_put_db(r);
+    return rc;
+}
+
+/* Seals one function's env (text) unless it changed meanwhile. */
+static int seal_row(pg_conn *db, const char *id, const char *env_text)
+{
+    cJSON *env = cJSON_Parse(env_text);
+    char err[256], *out = NULL;
+    int rc = ML_ERR;
+
+    if (!env || secretbox_env_seal(secretbox_global(), env, NULL, err, sizeof(err)) != ML_OK) {
+        ml_log_warn("registry: cannot seal the env of function %s: %s", id, env ? err : "malformed");
+        goto out;
+    }
+    if ((out = cJSON_PrintUnformatted(env)) != NULL)
+        rc = pg_exec(db, "reg_seal", "UPDATE functions SET env = $2::jsonb WHERE id = $1 AND env = $3::jsonb",
+                     3, (const char *[]){ id, out, env_text }, NULL);
+out:
+    cJSON_free(out);
+    cJSON_Delete(env);
+    return rc;
+}
+
+int registry_seal_at_rest(registry *r)
+{
+    char like[SECRETBOX_KID_LEN + 16];
+    pg_conn *db = reg_need_db(r, NULL);
+    PGresult *res = NULL;
+    int sealed = 0, rc = ML_ERR;
+
+    if (!db)
+        return ML_ERR;
+    if (ml_snprintf(like, sizeof(like), "%s%s:%%", SECRETBOX_PREFIX, secretbox_global()->cur.kid) != ML_OK ||
+        !(res = pg_query(db, "reg_stale_env",
+                         "SELECT id, env::text FROM functions WHERE EXISTS (SELECT 1 FROM"
+                         " jsonb_each_text(env) e WHERE e.value NOT LIKE $1)", 1, (const char *[]){ like }))) {
+        ml_log_warn("registry: reading env values to seal: %s", pg_error(db));
+        goto out;
+    }
+    rc = ML_OK;
+    for (int i = 0; i < PQntuples(res); i++) {
+        if (seal_row(db, pg_get_text(res, i, 0), pg_get_text(res, i, 1)) == ML_OK)
+            sealed++;
+        else
+            rc = ML_ERR;
+    }
+    ml_log_info("registry: env at rest under key id %s (%d function(s) sealed now)",
+                secretbox_global()->cur.kid, sealed);
+out:
+    PQclear(res);
+    reg_put_db(r);
     return rc;
 }

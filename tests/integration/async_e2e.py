@@ -162,8 +162,10 @@ def dead_letters(run, srv):
         time.sleep(0.2)
     ok = bool(received) and json.loads(received[0][1]).get("invocation_id") == inv
     S.check("on_failure_url receives the invocation record", ok, received[:1])
-    S.check("the destination is signed (Standard Webhooks, platform secret)",
-            ok and verify(S.secret, {k.lower(): v for k, v in received[0][0].items()}, received[0][1]))
+    own = psql(f"select webhook_secret from build_functions where name = '{fn}' and deleted_at is null",
+               "MINILAMBDA_BUILD_DB_URL")
+    S.check("the destination is signed (Standard Webhooks, the function's own whsec_ secret)",
+            ok and verify(own, {k.lower(): v for k, v in received[0][0].items()}, received[0][1]))
     end, depth = time.time() + 15, 0
     while time.time() < end and (depth := dlq_depth()) < 1:
         time.sleep(1)  # the management API refreshes queue stats every few seconds
