@@ -202,6 +202,7 @@ static int start_parts(ex_app *app, svc *s)
     pool_config pc = { .idle_ttl_ms = app->idle_ttl_s * 1000, .max_instances = app->max_instances,
                        .metrics = s->metrics };
 
+    app->registry_cfg.network_allowed = app->network;
     app->registry_cfg.thread_deps = thread_deps;
     app->registry_cfg.thread_deps_ud = app;
     app->audit_cfg.db_url = app->deps.lambda_db_url;

@@ -124,6 +124,7 @@ static void test_pool_live(void **state)
     uint64_t made = 0, setup_us = 0, t0, take_us;
     size_t ready = 0;
     pid_t child;
+    char cmd[128];
 
     (void)state;
     if (!have_tools()) {
@@ -141,7 +142,7 @@ static void test_pool_live(void **state)
     take_us = mono_us() - t0;
     printf("# netns: set-up %llu us (off the launch path), take %llu us\n",
            (unsigned long long)setup_us, (unsigned long long)take_us);
-    assert_true(take_us < 5000);
+    assert_true(take_us < 50000);   /* microseconds when idle; generous for a loaded CI box */
     assert_int_equal(in_ns(fd, "ip -4 addr show tap0 | grep -q 10.0.2.100"), 0);
     assert_int_equal(in_ns(fd, "nft list ruleset | grep -q '192.0.2.0/24'"), 0);
     assert_int_equal(in_ns(fd, "ip route | grep -q 'default via 10.0.2.2'"), 0);
@@ -153,9 +154,13 @@ static void test_pool_live(void **state)
     }
     netns_lease_end(lease, child);
     waitpid(child, NULL, 0);
-    usleep(400000);
-    netns_stats(&made, &setup_us, &ready);
-    assert_int_equal(ready, 2);   /* refilled */
+    snprintf(cmd, sizeof(cmd), "test $(pgrep -c -P %d -x slirp4netns) -eq 2", (int)getpid());
+    for (int i = 0; i < 150 && (ready < 2 || system(cmd) != 0); i++) {
+        usleep(20000);
+        netns_stats(&made, &setup_us, &ready);
+    }
+    assert_int_equal(ready, 2);                 /* refilled */
+    assert_int_equal(system(cmd), 0);           /* the leased one's slirp4netns is gone */
     netns_shutdown();
     assert_false(netns_enabled());
 }
