@@ -64,13 +64,14 @@ static struct {
     bool running, stop;
     netns_config cfg;
     int upstream;                 /* fd of the upstream namespace, -1: the executor's */
+    int exit_pipe[2];             /* [1] held here only: its close ends every slirp4netns */
     char rules[NETNS_RULES_MAX];
     char resolv[96];
     slot slots[NETNS_SLOTS];
     size_t nready, waiters;
     uint64_t made, last_us;
 } g = { .lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER,
-        .ready = PTHREAD_COND_INITIALIZER, .upstream = -1 };
+        .ready = PTHREAD_COND_INITIALIZER, .upstream = -1, .exit_pipe = { -1, -1 } };
 
 /* ---------------------------------------------------------------- policy */
 
@@ -273,27 +274,35 @@ static int wait_child(pid_t pid)
 }
 
 /* Spawns argv with fd in_fd as stdin (-1: /dev/null), keep_fd at 3 and keep_fd2 at 4
- * (-1: none), output to /dev/null. The child is in this thread's network namespace. */
+ * (-1: none), the exit pipe's read end at 5, output to /dev/null. The child is in this
+ * thread's network namespace. */
 static pid_t spawn(char *const argv[], int in_fd, int keep_fd, int keep_fd2)
 {
+    /* Each source is first copied above every target: in a small process a source may
+     * itself be fd 3..5, and the dup2 actions run in order. */
+    const int src[4] = { in_fd, keep_fd, keep_fd2, g.exit_pipe[0] }, dst[4] = { 0, 3, 4, 5 };
+    int hi[4];
     posix_spawn_file_actions_t fa;
     pid_t pid = -1;
 
+    for (int i = 0; i < 4; i++)
+        hi[i] = src[i] >= 0 ? fcntl(src[i], F_DUPFD_CLOEXEC, 16) : -1;
     if (posix_spawn_file_actions_init(&fa) != 0)
-        return -1;
-    if (in_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
-    else
+        goto out;
+    if (hi[0] < 0)
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    if (keep_fd >= 0)
-        posix_spawn_file_actions_adddup2(&fa, keep_fd, 3);
-    if (keep_fd2 >= 0)
-        posix_spawn_file_actions_adddup2(&fa, keep_fd2, 4);
+    for (int i = 0; i < 4; i++)
+        if (hi[i] >= 0)
+            posix_spawn_file_actions_adddup2(&fa, hi[i], dst[i]);
     if (posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ) != 0)
         pid = -1;
     posix_spawn_file_actions_destroy(&fa);
+out:
+    for (int i = 0; i < 4; i++)
+        if (hi[i] >= 0)
+            close(hi[i]);
     return pid;
 }
 
@@ -323,15 +332,17 @@ static int run_nft(void)
  * reports the namespace configured. */
 static int start_slirp(slot *s)
 {
+    /* --exit-fd: our end of the exit pipe closes when the executor dies, however it dies, and
+     * every slirp4netns exits with it (they would otherwise outlive it, reparented). */
     char *argv[] = { (char *)(g.cfg.slirp ? g.cfg.slirp : "slirp4netns"), "--configure",
-                     "--mtu=65520", "--disable-host-loopback", "--enable-seccomp",
+                     "--mtu=65520", "--disable-host-loopback", "--enable-seccomp", "--exit-fd=5",
                      "--ready-fd=3", "--netns-type=path", "/proc/self/fd/4", "tap0", NULL, NULL };
     struct pollfd pf;
     int r[2], rc = ML_ERR;
     char c;
 
     if (strcmp(g.cfg.dns, NETNS_SLIRP_DNS) != 0) {   /* its forwarder is not used: off */
-        memmove(&argv[2], &argv[1], 8 * sizeof(*argv));
+        memmove(&argv[2], &argv[1], 9 * sizeof(*argv));
         argv[1] = "--disable-dns";
     }
     if (pipe2(r, O_CLOEXEC) != 0)
@@ -526,6 +537,10 @@ int netns_init(const netns_config *c, char *err, size_t errlen)
         g.slots[i] = (slot){ .state = SLOT_FREE, .fd = -1, .slirp = -1, .pidfd = -1 };
     if (init_policy(&g.cfg, err, errlen) != ML_OK)
         return ML_ERR;
+    if (g.exit_pipe[0] < 0 && pipe2(g.exit_pipe, O_CLOEXEC) != 0) {
+        ml_snprintf_trunc(err, errlen, "netns: pipe: %s", strerror(errno));
+        return ML_ERR;
+    }
     /* One for real: a missing tool or privilege shows at start, not at the first invoke. */
     if (slot_make(&probe, err, errlen) != ML_OK)
         return ML_ERR;
@@ -558,6 +573,10 @@ void netns_shutdown(void)
     if (g.upstream >= 0)
         close(g.upstream);
     g.upstream = -1;
+    for (int i = 0; i < 2; i++)
+        if (g.exit_pipe[i] >= 0)
+            close(g.exit_pipe[i]);
+    g.exit_pipe[0] = g.exit_pipe[1] = -1;
 }
 
 bool netns_enabled(void)

@@ -13,8 +13,8 @@ on 127.0.0.1 (the functions try those ports too). Checks: a network function rea
 public stand-in and resolves through the DNS stand-in; it is refused everywhere else unless
 the allow-list (10.1.2.3:8080) names it, exactly; it cannot change the policy; a function
 without network has no route at all; network:true is refused while the platform switch is
-off. Prints "ok - ..." / "not ok - ..." per check, or "# skip: ..." when it cannot run."""
-import json, os, shutil, subprocess, sys, tempfile, urllib.parse, uuid
+off; no slirp4netns outlives an executor killed with SIGKILL. Prints "ok - ..." / "not ok - ..." per check, or "# skip: ..." when it cannot run."""
+import json, os, shutil, subprocess, sys, tempfile, time, urllib.parse, uuid
 
 from mlstack import Suite, call
 
@@ -241,6 +241,13 @@ def main():
         slirps = subprocess.run(["pgrep", "-x", "-P", str(S.procs["lambda-executor"].pid), "slirp4netns"],
                                 capture_output=True, text=True).stdout.split()
         S.check(f"the executor runs slirp4netns for its pool and instances ({len(slirps)})", slirps)
+        S.procs["lambda-executor"].kill()   # kill -9: nothing of it may stay behind
+        S.procs["lambda-executor"].wait()
+        deadline = time.time() + 3
+        while time.time() < deadline and any(os.path.exists(f"/proc/{p}") for p in slirps):
+            time.sleep(0.1)
+        left = [p for p in slirps if os.path.exists(f"/proc/{p}")]
+        S.check("no slirp4netns outlives an executor killed with SIGKILL (3 s)", not left, left)
     finally:
         S.stop_all()
         for p in servers:
@@ -248,8 +255,6 @@ def main():
             p.wait()
         teardown()
         shutil.rmtree(tmp, ignore_errors=True)
-    left = [p for p in slirps if os.path.exists(f"/proc/{p}")]
-    S.check("no slirp4netns left after the executor stopped", not left, left)
     return 1 if S.failures else 0
 
 
