@@ -419,8 +419,11 @@ out:
 static slot *find_exited(void)
 {
     for (size_t i = 0; i < NETNS_SLOTS; i++) {
-        struct pollfd pf = { .fd = g.slots[i].pidfd, .events = POLLIN };
-        if (g.slots[i].state == SLOT_BOUND && poll(&pf, 1, 0) == 1)
+        struct pollfd pf = { .fd = -1, .events = POLLIN };
+        if (g.slots[i].state != SLOT_BOUND)   /* others' fields may be changing unlocked */
+            continue;
+        pf.fd = g.slots[i].pidfd;
+        if (poll(&pf, 1, 0) == 1)
             return &g.slots[i];
     }
     return NULL;
