@@ -536,6 +536,8 @@ int netns_init(const netns_config *c, char *err, size_t errlen)
     g.cfg = *c;
     g.cfg.dns = c->dns && c->dns[0] ? c->dns : NETNS_SLIRP_DNS;
     g.cfg.pool = c->pool < 1 ? 1 : c->pool > NETNS_MAX_POOL ? NETNS_MAX_POOL : c->pool;
+    if (!g.cfg.nft && access("/usr/sbin/nft", X_OK) == 0)   /* a daemon's PATH may lack sbin */
+        g.cfg.nft = "/usr/sbin/nft";
     for (size_t i = 0; i < NETNS_SLOTS; i++)
         g.slots[i] = (slot){ .state = SLOT_FREE, .fd = -1, .slirp = -1, .pidfd = -1 };
     if (init_policy(&g.cfg, err, errlen) != ML_OK)
