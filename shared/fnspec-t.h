@@ -44,6 +44,7 @@ typedef enum fnspec_field_id {
     FNSPEC_MAX_EVENT_AGE_S,
     FNSPEC_ON_SUCCESS_URL,
     FNSPEC_ON_FAILURE_URL,
+    FNSPEC_NETWORK,
     FNSPEC_FIELD_COUNT
 } fnspec_field_id;
 
@@ -51,7 +52,8 @@ typedef enum fnspec_field_kind {
     FNSPEC_KIND_INT, /* an integer in [min, max] */
     FNSPEC_KIND_ENV, /* fnspec_env_valid */
     FNSPEC_KIND_RATE, /* fnspec_rate_limit_valid */
-    FNSPEC_KIND_URL  /* fnspec_dest_url_valid */
+    FNSPEC_KIND_URL,  /* fnspec_dest_url_valid */
+    FNSPEC_KIND_BOOL  /* true or false */
 } fnspec_field_kind;
 
 typedef struct fnspec_field {

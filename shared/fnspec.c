@@ -202,6 +202,7 @@ static const fnspec_field fields[FNSPEC_FIELD_COUNT] = {
                                  "must be an integer from 60 to 21600" },
     [FNSPEC_ON_SUCCESS_URL] = { "on_success_url", FNSPEC_KIND_URL, 0, 0, 0, false, true, URL_RULE },
     [FNSPEC_ON_FAILURE_URL] = { "on_failure_url", FNSPEC_KIND_URL, 0, 0, 0, false, true, URL_RULE },
+    [FNSPEC_NETWORK] = { "network", FNSPEC_KIND_BOOL, 0, 0, 0, true, false, "must be true or false" },
 };
 
 const fnspec_field *fnspec_field_get(fnspec_field_id id)
@@ -229,6 +230,7 @@ int fnspec_field_check(const fnspec_field *f, const cJSON *v)
     case FNSPEC_KIND_ENV: return fnspec_env_valid(v, NULL, 0);
     case FNSPEC_KIND_RATE: return fnspec_rate_limit_valid(v);
     case FNSPEC_KIND_URL: return cJSON_IsString(v) ? fnspec_dest_url_valid(v->valuestring) : ML_ERR;
+    case FNSPEC_KIND_BOOL: return cJSON_IsBool(v) ? ML_OK : ML_ERR;
     }
     return ML_ERR;
 }
@@ -248,7 +250,7 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
         if (!f && strict) {
             ml_snprintf_trunc(err, errlen,
                               "unknown field '%s'; PATCH accepts memory_mb, timeout_s, env, rate_limit, "
-                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url",
+                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url, network",
                               e->string);
             return ML_ERR;
         }

@@ -22,6 +22,8 @@ PACKAGES=(
 	docker-compose python3-yaml
 	# tests and benchmarks: real AWS clients (CLI v2, boto3) for the Invoke API, load generators
 	awscli python3-boto3 wrk hyperfine nginx-light
+	# per-function network (docs/network.md): userspace NAT and the egress policy
+	slirp4netns nftables
 )
 command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

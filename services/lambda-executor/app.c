@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netns.h"
 #include "pgpool.h"
 #include "sandbox.h"
 #include "topology.h"
@@ -88,8 +89,6 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
           "how long an invocation waits for a busy function's instance before 429", &app->queue_wait_ms, false },
         { "MINILAMBDA_FUNCTION_PIDS_MAX", CFG_INT, "64", 4, 4096, NULL,
           "processes and threads one function instance may have", &app->pids_max, false },
-        { "MINILAMBDA_FUNCTION_NETWORK", CFG_BOOL, "false", 0, 0, NULL,
-          "give functions network access (default: an empty network namespace)", &app->network, false },
         { "MINILAMBDA_ASYNC_CONSUMERS", CFG_INT, "4", 1, EX_MAX_CONSUMERS, NULL,
           "threads running queued (Event, cron, replay) invocations on this executor", &app->async_consumers, false },
         { "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
@@ -111,6 +110,33 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
     return n;
 }
 
+/* The functions' network (docs/network.md, netns.h). */
+static size_t net_vars(ex_app *app, cfg_var *vars, size_t max)
+{
+    const cfg_var own[] = {
+        { "MINILAMBDA_FUNCTION_NETWORK", CFG_BOOL, "false", 0, 0, NULL,
+          "functions may ask for network (\"network\": true): each gets its own namespace behind "
+          "a NAT with the egress policy; false: none may (400)", &app->network, false },
+        { "MINILAMBDA_NETWORK_ALLOW", CFG_STR, "", 0, 0, NULL,
+          "internal destinations network functions may reach anyway: comma-separated IPv4 CIDR[:port]",
+          &app->net.allow, false },
+        { "MINILAMBDA_NETWORK_DNS", CFG_STR, NETNS_SLIRP_DNS, 0, 0, NULL,
+          "the functions' DNS server (default: the NAT's forwarder to the host's resolvers)", &app->net.dns, false },
+        { "MINILAMBDA_NETWORK_UPSTREAM_NETNS", CFG_STR, "", 0, 0, NULL,
+          "network namespace (path) the NAT sends from; empty: the executor's", &app->net.upstream, false },
+        { "MINILAMBDA_NETWORK_POOL", CFG_INT, "4", 1, NETNS_MAX_POOL, NULL,
+          "network namespaces kept ready (setting one up takes ~30 ms)", &app->net_pool, false },
+        { "MINILAMBDA_NETWORK_HOST", CFG_BOOL, "false", 0, 0, NULL,
+          "UNSAFE, local tests only: every function shares the executor's network namespace, no policy",
+          &app->network_host, false },
+    };
+    size_t n = 0;
+
+    for (; n < ML_ARRAY_LEN(own) && n < max; n++)
+        vars[n] = own[n];
+    return n;
+}
+
 size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
 {
     size_t n = deps_cfg_vars(&app->deps, EX_NEED, vars, max);
@@ -118,6 +144,7 @@ size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
     n += deps_pool_cfg_vars(&app->deps, vars + n, max - n);
 
     n += own_vars(app, s, vars + n, max - n);
+    n += net_vars(app, vars + n, max - n);
     n += registry_cfg_vars(&app->registry_cfg, vars + n, max - n);
     n += audit_cfg_vars(&app->audit_cfg, vars + n, max - n);
     return n;
@@ -150,6 +177,11 @@ static int start_code(ex_app *app)
         ml_log_error("sandbox unavailable: %s", report);
         return ML_ERR;
     }
+    app->net.pool = (int)app->net_pool;
+    if (app->network && !app->network_host && netns_init(&app->net, err, sizeof(err)) != ML_OK) {
+        ml_log_error("function network unavailable (MINILAMBDA_FUNCTION_NETWORK=true): %s", err);
+        return ML_ERR;
+    }
     if (artifacts_init(&app->artifacts, app->artifact_dir) != ML_OK) {
         ml_log_error("cannot use artifact cache %s", app->artifact_dir);
         return ML_ERR;
@@ -170,6 +202,7 @@ static int start_parts(ex_app *app, svc *s)
     pool_config pc = { .idle_ttl_ms = app->idle_ttl_s * 1000, .max_instances = app->max_instances,
                        .metrics = s->metrics };
 
+    app->registry_cfg.network_allowed = app->network;
     app->registry_cfg.thread_deps = thread_deps;
     app->registry_cfg.thread_deps_ud = app;
     app->registry_cfg.ssrf = (ssrf_policy){ app->allow_loopback, app->allow_private };
@@ -254,6 +287,7 @@ void app_stop(ex_app *app)
 {
     pool_free(app->pool);
     app->pool = NULL;
+    netns_shutdown();   /* after the instances (no-op unless started) */
     audit_stop(app->audit); /* flushes every queued audit row */
     app->audit = NULL;
     registry_free(app->registry); /* joins the fnwait thread, the last borrower */

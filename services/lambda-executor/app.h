@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "deps.h"
 #include "metrics.h"
+#include "netns.h"
 #include "pool.h"
 #include "registry.h"
 
@@ -31,7 +32,10 @@ typedef struct ex_app {
     audit_config audit_cfg;
     const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
-    bool network;                 /* functions may use the network */
+    bool network;                 /* functions may ask for network (master switch) */
+    bool network_host;            /* UNSAFE legacy: every function on the host's network */
+    netns_config net;             /* their namespaces and egress policy (netns.h) */
+    int64_t net_pool;
     int64_t async_consumers;      /* threads running queued events */
     int64_t queue_stats_interval_ms; /* refresh of the queue and DLQ depth gauges */
     int64_t metrics_max_functions;   /* distinct function label values (metrics.h) */

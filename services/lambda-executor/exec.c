@@ -90,7 +90,8 @@ static int make_want(const ex_app *app, const fn_info *fn, const char *dir, want
     w->spec = (sandbox_spec){ .runtime = fn->runtime, .handler = fn->handler, .code_dir = dir,
                               .runtimes_dir = app->runtimes_dir, .function_name = fn->name,
                               .function_version = b->version, .memory_mb = fn->memory_mb,
-                              .timeout_s = fn->timeout_s, .env = b->env, .network = app->network,
+                              .timeout_s = fn->timeout_s, .env = b->env,
+                              .network = app->network && (app->network_host || fn->network),
                               .pids_max = app->pids_max };
     return ML_OK;
 }

@@ -70,6 +70,7 @@ typedef struct fn_info {
     int rate_burst;                       /* 0: not given (the limiter's default) */
     int max_retries;
     int max_event_age_s;
+    bool network;                         /* its own network namespace (netns.h) */
     char on_success_url[FN_URL_MAX];      /* "" when not set */
     char on_failure_url[FN_URL_MAX];
     /* environment as a packed block "NAME=value\0NAME=value\0" of env_len bytes holding
@@ -93,6 +94,7 @@ typedef struct registry_config {
     const char *secrets_key;    /* MINILAMBDA_SECRETS_KEY (listed; secretbox reads it, or _FILE) */
     /* set by the app: users' destination URLs at PATCH (MINILAMBDA_WEBHOOK_ALLOW_*) */
     ssrf_policy ssrf;
+    bool network_allowed;       /* set by the app: MINILAMBDA_FUNCTION_NETWORK (else 400) */
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
      * be had; called on HTTP worker threads and on the invoke path. The registry uses their
      * lambda_service_db connection (->db, borrowed with deps_db_acquire around each group of

@@ -197,6 +197,11 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
+    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "network")) && !r->cfg.network_allowed) {
+        httpd_resp_error(resp, 400, "invalid_field", "network is not available on this platform "
+                         "(the operator's MINILAMBDA_FUNCTION_NETWORK is off)");
+        goto out;
+    }
     if (urls_allowed(r, body, resp) != ML_OK || seal_env(body, resp) != ML_OK)
         goto out;
     if (!(patch = cJSON_PrintUnformatted(body))) {

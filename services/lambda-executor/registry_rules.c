@@ -140,6 +140,7 @@ static int fn_from_json(const cJSON *o, fn_info *f)
     f->max_retries = (int)retries;
     f->max_event_age_s = (int)age;
     f->generation = gen;
+    f->network = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "network"));   /* absent: off */
     return ML_OK;
 }
 

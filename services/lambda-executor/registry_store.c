@@ -21,6 +21,7 @@
     " 'concurrency', f.concurrency, 'rate_limit', f.rate_limit, 'max_retries', f.max_retries,"  \
     " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
     " 'on_failure_url', f.on_failure_url, 'env', f.env, 'generation', f.generation,"           \
+    " 'network', f.network,"                                                                    \
     " 'build_id', (SELECT b.build_id FROM function_builds b WHERE b.function_id = f.id"         \
     " ORDER BY b.queued_at DESC LIMIT 1))::text"
 
@@ -31,7 +32,7 @@
     " 'error', f.state_reason, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s, 'env', f.env," \
     " 'rate_limit', f.rate_limit, 'concurrency', f.concurrency, 'max_retries', f.max_retries,"  \
     " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
-    " 'on_failure_url', f.on_failure_url,"                                                      \
+    " 'on_failure_url', f.on_failure_url, 'network', f.network,"                                \
     " 'artifact', CASE WHEN v.version IS NOT NULL THEN json_build_object('sha256',"             \
     " v.artifact_sha256, 'size_bytes', v.artifact_size, 'files', v.artifact_files) END,"        \
     " 'last_build', (SELECT json_build_object('build_id', b.build_id, 'status', b.status,"      \
@@ -141,7 +142,8 @@ PGresult *reg_store_patch(pg_conn *db, const char *const params[3])
                     " on_success_url = CASE WHEN $3::jsonb ? 'on_success_url'"
                     "   THEN $3::jsonb->>'on_success_url' ELSE f.on_success_url END,"
                     " on_failure_url = CASE WHEN $3::jsonb ? 'on_failure_url'"
-                    "   THEN $3::jsonb->>'on_failure_url' ELSE f.on_failure_url END"
+                    "   THEN $3::jsonb->>'on_failure_url' ELSE f.on_failure_url END,"
+                    " network = coalesce(($3::jsonb->>'network')::boolean, f.network)"
                     WHERE_FN " RETURNING f.*)"
                     " SELECT " API_JSON "::text, " CACHE_JSON
                     " FROM u f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",

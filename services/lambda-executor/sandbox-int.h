@@ -98,6 +98,8 @@ typedef struct sb_plan {
     unsigned uid;
     int null_fd, log_fd, proto_fd;   /* child ends; proto_fd -1 for the probe */
     int cg_fd[2];                    /* "tasks" of the instance's memory and pids cgroups, -1 */
+    bool own_net;                    /* setns(net_fd) first: the instance's network (netns.h) */
+    int net_fd;
     sb_op ops[SB_MAX_OPS];
     size_t nops;
     struct { int res; rlim_t val; } lim[4];
@@ -119,6 +121,8 @@ typedef struct sb_launch {
     const char *code_dir;     /* NULL: none */
     const char *runtime_dir;  /* host dir shown at /var/runtime, NULL: none */
     bool network;
+    bool own_net;             /* network: join net_fd (netns.h) instead of the host's */
+    int net_fd;
     int64_t memory_mb, pids_max;
     unsigned uid;
     bool rlimit_as;

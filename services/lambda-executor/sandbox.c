@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netns.h"
 #include "sandbox-int.h"
 
 static sandbox_instance *instance_new(const sandbox_spec *s)
@@ -140,7 +141,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
     char runtime_dir[PATH_MAX] = "";
     int sv[2] = { -1, -1 }, lp[2] = { -1, -1 };
     char **argv = NULL, **envp = NULL;
-    int rc = ML_ERR;
+    int rc = ML_ERR, net_lease = -1;
     bool provided = strcmp(s->runtime, "provided") == 0;
     sb_launch l = { .code_dir = s->code_dir, .network = s->network, .memory_mb = s->memory_mb,
                     .pids_max = s->pids_max ? s->pids_max : 64, .uid = in->uid,
@@ -158,6 +159,11 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
     l.runtime_dir = provided ? NULL : runtime_dir;
     if (launch_fds(sv, lp, &p->null_fd, err, errlen) != ML_OK)
         goto out;
+    if (s->network && in->ns && netns_enabled()) {   /* its own namespace (netns.h) */
+        if (netns_acquire(&net_lease, &l.net_fd, err, errlen) != ML_OK)
+            goto out;
+        l.own_net = true;
+    }
     sb_plan_base(p, &l, sb_host.features);
     p->proto_fd = sv[1];
     p->log_fd = lp[1];
@@ -173,9 +179,12 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
     p->argv = argv;
     p->envp = envp;
     in->pid = sb_clone(p, &in->pidfd, err, errlen);
+    netns_lease_end(net_lease, in->pid);   /* torn down after the instance exits */
+    net_lease = -1;
     if (in->pid >= 0)
         rc = launch_adopt(in, sv, lp, err, errlen);
 out:
+    netns_lease_end(net_lease, -1);
     launch_fds_close(sv, lp);
     if (p && p->null_fd >= 0)
         close(p->null_fd);

@@ -208,6 +208,8 @@ SB_CHILD static int child_main(void *arg)
             child_fail(p, i == 0 ? STEP_CGROUP_MEM : STEP_CGROUP_PIDS, -1);
     if (p->ns && unshare(CLONE_NEWCGROUP) != 0)
         child_fail(p, STEP_NS, -1);
+    if (p->own_net && setns(p->net_fd, CLONE_NEWNET) != 0)
+        child_fail(p, STEP_NET, -1);
     for (size_t i = 0; i < p->nops; i++)
         if (child_op(&p->ops[i]) != 0)
             child_fail(p, p->ops[i].kind == OP_LO_UP || p->ops[i].kind == OP_HOSTNAME

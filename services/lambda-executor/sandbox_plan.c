@@ -10,6 +10,7 @@
 #include <sys/sysmacros.h>
 
 #include "log.h"
+#include "netns.h"
 #include "sandbox-int.h"
 
 #define SB_NPROC_MARGIN 8   /* RLIMIT_NPROC past pids.max when the pids cgroup enforces it */
@@ -158,7 +159,9 @@ static void plan_etc(sb_plan *p, const sb_launch *l)
         plan_bind_ro(p, "/etc/ssl/certs", "/etc/ssl/certs", false);
     if (stat("/etc/alternatives", &st) == 0)   /* Debian's /usr/bin/awk -> /etc/alternatives/awk */
         plan_bind_ro(p, "/etc/alternatives", "/etc/alternatives", false);
-    if (l->network && stat("/etc/resolv.conf", &st) == 0)
+    if (l->own_net)   /* its resolver is the policy's (netns.h), not the host's */
+        plan_file(p, "/etc/resolv.conf", netns_resolv_conf());
+    else if (l->network && stat("/etc/resolv.conf", &st) == 0)
         plan_bind_ro(p, "/etc/resolv.conf", "/etc/resolv.conf", true);
 }
 
@@ -236,6 +239,8 @@ void sb_plan_base(sb_plan *p, const sb_launch *l, unsigned features)
 {
     p->ns = features & SANDBOX_F_NAMESPACES;
     p->newnet = p->ns && !l->network;
+    p->own_net = p->ns && l->network && l->own_net;
+    p->net_fd = l->net_fd;
     p->drop_uid = features & SANDBOX_F_UID;
     p->uid = l->uid;
     p->cg_fd[0] = l->cg_fd[0];

@@ -4,7 +4,11 @@
  *
  * Cold start = sandbox_start (namespaces, mounts, cgroups, exec, handler import, "ready")
  * plus the first invocation; warm = one sandbox_invoke round trip on a live instance.
- * Runs as root from the repository root (or with ML_ROOT set). Prints p50/p90/p99/max. */
+ * Runs as root from the repository root (or with ML_ROOT set). Prints p50/p90/p99/max.
+ * SANDBOX_BENCH_NETWORK=1: network instances in their own namespaces (netns.h, pool of 4,
+ * refilled between cold starts outside the timing: docs/network.md); =alt: every other cold
+ * start with network, the two reported apart (the difference survives a noisy machine). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "netns.h"
 #include "sandbox.h"
 
 static double now_us(void)
@@ -73,7 +78,8 @@ int main(int argc, char **argv)
 {
     const char *runtime = argc > 1 ? argv[1] : "python3";
     int64_t cold = 50, warm = 5000;
-    const char *root = getenv("ML_ROOT");
+    const char *root = getenv("ML_ROOT"), *net = getenv("SANDBOX_BENCH_NETWORK");
+    bool alt = net && strcmp(net, "alt") == 0;
     char runtimes[512], dir[] = "/tmp/sandbox_bench_XXXXXX", err[1024], rep[2048];
     double *cs, *st, *ws;
     sandbox_instance *in = NULL;
@@ -85,7 +91,7 @@ int main(int argc, char **argv)
     }
     cs = calloc((size_t)cold, sizeof(double));
     st = calloc((size_t)cold, sizeof(double));
-    ws = calloc((size_t)warm, sizeof(double));
+    ws = calloc((size_t)(warm > cold ? warm : cold), sizeof(double));
 
     ml_log_init("sandbox_bench", ML_LOG_WARN);
     snprintf(runtimes, sizeof(runtimes), "%s/services/lambda-executor/runtimes", root ? root : ".");
@@ -97,12 +103,23 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("%s\n", rep);
+    if (getenv("SANDBOX_BENCH_NETWORK") && netns_init(&(netns_config){ .pool = 4 }, err, sizeof(err)) != ML_OK) {
+        fprintf(stderr, "netns_init: %s\n", err);
+        return 1;
+    }
     sandbox_spec spec = { .runtime = runtime, .handler = "app.handler", .code_dir = dir,
                           .runtimes_dir = runtimes, .function_name = "bench",
                           .function_version = "1", .memory_mb = 128, .timeout_s = 10,
-                          .pids_max = 64 };
+                          .pids_max = 64, .network = getenv("SANDBOX_BENCH_NETWORK") != NULL };
     for (int i = 0; i < (int)cold; i++) {
-        double t0 = now_us(), t1;
+        double t0, t1;
+        for (size_t ready = 0; netns_enabled() && ready < 4; usleep(1000)) {
+            uint64_t made, us;
+            netns_stats(&made, &us, &ready);
+        }
+        if (alt)
+            spec.network = i % 2;
+        t0 = now_us();
         if (sandbox_start(&spec, &in, err, sizeof(err)) != ML_OK) {
             fprintf(stderr, "start: %s\n", err);
             return 1;
@@ -122,6 +139,15 @@ int main(int argc, char **argv)
         ws[i] = now_us() - t0;
     }
     sandbox_destroy(in);
+    netns_shutdown();
+    if (alt) {
+        int64_t half = cold / 2;
+        for (int64_t i = 0; i < half; i++)   /* even runs first (off), odd runs after (on) */
+            cs[i] = st[2 * i], ws[i] = st[2 * i + 1];
+        report("start, network off", cs, half);
+        report("start, network on", ws, half);
+        return 0;
+    }
     report("start (ready)", st, cold);
     report("cold start (ready + invoke)", cs, cold);
     report("warm invoke", ws, warm);

@@ -35,6 +35,7 @@ def platform():
         "MINILAMBDA_BUILD_RATE_LIMIT_PER_MIN": "100000", "MINILAMBDA_BUILD_RATE_LIMIT_BURST": "100000",
         "MINILAMBDA_DEFAULT_RATE_LIMIT_RPS": "100000", "MINILAMBDA_DEFAULT_RATE_LIMIT_BURST": "100000",
         "MINILAMBDA_FUNCTION_NETWORK": "true",  # functions report each execution to the sink
+        "MINILAMBDA_NETWORK_HOST": "true",      # ... on this host's loopback (docs/network.md)
         "MINILAMBDA_ASYNC_CONSUMERS": "8", "MINILAMBDA_LOG_LEVEL": "warn"})
     s.token = subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", "chaos"], capture_output=True,
                              text=True, check=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()

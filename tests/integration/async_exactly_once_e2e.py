@@ -11,7 +11,8 @@ from mlstack import Suite, call, psql
 TAG = uuid.uuid4().hex
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 1700  # clear of the stack's own ports
 S = Suite("test-async-once", {"build-master": BASE + 2, "build-worker": BASE + 3, "lambda-executor": BASE + 1},
-          {"MINILAMBDA_ASYNC_CONSUMERS": "6", "MINILAMBDA_FUNCTION_NETWORK": "true"})
+          {"MINILAMBDA_ASYNC_CONSUMERS": "6", "MINILAMBDA_FUNCTION_NETWORK": "true",
+           "MINILAMBDA_NETWORK_HOST": "true"})  # the sink is on this host's loopback
 EXEC = S.url("lambda-executor")
 SINK_PORT = BASE + 9
 APP = """

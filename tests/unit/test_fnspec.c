@@ -262,6 +262,11 @@ static void test_field_table(void **state)
     assert_int_equal(field_json("on_success_url", "null"), ML_OK);
     assert_int_equal(field_json("on_failure_url", "\"https://x\""), ML_OK);
     assert_int_equal(field_json("on_failure_url", "5"), ML_ERR);
+    assert_int_equal(field_json("network", "true"), ML_OK);
+    assert_int_equal(field_json("network", "false"), ML_OK);
+    assert_int_equal(field_json("network", "1"), ML_ERR);
+    assert_int_equal(field_json("network", "null"), ML_ERR);
+    assert_int_equal(field_json("network", "\"true\""), ML_ERR);
     assert_int_equal(fnspec_field_check(NULL, NULL), ML_ERR);
 }
 
