@@ -152,8 +152,7 @@ def dead_letters(run, srv):
     rec = wait_invocation(inv, ("dead_lettered",), timeout=60)
     S.check("an always-failing event ends dead_lettered after 1 + max_retries attempts",
             rec and rec["status"] == "dead_lettered" and rec["attempts"] == 3, rec)
-    st, _, body = call("GET", f"{EXEC}/functions/{fn}/dlq")
-    items = json.loads(body).get("items", []) if st == 200 else []
+    items = wait_dlq(fn)
     S.check("it appears in GET /functions/{fn}/dlq with its event and error",
             len(items) == 1 and items[0]["invocation_id"] == inv and items[0]["event"] == {"fail": True, "n": 42}
             and "always fails" in (items[0]["error_message"] or ""), items)
@@ -189,6 +188,18 @@ def dead_letters(run, srv):
             links == "{" + r.get("invocation_id", "") + "," + inv + "}", links)
     st, _, _ = call("DELETE", f"{EXEC}/dlq/{items[0]['id']}")
     S.check("DELETE /dlq/{id}: 204, then 404", st == 204 and call("DELETE", f"{EXEC}/dlq/{items[0]['id']}")[0] == 404)
+
+
+def wait_dlq(fn, timeout=10):
+    """The function's DLQ items, once there are any. The invocation record turns dead_lettered
+    (audit flush) a moment before the DLQ row's transaction commits (docs/async.md)."""
+    end, items = time.time() + timeout, []
+    while time.time() < end and not items:
+        st, _, body = call("GET", f"{EXEC}/functions/{fn}/dlq")
+        items = json.loads(body).get("items", []) if st == 200 else []
+        if not items:
+            time.sleep(0.1)
+    return items
 
 
 def dlq_depth():
