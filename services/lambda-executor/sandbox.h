@@ -102,6 +102,11 @@ void sandbox_result_free(sandbox_result *r);
 #define SANDBOX_CPU_MIN_MB 128
 int64_t sandbox_cpu_quota_us(int64_t memory_mb);
 
+/* The seccomp allow-list (names; everything else is EPERM, io_uring and clone3 ENOSYS): the
+ * base every instance gets (network_extra false), or what a network-enabled one adds (true).
+ * Static strings, *n entries. socket and clone are allowed with argument checks on top. */
+const char *const *sandbox_seccomp_allowlist(bool network_extra, size_t *n);
+
 /* Probes once at start-up what isolation this host allows (namespaces and a read-only root,
  * cgroup v1 memory and pids under <own cgroup>/<cgroup_parent_name>, seccomp, dropping to an
  * unprivileged uid) by launching a tiny probe sandbox, and prepares what every instance

@@ -299,11 +299,109 @@ static void test_cpu_share_follows_memory(void **state)
     big_share = jnum(r, "cpu") / jnum(r, "wall");
     fprintf(stderr, "cpu share: 128 MB %.3f, 1769 MB %.3f (of one core)\n", small_share, big_share);
     /* 0.072 expected; the kernel's 5 ms bandwidth slices and a noisy host blur it */
-    assert_true(small_share > 0.02 && small_share < 0.2);
+    assert_true(small_share > 0.01 && small_share < 0.2);
     assert_true(instance_cg_value(small, "cpu.stat", "nr_throttled") > 3);
-    /* 1.0 expected; other work on the 2 cores may take some of it */
-    assert_true(big_share > 0.35 && big_share < 1.15);
-    assert_true(big_share > 3 * small_share);
+    /* 1.0 expected, never throttled: a single thread cannot use more than its one core; other
+     * work on the 2 cores (load averages of 15 were seen) may take much of it */
+    assert_true(big_share > 0.25 && big_share < 1.15);
+    assert_true(instance_cg_value(big, "cpu.stat", "nr_throttled") <= 2);
+    assert_true(big_share > 2 * small_share);
+}
+
+/* ------------------------------------------------------------------ seccomp */
+
+/* x86_64 numbers: calls outside the allow-list, made raw through ctypes so no library wrapper
+ * stands in between. Those the old deny-list named, and ones it did not (vhangup, mbind,
+ * personality, setxattr, msgget, fanotify_init, memfd_secret, landlock). */
+static const char seccomp_fn[] =
+    "import ctypes, errno, os, socket\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "CALLS = {'ptrace': 101, 'keyctl': 250, 'add_key': 248, 'bpf': 321, 'userfaultfd': 323,\n"
+    "         'mount': 165, 'unshare': 272, 'perf_event_open': 298, 'io_uring_setup': 425,\n"
+    "         'setns': 308, 'kexec_load': 246, 'init_module': 175, 'open_by_handle_at': 304,\n"
+    "         'pivot_root': 155, 'process_vm_readv': 310, 'vhangup': 153, 'mbind': 237,\n"
+    "         'personality': 135, 'setxattr': 188, 'msgget': 68, 'fanotify_init': 300,\n"
+    "         'memfd_secret': 447, 'landlock_create_ruleset': 444, 'setuid': 105,\n"
+    "         'clone3': 435}\n"
+    "def handler(event, context):\n"
+    "    res = {}\n"
+    "    for name, nr in CALLS.items():\n"
+    "        ctypes.set_errno(0)\n"
+    "        r = libc.syscall(nr, 0, 0, 0, 0, 0)\n"
+    "        res[name] = 'ALLOWED' if r >= 0 else errno.errorcode.get(ctypes.get_errno(), '?')\n"
+    "    for fam in ('AF_INET', 'AF_INET6', 'AF_PACKET', 'AF_ALG', 'AF_VSOCK', 'AF_UNIX'):\n"
+    "        try:\n"
+    "            socket.socket(getattr(socket, fam), socket.SOCK_DGRAM if fam != 'AF_ALG' else socket.SOCK_SEQPACKET).close()\n"
+    "            res[fam] = 'ALLOWED'\n"
+    "        except OSError as e:\n"
+    "            res[fam] = errno.errorcode.get(e.errno, '?')\n"
+    "    # what stays allowed: threads, a subprocess, files in /tmp, a fifo, getrandom\n"
+    "    import subprocess, threading\n"
+    "    t = threading.Thread(target=lambda: None); t.start(); t.join()\n"
+    "    res['subprocess'] = subprocess.run(['/bin/sh', '-c', 'echo ok'], capture_output=True).stdout.decode().strip()\n"
+    "    os.mkfifo('/tmp/fifo'); os.rename('/tmp/fifo', '/tmp/fifo2'); os.unlink('/tmp/fifo2')\n"
+    "    res['random'] = len(os.getrandom(8))\n"
+    "    return res\n";
+
+static void test_seccomp_allow_list(void **state)
+{
+    fixture *f = *state;
+    static const char *const eperm[] = { "ptrace", "keyctl", "add_key", "bpf", "userfaultfd",
+        "mount", "unshare", "perf_event_open", "setns", "kexec_load", "init_module",
+        "open_by_handle_at", "pivot_root", "process_vm_readv", "vhangup", "mbind", "personality",
+        "setxattr", "msgget", "fanotify_init", "memfd_secret", "landlock_create_ruleset", "setuid",
+        "AF_PACKET", "AF_ALG", "AF_VSOCK" };
+    const cJSON *r;
+
+#if !defined(__x86_64__)
+    skip();   /* the function names x86_64 syscall numbers */
+#endif
+    code_dir(f, "sc.py", seccomp_fn, NULL);
+    r = invoke_ok(f, start(f, "python3", "sc.handler", 128), "{}");
+    for (size_t i = 0; i < sizeof(eperm) / sizeof(eperm[0]); i++)
+        if (strcmp(jstr(r, eperm[i]), "EPERM") != 0)
+            fail_msg("%s: %s, want EPERM (%s)", eperm[i], jstr(r, eperm[i]), jprint(r));
+    assert_string_equal(jstr(r, "io_uring_setup"), "ENOSYS");
+    assert_string_equal(jstr(r, "clone3"), "ENOSYS");
+    assert_string_equal(jstr(r, "AF_INET"), "EACCES");    /* no network for this function */
+    assert_string_equal(jstr(r, "AF_INET6"), "EACCES");
+    assert_string_equal(jstr(r, "AF_UNIX"), "ALLOWED");
+    assert_string_equal(jstr(r, "subprocess"), "ok");
+    assert_int_equal((int)jnum(r, "random"), 8);
+}
+
+/* The container's profile (docker-compose, k8s) stacks under the instances' filter: it must
+ * not deny what the allow-list grants, or functions would fail only when containerised. */
+static void test_seccomp_container_profile_consistent(void **state)
+{
+    const char *root = getenv("ML_ROOT");
+    char path[1024];
+    FILE *fh;
+    static char text[1 << 16];
+    size_t len, n;
+    cJSON *doc, *rule, *name;
+
+    (void)state;
+    snprintf(path, sizeof(path), "%s/infrastructure/docker/executor-seccomp.json", root ? root : ".");
+    assert_non_null(fh = fopen(path, "r"));
+    len = fread(text, 1, sizeof(text) - 1, fh);
+    fclose(fh);
+    text[len] = '\0';
+    assert_non_null(doc = cJSON_Parse(text));
+    cJSON_ArrayForEach(rule, cJSON_GetObjectItem(doc, "syscalls")) {
+        const char *action = cJSON_GetStringValue(cJSON_GetObjectItem(rule, "action"));
+        if (!action || strcmp(action, "SCMP_ACT_ALLOW") == 0)
+            continue;
+        cJSON_ArrayForEach(name, cJSON_GetObjectItem(rule, "names")) {
+            for (int extra = 0; extra < 2; extra++) {
+                const char *const *list = sandbox_seccomp_allowlist(extra, &n);
+                for (size_t i = 0; i < n; i++)
+                    if (strcmp(list[i], name->valuestring) == 0)
+                        fail_msg("%s is allowed to functions but denied to the container", list[i]);
+            }
+        }
+    }
+    cJSON_Delete(doc);
 }
 
 int main(void)
@@ -317,6 +415,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_sees_no_global_modules, setup, teardown),
         cmocka_unit_test(test_cpu_quota_formula),
         cmocka_unit_test_setup_teardown(test_cpu_share_follows_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seccomp_allow_list, setup, teardown),
+        cmocka_unit_test(test_seccomp_container_profile_consistent),
     };
 
     ml_log_init("test_sandbox_tight", ML_LOG_WARN);
