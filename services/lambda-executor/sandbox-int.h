@@ -156,6 +156,7 @@ struct sandbox_instance {
     int64_t memory_mb;
     int64_t timeout_ms;      /* spec->timeout_s as a cap on every deadline, 0: none */
     char cg[SB_NCG][PATH_MAX]; /* the instance's memory, pids and cpu cgroups, "" if none */
+    bool cpu_weighed;        /* counted in the cpu parent's weight (sandbox_cgroup.c) */
     int usage_fd;            /* memory.max_usage_in_bytes, -1 */
     pid_t runtime_pid;       /* host pid of the runtime, for VmHWM without cgroups */
     char *function_name, *function_version;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -189,6 +190,29 @@ int64_t sandbox_cpu_quota_us(int64_t memory_mb)
     return (int64_t)SANDBOX_CPU_PERIOD_US * mb / SANDBOX_CPU_MB_PER_VCPU;
 }
 
+#define SB_SHARES_TASK 1024     /* a v1 cpu group's default weight: one busy task's */
+#define SB_SHARES_MAX 262144
+
+static pthread_mutex_t cpu_weight_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t cpu_live;
+
+/* The functions' parent cpu cgroup weighs as many tasks as it has instances, as the runtimes
+ * did against the host's other tasks before they had a cpu cgroup (at the default weight,
+ * a hundred cold starts together would get the CPU of one postgres backend). Best effort. */
+static void cpu_weight_adjust(int delta)
+{
+    char path[PATH_MAX], val[32];
+    int64_t w;
+
+    pthread_mutex_lock(&cpu_weight_lock);
+    cpu_live += delta;
+    w = (cpu_live > 0 ? cpu_live : 1) * SB_SHARES_TASK;
+    if (ml_snprintf(path, sizeof(path), "%s/cpu.shares", sb_host.cg_cpu) == ML_OK &&
+        ml_snprintf(val, sizeof(val), "%" PRId64, w < SB_SHARES_MAX ? w : SB_SHARES_MAX) == ML_OK)
+        (void)sb_write_file(path, val);
+    pthread_mutex_unlock(&cpu_weight_lock);
+}
+
 /* The instance's cpu cgroup, unthrottled until sb_cgroup_cpu_limit (init runs at full speed). */
 static int cgroup_create_cpu(sandbox_instance *in, const char *name, int *fd, char *err, size_t errlen)
 {
@@ -198,6 +222,8 @@ static int cgroup_create_cpu(sandbox_instance *in, const char *name, int *fd, ch
         ml_snprintf(in->cg[2], sizeof(in->cg[2]), "%s/%s", sb_host.cg_cpu, name) != ML_OK ||
         mkdir(in->cg[2], 0755) != 0)
         return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[2], strerror(errno));
+    in->cpu_weighed = true;
+    cpu_weight_adjust(1);
     if (cg_write(in->cg[2], "cpu.cfs_period_us", val, err, errlen) != ML_OK ||
         cg_open(in->cg[2], "tasks", O_WRONLY, fd, err, errlen) != ML_OK)
         return ML_ERR;
@@ -263,6 +289,9 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
 
 void sb_cgroup_remove(sandbox_instance *in)
 {
+    if (in->cpu_weighed)
+        cpu_weight_adjust(-1);
+    in->cpu_weighed = false;
     for (int i = 0; i < SB_NCG; i++) {
         if (!in->cg[i][0])
             continue;

@@ -193,20 +193,6 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
                (f & SANDBOX_F_UID) ? ",nproc" : "", (f & SANDBOX_F_CGROUP_MEMORY) ? "" : ",as");
 }
 
-/* The functions' parent cpu cgroup weighs as one busy task per core against the host's
- * other tasks (a v1 group's default, 1024, is one task's: every function together would get
- * no more than, e.g., one postgres backend under contention). Best effort. */
-static void cpu_parent_weight(void)
-{
-    char path[PATH_MAX], val[32];
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-    if (ml_snprintf(path, sizeof(path), "%s/cpu.shares", sb_host.cg_cpu) == ML_OK &&
-        ml_snprintf(val, sizeof(val), "%ld", 1024 * (n > 0 ? n : 1)) == ML_OK &&
-        sb_write_file(path, val) != ML_OK)
-        ml_log_warn("sandbox: cannot weigh %s: %s", path, strerror(errno));
-}
-
 /* Everything the probe needs before it runs: root mount point, cgroup parents, seccomp
  * programs. A layer that cannot even be prepared is dropped here, with the reason. */
 static void prepare_layers(unsigned *f, const char *parent, ml_buf *rep, bool *fallback)
@@ -235,8 +221,7 @@ static void prepare_layers(unsigned *f, const char *parent, ml_buf *rep, bool *f
         report_add(rep, fallback, "FALLBACK cgroup cpu off (%s)", why);
         *f &= ~SANDBOX_F_CGROUP_CPU;
     }
-    if (*f & SANDBOX_F_CGROUP_CPU)
-        cpu_parent_weight();
+
     sb_host.memsw = (*f & SANDBOX_F_CGROUP_MEMORY) &&
                ml_snprintf(memsw, sizeof(memsw), "%s/memory.memsw.limit_in_bytes", sb_host.cg_mem) == ML_OK &&
                access(memsw, W_OK) == 0;

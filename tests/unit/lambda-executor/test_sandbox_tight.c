@@ -293,6 +293,8 @@ static void test_cpu_share_follows_memory(void **state)
     big = start(f, "python3", "burn.handler", 1769);
     assert_int_equal(instance_cg_value(small, "cpu.cfs_quota_us", ""), 7235);
     assert_int_equal(instance_cg_value(big, "cpu.cfs_quota_us", ""), 100000);
+    /* their parent weighs two tasks against the host's (one per live instance) */
+    assert_int_equal(instance_cg_value(big, "../cpu.shares", ""), 2048);
     r = invoke_ok(f, small, "{\"secs\": 1.5}");
     small_share = jnum(r, "cpu") / jnum(r, "wall");
     r = invoke_ok(f, big, "{\"secs\": 1.5}");
