@@ -30,7 +30,7 @@
 #define SB_LOG_TAIL 4096
 #define SB_UID_BASE 1000000u
 #define SB_UID_SLOTS 16384u
-#define SB_MAX_OPS 64
+#define SB_MAX_OPS 96     /* 61 used with network, 4 package masks (2026-12) */
 #define SB_ARENA 16384
 #define SB_SHELL "/bin/sh"
 #define SB_TASK "/var/task"

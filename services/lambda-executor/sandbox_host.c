@@ -79,11 +79,28 @@ static bool hidden_already(const char *path)
     return false;
 }
 
+/* Adds the existing dirs matching a glob pattern to sb_host.hidden. */
+static void hide_matching(const char *pattern)
+{
+    glob_t g;
+
+    if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
+        return;
+    for (size_t k = 0; k < g.gl_pathc && sb_host.nhidden < SB_MAX_HIDDEN; k++) {
+        struct stat st;
+        if (!hidden_already(g.gl_pathv[k]) && lstat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) &&
+            ml_snprintf(sb_host.hidden[sb_host.nhidden], SB_HIDDEN_LEN, "%s", g.gl_pathv[k]) == ML_OK)
+            sb_host.nhidden++;
+    }
+    globfree(&g);
+}
+
 /* The host's third-party package dirs, masked in every instance root so a function sees only
  * its runtime's standard library and its own code (a dependency it does not ship must fail
  * here as it would on any other host). Patterns cover Debian (dist-packages, /usr/lib/node),
- * pip/npm installs in /usr/local and other distributions' site-packages. Masking the parent
- * /usr/lib/python3 and /usr/local/lib/python3.X makes their dist-packages absent, not empty. */
+ * pip/npm installs in /usr/local and other distributions' site-packages; parents come first
+ * (a mask leaves no mount point below it). Masking the parent /usr/lib/python3 and
+ * /usr/local/lib/python3.X makes their dist-packages absent, not empty. */
 void sb_find_hidden(void)
 {
     static const char *const patterns[] = {
@@ -94,26 +111,12 @@ void sb_find_hidden(void)
     char prefix_mods[PATH_MAX];
 
     sb_host.nhidden = 0;
-    for (size_t i = 0; i <= ML_ARRAY_LEN(patterns); i++) {
-        const char *pat = i < ML_ARRAY_LEN(patterns) ? patterns[i] : NULL;
-        glob_t g;
-
-        if (!pat) {   /* a node installed outside /usr keeps its global modules there */
-            if (!sb_host.node_prefix[0] || ml_snprintf(prefix_mods, sizeof(prefix_mods),
-                                                       "%s/lib/node_modules", sb_host.node_prefix) != ML_OK)
-                break;
-            pat = prefix_mods;
-        }
-        if (glob(pat, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
-            continue;
-        for (size_t k = 0; k < g.gl_pathc && sb_host.nhidden < SB_MAX_HIDDEN; k++) {
-            struct stat st;
-            if (!hidden_already(g.gl_pathv[k]) && lstat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) &&
-                ml_snprintf(sb_host.hidden[sb_host.nhidden], SB_HIDDEN_LEN, "%s", g.gl_pathv[k]) == ML_OK)
-                sb_host.nhidden++;
-        }
-        globfree(&g);
-    }
+    for (size_t i = 0; i < ML_ARRAY_LEN(patterns); i++)
+        hide_matching(patterns[i]);
+    /* a node installed outside /usr keeps its global modules there */
+    if (sb_host.node_prefix[0] &&
+        ml_snprintf(prefix_mods, sizeof(prefix_mods), "%s/lib/node_modules", sb_host.node_prefix) == ML_OK)
+        hide_matching(prefix_mods);
 }
 
 /* The empty mount point of instance roots, and the uid lock file next to it. */
