@@ -310,6 +310,26 @@ static void test_cpu_share_follows_memory(void **state)
     assert_true(big_share > 2 * small_share);
 }
 
+/* Without a cpu cgroup the probe says so and functions still run (unlimited). */
+static void test_cpu_fallback_reported(void **state)
+{
+    fixture *f = *state;
+    char report[4096];
+    const cJSON *r;
+
+    assert_int_equal(sandbox_init_ex("minilambda-tight-test", SANDBOX_F_CGROUP_CPU, report,
+                                     sizeof(report)), ML_OK);
+    assert_non_null(strstr(report, "NO cpu cgroup: no CPU limit"));
+    assert_int_equal(sandbox_features(), SANDBOX_F_ALL & ~SANDBOX_F_CGROUP_CPU);
+    code_dir(f, "ok.py", "def handler(event, context):\n    return {'ok': True}\n", NULL);
+    r = invoke_ok(f, start(f, "python3", "ok.handler", 128), "{}");
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(r, "ok")));
+    sandbox_destroy(f->inst[--f->ninst]);
+    assert_int_equal(sandbox_init("minilambda-tight-test", report, sizeof(report)), ML_OK);
+    assert_int_equal(sandbox_features(), SANDBOX_F_ALL);
+    assert_non_null(strstr(report, "cgroup v1 cpu at "));
+}
+
 /* ------------------------------------------------------------------ seccomp */
 
 /* x86_64 numbers: calls outside the allow-list, made raw through ctypes so no library wrapper
@@ -417,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_sees_no_global_modules, setup, teardown),
         cmocka_unit_test(test_cpu_quota_formula),
         cmocka_unit_test_setup_teardown(test_cpu_share_follows_memory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_fallback_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seccomp_allow_list, setup, teardown),
         cmocka_unit_test(test_seccomp_container_profile_consistent),
     };
