@@ -974,10 +974,15 @@ static void test_hostile_output_flood(void **state)
         "    return 'done'\n"
         "def forever(event, context):\n"
         "    while True:\n        print('z' * 4000)\n", NULL);
-    sandbox_instance *in = start(f, "python3", "flood.handler", dir);
+    /* 64 Ki prints cost ~0.3 s of CPU: at 128 MB (0.072 vCPU) that is past the 5 s cap */
+    sandbox_spec s = spec_for("python3", "flood.handler", dir);
+    sandbox_instance *in;
     int64_t rss_before, rss_after;
     const char *log;
 
+    s.memory_mb = 1769;
+    s.timeout_s = 30;
+    in = start_spec(f, &s);
     assert_int_equal(invoke(f, in, "100", 5000), SB_OK);   /* warm up allocations */
     rss_before = self_rss_kb();
     assert_int_equal(invoke(f, in, "65536", 30000), SB_OK);   /* 64 MiB of output */
