@@ -161,7 +161,8 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
 {
     if (f & SANDBOX_F_NAMESPACES)
         report_add(rep, NULL, "namespaces pid,mnt,net,ipc,uts,cgroup; root read-only via "
-                   "pivot_root (/usr + minimal /etc), code ro at /var/task, private tmpfs /tmp");
+                   "pivot_root (/usr + minimal /etc), code ro at /var/task, private tmpfs /tmp, "
+                   "%zu host package dirs masked", sb_host.nhidden);
     else
         report_add(rep, fallback, "NO namespaces: functions see the host filesystem (read as "
                    "their uid), host pids and the host network; tree killed by process group");
