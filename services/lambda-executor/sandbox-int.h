@@ -7,7 +7,7 @@
  *   sandbox_exchange.c the parent's side of a running instance: channel, log, death
  *   sandbox_plan.c     the launch plan: mount table, rlimits, argv, envp
  *   sandbox_child.c    the cloned child that runs the plan and execs
- *   sandbox_cgroup.c   cgroup v1 memory and pids: parents, instances, events
+ *   sandbox_cgroup.c   cgroup v1 memory, pids and cpu: parents, instances, events
  *   sandbox_seccomp.c  the seccomp filter, compiled once
  *   sandbox_host.c     the host facts every instance shares (sb_host)
  *   sandbox_uid.c      per-instance uids, unique across executors on the host
@@ -30,11 +30,14 @@
 #define SB_LOG_TAIL 4096
 #define SB_UID_BASE 1000000u
 #define SB_UID_SLOTS 16384u
-#define SB_MAX_OPS 64
+#define SB_MAX_OPS 96     /* 61 used with network, 4 package masks (2026-12) */
 #define SB_ARENA 16384
 #define SB_SHELL "/bin/sh"
 #define SB_TASK "/var/task"
 #define SB_RUNTIME "/var/runtime"
+#define SB_NCG 3           /* the instance's cgroups: [0] memory, [1] pids, [2] cpu */
+#define SB_MAX_HIDDEN 12
+#define SB_HIDDEN_LEN 128
 
 /* ---------------------------------------------------------------- the host (sandbox_host.c) */
 
@@ -56,6 +59,7 @@ struct sb_host {
     unsigned features;
     char cg_mem[PATH_MAX];    /* parent cgroups (ours/<name>), "" when unused */
     char cg_pids[PATH_MAX];
+    char cg_cpu[PATH_MAX];
     bool memsw;
     sb_filter filter[2];      /* [0] network allowed, [1] no network */
     char node[PATH_MAX];      /* node binary, "" if not installed */
@@ -63,18 +67,21 @@ struct sb_host {
     char root[PATH_MAX];      /* empty directory the instance roots are mounted on */
     sb_top top[8];
     size_t ntop;
+    char hidden[SB_MAX_HIDDEN][SB_HIDDEN_LEN]; /* host package dirs masked in every root */
+    size_t nhidden;
     atomic_ulong seq;
 };
 extern struct sb_host sb_host;
 
 void sb_find_node(void);
 void sb_find_top_dirs(void);
+void sb_find_hidden(void);
 int sb_make_root_dir(void);
 
 /* ---------------------------------------------------------------- the launch plan */
 
 typedef enum {
-    STEP_NONE = 0, STEP_CLONE, STEP_SETUP, STEP_CGROUP_MEM, STEP_CGROUP_PIDS, STEP_NS,
+    STEP_NONE = 0, STEP_CLONE, STEP_SETUP, STEP_CGROUP_MEM, STEP_CGROUP_PIDS, STEP_CGROUP_CPU, STEP_NS,
     STEP_MOUNT, STEP_NET, STEP_FDS, STEP_UID, STEP_RLIMIT, STEP_SECCOMP, STEP_EXEC
 } sb_step;
 
@@ -97,7 +104,7 @@ typedef struct sb_plan {
     bool ns, newnet, drop_uid;
     unsigned uid;
     int null_fd, log_fd, proto_fd;   /* child ends; proto_fd -1 for the probe */
-    int cg_fd[2];                    /* "tasks" of the instance's memory and pids cgroups, -1 */
+    int cg_fd[SB_NCG];               /* "tasks" of the instance's cgroups, -1 */
     bool own_net;                    /* setns(net_fd) first: the instance's network (netns.h) */
     int net_fd;
     sb_op ops[SB_MAX_OPS];
@@ -126,7 +133,7 @@ typedef struct sb_launch {
     int64_t memory_mb, pids_max;
     unsigned uid;
     bool rlimit_as;
-    int cg_fd[2];
+    int cg_fd[SB_NCG];
 } sb_launch;
 
 void sb_plan_base(sb_plan *p, const sb_launch *l, unsigned features);
@@ -152,7 +159,8 @@ struct sandbox_instance {
     unsigned uid;
     int64_t memory_mb;
     int64_t timeout_ms;      /* spec->timeout_s as a cap on every deadline, 0: none */
-    char cg[2][PATH_MAX];    /* the instance's memory and pids cgroups, "" if none */
+    char cg[SB_NCG][PATH_MAX]; /* the instance's memory, pids and cpu cgroups, "" if none */
+    bool cpu_weighed;        /* counted in the cpu parent's weight (sandbox_cgroup.c) */
     int usage_fd;            /* memory.max_usage_in_bytes, -1 */
     pid_t runtime_pid;       /* host pid of the runtime, for VmHWM without cgroups */
     char *function_name, *function_version;
@@ -177,7 +185,9 @@ int64_t sb_pid_start_time(pid_t pid);
 int sb_cgroup_parent(const char *controller, const char *limit_file, const char *limit,
                      const char *name, char *out, size_t len, char *why, size_t whylen);
 int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,
-                     int cg_fd[2], char *err, size_t errlen);
+                     int cg_fd[SB_NCG], char *err, size_t errlen);
+int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen);
+void sb_cgroup_cpu_unlimit(sandbox_instance *in);
 void sb_cgroup_remove(sandbox_instance *in);
 int64_t sb_oom_kills(const sandbox_instance *in);
 int64_t sb_pids_refusals(const sandbox_instance *in);

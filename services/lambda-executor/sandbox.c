@@ -134,7 +134,7 @@ static int launch_adopt(sandbox_instance *in, int sv[2], int lp[2], char *err, s
 }
 
 /* The parts of sandbox_start around the clone: fds, plan, launch. */
-static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2], char *err,
+static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[SB_NCG], char *err,
                         size_t errlen)
 {
     sb_plan *p = calloc(1, sizeof(*p));
@@ -147,7 +147,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[2
                     .pids_max = s->pids_max ? s->pids_max : 64, .uid = in->uid,
                     .rlimit_as = !(sb_host.features & SANDBOX_F_CGROUP_MEMORY) &&
                                  strcmp(s->runtime, "nodejs") != 0,
-                    .cg_fd = { cg_fd[0], cg_fd[1] } };
+                    .cg_fd = { cg_fd[0], cg_fd[1], cg_fd[2] } };
 
     if (p)
         p->null_fd = -1;
@@ -249,7 +249,7 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
 {
     int64_t deadline = ml_now_ms() + (spec->init_timeout_ms > 0 ? spec->init_timeout_ms : 10000);
     sandbox_instance *in = NULL;
-    int cg_fd[2] = { -1, -1 };
+    int cg_fd[SB_NCG] = { -1, -1, -1 };
     char name[64];
     int rc = ML_ERR;
 
@@ -274,7 +274,8 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     }
     if (sb_cgroup_create(in, spec, name, cg_fd, err, errlen) != ML_OK ||
         start_launch(in, spec, cg_fd, err, errlen) != ML_OK ||
-        start_handshake(in, deadline, err, errlen) != ML_OK)
+        start_handshake(in, deadline, err, errlen) != ML_OK ||
+        sb_cgroup_cpu_limit(in, err, errlen) != ML_OK)
         goto out;
     if (in->usage_fd < 0)
         find_runtime_pid(in);
@@ -282,7 +283,7 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     in = NULL;
     rc = ML_OK;
 out:
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < SB_NCG; i++)
         if (cg_fd[i] >= 0)
             close(cg_fd[i]);
     sandbox_destroy(in);

@@ -3,8 +3,9 @@
  * An instance is a runtime (python3 / nodejs / a user "bootstrap") started in new PID, mount,
  * network, IPC, UTS and cgroup namespaces, on a read-only root made of bind mounts of /usr and
  * a few /etc files, with the code read-only at /var/task, a private tmpfs /tmp, an
- * unprivileged per-instance uid without capabilities, NO_NEW_PRIVS, a seccomp filter, rlimits,
- * and cgroup v1 memory and pids limits. docs/sandbox.md describes each layer and its fallback.
+ * unprivileged per-instance uid without capabilities, NO_NEW_PRIVS, a seccomp allow-list,
+ * rlimits, and cgroup v1 memory, pids and cpu limits; the host's third-party package dirs are
+ * masked. docs/sandbox.md describes each layer and its fallback.
  *
  * Thread-safety: call sandbox_init once before anything else (not concurrently with other
  * calls). Afterwards sandbox_start may run on many threads at once; an instance is used by
@@ -26,7 +27,8 @@ typedef struct sandbox_spec {
                                      it must be world-readable (0755 dirs, 0644/0755 files) */
     const char *runtimes_dir;     /* services/lambda-executor/runtimes (bootstrap.py / bootstrap.js) */
     const char *function_name, *function_version;
-    int64_t memory_mb;            /* 64..4096: hard limit (cgroup v1 memory, else RLIMIT_AS) */
+    int64_t memory_mb;            /* 64..4096: hard limit (cgroup v1 memory, else RLIMIT_AS);
+                                     also the CPU share (sandbox_cpu_quota_us) */
     int64_t timeout_s;            /* per invocation: caps every deadline given to sandbox_invoke (0: no cap) */
     const char *const *env;       /* "KEY=VALUE" strings, NULL-terminated (user env), may be NULL */
     bool network;                 /* false: a fresh network namespace with only lo (up) */
@@ -88,7 +90,22 @@ void sandbox_result_free(sandbox_result *r);
 #define SANDBOX_F_CGROUP_PIDS   0x04u
 #define SANDBOX_F_SECCOMP       0x08u
 #define SANDBOX_F_UID           0x10u /* per-instance unprivileged uid/gid, no capabilities */
-#define SANDBOX_F_ALL           0x1fu
+#define SANDBOX_F_CGROUP_CPU    0x20u /* cgroup v1 cpu quota in proportion to memory_mb */
+#define SANDBOX_F_ALL           0x3fu
+
+/* CPU as in Lambda: 1769 MB buys one vCPU. The quota (per SANDBOX_CPU_PERIOD_US) of an instance
+ * with memory_mb, counted from SANDBOX_CPU_MIN_MB at least (a smaller share makes a Python
+ * runtime's own per-invocation work stall for whole periods). Applied once the handler is
+ * loaded: init runs unthrottled (bounded by init_timeout_ms), like Lambda's init boost. */
+#define SANDBOX_CPU_PERIOD_US 100000
+#define SANDBOX_CPU_MB_PER_VCPU 1769
+#define SANDBOX_CPU_MIN_MB 128
+int64_t sandbox_cpu_quota_us(int64_t memory_mb);
+
+/* The seccomp allow-list (names; everything else is EPERM, io_uring and clone3 ENOSYS): the
+ * base every instance gets (network_extra false), or what a network-enabled one adds (true).
+ * Static strings, *n entries. socket and clone are allowed with argument checks on top. */
+const char *const *sandbox_seccomp_allowlist(bool network_extra, size_t *n);
 
 /* Probes once at start-up what isolation this host allows (namespaces and a read-only root,
  * cgroup v1 memory and pids under <own cgroup>/<cgroup_parent_name>, seccomp, dropping to an

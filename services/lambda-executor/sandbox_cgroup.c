@@ -1,9 +1,10 @@
-/* sandbox_cgroup.c — cgroup v1 memory and pids: the parents under our own cgroup (swept of
+/* sandbox_cgroup.c — cgroup v1 memory, pids and cpu: the parents under our own cgroup (swept of
  * what dead executors left), one child of each per instance, and their event counters. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -182,10 +183,78 @@ static int cg_open(const char *dir, const char *file, int flags, int *fd, char *
     return ML_OK;
 }
 
-/* The instance's memory and pids cgroups with their limits; cg_fd gets their cgroup.procs for
+int64_t sandbox_cpu_quota_us(int64_t memory_mb)
+{
+    int64_t mb = memory_mb < SANDBOX_CPU_MIN_MB ? SANDBOX_CPU_MIN_MB : memory_mb;
+
+    return (int64_t)SANDBOX_CPU_PERIOD_US * mb / SANDBOX_CPU_MB_PER_VCPU;
+}
+
+#define SB_SHARES_TASK 1024     /* a v1 cpu group's default weight: one busy task's */
+#define SB_SHARES_MAX 262144
+
+static pthread_mutex_t cpu_weight_lock = PTHREAD_MUTEX_INITIALIZER;
+static int64_t cpu_live;
+
+/* The functions' parent cpu cgroup weighs as many tasks as it has instances, as the runtimes
+ * did against the host's other tasks before they had a cpu cgroup (at the default weight,
+ * a hundred cold starts together would get the CPU of one postgres backend). Best effort. */
+static void cpu_weight_adjust(int delta)
+{
+    char path[PATH_MAX], val[32];
+    int64_t w;
+
+    pthread_mutex_lock(&cpu_weight_lock);
+    cpu_live += delta;
+    w = (cpu_live > 0 ? cpu_live : 1) * SB_SHARES_TASK;
+    if (ml_snprintf(path, sizeof(path), "%s/cpu.shares", sb_host.cg_cpu) == ML_OK &&
+        ml_snprintf(val, sizeof(val), "%" PRId64, w < SB_SHARES_MAX ? w : SB_SHARES_MAX) == ML_OK)
+        (void)sb_write_file(path, val);
+    pthread_mutex_unlock(&cpu_weight_lock);
+}
+
+/* The instance's cpu cgroup, unthrottled until sb_cgroup_cpu_limit (init runs at full speed). */
+static int cgroup_create_cpu(sandbox_instance *in, const char *name, int *fd, char *err, size_t errlen)
+{
+    char val[32];
+
+    if (ml_snprintf(val, sizeof(val), "%d", SANDBOX_CPU_PERIOD_US) != ML_OK ||
+        ml_snprintf(in->cg[2], sizeof(in->cg[2]), "%s/%s", sb_host.cg_cpu, name) != ML_OK ||
+        mkdir(in->cg[2], 0755) != 0)
+        return sb_errf(err, errlen, "Sandbox.SetupError: mkdir %s: %s", in->cg[2], strerror(errno));
+    in->cpu_weighed = true;
+    cpu_weight_adjust(1);
+    if (cg_write(in->cg[2], "cpu.cfs_period_us", val, err, errlen) != ML_OK ||
+        cg_open(in->cg[2], "tasks", O_WRONLY, fd, err, errlen) != ML_OK)
+        return ML_ERR;
+    return ML_OK;
+}
+
+/* Once the handler is loaded: the instance's CPU share from its memory size. */
+int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen)
+{
+    char val[32];
+
+    if (!in->cg[2][0])
+        return ML_OK;
+    if (ml_snprintf(val, sizeof(val), "%" PRId64, sandbox_cpu_quota_us(in->memory_mb)) != ML_OK)
+        return sb_errf(err, errlen, "Sandbox.SetupError: bad cpu quota");
+    return cg_write(in->cg[2], "cpu.cfs_quota_us", val, err, errlen);
+}
+
+/* Lifts the quota of an instance being killed: its processes exit at full speed. */
+void sb_cgroup_cpu_unlimit(sandbox_instance *in)
+{
+    char path[PATH_MAX];
+
+    if (in->cg[2][0] && ml_snprintf(path, sizeof(path), "%s/cpu.cfs_quota_us", in->cg[2]) == ML_OK)
+        (void)sb_write_file(path, "-1");
+}
+
+/* The instance's memory, pids and cpu cgroups with their limits; cg_fd gets their "tasks" for
  * the child to join. */
 int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,
-                         int cg_fd[2], char *err, size_t errlen)
+                         int cg_fd[SB_NCG], char *err, size_t errlen)
 {
     char val[32];
 
@@ -212,12 +281,18 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
             cg_open(in->cg[1], "tasks", O_WRONLY, &cg_fd[1], err, errlen) != ML_OK)
             return ML_ERR;
     }
+    if ((sb_host.features & SANDBOX_F_CGROUP_CPU) &&
+        cgroup_create_cpu(in, name, &cg_fd[2], err, errlen) != ML_OK)
+        return ML_ERR;
     return ML_OK;
 }
 
 void sb_cgroup_remove(sandbox_instance *in)
 {
-    for (int i = 0; i < 2; i++) {
+    if (in->cpu_weighed)
+        cpu_weight_adjust(-1);
+    in->cpu_weighed = false;
+    for (int i = 0; i < SB_NCG; i++) {
         if (!in->cg[i][0])
             continue;
         /* The last tasks may still be leaving after the init was reaped. */

@@ -39,7 +39,7 @@
 #define SB_CHILD __attribute__((no_sanitize_address))
 
 static const char *const step_names[] = {
-    "none", "clone", "setup", "cgroup memory", "cgroup pids", "cgroup namespace",
+    "none", "clone", "setup", "cgroup memory", "cgroup pids", "cgroup cpu", "cgroup namespace",
     "mount", "network/hostname", "fds", "uid", "rlimit", "seccomp", "exec"
 };
 
@@ -201,11 +201,11 @@ SB_CHILD static int child_main(void *arg)
     umask(0);
     if (setsid() < 0)
         child_fail(p, STEP_SETUP, -1);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < SB_NCG; i++)
         /* "0" into tasks: this thread moves itself, which skips the cgroup_threadgroup_rwsem
          * (an RCU grace period, ~10 ms) that writing a pid or using cgroup.procs takes. */
         if (p->cg_fd[i] >= 0 && write(p->cg_fd[i], "0", 1) != 1)
-            child_fail(p, i == 0 ? STEP_CGROUP_MEM : STEP_CGROUP_PIDS, -1);
+            child_fail(p, STEP_CGROUP_MEM + i, -1);
     if (p->ns && unshare(CLONE_NEWCGROUP) != 0)
         child_fail(p, STEP_NS, -1);
     if (p->own_net && setns(p->net_fd, CLONE_NEWNET) != 0)

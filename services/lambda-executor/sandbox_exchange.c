@@ -82,6 +82,7 @@ static void sb_reap(sandbox_instance *in, bool block)
 /* Kills every process of the instance, then reaps the init. */
 void sb_kill(sandbox_instance *in)
 {
+    sb_cgroup_cpu_unlimit(in);   /* a throttled tree would take many periods to exit */
     if (!in->reaped) {
         if (in->pidfd < 0 || syscall(SYS_pidfd_send_signal, in->pidfd, SIGKILL, NULL, 0) != 0)
             kill(in->pid, SIGKILL);
@@ -89,7 +90,7 @@ void sb_kill(sandbox_instance *in)
             kill(-in->pid, SIGKILL);   /* its session / process group */
     }
     /* Without a pid namespace, processes that left the group are still in the cgroups. */
-    for (int i = 0; !in->ns && i < 2; i++)
+    for (int i = 0; !in->ns && i < SB_NCG; i++)
         if (in->cg[i][0])
             sb_cgroup_kill_tasks(in->cg[i]);
     sb_reap(in, true);

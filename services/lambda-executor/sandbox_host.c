@@ -1,6 +1,7 @@
 /* sandbox_host.c — what this host offers every instance, found once by sandbox_init: the node
  * binary, the top-level lib/bin dirs, the empty mount point of instance roots. */
 #include <errno.h>
+#include <glob.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +66,57 @@ void sb_find_top_dirs(void)
         }
         sb_host.ntop++;
     }
+}
+
+/* Whether path is (under) a dir already hidden: the mask leaves no mount point inside. */
+static bool hidden_already(const char *path)
+{
+    for (size_t i = 0; i < sb_host.nhidden; i++) {
+        size_t n = strlen(sb_host.hidden[i]);
+        if (strncmp(path, sb_host.hidden[i], n) == 0 && (path[n] == '/' || path[n] == '\0'))
+            return true;
+    }
+    return false;
+}
+
+/* Adds the existing dirs matching a glob pattern to sb_host.hidden. */
+static void hide_matching(const char *pattern)
+{
+    glob_t g;
+
+    if (glob(pattern, GLOB_ONLYDIR | GLOB_NOSORT, NULL, &g) != 0)
+        return;
+    for (size_t k = 0; k < g.gl_pathc && sb_host.nhidden < SB_MAX_HIDDEN; k++) {
+        struct stat st;
+        if (!hidden_already(g.gl_pathv[k]) && lstat(g.gl_pathv[k], &st) == 0 && S_ISDIR(st.st_mode) &&
+            ml_snprintf(sb_host.hidden[sb_host.nhidden], SB_HIDDEN_LEN, "%s", g.gl_pathv[k]) == ML_OK)
+            sb_host.nhidden++;
+    }
+    globfree(&g);
+}
+
+/* The host's third-party package dirs, masked in every instance root so a function sees only
+ * its runtime's standard library and its own code (a dependency it does not ship must fail
+ * here as it would on any other host). Patterns cover Debian (dist-packages, /usr/lib/node),
+ * pip/npm installs in /usr/local and other distributions' site-packages; parents come first
+ * (a mask leaves no mount point below it). Masking the parent /usr/lib/python3 and
+ * /usr/local/lib/python3.X makes their dist-packages absent, not empty. */
+void sb_find_hidden(void)
+{
+    static const char *const patterns[] = {
+        "/usr/lib/python3", "/usr/local/lib/python3*", "/usr/lib/python3*/site-packages",
+        "/usr/lib/python3*/dist-packages", "/usr/lib/node_modules", "/usr/local/lib/node_modules",
+        "/usr/lib/node", "/usr/lib/nodejs", "/usr/share/nodejs", "/usr/local/lib/node",
+    };
+    char prefix_mods[PATH_MAX];
+
+    sb_host.nhidden = 0;
+    for (size_t i = 0; i < ML_ARRAY_LEN(patterns); i++)
+        hide_matching(patterns[i]);
+    /* a node installed outside /usr keeps its global modules there */
+    if (sb_host.node_prefix[0] &&
+        ml_snprintf(prefix_mods, sizeof(prefix_mods), "%s/lib/node_modules", sb_host.node_prefix) == ML_OK)
+        hide_matching(prefix_mods);
 }
 
 /* The empty mount point of instance roots, and the uid lock file next to it. */

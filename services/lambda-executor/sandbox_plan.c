@@ -138,6 +138,15 @@ static void plan_bind_same_path(sb_plan *p, const char *host)
     plan_bind_ro(p, host, host, false);
 }
 
+/* Masks the host's third-party package dirs (sb_find_hidden) with an empty read-only tmpfs
+ * each: one mount call, nothing of the host below it reachable. */
+static void plan_hide_packages(sb_plan *p)
+{
+    for (size_t i = 0; i < sb_host.nhidden; i++)
+        plan_mount(p, "tmpfs", plan_str(p, "%s%s", sb_host.root, sb_host.hidden[i]), "tmpfs",
+                   MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=1,mode=0555");
+}
+
 /* The minimal /etc: our own passwd, group, hosts, and what the host's tools need of its own. */
 static void plan_etc(sb_plan *p, const sb_launch *l)
 {
@@ -202,6 +211,7 @@ static void plan_root(sb_plan *p, const sb_launch *l)
     plan_bind_ro(p, "/usr", "/usr", false);
     if (sb_host.node_prefix[0])
         plan_bind_same_path(p, sb_host.node_prefix);
+    plan_hide_packages(p);
     plan_etc(p, l);
     if (l->code_dir)
         plan_bind_ro(p, l->code_dir, SB_TASK, false);
@@ -243,8 +253,8 @@ void sb_plan_base(sb_plan *p, const sb_launch *l, unsigned features)
     p->net_fd = l->net_fd;
     p->drop_uid = features & SANDBOX_F_UID;
     p->uid = l->uid;
-    p->cg_fd[0] = l->cg_fd[0];
-    p->cg_fd[1] = l->cg_fd[1];
+    for (int i = 0; i < SB_NCG; i++)
+        p->cg_fd[i] = l->cg_fd[i];
     p->proto_fd = -1;
     if (features & SANDBOX_F_SECCOMP) {
         const sb_filter *f = &sb_host.filter[l->network ? 0 : 1];

@@ -13,13 +13,16 @@
 #include "log.h"
 #include "sandbox-int.h"
 
-/* A throw-away cgroup (memory i=0, pids i=1) for the probe, and its open tasks file. */
+static const unsigned cg_feature[SB_NCG] = { SANDBOX_F_CGROUP_MEMORY, SANDBOX_F_CGROUP_PIDS,
+                                             SANDBOX_F_CGROUP_CPU };
+
+/* A throw-away cgroup (memory i=0, pids i=1, cpu i=2) for the probe, and its open tasks file. */
 static int probe_cgroup(int i, char dir[PATH_MAX], int *fd, char *why, size_t whylen)
 {
+    const char *parent[SB_NCG] = { sb_host.cg_mem, sb_host.cg_pids, sb_host.cg_cpu };
     char tasks[PATH_MAX];
 
-    if (ml_snprintf(dir, PATH_MAX, "%s/probe-%d", i == 0 ? sb_host.cg_mem : sb_host.cg_pids,
-                    (int)getpid()) != ML_OK ||
+    if (ml_snprintf(dir, PATH_MAX, "%s/probe-%d", parent[i], (int)getpid()) != ML_OK ||
         (mkdir(dir, 0755) != 0 && errno != EEXIST) ||
         ml_snprintf(tasks, sizeof(tasks), "%s/tasks", dir) != ML_OK ||
         (*fd = open(tasks, O_WRONLY | O_CLOEXEC)) < 0)
@@ -35,8 +38,8 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
     static char *const envp[] = { "PATH=/usr/bin:/bin", NULL };
     sb_plan *p = calloc(1, sizeof(*p));
     sb_launch l = { .memory_mb = 64, .pids_max = 16, .uid = SB_UID_BASE + SB_UID_SLOTS,
-                    .rlimit_as = !(features & SANDBOX_F_CGROUP_MEMORY), .cg_fd = { -1, -1 } };
-    char cg[2][PATH_MAX] = { "", "" };
+                    .rlimit_as = !(features & SANDBOX_F_CGROUP_MEMORY), .cg_fd = { -1, -1, -1 } };
+    char cg[SB_NCG][PATH_MAX] = { "", "", "" };
     int pidfd = -1, status = 0, rc = ML_ERR;
     pid_t pid;
 
@@ -44,11 +47,11 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
     if (!p)
         return ML_ERR;
     p->null_fd = -1;
-    for (int i = 0; i < 2; i++) {
-        if (!(features & (i == 0 ? SANDBOX_F_CGROUP_MEMORY : SANDBOX_F_CGROUP_PIDS)))
+    for (int i = 0; i < SB_NCG; i++) {
+        if (!(features & cg_feature[i]))
             continue;
         if (probe_cgroup(i, cg[i], &l.cg_fd[i], why, whylen) != ML_OK) {
-            *step = i == 0 ? STEP_CGROUP_MEM : STEP_CGROUP_PIDS;
+            *step = STEP_CGROUP_MEM + i;
             goto out;
         }
     }
@@ -79,7 +82,7 @@ out:
         close(pidfd);
     if (p->null_fd >= 0)
         close(p->null_fd);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < SB_NCG; i++) {
         if (l.cg_fd[i] >= 0)
             close(l.cg_fd[i]);
         if (cg[i][0])
@@ -94,6 +97,7 @@ static unsigned step_feature(int step)
     switch (step) {
     case STEP_CGROUP_MEM: return SANDBOX_F_CGROUP_MEMORY;
     case STEP_CGROUP_PIDS: return SANDBOX_F_CGROUP_PIDS;
+    case STEP_CGROUP_CPU: return SANDBOX_F_CGROUP_CPU;
     case STEP_UID: return SANDBOX_F_UID;
     case STEP_SECCOMP: return SANDBOX_F_SECCOMP;
     case STEP_CLONE: case STEP_NS: case STEP_MOUNT: case STEP_NET: case STEP_EXEC:
@@ -146,7 +150,8 @@ static int probe_features(unsigned *features, ml_buf *rep, bool *fallback)
                    drop == SANDBOX_F_NAMESPACES ? "namespaces" :
                    drop == SANDBOX_F_UID ? "uid drop" :
                    drop == SANDBOX_F_SECCOMP ? "seccomp" :
-                   drop == SANDBOX_F_CGROUP_MEMORY ? "cgroup memory" : "cgroup pids", why);
+                   drop == SANDBOX_F_CGROUP_MEMORY ? "cgroup memory" :
+                   drop == SANDBOX_F_CGROUP_CPU ? "cgroup cpu" : "cgroup pids", why);
         *features &= ~drop;
     }
     return ML_ERR;
@@ -156,7 +161,8 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
 {
     if (f & SANDBOX_F_NAMESPACES)
         report_add(rep, NULL, "namespaces pid,mnt,net,ipc,uts,cgroup; root read-only via "
-                   "pivot_root (/usr + minimal /etc), code ro at /var/task, private tmpfs /tmp");
+                   "pivot_root (/usr + minimal /etc), code ro at /var/task, private tmpfs /tmp, "
+                   "%zu host package dirs masked", sb_host.nhidden);
     else
         report_add(rep, fallback, "NO namespaces: functions see the host filesystem (read as "
                    "their uid), host pids and the host network; tree killed by process group");
@@ -170,8 +176,13 @@ static void report_summary(ml_buf *rep, unsigned f, bool *fallback)
     else
         report_add(rep, fallback, "NO pids cgroup: RLIMIT_NPROC only%s",
                    (f & SANDBOX_F_UID) ? "" : " (not enforced: no uid drop)");
+    if (f & SANDBOX_F_CGROUP_CPU)
+        report_add(rep, NULL, "cgroup v1 cpu at %s (quota memory_mb/%d vCPU, min %d MB's)",
+                   sb_host.cg_cpu, SANDBOX_CPU_MB_PER_VCPU, SANDBOX_CPU_MIN_MB);
+    else
+        report_add(rep, fallback, "NO cpu cgroup: no CPU limit (one function can take every core)");
     report_add(rep, (f & SANDBOX_F_SECCOMP) ? NULL : fallback, "seccomp %s",
-               (f & SANDBOX_F_SECCOMP) ? "on" : "OFF");
+               (f & SANDBOX_F_SECCOMP) ? "on (allow-list)" : "OFF");
     if (f & SANDBOX_F_UID)
         report_add(rep, !sb_uid_host_wide() ? fallback : NULL, "per-instance uid %u+ without "
                    "capabilities, no_new_privs%s", SB_UID_BASE, !sb_uid_host_wide() ?
@@ -205,6 +216,13 @@ static void prepare_layers(unsigned *f, const char *parent, ml_buf *rep, bool *f
         report_add(rep, fallback, "FALLBACK cgroup pids off (%s)", why);
         *f &= ~SANDBOX_F_CGROUP_PIDS;
     }
+    if ((*f & SANDBOX_F_CGROUP_CPU) &&
+        sb_cgroup_parent("cpu", "cpu.cfs_quota_us", "100000", parent, sb_host.cg_cpu,
+                         sizeof(sb_host.cg_cpu), why, sizeof(why)) != ML_OK) {
+        report_add(rep, fallback, "FALLBACK cgroup cpu off (%s)", why);
+        *f &= ~SANDBOX_F_CGROUP_CPU;
+    }
+
     sb_host.memsw = (*f & SANDBOX_F_CGROUP_MEMORY) &&
                ml_snprintf(memsw, sizeof(memsw), "%s/memory.memsw.limit_in_bytes", sb_host.cg_mem) == ML_OK &&
                access(memsw, W_OK) == 0;
@@ -226,11 +244,12 @@ int sandbox_init_ex(const char *cgroup_parent_name, unsigned disable_mask, char 
 
     sb_host.ready = false;
     free_filters();
-    sb_host.cg_mem[0] = sb_host.cg_pids[0] = '\0';
+    sb_host.cg_mem[0] = sb_host.cg_pids[0] = sb_host.cg_cpu[0] = '\0';
     ml_buf_init(&detail, 8192);
     ml_buf_init(&rep, 8192);
     sb_find_node();
     sb_find_top_dirs();
+    sb_find_hidden();
     prepare_layers(&f, cgroup_parent_name, &detail, &fallback);
     if (probe_features(&f, &detail, &fallback) == ML_OK) {
         report_summary(&rep, f, &fallback);

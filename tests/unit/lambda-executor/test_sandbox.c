@@ -826,10 +826,13 @@ static void test_hostile_memory(void **state)
     assert_true(f->res.max_memory_bytes <= (64 << 20));
     expect_gone(f, py, sandbox_uid(py));
 
+    /* 128 MB is 0.072 vCPU: node's filling and the kernel's reclaim before the OOM kill take
+     * ~0.4 s of CPU, ~5.5 s of wall clock */
     s = spec_for("nodejs", "hog.h", dir);
     s.memory_mb = 128;
+    s.timeout_s = 30;
     js = start_spec(f, &s);
-    assert_int_equal(invoke(f, js, "{}", 10000), SB_OOM);
+    assert_int_equal(invoke(f, js, "{}", 30000), SB_OOM);
     expect_gone(f, js, sandbox_uid(js));
 }
 
@@ -971,10 +974,15 @@ static void test_hostile_output_flood(void **state)
         "    return 'done'\n"
         "def forever(event, context):\n"
         "    while True:\n        print('z' * 4000)\n", NULL);
-    sandbox_instance *in = start(f, "python3", "flood.handler", dir);
+    /* 64 Ki prints cost ~0.3 s of CPU: at 128 MB (0.072 vCPU) that is past the 5 s cap */
+    sandbox_spec s = spec_for("python3", "flood.handler", dir);
+    sandbox_instance *in;
     int64_t rss_before, rss_after;
     const char *log;
 
+    s.memory_mb = 1769;
+    s.timeout_s = 30;
+    in = start_spec(f, &s);
     assert_int_equal(invoke(f, in, "100", 5000), SB_OK);   /* warm up allocations */
     rss_before = self_rss_kb();
     assert_int_equal(invoke(f, in, "65536", 30000), SB_OK);   /* 64 MiB of output */

@@ -173,11 +173,9 @@ def invoke(handler, header, body):
 
 
 def main():
+    # -I -S: no site.py, so no host dist-packages/site-packages on sys.path (the sandbox also
+    # masks those dirs): only the standard library and the function's own code import.
     sys.path.insert(0, TASK_ROOT)
-    # -S skipped site.py (4 ms); keep Debian's packages importable (e.g. python3-boto3).
-    for extra in ("/usr/local/lib/python3/dist-packages", "/usr/lib/python3/dist-packages"):
-        if os.path.isdir(extra):
-            sys.path.append(extra)
     sys.dont_write_bytecode = True
     # Line-buffered so what was printed before a timeout or crash still reaches the log.
     sys.stdout.reconfigure(line_buffering=True)
