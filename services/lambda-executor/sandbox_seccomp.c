@@ -60,14 +60,16 @@ static const char *const allowed_syscalls[] = {
     "select", "pselect6", "poll", "ppoll", "epoll_create", "epoll_create1", "epoll_ctl",
     "epoll_wait", "epoll_pwait", "epoll_pwait2", "eventfd", "eventfd2",
     "getrandom",
-    /* sockets already open or unix ones (socket itself: see seccomp_socket) */
+    /* sockets already open or unix/netlink ones: socket() itself refuses inet without the
+     * network (seccomp_socket), so these reach no network then; netlink needs bind (glibc's
+     * if_nameindex, getifaddrs), unix servers listen/accept (multiprocessing) */
     "socketpair", "sendto", "recvfrom", "sendmsg", "recvmsg", "shutdown", "getsockname",
-    "getpeername", "setsockopt", "getsockopt",
+    "getpeername", "setsockopt", "getsockopt", "connect", "bind", "listen", "accept", "accept4",
 };
 
-/* Only when the function may use the network: reaching out and serving. */
+/* Only when the function may use the network: batched datagrams. */
 static const char *const network_syscalls[] = {
-    "connect", "bind", "listen", "accept", "accept4", "sendmmsg", "recvmmsg",
+    "sendmmsg", "recvmmsg",
 };
 
 /* ENOSYS rather than EPERM: the callers fall back on "not implemented". io_uring would run
