@@ -1,10 +1,46 @@
 """Helpers shared by the Python end-to-end tests: daemons on the test stack, HTTP calls,
 deploying functions through the real build pipeline, and "ok - "/"not ok - " checks."""
-import base64, io, json, os, signal, subprocess, time, urllib.error, urllib.request, zipfile
+import base64, http.client, io, json, os, secrets, signal, subprocess, time, urllib.error, urllib.request, zipfile
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]
+INTERNAL_HEADER = "X-Minilambda-Internal"
+
+
+def internal_token():
+    """The internal credential the daemons share (docs/security.md): the stack's token file
+    (stack.env), MINILAMBDA_INTERNAL_TOKEN, or else a new one exported for the daemons this
+    process starts."""
+    if os.environ.get("MINILAMBDA_INTERNAL_TOKEN"):
+        return os.environ["MINILAMBDA_INTERNAL_TOKEN"]
+    path = os.environ.get("MINILAMBDA_INTERNAL_TOKEN_FILE")
+    if path and os.path.exists(path):
+        return open(path).read().strip()
+    os.environ.pop("MINILAMBDA_INTERNAL_TOKEN_FILE", None)
+    os.environ["MINILAMBDA_INTERNAL_TOKEN"] = secrets.token_hex(32)
+    return os.environ["MINILAMBDA_INTERNAL_TOKEN"]
+
+
+INTERNAL_TOKEN = internal_token()
+_http_request = http.client.HTTPConnection.request
+
+
+def _request_with_token(self, method, url, body=None, headers=None, **kw):
+    """Every HTTP request of a test (http.client and urllib alike) carries the internal token,
+    as a sibling service would: the suites call the executor and build-master directly. A
+    test that wants no token passes {INTERNAL_HEADER: None}; its own value is kept."""
+    headers = dict(headers or {})
+    given = [k for k in headers if k.lower() == INTERNAL_HEADER.lower()]
+    if not given:
+        headers[INTERNAL_HEADER] = INTERNAL_TOKEN
+    for k in given:
+        if headers[k] is None:
+            del headers[k]
+    return _http_request(self, method, url, body, headers, **kw)
+
+
+http.client.HTTPConnection.request = _request_with_token
 PORT_VARS = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
              "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}
 
