@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/sha.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,7 +15,7 @@
 /* Written once by ml_intauth_start before threads exist; read-only afterwards. */
 static struct {
     bool enforced;
-    unsigned char digest[CRYPTO_SHA256_LEN];
+    ml_intauth_key key;
     char line[ML_INTAUTH_LINE_MAX];
     metric *m_refusals;
 } g_auth;
@@ -132,15 +131,30 @@ int ml_intauth_load(const ml_intauth_cfg *c, char *out, size_t outlen, char *err
     return ML_OK;
 }
 
-bool ml_intauth_matches(const unsigned char expected[CRYPTO_SHA256_LEN], const char *presented)
+int ml_intauth_key_set(ml_intauth_key *key, const char *token)
 {
-    unsigned char got[CRYPTO_SHA256_LEN];
+    size_t n = strnlen(token, sizeof(key->padded));
 
-    if (!presented)
+    memset(key->padded, 0, sizeof(key->padded));
+    if (n >= sizeof(key->padded))
+        return ML_ERR;
+    memcpy(key->padded, token, n);
+    return ML_OK;
+}
+
+bool ml_intauth_matches(const ml_intauth_key *key, const char *presented)
+{
+    ml_intauth_key got;
+    bool eq;
+
+    /* a value longer than any token cannot match; its length is the caller's, not a secret */
+    if (!presented || ml_intauth_key_set(&got, presented) != ML_OK)
         return false;
-    /* hashing first makes the comparison fixed-length: no early exit on a length mismatch */
-    SHA256((const unsigned char *)presented, strlen(presented), got);
-    return CRYPTO_memcmp(got, expected, sizeof(got)) == 0;
+    /* the whole padded buffer every time: no early exit at the first difference or at the
+     * token's end (neither its content nor its length shows in the timing) */
+    eq = CRYPTO_memcmp(got.padded, key->padded, sizeof(got.padded)) == 0;
+    OPENSSL_cleanse(&got, sizeof(got));
+    return eq;
 }
 
 bool ml_intauth_open_path(const char *path)
@@ -167,7 +181,8 @@ int ml_intauth_start(const ml_intauth_cfg *c)
     }
     if (ml_snprintf(g_auth.line, sizeof(g_auth.line), "%s: %s", ML_INTAUTH_HEADER, token) != ML_OK)
         goto out; /* cannot happen: the line is sized for the longest token */
-    SHA256((const unsigned char *)token, strlen(token), g_auth.digest);
+    if (ml_intauth_key_set(&g_auth.key, token) != ML_OK)
+        goto out; /* cannot happen: ml_intauth_load checked the length */
     g_auth.enforced = true;
     rc = ML_OK;
 out:
@@ -202,7 +217,7 @@ int ml_intauth_guard(const httpd_req *req, void *ud, const char **code, const ch
     if (!g_auth.enforced || ml_intauth_open_path(httpd_path(req)))
         return 0;
     got = httpd_header(req, ML_INTAUTH_HEADER);
-    if (ml_intauth_matches(g_auth.digest, got))
+    if (ml_intauth_matches(&g_auth.key, got))
         return 0;
     if (g_auth.m_refusals)
         metric_inc(g_auth.m_refusals, (const char *[]){ got ? "wrong" : "missing" });
