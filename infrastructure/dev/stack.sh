@@ -16,7 +16,8 @@
 # Two run dirs with different bases run side by side; `stop` touches only its own run dir.
 # Prefer bases whose ports stay below the kernel's ephemeral range (32768+ here), i.e. <= 31867:
 # inside it a client socket can hold a port and a listener fails with EADDRINUSE.
-# start writes $ML_RUN_DIR/stack.env (MINILAMBDA_* endpoints); logs are in $ML_RUN_DIR/logs/.
+# start writes $ML_RUN_DIR/stack.env (MINILAMBDA_* endpoints, and MINILAMBDA_INTERNAL_TOKEN_FILE
+# naming the stack's 0600 internal token, made once: docs/security.md); logs are in $ML_RUN_DIR/logs/.
 set -euo pipefail
 
 # The servers started below must not inherit the caller's descriptors: a daemon holding a
