@@ -23,24 +23,40 @@ def internal_token():
 
 
 INTERNAL_TOKEN = internal_token()
-_http_request = http.client.HTTPConnection.request
+
+_putrequest = http.client.HTTPConnection.putrequest
+_putheader = http.client.HTTPConnection.putheader
+_endheaders = http.client.HTTPConnection.endheaders
 
 
-def _request_with_token(self, method, url, body=None, headers=None, **kw):
-    """Every HTTP request of a test (http.client and urllib alike) carries the internal token,
-    as a sibling service would: the suites call the executor and build-master directly. A
-    test that wants no token passes {INTERNAL_HEADER: None}; its own value is kept."""
-    headers = dict(headers or {})
-    given = [k for k in headers if k.lower() == INTERNAL_HEADER.lower()]
-    if not given:
-        headers[INTERNAL_HEADER] = INTERNAL_TOKEN
-    for k in given:
-        if headers[k] is None:
-            del headers[k]
-    return _http_request(self, method, url, body, headers, **kw)
+def _start_request(self, *a, **kw):
+    self._ml_token_due = True
+    return _putrequest(self, *a, **kw)
 
 
-http.client.HTTPConnection.request = _request_with_token
+def _header(self, name, *values):
+    """A test that sets the header itself keeps its value; {INTERNAL_HEADER: None} sends none."""
+    if isinstance(name, (str, bytes)) and (name.decode() if isinstance(name, bytes) else name).lower() == INTERNAL_HEADER.lower():
+        self._ml_token_due = False
+        if values == (None,):
+            return None
+    return _putheader(self, name, *values)
+
+
+def _end_headers(self, *a, **kw):
+    if getattr(self, "_ml_token_due", False):
+        self._ml_token_due = False
+        _putheader(self, INTERNAL_HEADER, INTERNAL_TOKEN)
+    return _endheaders(self, *a, **kw)
+
+
+# Every HTTP request of a test (urllib, http.client's request() or putrequest/putheader) carries
+# the internal token, as a sibling service's would: the suites call the executor and
+# build-master directly. (The gateway ignores it.)
+http.client.HTTPConnection.putrequest = _start_request
+http.client.HTTPConnection.putheader = _header
+http.client.HTTPConnection.endheaders = _end_headers
+
 PORT_VARS = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
              "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}
 
