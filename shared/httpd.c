@@ -481,6 +481,19 @@ static void route_request(httpd *h, httpd_req *r)
     }
 }
 
+/* The server's guard (httpd_guard_fn): true when it refused r, with the refusal in r. */
+static bool guard_refuses(httpd *h, httpd_req *r)
+{
+    const char *code = "unauthorized", *msg = "refused";
+    int status;
+
+    if (!h->cfg.guard || (status = h->cfg.guard(r, h->cfg.guard_ud, &code, &msg)) == 0)
+        return false;
+    reject(r, status, code, msg);
+    r->close_now = true; /* the body is never read */
+    return true;
+}
+
 static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url,
                           const char *method)
 {
@@ -507,6 +520,8 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
         ml_uuid(r->request_id);
     r->resp.request_id = r->request_id;
     set_client_ip(r);
+    if (guard_refuses(h, r))
+        return r;
     route_request(h, r);
     if (r->route) {
         ml_buf_init(&r->body, r->max_body);

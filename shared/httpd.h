@@ -46,6 +46,12 @@ typedef httpd_result (*httpd_handler_fn)(httpd_req *req, httpd_resp *resp, void 
 /* Rewrites a refusal the server wrote itself (404, 405, 413, 503 while draining; resp holds
  * the contract's {"error":{...}}) before it is sent. Runs on an MHD thread: must not block. */
 typedef void (*httpd_reject_fn)(const httpd_req *req, httpd_resp *resp, void *ud);
+/* Admission check, run once per request as soon as its headers are in: before routing (so a
+ * refused caller learns nothing about the routes) and before the body is read (so it cannot
+ * make the server buffer one). Returns 0 to admit, or the HTTP status to refuse with; the
+ * refusal is {"error":{"code","message"}} from *code and *msg (static strings) and closes the
+ * connection. Runs on an MHD thread: must not block. */
+typedef int (*httpd_guard_fn)(const httpd_req *req, void *ud, const char **code, const char **msg);
 
 typedef struct httpd_route {
     const char *method;  /* "GET", "POST", ... */
@@ -69,6 +75,8 @@ typedef struct httpd_config {
     bool external;          /* no MHD threads: the caller runs `threads` loops (httpd_loop_*) */
     httpd_reject_fn shape_reject; /* optional: e.g. the AWS error shape on an AWS route */
     void *shape_reject_ud;
+    httpd_guard_fn guard;   /* optional: e.g. the internal credential (intauth.h) */
+    void *guard_ud;
 } httpd_config;
 
 /* Starts serving routes (the array must outlive the server). On failure returns NULL and

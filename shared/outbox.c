@@ -33,6 +33,7 @@
 #define SECRET_MAX 128
 #define ERR_MAX 512
 #define SQL_MAX 2048
+#define INTERNAL_HEADER_MAX 512
 
 const double outbox_default_schedule[] = { 5, 30, 120, 600, 3600, 10800, 21600, 43200 };
 const size_t outbox_default_schedule_len = ML_ARRAY_LEN(outbox_default_schedule);
@@ -121,6 +122,7 @@ struct outbox {
     httpc *http;
     char worker_id[OUTBOX_WORKER_ID_MAX + 1];
     char internal_secret[SECRET_MAX];
+    char internal_header[INTERNAL_HEADER_MAX]; /* "" when none */
     double schedule[OUTBOX_MAX_SCHEDULE];
     size_t nschedule;
     bool jitter;
@@ -214,6 +216,9 @@ static int set_identity(outbox *o, const outbox_config *cfg, char *err, size_t e
         ml_strlcpy(o->internal_secret, cfg->internal_secret, sizeof(o->internal_secret)) != ML_OK)
         return cfg_fail(err, errlen,
                         "outbox: internal_secret must be whsec_ + base64 of 24..64 bytes");
+    if (cfg->internal_header &&
+        ml_strlcpy(o->internal_header, cfg->internal_header, sizeof(o->internal_header)) != ML_OK)
+        return cfg_fail(err, errlen, "outbox: internal_header is too long");
     if (cfg->worker_id) {
         if (!cfg->worker_id[0] ||
             ml_strlcpy(o->worker_id, cfg->worker_id, sizeof(o->worker_id)) != ML_OK)
@@ -309,6 +314,7 @@ void outbox_free(outbox *o)
     pg_close(o->db);
     httpc_free(o->http);
     explicit_bzero(o->internal_secret, sizeof(o->internal_secret));
+    explicit_bzero(o->internal_header, sizeof(o->internal_header));
     free(o);
 }
 
@@ -448,7 +454,9 @@ static void send_row(outbox *o, const row *r, const char *secret, const char *re
 {
     char sig[WEBHOOK_SIGNATURE_LEN], h_id[WEBHOOK_ID_MAX + 16], h_ts[48];
     char h_sig[WEBHOOK_SIGNATURE_LEN + 24];
-    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig, NULL };
+    /* the internal credential goes only to the platform's own receiver, never a user's URL */
+    const char *internal = r->trusted && o->internal_header[0] ? o->internal_header : NULL;
+    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig, internal, NULL };
     int64_t ts = ml_wall_ms() / 1000, t0;
     httpc_request req = { 0 };
     httpc_response resp = { 0 };

@@ -96,6 +96,10 @@ typedef struct outbox_config {
     /* Optional: polled before each send (e.g. svc_stopping). When it returns true the rows
      * not yet sent are released (due now, attempt not counted) and run_once returns. */
     bool (*should_stop)(void);
+    /* Optional "Name: value" line sent only to the platform's own URL (build side, target
+     * 'lambda'; see "trusted" above): the internal credential (intauth.h). Never sent to a
+     * user's URL. Copied. */
+    const char *internal_header;
 } outbox_config;
 
 typedef struct outbox outbox;

@@ -33,7 +33,8 @@ void svc_request_stop(void)
     kill(getpid(), SIGTERM);
 }
 
-static void add_common_vars(svc *s, const char *port_var, const char *default_port)
+/* ML_ERR when the table is full: a setting that did not fit would be ignored silently. */
+static int add_common_vars(svc *s, const char *port_var, const char *default_port)
 {
     const cfg_var common[] = {
         { port_var, CFG_INT, default_port, 1, 65535, NULL, "TCP port of this daemon's HTTP server", &s->port, false },
@@ -46,13 +47,17 @@ static void add_common_vars(svc *s, const char *port_var, const char *default_po
     };
 
     /* a service may declare a common variable itself, to give it another default */
-    for (size_t i = 0; i < ML_ARRAY_LEN(common) && s->nvars < SVC_MAX_CONFIG; i++) {
+    for (size_t i = 0; i < ML_ARRAY_LEN(common); i++) {
         bool declared = false;
         for (size_t k = 0; k < s->nvars && !declared; k++)
             declared = strcmp(s->vars[k].name, common[i].name) == 0;
-        if (!declared)
-            s->vars[s->nvars++] = common[i];
+        if (declared)
+            continue;
+        if (s->nvars == SVC_MAX_CONFIG)
+            return ML_ERR;
+        s->vars[s->nvars++] = common[i];
     }
+    return ML_OK;
 }
 
 /* Lets the gateway and executor hold thousands of connections. */
@@ -78,7 +83,10 @@ int svc_init(svc *s, const char *name, const char *port_var, const char *default
     ml_log_init(name, ML_LOG_INFO);
     for (size_t i = 0; i < nvars && s->nvars < SVC_MAX_CONFIG; i++)
         s->vars[s->nvars++] = vars[i];
-    add_common_vars(s, port_var, default_port);
+    if (nvars > s->nvars || add_common_vars(s, port_var, default_port) != ML_OK) {
+        ml_log_error("%s declares more settings than SVC_MAX_CONFIG (%d): raise it", name, SVC_MAX_CONFIG);
+        goto out;
+    }
     if (argc > 1 && strcmp(argv[1], "--print-config") == 0) {
         cfg_markdown(s->vars, s->nvars, &table);
         fputs(ml_buf_cstr(&table), stdout);
@@ -141,6 +149,8 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     hc.external = s->http_external;
     hc.shape_reject = s->http_shape_reject;
     hc.shape_reject_ud = s->http_shape_reject_ud;
+    hc.guard = s->http_guard;
+    hc.guard_ud = s->http_guard_ud;
     /* a service whose caller runs the HTTP loops (the gateway) starts the checks in
      * svc_wait_ready, once everything they read exists */
     if (!s->http_external && health_start(&s->health) != ML_OK) {

@@ -10,7 +10,7 @@
 #include "httpd.h"
 #include "metrics.h"
 
-#define SVC_MAX_CONFIG 48
+#define SVC_MAX_CONFIG 64
 
 typedef struct svc {
     const char *name;
@@ -24,6 +24,8 @@ typedef struct svc {
     bool http_external;  /* set before svc_start_http: the caller runs the HTTP loops */
     httpd_reject_fn http_shape_reject; /* optional, set before svc_start_http (httpd_config) */
     void *http_shape_reject_ud;
+    httpd_guard_fn http_guard;   /* optional, set before svc_start_http (httpd_config) */
+    void *http_guard_ud;
     /* the effective table: service-specific variables plus the common ones */
     cfg_var vars[SVC_MAX_CONFIG];
     size_t nvars;

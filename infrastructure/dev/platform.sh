@@ -35,10 +35,18 @@ port_of() {
 
 load_env() {
     [ -f "$ML_RUN_DIR/stack.env" ] || die "no stack.env in $ML_RUN_DIR: run 'stack.sh start' first"
+    local own_token=${MINILAMBDA_INTERNAL_TOKEN:-} own_file=${MINILAMBDA_INTERNAL_TOKEN_FILE:-}
     set -a
     # shellcheck disable=SC1091
     . "$ML_RUN_DIR/stack.env"
     set +a
+    # The internal credential (docs/security.md): the stack's 0600 token file, unless the
+    # operator gave a token of their own (a daemon refuses both at once).
+    if [ -n "$own_token" ]; then
+        unset MINILAMBDA_INTERNAL_TOKEN_FILE
+    elif [ -n "$own_file" ]; then
+        export MINILAMBDA_INTERNAL_TOKEN_FILE=$own_file
+    fi
     mkdir -p "$PLATFORM_DIR/logs" "$PLATFORM_DIR/pids"
     # A per-machine dev secret, made once: tokens stay valid across restarts.
     if [ -z "${MINILAMBDA_JWT_SECRET:-}" ]; then
@@ -143,6 +151,8 @@ case ${1:-} in
         say "try:      curl -H \"Authorization: Bearer \$TOKEN\" http://127.0.0.1:$(port_of gateway)/functions"
         say "AWS CLI:  AWS_ACCESS_KEY_ID=$MINILAMBDA_AWS_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$MINILAMBDA_AWS_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 \\"
         say "          aws lambda invoke --endpoint-url http://127.0.0.1:$(port_of gateway) --function-name NAME out.json"
+        say "internal: executor :$(port_of lambda-executor) and build-master :$(port_of build-master) answer 401 without"
+        say "          X-Minilambda-Internal: <the token in ${MINILAMBDA_INTERNAL_TOKEN_FILE:-\$MINILAMBDA_INTERNAL_TOKEN}>"
         say "logs:     $PLATFORM_DIR/logs/   stop with: make stop"
         ;;
     stop)

@@ -9,6 +9,7 @@
 #include "accept.h"
 #include "crypto.h"
 #include "httpc.h"
+#include "intauth.h"
 #include "log.h"
 #include "multipart.h"
 #include "pgpool.h"
@@ -357,7 +358,8 @@ static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
 {
     char url[512];
     httpc *h = httpc_new();
-    httpc_request req = { .method = "DELETE", .url = url, .timeout_ms = 310000 };
+    const char *headers[] = { ml_intauth_header_line(), NULL }; /* intauth.h */
+    httpc_request req = { .method = "DELETE", .url = url, .headers = headers, .timeout_ms = 310000 };
     httpc_response res = { 0 };
     int rc = ML_ERR;
 

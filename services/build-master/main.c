@@ -3,6 +3,7 @@
 #include <pthread.h>
 
 #include "api.h"
+#include "intauth.h"
 #include "log.h"
 #include "pgpool.h"
 #include "queuestats.h"
@@ -12,6 +13,7 @@
 #include "webhook.h"
 
 static bm_app app;
+static ml_intauth_cfg icfg;
 
 static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QUEUE };
 
@@ -44,10 +46,12 @@ int main(int argc, char **argv)
                            "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed",
                            &qc.interval_ms, false };
     n += bm_secrets_cfg_vars(&app, vars + n, ML_ARRAY_LEN(vars) - n);
+    n += ml_intauth_cfg_vars(&icfg, vars + n, ML_ARRAY_LEN(vars) - n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-master", "MINILAMBDA_BUILD_MASTER_PORT", "8082", vars, n, argc,
-                 argv) != ML_OK)
+                 argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
         return 1;
+    ml_intauth_protect(&s); /* every route but /health, /ready/{cap}, /metrics */
     if (app.internal_secret && app.internal_secret[0] &&
         webhook_secret_valid(app.internal_secret) != ML_OK) {
         ml_log_error("MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "httpc.h"
+#include "intauth.h"
 #include "log.h"
 #include "webhook.h"
 
@@ -38,7 +39,8 @@ static long post_signed(const char *secret, const char *id, const char *url, con
 {
     char sig[WEBHOOK_SIGNATURE_LEN], h_id[WEBHOOK_ID_MAX + 16], h_ts[48];
     char h_sig[WEBHOOK_SIGNATURE_LEN + 24];
-    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig, NULL };
+    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig,
+                              ml_intauth_header_line(), NULL };
     int64_t ts = ml_wall_ms() / 1000;
     httpc_request req = { .method = "POST", .url = url, .headers = headers, .body = payload,
                           .body_len = len, .timeout_ms = NOTIFY_TIMEOUT_MS,

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "consumer.h"
+#include "intauth.h"
 #include "log.h"
 #include "outbox.h"
 #include "service.h"
@@ -19,6 +20,7 @@
 #define MAX_DISPATCHERS 8
 
 static bw_app app;
+static ml_intauth_cfg icfg;
 
 static void register_metrics(metrics_registry *reg)
 {
@@ -97,7 +99,8 @@ static size_t start_dispatchers(svc *s, outbox **boxes, pthread_t *threads)
     outbox_config oc = { .kind = OUTBOX_BUILD_WEBHOOKS, .db_url = app.deps.build_db_url,
                          .internal_secret = app.internal_secret, .metrics = s->metrics,
                          .ssrf = { app.allow_loopback, app.allow_private },
-                         .should_stop = svc_stopping };
+                         .should_stop = svc_stopping,
+                         .internal_header = ml_intauth_header_line() };
 
     if (parse_schedule(app.retry_schedule, schedule, OUTBOX_MAX_SCHEDULE, &nsched) != ML_OK) {
         ml_log_error("MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS must be comma-separated milliseconds");
@@ -122,7 +125,7 @@ static size_t start_dispatchers(svc *s, outbox **boxes, pthread_t *threads)
     return started;
 }
 
-/* Appends the build-worker's own settings after the dependencies' (vars has room: 24). */
+/* Appends the build-worker's own settings after the dependencies' (vars has room: 28). */
 static size_t worker_cfg_vars(cfg_var *vars, size_t n)
 {
     vars[n++] = (cfg_var){ "MINILAMBDA_EXECUTOR_WEBHOOK_URL", CFG_URL, "http://127.0.0.1:8081", 0, 0,
@@ -150,12 +153,13 @@ static size_t worker_cfg_vars(cfg_var *vars, size_t n)
                            &app.retry_schedule, false };
     vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_DISPATCHERS", CFG_INT, "1", 1, MAX_DISPATCHERS, NULL,
                            "webhook delivery threads per build-worker", &app.dispatchers, false };
+    n += ml_intauth_cfg_vars(&icfg, vars + n, 3); /* sent with the executor's webhooks */
     return n;
 }
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[24];
+    cfg_var vars[28];
     size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
     consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
     consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };
@@ -170,7 +174,7 @@ int main(int argc, char **argv)
     n = worker_cfg_vars(vars, n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-worker", "MINILAMBDA_BUILD_WORKER_PORT", "9092", vars, n, argc,
-                 argv) != ML_OK)
+                 argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
         return 1;
     gethostname(host, sizeof(host) - 1);
     if (ml_snprintf(app.worker_id, sizeof(app.worker_id), "%s:%d", host, (int)getpid()) != ML_OK) {

@@ -7,6 +7,7 @@
 #include "aws.h"
 #include "deps.h"
 #include "gateway.h"
+#include "intauth.h"
 #include "log.h"
 #include "service.h"
 #include "token.h"
@@ -14,6 +15,7 @@
 static gw_settings cfg;
 static deps_config dcfg;
 static gw_app app;
+static ml_intauth_cfg icfg;
 
 #define INT_VAR(name, def, min, max, help, dest) \
     (cfg_var){ name, CFG_INT, def, min, max, NULL, help, dest, false }
@@ -50,12 +52,13 @@ static size_t gateway_vars(cfg_var *v)
                         &cfg.aws_access_key, false };
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_SECRET_KEY", CFG_STR, "", 0, 0, NULL,
                         "secret key of MINILAMBDA_AWS_ACCESS_KEY", &cfg.aws_secret_key, true };
+    n += ml_intauth_cfg_vars(&icfg, v + n, 3); /* sent upstream by the proxy */
     return n;
 }
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[32];
+    cfg_var vars[36];
     httpd_route routes[GW_MAX_ROUTES];
     size_t n;
     svc s;
@@ -67,7 +70,8 @@ int main(int argc, char **argv)
         return token_main(argc, argv);
     n = gateway_vars(vars);
     if (httpc_global_init() != ML_OK ||
-        svc_init(&s, "gateway", "MINILAMBDA_GATEWAY_PORT", "8080", vars, n, argc, argv) != ML_OK)
+        svc_init(&s, "gateway", "MINILAMBDA_GATEWAY_PORT", "8080", vars, n, argc, argv) != ML_OK ||
+        ml_intauth_start(&icfg) != ML_OK)
         return 1;
     /* A handful of threads do all the allocating here, so the two shared arenas svc_init keeps
      * for thread-heavy daemons only make the loops contend: one arena each, plus the rest

@@ -12,6 +12,7 @@
 
 #include "headers.h"
 #include "health.h"
+#include "intauth.h"
 #include "log.h"
 
 #define MAX_EVENTS 256
@@ -283,6 +284,21 @@ static void finish(loop *l, gw_xfer *x, gw_xfer_result result)
     x->done(x);
 }
 
+/* Every upstream is a sibling behind the internal credential (intauth.h): the line goes on
+ * x's own header list once, before its first attempt. ML_ERR when out of memory. */
+static int add_internal_auth(gw_xfer *x)
+{
+    const char *line = ml_intauth_header_line();
+    struct curl_slist *n;
+
+    if (!line || x->attempts != 1)
+        return ML_OK;
+    if (!(n = curl_slist_append(x->headers, line)))
+        return ML_ERR;
+    x->headers = n;
+    return ML_OK;
+}
+
 /* Starts (or restarts, after a failed connect) x on its instance. */
 static void start(loop *l, gw_xfer *x)
 {
@@ -302,7 +318,7 @@ static void start(loop *l, gw_xfer *x)
     ml_buf_init(&x->resp_body, x->max_response);
     if (!x->easy)
         x->easy = easy_get(l);
-    if (!x->easy || configure(x->easy, x) != ML_OK ||
+    if (!x->easy || add_internal_auth(x) != ML_OK || configure(x->easy, x) != ML_OK ||
         curl_multi_add_handle(l->multi, x->easy) != CURLM_OK) {
         ml_strlcpy(x->error, "cannot set up the upstream request", sizeof(x->error));
         gw_pool_report(x->inst, x->admit, true, ml_now_ms()); /* not the instance's fault */

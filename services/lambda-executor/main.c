@@ -3,6 +3,7 @@
  * threads (workers.h), and serves the routes until asked to stop. */
 #include "async.h"
 #include "dlq.h"
+#include "intauth.h"
 #include "invoke.h"
 #include "schedules.h"
 #include "workers.h"
@@ -25,16 +26,19 @@ int main(int argc, char **argv)
 {
     static ex_app app;
     static ex_workers workers;
+    static ml_intauth_cfg icfg;
     cfg_var vars[SVC_MAX_CONFIG];
     httpd_route table[MAX_ROUTES];
     svc s;
     size_t n = app_cfg_vars(&app, &s, vars, ML_ARRAY_LEN(vars));
     int rc = 1;
 
+    n += ml_intauth_cfg_vars(&icfg, vars + n, ML_ARRAY_LEN(vars) - n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "lambda-executor", "MINILAMBDA_EXECUTOR_PORT", "8081", vars, n, argc,
-                 argv) != ML_OK)
+                 argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
         return 1;
+    ml_intauth_protect(&s); /* every route but /health, /ready/{cap}, /metrics */
     if (app_start(&app, &s) != ML_OK || workers_start(&workers, &app, &s) != ML_OK)
         goto out;
     rc = svc_serve(&s, table, routes(&app, table, MAX_ROUTES)) == ML_OK ? 0 : 1;

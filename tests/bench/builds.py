@@ -53,8 +53,9 @@ def pkg():
 
 
 def post(doc):
-    req = urllib.request.Request(MASTER + "/functions", data=json.dumps(doc).encode(),
-                                 headers={"Content-Type": "application/json"}, method="POST")
+    token = open(os.environ["MINILAMBDA_INTERNAL_TOKEN_FILE"]).read().strip()  # the stack's (stack.env)
+    req = urllib.request.Request(MASTER + "/functions", data=json.dumps(doc).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", "X-Minilambda-Internal": token})
     with urllib.request.urlopen(req, timeout=30) as r:
         assert r.status == 202, r.status
         return json.loads(r.read())["build_id"]

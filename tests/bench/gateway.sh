@@ -44,6 +44,7 @@ secret=$(head -c 24 /dev/urandom | base64)
 MINILAMBDA_GATEWAY_PORT=$GW MINILAMBDA_BIND_ADDR=127.0.0.1 MINILAMBDA_JWT_SECRET=$secret \
 MINILAMBDA_REDIS_URL=redis://127.0.0.1:$REDIS/0 MINILAMBDA_EXECUTOR_URLS=http://127.0.0.1:$UP \
 MINILAMBDA_BUILD_MASTER_URLS=http://127.0.0.1:$UP MINILAMBDA_LOG_LEVEL=warn \
+MINILAMBDA_INTERNAL_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
     "$root/$build/bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!) gw_pid=$!
 token=$(MINILAMBDA_JWT_SECRET=$secret "$root/$build/bin/gateway" token --sub bench)
 for p in $UP $NGINX $FLOOR $GW; do

@@ -7,7 +7,8 @@ that tests/chaos/run.sh started; nothing here touches the test stack or a `make 
 import asyncio, base64, http.client, http.server, json, os, socket, subprocess, sys, threading, time, urllib.parse, uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
-from mlstack import BIN, ROOT, RUN, Suite, call, make_zip, psql  # noqa: E402,F401 (make_zip: re-exported)
+from mlstack import (BIN, INTERNAL_HEADER, INTERNAL_TOKEN, ROOT, RUN, Suite, call,  # noqa: E402,F401 (make_zip: re-exported)
+                     make_zip, psql)
 
 BASE = int(os.environ.get("CHAOS_PORT_BASE", "26000"))
 PORTS = {"gateway": BASE + 80, "lambda-executor": BASE + 81, "build-master": BASE + 82,
@@ -192,6 +193,7 @@ async def _one(conn, req, timeout):
     r, w = conn
     method, path, headers, body = req
     head = f"{method} {path} HTTP/1.1\r\nHost: chaos\r\nContent-Length: {len(body)}\r\n"
+    head += f"{INTERNAL_HEADER}: {INTERNAL_TOKEN}\r\n"  # as a sibling service would
     head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     w.write(head.encode() + b"\r\n" + body)
     raw = await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), timeout)

@@ -284,6 +284,8 @@ def run_executor_probe(caps, tmp, tag):
                 "MINILAMBDA_ARTIFACT_CACHE_DIR": os.path.join(tmp, f"artifacts-{tag}"),
                 "MINILAMBDA_RUNTIMES_DIR": os.path.join(ROOT, "services/lambda-executor/runtimes"),
                 "MINILAMBDA_ASYNC_CONSUMERS": "1", "MINILAMBDA_HTTP_WORKERS": "8"})
+    if not env.get("MINILAMBDA_INTERNAL_TOKEN") and not env.get("MINILAMBDA_INTERNAL_TOKEN_FILE"):
+        env["MINILAMBDA_INTERNAL_TOKEN"] = os.urandom(32).hex()  # a daemon refuses to start without one
     bset = "-all," + ",".join("+" + c.lower() for c in caps)
     cmd = ["setpriv", "--bounding-set", bset, "--inh-caps", "-all", "--no-new-privs", sys.executable,
            os.path.abspath(__file__), "--exec-with-seccomp", os.path.join(ROOT, SECCOMP),
@@ -522,6 +524,22 @@ def run(tmp):
         return bad
     check("compose sets every variable each daemon reads (--print-config), and no other MINILAMBDA_*", env_vs_print_config)
 
+    def internal_token():
+        gen = dict(l.split("=", 1) for l in open(env_file).read().splitlines() if re.match(r"^[A-Z]", l))
+        want, bad = gen.get("INTERNAL_TOKEN", ""), []
+        if not 32 <= len(want) <= 256:
+            bad.append(f"gen-env.sh: INTERNAL_TOKEN has {len(want)} characters (a daemon needs 32..256)")
+        for d in DAEMONS:
+            e = env_of(services[d])
+            if e.get("MINILAMBDA_INTERNAL_TOKEN") != want:
+                bad.append(f"{d}: MINILAMBDA_INTERNAL_TOKEN is not .env's INTERNAL_TOKEN")
+            if e.get("MINILAMBDA_INTERNAL_TOKEN_FILE"):
+                bad.append(f"{d}: sets MINILAMBDA_INTERNAL_TOKEN_FILE too (the daemon refuses both)")
+            if e.get("MINILAMBDA_INTERNAL_AUTH_INSECURE", "false").lower() not in ("false", "0", "no", "off"):
+                bad.append(f"{d}: MINILAMBDA_INTERNAL_AUTH_INSECURE is on")
+        return bad
+    check("every daemon gets the same internal token from .env (INTERNAL_TOKEN), none runs insecure", internal_token)
+
     def readme_vs_print_config():
         table, bad = readme_table(), []
         for d in DAEMONS:
@@ -573,7 +591,7 @@ def run(tmp):
         bad += [f".env.example has {n}, compose never uses it" for n in sorted(declared - used)]
         bad += [f".env.example ships a value for secret {n}" for n in sorted(names)
                 if re.search(rf"^{n}=.+$", example, re.M)]
-        for s in ("JWT_SECRET", "INTERNAL_WEBHOOK_SECRET", "S3_SECRET_KEY", "POSTGRES_PASSWORD",
+        for s in ("JWT_SECRET", "INTERNAL_WEBHOOK_SECRET", "INTERNAL_TOKEN", "S3_SECRET_KEY", "POSTGRES_PASSWORD",
                   "BUILD_DB_PASSWORD", "LAMBDA_DB_PASSWORD"):
             if s not in names:
                 bad.append(f"{s} is not required (${{{s}:?}})")
@@ -727,7 +745,7 @@ def run(tmp):
                         if r["name"] != "minilambda-secrets" or r["key"] not in sec_keys:
                             bad.append(f"{svc}: Secret {r['name']}/{r['key']} does not exist")
                 required = {v for v in reads if v in table} if svc in pc else reads
-                req_names = {v for v in required if re.search(r"_(DB_URL|REDIS_URL|AMQP_URL|S3_ENDPOINT|S3_ACCESS_KEY|S3_SECRET_KEY|JWT_SECRET|INTERNAL_WEBHOOK_SECRET)$", v)}
+                req_names = {v for v in required if re.search(r"_(DB_URL|REDIS_URL|AMQP_URL|S3_ENDPOINT|S3_ACCESS_KEY|S3_SECRET_KEY|JWT_SECRET|INTERNAL_WEBHOOK_SECRET|INTERNAL_TOKEN)$", v)}
                 got = {e["name"] for e in c.get("env", [])}
                 bad += [f"{svc}: required {v} not set" for v in sorted(req_names - got)]
                 port = DAEMONS.get(svc)

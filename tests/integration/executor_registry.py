@@ -12,6 +12,8 @@ ML_EXECUTOR_BIN overrides the executor binary.
 import base64, datetime, glob, hashlib, hmac, json, os, signal, subprocess, sys, tempfile, time
 import urllib.error, urllib.parse, urllib.request, uuid
 
+import mlstack  # noqa: F401 (every request carries the internal token, as a sibling service's would)
+
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]

@@ -5,6 +5,8 @@ stall is not hidden by the client slowing down) and a closed loop (N connections
 sending as soon as its previous answer arrived)."""
 import asyncio, time
 
+from mlstack import INTERNAL_HEADER, INTERNAL_TOKEN  # direct calls carry the internal token
+
 
 async def open_conn(port):
     return await asyncio.open_connection("127.0.0.1", port)
@@ -13,7 +15,7 @@ async def open_conn(port):
 async def request(conn, path, body):
     r, w = conn
     w.write(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            f"{INTERNAL_HEADER}: {INTERNAL_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
     head = await r.readuntil(b"\r\n\r\n")
     length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0].split(b":")[1])
     await r.readexactly(length)

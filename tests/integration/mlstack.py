@@ -1,10 +1,62 @@
 """Helpers shared by the Python end-to-end tests: daemons on the test stack, HTTP calls,
 deploying functions through the real build pipeline, and "ok - "/"not ok - " checks."""
-import base64, io, json, os, signal, subprocess, time, urllib.error, urllib.request, zipfile
+import base64, http.client, io, json, os, secrets, signal, subprocess, time, urllib.error, urllib.request, zipfile
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
 RUN = os.environ["ML_RUN_DIR"]
+INTERNAL_HEADER = "X-Minilambda-Internal"
+
+
+def internal_token():
+    """The internal credential the daemons share (docs/security.md): the stack's token file
+    (stack.env), MINILAMBDA_INTERNAL_TOKEN, or else a new one exported for the daemons this
+    process starts."""
+    if os.environ.get("MINILAMBDA_INTERNAL_TOKEN"):
+        return os.environ["MINILAMBDA_INTERNAL_TOKEN"]
+    path = os.environ.get("MINILAMBDA_INTERNAL_TOKEN_FILE")
+    if path and os.path.exists(path):
+        return open(path).read().strip()
+    os.environ.pop("MINILAMBDA_INTERNAL_TOKEN_FILE", None)
+    os.environ["MINILAMBDA_INTERNAL_TOKEN"] = secrets.token_hex(32)
+    return os.environ["MINILAMBDA_INTERNAL_TOKEN"]
+
+
+INTERNAL_TOKEN = internal_token()
+
+_putrequest = http.client.HTTPConnection.putrequest
+_putheader = http.client.HTTPConnection.putheader
+_endheaders = http.client.HTTPConnection.endheaders
+
+
+def _start_request(self, *a, **kw):
+    self._ml_token_due = True
+    return _putrequest(self, *a, **kw)
+
+
+def _header(self, name, *values):
+    """A test that sets the header itself keeps its value; {INTERNAL_HEADER: None} sends none."""
+    if isinstance(name, (str, bytes)) and (name.decode() if isinstance(name, bytes) else name).lower() == INTERNAL_HEADER.lower():
+        self._ml_token_due = False
+        if values == (None,):
+            return None
+    return _putheader(self, name, *values)
+
+
+def _end_headers(self, *a, **kw):
+    if getattr(self, "_ml_token_due", False):
+        self._ml_token_due = False
+        _putheader(self, INTERNAL_HEADER, INTERNAL_TOKEN)
+    return _endheaders(self, *a, **kw)
+
+
+# Every HTTP request of a test (urllib, http.client's request() or putrequest/putheader) carries
+# the internal token, as a sibling service's would: the suites call the executor and
+# build-master directly. (The gateway ignores it.)
+http.client.HTTPConnection.putrequest = _start_request
+http.client.HTTPConnection.putheader = _header
+http.client.HTTPConnection.endheaders = _end_headers
+
 PORT_VARS = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MINILAMBDA_BUILD_WORKER_PORT",
              "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}
 

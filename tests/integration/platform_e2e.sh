@@ -39,6 +39,14 @@ assert h["checks"] and all(c["status"]=="ok" for c in h["checks"].values()), h' 
     check "${names[$i]} /metrics has process and http metrics" bash -c "curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q '^process_resident_memory_bytes ' && curl -sf http://127.0.0.1:${ports[$i]}/metrics | grep -q 'minilambda_http_requests_total{service=\"${names[$i]}\",route=\"/health\"'"
 done
 
+# Internal APIs (docs/security.md): the daemons platform.sh started share the stack's token.
+itok=$(cat "${MINILAMBDA_INTERNAL_TOKEN_FILE:-/nonexistent}" 2>/dev/null)
+check "the stack's internal token file is 0600" [ "$(stat -c %a "${MINILAMBDA_INTERNAL_TOKEN_FILE:-/nonexistent}" 2>/dev/null)" = 600 ]
+for p in 31081 31082; do
+    check "direct call to :$p without the internal token: 401" [ "$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$p/functions/x/builds)" = 401 ]
+    check "direct call to :$p with the internal token: not 401" [ "$(curl -s -o /dev/null -w '%{http_code}' -H "X-Minilambda-Internal: $itok" http://127.0.0.1:$p/functions/x/builds)" != 401 ]
+done
+
 hdrs=$(curl -s -D - -o $tmp/404.json -H 'X-Request-Id: e2e-req-1' http://127.0.0.1:31080/no/such/route)
 check "unknown route: 404 with the caller's X-Request-Id" grep -q 'X-Request-Id: e2e-req-1' <<<"$hdrs"
 check "unknown route: JSON error body in the contract's shape" $PY -c '

@@ -9,7 +9,7 @@ order, except one preceded by `<!-- readme-test: skip (reason) -->`. In those bl
   - a command's trailing `# ...` comment states its result: every "key":value pair written in
     it must appear in what the command printed, and every command must exit 0.
 Files the commands write (app.py, fn.zip, out.json) go to a scratch folder."""
-import fcntl, os, re, shutil, socket, struct, subprocess, sys, tempfile, time
+import fcntl, json, os, re, shutil, socket, struct, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BUILD = os.environ.get("ML_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -66,6 +66,33 @@ def env_for_make_run():
     return env
 
 
+def direct(url, token=None):
+    """Status and JSON body of a GET straight to a daemon (not through the gateway)."""
+    req = urllib.request.Request(url, headers={"X-Minilambda-Internal": token} if token else {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def internal_apis(env, out):
+    """make run's platform: the executor and build-master refuse direct calls without the
+    internal token (docs/security.md); with the token from the 0600 file it names, they answer."""
+    path = os.path.join(env["ML_RUN_DIR"], "internal_token")
+    check("make run made a 0600 internal token file and says where it is",
+          os.path.exists(path) and os.stat(path).st_mode & 0o777 == 0o600 and path in out, out[-400:])
+    token = open(path).read().strip() if os.path.exists(path) else "missing"
+    for url in ("http://127.0.0.1:8081/functions", "http://127.0.0.1:8082/builds/00000000-0000-0000-0000-000000000000"):
+        st, doc = direct(url)
+        check(f"make run: direct GET {url[17:]} without the internal token -> 401 unauthorized",
+              st == 401 and doc.get("error", {}).get("code") == "unauthorized", (st, doc))
+        st, doc = direct(url, token[:-1] + "x")
+        check(f"make run: direct GET {url[17:]} with a wrong token -> 401", st == 401, (st, doc))
+        check(f"make run: direct GET {url[17:]} with the token -> answered", direct(url, token)[0] in (200, 404))
+    check("make run: /health needs no token", direct("http://127.0.0.1:8081/health")[0] == 200)
+
+
 def main():
     loopback_up()
     cmds = readme_commands(os.path.join(ROOT, "README.md"))
@@ -82,6 +109,7 @@ def main():
     check("make run prints a dev JWT and the SigV4 secret", token and secret, out)
     env["TOKEN"] = token.group(1) if token else ""
     try:
+        internal_apis(env, out)
         for cmd, comment in cmds:
             if cmd in ("make run", "make stop", "make test"):
                 continue
