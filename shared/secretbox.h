@@ -28,6 +28,11 @@
 #define SECRETBOX_REVEAL_HEADER "X-Minilambda-Reveal-Secrets"
 #define SECRETBOX_REVEAL_VALUE "1"
 
+/* The MINILAMBDA_SECRETS_KEY setting's description, one text for every daemon that reads it. */
+#define SECRETBOX_KEY_HELP                                                                    \
+    "base64 of 32 bytes: the AES-256-GCM key sealing env values at rest (required; or"       \
+    " MINILAMBDA_SECRETS_KEY_FILE; MINILAMBDA_SECRETS_KEY_OLD during a rotation: docs/secrets.md)"
+
 /* What a caller sees instead of an env value it may not read. */
 #define SECRETBOX_REDACTED "***"
 

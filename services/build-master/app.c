@@ -28,8 +28,7 @@ size_t bm_secrets_cfg_vars(bm_app *app, cfg_var *vars, size_t max)
 {
     const cfg_var all[] = {
         { "MINILAMBDA_SECRETS_KEY", CFG_STR, "", 0, 0, NULL,
-          "base64 of 32 bytes: the AES-256-GCM key sealing env values at rest (required; or"
-          " MINILAMBDA_SECRETS_KEY_FILE; MINILAMBDA_SECRETS_KEY_OLD during a rotation: docs/secrets.md)",
+          SECRETBOX_KEY_HELP,
           &app->secrets_key, true },
         { "MINILAMBDA_WEBHOOK_ALLOW_LOOPBACK", CFG_BOOL, "false", 0, 0, NULL,
           "let users' webhook URLs reach loopback addresses (local stack only)",

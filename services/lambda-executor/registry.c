@@ -143,8 +143,7 @@ size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max)
           "whsec_ secret signing build-status webhooks to the lambda-executor (both sides)",
           &c->webhook_secret, true },
         { "MINILAMBDA_SECRETS_KEY", CFG_STR, "", 0, 0, NULL,
-          "base64 of 32 bytes: the AES-256-GCM key sealing env values at rest (required; or"
-          " MINILAMBDA_SECRETS_KEY_FILE; MINILAMBDA_SECRETS_KEY_OLD during a rotation: docs/secrets.md)",
+          SECRETBOX_KEY_HELP,
           &c->secrets_key, true },
         { "MINILAMBDA_REGISTRY_LOCAL_TTL_MS", CFG_INT, "2000", 0, 600000, NULL,
           "how long a process caches a function's metadata (bounds staleness across executors)",

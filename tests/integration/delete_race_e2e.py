@@ -16,7 +16,7 @@ Prints "ok - ..." / "not ok - ..." and "# ..." notes with the measured numbers."
 import base64, concurrent.futures, datetime, hashlib, hmac, json, os, random, threading, time, uuid
 from mlstack import Suite, call, make_zip, psql
 
-PORTS = {"lambda-executor": 34281, "build-master": 34282, "build-worker": 34292}
+PORTS = {"lambda-executor": 32181, "build-master": 32182, "build-worker": 32192}
 N = int(os.environ.get("DR_N", "1000"))
 THREADS = 12
 S = Suite("test-delete-race", PORTS, {"MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,200,500,1000"})

@@ -13,8 +13,8 @@ Prints "ok - ..." / "not ok - ..." and "# ..." notes with the measured numbers."
 import base64, http.server, json, os, signal, threading, time
 from mlstack import Suite, call, make_zip, psql
 
-PORTS = {"build-master": 34182, "build-worker": 34192, "build-worker-b": 34193}
-RECV_PORT = 34199
+PORTS = {"build-master": 32082, "build-worker": 32092, "build-worker-b": 32093}
+RECV_PORT = 32099
 LEASE_MAX_S = 5.0
 HOLD_S = 6.0
 S = Suite("test-outbox-lease", PORTS, {"MINILAMBDA_EXECUTOR_WEBHOOK_URL": f"http://127.0.0.1:{RECV_PORT}"})

@@ -11,7 +11,7 @@ Prints "ok - ..." / "not ok - ..." and "# ..." notes with the measured numbers."
 import base64, datetime, hashlib, hmac, json, os, statistics, subprocess, time, uuid
 from mlstack import Suite, call, psql
 
-PORTS = {"lambda-executor": 34381}
+PORTS = {"lambda-executor": 32281}
 OUT_N = int(os.environ.get("OUT_N", "60"))
 S = Suite("test-registry-outage", PORTS, {"MINILAMBDA_REGISTRY_LOCAL_TTL_MS": "200",
                                           "MINILAMBDA_REGISTRY_REDIS_TTL_S": "1"})
