@@ -97,7 +97,9 @@ static void hide_matching(const char *pattern)
 
 /* The host's third-party package dirs, masked in every instance root so a function sees only
  * its runtime's standard library and its own code (a dependency it does not ship must fail
- * here as it would on any other host). Patterns cover Debian (dist-packages, /usr/lib/node),
+ * here as it would on any other host). Not /usr/share/nodejs or /usr/lib/nodejs: Debian's
+ * node loads builtins from there by absolute path (cjs-module-lexer, acorn, undici) and aborts
+ * without them; the nodejs bootstrap drops them from require()'s search path instead. Patterns cover Debian (dist-packages, /usr/lib/node),
  * pip/npm installs in /usr/local and other distributions' site-packages; parents come first
  * (a mask leaves no mount point below it). Masking the parent /usr/lib/python3 and
  * /usr/local/lib/python3.X makes their dist-packages absent, not empty. */
@@ -106,7 +108,7 @@ void sb_find_hidden(void)
     static const char *const patterns[] = {
         "/usr/lib/python3", "/usr/local/lib/python3*", "/usr/lib/python3*/site-packages",
         "/usr/lib/python3*/dist-packages", "/usr/lib/node_modules", "/usr/local/lib/node_modules",
-        "/usr/lib/node", "/usr/lib/nodejs", "/usr/share/nodejs", "/usr/local/lib/node",
+        "/usr/lib/node", "/usr/local/lib/node",
     };
     char prefix_mods[PATH_MAX];
 

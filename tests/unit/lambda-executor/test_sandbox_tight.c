@@ -215,11 +215,12 @@ static void test_node_sees_no_global_modules(void **state)
         "const fs = require('fs');\n"
         "exports.handler = async () => {\n"
         "  const r = { paths: require.resolve.paths('x') };\n"
-        "  for (const m of ['npm', 'corepack', '/usr/lib/node_modules/npm', 'bootstrap']) {\n"
+        "  for (const m of ['npm', 'corepack', '/usr/lib/node_modules/npm', 'bootstrap', 'acorn']) {\n"
         "    try { require(m); r[m] = 'LOADED'; } catch (e) { r[m] = e.code; }\n"
         "  }\n"
         "  const ls = (d) => fs.existsSync(d) ? fs.readdirSync(d) : [];\n"
-        "  r.visible = [...ls('/usr/lib/node_modules'), ...ls('/usr/share/nodejs'), ...ls('/usr/lib/node')];\n"
+        "  r.visible = [...ls('/usr/lib/node_modules'), ...ls('/usr/lib/node')];\n"
+        "  r.searched = require.resolve.paths('x').filter((d) => d.startsWith('/usr/'));\n"
         "  r.vendored = require('leftpad').pad('x');\n"
         "  return r;\n"
         "};\n",
@@ -229,8 +230,10 @@ static void test_node_sees_no_global_modules(void **state)
     assert_string_equal(jstr(r, "corepack"), "MODULE_NOT_FOUND");
     assert_string_equal(jstr(r, "/usr/lib/node_modules/npm"), "MODULE_NOT_FOUND");
     assert_string_equal(jstr(r, "bootstrap"), "MODULE_NOT_FOUND");
+    assert_string_equal(jstr(r, "acorn"), "MODULE_NOT_FOUND");
     assert_string_equal(jstr(r, "vendored"), "  x");
-    if (cJSON_GetArraySize(cJSON_GetObjectItem(r, "visible")) != 0)
+    if (cJSON_GetArraySize(cJSON_GetObjectItem(r, "visible")) != 0 ||
+        cJSON_GetArraySize(cJSON_GetObjectItem(r, "searched")) != 0)
         fail_msg("global node modules visible: %s", jprint(r));
 }
 

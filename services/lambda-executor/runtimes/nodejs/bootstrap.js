@@ -8,6 +8,20 @@
 
 const fs = require('fs');
 const path = require('path');
+const Module = require('module');
+
+// Debian's node keeps the modules it was built against (acorn, cjs-module-lexer, undici ...)
+// in /usr/share/nodejs and loads them by absolute path, so the sandbox cannot mask that dir
+// (docs/sandbox.md); a function's bare require() must still not find host packages there.
+const HOST_MODULE_DIRS = ['/usr/share/nodejs', '/usr/lib/nodejs', '/usr/local/lib/node',
+  '/usr/lib/node', '/usr/lib/node_modules', '/usr/local/lib/node_modules'];
+const isHostDir = (d) => HOST_MODULE_DIRS.some((h) => d === h || d.startsWith(h + '/')) ||
+  /^\/usr\/lib\/[^/]+-linux-gnu\/nodejs(\/|$)/.test(d);
+const resolveLookupPaths = Module._resolveLookupPaths;
+Module._resolveLookupPaths = function (request, parent) {
+  const paths = resolveLookupPaths.call(this, request, parent);
+  return Array.isArray(paths) ? paths.filter((d) => !isHostDir(d)) : paths;
+};
 
 const FD = 3;
 const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
