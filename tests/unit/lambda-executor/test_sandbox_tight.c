@@ -185,8 +185,8 @@ static void test_python_sees_stdlib_and_own_code_only(void **state)
         "    import mypkg, json, ctypes, sqlite3, ssl\n"
         "    res['vendored'] = mypkg.VALUE\n"
         "    res['present'] = [d for d in ('/usr/lib/python3/dist-packages',\n"
-        "        '/usr/local/lib/python3.11/dist-packages', '/usr/lib/node_modules/npm',\n"
-        "        '/usr/share/nodejs/bootstrap') if os.path.exists(d)]\n"
+        "        '/usr/local/lib/python3.11/dist-packages', '/usr/lib/node_modules/npm')\n"
+        "        if os.path.exists(d)]\n"
         "    res['globbed'] = glob.glob('/usr/lib/python3*/*-packages/*') + \\\n"
         "        glob.glob('/usr/local/lib/python3*/*-packages') + glob.glob('/usr/lib/python3/*')\n"
         "    return res\n",
@@ -210,7 +210,9 @@ static void test_node_sees_no_global_modules(void **state)
     fixture *f = *state;
     const cJSON *r;
 
-    assert_int_equal(access("/usr/lib/node_modules/npm", F_OK), 0);
+    /* some host module the function must not find: npm -g's, or Debian's own (stock Debian) */
+    assert_true(access("/usr/lib/node_modules/npm", F_OK) == 0 ||
+                access("/usr/share/nodejs/npm", F_OK) == 0 || access("/usr/share/nodejs/acorn", F_OK) == 0);
     code_dir(f, "app.js",
         "const fs = require('fs');\n"
         "exports.handler = async () => {\n"
