@@ -52,8 +52,9 @@ int gw_sigv4_uri_encode(const char *s, size_t len, ml_buf *out)
     return ML_OK;
 }
 
-/* Copies the value of "Key=value" (ending at ',' or the end) out of the header. */
-static int auth_field(const char *authz, const char *key, char *dst, size_t size)
+/* Where the value of "Key=value" (ending at ',' or the end, trailing spaces dropped) starts
+ * in the header, and its length in *vlen; NULL when no field is named key. */
+static const char *auth_value(const char *authz, const char *key, size_t *vlen)
 {
     const char *p = authz + sizeof(ALGORITHM);
     size_t klen = strlen(key);
@@ -64,18 +65,27 @@ static int auth_field(const char *authz, const char *key, char *dst, size_t size
         p += strspn(p, " ,");
         len = strcspn(p, ",");
         if (len > klen && strncmp(p, key, klen) == 0 && p[klen] == '=') {
-            size_t vlen = len - klen - 1;
-            while (vlen > 0 && p[klen + vlen] == ' ')
-                vlen--;
-            if (vlen == 0 || vlen >= size)
-                return ML_ERR;
-            memcpy(dst, p + klen + 1, vlen);
-            dst[vlen] = '\0';
-            return ML_OK;
+            *vlen = len - klen - 1;
+            while (*vlen > 0 && p[klen + *vlen] == ' ')
+                (*vlen)--;
+            return p + klen + 1;
         }
         p += len;
     }
-    return ML_ERR;
+    return NULL;
+}
+
+/* Copies the value of "Key=value" out of the header. */
+static int auth_field(const char *authz, const char *key, char *dst, size_t size)
+{
+    size_t vlen = 0;
+    const char *v = auth_value(authz, key, &vlen);
+
+    if (!v || vlen == 0 || vlen >= size)
+        return ML_ERR;
+    memcpy(dst, v, vlen);
+    dst[vlen] = '\0';
+    return ML_OK;
 }
 
 /* Credential=AKID/YYYYMMDD/region/service/aws4_request */
