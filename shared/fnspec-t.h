@@ -10,6 +10,8 @@
 
 /* Names: ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ and not a UUID. */
 #define FNSPEC_NAME_MAX 64
+#define FNSPEC_NS_MAX 63 /* a namespace (tenant) name: docs/tenants.md */
+#define FNSPEC_NS_DEFAULT "default"
 /* A handler is at most this many bytes. */
 #define FNSPEC_HANDLER_MAX 128
 /* The longest runtime name ("python3", "nodejs", "provided"), with room to spare. */
@@ -77,6 +79,7 @@ typedef struct fnspec_build_event {
     char *error;       /* NULL: JSON null */
     char timestamp[48]; /* "YYYY-MM-DDTHH:MM:SS.mmmZ" as the build side writes it */
     /* "function" */
+    char ns[FNSPEC_NS_MAX + 1]; /* "namespace"; decode: FNSPEC_NS_DEFAULT when absent */
     char name[FNSPEC_NAME_MAX + 1];
     char runtime[FNSPEC_RUNTIME_MAX + 1];
     char handler[FNSPEC_HANDLER_MAX + 1];

@@ -42,6 +42,22 @@ int fnspec_name_valid(const char *name)
     return ml_uuid_valid(name) == ML_OK ? ML_ERR : ML_OK;
 }
 
+int fnspec_ns_valid(const char *ns)
+{
+    size_t n = ns ? strlen(ns) : 0;
+
+    if (n < 1 || n > FNSPEC_NS_MAX)
+        return ML_ERR;
+    for (size_t i = 0; i < n; i++) {
+        bool edge = i == 0 || i == n - 1;
+        char c = ns[i];
+
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c == '-' && !edge)))
+            return ML_ERR;
+    }
+    return ML_OK;
+}
+
 int fnspec_runtime_valid(const char *runtime)
 {
     return runtime && (!strcmp(runtime, "python3") || !strcmp(runtime, "nodejs") ||
@@ -358,6 +374,7 @@ int fnspec_build_event_encode(const fnspec_build_event *ev, char **out)
     ok &= cJSON_AddStringToObject(o, "timestamp", ev->timestamp) != NULL;
     ok &= (fn = cJSON_AddObjectToObject(o, "function")) != NULL;
     if (ok) {
+        ok &= cJSON_AddStringToObject(fn, "namespace", ev->ns[0] ? ev->ns : FNSPEC_NS_DEFAULT) != NULL;
         ok &= cJSON_AddStringToObject(fn, "name", ev->name) != NULL;
         ok &= cJSON_AddStringToObject(fn, "runtime", ev->runtime) != NULL;
         ok &= cJSON_AddStringToObject(fn, "handler", ev->handler) != NULL;
@@ -466,6 +483,10 @@ int fnspec_build_event_decode(const char *json, size_t len, fnspec_build_event *
     if (fnspec_runtime_valid(obj_str(fn, "runtime")) != ML_OK ||
         fnspec_handler_valid(obj_str(fn, "runtime"), obj_str(fn, "handler")) != ML_OK)
         BAD("function runtime and handler must follow the contract");
+    s = obj_str(fn, "namespace");
+    if (s && fnspec_ns_valid(s) != ML_OK)
+        BAD("function namespace must be a namespace name (docs/tenants.md)");
+    ml_strlcpy(ev->ns, s ? s : FNSPEC_NS_DEFAULT, sizeof(ev->ns));
     ml_strlcpy(ev->name, obj_str(fn, "name"), sizeof(ev->name));
     ml_strlcpy(ev->runtime, obj_str(fn, "runtime"), sizeof(ev->runtime));
     ml_strlcpy(ev->handler, obj_str(fn, "handler"), sizeof(ev->handler));

@@ -20,6 +20,9 @@ int fnspec_is_ident(const char *s, size_t n);
 /* ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ and not a UUID ({fn} in a path is an id or a name, so a
  * name must never parse as an id). NULL is invalid. */
 int fnspec_name_valid(const char *name);
+/* A namespace name: 1..FNSPEC_NS_MAX of [a-z0-9-], starting and ending with [a-z0-9]
+ * (a DNS label: it appears in metrics labels, Redis keys and log fields unescaped). */
+int fnspec_ns_valid(const char *ns);
 #define FNSPEC_NAME_RULE "name must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ and not look like a UUID"
 
 /* python3, nodejs or provided. NULL is invalid. */
@@ -90,7 +93,7 @@ int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t 
 
 /* The wire form, key order as the build side has always sent it:
  *   {"type":"build.status","build_id","function_id","status","error","timestamp",
- *    "function":{"name","runtime","handler","config","sealed"},
+ *    "function":{"namespace","name","runtime","handler","config","sealed"},
  *    "artifact":{"prefix","sha256","size_bytes","files"} | null}
  * build_id and function_id are UUID strings; size_bytes and files JSON numbers printed
  * in full (decode takes them up to 2^53, what a double holds exactly);

@@ -52,6 +52,22 @@ static void test_name(void **state)
     assert_int_equal(fnspec_name_valid(BID), ML_ERR); /* would shadow an id in {fn} */
     assert_int_equal(fnspec_name_valid("0B7F1C1E-3A51-4BD3-9A8E-2D3F4C5B6A79"), ML_ERR);
     assert_int_equal(fnspec_name_valid("0b7f1c1e-3a51-4bd3-9a8e-2d3f4c5b6a7"), ML_OK); /* 35 chars */
+    /* namespaces: DNS labels */
+    n64[63] = '\0';
+    assert_int_equal(fnspec_ns_valid("default"), ML_OK);
+    assert_int_equal(fnspec_ns_valid("team-a"), ML_OK);
+    assert_int_equal(fnspec_ns_valid("0"), ML_OK);
+    assert_int_equal(fnspec_ns_valid(n64), ML_OK);
+    n64[63] = 'a';
+    assert_int_equal(fnspec_ns_valid(n64), ML_ERR);
+    assert_int_equal(fnspec_ns_valid(""), ML_ERR);
+    assert_int_equal(fnspec_ns_valid(NULL), ML_ERR);
+    assert_int_equal(fnspec_ns_valid("-a"), ML_ERR);
+    assert_int_equal(fnspec_ns_valid("a-"), ML_ERR);
+    assert_int_equal(fnspec_ns_valid("Team"), ML_ERR);
+    assert_int_equal(fnspec_ns_valid("a_b"), ML_ERR);
+    assert_int_equal(fnspec_ns_valid("a:b"), ML_ERR); /* would split a Redis key */
+    assert_int_equal(fnspec_ns_valid("a\"b"), ML_ERR);
 }
 
 static void test_runtime_and_handler(void **state)
@@ -299,6 +315,7 @@ static void fill_event(fnspec_build_event *ev, const char *status)
     ml_strlcpy(ev->name, "my-fn", sizeof(ev->name));
     ml_strlcpy(ev->runtime, "python3", sizeof(ev->runtime));
     ml_strlcpy(ev->handler, "app.handler", sizeof(ev->handler));
+    ml_strlcpy(ev->ns, "team-a", sizeof(ev->ns));
     ev->config = cJSON_Parse("{\"memory_mb\":128,\"timeout_s\":30,\"concurrency\":10,\"env\":{\"A\":\"\\u00e9\\\"\"},"
                              "\"rate_limit\":{\"rps\":0.5,\"burst\":3}}");
     assert_non_null(ev->config);
@@ -321,7 +338,7 @@ static void test_event_round_trip(void **state)
     /* the key order and shape consumers have always seen */
     assert_non_null(strstr(out, "{\"type\":\"build.status\",\"build_id\":\"" BID "\",\"function_id\":\"" FID
                                 "\",\"status\":\"completed\",\"error\":null,\"timestamp\":\"2026-12-06T02:46:22.123Z\","
-                                "\"function\":{\"name\":\"my-fn\",\"runtime\":\"python3\",\"handler\":\"app.handler\",\"config\":{"));
+                                "\"function\":{\"namespace\":\"team-a\",\"name\":\"my-fn\",\"runtime\":\"python3\",\"handler\":\"app.handler\",\"config\":{"));
     assert_non_null(strstr(out, "\"artifact\":{\"prefix\":\"artifacts/"));
     assert_int_equal(fnspec_build_event_decode(out, strlen(out), &back, err, sizeof(err)), ML_OK);
     assert_string_equal(back.build_id, ev.build_id);
@@ -329,6 +346,7 @@ static void test_event_round_trip(void **state)
     assert_string_equal(back.status, "completed");
     assert_null(back.error);
     assert_string_equal(back.timestamp, ev.timestamp);
+    assert_string_equal(back.ns, "team-a");
     assert_string_equal(back.name, ev.name);
     assert_string_equal(back.runtime, ev.runtime);
     assert_string_equal(back.handler, ev.handler);
