@@ -50,7 +50,11 @@ typedef struct ml_intauth_cfg {
     const char *token_old;  /* MINILAMBDA_INTERNAL_TOKEN_OLD (NULL or "": none), still accepted */
 } ml_intauth_cfg;
 
-/* Appends the four variables (bound to c) to out; returns how many (at most max). */
+/* How many variables ml_intauth_cfg_vars declares: callers reserve this many slots (fewer
+ * would drop the last ones silently). */
+#define ML_INTAUTH_CFG_VARS 4
+
+/* Appends the ML_INTAUTH_CFG_VARS variables (bound to c) to out; returns how many (at most max). */
 size_t ml_intauth_cfg_vars(ml_intauth_cfg *c, cfg_var *out, size_t max);
 
 /* Trims the whitespace around raw[0..len) and checks the rest is a valid token (length and
