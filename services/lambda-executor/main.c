@@ -45,7 +45,7 @@ int main(int argc, char **argv)
                  argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
         return 1;
     ml_intauth_protect(&s); /* every route but /health, /ready/{cap}, /metrics */
-    if (app_start(&app, &s) != ML_OK || tenancy_start(&ten, &app, &s) != ML_OK ||
+    if (tenancy_start(&ten, &app, &s) != ML_OK || app_start(&app, &s) != ML_OK ||
         workers_start(&workers, &app, &s) != ML_OK)
         goto out;
     rc = svc_serve(&s, table, routes(&app, &ten, table, MAX_ROUTES)) == ML_OK ? 0 : 1;

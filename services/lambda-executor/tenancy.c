@@ -16,15 +16,18 @@
 
 const char *const tenancy_quota_names[TENANCY_NQUOTAS] = { "max_functions", "max_concurrency",
                                                            "builds_per_minute" };
+static const char *const default_vars[TENANCY_NQUOTAS] = { "MINILAMBDA_NS_DEFAULT_MAX_FUNCTIONS",
+                                                           "MINILAMBDA_NS_DEFAULT_MAX_CONCURRENCY",
+                                                           "MINILAMBDA_NS_DEFAULT_BUILDS_PER_MINUTE" };
 
 size_t tenancy_cfg_vars(tenancy *t, cfg_var *vars, size_t max)
 {
     const cfg_var own[] = {
-        { "MINILAMBDA_NS_DEFAULT_MAX_FUNCTIONS", CFG_STR, "", 0, 0, NULL,
+        { default_vars[0], CFG_STR, "", 0, 0, NULL,
           "max_functions of a namespace no admin set quotas for (empty: unlimited)", &t->def_text[0], false },
-        { "MINILAMBDA_NS_DEFAULT_MAX_CONCURRENCY", CFG_STR, "", 0, 0, NULL,
+        { default_vars[1], CFG_STR, "", 0, 0, NULL,
           "max_concurrency of a namespace no admin set quotas for (empty: unlimited)", &t->def_text[1], false },
-        { "MINILAMBDA_NS_DEFAULT_BUILDS_PER_MINUTE", CFG_STR, "", 0, 0, NULL,
+        { default_vars[2], CFG_STR, "", 0, 0, NULL,
           "builds_per_minute of a namespace no admin set quotas for (empty: unlimited)", &t->def_text[2], false },
     };
     return cfg_copy(vars, max, own, ML_ARRAY_LEN(own));
@@ -44,8 +47,7 @@ int tenancy_start(tenancy *t, ex_app *app, svc *s)
     t->app = app;
     for (size_t i = 0; i < TENANCY_NQUOTAS; i++)
         if (tenancy_default_parse(t->def_text[i], &t->def[i]) != ML_OK) {
-            ml_log_error("the default %s must be empty (unlimited) or 1..%d", tenancy_quota_names[i],
-                         TENANCY_QUOTA_MAX);
+            ml_log_error("%s must be empty (unlimited) or 1..%d", default_vars[i], TENANCY_QUOTA_MAX);
             return ML_ERR;
         }
     t->m_changes = metrics_counter(s->metrics, "minilambda_admin_changes_total",

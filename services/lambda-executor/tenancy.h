@@ -55,8 +55,9 @@ typedef struct tenancy {
  * how many (at most max). Call before svc_init. */
 size_t tenancy_cfg_vars(tenancy *t, cfg_var *vars, size_t max);
 
-/* After svc_init and app_start: parses the defaults and registers the change counter on
- * s->metrics. ML_ERR (logged) when a default is not empty or 1..TENANCY_QUOTA_MAX. */
+/* After svc_init (before app_start: it only keeps app for later): parses the defaults and
+ * registers the change counter on s->metrics. ML_ERR (logged, naming the variable) when a
+ * default is not empty or 1..TENANCY_QUOTA_MAX. */
 int tenancy_start(tenancy *t, ex_app *app, svc *s);
 
 /* Writes the four namespace routes (blocking) to out; returns how many (at most max). */
