@@ -284,6 +284,7 @@ def bad_default():
 
 def main():
     t0 = time.time()
+    open(os.path.join(S.logs, "lambda-executor.log"), "wb").close()  # this run's log only
     try:
         S.start("lambda-executor")
         namespaces()
