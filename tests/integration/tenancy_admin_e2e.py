@@ -159,6 +159,13 @@ def keys():
                                  "scopes": "functions:read functions:invoke", "status": "active"}, (st, body[:300]))
     st, _, body = call("GET", f"{EX}/internal/keys/{kid}", None, {INTERNAL_HEADER: None})
     S.check("the lookup without the internal token: 401", st == 401 and secret.encode() not in body, (st, body[:200]))
+    n = keys_count(NS_A)
+    for method, path, doc in [("POST", "/admin/keys", {"namespace": NS_A, "scopes": "functions:read"}),
+                              ("GET", "/admin/namespaces", None), ("PATCH", f"/admin/namespaces/{NS_C}", {"quotas": {}})]:
+        st, _, body = call(method, EX + path, json.dumps(doc).encode() if doc else None,
+                           {INTERNAL_HEADER: None, "Content-Type": "application/json"})
+        S.check(f"{method} {path} without the internal token: 401", st == 401, (st, body[:200]))
+    S.check("... and they changed nothing", keys_count(NS_A) == n and not ns_get(NS_C)["created"])
     return kid, secret
 
 
