@@ -389,7 +389,8 @@ static int delete_on_executor(bm_app *app, const char *ns, const char *id, httpd
     char url[512], nsh[sizeof(TENANT_HEADER) + TENANT_MAX + 4];
     httpc *h = httpc_new();
     /* intauth.h; the function's namespace, in which the executor acts (tenant.h) */
-    const char *headers[] = { ml_intauth_header_line(), nsh, NULL };
+    /* the namespace first: the token line is NULL when internal auth is off, ending the list */
+    const char *headers[] = { nsh, ml_intauth_header_line(), NULL };
     httpc_request req = { .method = "DELETE", .url = url, .headers = headers, .timeout_ms = 310000 };
     httpc_response res = { 0 };
     int rc = ML_ERR;

@@ -43,8 +43,9 @@ static long post_signed(const char *secret, const char *id, const char *url, con
 {
     char sig[WEBHOOK_SIGNATURE_LEN], h_id[WEBHOOK_ID_MAX + 16], h_ts[48];
     char h_sig[WEBHOOK_SIGNATURE_LEN + 24], h_ns[sizeof(TENANT_HEADER) + TENANT_MAX + 4];
-    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig,
-                              ml_intauth_header_line(), h_ns, NULL };
+    /* the token line last: it is NULL when internal auth is off, ending the list */
+    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig, h_ns,
+                              ml_intauth_header_line(), NULL };
     int64_t ts = ml_wall_ms() / 1000;
     httpc_request req = { .method = "POST", .url = url, .headers = headers, .body = payload,
                           .body_len = len, .timeout_ms = NOTIFY_TIMEOUT_MS,
