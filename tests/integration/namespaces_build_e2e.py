@@ -16,7 +16,7 @@ Prints "ok - ..." / "not ok - ..." and "# ..." notes."""
 import base64, concurrent.futures, http.server, json, os, threading, time, uuid
 from mlstack import RUN, Suite, call, make_zip, psql
 
-BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 1900  # clear of the stack's own ports
+BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 940  # past the stack's own ports (base..+900), below the next base
 PORTS = {"lambda-executor": BASE, "build-master": BASE + 1, "build-worker": BASE + 2, "build-master-stub": BASE + 3}
 S = Suite("test-namespaces-build", PORTS)
 NS_H, QUOTA_H = "X-Minilambda-Namespace", "X-Minilambda-Quota-Functions"
