@@ -123,25 +123,16 @@ static void quota_exceeded(const char *ns, int64_t limit, httpd_resp *resp)
     httpd_resp_json(resp, 403, root);
 }
 
-/* max_functions, inside the create transaction: the namespace's advisory lock (held to
- * commit) serialises its creates, so two cannot both count N-1 and take the last slot; the
- * count then sees every create committed before. Returns 0 (room), 403 (error written) or
- * -1 on a database error. No limit: 0 without a lock. */
-static int check_quota(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
+/* Compares the namespace's live functions (d->db held) with limit: 0 (room), 403 (error
+ * written) or -1 on a database error. */
+static int count_live(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
 {
     const char *p[] = { ns };
-    PGresult *r;
+    PGresult *r = pg_query(d->db, "bm_ns_count", "SELECT count(*) FROM build_functions"
+                           " WHERE namespace = $1 AND deleted_at IS NULL", 1, p);
     int64_t live = 0;
     int rc = -1;
 
-    if (limit < 0)
-        return 0;
-    /* two-key form: a key space apart from the outbox's single-key session locks */
-    if (pg_exec(d->db, "bm_ns_lock", "SELECT pg_advisory_xact_lock(1852994915, hashtext($1))",
-                1, p, NULL) != ML_OK)
-        return -1;
-    r = pg_query(d->db, "bm_ns_count", "SELECT count(*) FROM build_functions"
-                 " WHERE namespace = $1 AND deleted_at IS NULL", 1, p);
     if (r && pg_get_int64(r, 0, 0, &live) == ML_OK) {
         rc = 0;
         if (live >= limit) {
@@ -151,6 +142,37 @@ static int check_quota(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
     }
     PQclear(r);
     return rc;
+}
+
+/* max_functions, inside the create transaction: the namespace's advisory lock (held to
+ * commit) serialises its creates, so two cannot both count N-1 and take the last slot; the
+ * count then sees every create committed before. Returns as count_live. No limit: 0
+ * without a lock. */
+static int check_quota(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
+{
+    const char *p[] = { ns };
+
+    if (limit < 0)
+        return 0;
+    /* two-key form: a key space apart from the outbox's single-key session locks */
+    if (pg_exec(d->db, "bm_ns_lock", "SELECT pg_advisory_xact_lock(1852994915, hashtext($1))",
+                1, p, NULL) != ML_OK)
+        return -1;
+    return count_live(d, ns, limit, resp);
+}
+
+/* Before any side effect, a namespace already at its max_functions is refused without
+ * touching S3 (no lock: check_quota decides in the transaction; this only spares the upload).
+ * true when refused (403 written). A database error here is left to the transaction. */
+static bool quota_full(deps *d, const accept_req *a, httpd_resp *resp)
+{
+    int rc;
+
+    if (!a->spec || a->max_functions < 0 || deps_db_acquire(d) != PGPOOL_OK)
+        return false;
+    rc = count_live(d, a->ns, a->max_functions, resp);
+    deps_db_release(d);
+    return rc == 403;
 }
 
 /* Step 2. Returns 0, or the HTTP status of the failure (error already written). */
@@ -300,6 +322,10 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
     if (ml_snprintf(key, sizeof(key), "packages/%s/%s.zip", fid, bid) != ML_OK ||
         ml_snprintf(url, sizeof(url), "/builds/%s", bid) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "cannot build the package key or status URL");
+        return;
+    }
+    if (quota_full(d, a, resp)) {
+        count(app, "quota_exceeded");
         return;
     }
     crypto_sha256_hex(a->zip, a->zip_len, sha);
