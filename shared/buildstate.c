@@ -13,20 +13,22 @@
 #include "log.h"
 #include "secretbox.h"
 
-/* The event row, and what the payload needs: the function's definition and, once
+/* The event row, and what the payload needs: the function's definition (with its namespace,
+ * column 12: the executor creates the function there, docs/tenants.md) and, once
  * completed, the artifact (the lambda side needs both to register it). No row when there
  * is no such build. */
 static const char event_sql[] =
     "WITH b AS ("
     "  SELECT b.id, b.function_id, b.runtime, b.handler, b.artifact_prefix, b.artifact_sha256,"
-    "         b.artifact_size, b.artifact_files, f.name, f.config, f.webhook_secret_sealed"
+    "         b.artifact_size, b.artifact_files, f.name, f.config, f.webhook_secret_sealed,"
+    "         f.namespace"
     "  FROM builds b JOIN build_functions f ON f.id = b.function_id WHERE b.id = $1),"
     " ev AS (INSERT INTO build_status_events (build_id, status, error)"
     "        SELECT id, $2, $3 FROM b RETURNING at)"
     " SELECT b.id, b.function_id, b.name, b.runtime, b.handler, b.config::text,"
     "        to_char(ev.at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),"
     "        b.artifact_prefix, b.artifact_sha256, b.artifact_size, b.artifact_files,"
-    "        b.webhook_secret_sealed"
+    "        b.webhook_secret_sealed, b.namespace"
     " FROM b CROSS JOIN ev";
 
 /* A delivery per target that has a URL: the user's body $5, the executor's $6. $3 the
@@ -96,6 +98,7 @@ static int event_bodies(const PGresult *res, const char *status, const char *err
     if (pg_get_text_copy(res, 0, 0, ev.build_id, sizeof(ev.build_id)) != ML_OK ||
         pg_get_text_copy(res, 0, 1, ev.function_id, sizeof(ev.function_id)) != ML_OK ||
         pg_get_text_copy(res, 0, 2, ev.name, sizeof(ev.name)) != ML_OK ||
+        pg_get_text_copy(res, 0, 12, ev.ns, sizeof(ev.ns)) != ML_OK ||
         pg_get_text_copy(res, 0, 3, ev.runtime, sizeof(ev.runtime)) != ML_OK ||
         pg_get_text_copy(res, 0, 4, ev.handler, sizeof(ev.handler)) != ML_OK ||
         pg_get_text_copy(res, 0, 6, ev.timestamp, sizeof(ev.timestamp)) != ML_OK ||

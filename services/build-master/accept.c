@@ -106,6 +106,75 @@ static int lock_live_function(deps *d, const char *fid, httpd_resp *resp)
     return rc;
 }
 
+/* 403 quota_exceeded for max_functions (docs/tenants.md): the usual error body plus which
+ * quota and its limit. */
+static void quota_exceeded(const char *ns, int64_t limit, httpd_resp *resp)
+{
+    char msg[160];
+    cJSON *root = cJSON_CreateObject(), *err = cJSON_AddObjectToObject(root, "error");
+
+    ml_snprintf_trunc(msg, sizeof(msg), "namespace %s has reached its max_functions quota (%lld)",
+                      ns, (long long)limit);
+    cJSON_AddStringToObject(err, "code", "quota_exceeded");
+    cJSON_AddStringToObject(err, "message", msg);
+    cJSON_AddStringToObject(err, "quota", "max_functions");
+    cJSON_AddNumberToObject(err, "limit", (double)limit);
+    cJSON_AddStringToObject(err, "request_id", resp->request_id ? resp->request_id : "");
+    httpd_resp_json(resp, 403, root);
+}
+
+/* Compares the namespace's live functions (d->db held) with limit: 0 (room), 403 (error
+ * written) or -1 on a database error. */
+static int count_live(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
+{
+    const char *p[] = { ns };
+    PGresult *r = pg_query(d->db, "bm_ns_count", "SELECT count(*) FROM build_functions"
+                           " WHERE namespace = $1 AND deleted_at IS NULL", 1, p);
+    int64_t live = 0;
+    int rc = -1;
+
+    if (r && pg_get_int64(r, 0, 0, &live) == ML_OK) {
+        rc = 0;
+        if (live >= limit) {
+            quota_exceeded(ns, limit, resp);
+            rc = 403;
+        }
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* max_functions, inside the create transaction: the namespace's advisory lock (held to
+ * commit) serialises its creates, so two cannot both count N-1 and take the last slot; the
+ * count then sees every create committed before. Returns as count_live. No limit: 0
+ * without a lock. */
+static int check_quota(deps *d, const char *ns, int64_t limit, httpd_resp *resp)
+{
+    const char *p[] = { ns };
+
+    if (limit < 0)
+        return 0;
+    /* two-key form: a key space apart from the outbox's single-key session locks */
+    if (pg_exec(d->db, "bm_ns_lock", "SELECT pg_advisory_xact_lock(1852994915, hashtext($1))",
+                1, p, NULL) != ML_OK)
+        return -1;
+    return count_live(d, ns, limit, resp);
+}
+
+/* Before any side effect, a namespace already at its max_functions is refused without
+ * touching S3 (no lock: check_quota decides in the transaction; this only spares the upload).
+ * true when refused (403 written). A database error here is left to the transaction. */
+static bool quota_full(deps *d, const accept_req *a, httpd_resp *resp)
+{
+    int rc;
+
+    if (!a->spec || a->max_functions < 0 || deps_db_acquire(d) != PGPOOL_OK)
+        return false;
+    rc = count_live(d, a->ns, a->max_functions, resp);
+    deps_db_release(d);
+    return rc == 403;
+}
+
 /* Step 2. Returns 0, or the HTTP status of the failure (error already written). */
 static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fid,
                        const char *bid, const char *key, const char *sha, const char *secret,
@@ -113,10 +182,10 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
 {
     char size[24];
     char *config = a->spec ? cJSON_PrintUnformatted(a->spec->config) : NULL, *wsealed = NULL;
-    const char *fparams[8] = { fid, a->spec ? a->spec->name : NULL, a->spec ? a->spec->runtime : NULL,
+    const char *fparams[9] = { fid, a->spec ? a->spec->name : NULL, a->spec ? a->spec->runtime : NULL,
                               a->spec ? a->spec->handler : NULL,
                               a->spec && a->spec->webhook_url[0] ? a->spec->webhook_url : NULL,
-                              secret, config, NULL };
+                              secret, config, NULL, a->ns };
     const char *uparams[] = { fid, a->webhook_url };
     const char *bparams[] = { bid, fid, key, size, sha };
     int status = 0;
@@ -142,11 +211,16 @@ static int insert_rows(bm_app *app, deps *d, const accept_req *a, const char *fi
     }
     if (pg_begin(d->db) != ML_OK)
         goto db_error;
+    if (a->spec && (status = check_quota(d, a->ns, a->max_functions, resp)) != 0) {
+        if (status < 0)
+            goto db_error;
+        goto out;
+    }
     if (a->spec && pg_exec(d->db, "bm_insert_function",
                            "INSERT INTO build_functions (id, name, runtime, handler, webhook_url,"
-                           " webhook_secret, config, webhook_secret_sealed)"
-                           " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)",
-                           8, fparams, NULL) != ML_OK) {
+                           " webhook_secret, config, webhook_secret_sealed, namespace)"
+                           " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9)",
+                           9, fparams, NULL) != ML_OK) {
         if (strcmp(pg_sqlstate(d->db), "23505") == 0) {
             httpd_resp_error(resp, 409, "name_taken", "a function named '%s' already exists",
                              a->spec->name);
@@ -216,6 +290,7 @@ static void reply_accepted(const accept_req *a, const char *fid, const char *bid
     cJSON *o = cJSON_CreateObject();
 
     cJSON_AddStringToObject(o, "function_id", fid);
+    cJSON_AddStringToObject(o, "namespace", a->ns);
     if (a->spec) {
         cJSON_AddStringToObject(o, "name", a->spec->name);
         cJSON_AddStringToObject(o, "webhook_secret", secret);
@@ -249,6 +324,10 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
         httpd_resp_error(resp, 500, "internal", "cannot build the package key or status URL");
         return;
     }
+    if (quota_full(d, a, resp)) {
+        count(app, "quota_exceeded");
+        return;
+    }
     crypto_sha256_hex(a->zip, a->zip_len, sha);
     if (s3_put(d->s3, key, a->zip, a->zip_len, "application/zip") != ML_OK) {
         count(app, "s3_unavailable");
@@ -257,7 +336,8 @@ void accept_build(bm_app *app, deps *d, const accept_req *a, httpd_resp *resp)
     }
     status = insert_rows(app, d, a, fid, bid, key, sha, secret, resp);
     if (status) {
-        count(app, status == 409 || status == 404 ? "conflict" : "db_unavailable");
+        count(app, status == 403 ? "quota_exceeded"
+                   : status == 409 || status == 404 ? "conflict" : "db_unavailable");
         s3_delete(d->s3, key);
         return;
     }

@@ -8,6 +8,8 @@
 #include "validate.h"
 
 typedef struct accept_req {
+    const char *ns;             /* the caller's namespace (tenant.h); the function's, for a PUT */
+    int64_t max_functions;      /* POST: the namespace's max_functions quota; -1 = none */
     const fn_spec *spec;        /* POST /functions: the new function; NULL for a new build */
     const char *function_id;    /* PUT .../code: the existing function */
     const char *webhook_url;    /* PUT .../code: replaces the function's webhook_url if set */

@@ -15,6 +15,7 @@
 #include "pgpool.h"
 #include "secretbox.h"
 #include "ssrf.h"
+#include "tenant.h"
 
 /* The request's fields as JSON plus the package, whatever the content type. */
 typedef struct upload {
@@ -173,15 +174,34 @@ static int seal_env(cJSON *config, httpd_resp *resp)
     return ML_ERR;
 }
 
+/* The namespace the request acts in (docs/tenants.md: the gateway's TENANT_HEADER, absent =
+ * default); ML_ERR with 400 invalid_namespace written. Every route acts only inside it. */
+static int req_ns(httpd_req *req, char ns[TENANT_MAX + 1], httpd_resp *resp)
+{
+    if (tenant_from_header(httpd_header(req, TENANT_HEADER), ns) == ML_OK)
+        return ML_OK;
+    httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name: 1-63 of [a-z0-9-],"
+                     " not starting or ending with '-'", TENANT_HEADER);
+    return ML_ERR;
+}
+
 static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
 {
     bm_app *app = ud;
-    upload u;
+    upload u = { 0 };
     fn_spec spec = { 0 };
     const char *field = NULL;
-    char err[256];
+    char err[256], ns[TENANT_MAX + 1];
+    int64_t quota;
     deps *d;
 
+    if (req_ns(req, ns, resp) != ML_OK)
+        goto out;
+    if (validate_quota_functions(httpd_header(req, TENANT_QUOTA_FUNCTIONS_HEADER), &quota) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_header", "%s must be a whole number 0..%lld",
+                         TENANT_QUOTA_FUNCTIONS_HEADER, VALIDATE_QUOTA_MAX);
+        goto out;
+    }
     if (parse_upload(req, &u, resp) != ML_OK)
         goto out;
     if (validate_function(u.fields, u.form, &spec, &field, err, sizeof(err)) != ML_OK) {
@@ -191,7 +211,8 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
     if (url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
         goto out;
     if ((d = need_deps(app, resp)) != NULL)
-        accept_build(app, d, &(accept_req){ .spec = &spec, .zip = u.zip, .zip_len = u.zip_len }, resp);
+        accept_build(app, d, &(accept_req){ .ns = ns, .max_functions = quota, .spec = &spec,
+                                            .zip = u.zip, .zip_len = u.zip_len }, resp);
 out:
     validate_free(&spec);
     upload_free(&u);
@@ -212,19 +233,21 @@ static int db_acquire(deps *d, httpd_resp *resp)
     return ML_ERR;
 }
 
-/* Resolves {fn} (id or name) to a live function's id; ML_ERR with 404/503 written. */
-static int resolve_function(deps *d, const char *fn, char id[ML_UUID_LEN], httpd_resp *resp)
+/* Resolves {fn} (id or name) to a live function's id in namespace ns; ML_ERR with 404/503
+ * written. Another namespace's function is the same 404 as a missing one (docs/tenants.md). */
+static int resolve_function(deps *d, const char *ns, const char *fn, char id[ML_UUID_LEN],
+                            httpd_resp *resp)
 {
-    const char *params[] = { fn };
+    const char *params[] = { fn, ns };
     PGresult *r;
     int rc = ML_ERR;
 
     if (db_acquire(d, resp) != ML_OK)
         return ML_ERR;
     r = pg_query(d->db, "bm_resolve",
-                           "SELECT id FROM build_functions WHERE deleted_at IS NULL AND"
-                           " (name = $1 OR (length($1) = 36 AND id::text = lower($1)))",
-                           1, params);
+                           "SELECT id FROM build_functions WHERE deleted_at IS NULL AND namespace = $2"
+                           " AND (name = $1 OR (length($1) = 36 AND id::text = lower($1)))",
+                           2, params);
     if (!r) {
         httpd_resp_header(resp, "Retry-After", "5");
         httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
@@ -241,12 +264,12 @@ static int resolve_function(deps *d, const char *fn, char id[ML_UUID_LEN], httpd
 static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
 {
     bm_app *app = ud;
-    upload u;
-    char id[ML_UUID_LEN], err[256];
+    upload u = { 0 };
+    char id[ML_UUID_LEN], err[256], ns[TENANT_MAX + 1];
     const cJSON *url;
     deps *d;
 
-    if (parse_upload(req, &u, resp) != ML_OK)
+    if (req_ns(req, ns, resp) != ML_OK || parse_upload(req, &u, resp) != ML_OK)
         goto out;
     url = cJSON_GetObjectItemCaseSensitive(u.fields, "webhook_url");
     if (url && (!cJSON_IsString(url) || validate_webhook_url(url->valuestring, err, sizeof(err)) != ML_OK)) {
@@ -255,10 +278,10 @@ static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (url && url_allowed(app, "webhook_url", url->valuestring, resp) != ML_OK)
         goto out;
-    if ((d = need_deps(app, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK)
+    if ((d = need_deps(app, resp)) == NULL || resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK)
         goto out;
     accept_build(app, d,
-                 &(accept_req){ .function_id = id,
+                 &(accept_req){ .ns = ns, .max_functions = -1, .function_id = id,
                                 .webhook_url = url && url->valuestring[0] ? url->valuestring : NULL,
                                 .zip = u.zip, .zip_len = u.zip_len },
                  resp);
@@ -290,18 +313,23 @@ static void reply_json_text(httpd_resp *resp, const char *text)
 static httpd_result h_get_build(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *id = httpd_param(req, "build_id");
-    const char *params[] = { id };
+    char ns[TENANT_MAX + 1];
+    const char *params[] = { id, ns };
     PGresult *r;
     deps *d;
 
+    if (req_ns(req, ns, resp) != ML_OK)
+        return HTTPD_DONE;
     if (ml_uuid_valid(id) != ML_OK) {
         httpd_resp_error(resp, 404, "not_found", "no build '%s'", id);
         return HTTPD_DONE;
     }
     if ((d = need_deps(ud, resp)) == NULL || db_acquire(d, resp) != ML_OK)
         return HTTPD_DONE;
-    r = pg_query(d->db, "bm_get_build", "SELECT " BUILD_JSON "::text FROM builds b WHERE b.id = $1",
-                 1, params);
+    /* a build of another namespace's function is the same 404 as a missing one */
+    r = pg_query(d->db, "bm_get_build", "SELECT " BUILD_JSON "::text FROM builds b"
+                 " JOIN build_functions f ON f.id = b.function_id WHERE b.id = $1 AND f.namespace = $2",
+                 2, params);
     if (!r)
         httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
     else if (PQntuples(r) == 0)
@@ -316,11 +344,13 @@ static httpd_result h_get_build(httpd_req *req, httpd_resp *resp, void *ud)
 static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
-    char id[ML_UUID_LEN], limit[8];
+    char id[ML_UUID_LEN], limit[8], ns[TENANT_MAX + 1];
     int64_t n = 20;
     PGresult *r;
     deps *d;
 
+    if (req_ns(req, ns, resp) != ML_OK)
+        return HTTPD_DONE;
     if ((limit_s && ml_parse_int64(limit_s, 1, 100, &n) != ML_OK) ||
         (cursor && ml_uuid_valid(cursor) != ML_OK) ||
         ml_snprintf(limit, sizeof(limit), "%lld", (long long)n) != ML_OK) { /* 1..100 fits */
@@ -329,7 +359,7 @@ static httpd_result h_list_builds(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if ((d = need_deps(ud, resp)) == NULL || db_acquire(d, resp) != ML_OK)
         return HTTPD_DONE;
-    if (resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK) /* nested: one borrow */
+    if (resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK) /* nested: one borrow */
         goto out;
     /* keyset pagination: newest first, the cursor is the last build id of the previous page */
     r = pg_query(d->db, "bm_list_builds",
@@ -354,16 +384,19 @@ out:
  * a failure there leaves both sides as they were. Only 204 counts: the executor answers it
  * by id also when it never had the function, after writing the tombstone that keeps a build
  * still in flight from bringing it back. A 404 would mean no tombstone, so it is an error. */
-static int delete_on_executor(bm_app *app, const char *id, httpd_resp *resp)
+static int delete_on_executor(bm_app *app, const char *ns, const char *id, httpd_resp *resp)
 {
-    char url[512];
+    char url[512], nsh[sizeof(TENANT_HEADER) + TENANT_MAX + 4];
     httpc *h = httpc_new();
-    const char *headers[] = { ml_intauth_header_line(), NULL }; /* intauth.h */
+    /* intauth.h; the function's namespace, in which the executor acts (tenant.h) */
+    /* the namespace first: the token line is NULL when internal auth is off, ending the list */
+    const char *headers[] = { nsh, ml_intauth_header_line(), NULL };
     httpc_request req = { .method = "DELETE", .url = url, .headers = headers, .timeout_ms = 310000 };
     httpc_response res = { 0 };
     int rc = ML_ERR;
 
-    if (ml_snprintf(url, sizeof(url), "%s/functions/%s", app->executor_url, id) != ML_OK) {
+    if (ml_snprintf(url, sizeof(url), "%s/functions/%s", app->executor_url, id) != ML_OK ||
+        ml_snprintf(nsh, sizeof(nsh), "%s: %s", TENANT_HEADER, ns) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "the lambda-executor URL is too long");
     } else if (!h || httpc_do(h, &req, &res) != ML_OK) {
         httpd_resp_header(resp, "Retry-After", "5");
@@ -403,15 +436,16 @@ static int delete_step(deps *d, const char *name, const char *sql, const char *i
  * only be answered 410). */
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
-    char id[ML_UUID_LEN];
+    char id[ML_UUID_LEN], ns[TENANT_MAX + 1];
     deps *d;
 
-    if ((d = need_deps(ud, resp)) == NULL || resolve_function(d, httpd_param(req, "fn"), id, resp) != ML_OK ||
+    if (req_ns(req, ns, resp) != ML_OK || (d = need_deps(ud, resp)) == NULL ||
+        resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK ||
         delete_step(d, "bm_delete_mark", "UPDATE build_functions SET deleting_at = now()"
                     " WHERE id = $1 AND deleted_at IS NULL", id, resp) != ML_OK)
         return HTTPD_DONE;
     /* the database is not held across the executor call (up to 310 s) */
-    if (delete_on_executor(ud, id, resp) != ML_OK) {
+    if (delete_on_executor(ud, ns, id, resp) != ML_OK) {
         /* both sides stay as they were: lift the mark (best effort; a stale mark expires) */
         if (deps_db_acquire(d) == PGPOOL_OK) {
             pg_exec(d->db, "bm_delete_unmark", "UPDATE build_functions SET deleting_at = NULL"

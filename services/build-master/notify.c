@@ -7,13 +7,14 @@
 #include "httpc.h"
 #include "intauth.h"
 #include "log.h"
+#include "tenant.h"
 #include "webhook.h"
 
 #define NOTIFY_TIMEOUT_MS 2000L
 #define NOTIFY_CONNECT_TIMEOUT_MS 500L
 #define NOTIFY_MAX_BODY (16u * 1024u)
 
-/* The held row: id, url, payload; NULL with err set on failure. */
+/* The held row: id, url, payload, the function's namespace; NULL with err set on failure. */
 static PGresult *held_row(deps *d, const char *build_id, char *err, size_t errlen)
 {
     const char *p[] = { build_id };
@@ -24,8 +25,9 @@ static PGresult *held_row(deps *d, const char *build_id, char *err, size_t errle
         return NULL;
     }
     r = pg_query(d->db, "bm_notify_row",
-                 "SELECT id, url, payload FROM webhook_deliveries WHERE build_id = $1"
-                 " AND target = 'lambda' AND event_status = 'queued' AND status = 'pending'",
+                 "SELECT w.id, w.url, w.payload, f.namespace FROM webhook_deliveries w"
+                 " JOIN build_functions f ON f.id = w.function_id WHERE w.build_id = $1"
+                 " AND w.target = 'lambda' AND w.event_status = 'queued' AND w.status = 'pending'",
                  1, p);
     if (!r)
         ml_strlcpy(err, pg_error(d->db), errlen);
@@ -33,13 +35,16 @@ static PGresult *held_row(deps *d, const char *build_id, char *err, size_t errle
     return r;
 }
 
-/* Signs and POSTs; returns the HTTP status (0 on a transport failure). */
-static long post_signed(const char *secret, const char *id, const char *url, const char *payload,
-                        size_t len, char *err, size_t errlen)
+/* Signs and POSTs, in the function's namespace ns (TENANT_HEADER, as every call the
+ * build-master makes to the executor for a function); returns the HTTP status (0 on a
+ * transport failure). */
+static long post_signed(const char *secret, const char *id, const char *url, const char *ns,
+                        const char *payload, size_t len, char *err, size_t errlen)
 {
     char sig[WEBHOOK_SIGNATURE_LEN], h_id[WEBHOOK_ID_MAX + 16], h_ts[48];
-    char h_sig[WEBHOOK_SIGNATURE_LEN + 24];
-    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig,
+    char h_sig[WEBHOOK_SIGNATURE_LEN + 24], h_ns[sizeof(TENANT_HEADER) + TENANT_MAX + 4];
+    /* the token line last: it is NULL when internal auth is off, ending the list */
+    const char *headers[] = { "Content-Type: application/json", h_id, h_ts, h_sig, h_ns,
                               ml_intauth_header_line(), NULL };
     int64_t ts = ml_wall_ms() / 1000;
     httpc_request req = { .method = "POST", .url = url, .headers = headers, .body = payload,
@@ -56,7 +61,8 @@ static long post_signed(const char *secret, const char *id, const char *url, con
     }
     if (ml_snprintf(h_id, sizeof(h_id), "webhook-id: %s", id) != ML_OK ||
         ml_snprintf(h_ts, sizeof(h_ts), "webhook-timestamp: %lld", (long long)ts) != ML_OK ||
-        ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig) != ML_OK) {
+        ml_snprintf(h_sig, sizeof(h_sig), "webhook-signature: %s", sig) != ML_OK ||
+        ml_snprintf(h_ns, sizeof(h_ns), "%s: %s", TENANT_HEADER, ns) != ML_OK) {
         ml_snprintf_trunc(err, errlen, "cannot build the webhook headers: a value is too long");
         goto out;
     }
@@ -124,8 +130,8 @@ int notify_queued_inline(bm_app *app, deps *d, const char *build_id)
     id = pg_get_text(res, 0, 0);
     url = pg_get_text(res, 0, 1);
     payload = pg_get_text(res, 0, 2);
-    status = post_signed(app->internal_secret, id, url, payload, (size_t)PQgetlength(res, 0, 2),
-                         err, sizeof(err));
+    status = post_signed(app->internal_secret, id, url, pg_get_text(res, 0, 3), payload,
+                         (size_t)PQgetlength(res, 0, 2), err, sizeof(err));
     if (status < 200 || status > 299) {
         if (status)
             ml_snprintf_trunc(err, sizeof(err), "executor answered %ld", status);

@@ -159,3 +159,13 @@ void validate_free(fn_spec *spec)
     cJSON_Delete(spec->config);
     spec->config = NULL;
 }
+
+int validate_quota_functions(const char *value, int64_t *limit)
+{
+    if (!value) {
+        *limit = -1;
+        return ML_OK;
+    }
+    /* ml_parse_int64 takes a leading '-'; the range refuses it */
+    return ml_parse_int64(value, 0, VALIDATE_QUOTA_MAX, limit);
+}

@@ -32,4 +32,11 @@ int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char 
 int validate_webhook_url(const char *url, char *err, size_t errlen);
 void validate_free(fn_spec *spec);
 
+/* The largest max_functions quota the build-master takes (a sanity bound, not a policy). */
+#define VALIDATE_QUOTA_MAX 1000000000LL
+/* The value of TENANT_QUOTA_FUNCTIONS_HEADER (tenant.h, sent by the gateway on POST
+ * /functions): NULL (absent) -> *limit = -1, no limit; an exact decimal 0..VALIDATE_QUOTA_MAX
+ * -> that; anything else (blanks, a sign, a fraction, too large) ML_ERR (400). */
+int validate_quota_functions(const char *value, int64_t *limit);
+
 #endif

@@ -148,6 +148,25 @@ static void test_env_size_limit(void **state)
     validate_free(&s);
 }
 
+/* X-Minilambda-Quota-Functions: absent = no limit; only an exact non-negative decimal */
+static void test_quota_functions(void **state)
+{
+    static const char *const bad[] = { "", " 3", "3 ", "+3", "-1", "3.0", "0x3", "abc", "1000000001",
+                                       "99999999999999999999" };
+    int64_t n = 7;
+    (void)state;
+    assert_int_equal(validate_quota_functions(NULL, &n), ML_OK);
+    assert_int_equal(n, -1);
+    assert_int_equal(validate_quota_functions("0", &n), ML_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(validate_quota_functions("3", &n), ML_OK);
+    assert_int_equal(n, 3);
+    assert_int_equal(validate_quota_functions("1000000000", &n), ML_OK);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (validate_quota_functions(bad[i], &n) == ML_OK)
+            fail_msg("'%s' was taken as a quota", bad[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +174,7 @@ int main(void)
         cmocka_unit_test(test_each_bad_field_named),
         cmocka_unit_test(test_json_kinds_strict),
         cmocka_unit_test(test_env_size_limit),
+        cmocka_unit_test(test_quota_functions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
