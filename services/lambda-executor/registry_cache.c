@@ -176,12 +176,12 @@ static void redis_failed(registry *r, rds_conn *c)
                     "until it answers again", rds_error(c));
 }
 
-void reg_redis_owe(registry *r, const char *id, const char *name)
-{ /* name: the name key */
+void reg_redis_owe(registry *r, const char *id, const char *name_key)
+{
     pthread_mutex_lock(&r->redis_lock);
     if (r->ndirty < DIRTY_MAX) {
         ml_strlcpy(r->dirty[r->ndirty].id, id, ML_UUID_LEN);
-        ml_strlcpy(r->dirty[r->ndirty].name, name ? name : "", FN_KEY_MAX);
+        ml_strlcpy(r->dirty[r->ndirty].name, name_key ? name_key : "", FN_KEY_MAX);
         r->ndirty++;
         atomic_store(&r->ndirty_hint, 1);
     } else if (!r->dirty_overflow_logged) {
