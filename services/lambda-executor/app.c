@@ -154,15 +154,15 @@ static void register_metrics(ex_app *app, metrics_registry *reg)
 {
     app->m_invocations = metrics_counter(reg, "minilambda_invocations_total",
                                          "Invocations by function, trigger and outcome.",
-                                         "function,trigger,status");
+                                         "function,trigger,status,namespace");
     app->m_duration = metrics_histogram(reg, "minilambda_invocation_duration_seconds",
-                                        "Handler run time per invocation.", "function", NULL, 0);
+                                        "Handler run time per invocation.", "function,namespace", NULL, 0);
     app->m_starts = metrics_counter(reg, "minilambda_invocation_starts_total",
                                     "Invocations served by a new (cold) or reused (warm) instance.",
-                                    "function,kind");
+                                    "function,kind,namespace");
     app->m_kills = metrics_counter(reg, "minilambda_sandbox_kills_total",
                                    "Instances killed or lost, by reason (timeout, memory, pids, crash).",
-                                   "function,reason");
+                                   "function,reason,namespace");
     app->m_dlq = metrics_gauge(reg, "minilambda_dlq_messages",
                                "Dead-lettered events neither replayed nor deleted (absent while "
                                "Postgres is unreachable).", NULL);

@@ -398,7 +398,7 @@ static settle handle(consumer *cs, const mq_message *m)
                   m->message_id, NULL);
         return SETTLE_REJECT;
     }
-    rc = registry_get(cs->app->registry, mt.function_id, &fn, err, sizeof(err));
+    rc = registry_get(cs->app->registry, NULL, mt.function_id, &fn, err, sizeof(err));
     if (rc == REGISTRY_NOT_FOUND) { /* deleted meanwhile: nothing to run it on */
         submit(cs->app, &mt, AUDIT_FAILED, m->body, m->body_len, NULL, "Function.NotFound",
                "the function was deleted before the event ran");

@@ -7,6 +7,7 @@
 #include "audit-int.h"
 #include "crypto.h"
 #include "log.h"
+#include "tenant.h"
 
 #define READ_FLUSH_MS 1000       /* GET handlers wait this long for their rows to be written */
 #define PAGE_DEFAULT 20
@@ -54,6 +55,15 @@ static void db_fail(httpd_resp *resp, pg_conn *db, const char *what)
                      what, pg_error(db));
 }
 
+/* The request's namespace (tenant.h) into ns; ML_ERR with 400 written when invalid. */
+static int req_ns(httpd_req *req, httpd_resp *resp, char ns[TENANT_MAX + 1])
+{
+    if (tenant_from_header(httpd_header(req, TENANT_HEADER), ns) == ML_OK)
+        return ML_OK;
+    httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name", TENANT_HEADER);
+    return ML_ERR;
+}
+
 /* The stored result: its JSON if it is JSON, else a string if it is UTF-8, else base64
  * under result_base64. */
 static void add_result(cJSON *o, const char *data, size_t len)
@@ -83,11 +93,14 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
 {
     audit *a = ud;
     const char *id = httpd_param(req, "id");
-    const char *params[] = { id };
+    char ns[TENANT_MAX + 1];
+    const char *params[] = { id, ns };
     PGresult *res;
     pg_conn *db;
     cJSON *o;
 
+    if (req_ns(req, resp, ns) != ML_OK)
+        return HTTPD_DONE;
     if (ml_uuid_valid(id) != ML_OK) {
         httpd_resp_error(resp, 404, "not_found", "no invocation '%s'", id ? id : "");
         return HTTPD_DONE;
@@ -98,8 +111,9 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     /* binary results: the json text as is, the raw bytes of result and log_tail */
     res = pg_query_ex(db, "audit_get",
-                      "SELECT " INVOCATION_JSON ")::text, i.result, i.log_tail FROM invocations i WHERE i.id = $1",
-                      1, params, NULL, NULL, 1);
+                      "SELECT " INVOCATION_JSON ")::text, i.result, i.log_tail FROM invocations i"
+                      " JOIN functions f ON f.id = i.function_id WHERE i.id = $1 AND f.namespace = $2",
+                      2, params, NULL, NULL, 1);
     if (!res) {
         db_fail(resp, db, "reading an invocation");
     } else if (PQntuples(res) == 0) {
@@ -123,10 +137,12 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
-/* $1 id, $2 name, $3 status, $4 cursor µs, $5 cursor id, $6 limit. Newest first; one extra
- * row tells whether there is a next page. */
+/* $1 id, $2 name, $3 status, $4 cursor µs, $5 cursor id, $6 limit, $7 namespace (another
+ * namespace's function is not found). Newest first; one extra row tells whether there is a
+ * next page. */
 #define LIST_SQL(status_pred)                                                                  \
-    "WITH fn AS (SELECT id FROM functions WHERE id = $1::uuid OR name = $2),"                  \
+    "WITH fn AS (SELECT id FROM functions WHERE (id = $1::uuid OR (namespace = $7 AND name = $2))" \
+    "  AND namespace = $7),"                                                                   \
     " page AS (SELECT i.*, row_number() OVER (ORDER BY i.created_at DESC, i.id DESC) AS rn"      \
     "  FROM (SELECT i.* FROM invocations i WHERE i.function_id = (SELECT id FROM fn)"           \
     status_pred " AND ($4::bigint IS NULL OR (i.created_at, i.id) <"                            \
@@ -142,12 +158,15 @@ static httpd_result h_list_invocations(httpd_req *req, httpd_resp *resp, void *u
     audit *a = ud;
     const char *fn = httpd_param(req, "fn"), *status = httpd_query(req, "status");
     const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
-    char us[24], cid[ML_UUID_LEN], limit[8];
+    char us[24], cid[ML_UUID_LEN], limit[8], ns[TENANT_MAX + 1];
     int64_t n = PAGE_DEFAULT;
     bool by_id = ml_uuid_valid(fn) == ML_OK;
-    const char *params[] = { by_id ? fn : NULL, by_id ? NULL : fn, status, NULL, NULL, limit };
+    const char *params[] = { by_id ? fn : NULL, by_id ? NULL : fn, status, NULL, NULL, limit, ns };
     PGresult *res;
     pg_conn *db;
+
+    if (req_ns(req, resp, ns) != ML_OK)
+        return HTTPD_DONE;
 
     if ((limit_s && ml_parse_int64(limit_s, 1, PAGE_MAX, &n) != ML_OK) ||
         (cursor && ml_cursor_parse(cursor, us, cid) != ML_OK) || (status && !audit_status_valid(status))) {
@@ -167,8 +186,8 @@ static httpd_result h_list_invocations(httpd_req *req, httpd_resp *resp, void *u
     audit_flush(a, READ_FLUSH_MS);
     if (!(db = need_db(a, resp)))
         return HTTPD_DONE;
-    res = status ? pg_query(db, "audit_list_status", LIST_SQL(" AND i.status = $3"), 6, params)
-                 : pg_query(db, "audit_list", LIST_SQL(" AND $3::text IS NULL"), 6, params);
+    res = status ? pg_query(db, "audit_list_status", LIST_SQL(" AND i.status = $3"), 7, params)
+                 : pg_query(db, "audit_list", LIST_SQL(" AND $3::text IS NULL"), 7, params);
     if (!res) {
         db_fail(resp, db, "listing invocations");
     } else if (strcmp(pg_get_text(res, 0, 0), "0") == 0) {

@@ -67,15 +67,15 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
 {
     ex_app *app = ud;
     fn_info fn;
-    char err[256];
+    char err[256], ns[FN_NS_MAX];
     const char *name = httpd_param(req, "fn");
     PGresult *r;
     deps *d;
     int rc;
 
-    if (!(d = need_db(app, resp)))
+    if (registry_req_ns(req, resp, ns) != ML_OK || !(d = need_db(app, resp)))
         return HTTPD_DONE;
-    rc = registry_get(app->registry, name, &fn, err, sizeof(err));
+    rc = registry_get(app->registry, ns, name, &fn, err, sizeof(err));
     if (rc != ML_OK) {
         httpd_resp_error(resp, rc == REGISTRY_NOT_FOUND ? 404 : 503,
                          rc == REGISTRY_NOT_FOUND ? "not_found" : "service_unavailable",
@@ -106,8 +106,9 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
-/* Loads a DLQ entry's event and function; ML_ERR with 404/503 written. */
-static int load_entry(ex_app *app, deps *d, const char *id, ml_buf *event, char *invocation,
+/* Loads a DLQ entry of namespace ns (another namespace's is not found) with its event and
+ * function; ML_ERR with 404/503 written. */
+static int load_entry(ex_app *app, deps *d, const char *ns, const char *id, ml_buf *event, char *invocation,
                       fn_info *fn, httpd_resp *resp)
 {
     PGresult *r;
@@ -121,8 +122,9 @@ static int load_entry(ex_app *app, deps *d, const char *id, ml_buf *event, char 
     if (borrow(d, resp) != ML_OK)
         return ML_ERR;
     r = pg_query_ex(d->db, "ex_dlq_get",
-                    "SELECT event, invocation_id::text, function_id::text FROM dead_letter_queue WHERE id = $1",
-                    1, (const char *[]){ id }, NULL, NULL, 1);
+                    "SELECT q.event, q.invocation_id::text, q.function_id::text FROM dead_letter_queue q"
+                    " JOIN functions f ON f.id = q.function_id WHERE q.id = $1 AND f.namespace = $2",
+                    2, (const char *[]){ id, ns }, NULL, NULL, 1);
     if (!r)
         db_error(d, resp);
     deps_db_release(d);
@@ -130,7 +132,7 @@ static int load_entry(ex_app *app, deps *d, const char *id, ml_buf *event, char 
         return ML_ERR;
     if (PQntuples(r) == 0)
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
-    else if (registry_get(app->registry, PQgetvalue(r, 0, 2), fn, err, sizeof(err)) != ML_OK)
+    else if (registry_get(app->registry, ns, PQgetvalue(r, 0, 2), fn, err, sizeof(err)) != ML_OK)
         httpd_resp_error(resp, 409, "function_gone", "the event's function no longer exists");
     else {
         ml_buf_append(event, PQgetvalue(r, 0, 0), (size_t)PQgetlength(r, 0, 0));
@@ -145,12 +147,13 @@ static httpd_result h_replay(httpd_req *req, httpd_resp *resp, void *ud)
 {
     ex_app *app = ud;
     const char *id = httpd_param(req, "id");
-    char invocation[ML_UUID_LEN], new_id[ML_UUID_LEN], err[256];
+    char invocation[ML_UUID_LEN], new_id[ML_UUID_LEN], err[256], ns[FN_NS_MAX];
     ml_buf event = { 0 };
     fn_info fn;
     deps *d;
 
-    if (!(d = need_db(app, resp)) || load_entry(app, d, id, &event, invocation, &fn, resp) != ML_OK)
+    if (registry_req_ns(req, resp, ns) != ML_OK || !(d = need_db(app, resp)) ||
+        load_entry(app, d, ns, id, &event, invocation, &fn, resp) != ML_OK)
         goto out;
     if (fn.state != FN_ACTIVE) {
         httpd_resp_error(resp, 409, "function_not_active", "function '%s' is not active", fn.name);
@@ -183,17 +186,21 @@ out:
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *id = httpd_param(req, "id");
+    char ns[FN_NS_MAX];
     int64_t n = 0;
     deps *d;
 
+    if (registry_req_ns(req, resp, ns) != ML_OK)
+        return HTTPD_DONE;
     if (ml_uuid_valid(id) != ML_OK) {
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);
         return HTTPD_DONE;
     }
     if (!(d = need_db(ud, resp)) || borrow(d, resp) != ML_OK)
         return HTTPD_DONE;
-    if (pg_exec(d->db, "ex_dlq_delete", "DELETE FROM dead_letter_queue WHERE id = $1", 1,
-                (const char *[]){ id }, &n) != ML_OK)
+    if (pg_exec(d->db, "ex_dlq_delete", "DELETE FROM dead_letter_queue q USING functions f"
+                " WHERE q.id = $1 AND f.id = q.function_id AND f.namespace = $2", 2,
+                (const char *[]){ id, ns }, &n) != ML_OK)
         db_error(d, resp);
     else if (n == 0)
         httpd_resp_error(resp, 404, "not_found", "no dead-lettered event '%s'", id);

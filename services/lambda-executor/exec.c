@@ -97,8 +97,8 @@ static int make_want(const ex_app *app, const fn_info *fn, const char *dir, want
 }
 
 /* pool_acquire failed (rc != POOL_OK): classify, and record a load failure in res. */
-static exec_outcome acquire_failed(ex_app *app, pool_rc rc, const char *label, const char *err,
-                                   sandbox_result *res)
+static exec_outcome acquire_failed(ex_app *app, pool_rc rc, const char *label, const char *ns,
+                                   const char *err, sandbox_result *res)
 {
     const char *killed;
 
@@ -107,7 +107,7 @@ static exec_outcome acquire_failed(ex_app *app, pool_rc rc, const char *label, c
     if (strncmp(err, "Sandbox.", 8) == 0)
         return EXEC_NO_SANDBOX; /* the platform's fault, not the function's */
     if ((killed = start_kill_reason(err)) != NULL) /* the handler could not even load */
-        metric_inc(app->m_kills, (const char *[]){ label, killed });
+        metric_inc(app->m_kills, (const char *[]){ label, killed, ns });
     init_error(res, err);
     return EXEC_RAN;
 }
@@ -116,7 +116,8 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
                       sandbox_result *res, char *err, size_t errlen)
 {
     const fn_info *fn = rq->fn;
-    const char *label = metrics_function_label(fn->name), *killed;
+    /* a name is unique per namespace only: the series carry both (docs/tenants.md) */
+    const char *label = metrics_function_label(fn->name), *ns = fn->ns, *killed;
     char dir[512];
     want_bufs b;
     pool_want w;
@@ -134,16 +135,16 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
     rc = pool_acquire(app->pool, &w, rq->wait_ms, &lease, err, errlen);
     *cold = lease.cold;
     if (rc != POOL_OK)
-        return acquire_failed(app, rc, label, err, res);
-    metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm" });
+        return acquire_failed(app, rc, label, ns, err, res);
+    metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
     sandbox_invoke(lease.inst, rq->id, rq->event, rq->len,
                    ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
     killed = kill_reason(res);
     pool_release(app->pool, &lease, !killed);
     if (killed)
-        metric_inc(app->m_kills, (const char *[]){ label, killed });
-    metric_inc(app->m_invocations, (const char *[]){ label, rq->trigger, status_label(res->status) });
-    metric_observe(app->m_duration, (const char *[]){ label }, (double)res->duration_ms / 1000.0);
+        metric_inc(app->m_kills, (const char *[]){ label, killed, ns });
+    metric_inc(app->m_invocations, (const char *[]){ label, rq->trigger, status_label(res->status), ns });
+    metric_observe(app->m_duration, (const char *[]){ label, ns }, (double)res->duration_ms / 1000.0);
     return EXEC_RAN;
 }
 

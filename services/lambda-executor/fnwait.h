@@ -21,7 +21,7 @@
 #define FNWAIT_TIMEOUT_MAX_S 60
 
 /* Fills docs[i] with the API document (malloc'd JSON text, the caller frees) of the function
- * keys[i] names (a lower-case id or a name), or NULL when there is none. ML_ERR when the
+ * keys[i] names (a lower-case id; the registry parks on ids), or NULL when there is none. ML_ERR when the
  * database failed (docs are then all NULL). Called on fnwait's thread only. */
 typedef int (*fnwait_fetch_fn)(void *ud, const char *const *keys, size_t n, char **docs);
 

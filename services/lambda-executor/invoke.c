@@ -236,9 +236,14 @@ static int read_event(call *c)
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
 static int lookup(call *c)
 {
-    char err[256] = "";
+    char err[256] = "", ns[FN_NS_MAX];
     const char *fn = httpd_param(c->req, "fn");
-    int rc = registry_get(c->app->registry, fn, &c->fn, err, sizeof(err));
+    int rc;
+
+    if (registry_req_ns(c->req, c->resp, ns) != ML_OK)
+        return ML_ERR;
+    /* another namespace's function (by name or id) is not found, as a missing one */
+    rc = registry_get(c->app->registry, ns, fn, &c->fn, err, sizeof(err));
 
     if (rc == REGISTRY_NOT_FOUND) {
         httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);

@@ -24,14 +24,14 @@
 #define REDIS_SKIP_MIN_MS 1000         /* after a Redis failure, skip it this long ... */
 #define REDIS_SKIP_MAX_MS 10000        /* ... doubling up to this */
 #define DIRTY_MAX 512                  /* changes whose Redis write-through is still owed */
-#define KEY_MAX 96
+#define KEY_MAX 160                    /* a Redis key: prefix + FN_KEY_MAX */
 #define PAGE_DEFAULT 20
 #define PAGE_MAX 100
 #define DELETE_TIMEOUT "300s"          /* DELETE /functions/{fn}: the cascade over its audit log */
 
 typedef struct cache_entry {
     struct cache_entry *next;
-    char key[FN_NAME_MAX];   /* a lower-case id or a name, as looked up */
+    char key[FN_KEY_MAX];    /* a lower-case id or "namespace/name", as looked up */
     int64_t fetched_ms;      /* monotonic time of the fetch */
     bool found;              /* false: a cached "no such function" */
     fn_info info;
@@ -40,7 +40,7 @@ typedef struct cache_entry {
 /* A change whose Redis write-through failed: its keys must be deleted once Redis answers. */
 typedef struct dirty_fn {
     char id[ML_UUID_LEN];
-    char name[FN_NAME_MAX];
+    char name[FN_KEY_MAX]; /* its name key ("namespace/name"), "" when unknown */
 } dirty_fn;
 
 struct registry {
@@ -72,8 +72,13 @@ typedef enum { PROBE_NONE = 0, PROBE_FRESH, PROBE_STALE } cache_probe;
 
 /* ---- registry_rules.c ---- */
 
-/* {fn} -> cache key: a UUID lower-cased, or a name as is. ML_ERR when fn names nothing. */
-int reg_fn_key(const char *fn, char key[FN_NAME_MAX], bool *by_id);
+/* {fn} in namespace ns (NULL: default) -> cache key: a UUID lower-cased, or "ns/name".
+ * ML_ERR when fn names nothing (or ns is no namespace name). */
+int reg_fn_key(const char *ns, const char *fn, char key[FN_KEY_MAX], bool *by_id);
+/* The name key "ns/name" of a function; ML_ERR when either is invalid. */
+int reg_name_key(const char *ns, const char *name, char key[FN_KEY_MAX]);
+/* A name key back into its parts; ML_ERR when key is not one. */
+int reg_name_key_split(const char *key, char ns[FN_NS_MAX], char name[FN_NAME_MAX]);
 /* Integer member k of o; a missing/null nullable one is 0. */
 int reg_json_int(const cJSON *o, const char *k, int64_t *out, bool nullable);
 /* Cache JSON text -> f: ML_OK, REGISTRY_NOT_FOUND (tombstone), REGISTRY_ABSENT (absence
@@ -94,14 +99,15 @@ cache_probe reg_cache_lookup(registry *r, const char *key, fn_info *out, bool *f
 void reg_cache_store(registry *r, const char *key, const fn_info *info, uint64_t epoch);
 /* Cache JSON from Redis: ML_OK, REGISTRY_NOT_FOUND, REGISTRY_ABSENT or REGISTRY_MISS. */
 int reg_redis_fetch(registry *r, const char *key, bool by_id, fn_info *out);
-/* Stores cache JSON under id and name (nx: only where absent); ML_ERR when Redis is down. */
-int reg_redis_store(registry *r, const char *id, const char *name, const char *json, bool nx);
+/* Stores cache JSON under id and name key (nx: only where absent); ML_ERR when Redis is down. */
+int reg_redis_store(registry *r, const char *id, const char *name_key, const char *json, bool nx);
 /* Leaves the short-lived "no such function" marker under key. */
 void reg_mark_absent(registry *r, const char *key, bool by_id);
-/* Remembers that id's and name's Redis keys must be deleted once Redis answers. */
-void reg_redis_owe(registry *r, const char *id, const char *name);
-/* After a change: writes json through to Redis (or owes it) and drops local copies. */
-void reg_publish_change(registry *r, const char *id, const char *name, const char *json);
+/* Remembers that id's and name_key's Redis keys must be deleted once Redis answers. */
+void reg_redis_owe(registry *r, const char *id, const char *name_key);
+/* After a change of function id (named name in ns; name NULL when unknown): writes json
+ * through to Redis (or owes it) and drops local copies. */
+void reg_publish_change(registry *r, const char *id, const char *ns, const char *name, const char *json);
 
 /* ---- registry_store.c ---- */
 
@@ -117,14 +123,20 @@ void reg_db_fail(httpd_resp *resp, pg_conn *db, const char *what);
 /* Cache JSON of one function: ML_OK with *json (caller frees), REGISTRY_NOT_FOUND, ML_ERR. */
 int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, char *err,
                       size_t errlen);
-/* The API document of the function params names ($1 id or NULL, $2 name or NULL). */
-PGresult *reg_store_get(pg_conn *db, const char *const params[2]);
-/* One page of the list: $1 cursor time (µs) or NULL, $2 cursor id, $3 limit. */
-PGresult *reg_store_list(pg_conn *db, const char *const params[3]);
-/* Applies a validated patch ($3, JSON) to the function ($1, $2): (API doc, cache JSON). */
-PGresult *reg_store_patch(pg_conn *db, const char *const params[3]);
-/* Deletes the function, leaving a tombstone: *res holds (id, name, deleted). */
-int reg_store_delete(pg_conn *db, const char *const params[2], PGresult **res);
+/* The function parameters ($1 id or NULL, $2 name or NULL, $3 namespace) name; one in
+ * another namespace is not found. */
+typedef struct reg_fn_ref {
+    const char *params[3];
+} reg_fn_ref;
+/* The API document of the function ref names. */
+PGresult *reg_store_get(pg_conn *db, const reg_fn_ref *ref);
+/* One page of namespace ns: cursor time (µs) and id or NULL, limit. */
+PGresult *reg_store_list(pg_conn *db, const char *ns, const char *cursor_us, const char *cursor_id,
+                         const char *limit);
+/* Applies a validated patch (JSON) to the function ref names: (API doc, cache JSON). */
+PGresult *reg_store_patch(pg_conn *db, const reg_fn_ref *ref, const char *patch);
+/* Deletes the function, leaving a tombstone: *res holds (id, name, deleted, namespace). */
+int reg_store_delete(pg_conn *db, const reg_fn_ref *ref, PGresult **res);
 /* fnwait's fetch (ud: the registry). */
 int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs);
 

@@ -22,17 +22,24 @@ static void count_lookup(registry *r, const char *source)
     metric_inc(r->m_lookups, labels);
 }
 
-registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out)
+/* An id names one function in every namespace: a caller of another namespace must not
+ * see it (docs/tenants.md: 404, as for a missing one). */
+static bool ns_mismatch(const char *ns, const fn_info *f)
 {
-    char key[FN_NAME_MAX];
+    return ns && strcmp(ns, f->ns) != 0;
+}
+
+registry_rc registry_get_cached(registry *r, const char *ns, const char *fn, fn_info *out)
+{
+    char key[FN_KEY_MAX];
     bool by_id, found = false;
 
-    if (reg_fn_key(fn, key, &by_id) != ML_OK)
+    if (reg_fn_key(ns, fn, key, &by_id) != ML_OK)
         return REGISTRY_NOT_FOUND;
     if (reg_cache_lookup(r, key, out, &found) != PROBE_FRESH)
         return REGISTRY_MISS;
     count_lookup(r, "local");
-    return found ? ML_OK : REGISTRY_NOT_FOUND;
+    return found && !ns_mismatch(ns, out) ? ML_OK : REGISTRY_NOT_FOUND;
 }
 
 /* Postgres, then fill Redis and the process cache. overwrite: Redis holds a tombstone for
@@ -85,7 +92,9 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
             ml_snprintf_trunc(err, errlen, "malformed function row for '%s'", key);
             rc = ML_ERR;
         } else {
-            reg_redis_store(r, out->id, out->name, json, !overwrite);
+            char nk[FN_KEY_MAX];
+            reg_redis_store(r, out->id, reg_name_key(out->ns, out->name, nk) == ML_OK ? nk : NULL, json,
+                            !overwrite);
             reg_cache_store(r, key, out, epoch);
         }
     }
@@ -93,9 +102,12 @@ static int lookup_db(registry *r, const char *key, bool by_id, bool overwrite, f
     return rc;
 }
 
-registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen)
+/* The cached lookup by key; by id it may find another namespace's function (registry_get
+ * checks). */
+static registry_rc get_any(registry *r, const char *ns, const char *fn, fn_info *out, char *err,
+                           size_t errlen)
 {
-    char key[FN_NAME_MAX], ebuf[256];
+    char key[FN_KEY_MAX], ebuf[256];
     bool by_id, found = false;
     cache_probe p;
     uint64_t epoch;
@@ -105,7 +117,7 @@ registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, s
         err = ebuf;
         errlen = sizeof(ebuf);
     }
-    if (reg_fn_key(fn, key, &by_id) != ML_OK) {
+    if (reg_fn_key(ns, fn, key, &by_id) != ML_OK) {
         count_lookup(r, "not_found");
         return REGISTRY_NOT_FOUND;
     }
@@ -134,6 +146,15 @@ registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, s
     }
     count_lookup(r, rc == ML_OK ? "postgres" : rc == REGISTRY_NOT_FOUND ? "not_found" : "error");
     return rc;
+}
+
+registry_rc registry_get(registry *r, const char *ns, const char *fn, fn_info *out, char *err,
+                         size_t errlen)
+{
+    registry_rc rc = get_any(r, ns, fn, out, err, errlen);
+
+    /* by name the key already holds ns; by id the entry is global and checked here */
+    return rc == ML_OK && ns_mismatch(ns, out) ? REGISTRY_NOT_FOUND : rc;
 }
 
 size_t registry_cfg_vars(registry_config *c, cfg_var *vars, size_t max)

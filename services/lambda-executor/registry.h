@@ -35,6 +35,9 @@ typedef enum {
 #define REGISTRY_REDIS_TIMEOUT_MS 250
 
 #define FN_NAME_MAX (FNSPEC_NAME_MAX + 1) /* buffer sizes: the contract's limits + NUL */
+#define FN_NS_MAX (FNSPEC_NS_MAX + 1)
+/* a cache key: a lower-case id, or "namespace/name" ('/' is in neither alphabet) */
+#define FN_KEY_MAX (FNSPEC_NS_MAX + 1 + FNSPEC_NAME_MAX + 1)
 #define FN_RUNTIME_MAX (FNSPEC_RUNTIME_MAX + 1)
 #define FN_HANDLER_MAX (FNSPEC_HANDLER_MAX + 1)
 #define FN_PREFIX_MAX 256
@@ -50,7 +53,8 @@ typedef enum { FN_PENDING = 0, FN_ACTIVE, FN_FAILED } fn_state;
  * copy is independent of the registry. */
 typedef struct fn_info {
     char id[ML_UUID_LEN];
-    char name[FN_NAME_MAX];
+    char ns[FN_NS_MAX];                   /* its namespace (docs/tenants.md) */
+    char name[FN_NAME_MAX];               /* unique within ns */
     fn_state state;
     int version;                          /* active version; 0 while none */
     /* runtime and handler of the active version (the function's own while none) */
@@ -121,19 +125,28 @@ void registry_free(registry *r);
  * its request (fnwait.h) instead of holding a worker. */
 size_t registry_routes(registry *r, httpd_route *out, size_t max);
 
-/* Looks up fn (a function's UUID or name) into *out. ML_OK, REGISTRY_NOT_FOUND, or ML_ERR
+/* The namespace a request acts in (its TENANT_HEADER; absent: default) into ns. ML_ERR with
+ * 400 invalid_namespace written when the header is not a namespace name. */
+int registry_req_ns(httpd_req *req, httpd_resp *resp, char ns[FN_NS_MAX]);
+
+/* Looks up fn (a function's UUID or name) within namespace ns into *out: a function of
+ * another namespace is REGISTRY_NOT_FOUND like a missing one. ns NULL: unscoped, for
+ * internal callers holding an id (async consumer, cron); a name then means one in default.
+ * ML_OK, REGISTRY_NOT_FOUND, or ML_ERR
  * when Postgres is needed but unavailable (err gets why; err may be NULL). May block on a
  * cache miss: Redis is bounded to 250 ms and skipped for a while after it fails; Postgres
  * by its statement timeout. Thread-safe (per-thread connections). */
-registry_rc registry_get(registry *r, const char *fn, fn_info *out, char *err, size_t errlen);
+registry_rc registry_get(registry *r, const char *ns, const char *fn, fn_info *out, char *err,
+                         size_t errlen);
 
 /* Process cache only, never any I/O (safe on the HTTP server's polling threads): ML_OK,
  * REGISTRY_NOT_FOUND (known absent), or REGISTRY_MISS (not cached or older than the TTL). */
-registry_rc registry_get_cached(registry *r, const char *fn, fn_info *out);
+registry_rc registry_get_cached(registry *r, const char *ns, const char *fn, fn_info *out);
 
-/* Drops the function (id and name) from the process cache. The registry does this itself
- * on every change it makes; exposed for callers that learn of a change another way. */
-void registry_forget(registry *r, const char *id, const char *name);
+/* Drops the function (id, and name within ns when name is not NULL) from the process cache.
+ * The registry does this itself on every change it makes; exposed for callers that learn of
+ * a change another way. */
+void registry_forget(registry *r, const char *id, const char *ns, const char *name);
 
 /* At startup: env values still in clear (rows from before docs/secrets.md) or sealed under
  * MINILAMBDA_SECRETS_KEY_OLD are sealed under the current key. ML_ERR (logged) when the

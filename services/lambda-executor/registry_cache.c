@@ -9,7 +9,8 @@
 
 #include "log.h"
 
-/* ML_ERR when key does not fit (a cut key would name another entry). */
+/* key: an id, or a name key "namespace/name" (two namespaces' `hello` never share an entry).
+ * ML_ERR when key does not fit (a cut key would name another entry). */
 static int redis_key(char out[KEY_MAX], const char *key, bool by_id)
 {
     return ml_snprintf(out, KEY_MAX, "%s%s", by_id ? "ml:fn:" : "ml:fnname:", key);
@@ -119,15 +120,23 @@ static void cache_drop_key(registry *r, const char *key)
     }
 }
 
-void registry_forget(registry *r, const char *id, const char *name)
+/* Drops id's and name_key's entries (either may be NULL or ""). */
+static void forget_keys(registry *r, const char *id, const char *name_key)
 {
     pthread_rwlock_wrlock(&r->lock);
     atomic_fetch_add(&r->epoch, 1);
-    if (id)
+    if (id && id[0])
         cache_drop_key(r, id);
-    if (name)
-        cache_drop_key(r, name);
+    if (name_key && name_key[0])
+        cache_drop_key(r, name_key);
     pthread_rwlock_unlock(&r->lock);
+}
+
+void registry_forget(registry *r, const char *id, const char *ns, const char *name)
+{
+    char nk[FN_KEY_MAX];
+
+    forget_keys(r, id, name && reg_name_key(ns, name, nk) == ML_OK ? nk : NULL);
 }
 
 /* This thread's Redis client (see registry_config.thread_deps), or NULL. */
@@ -167,12 +176,12 @@ static void redis_failed(registry *r, rds_conn *c)
                     "until it answers again", rds_error(c));
 }
 
-void reg_redis_owe(registry *r, const char *id, const char *name)
+void reg_redis_owe(registry *r, const char *id, const char *name_key)
 {
     pthread_mutex_lock(&r->redis_lock);
     if (r->ndirty < DIRTY_MAX) {
         ml_strlcpy(r->dirty[r->ndirty].id, id, ML_UUID_LEN);
-        ml_strlcpy(r->dirty[r->ndirty].name, name ? name : "", FN_NAME_MAX);
+        ml_strlcpy(r->dirty[r->ndirty].name, name_key ? name_key : "", FN_KEY_MAX);
         r->ndirty++;
         atomic_store(&r->ndirty_hint, 1);
     } else if (!r->dirty_overflow_logged) {
@@ -311,11 +320,15 @@ void reg_mark_absent(registry *r, const char *key, bool by_id)
 }
 
 /* After a change: write the new state through to Redis (or owe it) and drop local copies. */
-void reg_publish_change(registry *r, const char *id, const char *name, const char *json)
+void reg_publish_change(registry *r, const char *id, const char *ns, const char *name, const char *json)
 {
-    registry_forget(r, id, name);
-    if (reg_redis_store(r, id, name, json, false) != ML_OK)
-        reg_redis_owe(r, id, name);
+    char nk[FN_KEY_MAX] = "";
+
+    if (name && reg_name_key(ns, name, nk) != ML_OK)
+        nk[0] = '\0';
+    forget_keys(r, id, nk);
+    if (reg_redis_store(r, id, nk, json, false) != ML_OK)
+        reg_redis_owe(r, id, nk);
 }
 
 void reg_cache_init(registry *r)

@@ -55,9 +55,9 @@ static char *config_text(const cJSON *config, const char *k)
 
 static const char create_sql[] =
     "INSERT INTO functions (id, name, runtime, handler, memory_mb, timeout_s, env, rate_limit, concurrency,"
-    " webhook_secret_sealed)"
+    " webhook_secret_sealed, namespace)"
     " VALUES ($1, $2, $3, $4, coalesce($5::int, 128), coalesce($6::int, 30), coalesce($7::jsonb, '{}'),"
-    " $8::jsonb, $9::int, $10) ON CONFLICT (id) DO NOTHING";
+    " $8::jsonb, $9::int, $10, $11) ON CONFLICT (id) DO NOTHING";
 
 /* The env to store: the sealed values of the executor's copy (function.sealed.env), or, from
  * a build side older than that, config.env — sealed here. Text (caller frees), or NULL. */
@@ -75,14 +75,16 @@ static char *sealed_env_text(const build_event *ev)
     return text;
 }
 
-/* Creates the function from the event unless it exists; a sealed whsec_ secret in the event
- * is kept (functions from before get theirs with their next event). */
+/* Creates the function from the event, in the event's namespace (function.namespace; absent:
+ * default), unless it exists: a later event never moves a function to another namespace. A
+ * sealed whsec_ secret in the event is kept (functions from before get theirs with their
+ * next event). */
 static int ev_create(pg_conn *db, const build_event *ev)
 {
     static const char *const keys[] = { "memory_mb", "timeout_s", "env", "rate_limit", "concurrency" };
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(ev->s.sealed, "webhook_secret");
     char *vals[ML_ARRAY_LEN(keys)] = { 0 };
-    const char *params[10] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
+    const char *params[11] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
     int rc = ML_ERR;
 
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
@@ -90,7 +92,8 @@ static int ev_create(pg_conn *db, const build_event *ev)
     if (cJSON_GetObjectItemCaseSensitive(ev->s.config, "env") && !vals[2])
         goto out; /* never store a value we could not seal */
     params[9] = cJSON_IsString(ws) ? ws->valuestring : NULL;
-    rc = pg_exec(db, "reg_ev_create", create_sql, 10, params, NULL);
+    params[10] = ev->s.ns[0] ? ev->s.ns : FNSPEC_NS_DEFAULT;
+    rc = pg_exec(db, "reg_ev_create", create_sql, 11, params, NULL);
     if (rc == ML_OK && params[9])
         rc = pg_exec(db, "reg_ev_whsec", "UPDATE functions SET webhook_secret_sealed = $2 WHERE id = $1"
                      " AND webhook_secret_sealed IS DISTINCT FROM $2", 2,
@@ -194,10 +197,10 @@ static void refresh_after_change(registry *r, pg_conn *db, const char *id)
 
     if (f && reg_db_fetch_json(db, id, true, &json, err, sizeof(err)) == ML_OK &&
         reg_fn_parse(json, strlen(json), f) == ML_OK) {
-        reg_publish_change(r, f->id, f->name, json);
+        reg_publish_change(r, f->id, f->ns, f->name, json);
     } else {
         /* cannot tell the new state: make sure nobody keeps the old one */
-        registry_forget(r, id, NULL);
+        registry_forget(r, id, NULL, NULL);
         reg_redis_owe(r, id, "");
     }
     free(json);
@@ -301,7 +304,7 @@ httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud)
     case EV_APPLIED:
         fnwait_notify(r->waits);
         ml_log_kv(ML_LOG_INFO, "build event applied", "build_id", ev.s.build_id, "function_id",
-                  ev.s.function_id, "status", ev.s.status, NULL);
+                  ev.s.function_id, "namespace", ev.s.ns, "status", ev.s.status, NULL);
         /* fallthrough */
     case EV_DUPLICATE:
         httpd_resp_json(resp, 200, cJSON_Parse(out == EV_APPLIED ? "{\"ok\":true}" : "{\"ok\":true,\"duplicate\":true}"));

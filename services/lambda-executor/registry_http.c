@@ -9,6 +9,7 @@
 #include "log.h"
 #include "secretbox.h"
 #include "ssrf.h"
+#include "tenant.h"
 
 /* True when the gateway vouches for a caller that may read env values. */
 static bool reveal_env(httpd_req *req)
@@ -37,18 +38,34 @@ static void reply_json_text(httpd_req *req, httpd_resp *resp, int status, const 
     }
 }
 
-/* {fn} → (id, name) parameters for WHERE_FN; ML_ERR (404 written) if it can name nothing. */
-static int fn_params(httpd_req *req, httpd_resp *resp, char key[FN_NAME_MAX], const char *params[2])
+int registry_req_ns(httpd_req *req, httpd_resp *resp, char ns[FN_NS_MAX])
+{
+    const char *v = httpd_header(req, TENANT_HEADER);
+
+    if (tenant_from_header(v, ns) == ML_OK)
+        return ML_OK;
+    httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name (1-63 of [a-z0-9-], "
+                     "no '-' at either end)", TENANT_HEADER);
+    return ML_ERR;
+}
+
+/* {fn} within the request's namespace → WHERE_FN's parameters (ns and key hold them);
+ * ML_ERR (400 or 404 written) if it can name nothing. */
+static int fn_params(httpd_req *req, httpd_resp *resp, char ns[FN_NS_MAX], char key[FN_KEY_MAX],
+                     reg_fn_ref *ref)
 {
     const char *fn = httpd_param(req, "fn");
     bool by_id;
 
-    if (reg_fn_key(fn, key, &by_id) != ML_OK) {
+    if (registry_req_ns(req, resp, ns) != ML_OK)
+        return ML_ERR;
+    if (!fn || reg_fn_key(ns, fn, key, &by_id) != ML_OK) {
         httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn ? fn : "");
         return ML_ERR;
     }
-    params[0] = by_id ? key : NULL;
-    params[1] = by_id ? NULL : key;
+    ref->params[0] = by_id ? key : NULL;
+    ref->params[1] = by_id ? NULL : fn;
+    ref->params[2] = ns;
     return ML_OK;
 }
 
@@ -71,12 +88,15 @@ static int wait_query(httpd_req *req, httpd_resp *resp, int *timeout_s)
     return ML_OK;
 }
 
-/* True when the API document says the function is still pending. */
-static bool doc_pending(const char *doc)
+/* True when the API document says the function is still pending; id gets its id (what
+ * fnwait waits on: resolved within the caller's namespace now, global afterwards). */
+static bool doc_pending(const char *doc, char id[ML_UUID_LEN])
 {
     cJSON *o = cJSON_Parse(doc);
     const cJSON *st = cJSON_GetObjectItemCaseSensitive(o, "state");
-    bool pending = cJSON_IsString(st) && strcmp(st->valuestring, "pending") == 0;
+    const cJSON *fid = cJSON_GetObjectItemCaseSensitive(o, "id");
+    bool pending = cJSON_IsString(st) && strcmp(st->valuestring, "pending") == 0 && cJSON_IsString(fid) &&
+                   ml_strlcpy(id, fid->valuestring, ML_UUID_LEN) == ML_OK;
 
     cJSON_Delete(o);
     return pending;
@@ -85,24 +105,24 @@ static bool doc_pending(const char *doc)
 static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
-    char key[FN_NAME_MAX];
-    const char *params[2];
+    char ns[FN_NS_MAX], key[FN_KEY_MAX], id[ML_UUID_LEN];
+    reg_fn_ref ref;
     PGresult *res;
     pg_conn *db;
     int timeout_s;
     httpd_result hr = HTTPD_DONE;
 
-    if (fn_params(req, resp, key, params) != ML_OK || wait_query(req, resp, &timeout_s) != ML_OK ||
+    if (fn_params(req, resp, ns, key, &ref) != ML_OK || wait_query(req, resp, &timeout_s) != ML_OK ||
         !(db = reg_need_db(r, resp)))
         return HTTPD_DONE;
-    res = reg_store_get(db, params);
+    res = reg_store_get(db, &ref);
     if (!res)
         reg_db_fail(resp, db, "reading a function");
     else if (PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
     reg_put_db(r); /* not held while parked: fnwait borrows for its own fetches */
-    if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0)))
-        hr = fnwait_park(r->waits, req, resp, key, timeout_s);
+    if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0), id))
+        hr = fnwait_park(r->waits, req, resp, id, timeout_s);
     else if (res && PQntuples(res) > 0)
         reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
@@ -112,12 +132,13 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
 static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *limit_s = httpd_query(req, "limit"), *cursor = httpd_query(req, "cursor");
-    char us[24], id[ML_UUID_LEN], limit[8];
+    char us[24], id[ML_UUID_LEN], limit[8], ns[FN_NS_MAX];
     int64_t n = PAGE_DEFAULT;
-    const char *params[3] = { NULL, NULL, limit };
     PGresult *res;
     pg_conn *db;
 
+    if (registry_req_ns(req, resp, ns) != ML_OK)
+        return HTTPD_DONE;
     if ((limit_s && ml_parse_int64(limit_s, 1, PAGE_MAX, &n) != ML_OK) ||
         (cursor && ml_cursor_parse(cursor, us, id) != ML_OK)) {
         httpd_resp_error(resp, 400, "invalid_query", "limit must be 1..%d and cursor a value from next_cursor", PAGE_MAX);
@@ -129,11 +150,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (!(db = reg_need_db(ud, resp)))
         return HTTPD_DONE;
-    if (cursor) {
-        params[0] = us;
-        params[1] = id;
-    }
-    res = reg_store_list(db, params);
+    res = reg_store_list(db, ns, cursor ? us : NULL, cursor ? id : NULL, limit);
     if (!res)
         reg_db_fail(resp, db, "listing functions");
     else
@@ -181,13 +198,13 @@ static int seal_env(cJSON *body, httpd_resp *resp)
 static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
-    char key[FN_NAME_MAX], err[512], *patch = NULL;
-    const char *params[3];
+    char ns[FN_NS_MAX], key[FN_KEY_MAX], err[512], *patch = NULL;
+    reg_fn_ref ref;
     cJSON *body = NULL;
     PGresult *res = NULL;
     pg_conn *db;
 
-    if (fn_params(req, resp, key, params) != ML_OK || !(body = httpd_body_json(req, resp)))
+    if (fn_params(req, resp, ns, key, &ref) != ML_OK || !(body = httpd_body_json(req, resp)))
         goto out;
     if (!cJSON_IsObject(body)) {
         httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
@@ -210,18 +227,17 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (!(db = reg_need_db(r, resp)))
         goto out;
-    params[2] = patch;
-    res = reg_store_patch(db, params);
+    res = reg_store_patch(db, &ref, patch);
     if (!res)
         reg_db_fail(resp, db, "updating a function");
     reg_put_db(r); /* the rest is Redis and the reply */
     if (res && PQntuples(res) == 0) {
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
     } else if (res) {
         fn_info *f = malloc(sizeof(*f));
         const char *cache = pg_get_text(res, 0, 1);
         if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
-            reg_publish_change(r, f->id, f->name, cache);
+            reg_publish_change(r, f->id, f->ns, f->name, cache);
         free(f);
         reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
     }
@@ -235,30 +251,33 @@ out:
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
-    char key[FN_NAME_MAX], tomb[256];
-    const char *params[2];
+    char ns[FN_NS_MAX], key[FN_KEY_MAX], tomb[320];
+    reg_fn_ref ref;
     PGresult *res = NULL;
     pg_conn *db;
 
-    if (fn_params(req, resp, key, params) != ML_OK || !(db = reg_need_db(r, resp)))
+    if (fn_params(req, resp, ns, key, &ref) != ML_OK || !(db = reg_need_db(r, resp)))
         return HTTPD_DONE;
-    if (reg_store_delete(db, params, &res) != ML_OK)
+    if (reg_store_delete(db, &ref, &res) != ML_OK)
         reg_db_fail(resp, db, "deleting a function");
     reg_put_db(r); /* the rest is Redis and the reply */
     if (res && PQntuples(res) == 0) {
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", key);
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
     } else if (res) {
         const char *id = pg_get_text(res, 0, 0), *name = pg_get_text(res, 0, 1);
-        if (ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"name\":\"%s\"}", id,
-                        name) == ML_OK) {
-            reg_publish_change(r, id, name[0] ? name : NULL, tomb);
+        char nk[FN_KEY_MAX] = "";
+        if (name[0] && reg_name_key(ns, name, nk) != ML_OK)
+            nk[0] = '\0';
+        if (ml_snprintf(tomb, sizeof(tomb), "{\"deleted\":true,\"id\":\"%s\",\"namespace\":\"%s\",\"name\":\"%s\"}",
+                        id, ns, name) == ML_OK) {
+            reg_publish_change(r, id, ns, name[0] ? name : NULL, tomb);
         } else { /* a cut tombstone is no JSON: drop every copy instead (Redis later) */
-            registry_forget(r, id, name[0] ? name : NULL);
-            reg_redis_owe(r, id, name);
+            registry_forget(r, id, ns, name[0] ? name : NULL);
+            reg_redis_owe(r, id, nk);
         }
         ml_log_kv(ML_LOG_INFO, strcmp(pg_get_text(res, 0, 2), "t") == 0
                                    ? "function deleted" : "function tombstoned before it arrived",
-                  "function_id", id, "name", name, NULL);
+                  "function_id", id, "namespace", ns, "name", name, NULL);
         resp->status = 204;
     }
     PQclear(res);

@@ -13,9 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
-/* {fn} → cache key: a UUID lower-cased (ids are compared as UUIDs), or a name as is.
- * ML_ERR when fn can be neither (so it names no function). */
-int reg_fn_key(const char *fn, char key[FN_NAME_MAX], bool *by_id)
+/* {fn} → cache key: a UUID lower-cased (ids are compared as UUIDs, and are global), or
+ * "ns/name" (names are unique per namespace). ML_ERR when fn can be neither (so it names
+ * no function). */
+int reg_fn_key(const char *ns, const char *fn, char key[FN_KEY_MAX], bool *by_id)
 {
     if (!fn)
         return ML_ERR;
@@ -26,9 +27,29 @@ int reg_fn_key(const char *fn, char key[FN_NAME_MAX], bool *by_id)
         key[36] = '\0';
         return ML_OK;
     }
-    if (fnspec_name_valid(fn) != ML_OK)
+    return reg_name_key(ns ? ns : FNSPEC_NS_DEFAULT, fn, key);
+}
+
+int reg_name_key(const char *ns, const char *name, char key[FN_KEY_MAX])
+{
+    if (!ns || !name || fnspec_ns_valid(ns) != ML_OK || fnspec_name_valid(name) != ML_OK)
         return ML_ERR;
-    return ml_strlcpy(key, fn, FN_NAME_MAX);
+    return ml_snprintf(key, FN_KEY_MAX, "%s/%s", ns, name);
+}
+
+int reg_name_key_split(const char *key, char ns[FN_NS_MAX], char name[FN_NAME_MAX])
+{
+    const char *slash = key ? strchr(key, '/') : NULL;
+    size_t n = slash ? (size_t)(slash - key) : 0;
+
+    if (!slash || n == 0 || n >= FN_NS_MAX)
+        return ML_ERR;
+    memcpy(ns, key, n);
+    ns[n] = '\0';
+    if (ml_strlcpy(name, slash + 1, FN_NAME_MAX) != ML_OK || fnspec_ns_valid(ns) != ML_OK ||
+        fnspec_name_valid(name) != ML_OK)
+        return ML_ERR;
+    return ML_OK;
 }
 
 static int json_str(const cJSON *o, const char *k, char *dst, size_t size, bool nullable)
@@ -114,6 +135,7 @@ static int fn_from_json(const cJSON *o, fn_info *f)
     const cJSON *rps = cJSON_GetObjectItemCaseSensitive(rl, "rps");
 
     if (json_str(o, "id", f->id, sizeof(f->id), false) || json_str(o, "name", f->name, sizeof(f->name), false) ||
+        json_str(o, "namespace", f->ns, sizeof(f->ns), true) ||
         json_str(o, "state", state, sizeof(state), false) ||
         json_str(o, "runtime", f->runtime, sizeof(f->runtime), false) ||
         json_str(o, "handler", f->handler, sizeof(f->handler), false) ||
@@ -129,6 +151,8 @@ static int fn_from_json(const cJSON *o, fn_info *f)
         (rl && !cJSON_IsNull(rl) && (!cJSON_IsNumber(rps) || reg_json_int(rl, "burst", &burst, true))) ||
         env_pack(cJSON_GetObjectItemCaseSensitive(o, "env"), f) != ML_OK)
         return ML_ERR;
+    if (!f->ns[0]) /* an entry cached before namespaces: every such function is in default */
+        ml_strlcpy(f->ns, FNSPEC_NS_DEFAULT, sizeof(f->ns));
     f->state = strcmp(state, "active") == 0 ? FN_ACTIVE : strcmp(state, "failed") == 0 ? FN_FAILED : FN_PENDING;
     f->version = (int)version;
     f->artifact_size = size;

@@ -14,7 +14,8 @@
 
 /* The cache shape (parsed by fn_from_json). */
 #define CACHE_JSON                                                                             \
-    "json_build_object('id', f.id, 'name', f.name, 'state', f.state, 'version', f.active_version," \
+    "json_build_object('id', f.id, 'namespace', f.namespace, 'name', f.name, 'state', f.state,"  \
+    " 'version', f.active_version,"                                                             \
     " 'runtime', coalesce(v.runtime, f.runtime), 'handler', coalesce(v.handler, f.handler),"    \
     " 'artifact_prefix', v.artifact_prefix, 'artifact_sha256', v.artifact_sha256,"              \
     " 'artifact_size', v.artifact_size, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s,"   \
@@ -27,7 +28,8 @@
 
 /* The API shape (GET /functions, GET/PATCH /functions/{fn}). */
 #define API_JSON                                                                               \
-    "json_build_object('id', f.id, 'name', f.name, 'runtime', coalesce(v.runtime, f.runtime),"  \
+    "json_build_object('id', f.id, 'namespace', f.namespace, 'name', f.name,"                    \
+    " 'runtime', coalesce(v.runtime, f.runtime),"                                               \
     " 'handler', coalesce(v.handler, f.handler), 'state', f.state, 'version', f.active_version," \
     " 'error', f.state_reason, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s, 'env', f.env," \
     " 'rate_limit', f.rate_limit, 'concurrency', f.concurrency, 'max_retries', f.max_retries,"  \
@@ -42,8 +44,12 @@
 
 #define FROM_FN \
     " FROM functions f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version"
-/* $1 the id (or NULL), $2 the name (or NULL) */
-#define WHERE_FN " WHERE (f.id = $1::uuid OR f.name = $2)"
+/* $1 the id (or NULL), $2 the name (or NULL), $3 the namespace: a function of another
+ * namespace is no match (docs/tenants.md). $3 NULL only for the cache's fetch by id (ids are
+ * global; registry_get checks the namespace). The name branch names the (namespace, name)
+ * index's columns. */
+#define WHERE_FN \
+    " WHERE (f.id = $1::uuid OR (f.namespace = $3 AND f.name = $2)) AND ($3::text IS NULL OR f.namespace = $3)"
 
 pg_conn *reg_need_db(registry *r, httpd_resp *resp)
 {
@@ -84,14 +90,18 @@ void reg_db_fail(httpd_resp *resp, pg_conn *db, const char *what)
     }
 }
 
-/* Cache JSON of one function by key: ML_OK with *json (caller frees), REGISTRY_NOT_FOUND,
- * ML_ERR (err written). */
+/* Cache JSON of one function by key (an id, or a name key "ns/name"): ML_OK with *json
+ * (caller frees), REGISTRY_NOT_FOUND, ML_ERR (err written). */
 int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, char *err, size_t errlen)
 {
-    const char *params[] = { by_id ? key : NULL, by_id ? NULL : key };
-    PGresult *res = pg_query(db, "reg_fetch", "SELECT " CACHE_JSON FROM_FN WHERE_FN, 2, params);
+    char ns[FN_NS_MAX], name[FN_NAME_MAX];
+    const char *params[] = { by_id ? key : NULL, by_id ? NULL : name, by_id ? NULL : ns };
+    PGresult *res;
     int rc = ML_ERR;
 
+    if (!by_id && reg_name_key_split(key, ns, name) != ML_OK)
+        return REGISTRY_NOT_FOUND;
+    res = pg_query(db, "reg_fetch", "SELECT " CACHE_JSON FROM_FN WHERE_FN, 3, params);
     if (!res)
         ml_snprintf_trunc(err, errlen, "function database: %s", pg_error(db));
     else if (PQntuples(res) == 0)
@@ -104,50 +114,55 @@ int reg_db_fetch_json(pg_conn *db, const char *key, bool by_id, char **json, cha
     return rc;
 }
 
-PGresult *reg_store_get(pg_conn *db, const char *const params[2])
+PGresult *reg_store_get(pg_conn *db, const reg_fn_ref *ref)
 {
-    return pg_query(db, "reg_get", "SELECT " API_JSON "::text" FROM_FN WHERE_FN, 2, params);
+    return pg_query(db, "reg_get", "SELECT " API_JSON "::text" FROM_FN WHERE_FN, 3, ref->params);
 }
 
 /* Oldest first; one extra row tells whether there is a next page. */
-PGresult *reg_store_list(pg_conn *db, const char *const params[3])
+PGresult *reg_store_list(pg_conn *db, const char *ns, const char *cursor_us, const char *cursor_id,
+                         const char *limit)
 {
+    const char *params[] = { ns, cursor_us, cursor_id, limit };
+
     return pg_query(db, "reg_list",
                     "WITH page AS (SELECT f.id, f.created_at, " API_JSON " AS j" FROM_FN
-                    " WHERE $1::bigint IS NULL OR (f.created_at, f.id) >"
-                    " ('epoch'::timestamptz + $1::bigint * interval '1 microsecond', $2::uuid)"
-                    " ORDER BY f.created_at, f.id LIMIT $3::int + 1),"
+                    " WHERE f.namespace = $1 AND ($2::bigint IS NULL OR (f.created_at, f.id) >"
+                    " ('epoch'::timestamptz + $2::bigint * interval '1 microsecond', $3::uuid))"
+                    " ORDER BY f.created_at, f.id LIMIT $4::int + 1),"
                     " numbered AS (SELECT *, row_number() OVER (ORDER BY created_at, id) AS rn FROM page)"
                     " SELECT json_build_object('functions', coalesce((SELECT json_agg(j ORDER BY rn)"
-                    " FROM numbered WHERE rn <= $3::int), '[]'), 'next_cursor', (SELECT"
+                    " FROM numbered WHERE rn <= $4::int), '[]'), 'next_cursor', (SELECT"
                     " (extract(epoch FROM created_at) * 1000000)::bigint || '.' || id FROM numbered"
-                    " WHERE rn = $3::int AND (SELECT count(*) FROM numbered) > $3::int))::text",
-                    3, params);
+                    " WHERE rn = $4::int AND (SELECT count(*) FROM numbered) > $4::int))::text",
+                    4, params);
 }
 
 /* Members present in the patch replace the column; JSON null clears a nullable one. */
-PGresult *reg_store_patch(pg_conn *db, const char *const params[3])
+PGresult *reg_store_patch(pg_conn *db, const reg_fn_ref *ref, const char *patch)
 {
+    const char *params[] = { ref->params[0], ref->params[1], ref->params[2], patch };
+
     return pg_query(db, "reg_patch",
                     "WITH u AS (UPDATE functions f SET"
-                    " memory_mb = coalesce(($3::jsonb->>'memory_mb')::int, f.memory_mb),"
-                    " timeout_s = coalesce(($3::jsonb->>'timeout_s')::int, f.timeout_s),"
-                    " env = CASE WHEN $3::jsonb ? 'env' THEN $3::jsonb->'env' ELSE f.env END,"
-                    " rate_limit = CASE WHEN $3::jsonb ? 'rate_limit'"
-                    "   THEN nullif($3::jsonb->'rate_limit', 'null'::jsonb) ELSE f.rate_limit END,"
-                    " concurrency = CASE WHEN $3::jsonb ? 'concurrency'"
-                    "   THEN ($3::jsonb->>'concurrency')::int ELSE f.concurrency END,"
-                    " max_retries = coalesce(($3::jsonb->>'max_retries')::int, f.max_retries),"
-                    " max_event_age_s = coalesce(($3::jsonb->>'max_event_age_s')::int, f.max_event_age_s),"
-                    " on_success_url = CASE WHEN $3::jsonb ? 'on_success_url'"
-                    "   THEN $3::jsonb->>'on_success_url' ELSE f.on_success_url END,"
-                    " on_failure_url = CASE WHEN $3::jsonb ? 'on_failure_url'"
-                    "   THEN $3::jsonb->>'on_failure_url' ELSE f.on_failure_url END,"
-                    " network = coalesce(($3::jsonb->>'network')::boolean, f.network)"
+                    " memory_mb = coalesce(($4::jsonb->>'memory_mb')::int, f.memory_mb),"
+                    " timeout_s = coalesce(($4::jsonb->>'timeout_s')::int, f.timeout_s),"
+                    " env = CASE WHEN $4::jsonb ? 'env' THEN $4::jsonb->'env' ELSE f.env END,"
+                    " rate_limit = CASE WHEN $4::jsonb ? 'rate_limit'"
+                    "   THEN nullif($4::jsonb->'rate_limit', 'null'::jsonb) ELSE f.rate_limit END,"
+                    " concurrency = CASE WHEN $4::jsonb ? 'concurrency'"
+                    "   THEN ($4::jsonb->>'concurrency')::int ELSE f.concurrency END,"
+                    " max_retries = coalesce(($4::jsonb->>'max_retries')::int, f.max_retries),"
+                    " max_event_age_s = coalesce(($4::jsonb->>'max_event_age_s')::int, f.max_event_age_s),"
+                    " on_success_url = CASE WHEN $4::jsonb ? 'on_success_url'"
+                    "   THEN $4::jsonb->>'on_success_url' ELSE f.on_success_url END,"
+                    " on_failure_url = CASE WHEN $4::jsonb ? 'on_failure_url'"
+                    "   THEN $4::jsonb->>'on_failure_url' ELSE f.on_failure_url END,"
+                    " network = coalesce(($4::jsonb->>'network')::boolean, f.network)"
                     WHERE_FN " RETURNING f.*)"
                     " SELECT " API_JSON "::text, " CACHE_JSON
                     " FROM u f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
-                    3, params);
+                    4, params);
 }
 
 /* Deletes the function and everything below it (ON DELETE CASCADE) and leaves a tombstone,
@@ -155,24 +170,30 @@ PGresult *reg_store_patch(pg_conn *db, const char *const params[3])
  * even when there was no row: the build side deletes a function whose queued event may not
  * have arrived yet, and that event must not create it afterwards. The cascade over a long
  * audit log may outlast the usual statement timeout, so this transaction gets a longer one.
- * ML_OK with *res holding (id, name, deleted: whether a row went) — no rows if there was no
- * such function and it was named by name. */
-int reg_store_delete(pg_conn *db, const char *const params[2], PGresult **res)
+ * ML_OK with *res holding (id, name, deleted: whether a row went, namespace) — no rows if
+ * there was no such function and it was named by name, or the id is another namespace's. */
+int reg_store_delete(pg_conn *db, const reg_fn_ref *ref, PGresult **res)
 {
+    const char *const *params = ref->params;
+
     *res = NULL;
     if (pg_begin(db) != ML_OK)
         return ML_ERR;
     if (pg_exec(db, "reg_delete_timeout", "SET LOCAL statement_timeout = '" DELETE_TIMEOUT "'", 0, NULL, NULL) != ML_OK ||
         (params[0] && pg_exec(db, "reg_delete_fnlock", FN_XACT_LOCK, 1, params, NULL) != ML_OK) ||
         !(*res = pg_query(db, "reg_delete",
-                          "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name),"
-                          " g AS (SELECT id, name, true AS deleted FROM d UNION ALL"
-                          "  SELECT $1::uuid, '', false WHERE $1::uuid IS NOT NULL"
-                          "  AND NOT EXISTS (SELECT 1 FROM d)),"
-                          " t AS (INSERT INTO deleted_functions (id, name) SELECT id, name FROM g"
-                          "  ON CONFLICT (id) DO NOTHING)"
-                          " SELECT id, name, deleted FROM g",
-                          2, params)) ||
+                          "WITH d AS (DELETE FROM functions f" WHERE_FN " RETURNING f.id, f.name, f.namespace),"
+                          " g AS (SELECT id, name, true AS deleted, namespace FROM d UNION ALL"
+                          "  SELECT $1::uuid, '', false, $3 WHERE $1::uuid IS NOT NULL"
+                          "  AND NOT EXISTS (SELECT 1 FROM d)"
+                          /* never tombstone (or admit) another namespace's function */
+                          "  AND NOT EXISTS (SELECT 1 FROM functions o WHERE o.id = $1::uuid)"
+                          "  AND NOT EXISTS (SELECT 1 FROM deleted_functions o WHERE o.id = $1::uuid"
+                          "   AND o.namespace <> $3)),"
+                          " t AS (INSERT INTO deleted_functions (id, name, namespace) SELECT id, name, namespace"
+                          "  FROM g ON CONFLICT (id) DO NOTHING)"
+                          " SELECT id, name, deleted, namespace FROM g",
+                          3, params)) ||
         pg_commit(db) != ML_OK) {
         pg_rollback(db);
         PQclear(*res);
@@ -196,7 +217,8 @@ static char *redacted_doc(const char *text)
     return out;
 }
 
-/* fnwait's fetch: every key's API document in one statement (see fnwait_fetch_fn). */
+/* fnwait's fetch: every key's API document in one statement (see fnwait_fetch_fn). Keys
+ * are function ids: h_get resolved the name within the caller's namespace before parking. */
 int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
 {
     registry *r = ud;
@@ -215,7 +237,7 @@ int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
     params[0] = ml_buf_cstr(&arr);
     res = pg_query(db, "reg_wait",
                    "SELECT k.i, " API_JSON "::text FROM unnest($1::text[]) WITH ORDINALITY AS k (key, i)"
-                   " JOIN functions f ON f.name = k.key OR f.id = (CASE WHEN k.key ~"
+                   " JOIN functions f ON f.id = (CASE WHEN k.key ~"
                    " '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN k.key::uuid END)"
                    " LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
                    1, params);

@@ -103,7 +103,7 @@ static int handle_fire(scheduler *s, deps *d, const due_fire *f, advance *adv)
         count_fire("skipped");
         return ML_OK;
     }
-    rc = registry_get(s->app->registry, f->function_id, s->fn, err, sizeof(err));
+    rc = registry_get(s->app->registry, NULL, f->function_id, s->fn, err, sizeof(err));
     if (rc == ML_ERR) {
         trouble(s, "function lookup", err);
         count_fire("failed");

@@ -10,6 +10,7 @@
 #include "cron.h"
 #include "log.h"
 #include "pgpool.h"
+#include "tenant.h"
 
 /* Request bodies: a payload of SCHEDULES_MAX_PAYLOAD may arrive with generous whitespace. */
 #define MAX_BODY (1024 * 1024)
@@ -20,17 +21,26 @@
     "jsonb_build_object('id', s.id, 'function_id', s.function_id, 'cron', s.cron,"            \
     " 'payload', s.payload, 'enabled', s.enabled, 'next_fire_at', " ISO("s.next_fire_at") "," \
     " 'last_fired_at', " ISO("s.last_fired_at") ", 'created_at', " ISO("s.created_at") ")"
-/* {fn}: $1 the id (or NULL), $2 the name (or NULL) */
-#define WHERE_FN " (f.id = $1::uuid OR f.name = $2)"
+/* {fn}: $1 the id (or NULL), $2 the name (or NULL), ns the namespace's placeholder: another
+ * namespace's function (by id too) is no match (docs/tenants.md). */
+#define WHERE_FN(ns) " ((f.id = $1::uuid OR (f.namespace = " ns " AND f.name = $2)) AND f.namespace = " ns ")"
 
-/* {fn} as WHERE_FN's parameters: an id when it looks like one (a name never does). */
-static void fn_params(httpd_req *req, const char *params[2])
+/* {fn} as WHERE_FN's parameters (an id when it looks like one: a name never does) and the
+ * request's namespace into params[2] (backed by ns). ML_ERR with 400 written when the
+ * namespace header is invalid. */
+static int fn_params(httpd_req *req, httpd_resp *resp, char ns[TENANT_MAX + 1], const char *params[3])
 {
     const char *fn = httpd_param(req, "fn");
     bool by_id = ml_uuid_valid(fn) == ML_OK;
 
+    if (tenant_from_header(httpd_header(req, TENANT_HEADER), ns) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name", TENANT_HEADER);
+        return ML_ERR;
+    }
     params[0] = by_id ? fn : NULL;
     params[1] = by_id ? NULL : fn;
+    params[2] = ns;
+    return ML_OK;
 }
 
 /* Borrows this thread's connection for the handler's statements; NULL with 503 and
@@ -133,15 +143,17 @@ out:
  * written. Runs inside the caller's transaction. */
 static int lock_function(pg_conn *db, httpd_req *req, httpd_resp *resp, char id[ML_UUID_LEN], int64_t *now)
 {
-    const char *params[2];
+    const char *params[3];
+    char ns[TENANT_MAX + 1];
     PGresult *r;
     int rc = ML_ERR;
 
-    fn_params(req, params);
+    if (fn_params(req, resp, ns, params) != ML_OK)
+        return ML_ERR;
     r = pg_query(db, "sch_lock_fn",
                  "SELECT f.id, floor(extract(epoch FROM now()))::bigint FROM functions f"
-                 " WHERE" WHERE_FN " FOR NO KEY UPDATE",
-                 2, params);
+                 " WHERE" WHERE_FN("$3") " FOR NO KEY UPDATE",
+                 3, params);
     if (!r) {
         db_fail(resp, db, "creating a schedule");
     } else if (PQntuples(r) == 0) {
@@ -231,18 +243,18 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
 
 static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
 {
-    const char *params[2];
+    const char *params[3];
+    char ns[TENANT_MAX + 1];
     PGresult *r;
     pg_conn *db;
 
-    if (!(db = need_db(ud, resp)))
+    if (fn_params(req, resp, ns, params) != ML_OK || !(db = need_db(ud, resp)))
         return HTTPD_DONE;
-    fn_params(req, params);
     r = pg_query(db, "sch_list",
                  "SELECT jsonb_build_object('schedules', coalesce((SELECT jsonb_agg(" SCHEDULE_JSON
                  " ORDER BY s.created_at, s.id) FROM schedules s WHERE s.function_id = f.id),"
-                 " '[]'::jsonb))::text FROM functions f WHERE" WHERE_FN,
-                 2, params);
+                 " '[]'::jsonb))::text FROM functions f WHERE" WHERE_FN("$3"),
+                 3, params);
     if (!r)
         db_fail(resp, db, "listing schedules");
     else if (PQntuples(r) == 0)
@@ -257,21 +269,23 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
     const char *id = httpd_param(req, "id"), *fn = httpd_param(req, "fn");
-    const char *params[3] = { NULL, NULL, id };
+    const char *params[4] = { NULL, NULL, NULL, id };
+    char ns[TENANT_MAX + 1];
     int64_t deleted = 0;
     pg_conn *db;
 
+    if (fn_params(req, resp, ns, params) != ML_OK)
+        return HTTPD_DONE;
     if (ml_uuid_valid(id) != ML_OK) {
         httpd_resp_error(resp, 404, "not_found", "no schedule '%s' for function '%s'", id, fn);
         return HTTPD_DONE;
     }
     if (!(db = need_db(ud, resp)))
         return HTTPD_DONE;
-    fn_params(req, params);
     if (pg_exec(db, "sch_delete",
                 "DELETE FROM schedules s USING functions f"
-                " WHERE s.id = $3::uuid AND s.function_id = f.id AND" WHERE_FN,
-                3, params, &deleted) != ML_OK) {
+                " WHERE s.id = $4::uuid AND s.function_id = f.id AND" WHERE_FN("$3"),
+                4, params, &deleted) != ML_OK) {
         db_fail(resp, db, "deleting a schedule");
     } else if (deleted == 0) {
         httpd_resp_error(resp, 404, "not_found", "no schedule '%s' for function '%s'", id, fn);

@@ -69,7 +69,7 @@ def scrape(port):
 
 def kills(name):
     m, _ = scrape(PORTS["lambda-executor"])
-    return {r: m.get(f'minilambda_sandbox_kills_total{{function="{name}",reason="{r}"}}', 0)
+    return {r: m.get(f'minilambda_sandbox_kills_total{{function="{name}",reason="{r}",namespace="default"}}', 0)
             for r in ("timeout", "memory", "pids", "crash")}
 
 
@@ -440,7 +440,7 @@ def metrics_endpoints(run):
           m.get("minilambda_dlq_messages"))
     check("executor: per-function invocation, start and pool series use the function's name",
           any(k.startswith(f'minilambda_invocations_total{{function="{py}",trigger="http_sync"') for k in m)
-          and f'minilambda_invocation_starts_total{{function="{py}",kind="cold"}}' in m
+          and f'minilambda_invocation_starts_total{{function="{py}",kind="cold",namespace="default"}}' in m
           and f'minilambda_pool_instances{{function="{py}",state="idle"}}' in m,
           [k for k in m if py in k][:10])
 

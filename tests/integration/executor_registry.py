@@ -374,8 +374,8 @@ def caching(run):
     dry_run(name)
     raw = redis_cli("GET", f"ml:fn:{fid}")
     cached = json.loads(raw) if raw.startswith("{") else {}
-    check("a lookup leaves the function in Redis (ml:fn:<id>, ml:fnname:<name>) with a TTL",
-          cached.get("name") == name and redis_cli("EXISTS", f"ml:fnname:{name}") == "1" and
+    check("a lookup leaves the function in Redis (ml:fn:<id>, ml:fnname:<namespace>/<name>) with a TTL",
+          cached.get("name") == name and redis_cli("EXISTS", f"ml:fnname:default/{name}") == "1" and
           0 < int(redis_cli("PTTL", f"ml:fn:{fid}")) <= 60000, raw)
     request("PATCH", f"/functions/{fid}", {"memory_mb": 1024})
     after = json.loads(redis_cli("GET", f"ml:fn:{fid}") or "{}")
@@ -425,7 +425,7 @@ def caching(run):
     while time.time() < end and not back:
         time.sleep(LOCAL_TTL_MS / 1000 + 0.1)
         dry_run(name)
-        back = redis_cli("EXISTS", f"ml:fn:{fid}") == "1" or redis_cli("EXISTS", f"ml:fnname:{name}") == "1"
+        back = redis_cli("EXISTS", f"ml:fn:{fid}") == "1" or redis_cli("EXISTS", f"ml:fnname:default/{name}") == "1"
     check("after Redis restarts, lookups fill it again", back)
 
 

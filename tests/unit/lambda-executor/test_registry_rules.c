@@ -24,22 +24,64 @@ static const char doc[] =
 
 static void test_names_and_keys(void **state)
 {
-    char key[FN_NAME_MAX];
+    char key[FN_KEY_MAX];
     bool by_id;
 
     (void)state;
-    assert_int_equal(reg_fn_key("resize-v2_x", key, &by_id), ML_OK);
-    assert_int_equal(reg_fn_key("", key, &by_id), ML_ERR);
-    assert_int_equal(reg_fn_key("has space", key, &by_id), ML_ERR);
-    assert_int_equal(reg_fn_key("-x", key, &by_id), ML_ERR); /* fnspec's rule, as build-master's */
-    assert_int_equal(reg_fn_key("7B1D3C2A-1111-4222-8333-944455556666", key, &by_id), ML_OK);
+    assert_int_equal(reg_fn_key(NULL, "resize-v2_x", key, &by_id), ML_OK);
+    assert_string_equal(key, "default/resize-v2_x"); /* no namespace: default */
+    assert_int_equal(reg_fn_key("team-a", "", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("team-a", "has space", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("team-a", "-x", key, &by_id), ML_ERR); /* fnspec's rule, as build-master's */
+    assert_int_equal(reg_fn_key("team-a", "7B1D3C2A-1111-4222-8333-944455556666", key, &by_id), ML_OK);
     assert_true(by_id);
-    assert_string_equal(key, "7b1d3c2a-1111-4222-8333-944455556666");
-    assert_int_equal(reg_fn_key("Resize", key, &by_id), ML_OK);
+    assert_string_equal(key, "7b1d3c2a-1111-4222-8333-944455556666"); /* ids are global */
+    assert_int_equal(reg_fn_key("team-a", "Resize", key, &by_id), ML_OK);
     assert_false(by_id);
-    assert_string_equal(key, "Resize");
-    assert_int_equal(reg_fn_key("no/such", key, &by_id), ML_ERR);
-    assert_int_equal(reg_fn_key(NULL, key, &by_id), ML_ERR);
+    assert_string_equal(key, "team-a/Resize");
+    assert_int_equal(reg_fn_key("team-a", "no/such", key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("team-a", NULL, key, &by_id), ML_ERR);
+    assert_int_equal(reg_fn_key("Team-A", "x", key, &by_id), ML_ERR); /* not a namespace name */
+}
+
+/* The same name in two namespaces never shares a cache key; a key splits back. */
+static void test_name_keys_per_namespace(void **state)
+{
+    char a[FN_KEY_MAX], b[FN_KEY_MAX], ns[FN_NS_MAX], name[FN_NAME_MAX];
+    char longns[FNSPEC_NS_MAX + 1], longname[FNSPEC_NAME_MAX + 1];
+    bool by_id;
+
+    (void)state;
+    assert_int_equal(reg_fn_key("team-a", "hello", a, &by_id), ML_OK);
+    assert_int_equal(reg_fn_key("team-b", "hello", b, &by_id), ML_OK);
+    assert_string_not_equal(a, b);
+    assert_int_equal(reg_name_key_split(b, ns, name), ML_OK);
+    assert_string_equal(ns, "team-b");
+    assert_string_equal(name, "hello");
+    assert_int_equal(reg_name_key_split("hello", ns, name), ML_ERR);
+    assert_int_equal(reg_name_key_split("/hello", ns, name), ML_ERR);
+    /* the longest namespace and name fit, uncut */
+    memset(longns, 'n', sizeof(longns) - 1);
+    longns[sizeof(longns) - 1] = '\0';
+    memset(longname, 'x', sizeof(longname) - 1);
+    longname[sizeof(longname) - 1] = '\0';
+    assert_int_equal(reg_name_key(longns, longname, a), ML_OK);
+    assert_int_equal(strlen(a), FNSPEC_NS_MAX + 1 + FNSPEC_NAME_MAX);
+    assert_int_equal(reg_name_key_split(a, ns, name), ML_OK);
+    assert_string_equal(ns, longns);
+}
+
+/* A cache document carries its namespace (registry_get compares it for lookups by id). */
+static void test_document_namespace(void **state)
+{
+    static fn_info f;
+    char with_ns[sizeof(doc) + 32];
+
+    (void)state;
+    assert_int_equal(ml_snprintf(with_ns, sizeof(with_ns), "{\"namespace\":\"team-a\",%s", doc + 1), ML_OK);
+    assert_int_equal(reg_fn_parse(with_ns, strlen(with_ns), &f), ML_OK);
+    assert_string_equal(f.ns, "team-a");
+    assert_string_equal(f.name, "resize");
 }
 
 static void test_document(void **state)
@@ -49,6 +91,7 @@ static void test_document(void **state)
     (void)state;
     assert_int_equal(reg_fn_parse(doc, strlen(doc), &f), ML_OK);
     assert_string_equal(f.name, "resize");
+    assert_string_equal(f.ns, "default"); /* an entry from before namespaces */
     assert_int_equal(f.state, FN_ACTIVE);
     assert_int_equal(f.version, 3);
     assert_int_equal(f.memory_mb, 256);
@@ -118,6 +161,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_names_and_keys),
+        cmocka_unit_test(test_name_keys_per_namespace),
+        cmocka_unit_test(test_document_namespace),
         cmocka_unit_test(test_document),
         cmocka_unit_test(test_markers_and_malformed),
         cmocka_unit_test(test_fields),
