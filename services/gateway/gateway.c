@@ -15,6 +15,8 @@
 #include "headers.h"
 #include "log.h"
 #include "sigv4.h"
+#include "tenant.h"
+#include "token.h"
 
 #define FN_LOOKUP_TIMEOUT_MS 2000
 #define FN_LOOKUP_MAX_BYTES (256u * 1024u)
@@ -24,7 +26,8 @@
 #define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md); others are not forwarded. */
-static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s" };
+static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s",
+                                             "namespace" };
 #define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
 
 static const char *req_header(void *ud, const char *name)
@@ -43,6 +46,17 @@ static void header_int(httpd_resp *resp, const char *name, int64_t v)
 
     if (ml_snprintf(s, sizeof(s), "%" PRId64, v) == ML_OK) /* 24 bytes hold any int64 */
         httpd_resp_header(resp, name, s);
+}
+
+/* Appends line to *list, which stays intact (and the caller's to free) on failure. */
+static int append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+
+    if (!n)
+        return ML_ERR;
+    *list = n;
+    return ML_OK;
 }
 
 /* ---- auth ---- */
@@ -134,14 +148,16 @@ typedef struct gw_call {
     unsigned cap;                /* the GW_CAP_* the serving instance needs */
     char rid[160];
     char inv_id[ML_UUID_LEN];    /* invoke: the id fixed here ("" for a sync invoke without one) */
+    char ns[TENANT_MAX + 1];     /* the namespace the request acts in (docs/tenants.md) */
     /* invoke routes */
     char fn[GW_FN_NAME_MAX];
+    char fnkey[TENANT_MAX + 1 + GW_FN_NAME_MAX]; /* "ns/fn": the function cache's key */
     gw_fncache_hit hit;
     gw_fn_info info;
     bool dry_run;
     /* the rate limit to apply, if any */
     bool limited;
-    char limit_key[GW_SUB_MAX + GW_FN_NAME_MAX + 32];
+    char limit_key[GW_SUB_MAX + TENANT_MAX + GW_FN_NAME_MAX + 32];
     const char *limit_kind, *limit_label;
     gcra_limit lim;
 } gw_call;
@@ -300,7 +316,8 @@ static void on_limit(void *ud, const gcra_result *r)
     int64_t retry;
 
     metric_inc(c->app->m_decisions,
-               (const char *[]){ c->limit_kind, c->limit_label, r->allowed ? "allowed" : "throttled" });
+               (const char *[]){ c->ns, c->limit_kind, c->limit_label,
+                                 r->allowed ? "allowed" : "throttled" });
     if (r->allowed) {
         limit_headers(c->resp, r);
         call_proxy(c);
@@ -326,7 +343,7 @@ static void call_limit(gw_call *c)
                      ? gcra_limit_rps(c->info.rps, c->info.burst)
                      : gcra_limit_rps((double)a->cfg.default_rps, a->cfg.default_burst);
         /* the id when known, so a function's name and id share one budget */
-        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s:%s", c->ns,
                         c->info.id[0] ? c->info.id : c->fn) != ML_OK) {
             /* a cut key would share another function's budget (limit_key is sized to fit) */
             httpd_resp_error(c->resp, 500, "internal", "cannot build the rate limit key");
@@ -366,7 +383,7 @@ static void lookup_fallback(gw_call *c, const char *where, const char *why)
     if (c->hit != GW_FNCACHE_STALE)
         memset(&c->info, 0, sizeof(c->info));
     else /* stale-if-error for one more TTL: not one failing lookup per invoke in an outage */
-        gw_fncache_put(&c->app->fns, c->fn, &c->info, ml_now_ms());
+        gw_fncache_put(&c->app->fns, c->fnkey, &c->info, ml_now_ms());
     metric_inc(c->app->m_fn_lookups,
                (const char *[]){ c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
 }
@@ -387,7 +404,7 @@ static void on_lookup_done(gw_xfer *lx)
     if (ok) {
         /* never cache a 404: a function created a moment later must be invocable at once */
         if (fresh.status == 200)
-            gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
+            gw_fncache_put(&c->app->fns, c->fnkey, &fresh, ml_now_ms());
         c->info = fresh;
         metric_inc(c->app->m_fn_lookups, (const char *[]){ "fetched" });
     } else {
@@ -409,12 +426,14 @@ static gw_xfer *lookup_xfer(gw_call *c)
 {
     gw_xfer *lx = gw_xfer_new();
     ml_buf path = { 0 };
-    char rid[200];
+    char rid[200], ns[sizeof(TENANT_HEADER) + TENANT_MAX + 2];
 
+    /* the function as the caller's namespace sees it: another namespace's is a 404 */
     if (!lx || ml_buf_append_str(&path, "/functions/") != ML_OK ||
         gw_sigv4_uri_encode(c->fn, strlen(c->fn), &path) != ML_OK ||
         ml_snprintf(rid, sizeof(rid), "X-Request-Id: %s", c->rid) != ML_OK ||
-        !(lx->headers = curl_slist_append(NULL, rid))) {
+        ml_snprintf(ns, sizeof(ns), TENANT_HEADER ": %s", c->ns) != ML_OK ||
+        append_header(&lx->headers, rid) != ML_OK || append_header(&lx->headers, ns) != ML_OK) {
         gw_xfer_free(lx);
         ml_buf_free(&path);
         return NULL;
@@ -532,7 +551,11 @@ static int prepare_invoke(gw_call *c)
         return ML_ERR;
     }
     c->dry_run = strcmp(type, "DryRun") == 0;
-    c->hit = gw_fncache_get(&c->app->fns, fn, ml_now_ms(), &c->info);
+    if (ml_snprintf(c->fnkey, sizeof(c->fnkey), "%s/%s", c->ns, c->fn) != ML_OK) {
+        httpd_resp_error(c->resp, 500, "internal", "cannot build the function cache key");
+        return ML_ERR; /* sized to fit: never happens */
+    }
+    c->hit = gw_fncache_get(&c->app->fns, c->fnkey, ml_now_ms(), &c->info);
     if (c->hit != GW_FNCACHE_FRESH)
         return ML_OK;
     metric_inc(c->app->m_fn_lookups, (const char *[]){ "cached" });
@@ -624,6 +647,40 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     return c;
 }
 
+/* The namespace the request acts in (gw_auth_namespace) into ns; ML_ERR with the 400/403
+ * in resp. */
+static int choose_namespace(httpd_req *req, httpd_resp *resp, const gw_principal *who,
+                            char ns[TENANT_MAX + 1])
+{
+    const char *hdr = httpd_header(req, TENANT_HEADER);
+    int st = gw_auth_namespace(who, hdr, ns);
+
+    if (st == 400)
+        httpd_resp_error(resp, 400, "invalid_namespace",
+                         TENANT_HEADER " must be a namespace name (1-63 of [a-z0-9-])");
+    else if (st == 403)
+        httpd_resp_error(resp, 403, "forbidden",
+                         "this credential may act only in its own namespace");
+    return st == 0 ? ML_OK : ML_ERR;
+}
+
+/* POST /admin/tokens, answered here: nothing upstream knows the JWT secret. */
+static httpd_result mint(gw_app *a, httpd_req *req, httpd_resp *resp, const char *ns)
+{
+    size_t len = 0;
+    const char *body = httpd_body(req, &len);
+    void *doc = NULL;
+    char err[256];
+    int st = token_admin_mint(a->cfg.jwt_secret, body, len, ns, (int64_t)time(NULL), &doc, err,
+                              sizeof(err));
+
+    if (st == 201)
+        httpd_resp_json(resp, 201, (cJSON *)doc); /* frees doc */
+    else
+        httpd_resp_error(resp, st, st == 400 ? "invalid_field" : "internal", "%s", err);
+    return HTTPD_DONE;
+}
+
 static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
 {
     gw_route_ctx *rc = ud;
@@ -631,6 +688,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     const gw_route_def *d = rc->def;
     gw_principal who;
     gw_call *c = NULL;
+    char ns[TENANT_MAX + 1], line[sizeof(TENANT_HEADER) + TENANT_MAX + 2];
 
     if (atomic_load(&a->draining)) {
         httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
@@ -638,18 +696,23 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_header(resp, "Connection", "close");
         goto refuse;
     }
-    if (authenticate(a, d, req, resp, &who) != ML_OK)
+    if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
+    if (d->kind == GW_KIND_MINT)
+        return mint(a, req, resp, ns);
     c = call_new(a, d, req, resp);
-    if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK) {
+    if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
+        ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||
+        append_header(&c->x->headers, line) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
         goto refuse;
     }
+    ml_strlcpy(c->ns, ns, sizeof(c->ns)); /* a valid name: fits */
     if (d->kind == GW_KIND_BUILD_SUBMIT) {
         c->limited = true;
         c->lim = gcra_limit_per_minute(a->cfg.build_per_minute, a->cfg.build_burst);
-        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s",
-                        who.sub) != ML_OK) {
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s:%s",
+                        ns, who.sub) != ML_OK) {
             httpd_resp_error(resp, 500, "internal", "cannot build the rate limit key");
             goto refuse;
         }
@@ -681,9 +744,9 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                          "Requests refused by authentication or authorization, by reason.",
                                          "reason");
     a->m_decisions = metrics_counter(reg, "minilambda_gateway_ratelimit_decisions_total",
-                                     "Rate-limit decisions by limit kind, function (capped; "
-                                     "_other beyond the cap) and decision.",
-                                     "limit,function,decision");
+                                     "Rate-limit decisions by namespace, limit kind, function "
+                                     "(capped; _other beyond the cap) and decision.",
+                                     "namespace,limit,function,decision");
     a->m_proxy_errors = metrics_counter(reg, "minilambda_gateway_proxy_errors_total",
                                         "Requests the gateway could not complete upstream, by kind.",
                                         "service,kind");

@@ -44,7 +44,7 @@ typedef struct gw_route_ctx {
     const gw_route_def *def;
 } gw_route_ctx;
 
-#define GW_MAX_ROUTES 32
+#define GW_MAX_ROUTES 48
 
 typedef struct gw_app {
     gw_settings cfg;
