@@ -19,11 +19,15 @@ function named slow-* takes 1.5 s). Checks:
   - SigV4 per tenant: a key the executor knows works in its namespace and is looked up once
     per TTL; disabled -> refused within the 5 s TTL; rotated -> the old secret refused, the new
     one works; unknown -> refused; the operator's key from config still works (default).
+Then, against the real lambda-executor (when it has the admin API): a namespace created and
+its quotas set through the gateway, builds_per_minute enforced from them; an access key
+created through the gateway authenticates on the AWS route in its namespace, is refused
+within the TTL once disabled, and after a rotation only the new secret works.
 Prints ok/not ok lines."""
 import hashlib, hmac, http.client, http.server, json, os, socket, subprocess, threading, time, uuid
 import base64, signal
 
-from mlstack import BIN, INTERNAL_TOKEN, ROOT
+from mlstack import BIN, INTERNAL_TOKEN, ROOT, Suite
 
 SECRET = base64.b64encode(os.urandom(24)).decode()
 AWS_KEY, AWS_SECRET = "AKIDTENANTSE2E", base64.b64encode(os.urandom(24)).decode()
@@ -374,6 +378,59 @@ def sigv4_keys(gw):
     check("SigV4 works only on the AWS route", st == 401, st)
 
 
+def real_executor():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    suite = Suite("test-gateway-tenants", {"lambda-executor": port})
+    suite.start("lambda-executor")
+    gw, proc = start_gateway(suite.url("lambda-executor"))
+    adm, ns = bearer("admin"), f"tr-{RUN}"
+    try:
+        st, _, doc = request(gw, "POST", "/admin/namespaces", body={"name": ns, "quotas": {"builds_per_minute": 1}}, auth=adm)
+        if st == 404:
+            print("# real executor: no admin API here (helper D's executor side not merged): skipped", flush=True)
+            return
+        check("real executor: an admin creates a namespace with quotas through the gateway", st == 201, (st, doc))
+        st, _, doc = request(gw, "GET", f"/admin/namespaces/{ns}", auth=adm)
+        check("real executor: and reads it back", st == 200 and doc["quotas"]["builds_per_minute"] == 1, (st, doc))
+        tok = bearer(ns=ns)
+        first = request(gw, "POST", "/functions", body={"name": "b1"}, auth=tok)[0]
+        st, _, err = request(gw, "POST", "/functions", body={"name": "b2"}, auth=tok)
+        check("real executor: builds_per_minute from the executor's quotas (second build 429 quota_exceeded)",
+              first != 429 and st == 429 and err["error"]["quota"] == "builds_per_minute", (first, st, err))
+        st, _, _ = request(gw, "POST", "/admin/keys", body={"namespace": ns, "scopes": "functions:invoke"}, auth=bearer(ALL))
+        check("real executor: only an admin creates keys", st == 403, st)
+        st, _, key = request(gw, "POST", "/admin/keys", body={"namespace": ns, "scopes": "functions:invoke"}, auth=adm)
+        if not check("real executor: an admin creates an access key (201, secret once)", st == 201 and key.get("secret_access_key"), (st, key)):
+            return
+        kid, sec = key["access_key_id"], key["secret_access_key"]
+        st, _, doc = aws_invoke(gw, "nosuch", kid, sec)
+        check("real executor: the key authenticates on the AWS route (404 for a function its namespace lacks)", st == 404, (st, doc))
+        st, _, _ = aws_invoke(gw, "nosuch", kid, sec[:-1] + ("a" if sec[-1] != "a" else "b"))
+        check("real executor: a wrong secret for it is refused", st == 401, st)
+        st, _, _ = request(gw, "POST", f"/admin/keys/{kid}/disable", auth=adm)
+        t0 = time.time()
+        while time.time() - t0 < 8 and aws_invoke(gw, "nosuch", kid, sec)[0] == 404:
+            time.sleep(0.25)
+        took = time.time() - t0
+        check(f"real executor: disabled -> refused within the 5 s TTL (took {took:.1f} s)",
+              st == 200 and aws_invoke(gw, "nosuch", kid, sec)[0] == 401 and took <= 5.5, (st, took))
+        request(gw, "POST", f"/admin/keys/{kid}/enable", auth=adm)
+        st, _, rot = request(gw, "POST", f"/admin/keys/{kid}/rotate", auth=adm)
+        new = (rot or {}).get("secret_access_key", "")
+        t0 = time.time()
+        while time.time() - t0 < 8 and aws_invoke(gw, "nosuch", kid, new)[0] != 404:
+            time.sleep(0.25)
+        check("real executor: rotated -> the new secret works, the old one is refused",
+              st == 200 and aws_invoke(gw, "nosuch", kid, new)[0] == 404 and aws_invoke(gw, "nosuch", kid, sec)[0] == 401, (st, rot))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        suite.stop_all()
+
+
 def main():
     srv = Server(("127.0.0.1", 0), Upstream)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
@@ -391,6 +448,7 @@ def main():
         except subprocess.TimeoutExpired:
             proc.kill()
         srv.shutdown()
+    real_executor()
     print(f"# {failures} failure(s)")
     return 1 if failures else 0
 
