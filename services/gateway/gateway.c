@@ -245,14 +245,14 @@ static void call_fail(gw_call *c)
 static void quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
                         int64_t limit, int64_t retry_s)
 {
-    cJSON *doc;
+    cJSON *doc, *err;
 
     metric_inc(a->m_quota_refusals, (const char *[]){ ns, quota });
     httpd_resp_error(resp, 429, "quota_exceeded", "namespace '%s' is at its %s quota (%" PRId64 ")",
                      ns, quota, limit);
     header_int(resp, "Retry-After", retry_s < 1 ? 1 : retry_s);
     doc = cJSON_ParseWithLength(resp->body.data, resp->body.len);
-    cJSON *err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    err = cJSON_GetObjectItemCaseSensitive(doc, "error");
     if (cJSON_IsObject(err) && cJSON_AddStringToObject(err, "quota", quota) &&
         cJSON_AddNumberToObject(err, "limit", (double)limit)) {
         httpd_resp_json(resp, 429, doc); /* frees doc */

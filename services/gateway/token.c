@@ -59,6 +59,12 @@ static const char *str_member(const cJSON *doc, const char *name, const char *de
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
+static int refuse(char *err, size_t errlen, const char *why)
+{
+    ml_snprintf_trunc(err, errlen, "%s", why);
+    return ML_ERR;
+}
+
 /* The request's fields, checked. ML_ERR with the reason in err. */
 static int mint_fields(const cJSON *doc, const char *default_ns, const char **ns,
                        const char **scopes, const char **sub, int64_t *ttl, char *err,
@@ -72,19 +78,16 @@ static int mint_fields(const cJSON *doc, const char *default_ns, const char **ns
     *sub = str_member(doc, "sub", NULL);
     *ttl = GW_TOKEN_TTL_DEFAULT_S;
     if (!*ns || fnspec_ns_valid(*ns) != ML_OK)
-        return ml_snprintf_trunc(err, errlen, "namespace must be a namespace name"), ML_ERR;
+        return refuse(err, errlen, "namespace must be a namespace name (1-63 of [a-z0-9-])");
     if (!*scopes || gw_scopes_parse_strict(*scopes, &bits) != ML_OK)
-        return ml_snprintf_trunc(err, errlen, "scopes must be a space-separated list of "
-                                 "functions:read functions:write functions:invoke "
-                                 "functions:secrets admin"), ML_ERR;
+        return refuse(err, errlen, "scopes must be a space-separated list of functions:read "
+                                   "functions:write functions:invoke functions:secrets admin");
     if (!*sub || sub_valid(*sub) != ML_OK)
-        return ml_snprintf_trunc(err, errlen, "sub must be 1-%d printable characters without "
-                                 "spaces", GW_SUB_MAX - 1), ML_ERR;
+        return refuse(err, errlen, "sub must be 1-127 printable characters without spaces");
     if (t && !cJSON_IsNull(t)) {
         double d = cJSON_IsNumber(t) ? t->valuedouble : -1;
         if (d < GW_TOKEN_TTL_MIN_S || d > (double)GW_TOKEN_TTL_MAX_S || d != (double)(int64_t)d)
-            return ml_snprintf_trunc(err, errlen, "ttl_s must be an integer from %d to %lld",
-                                     GW_TOKEN_TTL_MIN_S, GW_TOKEN_TTL_MAX_S), ML_ERR;
+            return refuse(err, errlen, "ttl_s must be an integer from 60 to 2592000 (30 days)");
         *ttl = (int64_t)d;
     }
     return ML_OK;
