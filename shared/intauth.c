@@ -14,10 +14,10 @@
 
 /* Written once by ml_intauth_start before threads exist; read-only afterwards. */
 static struct {
-    bool enforced;
-    ml_intauth_key key;
+    bool enforced, has_old;
+    ml_intauth_key key, old;
     char line[ML_INTAUTH_LINE_MAX];
-    metric *m_refusals;
+    metric *m_refusals, *m_old;
 } g_auth;
 
 size_t ml_intauth_cfg_vars(ml_intauth_cfg *c, cfg_var *out, size_t max)
@@ -30,6 +30,10 @@ size_t ml_intauth_cfg_vars(ml_intauth_cfg *c, cfg_var *out, size_t max)
         { "MINILAMBDA_INTERNAL_TOKEN_FILE", CFG_STR, "", 0, 0, NULL,
           "file holding MINILAMBDA_INTERNAL_TOKEN instead (a mounted secret; whitespace around it"
           " is ignored)", &c->token_file, false },
+        { "MINILAMBDA_INTERNAL_TOKEN_OLD", CFG_STR, "", 0, 0, NULL,
+          "the previous internal token, still accepted (never sent) while a rotation rolls out;"
+          " remove it once every service runs with the new one (docs/security.md)",
+          &c->token_old, true },
         { "MINILAMBDA_INTERNAL_AUTH_INSECURE", CFG_BOOL, "false", 0, 0, NULL,
           "development only: start without an internal token, internal APIs then accept any"
           " caller (a configured token is always enforced)", &c->insecure, false },
@@ -183,6 +187,16 @@ int ml_intauth_start(const ml_intauth_cfg *c)
         goto out; /* cannot happen: the line is sized for the longest token */
     if (ml_intauth_key_set(&g_auth.key, token) != ML_OK)
         goto out; /* cannot happen: ml_intauth_load checked the length */
+    if (c->token_old && *c->token_old) {
+        if (ml_intauth_parse(c->token_old, strlen(c->token_old), token, sizeof(token), err,
+                             sizeof(err)) != ML_OK) {
+            ml_log_error("refusing to start: MINILAMBDA_INTERNAL_TOKEN_OLD: %s", err);
+            goto out;
+        }
+        if (ml_intauth_key_set(&g_auth.old, token) != ML_OK)
+            goto out; /* cannot happen: parsed above */
+        g_auth.has_old = true;
+    }
     g_auth.enforced = true;
     rc = ML_OK;
 out:
@@ -205,6 +219,9 @@ void ml_intauth_protect(svc *s)
     g_auth.m_refusals = metrics_counter(s->metrics, "minilambda_internal_auth_refusals_total",
                                         "Requests refused 401 for want of the internal token, by"
                                         " reason (missing, wrong).", "reason");
+    g_auth.m_old = metrics_counter(s->metrics, "minilambda_internal_auth_old_token_total",
+                                   "Requests admitted with MINILAMBDA_INTERNAL_TOKEN_OLD (a rotation"
+                                   " is done when this stops growing).", NULL);
     s->http_guard = ml_intauth_guard;
     s->http_guard_ud = NULL;
 }
@@ -219,6 +236,11 @@ int ml_intauth_guard(const httpd_req *req, void *ud, const char **code, const ch
     got = httpd_header(req, ML_INTAUTH_HEADER);
     if (ml_intauth_matches(&g_auth.key, got))
         return 0;
+    if (g_auth.has_old && ml_intauth_matches(&g_auth.old, got)) {
+        if (g_auth.m_old)
+            metric_inc(g_auth.m_old, NULL);
+        return 0;
+    }
     if (g_auth.m_refusals)
         metric_inc(g_auth.m_refusals, (const char *[]){ got ? "wrong" : "missing" });
     *code = "unauthorized";

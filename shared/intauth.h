@@ -17,6 +17,10 @@
  * so timing reveals neither the token's content nor its length (measured 0.27-0.3 us a check;
  * hashing both with OpenSSL 3's one-shot SHA256() instead measured 3 us, docs/security.md).
  *
+ * Rotation without downtime: MINILAMBDA_INTERNAL_TOKEN_OLD names a second token that servers
+ * still accept (callers never send it). Roll out TOKEN=new + OLD=old everywhere, then drop
+ * OLD; minilambda_internal_auth_old_token_total says when no caller sends the old one.
+ *
  * Secure by default: a daemon with no token refuses to start, unless the operator sets
  * MINILAMBDA_INTERNAL_AUTH_INSECURE=true (development only: internal APIs then accept anyone
  * and callers send nothing). A configured token is always enforced.
@@ -43,9 +47,14 @@ typedef struct ml_intauth_cfg {
     const char *token;      /* MINILAMBDA_INTERNAL_TOKEN ("" when unset) */
     const char *token_file; /* MINILAMBDA_INTERNAL_TOKEN_FILE ("" when unset) */
     bool insecure;          /* MINILAMBDA_INTERNAL_AUTH_INSECURE */
+    const char *token_old;  /* MINILAMBDA_INTERNAL_TOKEN_OLD (NULL or "": none), still accepted */
 } ml_intauth_cfg;
 
-/* Appends the three variables (bound to c) to out; returns how many (at most max). */
+/* How many variables ml_intauth_cfg_vars declares: callers reserve this many slots (fewer
+ * would drop the last ones silently). */
+#define ML_INTAUTH_CFG_VARS 4
+
+/* Appends the ML_INTAUTH_CFG_VARS variables (bound to c) to out; returns how many (at most max). */
 size_t ml_intauth_cfg_vars(ml_intauth_cfg *c, cfg_var *out, size_t max);
 
 /* Trims the whitespace around raw[0..len) and checks the rest is a valid token (length and

@@ -153,13 +153,13 @@ static size_t worker_cfg_vars(cfg_var *vars, size_t n)
                            &app.retry_schedule, false };
     vars[n++] = (cfg_var){ "MINILAMBDA_WEBHOOK_DISPATCHERS", CFG_INT, "1", 1, MAX_DISPATCHERS, NULL,
                            "webhook delivery threads per build-worker", &app.dispatchers, false };
-    n += ml_intauth_cfg_vars(&icfg, vars + n, 3); /* sent with the executor's webhooks */
+    n += ml_intauth_cfg_vars(&icfg, vars + n, ML_INTAUTH_CFG_VARS); /* sent with the executor's webhooks */
     return n;
 }
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[28];
+    cfg_var vars[40]; /* room to spare: worker_cfg_vars writes without a bound check */
     size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
     consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
     consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };

@@ -52,13 +52,13 @@ static size_t gateway_vars(cfg_var *v)
                         &cfg.aws_access_key, false };
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_SECRET_KEY", CFG_STR, "", 0, 0, NULL,
                         "secret key of MINILAMBDA_AWS_ACCESS_KEY", &cfg.aws_secret_key, true };
-    n += ml_intauth_cfg_vars(&icfg, v + n, 3); /* sent upstream by the proxy */
+    n += ml_intauth_cfg_vars(&icfg, v + n, ML_INTAUTH_CFG_VARS); /* sent upstream by the proxy */
     return n;
 }
 
 int main(int argc, char **argv)
 {
-    cfg_var vars[36];
+    cfg_var vars[48]; /* room to spare: gateway_vars writes without a bound check */
     httpd_route routes[GW_MAX_ROUTES];
     size_t n;
     svc s;

@@ -14,6 +14,7 @@
 #include "intauth.h"
 
 #define TOKEN "0123456789abcdef0123456789abcdef-token"
+#define NEW_TOKEN "fedcba9876543210fedcba9876543210-rotated"
 
 static void test_parse(void **state)
 {
@@ -46,7 +47,7 @@ static void test_parse(void **state)
 static void test_load(void **state)
 {
     char out[ML_INTAUTH_MAX_LEN + 1], err[400], path[] = "/tmp/test_intauth_XXXXXX";
-    ml_intauth_cfg c = { "", "", false };
+    ml_intauth_cfg c = { "", "", false, NULL };
     int fd = mkstemp(path);
 
     (void)state;
@@ -160,7 +161,7 @@ static void test_guard_on_a_server(void **state)
         { "GET", "/health", h_ok, NULL, 0, false },
         { "GET", "/ready/{cap}", h_ok, NULL, 0, false },
     };
-    ml_intauth_cfg c = { TOKEN, "", false };
+    ml_intauth_cfg c = { TOKEN, "", false, NULL };
     httpd_config hc = { .service = "t", .bind_addr = "127.0.0.1", .guard = ml_intauth_guard };
     char err[256];
     ml_buf body = { 0 };
@@ -198,6 +199,41 @@ static void test_guard_on_a_server(void **state)
     ml_buf_free(&body);
 }
 
+/* Rotation: the old token is still admitted, never sent; anything else stays refused. */
+static void test_guard_accepts_the_old_token(void **state)
+{
+    static const httpd_route routes[] = { { "GET", "/functions", h_ok, NULL, 0, false } };
+    ml_intauth_cfg c = { NEW_TOKEN, "", false, TOKEN };
+    httpd_config hc = { .service = "t", .bind_addr = "127.0.0.1", .guard = ml_intauth_guard };
+    char err[256];
+    ml_buf body = { 0 };
+    httpd *h;
+    uint16_t port;
+
+    (void)state;
+    assert_int_equal(ml_intauth_start(&c), ML_OK);
+    assert_string_equal(ml_intauth_header_line(), "X-Minilambda-Internal: " NEW_TOKEN);
+    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    assert_non_null(h);
+    port = httpd_port(h);
+    assert_int_equal(get(port, "/functions", "X-Minilambda-Internal: " NEW_TOKEN, &body), 200);
+    assert_int_equal(get(port, "/functions", "X-Minilambda-Internal: " TOKEN, &body), 200);
+    assert_int_equal(get(port, "/functions", "X-Minilambda-Internal: " TOKEN "x", &body), 401);
+    assert_int_equal(get(port, "/functions", NULL, &body), 401);
+    httpd_stop(h);
+    /* without OLD the previous token is just wrong */
+    c.token_old = NULL;
+    assert_int_equal(ml_intauth_start(&c), ML_OK);
+    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
+    assert_non_null(h);
+    assert_int_equal(get(httpd_port(h), "/functions", "X-Minilambda-Internal: " TOKEN, &body), 401);
+    httpd_stop(h);
+    /* a malformed OLD refuses to start, like a malformed token */
+    c.token_old = "short";
+    assert_int_equal(ml_intauth_start(&c), ML_ERR);
+    ml_buf_free(&body);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +242,7 @@ int main(void)
         cmocka_unit_test(test_matches),
         cmocka_unit_test(test_open_paths),
         cmocka_unit_test(test_guard_on_a_server),
+        cmocka_unit_test(test_guard_accepts_the_old_token),
     };
 
     curl_global_init(CURL_GLOBAL_DEFAULT);
