@@ -131,7 +131,7 @@ observe-stop:
 	bash infrastructure/dev/observe.sh stop
 
 token: build
-	@bash infrastructure/dev/platform.sh token
+	@NS=$(NS) ADMIN=$(ADMIN) bash infrastructure/dev/platform.sh token
 
 test-unit: deps $(UNIT_BINS)
 	bash tests/run.sh unit $(BUILD)

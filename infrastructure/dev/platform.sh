@@ -135,8 +135,12 @@ daemons_stop() {
     done
 }
 
+# A dev JWT: namespace NS (default: default) with every functions scope, or with ADMIN=1 the
+# admin scope (namespaces, quotas, keys; docs/tenants.md).
 token() {
-    "$BIN_DIR/gateway" token --sub dev --scope "functions:read functions:write functions:invoke" --ttl 86400
+    local scope="functions:read functions:write functions:invoke functions:secrets" sub=dev
+    if [ "${ADMIN:-0}" = 1 ]; then scope=admin; sub=admin; fi
+    "$BIN_DIR/gateway" token --sub "$sub" --scope "$scope" --ns "${NS:-default}" --ttl 86400
 }
 
 case ${1:-} in
@@ -147,7 +151,9 @@ case ${1:-} in
         daemons_start
         echo
         say "gateway:  http://127.0.0.1:$(port_of gateway)"
-        say "dev JWT:  $(token)"
+        say "dev JWT:  $(NS=default ADMIN=0 token)"
+        say "admin JWT: $(NS=default ADMIN=1 token)"
+        say "          (make token NS=team-a for another namespace's; docs/tenants.md)"
         say "try:      curl -H \"Authorization: Bearer \$TOKEN\" http://127.0.0.1:$(port_of gateway)/functions"
         say "AWS CLI:  AWS_ACCESS_KEY_ID=$MINILAMBDA_AWS_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$MINILAMBDA_AWS_SECRET_KEY AWS_DEFAULT_REGION=us-east-1 \\"
         say "          aws lambda invoke --endpoint-url http://127.0.0.1:$(port_of gateway) --function-name NAME out.json"

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "fnspec.h"
 #include "ml.h"
 #include "routes.h"
 
@@ -164,6 +165,21 @@ static gw_auth_result check_header_alg(const char *token)
     return rc;
 }
 
+/* The ns claim: absent = the default namespace; libjwt sets errno EINVAL for a claim that
+ * is present but not a string (a number, null, an object), which is refused like a bad name. */
+static gw_auth_result claim_ns(jwt_t *jwt, char ns[TENANT_MAX + 1])
+{
+    const char *v;
+
+    errno = 0;
+    v = jwt_get_grant(jwt, "ns");
+    if (!v)
+        v = errno == ENOENT ? TENANT_DEFAULT : NULL;
+    if (!v || fnspec_ns_valid(v) != ML_OK || ml_strlcpy(ns, v, TENANT_MAX + 1) != ML_OK)
+        return GW_AUTH_NAMESPACE;
+    return GW_AUTH_OK;
+}
+
 static gw_auth_result check_claims(jwt_t *jwt, int64_t now_s, int64_t leeway_s,
                                    cache_entry *out)
 {
@@ -186,7 +202,7 @@ static gw_auth_result check_claims(jwt_t *jwt, int64_t now_s, int64_t leeway_s,
     if (!sub || !*sub || ml_strlcpy(out->who.sub, sub, sizeof(out->who.sub)) != ML_OK)
         return GW_AUTH_CLAIMS;
     out->who.scopes = gw_scopes_parse(jwt_get_grant(jwt, "scope"));
-    return GW_AUTH_OK;
+    return claim_ns(jwt, out->who.ns);
 }
 
 /* Full verification of token; on GW_AUTH_OK fills *e (its token and key are the caller's). */
@@ -256,6 +272,7 @@ const char *gw_auth_reason(gw_auth_result r)
     case GW_AUTH_CLAIMS: return "claims";
     case GW_AUTH_SCOPE: return "scope";
     case GW_AUTH_SIGNATURE_V4: return "sigv4";
+    case GW_AUTH_NAMESPACE: return "namespace";
     }
     return "invalid";
 }
@@ -271,6 +288,23 @@ const char *gw_auth_message(gw_auth_result r)
     case GW_AUTH_CLAIMS: return "the token must carry an integer exp and a string sub";
     case GW_AUTH_SCOPE: return "the token lacks the scope this route requires";
     case GW_AUTH_SIGNATURE_V4: return "the AWS SigV4 signature does not match";
+    case GW_AUTH_NAMESPACE:
+        return "the token's ns claim must be a namespace name (1-63 of [a-z0-9-])";
     default: return "the token's signature does not verify";
     }
+}
+
+int gw_auth_namespace(const gw_principal *who, const char *hdr, char out[TENANT_MAX + 1])
+{
+    const char *ns = who->ns[0] ? who->ns : TENANT_DEFAULT;
+
+    if (hdr && fnspec_ns_valid(hdr) != ML_OK)
+        return 400;
+    if (hdr && strcmp(hdr, ns) != 0) {
+        if (!(who->scopes & GW_SCOPE_ADMIN))
+            return 403; /* says nothing about whether hdr exists */
+        ns = hdr;
+    }
+    ml_strlcpy(out, ns, TENANT_MAX + 1); /* both are valid names: they fit */
+    return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/crypto.h>
 #include <time.h>
 
 #include "auth.h"
@@ -15,6 +16,8 @@
 #include "headers.h"
 #include "log.h"
 #include "sigv4.h"
+#include "tenant.h"
+#include "token.h"
 
 #define FN_LOOKUP_TIMEOUT_MS 2000
 #define FN_LOOKUP_MAX_BYTES (256u * 1024u)
@@ -24,7 +27,8 @@
 #define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md); others are not forwarded. */
-static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s" };
+static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s",
+                                             "namespace" };
 #define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
 
 static const char *req_header(void *ud, const char *name)
@@ -45,11 +49,44 @@ static void header_int(httpd_resp *resp, const char *name, int64_t v)
         httpd_resp_header(resp, name, s);
 }
 
+/* Appends line to *list, which stays intact (and the caller's to free) on failure. */
+static int append_header(struct curl_slist **list, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*list, line);
+
+    if (!n)
+        return ML_ERR;
+    *list = n;
+    return ML_OK;
+}
+
 /* ---- auth ---- */
+
+/* Which key signed the request: the operator's from config (namespace default,
+ * functions:invoke) or a tenant's, looked up on the executor (tenants.h). ML_ERR with the
+ * reason in err. */
+static int sigv4_key(gw_app *a, const char *authz, char akid[GW_TN_KEY_ID_MAX], gw_tn_akey *key,
+                     char *err, size_t errlen)
+{
+    if (gw_sigv4_access_key(authz, akid, GW_TN_KEY_ID_MAX) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "malformed AWS4-HMAC-SHA256 Authorization header");
+        return ML_ERR;
+    }
+    if (a->cfg.aws_access_key[0] && strcmp(akid, a->cfg.aws_access_key) == 0) {
+        memset(key, 0, sizeof(*key));
+        ml_strlcpy(key->ns, TENANT_DEFAULT, sizeof(key->ns));
+        key->scopes = GW_SCOPE_INVOKE;
+        key->active = true;
+        return ml_strlcpy(key->secret, a->cfg.aws_secret_key, sizeof(key->secret));
+    }
+    return gw_tn_key_lookup(&a->tenants, akid, key, err, errlen);
+}
 
 static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, gw_principal *who)
 {
-    gw_sigv4_creds creds = { a->cfg.aws_access_key, a->cfg.aws_secret_key, "lambda" };
+    char akid[GW_TN_KEY_ID_MAX];
+    gw_tn_akey key;
+    gw_sigv4_creds creds = { akid, key.secret, "lambda" };
     gw_sigv4_request r = { 0 };
     const char *qualifier = httpd_query(req, "Qualifier");
     ml_buf query = { 0 };
@@ -68,18 +105,22 @@ static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, g
         return GW_AUTH_SIGNATURE_V4;
     }
     r.query = ml_buf_cstr(&query);
-    rc = gw_sigv4_verify(&r, &creds, (int64_t)time(NULL), err, sizeof(err));
+    rc = sigv4_key(a, authz, akid, &key, err, sizeof(err));
+    if (rc == ML_OK)
+        rc = gw_sigv4_verify(&r, &creds, (int64_t)time(NULL), err, sizeof(err));
+    OPENSSL_cleanse(key.secret, sizeof(key.secret));
     ml_buf_free(&query);
     if (rc != ML_OK) {
         ml_log_kv(ML_LOG_INFO, "SigV4 request rejected", "error", err, NULL);
         return GW_AUTH_SIGNATURE_V4;
     }
-    if (ml_snprintf(who->sub, sizeof(who->sub), "aws:%s", a->cfg.aws_access_key) != ML_OK) {
+    if (ml_snprintf(who->sub, sizeof(who->sub), "aws:%s", akid) != ML_OK) {
         ml_log_kv(ML_LOG_WARN, "SigV4 request rejected", "error",
-                  "the configured access key id is too long for a subject", NULL);
+                  "the access key id is too long for a subject", NULL);
         return GW_AUTH_SIGNATURE_V4;
     }
-    who->scopes = GW_SCOPE_INVOKE;
+    who->scopes = key.scopes;
+    ml_strlcpy(who->ns, key.ns, sizeof(who->ns)); /* a valid name: fits */
     return GW_AUTH_OK;
 }
 
@@ -134,16 +175,25 @@ typedef struct gw_call {
     unsigned cap;                /* the GW_CAP_* the serving instance needs */
     char rid[160];
     char inv_id[ML_UUID_LEN];    /* invoke: the id fixed here ("" for a sync invoke without one) */
+    char ns[TENANT_MAX + 1];     /* the namespace the request acts in (docs/tenants.md) */
     /* invoke routes */
     char fn[GW_FN_NAME_MAX];
+    char fnkey[TENANT_MAX + 1 + GW_FN_NAME_MAX]; /* "ns/fn": the function cache's key */
     gw_fncache_hit hit;
     gw_fn_info info;
     bool dry_run;
     /* the rate limit to apply, if any */
     bool limited;
-    char limit_key[GW_SUB_MAX + GW_FN_NAME_MAX + 32];
+    char limit_key[GW_SUB_MAX + TENANT_MAX + GW_FN_NAME_MAX + 32];
     const char *limit_kind, *limit_label;
     gcra_limit lim;
+    /* the namespace's builds_per_minute, decided before the subject's limit */
+    bool quota_limited;
+    int64_t quota_n;
+    char quota_key[sizeof(RL_KEY_PREFIX) + TENANT_MAX + 16];
+    /* a max_concurrency slot held until the call ends */
+    bool conc_held;
+    char conc_id[ML_UUID_LEN];
 } gw_call;
 
 static bool is_invoke(const gw_route_def *d)
@@ -155,6 +205,8 @@ static void call_finish(gw_call *c)
 {
     httpd_req *req = c->req;
 
+    if (c->conc_held)
+        gw_tn_conc_release(&c->app->tenants, c->ns, c->conc_id);
     gw_xfer_free(c->x);
     free(c);
     httpd_complete(req);
@@ -187,6 +239,26 @@ static void call_fail(gw_call *c)
     if (c->def->kind == GW_KIND_AWS_INVOKE)
         gw_aws_error(c->resp);
     call_finish(c);
+}
+
+/* 429 quota_exceeded naming the quota and its limit (docs/tenants.md). */
+static void quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
+                        int64_t limit, int64_t retry_s)
+{
+    cJSON *doc, *err;
+
+    metric_inc(a->m_quota_refusals, (const char *[]){ ns, quota });
+    httpd_resp_error(resp, 429, "quota_exceeded", "namespace '%s' is at its %s quota (%" PRId64 ")",
+                     ns, quota, limit);
+    header_int(resp, "Retry-After", retry_s < 1 ? 1 : retry_s);
+    doc = cJSON_ParseWithLength(resp->body.data, resp->body.len);
+    err = cJSON_GetObjectItemCaseSensitive(doc, "error");
+    if (cJSON_IsObject(err) && cJSON_AddStringToObject(err, "quota", quota) &&
+        cJSON_AddNumberToObject(err, "limit", (double)limit)) {
+        httpd_resp_json(resp, 429, doc); /* frees doc */
+        return;
+    }
+    cJSON_Delete(doc);
 }
 
 static void limit_headers(httpd_resp *resp, const gcra_result *r)
@@ -300,7 +372,8 @@ static void on_limit(void *ud, const gcra_result *r)
     int64_t retry;
 
     metric_inc(c->app->m_decisions,
-               (const char *[]){ c->limit_kind, c->limit_label, r->allowed ? "allowed" : "throttled" });
+               (const char *[]){ c->ns, c->limit_kind, c->limit_label,
+                                 r->allowed ? "allowed" : "throttled" });
     if (r->allowed) {
         limit_headers(c->resp, r);
         call_proxy(c);
@@ -315,10 +388,32 @@ static void on_limit(void *ud, const gcra_result *r)
     call_fail(c);
 }
 
+static void call_limit(gw_call *c);
+
+/* Loop thread: the namespace's builds_per_minute decision. */
+static void on_quota(void *ud, const gcra_result *r)
+{
+    gw_call *c = ud;
+
+    if (!r->allowed) {
+        quota_error(c->app, c->resp, c->ns, "builds_per_minute", c->quota_n,
+                    ceil_s(r->retry_after_us));
+        call_fail(c);
+        return;
+    }
+    c->quota_limited = false;
+    call_limit(c);
+}
+
 static void call_limit(gw_call *c)
 {
     gw_app *a = c->app;
 
+    if (c->quota_limited) {
+        gw_loop_limit(c->loop, c->quota_key,
+                      gcra_limit_per_minute(c->quota_n, c->quota_n), on_quota, c);
+        return;
+    }
     /* a dry run invokes nothing, so it spends no budget */
     if (is_invoke(c->def) && !c->dry_run) {
         c->limited = true;
@@ -326,7 +421,7 @@ static void call_limit(gw_call *c)
                      ? gcra_limit_rps(c->info.rps, c->info.burst)
                      : gcra_limit_rps((double)a->cfg.default_rps, a->cfg.default_burst);
         /* the id when known, so a function's name and id share one budget */
-        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s",
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s:%s", c->ns,
                         c->info.id[0] ? c->info.id : c->fn) != ML_OK) {
             /* a cut key would share another function's budget (limit_key is sized to fit) */
             httpd_resp_error(c->resp, 500, "internal", "cannot build the rate limit key");
@@ -366,7 +461,7 @@ static void lookup_fallback(gw_call *c, const char *where, const char *why)
     if (c->hit != GW_FNCACHE_STALE)
         memset(&c->info, 0, sizeof(c->info));
     else /* stale-if-error for one more TTL: not one failing lookup per invoke in an outage */
-        gw_fncache_put(&c->app->fns, c->fn, &c->info, ml_now_ms());
+        gw_fncache_put(&c->app->fns, c->fnkey, &c->info, ml_now_ms());
     metric_inc(c->app->m_fn_lookups,
                (const char *[]){ c->hit == GW_FNCACHE_STALE ? "stale" : "default" });
 }
@@ -387,7 +482,7 @@ static void on_lookup_done(gw_xfer *lx)
     if (ok) {
         /* never cache a 404: a function created a moment later must be invocable at once */
         if (fresh.status == 200)
-            gw_fncache_put(&c->app->fns, c->fn, &fresh, ml_now_ms());
+            gw_fncache_put(&c->app->fns, c->fnkey, &fresh, ml_now_ms());
         c->info = fresh;
         metric_inc(c->app->m_fn_lookups, (const char *[]){ "fetched" });
     } else {
@@ -409,12 +504,14 @@ static gw_xfer *lookup_xfer(gw_call *c)
 {
     gw_xfer *lx = gw_xfer_new();
     ml_buf path = { 0 };
-    char rid[200];
+    char rid[200], ns[sizeof(TENANT_HEADER) + TENANT_MAX + 2];
 
+    /* the function as the caller's namespace sees it: another namespace's is a 404 */
     if (!lx || ml_buf_append_str(&path, "/functions/") != ML_OK ||
         gw_sigv4_uri_encode(c->fn, strlen(c->fn), &path) != ML_OK ||
         ml_snprintf(rid, sizeof(rid), "X-Request-Id: %s", c->rid) != ML_OK ||
-        !(lx->headers = curl_slist_append(NULL, rid))) {
+        ml_snprintf(ns, sizeof(ns), TENANT_HEADER ": %s", c->ns) != ML_OK ||
+        append_header(&lx->headers, rid) != ML_OK || append_header(&lx->headers, ns) != ML_OK) {
         gw_xfer_free(lx);
         ml_buf_free(&path);
         return NULL;
@@ -532,7 +629,11 @@ static int prepare_invoke(gw_call *c)
         return ML_ERR;
     }
     c->dry_run = strcmp(type, "DryRun") == 0;
-    c->hit = gw_fncache_get(&c->app->fns, fn, ml_now_ms(), &c->info);
+    if (ml_snprintf(c->fnkey, sizeof(c->fnkey), "%s/%s", c->ns, c->fn) != ML_OK) {
+        httpd_resp_error(c->resp, 500, "internal", "cannot build the function cache key");
+        return ML_ERR; /* sized to fit: never happens */
+    }
+    c->hit = gw_fncache_get(&c->app->fns, c->fnkey, ml_now_ms(), &c->info);
     if (c->hit != GW_FNCACHE_FRESH)
         return ML_OK;
     metric_inc(c->app->m_fn_lookups, (const char *[]){ "cached" });
@@ -624,6 +725,101 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     return c;
 }
 
+/* The namespace the request acts in (gw_auth_namespace) into ns; ML_ERR with the 400/403
+ * in resp. */
+static int choose_namespace(httpd_req *req, httpd_resp *resp, const gw_principal *who,
+                            char ns[TENANT_MAX + 1])
+{
+    const char *hdr = httpd_header(req, TENANT_HEADER);
+    int st = gw_auth_namespace(who, hdr, ns);
+
+    if (st == 400)
+        httpd_resp_error(resp, 400, "invalid_namespace",
+                         TENANT_HEADER " must be a namespace name (1-63 of [a-z0-9-])");
+    else if (st == 403)
+        httpd_resp_error(resp, 403, "forbidden",
+                         "this credential may act only in its own namespace");
+    return st == 0 ? ML_OK : ML_ERR;
+}
+
+/* A build submission: the namespace's builds_per_minute (decided on the loop, in Redis)
+ * and, on POST /functions, its max_functions for the build-master to enforce. ML_ERR with
+ * the refusal in c->resp. */
+static int build_quotas(gw_call *c)
+{
+    gw_tn_quotas q;
+    char line[sizeof(TENANT_QUOTA_FUNCTIONS_HEADER) + 32];
+
+    gw_tn_quotas_get(&c->app->tenants, c->ns, &q);
+    if (q.builds_per_minute == 0) {
+        quota_error(c->app, c->resp, c->ns, "builds_per_minute", 0, 60);
+        return ML_ERR;
+    }
+    if (q.builds_per_minute > 0) {
+        c->quota_limited = true;
+        c->quota_n = q.builds_per_minute;
+        if (ml_snprintf(c->quota_key, sizeof(c->quota_key), RL_KEY_PREFIX "nsbuild:%s",
+                        c->ns) != ML_OK)
+            goto fail; /* sized to fit */
+    }
+    if (q.max_functions >= 0 && strcmp(c->def->method, "POST") == 0 &&
+        (ml_snprintf(line, sizeof(line), TENANT_QUOTA_FUNCTIONS_HEADER ": %" PRId64,
+                     q.max_functions) != ML_OK ||
+         append_header(&c->x->headers, line) != ML_OK))
+        goto fail;
+    return ML_OK;
+fail:
+    httpd_resp_error(c->resp, 500, "internal", "cannot prepare the namespace's quotas");
+    return ML_ERR;
+}
+
+/* A sync invoke in a namespace with a max_concurrency quota takes a slot (tenants.h) until
+ * it ends; an Event or a dry run runs nothing here. ML_ERR with the 429 in c->resp. */
+static int take_concurrency(gw_call *c)
+{
+    gw_app *a = c->app;
+    gw_tn_quotas q;
+    int64_t in_flight, hold_s;
+    int got;
+
+    if (c->cap == GW_CAP_ASYNC || c->dry_run)
+        return ML_OK;
+    gw_tn_quotas_get(&a->tenants, c->ns, &q);
+    if (q.max_concurrency < 0)
+        return ML_OK;
+    /* the longest the call can hold it: its function's timeout (else the longest any
+     * function may run) plus the margin; the slot expires by itself past that */
+    hold_s = (c->hit == GW_FNCACHE_FRESH && c->info.timeout_s > 0 ? c->info.timeout_s
+                                                                  : MAX_FUNCTION_TIMEOUT_S) +
+             a->cfg.invoke_margin_s;
+    ml_uuid(c->conc_id);
+    got = gw_tn_conc_acquire(&a->tenants, c->ns, c->conc_id, q.max_concurrency, hold_s * 1000,
+                             &in_flight);
+    if (got == 0) {
+        quota_error(a, c->resp, c->ns, "max_concurrency", q.max_concurrency, 1);
+        return ML_ERR;
+    }
+    c->conc_held = got == 1;
+    return ML_OK;
+}
+
+/* POST /admin/tokens, answered here: nothing upstream knows the JWT secret. */
+static httpd_result mint(gw_app *a, httpd_req *req, httpd_resp *resp, const char *ns)
+{
+    size_t len = 0;
+    const char *body = httpd_body(req, &len);
+    void *doc = NULL;
+    char err[256];
+    int st = token_admin_mint(a->cfg.jwt_secret, body, len, ns, (int64_t)time(NULL), &doc, err,
+                              sizeof(err));
+
+    if (st == 201)
+        httpd_resp_json(resp, 201, (cJSON *)doc); /* frees doc */
+    else
+        httpd_resp_error(resp, st, st == 400 ? "invalid_field" : "internal", "%s", err);
+    return HTTPD_DONE;
+}
+
 static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
 {
     gw_route_ctx *rc = ud;
@@ -631,6 +827,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     const gw_route_def *d = rc->def;
     gw_principal who;
     gw_call *c = NULL;
+    char ns[TENANT_MAX + 1], line[sizeof(TENANT_HEADER) + TENANT_MAX + 2];
 
     if (atomic_load(&a->draining)) {
         httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
@@ -638,25 +835,33 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_header(resp, "Connection", "close");
         goto refuse;
     }
-    if (authenticate(a, d, req, resp, &who) != ML_OK)
+    if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
+    if (d->kind == GW_KIND_MINT)
+        return mint(a, req, resp, ns);
     c = call_new(a, d, req, resp);
-    if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK) {
+    if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
+        ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||
+        append_header(&c->x->headers, line) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
         goto refuse;
     }
+    ml_strlcpy(c->ns, ns, sizeof(c->ns)); /* a valid name: fits */
     if (d->kind == GW_KIND_BUILD_SUBMIT) {
         c->limited = true;
         c->lim = gcra_limit_per_minute(a->cfg.build_per_minute, a->cfg.build_burst);
-        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s",
-                        who.sub) != ML_OK) {
+        if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "build:%s:%s",
+                        ns, who.sub) != ML_OK) {
             httpd_resp_error(resp, 500, "internal", "cannot build the rate limit key");
             goto refuse;
         }
         c->limit_kind = "build";
         c->limit_label = "";
+        if (build_quotas(c) != ML_OK)
+            goto refuse;
     }
-    if (is_invoke(d) && (gw_bodycheck_invoke(req, resp) != ML_OK || prepare_invoke(c) != ML_OK))
+    if (is_invoke(d) && (gw_bodycheck_invoke(req, resp) != ML_OK || prepare_invoke(c) != ML_OK ||
+                         take_concurrency(c) != ML_OK))
         goto refuse;
     gw_proxy_run(a->proxy, &c->task);
     return HTTPD_ASYNC;
@@ -681,15 +886,19 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                          "Requests refused by authentication or authorization, by reason.",
                                          "reason");
     a->m_decisions = metrics_counter(reg, "minilambda_gateway_ratelimit_decisions_total",
-                                     "Rate-limit decisions by limit kind, function (capped; "
-                                     "_other beyond the cap) and decision.",
-                                     "limit,function,decision");
+                                     "Rate-limit decisions by namespace, limit kind, function "
+                                     "(capped; _other beyond the cap) and decision.",
+                                     "namespace,limit,function,decision");
     a->m_proxy_errors = metrics_counter(reg, "minilambda_gateway_proxy_errors_total",
                                         "Requests the gateway could not complete upstream, by kind.",
                                         "service,kind");
     a->m_upstream_seconds = metrics_histogram(reg, "minilambda_gateway_upstream_duration_seconds",
                                               "Time from queuing an upstream exchange to its end.",
                                               "service", NULL, 0);
+    a->m_quota_refusals = metrics_counter(reg, "minilambda_gateway_quota_refusals_total",
+                                          "Requests refused by a namespace quota, by namespace "
+                                          "and quota (docs/tenants.md).",
+                                          "namespace,quota");
     a->m_fn_lookups = metrics_counter(reg, "minilambda_gateway_function_lookups_total",
                                       "Function configuration lookups by source "
                                       "(cached, fetched, stale, default).",
@@ -716,6 +925,11 @@ int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *
                         errlen) != ML_OK)
         return ML_ERR;
     a->limiter_ready = true;
+    if (gw_tenants_init(&a->tenants, &a->pools[GW_SVC_EXECUTOR], cfg->redis_url,
+                        (int)cfg->redis_timeout_ms) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "cannot set up the tenant caches");
+        return ML_ERR;
+    }
     metrics_set_max_functions((size_t)cfg->metric_max_functions);
     register_metrics(a, reg);
     return ML_OK;
@@ -754,6 +968,7 @@ void gw_app_free(gw_app *a)
     if (a->limiter_ready)
         gw_limiter_free(&a->limiter);
     a->limiter_ready = false;
+    gw_tenants_free(&a->tenants);
     gw_fncache_free(&a->fns);
     for (size_t i = 0; i < GW_NSVC; i++)
         gw_pool_free(&a->pools[i]);

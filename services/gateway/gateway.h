@@ -20,6 +20,7 @@
 #include "proxy.h"
 #include "ratelimit.h"
 #include "routes.h"
+#include "tenants.h"
 #include "upstream.h"
 
 /* Every knob, as loaded from the MINILAMBDA_* table in main.c. */
@@ -44,7 +45,7 @@ typedef struct gw_route_ctx {
     const gw_route_def *def;
 } gw_route_ctx;
 
-#define GW_MAX_ROUTES 32
+#define GW_MAX_ROUTES 48
 
 typedef struct gw_app {
     gw_settings cfg;
@@ -52,12 +53,14 @@ typedef struct gw_app {
     gw_pool *pool_list[GW_NSVC];
     gw_limiter limiter;
     gw_fncache fns;
+    gw_tenants tenants; /* access keys, namespace quotas, concurrency slots */
     gw_proxy *proxy;
     gw_health_checker *health;
     gw_route_ctx ctx[GW_MAX_ROUTES];
     bool limiter_ready;
     atomic_bool draining;
     metric *m_auth_failures, *m_decisions, *m_proxy_errors, *m_upstream_seconds, *m_fn_lookups;
+    metric *m_quota_refusals;
 } gw_app;
 
 /* Sets up pools, limiter, cache and metrics from cfg (copied); no threads yet. reg may be

@@ -19,13 +19,18 @@ enum {
     GW_SCOPE_INVOKE = 1u << 2, /* functions:invoke */
     /* functions:secrets — no route requires it; with it, env values are shown (docs/secrets.md) */
     GW_SCOPE_SECRETS = 1u << 3,
+    /* admin — namespaces, quotas, credentials (/admin/...); implies every functions:* scope
+     * and may act in any namespace (docs/tenants.md) */
+    GW_SCOPE_ADMIN = 1u << 4,
 };
+#define GW_SCOPES_FUNCTIONS (GW_SCOPE_READ | GW_SCOPE_WRITE | GW_SCOPE_INVOKE | GW_SCOPE_SECRETS)
 
 typedef enum {
     GW_KIND_PLAIN = 0,    /* authenticate, forward */
     GW_KIND_INVOKE,       /* + per-function rate limit, timeout from the function's timeout_s */
     GW_KIND_AWS_INVOKE,   /* GW_KIND_INVOKE spoken in the AWS Lambda Invoke API dialect */
-    GW_KIND_BUILD_SUBMIT, /* + per-subject build submission limit */
+    GW_KIND_BUILD_SUBMIT, /* + per-subject build submission limit, namespace builds_per_minute */
+    GW_KIND_MINT,         /* POST /admin/tokens: answered by the gateway itself */
 } gw_kind;
 
 /* The contract's body limits (fnspec-t.h): a build upload (the largest ZIP as base64 plus
@@ -54,8 +59,11 @@ extern const size_t gw_nroutes;
 const gw_route_def *gw_route_find(const char *method, const char *path, bool *wrong_method);
 
 /* Parses a space-separated scope claim ("functions:read functions:invoke") into scope bits;
- * unknown scopes are ignored. NULL gives 0. */
+ * unknown scopes are ignored; admin adds every functions:* bit. NULL gives 0. */
 unsigned gw_scopes_parse(const char *claim);
+/* Like gw_scopes_parse, but ML_ERR on any name it does not know or an empty list (minting:
+ * a token must not carry what nobody checks). */
+int gw_scopes_parse_strict(const char *claim, unsigned *bits);
 
 /* "functions:read" etc. for one scope bit; "" for anything else. */
 const char *gw_scope_name(unsigned scope);

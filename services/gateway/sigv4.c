@@ -125,6 +125,16 @@ static int parse_auth(const char *authz, sigv4_auth *a, char *err, size_t errlen
     return ML_OK;
 }
 
+int gw_sigv4_access_key(const char *authorization, char *out, size_t outlen)
+{
+    sigv4_auth a;
+    char err[64];
+
+    if (parse_auth(authorization, &a, err, sizeof(err)) != ML_OK)
+        return ML_ERR;
+    return ml_strlcpy(out, a.access_key, outlen);
+}
+
 /* YYYYMMDDTHHMMSSZ to unix seconds. */
 static int parse_amz_date(const char *s, int64_t *out)
 {

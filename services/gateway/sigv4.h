@@ -39,6 +39,10 @@ typedef struct gw_sigv4_creds {
 /* True when an Authorization header value claims SigV4. */
 bool gw_sigv4_present(const char *authorization);
 
+/* The access key id of a SigV4 Authorization header into out (which key to verify with);
+ * ML_ERR when the header is malformed or the id does not fit. */
+int gw_sigv4_access_key(const char *authorization, char *out, size_t outlen);
+
 /* ML_OK when r is signed by creds at unix time now_s; ML_ERR with the reason in err. */
 int gw_sigv4_verify(const gw_sigv4_request *r, const gw_sigv4_creds *creds, int64_t now_s,
                     char *err, size_t errlen);

@@ -483,7 +483,7 @@ def check_rate_limits(gw, gw2):
     subprocess.run(["redis-cli", "-u", REDIS_URL, "SCRIPT", "FLUSH"], capture_output=True, check=True)
     fn4 = fn_doc(f"rl4-{RUN_ID}", rate_limit={"rps": 0.2, "burst": 2})
     sts = [request(gw, "POST", f"/functions/{fn4}/invoke", body={})[0] for _ in range(3)]
-    exists = subprocess.run(["redis-cli", "-u", REDIS_URL, "EXISTS", f"ml:gw:rl:fn:{FUNCTIONS[fn4]['id']}"],
+    exists = subprocess.run(["redis-cli", "-u", REDIS_URL, "EXISTS", f"ml:gw:rl:fn:default:{FUNCTIONS[fn4]['id']}"],
                             capture_output=True, text=True).stdout.strip()
     check("script cache flushed (NOSCRIPT): reloaded with EVAL, still decided in Redis",
           sts == [200, 200, 429] and exists == "1" and metric(gw, "minilambda_gateway_ratelimit_fallback") == 0,
@@ -646,7 +646,7 @@ def check_redis_down(gw):
     check("Redis back: the gateway returns to shared limits by itself (fallback = 0)", wait_for(recovered, 15, 0.25))
     sts = [request(gw, "POST", f"/functions/{fn2}/invoke", body={})[0] for _ in range(3)]
     check("Redis back: limits enforced through Redis again", sts == [200, 200, 429], sts)
-    ttl = subprocess.run(["redis-cli", "-u", REDIS_URL, "PTTL", f"ml:gw:rl:fn:{FUNCTIONS[fn2]['id']}"],
+    ttl = subprocess.run(["redis-cli", "-u", REDIS_URL, "PTTL", f"ml:gw:rl:fn:default:{FUNCTIONS[fn2]['id']}"],
                          capture_output=True, text=True).stdout.strip()
     check("Redis back: the budget lives in Redis under the function id, with an expiry",
           ttl.lstrip("-").isdigit() and int(ttl) > 0, ttl)

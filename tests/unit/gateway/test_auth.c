@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <cJSON.h>
+
 #include "auth.h"
 #include "buf.h"
 #include "routes.h"
@@ -94,11 +96,12 @@ static void test_minted_token_verifies(void **state)
     ml_buf tok = { 0 }, hdr = { 0 };
     gw_principal who;
     (void)state;
-    assert_int_equal(token_mint(SECRET, "dev", "functions:write", 60, &tok), ML_OK);
+    assert_int_equal(token_mint(SECRET, "dev", "functions:write", NULL, (int64_t)time(NULL), 60, &tok), ML_OK);
     ml_buf_printf(&hdr, "bearer %s", tok.data); /* the scheme is case-insensitive */
     assert_int_equal(gw_auth_bearer(hdr.data, SECRET, (int64_t)time(NULL), LEEWAY, &who), GW_AUTH_OK);
     assert_string_equal(who.sub, "dev");
     assert_int_equal(who.scopes, GW_SCOPE_WRITE);
+    assert_string_equal(who.ns, "default"); /* minted without ns */
     assert_int_equal(gw_auth_bearer(hdr.data, "another-secret", (int64_t)time(NULL), LEEWAY, &who),
                      GW_AUTH_INVALID);
     assert_string_equal(who.sub, ""); /* nothing leaks out of a failed verification */
@@ -227,10 +230,118 @@ static void test_required_claims(void **state)
         assert_int_equal(verify(HS256, bad[i], SECRET, EVP_sha256(), NOW, &who), GW_AUTH_CLAIMS);
 }
 
+/* docs/tenants.md: ns absent = default; a string naming a valid namespace; anything else 401 */
+static void test_ns_claim(void **state)
+{
+    gw_principal who;
+    const char *bad[] = {
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"Team-A\"}",   /* upper case */
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"-team\"}",    /* leading dash */
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"\"}",         /* empty */
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"a/b\"}",      /* would split a key */
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":42}",           /* not a string */
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":null}",
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":[\"team-a\"]}",
+        "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}", /* 64 */
+    };
+    (void)state;
+    assert_int_equal(verify(HS256, "{\"sub\":\"a\",\"exp\":1800000060}", SECRET, EVP_sha256(), NOW, &who), GW_AUTH_OK);
+    assert_string_equal(who.ns, "default");
+    assert_int_equal(verify(HS256, "{\"sub\":\"a\",\"exp\":1800000060,\"ns\":\"team-a\"}", SECRET, EVP_sha256(), NOW, &who), GW_AUTH_OK);
+    assert_string_equal(who.ns, "team-a");
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(verify(HS256, bad[i], SECRET, EVP_sha256(), NOW, &who), GW_AUTH_NAMESPACE);
+    assert_string_equal(gw_auth_reason(GW_AUTH_NAMESPACE), "namespace");
+}
+
+static void test_admin_implies_functions(void **state)
+{
+    unsigned bits = 0;
+    (void)state;
+    assert_int_equal(gw_scopes_parse("admin"), GW_SCOPE_ADMIN | GW_SCOPES_FUNCTIONS);
+    assert_int_equal(gw_scopes_parse("functions:read bogus"), GW_SCOPE_READ);
+    assert_int_equal(gw_scopes_parse("functions:write") & GW_SCOPE_ADMIN, 0);
+    assert_string_equal(gw_scope_name(GW_SCOPE_ADMIN), "admin");
+    assert_int_equal(gw_scopes_parse_strict("functions:read admin", &bits), ML_OK);
+    assert_int_equal(bits, GW_SCOPE_ADMIN | GW_SCOPES_FUNCTIONS);
+    assert_int_equal(gw_scopes_parse_strict("functions:read bogus", &bits), ML_ERR);
+    assert_int_equal(gw_scopes_parse_strict("", &bits), ML_ERR);
+    assert_int_equal(gw_scopes_parse_strict("   ", &bits), ML_ERR);
+}
+
+static void test_namespace_decision(void **state)
+{
+    gw_principal user = { .sub = "u", .scopes = GW_SCOPE_READ, .ns = "team-a" };
+    gw_principal admin = { .sub = "root", .scopes = GW_SCOPE_ADMIN | GW_SCOPES_FUNCTIONS, .ns = "default" };
+    char ns[TENANT_MAX + 1];
+    (void)state;
+    assert_int_equal(gw_auth_namespace(&user, NULL, ns), 0);
+    assert_string_equal(ns, "team-a");
+    assert_int_equal(gw_auth_namespace(&user, "team-a", ns), 0); /* its own: fine */
+    assert_string_equal(ns, "team-a");
+    assert_int_equal(gw_auth_namespace(&user, "team-b", ns), 403);
+    assert_int_equal(gw_auth_namespace(&user, "Team-B", ns), 400);
+    assert_int_equal(gw_auth_namespace(&admin, NULL, ns), 0);
+    assert_string_equal(ns, "default");
+    assert_int_equal(gw_auth_namespace(&admin, "team-b", ns), 0);
+    assert_string_equal(ns, "team-b");
+    assert_int_equal(gw_auth_namespace(&admin, "bad ns", ns), 400);
+    assert_int_equal(gw_auth_namespace(&admin, "", ns), 400);
+}
+
+/* POST /admin/tokens: the minted token verifies and carries what was asked for. */
+static void test_admin_mint(void **state)
+{
+    static const struct {
+        const char *body;
+    } bad[] = {
+        { "" }, { "[]" }, { "{\"scopes\":\"functions:read\"}" },                      /* no sub */
+        { "{\"sub\":\"x\",\"namespace\":\"Bad\"}" },
+        { "{\"sub\":\"x\",\"namespace\":7}" },
+        { "{\"sub\":\"x\",\"scopes\":\"functions:read root\"}" },                      /* unknown */
+        { "{\"sub\":\"x\",\"scopes\":\"\"}" },
+        { "{\"sub\":\"x\",\"ttl_s\":59}" }, { "{\"sub\":\"x\",\"ttl_s\":2592001}" },
+        { "{\"sub\":\"x\",\"ttl_s\":60.5}" }, { "{\"sub\":\"x\",\"ttl_s\":\"60\"}" },
+        { "{\"sub\":\"a b\"}" }, { "{\"sub\":\"\"}" },
+    };
+    const char *ok = "{\"sub\":\"ci\",\"namespace\":\"team-b\",\"scopes\":\"functions:invoke\",\"ttl_s\":120}";
+    int64_t now = (int64_t)time(NULL);
+    void *doc = NULL;
+    char err[256];
+    ml_buf hdr = { 0 };
+    gw_principal who;
+    cJSON *j;
+    (void)state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(token_admin_mint(SECRET, bad[i].body, strlen(bad[i].body), "default", now,
+                                          &doc, err, sizeof(err)), 400);
+        assert_null(doc);
+        assert_true(strlen(err) > 0);
+    }
+    assert_int_equal(token_admin_mint(SECRET, ok, strlen(ok), "default", now, &doc, err, sizeof(err)), 201);
+    j = doc;
+    assert_string_equal(cJSON_GetObjectItem(j, "namespace")->valuestring, "team-b");
+    assert_string_equal(cJSON_GetObjectItem(j, "scopes")->valuestring, "functions:invoke");
+    assert_int_equal(strlen(cJSON_GetObjectItem(j, "expires_at")->valuestring), 20);
+    ml_buf_printf(&hdr, "Bearer %s", cJSON_GetObjectItem(j, "token")->valuestring);
+    assert_int_equal(gw_auth_bearer(hdr.data, SECRET, now, LEEWAY, &who), GW_AUTH_OK);
+    assert_string_equal(who.sub, "ci");
+    assert_string_equal(who.ns, "team-b");
+    assert_int_equal(who.scopes, GW_SCOPE_INVOKE);
+    /* exp = now + 120: expired past it (plus the leeway) */
+    assert_int_equal(gw_auth_bearer(hdr.data, SECRET, now + 121 + LEEWAY, LEEWAY, &who), GW_AUTH_EXPIRED);
+    cJSON_Delete(j);
+    ml_buf_free(&hdr);
+    /* defaults: the caller's namespace, a day */
+    assert_int_equal(token_admin_mint(SECRET, "{\"sub\":\"d\"}", 11, "team-c", now, &doc, err, sizeof(err)), 201);
+    assert_string_equal(cJSON_GetObjectItem((cJSON *)doc, "namespace")->valuestring, "team-c");
+    cJSON_Delete(doc);
+}
+
 static void test_reasons(void **state)
 {
     (void)state;
-    for (int r = GW_AUTH_OK; r <= GW_AUTH_SIGNATURE_V4; r++) {
+    for (int r = GW_AUTH_OK; r <= GW_AUTH_NAMESPACE; r++) {
         assert_true(strlen(gw_auth_reason((gw_auth_result)r)) > 0);
         assert_true(strlen(gw_auth_message((gw_auth_result)r)) > 0);
     }
@@ -272,6 +383,10 @@ int main(void)
         cmocka_unit_test(test_expiry_and_leeway),
         cmocka_unit_test(test_cached_token_rechecked),
         cmocka_unit_test(test_required_claims),
+        cmocka_unit_test(test_ns_claim),
+        cmocka_unit_test(test_admin_implies_functions),
+        cmocka_unit_test(test_namespace_decision),
+        cmocka_unit_test(test_admin_mint),
         cmocka_unit_test(test_reasons),
         cmocka_unit_test(test_base64url),
     };

@@ -35,6 +35,19 @@ static const expect api[] = {
     { "POST", "/dlq/d1/replay", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "DELETE", "/dlq/d1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "POST", "/2015-03-31/functions/fn1/invocations", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_AWS_INVOKE },
+    /* docs/tenants.md's admin API */
+    { "POST", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "GET", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "GET", "/admin/namespaces/team-a", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "PATCH", "/admin/namespaces/team-a", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "POST", "/admin/keys", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "GET", "/admin/keys", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "GET", "/admin/keys/AKIA1", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "DELETE", "/admin/keys/AKIA1", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "POST", "/admin/keys/AKIA1/disable", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "POST", "/admin/keys/AKIA1/enable", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "POST", "/admin/keys/AKIA1/rotate", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
+    { "POST", "/admin/tokens", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_MINT },
 };
 
 static void test_every_endpoint(void **state)
@@ -67,6 +80,8 @@ static void test_misses(void **state)
     assert_false(wrong);
     /* internal endpoints are not public */
     assert_null(gw_route_find("POST", "/webhooks/build-status/b1", &wrong));
+    assert_null(gw_route_find("GET", "/internal/keys/AKIA1", &wrong));
+    assert_false(wrong);
 }
 
 static void test_limits_and_owners(void **state)
@@ -111,7 +126,7 @@ static void test_scopes(void **state)
     assert_int_equal(gw_scopes_parse("functions:read functions:write functions:invoke"),
                      GW_SCOPE_READ | GW_SCOPE_WRITE | GW_SCOPE_INVOKE);
     /* exact tokens only */
-    assert_int_equal(gw_scopes_parse("functions:readx functions:rea admin functions:*"), 0);
+    assert_int_equal(gw_scopes_parse("functions:readx functions:rea administrator functions:*"), 0);
     assert_int_equal(gw_scopes_parse("FUNCTIONS:READ"), 0);
     assert_string_equal(gw_scope_name(GW_SCOPE_INVOKE), "functions:invoke");
     assert_string_equal(gw_scope_name(GW_SCOPE_READ | GW_SCOPE_WRITE), "");
