@@ -154,6 +154,19 @@ static long get(uint16_t port, const char *path, const char *header, ml_buf *out
     return status;
 }
 
+/* Loads c into the process-wide state and starts a guarded server on routes (ML_OK asserted). */
+static httpd *start_guarded(const ml_intauth_cfg *c, const httpd_route *routes, size_t n)
+{
+    httpd_config hc = { .service = "t", .bind_addr = "127.0.0.1", .guard = ml_intauth_guard };
+    char err[256];
+    httpd *h;
+
+    assert_int_equal(ml_intauth_start(c), ML_OK);
+    h = httpd_start(&hc, routes, n, err, sizeof(err));
+    assert_non_null(h);
+    return h;
+}
+
 static void test_guard_on_a_server(void **state)
 {
     static const httpd_route routes[] = {
@@ -162,18 +175,14 @@ static void test_guard_on_a_server(void **state)
         { "GET", "/ready/{cap}", h_ok, NULL, 0, false },
     };
     ml_intauth_cfg c = { TOKEN, "", false, NULL };
-    httpd_config hc = { .service = "t", .bind_addr = "127.0.0.1", .guard = ml_intauth_guard };
-    char err[256];
     ml_buf body = { 0 };
     httpd *h;
     uint16_t port;
 
     (void)state;
-    assert_int_equal(ml_intauth_start(&c), ML_OK);
+    h = start_guarded(&c, routes, ML_ARRAY_LEN(routes));
     assert_true(ml_intauth_enforced());
     assert_string_equal(ml_intauth_header_line(), "X-Minilambda-Internal: " TOKEN);
-    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
-    assert_non_null(h);
     port = httpd_port(h);
     assert_int_equal(get(port, "/functions", NULL, &body), 401);
     assert_non_null(strstr(ml_buf_cstr(&body), "\"code\":\"unauthorized\""));
@@ -189,11 +198,9 @@ static void test_guard_on_a_server(void **state)
     /* insecure, no token: the guard admits everything and callers send nothing */
     c.token = "";
     c.insecure = true;
-    assert_int_equal(ml_intauth_start(&c), ML_OK);
+    h = start_guarded(&c, routes, ML_ARRAY_LEN(routes));
     assert_false(ml_intauth_enforced());
     assert_null(ml_intauth_header_line());
-    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
-    assert_non_null(h);
     assert_int_equal(get(httpd_port(h), "/functions", NULL, &body), 200);
     httpd_stop(h);
     ml_buf_free(&body);
@@ -204,17 +211,13 @@ static void test_guard_accepts_the_old_token(void **state)
 {
     static const httpd_route routes[] = { { "GET", "/functions", h_ok, NULL, 0, false } };
     ml_intauth_cfg c = { NEW_TOKEN, "", false, TOKEN };
-    httpd_config hc = { .service = "t", .bind_addr = "127.0.0.1", .guard = ml_intauth_guard };
-    char err[256];
     ml_buf body = { 0 };
     httpd *h;
     uint16_t port;
 
     (void)state;
-    assert_int_equal(ml_intauth_start(&c), ML_OK);
+    h = start_guarded(&c, routes, ML_ARRAY_LEN(routes));
     assert_string_equal(ml_intauth_header_line(), "X-Minilambda-Internal: " NEW_TOKEN);
-    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
-    assert_non_null(h);
     port = httpd_port(h);
     assert_int_equal(get(port, "/functions", "X-Minilambda-Internal: " NEW_TOKEN, &body), 200);
     assert_int_equal(get(port, "/functions", "X-Minilambda-Internal: " TOKEN, &body), 200);
@@ -223,9 +226,7 @@ static void test_guard_accepts_the_old_token(void **state)
     httpd_stop(h);
     /* without OLD the previous token is just wrong */
     c.token_old = NULL;
-    assert_int_equal(ml_intauth_start(&c), ML_OK);
-    h = httpd_start(&hc, routes, ML_ARRAY_LEN(routes), err, sizeof(err));
-    assert_non_null(h);
+    h = start_guarded(&c, routes, ML_ARRAY_LEN(routes));
     assert_int_equal(get(httpd_port(h), "/functions", "X-Minilambda-Internal: " TOKEN, &body), 401);
     httpd_stop(h);
     /* a malformed OLD refuses to start, like a malformed token */
