@@ -29,8 +29,9 @@ CREATE TABLE published_versions (
         ON DELETE CASCADE
 );
 
--- routing_version/routing_weight are the one extra version of a weighted alias; routing is
--- the same as the API shows it ({"4": 0.1} or {}). The foreign keys to published_versions
+-- routing_version/routing_weight are the one extra version of a weighted alias (the API's
+-- "routing": {"4": 0.1}, or {} when both are NULL): columns rather than a jsonb object so that
+-- foreign keys can hold the versions. The foreign keys to published_versions
 -- keep a version an alias routes to from being deleted (NO ACTION: checked at the end of the
 -- statement, so deleting the function cascades over both tables without tripping it).
 CREATE TABLE function_aliases (
@@ -40,8 +41,6 @@ CREATE TABLE function_aliases (
     description    text NOT NULL DEFAULT '' CHECK (length(description) <= 256),
     routing_version integer,
     routing_weight double precision,
-    routing        jsonb GENERATED ALWAYS AS (CASE WHEN routing_version IS NULL THEN '{}'::jsonb
-                       ELSE jsonb_build_object(routing_version::text, routing_weight) END) STORED,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (function_id, name),

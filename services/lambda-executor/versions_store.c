@@ -45,8 +45,9 @@
 #define ALIAS_DOC                                                                              \
     "json_build_object('name', a.name, 'function_id', a.function_id,"                            \
     " 'version', coalesce(a.version::text, '$LATEST'), 'description', a.description,"          \
-    " 'routing', a.routing, 'created_at', " ISO("a.created_at") ", 'updated_at', "               \
-    ISO("a.updated_at") ")"
+    " 'routing', CASE WHEN a.routing_version IS NULL THEN '{}'::json ELSE"                      \
+    " json_build_object(a.routing_version::text, a.routing_weight) END,"                        \
+    " 'created_at', " ISO("a.created_at") ", 'updated_at', " ISO("a.updated_at") ")"
 
 /* Appends NAME=value to s's packed env. */
 static int env_put(ver_snapshot *s, const char *name, const char *value)
