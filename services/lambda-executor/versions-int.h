@@ -33,6 +33,9 @@ struct ver_ctx {
  * into *n; QR_NOT_FOUND for an unknown alias, QR_INVALID for no qualifier at all. */
 qual_rc qualifier_main_version(ver_ctx *ctx, const char *fn_id, const char *q, int64_t *n);
 
+/* The statements below run on a connection the caller borrowed (ver_need_db); a PGresult is
+ * the caller's (PQclear), NULL when the statement failed (pg_error / pg_sqlstate tell why). */
+
 /* publish outcomes beyond ML_OK / ML_ERR */
 enum { PUB_NOT_FOUND = 1, PUB_NOT_ACTIVE = 2, PUB_SHA_MISMATCH = 3 };
 

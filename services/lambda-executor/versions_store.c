@@ -328,7 +328,8 @@ PGresult *ver_store_alias_update(pg_conn *db, const char *const p[9])
                     9, p);
 }
 
-/* The same parameters; no row when the alias exists. */
+/* The same parameters; no row when the alias exists (or no version was given: creating needs
+ * one). $5 and $7 only need a type here: every parameter of a prepared statement must have one. */
 PGresult *ver_store_alias_create(pg_conn *db, const char *const p[9])
 {
     return pg_query(db, "ver_alias_create",
