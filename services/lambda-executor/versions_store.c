@@ -11,10 +11,11 @@
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* What $LATEST runs today: the active code revision's runtime and handler (the function's
- * own while none), as the registry's cache document (registry_store.c CACHE_JSON) says. */
-#define LATEST_RUNTIME "coalesce(v.runtime, f.runtime)"
-#define LATEST_HANDLER "coalesce(v.handler, f.handler)"
+/* What $LATEST runs: the function's own runtime and handler (a PATCH of either takes effect
+ * for $LATEST at once, docs/versions.md; a build never changes them, so they equal the
+ * active code revision's until such a PATCH). */
+#define LATEST_RUNTIME "f.runtime"
+#define LATEST_HANDLER "f.handler"
 /* The function's description, once it has one (docs/versions.md: a field of the function
  * record; read through to_jsonb so this works with and without the column). */
 #define FN_DESCRIPTION "coalesce(to_jsonb(f)->>'description', '')"
