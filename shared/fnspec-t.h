@@ -14,7 +14,7 @@
 #define FNSPEC_NS_DEFAULT "default"
 /* A handler is at most this many bytes. */
 #define FNSPEC_HANDLER_MAX 128
-/* The longest runtime name ("python3", "nodejs", "provided"), with room to spare. */
+/* The longest runtime name: "provided.al2023" (15). Struct sizes depend on it: keep. */
 #define FNSPEC_RUNTIME_MAX 15
 /* webhook_url, on_success_url, on_failure_url. */
 #define FNSPEC_URL_MAX 2048

@@ -58,30 +58,53 @@ int fnspec_ns_valid(const char *ns)
     return ML_OK;
 }
 
+/* The accepted names: AWS's identifiers and the short aliases, each with its family. */
+static const struct {
+    const char *name, *family;
+} runtime_names[] = {
+    { "python3", "python3" },       { "python3.9", "python3" },   { "python3.10", "python3" },
+    { "python3.11", "python3" },    { "python3.12", "python3" },  { "python3.13", "python3" },
+    { "nodejs", "nodejs" },         { "nodejs18.x", "nodejs" },   { "nodejs20.x", "nodejs" },
+    { "nodejs22.x", "nodejs" },     { "provided", "provided" },   { "provided.al2", "provided" },
+    { "provided.al2023", "provided" },
+};
+
+const char *fnspec_runtime_family(const char *runtime)
+{
+    for (size_t i = 0; runtime && i < ML_ARRAY_LEN(runtime_names); i++)
+        if (!strcmp(runtime, runtime_names[i].name))
+            return runtime_names[i].family;
+    return NULL;
+}
+
+const char *fnspec_runtime_name(size_t i)
+{
+    return i < ML_ARRAY_LEN(runtime_names) ? runtime_names[i].name : NULL;
+}
+
 int fnspec_runtime_valid(const char *runtime)
 {
-    return runtime && (!strcmp(runtime, "python3") || !strcmp(runtime, "nodejs") ||
-                       !strcmp(runtime, "provided"))
-               ? ML_OK
-               : ML_ERR;
+    return fnspec_runtime_family(runtime) ? ML_OK : ML_ERR;
 }
 
 const char *fnspec_default_handler(const char *runtime)
 {
-    return runtime && !strcmp(runtime, "provided") ? "bootstrap" : NULL;
+    const char *fam = fnspec_runtime_family(runtime);
+
+    return fam && !strcmp(fam, "provided") ? "bootstrap" : NULL;
 }
 
 int fnspec_handler_valid(const char *runtime, const char *h)
 {
-    const char *dot;
+    const char *dot, *fam = fnspec_runtime_family(runtime);
     size_t n;
 
-    if (!h || fnspec_runtime_valid(runtime) != ML_OK)
+    if (!h || !fam)
         return ML_ERR;
     n = strlen(h);
     if (n == 0 || n > FNSPEC_HANDLER_MAX)
         return ML_ERR;
-    if (!strcmp(runtime, "provided")) {
+    if (!strcmp(fam, "provided")) {
         for (size_t i = 0; i < n; i++) {
             if (!(is_alnum(h[i]) || h[i] == '_' || h[i] == '-' || h[i] == '.'))
                 return ML_ERR;
@@ -91,7 +114,7 @@ int fnspec_handler_valid(const char *runtime, const char *h)
     dot = strchr(h, '.');
     if (!dot || strchr(dot + 1, '.') || fnspec_is_ident(dot + 1, strlen(dot + 1)) != ML_OK)
         return ML_ERR;
-    if (!strcmp(runtime, "python3"))
+    if (!strcmp(fam, "python3"))
         return fnspec_is_ident(h, (size_t)(dot - h));
     if (dot == h) /* nodejs: file names may contain '-' */
         return ML_ERR;
@@ -104,20 +127,22 @@ int fnspec_handler_valid(const char *runtime, const char *h)
 
 const char *fnspec_handler_form(const char *runtime)
 {
-    if (runtime && !strcmp(runtime, "python3"))
+    const char *fam = fnspec_runtime_family(runtime);
+
+    if (fam && !strcmp(fam, "python3"))
         return "module.function (module.py at the ZIP root)";
-    if (runtime && !strcmp(runtime, "nodejs"))
+    if (fam && !strcmp(fam, "nodejs"))
         return "file.export (file.js at the ZIP root)";
     return "bootstrap (an executable at the ZIP root)";
 }
 
 int fnspec_handler_file(const char *runtime, const char *handler, char *out, size_t outlen)
 {
-    const char *ext;
+    const char *ext, *fam = fnspec_runtime_family(runtime);
 
-    if (fnspec_handler_valid(runtime, handler) != ML_OK || !strcmp(runtime, "provided"))
+    if (fnspec_handler_valid(runtime, handler) != ML_OK || !strcmp(fam, "provided"))
         return ML_ERR;
-    ext = !strcmp(runtime, "python3") ? ".py" : ".js";
+    ext = !strcmp(fam, "python3") ? ".py" : ".js";
     return ml_snprintf(out, outlen, "%.*s%s", (int)(strchr(handler, '.') - handler), handler, ext);
 }
 

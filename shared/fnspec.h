@@ -25,14 +25,24 @@ int fnspec_name_valid(const char *name);
 int fnspec_ns_valid(const char *ns);
 #define FNSPEC_NAME_RULE "name must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ and not look like a UUID"
 
-/* python3, nodejs or provided. NULL is invalid. */
+/* An accepted runtime name (docs/versions.md "Runtimes"): python3.9 ... python3.13,
+ * nodejs18.x, nodejs20.x, nodejs22.x, provided.al2, provided.al2023 and the aliases python3,
+ * nodejs, provided. Whether this platform can run it is the runtimes table's (runtimes.h).
+ * NULL is invalid. */
 int fnspec_runtime_valid(const char *runtime);
-#define FNSPEC_RUNTIME_RULE "runtime must be one of python3, nodejs, provided"
+#define FNSPEC_RUNTIME_RULE "runtime must be one of python3.9, python3.10, python3.11, " \
+    "python3.12, python3.13, nodejs18.x, nodejs20.x, nodejs22.x, provided.al2, "           \
+    "provided.al2023 (or the aliases python3, nodejs, provided)"
+/* The family of an accepted name: "python3", "nodejs" or "provided" (its handler rules,
+ * bootstrap and interpreter kind); NULL when the name is not accepted. */
+const char *fnspec_runtime_family(const char *runtime);
+/* The i-th accepted name (aliases included), NULL past the end: for tables and tests. */
+const char *fnspec_runtime_name(size_t i);
 
 /* The handler used when none is given: "bootstrap" for provided, NULL for the others. */
 const char *fnspec_default_handler(const char *runtime);
 
-/* Handler for a valid runtime, at most FNSPEC_HANDLER_MAX bytes:
+/* Handler for a valid runtime, at most FNSPEC_HANDLER_MAX bytes, by the runtime's family:
  *   python3  module.function — both identifiers, exactly one dot;
  *   nodejs   file.export     — file [A-Za-z0-9_-]+, export an identifier, exactly one dot;
  *   provided a file name [A-Za-z0-9_.-]+ not starting with '.' (default bootstrap).
@@ -40,7 +50,7 @@ const char *fnspec_default_handler(const char *runtime);
 int fnspec_handler_valid(const char *runtime, const char *handler);
 /* What the handler must look like for runtime, for messages (never NULL). */
 const char *fnspec_handler_form(const char *runtime);
-/* The file a python3/nodejs handler names ("app.handler" -> "app.py"), written to out;
+/* The file a python/nodejs handler names ("app.handler" -> "app.py"), written to out;
  * ML_ERR for provided, an invalid handler or a too small out. */
 int fnspec_handler_file(const char *runtime, const char *handler, char *out, size_t outlen);
 
