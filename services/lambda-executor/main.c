@@ -6,6 +6,7 @@
 #include "dlq.h"
 #include "intauth.h"
 #include "invoke.h"
+#include "runtimes_http.h"
 #include "schedules.h"
 #include "tenancy.h"
 #include "workers.h"
@@ -23,6 +24,7 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     n += schedules_routes(app, out + n, max - n);
     n += tenancy_routes(ten, out + n, max - n);
     n += akey_routes(ten, out + n, max - n);
+    n += rth_routes(app, out + n, max - n);
     return n;
 }
 

@@ -99,6 +99,8 @@ typedef struct registry_config {
     /* set by the app: users' destination URLs at PATCH (MINILAMBDA_WEBHOOK_ALLOW_*) */
     ssrf_policy ssrf;
     bool network_allowed;       /* set by the app: MINILAMBDA_FUNCTION_NETWORK (else 400) */
+    /* set by the app: what a PATCH may choose and the records' runtime_version (read-only) */
+    const struct runtimes_table *runtimes;
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
      * be had; called on HTTP worker threads and on the invoke path. The registry uses their
      * lambda_service_db connection (->db, borrowed with deps_db_acquire around each group of
