@@ -208,7 +208,8 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
-    if (url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
+    if (bmr_check(&app->runtimes, app->executor_url, spec.runtime, resp) != ML_OK ||
+        url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
         goto out;
     if ((d = need_deps(app, resp)) != NULL)
         accept_build(app, d, &(accept_req){ .ns = ns, .max_functions = quota, .spec = &spec,

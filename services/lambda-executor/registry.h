@@ -57,7 +57,7 @@ typedef struct fn_info {
     char name[FN_NAME_MAX];               /* unique within ns */
     fn_state state;
     int version;                          /* active version; 0 while none */
-    /* runtime and handler of the active version (the function's own while none) */
+    /* the function's runtime and handler ($LATEST: a PATCH takes effect at once) */
     char runtime[FN_RUNTIME_MAX];
     char handler[FN_HANDLER_MAX];
     /* S3 location of the active version: {prefix}code.tar.gz, sha256 of that archive;
