@@ -291,7 +291,8 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
         if (!f && strict) {
             ml_snprintf_trunc(err, errlen,
                               "unknown field '%s'; PATCH accepts memory_mb, timeout_s, env, rate_limit, "
-                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url, network",
+                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url, network, "
+                              "runtime, handler, description, tags",
                               e->string);
             return ML_ERR;
         }
@@ -299,6 +300,52 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
             ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
             return ML_ERR;
         }
+    }
+    return ML_OK;
+}
+
+/* Characters (UTF-8 code points) of s: the limits are in characters, as AWS's and as
+ * Postgres' length() counts them. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+int fnspec_description_valid(const cJSON *d)
+{
+    return cJSON_IsString(d) && utf8_chars(d->valuestring) <= FNSPEC_DESCRIPTION_MAX ? ML_OK : ML_ERR;
+}
+
+int fnspec_tags_check(const cJSON *tags, const cJSON *cur, bool merge, char *err, size_t errlen)
+{
+    const cJSON *t, *c;
+    size_t total = 0;
+
+    if (!cJSON_IsObject(tags)) {
+        ml_snprintf_trunc(err, errlen, "tags must be an object of strings%s", merge ? " (null removes a tag)" : "");
+        return ML_ERR;
+    }
+    cJSON_ArrayForEach(t, tags) {
+        size_t kn = utf8_chars(t->string);
+        if (kn < 1 || kn > FNSPEC_TAG_KEY_MAX || !(cJSON_IsString(t) || (merge && cJSON_IsNull(t))) ||
+            (cJSON_IsString(t) && utf8_chars(t->valuestring) > FNSPEC_TAG_VALUE_MAX)) {
+            ml_snprintf_trunc(err, errlen, "tags: key 1..%d and value a string of at most %d characters"
+                              " (\"%.64s\")", FNSPEC_TAG_KEY_MAX, FNSPEC_TAG_VALUE_MAX, t->string);
+            return ML_ERR;
+        }
+        total += cJSON_IsString(t) && !cJSON_HasObjectItem(cur, t->string);
+    }
+    cJSON_ArrayForEach(c, cur) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(tags, c->string);
+        total += !(n && cJSON_IsNull(n));
+    }
+    if (total > FNSPEC_TAGS_MAX) {
+        ml_snprintf_trunc(err, errlen, "tags: at most %d per function (this would make %zu)", FNSPEC_TAGS_MAX, total);
+        return ML_ERR;
     }
     return ML_OK;
 }
@@ -327,6 +374,14 @@ static int create_member(const cJSON *e, char *err, size_t errlen)
         ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
         return ML_ERR;
     }
+    if (strcmp(e->string, "description") == 0) {
+        if (fnspec_description_valid(e) == ML_OK)
+            return ML_OK;
+        ml_snprintf_trunc(err, errlen, "description must be a string of at most %d characters", FNSPEC_DESCRIPTION_MAX);
+        return ML_ERR;
+    }
+    if (strcmp(e->string, "tags") == 0)
+        return fnspec_tags_check(e, NULL, false, err, errlen);
     ml_snprintf_trunc(err, errlen, "unknown field '%s'; POST /functions accepts " FNSPEC_CREATE_FIELDS
                       " (set the rest with PATCH)", e->string);
     return ML_ERR;

@@ -58,6 +58,14 @@ int fnspec_handler_file(const char *runtime, const char *handler, char *out, siz
  * names and values. On ML_ERR a message goes to err (may be NULL). */
 int fnspec_env_valid(const cJSON *env, char *err, size_t errlen);
 
+/* description: a string of at most FNSPEC_DESCRIPTION_MAX characters (UTF-8 code points). */
+int fnspec_description_valid(const cJSON *d);
+/* tags: an object whose members are tags, key 1..FNSPEC_TAG_KEY_MAX and value a string of at
+ * most FNSPEC_TAG_VALUE_MAX characters. merge (PATCH): a null value removes the tag, and the
+ * result of merging into cur (the current tags, NULL: none) has at most FNSPEC_TAGS_MAX;
+ * otherwise (create) tags itself has at most that many and no nulls. err says why. */
+int fnspec_tags_check(const cJSON *tags, const cJSON *cur, bool merge, char *err, size_t errlen);
+
 /* rate_limit: an object with only "rps" (0 < N <= FNSPEC_RPS_MAX) and optionally "burst"
  * (an integer FNSPEC_BURST_MIN..FNSPEC_BURST_MAX). null is not accepted here. */
 int fnspec_rate_limit_valid(const cJSON *rl);
@@ -90,14 +98,15 @@ int fnspec_field_check(const fnspec_field *f, const cJSON *v);
 int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen);
 
 /* The members of a POST /functions JSON body, checked by kind with the same table PATCH
- * uses: name, runtime, handler and webhook_url must be strings; memory_mb, timeout_s, env,
+ * uses: name, runtime, handler and webhook_url must be strings; description and tags pass
+ * fnspec_description_valid / fnspec_tags_check (not merge); memory_mb, timeout_s, env,
  * rate_limit and concurrency pass fnspec_field_check (the string "30" is no number, null
  * only where the row is nullable); any other member is an error (the rest of the
  * configuration is PATCH's). Value rules beyond the kind (a name's syntax, ...) are the
  * caller's. On ML_ERR *field names the member (points into obj or is static) and err says
  * why. */
 int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t errlen);
-#define FNSPEC_CREATE_FIELDS "name, runtime, handler, webhook_url, code_base64, memory_mb, timeout_s, env, rate_limit, concurrency"
+#define FNSPEC_CREATE_FIELDS "name, runtime, handler, webhook_url, code_base64, memory_mb, timeout_s, env, rate_limit, concurrency, description, tags"
 
 /* ---- build.status ------------------------------------------------------------------ */
 

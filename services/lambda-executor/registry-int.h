@@ -154,11 +154,6 @@ int reg_env_render(cJSON *doc, bool reveal, char *err, size_t errlen);
 
 /* ---- the function record's own fields (registry_rules.c; docs/versions.md) ---- */
 
-#define REG_DESCRIPTION_MAX 256 /* characters */
-#define REG_TAGS_MAX 50
-#define REG_TAG_KEY_MAX 128
-#define REG_TAG_VALUE_MAX 256
-
 /* True when a PATCH body has a member reg_record_check must see against the current record
  * (runtime, handler, tags). */
 bool reg_record_needs_current(const cJSON *body);

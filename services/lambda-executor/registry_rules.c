@@ -209,48 +209,12 @@ bool reg_record_needs_current(const cJSON *body)
            cJSON_HasObjectItem(body, "tags");
 }
 
-/* Characters (UTF-8 code points) of s: the limits are in characters, as AWS's and as
- * Postgres' length() counts them. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 #define RECORD_FAIL(c, ...)                                                                    \
     do {                                                                                       \
         *code = (c);                                                                           \
         ml_snprintf_trunc(err, errlen, __VA_ARGS__);                                           \
         return ML_ERR;                                                                         \
     } while (0)
-
-/* tags: each member a tag to set (a string) or remove (null); the result within limits. */
-static int tags_check(const cJSON *tags, const cJSON *cur, const char **code, char *err, size_t errlen)
-{
-    const cJSON *t, *c;
-    size_t total = 0;
-
-    if (!cJSON_IsObject(tags))
-        RECORD_FAIL("invalid_field", "tags must be an object of strings (null removes a tag)");
-    cJSON_ArrayForEach(t, tags) {
-        size_t kn = utf8_chars(t->string);
-        if (kn < 1 || kn > REG_TAG_KEY_MAX || (!cJSON_IsString(t) && !cJSON_IsNull(t)) ||
-            (cJSON_IsString(t) && utf8_chars(t->valuestring) > REG_TAG_VALUE_MAX))
-            RECORD_FAIL("invalid_field", "tags: key 1..%d and value at most %d characters, a string "
-                        "or null (\"%.64s\")", REG_TAG_KEY_MAX, REG_TAG_VALUE_MAX, t->string);
-        total += cJSON_IsString(t) && !cJSON_HasObjectItem(cur, t->string);
-    }
-    cJSON_ArrayForEach(c, cur) {
-        const cJSON *n = cJSON_GetObjectItemCaseSensitive(tags, c->string);
-        total += !(n && cJSON_IsNull(n));
-    }
-    if (total > REG_TAGS_MAX)
-        RECORD_FAIL("invalid_field", "tags: at most %d per function (this would make %zu)", REG_TAGS_MAX, total);
-    return ML_OK;
-}
 
 /* runtime and handler as the function will have them. */
 static int runtime_check(const struct runtimes_table *rt, const cJSON *body, const cJSON *cur,
@@ -283,10 +247,12 @@ int reg_record_check(const struct runtimes_table *rt, const cJSON *body, const c
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "description");
     const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
 
-    if (d && (!cJSON_IsString(d) || utf8_chars(d->valuestring) > REG_DESCRIPTION_MAX))
-        RECORD_FAIL("invalid_field", "description must be a string of at most %d characters", REG_DESCRIPTION_MAX);
-    if (tags && tags_check(tags, cJSON_GetObjectItemCaseSensitive(cur, "tags"), code, err, errlen) != ML_OK)
+    if (d && fnspec_description_valid(d) != ML_OK)
+        RECORD_FAIL("invalid_field", "description must be a string of at most %d characters", FNSPEC_DESCRIPTION_MAX);
+    if (tags && fnspec_tags_check(tags, cJSON_GetObjectItemCaseSensitive(cur, "tags"), true, err, errlen) != ML_OK) {
+        *code = "invalid_field";
         return ML_ERR;
+    }
     return runtime_check(rt, body, cur, code, err, errlen);
 }
 
