@@ -296,7 +296,8 @@ static cJSON *entry_json(const runtimes_table *t, const runtimes_entry *e)
     cJSON *o = cJSON_CreateObject(), *aliases = cJSON_AddArrayToObject(o, "aliases");
 
     cJSON_AddStringToObject(o, "name", e->name);
-    cJSON_AddStringToObject(o, "family", e->family);
+    /* the document's family names the language (docs/versions.md), not the python3 rules */
+    cJSON_AddStringToObject(o, "family", strcmp(e->family, "python3") == 0 ? "python" : e->family);
     if (e->interpreter[0])
         cJSON_AddStringToObject(o, "interpreter", e->interpreter);
     else

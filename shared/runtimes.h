@@ -51,7 +51,8 @@ int runtimes_available(const runtimes_table *t, const char *name);
 void runtimes_names(const runtimes_table *t, char *out, size_t len);
 
 /* The GET /runtimes document: {"runtimes":[{"name","family","interpreter","version",
- * "aliases":[...]}]} — one item per available versioned name (python3.N, nodejsN.x,
+ * "aliases":[...]}]} (family: "python" | "nodejs" | "provided"; interpreter null for
+ * provided) — one item per available versioned name (python3.N, nodejsN.x,
  * provided.al2023), the aliases that run the same interpreter version listed under it; an
  * alias with no such versioned name is an item of its own. Caller deletes (NULL: no memory). */
 cJSON *runtimes_to_json(const runtimes_table *t);

@@ -89,7 +89,7 @@ def check_list():
     py = [i for i in items if re.fullmatch(r"python3\.\d+", i["name"])]
     S.check("the host's python is listed as python3.N with its exact version",
             any(i["name"] == f"python3.{HOST_MINOR}" and i["version"].startswith(f"Python 3.{HOST_MINOR}.")
-                and i["family"] == "python3" for i in py), items)
+                and i["family"] == "python" for i in py), items)
     S.check("python3 is an alias of a listed python", any("python3" in i["aliases"] for i in py), py)
     S.check(f"{FAKE} configured with another python's interpreter is not listed", FAKE not in by and
             not any(FAKE in i["aliases"] for i in items), items)
