@@ -37,8 +37,10 @@ static int ask_executor(const char *executor_url, runtimes_table *t)
         !(h = httpc_new()))
         goto out;
     if (httpc_do(h, &req, &res) != ML_OK || res.status != 200) {
-        ml_log_warn("runtimes: GET %s: %s (accepting any runtime name meanwhile)", url,
-                    res.status ? "not 200" : httpc_error(h));
+        if (res.status)
+            ml_log_warn("runtimes: GET %s answered %ld (accepting any runtime name meanwhile)", url, res.status);
+        else
+            ml_log_warn("runtimes: %s (accepting any runtime name meanwhile)", httpc_error(h));
         goto out;
     }
     doc = cJSON_ParseWithLength(ml_buf_cstr(&res.body), res.body.len);
