@@ -7,7 +7,9 @@
 #include "httpc.h"
 #include "intauth.h"
 #include "log.h"
+#include "fnspec.h"
 #include "runtimes.h"
+#include "tenant.h"
 
 void bmr_init(bmr_cache *c)
 {
@@ -88,4 +90,46 @@ int bmr_check(bmr_cache *c, const char *executor_url, const char *runtime, httpd
     httpd_resp_error(resp, 400, "invalid_runtime", "runtime %s is not available on this platform "
                      "(available: %s)", runtime, names);
     return ML_ERR;
+}
+
+/* The executor's record's runtime and handler, checked. */
+static int current_from(const ml_buf *body, char *runtime, char *handler)
+{
+    cJSON *doc = cJSON_ParseWithLength(ml_buf_cstr(body), body->len);
+    const char *rt = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "runtime"));
+    const char *hd = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(doc, "handler"));
+    int rc = ML_ERR;
+
+    if (fnspec_runtime_valid(rt) == ML_OK && fnspec_handler_valid(rt, hd) == ML_OK &&
+        ml_strlcpy(runtime, rt, FNSPEC_RUNTIME_MAX + 1) == ML_OK &&
+        ml_strlcpy(handler, hd, FNSPEC_HANDLER_MAX + 1) == ML_OK)
+        rc = ML_OK;
+    cJSON_Delete(doc);
+    return rc;
+}
+
+/* Owns its client and response. */
+int bmr_current(const char *executor_url, const char *ns, const char *id,
+                char runtime[FNSPEC_RUNTIME_MAX + 1], char handler[FNSPEC_HANDLER_MAX + 1])
+{
+    char url[512], nsh[sizeof(TENANT_HEADER) + TENANT_MAX + 4];
+    /* the namespace first: the token line is NULL when internal auth is off, ending the list */
+    const char *headers[] = { nsh, ml_intauth_header_line(), NULL };
+    httpc_request req = { .url = url, .headers = headers, .timeout_ms = BMR_TIMEOUT_MS,
+                          .connect_timeout_ms = BMR_TIMEOUT_MS };
+    httpc_response res = { 0 };
+    httpc *h = NULL;
+    int rc = ML_ERR;
+
+    if (!executor_url || ml_snprintf(url, sizeof(url), "%s/functions/%s", executor_url, id) != ML_OK ||
+        ml_snprintf(nsh, sizeof(nsh), "%s: %s", TENANT_HEADER, ns) != ML_OK || !(h = httpc_new()))
+        goto out;
+    if (httpc_do(h, &req, &res) == ML_OK && res.status == 200)
+        rc = current_from(&res.body, runtime, handler);
+    if (rc != ML_OK)   /* a function the executor has not seen yet, or it is away */
+        ml_log_info("runtimes: function %s: building with the runtime and handler it was created with", id);
+out:
+    httpc_response_free(&res);
+    httpc_free(h);
+    return rc;
 }

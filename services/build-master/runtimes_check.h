@@ -26,6 +26,13 @@ typedef struct bmr_cache {
     int64_t until_ms;         /* monotonic: ask again after this */
 } bmr_cache;
 
+/* A code update builds with the function's runtime and handler as the executor has them now
+ * (a PATCH there may have changed them: docs/versions.md), so the build-worker checks the
+ * ZIP for the right file. ML_OK with both written (each valid by fnspec); ML_ERR when the
+ * executor cannot say (the build-side values stay). ns: the function's namespace. */
+int bmr_current(const char *executor_url, const char *ns, const char *id,
+                char runtime[FNSPEC_RUNTIME_MAX + 1], char handler[FNSPEC_HANDLER_MAX + 1]);
+
 /* A zeroed cache after bmr_init; bmr_free destroys the mutex. */
 void bmr_init(bmr_cache *c);
 void bmr_free(bmr_cache *c);

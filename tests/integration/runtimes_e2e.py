@@ -166,12 +166,17 @@ def check_patch(name, f):
 
 
 def check_updates(name):
-    st, b = code_update(name, {"app.py": PY + "\nimport time\ntime.sleep(0)\n"})
+    # the build follows the executor's handler: after a PATCH the new ZIP needs main.py, not app.py
+    st0, _ = req(EXEC, "PATCH", f"/functions/{name}", {"handler": "main.handler"})
+    st, b = code_update(name, {"main.py": PY + "\nimport time\ntime.sleep(0)\n"})
     st2, f = req(EXEC, "GET", f"/functions/{name}")
     S.check("during a code update last_update_status is InProgress", st == 202 and st2 == 200 and
             f["last_update_status"] == "InProgress" and f["state"] == "active", (st, b, f))
     f = wait_fn(name, lambda d: d["last_update_status"] != "InProgress")
-    S.check("... then Successful", f and f["last_update_status"] == "Successful", f)
+    S.check("... then Successful (built with the PATCHed handler's file)", st0 == 200 and f and
+            f["last_update_status"] == "Successful" and f["handler"] == "main.handler", (st0, f))
+    st, r = req(EXEC, "POST", f"/functions/{name}/invoke", {})
+    S.check("... and runs the new code", st == 200 and r.get("which") == "handler", (st, r))
     st, b = code_update(name, {"other.py": "x = 1\n"})   # no app.py: the build fails
     f = wait_fn(name, lambda d: d["last_update_status"] == "Failed")
     S.check("a failing build: last_update_status Failed with its reason, still active",
