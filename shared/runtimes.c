@@ -205,6 +205,33 @@ static void probe_entry(runtimes_entry *e, runtimes_probe_fn probe, void *ud)
     e->available = true;
 }
 
+/* Each interpreter is probed once per discovery (python3.9 ... python3.13 may all fall back to
+ * the default python, every nodejs name is the one node): ~50 ms per exec saved at start. */
+typedef struct probe_memo {
+    runtimes_probe_fn fn;
+    void *ud;
+    size_t n;
+    struct {
+        char path[RUNTIMES_PATH_MAX], ver[RUNTIMES_VERSION_MAX];
+        const char *family;
+        int rc;
+    } e[RUNTIMES_MAX];
+} probe_memo;
+
+static int memo_probe(const char *interp, const char *family, char *ver, size_t len, void *ud)
+{
+    probe_memo *m = ud;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (m->e[i].family == family && strcmp(m->e[i].path, interp) == 0)
+            return m->e[i].rc == ML_OK ? ml_snprintf(ver, len, "%s", m->e[i].ver) : ML_ERR;
+    if (m->n == RUNTIMES_MAX || ml_strlcpy(m->e[m->n].path, interp, sizeof(m->e[m->n].path)) != ML_OK)
+        return m->fn(interp, family, ver, len, m->ud);
+    m->e[m->n].family = family;
+    m->e[m->n].rc = m->fn(interp, family, m->e[m->n].ver, sizeof(m->e[m->n].ver), m->ud);
+    return m->e[m->n++].rc == ML_OK ? ml_snprintf(ver, len, "%s", m->e[m->n - 1].ver) : ML_ERR;
+}
+
 /* The default node: MINILAMBDA_NODE, the usual paths, then PATH. "" when none. */
 static void default_node(const char *node, char *out, size_t len)
 {
@@ -235,8 +262,15 @@ void runtimes_discover(runtimes_table *t, const char *python, const char *node,
                        runtimes_probe_fn probe, void *ud)
 {
     char py[RUNTIMES_PATH_MAX], nd[RUNTIMES_PATH_MAX];
+    probe_memo *memo = calloc(1, sizeof(*memo));   /* ~10 KiB: not on the stack */
 
-    probe = probe ? probe : runtimes_probe_exec;
+    if (memo) {
+        memo->fn = probe ? probe : runtimes_probe_exec;
+        memo->ud = ud;
+        probe = memo_probe, ud = memo;
+    } else {
+        probe = probe ? probe : runtimes_probe_exec;
+    }
     ml_strlcpy(py, python && *python ? python : "/usr/bin/python3", sizeof(py));
     default_node(node, nd, sizeof(nd));
     for (size_t i = 0; i < t->n; i++) {
@@ -261,6 +295,7 @@ void runtimes_discover(runtimes_table *t, const char *python, const char *node,
         if (!e->available && !e->configured)
             e->interpreter[0] = '\0';
     }
+    free(memo);
 }
 
 void runtimes_names(const runtimes_table *t, char *out, size_t len)

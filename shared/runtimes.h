@@ -25,7 +25,7 @@ void runtimes_init(runtimes_table *t);
  * before the bad one may be set: the caller refuses to start). */
 int runtimes_configure(runtimes_table *t, const char *spec, char *err, size_t errlen);
 
-/* Fills in what is not configured and probes every interpreter:
+/* Fills in what is not configured and probes every interpreter (each path once):
  *   python3.N  configured, else /usr/bin/python3.N, else the default python when it is 3.N;
  *   nodejsN.x  configured, else the default node when its major is N;
  *   python3 / nodejs  configured, else python (MINILAMBDA_PYTHON or /usr/bin/python3) /
