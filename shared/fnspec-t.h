@@ -14,8 +14,13 @@
 #define FNSPEC_NS_DEFAULT "default"
 /* A handler is at most this many bytes. */
 #define FNSPEC_HANDLER_MAX 128
-/* The longest runtime name ("python3", "nodejs", "provided"), with room to spare. */
+/* The longest runtime name: "provided.al2023" (15). Struct sizes depend on it: keep. */
 #define FNSPEC_RUNTIME_MAX 15
+/* The function record's description and tags (docs/versions.md), in characters. */
+#define FNSPEC_DESCRIPTION_MAX 256
+#define FNSPEC_TAGS_MAX 50
+#define FNSPEC_TAG_KEY_MAX 128
+#define FNSPEC_TAG_VALUE_MAX 256
 /* webhook_url, on_success_url, on_failure_url. */
 #define FNSPEC_URL_MAX 2048
 /* env: at most this many bytes of names and values together. */

@@ -58,30 +58,53 @@ int fnspec_ns_valid(const char *ns)
     return ML_OK;
 }
 
+/* The accepted names: AWS's identifiers and the short aliases, each with its family. */
+static const struct {
+    const char *name, *family;
+} runtime_names[] = {
+    { "python3", "python3" },       { "python3.9", "python3" },   { "python3.10", "python3" },
+    { "python3.11", "python3" },    { "python3.12", "python3" },  { "python3.13", "python3" },
+    { "nodejs", "nodejs" },         { "nodejs18.x", "nodejs" },   { "nodejs20.x", "nodejs" },
+    { "nodejs22.x", "nodejs" },     { "provided", "provided" },   { "provided.al2", "provided" },
+    { "provided.al2023", "provided" },
+};
+
+const char *fnspec_runtime_family(const char *runtime)
+{
+    for (size_t i = 0; runtime && i < ML_ARRAY_LEN(runtime_names); i++)
+        if (!strcmp(runtime, runtime_names[i].name))
+            return runtime_names[i].family;
+    return NULL;
+}
+
+const char *fnspec_runtime_name(size_t i)
+{
+    return i < ML_ARRAY_LEN(runtime_names) ? runtime_names[i].name : NULL;
+}
+
 int fnspec_runtime_valid(const char *runtime)
 {
-    return runtime && (!strcmp(runtime, "python3") || !strcmp(runtime, "nodejs") ||
-                       !strcmp(runtime, "provided"))
-               ? ML_OK
-               : ML_ERR;
+    return fnspec_runtime_family(runtime) ? ML_OK : ML_ERR;
 }
 
 const char *fnspec_default_handler(const char *runtime)
 {
-    return runtime && !strcmp(runtime, "provided") ? "bootstrap" : NULL;
+    const char *fam = fnspec_runtime_family(runtime);
+
+    return fam && !strcmp(fam, "provided") ? "bootstrap" : NULL;
 }
 
 int fnspec_handler_valid(const char *runtime, const char *h)
 {
-    const char *dot;
+    const char *dot, *fam = fnspec_runtime_family(runtime);
     size_t n;
 
-    if (!h || fnspec_runtime_valid(runtime) != ML_OK)
+    if (!h || !fam)
         return ML_ERR;
     n = strlen(h);
     if (n == 0 || n > FNSPEC_HANDLER_MAX)
         return ML_ERR;
-    if (!strcmp(runtime, "provided")) {
+    if (!strcmp(fam, "provided")) {
         for (size_t i = 0; i < n; i++) {
             if (!(is_alnum(h[i]) || h[i] == '_' || h[i] == '-' || h[i] == '.'))
                 return ML_ERR;
@@ -91,7 +114,7 @@ int fnspec_handler_valid(const char *runtime, const char *h)
     dot = strchr(h, '.');
     if (!dot || strchr(dot + 1, '.') || fnspec_is_ident(dot + 1, strlen(dot + 1)) != ML_OK)
         return ML_ERR;
-    if (!strcmp(runtime, "python3"))
+    if (!strcmp(fam, "python3"))
         return fnspec_is_ident(h, (size_t)(dot - h));
     if (dot == h) /* nodejs: file names may contain '-' */
         return ML_ERR;
@@ -104,20 +127,22 @@ int fnspec_handler_valid(const char *runtime, const char *h)
 
 const char *fnspec_handler_form(const char *runtime)
 {
-    if (runtime && !strcmp(runtime, "python3"))
+    const char *fam = fnspec_runtime_family(runtime);
+
+    if (fam && !strcmp(fam, "python3"))
         return "module.function (module.py at the ZIP root)";
-    if (runtime && !strcmp(runtime, "nodejs"))
+    if (fam && !strcmp(fam, "nodejs"))
         return "file.export (file.js at the ZIP root)";
     return "bootstrap (an executable at the ZIP root)";
 }
 
 int fnspec_handler_file(const char *runtime, const char *handler, char *out, size_t outlen)
 {
-    const char *ext;
+    const char *ext, *fam = fnspec_runtime_family(runtime);
 
-    if (fnspec_handler_valid(runtime, handler) != ML_OK || !strcmp(runtime, "provided"))
+    if (fnspec_handler_valid(runtime, handler) != ML_OK || !strcmp(fam, "provided"))
         return ML_ERR;
-    ext = !strcmp(runtime, "python3") ? ".py" : ".js";
+    ext = !strcmp(fam, "python3") ? ".py" : ".js";
     return ml_snprintf(out, outlen, "%.*s%s", (int)(strchr(handler, '.') - handler), handler, ext);
 }
 
@@ -266,7 +291,8 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
         if (!f && strict) {
             ml_snprintf_trunc(err, errlen,
                               "unknown field '%s'; PATCH accepts memory_mb, timeout_s, env, rate_limit, "
-                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url, network",
+                              "concurrency, max_retries, max_event_age_s, on_success_url, on_failure_url, network, "
+                              "runtime, handler, description, tags",
                               e->string);
             return ML_ERR;
         }
@@ -274,6 +300,52 @@ int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen)
             ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
             return ML_ERR;
         }
+    }
+    return ML_OK;
+}
+
+/* Characters (UTF-8 code points) of s: the limits are in characters, as AWS's and as
+ * Postgres' length() counts them. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+int fnspec_description_valid(const cJSON *d)
+{
+    return cJSON_IsString(d) && utf8_chars(d->valuestring) <= FNSPEC_DESCRIPTION_MAX ? ML_OK : ML_ERR;
+}
+
+int fnspec_tags_check(const cJSON *tags, const cJSON *cur, bool merge, char *err, size_t errlen)
+{
+    const cJSON *t, *c;
+    size_t total = 0;
+
+    if (!cJSON_IsObject(tags)) {
+        ml_snprintf_trunc(err, errlen, "tags must be an object of strings%s", merge ? " (null removes a tag)" : "");
+        return ML_ERR;
+    }
+    cJSON_ArrayForEach(t, tags) {
+        size_t kn = utf8_chars(t->string);
+        if (kn < 1 || kn > FNSPEC_TAG_KEY_MAX || !(cJSON_IsString(t) || (merge && cJSON_IsNull(t))) ||
+            (cJSON_IsString(t) && utf8_chars(t->valuestring) > FNSPEC_TAG_VALUE_MAX)) {
+            ml_snprintf_trunc(err, errlen, "tags: key 1..%d and value a string of at most %d characters"
+                              " (\"%.64s\")", FNSPEC_TAG_KEY_MAX, FNSPEC_TAG_VALUE_MAX, t->string);
+            return ML_ERR;
+        }
+        total += cJSON_IsString(t) && !cJSON_HasObjectItem(cur, t->string);
+    }
+    cJSON_ArrayForEach(c, cur) {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(tags, c->string);
+        total += !(n && cJSON_IsNull(n));
+    }
+    if (total > FNSPEC_TAGS_MAX) {
+        ml_snprintf_trunc(err, errlen, "tags: at most %d per function (this would make %zu)", FNSPEC_TAGS_MAX, total);
+        return ML_ERR;
     }
     return ML_OK;
 }
@@ -302,6 +374,14 @@ static int create_member(const cJSON *e, char *err, size_t errlen)
         ml_snprintf_trunc(err, errlen, "%s %s", f->name, f->rule);
         return ML_ERR;
     }
+    if (strcmp(e->string, "description") == 0) {
+        if (fnspec_description_valid(e) == ML_OK)
+            return ML_OK;
+        ml_snprintf_trunc(err, errlen, "description must be a string of at most %d characters", FNSPEC_DESCRIPTION_MAX);
+        return ML_ERR;
+    }
+    if (strcmp(e->string, "tags") == 0)
+        return fnspec_tags_check(e, NULL, false, err, errlen);
     ml_snprintf_trunc(err, errlen, "unknown field '%s'; POST /functions accepts " FNSPEC_CREATE_FIELDS
                       " (set the rest with PATCH)", e->string);
     return ML_ERR;

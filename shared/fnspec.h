@@ -25,14 +25,24 @@ int fnspec_name_valid(const char *name);
 int fnspec_ns_valid(const char *ns);
 #define FNSPEC_NAME_RULE "name must match ^[a-zA-Z0-9][a-zA-Z0-9_-]{0,63}$ and not look like a UUID"
 
-/* python3, nodejs or provided. NULL is invalid. */
+/* An accepted runtime name (docs/versions.md "Runtimes"): python3.9 ... python3.13,
+ * nodejs18.x, nodejs20.x, nodejs22.x, provided.al2, provided.al2023 and the aliases python3,
+ * nodejs, provided. Whether this platform can run it is the runtimes table's (runtimes.h).
+ * NULL is invalid. */
 int fnspec_runtime_valid(const char *runtime);
-#define FNSPEC_RUNTIME_RULE "runtime must be one of python3, nodejs, provided"
+#define FNSPEC_RUNTIME_RULE "runtime must be one of python3.9, python3.10, python3.11, " \
+    "python3.12, python3.13, nodejs18.x, nodejs20.x, nodejs22.x, provided.al2, "           \
+    "provided.al2023 (or the aliases python3, nodejs, provided)"
+/* The family of an accepted name: "python3", "nodejs" or "provided" (its handler rules,
+ * bootstrap and interpreter kind); NULL when the name is not accepted. */
+const char *fnspec_runtime_family(const char *runtime);
+/* The i-th accepted name (aliases included), NULL past the end: for tables and tests. */
+const char *fnspec_runtime_name(size_t i);
 
 /* The handler used when none is given: "bootstrap" for provided, NULL for the others. */
 const char *fnspec_default_handler(const char *runtime);
 
-/* Handler for a valid runtime, at most FNSPEC_HANDLER_MAX bytes:
+/* Handler for a valid runtime, at most FNSPEC_HANDLER_MAX bytes, by the runtime's family:
  *   python3  module.function — both identifiers, exactly one dot;
  *   nodejs   file.export     — file [A-Za-z0-9_-]+, export an identifier, exactly one dot;
  *   provided a file name [A-Za-z0-9_.-]+ not starting with '.' (default bootstrap).
@@ -40,13 +50,21 @@ const char *fnspec_default_handler(const char *runtime);
 int fnspec_handler_valid(const char *runtime, const char *handler);
 /* What the handler must look like for runtime, for messages (never NULL). */
 const char *fnspec_handler_form(const char *runtime);
-/* The file a python3/nodejs handler names ("app.handler" -> "app.py"), written to out;
+/* The file a python/nodejs handler names ("app.handler" -> "app.py"), written to out;
  * ML_ERR for provided, an invalid handler or a too small out. */
 int fnspec_handler_file(const char *runtime, const char *handler, char *out, size_t outlen);
 
 /* env: an object mapping identifiers to strings, at most FNSPEC_ENV_BYTES_MAX bytes of
  * names and values. On ML_ERR a message goes to err (may be NULL). */
 int fnspec_env_valid(const cJSON *env, char *err, size_t errlen);
+
+/* description: a string of at most FNSPEC_DESCRIPTION_MAX characters (UTF-8 code points). */
+int fnspec_description_valid(const cJSON *d);
+/* tags: an object whose members are tags, key 1..FNSPEC_TAG_KEY_MAX and value a string of at
+ * most FNSPEC_TAG_VALUE_MAX characters. merge (PATCH): a null value removes the tag, and the
+ * result of merging into cur (the current tags, NULL: none) has at most FNSPEC_TAGS_MAX;
+ * otherwise (create) tags itself has at most that many and no nulls. err says why. */
+int fnspec_tags_check(const cJSON *tags, const cJSON *cur, bool merge, char *err, size_t errlen);
 
 /* rate_limit: an object with only "rps" (0 < N <= FNSPEC_RPS_MAX) and optionally "burst"
  * (an integer FNSPEC_BURST_MIN..FNSPEC_BURST_MAX). null is not accepted here. */
@@ -80,14 +98,15 @@ int fnspec_field_check(const fnspec_field *f, const cJSON *v);
 int fnspec_config_check(const cJSON *obj, bool strict, char *err, size_t errlen);
 
 /* The members of a POST /functions JSON body, checked by kind with the same table PATCH
- * uses: name, runtime, handler and webhook_url must be strings; memory_mb, timeout_s, env,
+ * uses: name, runtime, handler and webhook_url must be strings; description and tags pass
+ * fnspec_description_valid / fnspec_tags_check (not merge); memory_mb, timeout_s, env,
  * rate_limit and concurrency pass fnspec_field_check (the string "30" is no number, null
  * only where the row is nullable); any other member is an error (the rest of the
  * configuration is PATCH's). Value rules beyond the kind (a name's syntax, ...) are the
  * caller's. On ML_ERR *field names the member (points into obj or is static) and err says
  * why. */
 int fnspec_create_check(const cJSON *obj, const char **field, char *err, size_t errlen);
-#define FNSPEC_CREATE_FIELDS "name, runtime, handler, webhook_url, code_base64, memory_mb, timeout_s, env, rate_limit, concurrency"
+#define FNSPEC_CREATE_FIELDS "name, runtime, handler, webhook_url, code_base64, memory_mb, timeout_s, env, rate_limit, concurrency, description, tags"
 
 /* ---- build.status ------------------------------------------------------------------ */
 

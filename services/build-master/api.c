@@ -208,7 +208,8 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_field", "%s", err);
         goto out;
     }
-    if (url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
+    if (bmr_check(&app->runtimes, app->executor_url, spec.runtime, resp) != ML_OK ||
+        url_allowed(app, "webhook_url", spec.webhook_url, resp) != ML_OK || seal_env(spec.config, resp) != ML_OK)
         goto out;
     if ((d = need_deps(app, resp)) != NULL)
         accept_build(app, d, &(accept_req){ .ns = ns, .max_functions = quota, .spec = &spec,
@@ -261,6 +262,30 @@ static int resolve_function(deps *d, const char *ns, const char *fn, char id[ML_
     return rc;
 }
 
+/* Before a code update: the function's runtime and handler as the executor has them (a
+ * PATCH there changes them, docs/versions.md) become the build side's, which the build is
+ * made and checked with. ML_ERR: 503 written (database); an executor that cannot say is no
+ * error (the build side's values stay). */
+static int follow_executor(bm_app *app, deps *d, const char *ns, const char *id, httpd_resp *resp)
+{
+    char rt[FNSPEC_RUNTIME_MAX + 1], hd[FNSPEC_HANDLER_MAX + 1];
+    const char *params[] = { id, rt, hd };
+    int rc;
+
+    if (bmr_current(app->executor_url, ns, id, rt, hd) != ML_OK)
+        return ML_OK;
+    if (db_acquire(d, resp) != ML_OK)
+        return ML_ERR;
+    rc = pg_exec(d->db, "bm_follow_executor", "UPDATE build_functions SET runtime = $2, handler = $3"
+                 " WHERE id = $1 AND (runtime, handler) IS DISTINCT FROM ($2, $3)", 3, params, NULL);
+    if (rc != ML_OK) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    }
+    deps_db_release(d);
+    return rc;
+}
+
 static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
 {
     bm_app *app = ud;
@@ -278,7 +303,8 @@ static httpd_result h_update_code(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (url && url_allowed(app, "webhook_url", url->valuestring, resp) != ML_OK)
         goto out;
-    if ((d = need_deps(app, resp)) == NULL || resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK)
+    if ((d = need_deps(app, resp)) == NULL || resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK ||
+        follow_executor(app, d, ns, id, resp) != ML_OK)
         goto out;
     accept_build(app, d,
                  &(accept_req){ .ns = ns, .max_functions = -1, .function_id = id,

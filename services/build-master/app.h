@@ -5,6 +5,7 @@
 #include "deps.h"
 #include "fnspec-t.h"
 #include "metrics.h"
+#include "runtimes_check.h"
 #include "ssrf.h"
 
 #define BM_NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
@@ -21,6 +22,7 @@ typedef struct bm_app {
     ssrf_policy ssrf;           /* users' webhook URLs at create/update (docs/secrets.md) */
     const char *secrets_key;    /* MINILAMBDA_SECRETS_KEY (listed; secretbox reads it, or _FILE) */
     metric *m_accepted;         /* builds accepted/refused by result */
+    bmr_cache runtimes;         /* the executor's GET /runtimes, cached (runtimes_check.h) */
     pgpool db_pool;             /* the threads' shared Postgres connections (zeroed: none,
                                  * each thread has its own); closed after the threads stop */
 } bm_app;

@@ -52,6 +52,7 @@ int main(int argc, char **argv)
                  argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
         return 1;
     ml_intauth_protect(&s); /* every route but /health, /ready/{cap}, /metrics */
+    bmr_init(&app.runtimes);
     if (app.internal_secret && app.internal_secret[0] &&
         webhook_secret_valid(app.internal_secret) != ML_OK) {
         ml_log_error("MINILAMBDA_INTERNAL_WEBHOOK_SECRET must be whsec_ + base64 of 24..64 bytes");
@@ -80,6 +81,7 @@ out:
     /* after the HTTP workers and the sweeper (they borrow from it), before the metrics go */
     pgpool_close(&app.db_pool, 5000);
     deps_close(&d);
+    bmr_free(&app.runtimes);
     svc_free(&s);
     return rc;
 }

@@ -87,6 +87,43 @@ static cJSON *field_object(const cJSON *fields, const char *key, int *bad)
         goto fail;                                                                             \
     } while (0)
 
+/* description and tags (a form gives tags as JSON text), checked as fnspec does; *out: an
+ * object holding those given (NULL: none), the caller's to delete. */
+static int record_fields(const cJSON *fields, cJSON **out, const char **err_field, char *err,
+                         size_t errlen)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(fields, "description");
+    cJSON *tags;
+    int bad;
+
+    *out = NULL;
+    if (d && fnspec_description_valid(d) != ML_OK) {
+        *err_field = "description";
+        ml_snprintf_trunc(err, errlen, "description must be a string of at most %d characters",
+                          FNSPEC_DESCRIPTION_MAX);
+        return ML_ERR;
+    }
+    tags = field_object(fields, "tags", &bad);
+    if (bad || (tags && fnspec_tags_check(tags, NULL, false, err, errlen) != ML_OK)) {
+        if (bad)
+            ml_snprintf_trunc(err, errlen, "tags must be an object of strings");
+        *err_field = "tags";
+        cJSON_Delete(tags);
+        return ML_ERR;
+    }
+    if ((d || tags) && !(*out = cJSON_CreateObject())) {
+        cJSON_Delete(tags);
+        *err_field = "tags";
+        ml_snprintf_trunc(err, errlen, "out of memory");
+        return ML_ERR;
+    }
+    if (d)
+        cJSON_AddStringToObject(*out, "description", d->valuestring);
+    if (tags)
+        cJSON_AddItemToObject(*out, "tags", tags);
+    return ML_OK;
+}
+
 /* The integer fields of POST /functions, in the order they are checked. */
 static const fnspec_field_id int_fields[] = { FNSPEC_MEMORY_MB, FNSPEC_TIMEOUT_S, FNSPEC_CONCURRENCY };
 
@@ -97,7 +134,7 @@ int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char 
     const char *handler = field_str(fields, "handler"), *url = field_str(fields, "webhook_url");
     int64_t ints[ML_ARRAY_LEN(int_fields)];
     int nulls[ML_ARRAY_LEN(int_fields)];
-    cJSON *env = NULL, *rl = NULL;
+    cJSON *env = NULL, *rl = NULL, *rec = NULL;
     int bad;
 
     memset(spec, 0, sizeof(*spec));
@@ -132,6 +169,8 @@ int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char 
         *err_field = "webhook_url";
         goto fail;
     }
+    if (record_fields(fields, &rec, err_field, err, errlen) != ML_OK)
+        goto fail;
     ml_strlcpy(spec->name, name, sizeof(spec->name));
     ml_strlcpy(spec->runtime, runtime, sizeof(spec->runtime));
     ml_strlcpy(spec->handler, handler, sizeof(spec->handler));
@@ -147,10 +186,14 @@ int validate_function(const cJSON *fields, bool form, fn_spec *spec, const char 
     cJSON_AddItemToObject(spec->config, "env", env ? env : cJSON_CreateObject());
     if (rl)
         cJSON_AddItemToObject(spec->config, "rate_limit", rl);
+    for (cJSON *m = rec ? rec->child : NULL; m; m = rec->child) /* description, tags */
+        cJSON_AddItemToObject(spec->config, m->string, cJSON_DetachItemViaPointer(rec, m));
+    cJSON_Delete(rec);
     return ML_OK;
 fail:
     cJSON_Delete(env);
     cJSON_Delete(rl);
+    cJSON_Delete(rec);
     return ML_ERR;
 }
 

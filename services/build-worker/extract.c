@@ -723,18 +723,19 @@ static int check_bootstrap(const extract_result *r, char *err, size_t errlen)
 int extract_check_handler(const extract_result *r, const char *runtime, const char *handler,
                           char *err, size_t errlen)
 {
-    const char *form, *what;
+    const char *form, *what, *fam = fnspec_runtime_family(runtime); /* python3.12: python3's rules */
     char file[NAME_MAX + 1], qh[QUOTED];
 
-    if (runtime && !strcmp(runtime, "provided"))
+    if (fam && !strcmp(fam, "provided"))
         return check_bootstrap(r, err, errlen);
-    if (runtime && !strcmp(runtime, "python3")) {
+    if (fam && !strcmp(fam, "python3")) {
         form = "module.function", what = "handler module";
-    } else if (runtime && !strcmp(runtime, "nodejs")) {
+    } else if (fam && !strcmp(fam, "nodejs")) {
         form = "file.export", what = "handler file";
     } else {
         quote_name(runtime, qh, sizeof(qh));
-        ml_snprintf_trunc(err, errlen, "unknown runtime '%s' (expected python3, nodejs or provided)", qh);
+        ml_snprintf_trunc(err, errlen, "unknown runtime '%s' (expected python3.9 ... python3.13, "
+                          "nodejs18.x ... nodejs22.x, provided.al2, provided.al2023 or an alias)", qh);
         return ML_ERR;
     }
     if (fnspec_handler_file(runtime, handler, file, sizeof(file)) != ML_OK) {

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "netns.h"
 #include "pgpool.h"
+#include "runtimes_http.h"
 #include "sandbox.h"
 #include "topology.h"
 
@@ -81,6 +82,14 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
           "where the executor keeps unpacked function code, one directory per artifact sha256", &app->artifact_dir, false },
         { "MINILAMBDA_RUNTIMES_DIR", CFG_STR, "services/lambda-executor/runtimes", 0, 0, NULL,
           "the runtime bootstraps (python3/bootstrap.py, nodejs/bootstrap.js)", &app->runtimes_dir, false },
+        { "MINILAMBDA_RUNTIMES", CFG_STR, "", 0, 0, NULL,
+          "runtime interpreters: name=/path,... (python3.N, nodejsN.x); the rest are discovered "
+          "(docs/versions.md \"Runtimes\")", &app->runtimes_cfg, false },
+        { "MINILAMBDA_PYTHON", CFG_STR, "/usr/bin/python3", 0, 0, NULL,
+          "the default python: the python3 runtime alias", &app->python_cfg, false },
+        { "MINILAMBDA_NODE", CFG_STR, "", 0, 0, NULL,
+          "the default node: the nodejs runtime alias (empty: node on the usual paths and PATH)",
+          &app->node_cfg, false },
         { "MINILAMBDA_POOL_IDLE_TTL_S", CFG_INT, "300", 1, 86400, NULL,
           "idle sandboxed instances are stopped after this long", &app->idle_ttl_s, false },
         { "MINILAMBDA_POOL_MAX_INSTANCES", CFG_INT, "256", 1, 100000, NULL,
@@ -192,7 +201,7 @@ static int start_code(ex_app *app)
         return ML_ERR;
     }
     app->runtimes_dir = app->runtimes_staged;
-    return ML_OK;
+    return rth_start(app);
 }
 
 /* The registry, the audit log and the pools; ML_ERR logged. */
@@ -203,6 +212,7 @@ static int start_parts(ex_app *app, svc *s)
                        .metrics = s->metrics };
 
     app->registry_cfg.network_allowed = app->network;
+    app->registry_cfg.runtimes = &app->runtimes;
     app->registry_cfg.thread_deps = thread_deps;
     app->registry_cfg.thread_deps_ud = app;
     app->registry_cfg.ssrf = (ssrf_policy){ app->allow_loopback, app->allow_private };

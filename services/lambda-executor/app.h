@@ -18,6 +18,7 @@
 #include "pool.h"
 #include "registry.h"
 #include "versions.h"
+#include "runtimes.h"
 
 #define EX_NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
 #define EX_MAX_SYNC_BODY FNSPEC_MAX_INVOKE_BODY
@@ -32,6 +33,7 @@ typedef struct ex_app {
     registry_config registry_cfg;
     audit_config audit_cfg;
     const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
+    const char *runtimes_cfg, *python_cfg, *node_cfg; /* MINILAMBDA_RUNTIMES, _PYTHON, _NODE */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
     bool network;                 /* functions may ask for network (master switch) */
     bool network_host;            /* UNSAFE legacy: every function on the host's network */
@@ -47,6 +49,7 @@ typedef struct ex_app {
                                    * (deps_db_acquire); zeroed: each thread has its own.
                                    * Closed by app_stop after every thread using it stopped */
     char runtimes_staged[4096];   /* artifacts_stage_runtimes */
+    runtimes_table runtimes;      /* rth_start; read-only afterwards (runtimes_http.h) */
     registry *registry;
     ver_ctx *versions;            /* published versions, aliases, qualifiers (versions.h) */
     audit *audit;

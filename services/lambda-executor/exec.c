@@ -70,6 +70,25 @@ static void init_error(sandbox_result *r, const char *err)
     cJSON_Delete(o);
 }
 
+/* fn's runtime on this executor: ML_OK with its interpreter (NULL for provided), or ML_ERR
+ * with res holding Runtime.Unavailable naming it and what is available. Never another
+ * interpreter: a python3.12 function does not run on 3.11 (docs/versions.md "Runtimes"). */
+static int runtime_for(const ex_app *app, const fn_info *fn, const char **interp, sandbox_result *res)
+{
+    const runtimes_entry *e = runtimes_find(&app->runtimes, fn->runtime);
+    char names[256], msg[512];
+
+    if (e && e->available) {
+        *interp = e->interpreter[0] ? e->interpreter : NULL;
+        return ML_OK;
+    }
+    runtimes_names(&app->runtimes, names, sizeof(names));
+    ml_snprintf_trunc(msg, sizeof(msg), "Runtime.Unavailable: runtime %s is not installed on this "
+                      "executor (available: %s)", fn->runtime, names);
+    init_error(res, msg);
+    return ML_ERR;
+}
+
 /* What identifies fn's pool and how its instances start; bufs: version, generation, env. */
 typedef struct want_bufs {
     char version[16], generation[24];
@@ -78,7 +97,7 @@ typedef struct want_bufs {
 
 /* ML_ERR when the version or generation cannot be formatted whole (they key instances). */
 static int make_want(const ex_app *app, const fn_info *fn, const char *executed, const char *dir,
-                     want_bufs *b, pool_want *w)
+                     const char *interp, want_bufs *b, pool_want *w)
 {
     env_list(fn, b->env, ML_ARRAY_LEN(b->env));
     if (ml_snprintf(b->version, sizeof(b->version), "%d", fn->version) != ML_OK ||
@@ -88,7 +107,8 @@ static int make_want(const ex_app *app, const fn_info *fn, const char *executed,
                       .executed_version = executed,
                       .generation = b->generation,
                       .concurrency = fn->concurrency > 0 ? fn->concurrency : 1000 };
-    w->spec = (sandbox_spec){ .runtime = fn->runtime, .handler = fn->handler, .code_dir = dir,
+    w->spec = (sandbox_spec){ .runtime = fn->runtime, .interpreter = interp,
+                              .handler = fn->handler, .code_dir = dir,
                               .runtimes_dir = app->runtimes_dir, .function_name = fn->name,
                               .function_version = b->version, .memory_mb = fn->memory_mb,
                               .timeout_s = fn->timeout_s, .env = b->env,
@@ -120,16 +140,19 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
     /* a name is unique per namespace only: the series carry both (docs/tenants.md) */
     const char *label = metrics_function_label(fn->name), *ns = fn->ns, *killed;
     char dir[512];
+    const char *interp = NULL;
     want_bufs b;
     pool_want w;
     pool_lease lease;
     pool_rc rc;
 
     *cold = false;
+    if (runtime_for(app, fn, &interp, res) != ML_OK)
+        return EXEC_RAN;   /* the function's configuration, not the platform: its error */
     if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
                       sizeof(dir), err, errlen) != ML_OK)
         return EXEC_NO_CODE;
-    if (make_want(app, fn, rq->executed_version, dir, &b, &w) != ML_OK) {
+    if (make_want(app, fn, rq->executed_version, dir, interp, &b, &w) != ML_OK) {
         ml_snprintf_trunc(err, errlen, "Sandbox.Error: cannot format the instance key");
         return EXEC_NO_SANDBOX;
     }

@@ -6,6 +6,7 @@
 #include "dlq.h"
 #include "intauth.h"
 #include "invoke.h"
+#include "runtimes_http.h"
 #include "schedules.h"
 #include "tenancy.h"
 #include "versions.h"
@@ -26,6 +27,7 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     n += akey_routes(ten, out + n, max - n);
     n += versions_routes(app->versions, out + n, max - n);
     versions_wrap_get(app->versions, out, n); /* GET /functions/{fn}?qualifier= */
+    n += rth_routes(app, out + n, max - n);
     return n;
 }
 

@@ -15,7 +15,7 @@ struct pool_fn {
     char executed[16];                     /* "$LATEST" or a published version number */
     int64_t version, max;
     sandbox_spec spec;                     /* strings below are owned */
-    char *runtime, *handler, *code_dir, *runtimes_dir, *fname, *fversion;
+    char *runtime, *interpreter, *handler, *code_dir, *runtimes_dir, *fname, *fversion;
     char **env;
     sandbox_instance **idle;               /* LIFO: the most recently used is warmest */
     int64_t *idle_since;
@@ -41,7 +41,7 @@ static void fn_free(pool_fn *f)
     for (size_t i = 0; f->env && f->env[i]; i++)
         free(f->env[i]);
     free(f->env);
-    free(f->runtime), free(f->handler), free(f->code_dir), free(f->runtimes_dir);
+    free(f->runtime), free(f->interpreter), free(f->handler), free(f->code_dir), free(f->runtimes_dir);
     free(f->fname), free(f->fversion);
     free(f->idle);
     free(f->idle_since);
@@ -71,6 +71,7 @@ static pool_fn *fn_new(const pool_want *w)
     f->max = w->concurrency > 0 ? w->concurrency : 1;
     f->spec = w->spec;
     f->runtime = strdup(w->spec.runtime);
+    f->interpreter = w->spec.interpreter ? strdup(w->spec.interpreter) : NULL;
     f->handler = strdup(w->spec.handler);
     f->code_dir = strdup(w->spec.code_dir);
     f->runtimes_dir = strdup(w->spec.runtimes_dir);
@@ -79,13 +80,14 @@ static pool_fn *fn_new(const pool_want *w)
     while (w->spec.env && w->spec.env[n] && n < MAX_ENV)
         n++;
     f->env = calloc(n + 1, sizeof(char *));
-    if (!f->runtime || !f->handler || !f->code_dir || !f->runtimes_dir || !f->fname ||
+    if (!f->runtime || (w->spec.interpreter && !f->interpreter) || !f->handler || !f->code_dir || !f->runtimes_dir || !f->fname ||
         !f->fversion || !f->env)
         goto fail;
     for (size_t i = 0; i < n; i++)
         if (!(f->env[i] = strdup(w->spec.env[i])))
             goto fail;
     f->spec.runtime = f->runtime;
+    f->spec.interpreter = f->interpreter;
     f->spec.handler = f->handler;
     f->spec.code_dir = f->code_dir;
     f->spec.runtimes_dir = f->runtimes_dir;

@@ -152,4 +152,23 @@ httpd_result reg_webhook_handler(httpd_req *req, httpd_resp *resp, void *ud);
  * stored sealed, become "***" or (reveal) their plaintext. ML_ERR with a reason. */
 int reg_env_render(cJSON *doc, bool reveal, char *err, size_t errlen);
 
+/* ---- the function record's own fields (registry_rules.c; docs/versions.md) ---- */
+
+/* True when a PATCH body has a member reg_record_check must see against the current record
+ * (runtime, handler, tags). */
+bool reg_record_needs_current(const cJSON *body);
+/* The record members of a PATCH body: description (string <= 256 characters), tags (an
+ * object of strings or null, the merge with cur's at most 50 keys of 1..128 characters and
+ * values <= 256), runtime (accepted and available in rt) and handler (valid for the runtime
+ * the function will have). cur: the current API document (NULL when not needed). On ML_ERR
+ * *code is the error code ("invalid_runtime" | "invalid_field") and err says why. */
+int reg_record_check(const struct runtimes_table *rt, const cJSON *body, const cJSON *cur,
+                     const char **code, char *err, size_t errlen);
+/* A copy of a PATCH body without the record members, for fnspec_config_check; NULL when out
+ * of memory. Caller deletes. */
+cJSON *reg_config_part(const cJSON *body);
+/* Adds runtime_version to a function's API document (or each of a {"functions": [...]} page):
+ * the exact interpreter its runtime runs on here, null when this executor does not have it. */
+void reg_doc_decorate(const struct runtimes_table *rt, cJSON *doc);
+
 #endif

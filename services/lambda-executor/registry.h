@@ -57,7 +57,7 @@ typedef struct fn_info {
     char name[FN_NAME_MAX];               /* unique within ns */
     fn_state state;
     int version;                          /* active version; 0 while none */
-    /* runtime and handler of the active version (the function's own while none) */
+    /* the function's runtime and handler ($LATEST: a PATCH takes effect at once) */
     char runtime[FN_RUNTIME_MAX];
     char handler[FN_HANDLER_MAX];
     /* S3 location of the active version: {prefix}code.tar.gz, sha256 of that archive;
@@ -99,6 +99,8 @@ typedef struct registry_config {
     /* set by the app: users' destination URLs at PATCH (MINILAMBDA_WEBHOOK_ALLOW_*) */
     ssrf_policy ssrf;
     bool network_allowed;       /* set by the app: MINILAMBDA_FUNCTION_NETWORK (else 400) */
+    /* set by the app: what a PATCH may choose and the records' runtime_version (read-only) */
+    const struct runtimes_table *runtimes;
     /* set by the app: the calling thread's clients (app_thread_deps), NULL when they cannot
      * be had; called on HTTP worker threads and on the invoke path. The registry uses their
      * lambda_service_db connection (->db, borrowed with deps_db_acquire around each group of

@@ -55,9 +55,9 @@ static char *config_text(const cJSON *config, const char *k)
 
 static const char create_sql[] =
     "INSERT INTO functions (id, name, runtime, handler, memory_mb, timeout_s, env, rate_limit, concurrency,"
-    " webhook_secret_sealed, namespace)"
+    " webhook_secret_sealed, namespace, description, tags)"
     " VALUES ($1, $2, $3, $4, coalesce($5::int, 128), coalesce($6::int, 30), coalesce($7::jsonb, '{}'),"
-    " $8::jsonb, $9::int, $10, $11) ON CONFLICT (id) DO NOTHING";
+    " $8::jsonb, $9::int, $10, $11, coalesce($12, ''), coalesce($13::jsonb, '{}')) ON CONFLICT (id) DO NOTHING";
 
 /* The env to store: the sealed values of the executor's copy (function.sealed.env), or, from
  * a build side older than that, config.env — sealed here. Text (caller frees), or NULL. */
@@ -84,7 +84,9 @@ static int ev_create(pg_conn *db, const build_event *ev)
     static const char *const keys[] = { "memory_mb", "timeout_s", "env", "rate_limit", "concurrency" };
     const cJSON *ws = cJSON_GetObjectItemCaseSensitive(ev->s.sealed, "webhook_secret");
     char *vals[ML_ARRAY_LEN(keys)] = { 0 };
-    const char *params[11] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
+    const cJSON *desc = cJSON_GetObjectItemCaseSensitive(ev->s.config, "description");
+    char *tags = config_text(ev->s.config, "tags");   /* description, tags: docs/versions.md */
+    const char *params[13] = { ev->s.function_id, ev->s.name, ev->s.runtime, ev->s.handler };
     int rc = ML_ERR;
 
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
@@ -93,7 +95,9 @@ static int ev_create(pg_conn *db, const build_event *ev)
         goto out; /* never store a value we could not seal */
     params[9] = cJSON_IsString(ws) ? ws->valuestring : NULL;
     params[10] = ev->s.ns[0] ? ev->s.ns : FNSPEC_NS_DEFAULT;
-    rc = pg_exec(db, "reg_ev_create", create_sql, 11, params, NULL);
+    params[11] = cJSON_IsString(desc) ? desc->valuestring : NULL;
+    params[12] = tags;
+    rc = pg_exec(db, "reg_ev_create", create_sql, 13, params, NULL);
     if (rc == ML_OK && params[9])
         rc = pg_exec(db, "reg_ev_whsec", "UPDATE functions SET webhook_secret_sealed = $2 WHERE id = $1"
                      " AND webhook_secret_sealed IS DISTINCT FROM $2", 2,
@@ -101,6 +105,7 @@ static int ev_create(pg_conn *db, const build_event *ev)
 out:
     for (size_t i = 0; i < ML_ARRAY_LEN(keys); i++)
         cJSON_free(vals[i]);
+    cJSON_free(tags);
     return rc;
 }
 

@@ -21,8 +21,10 @@ static bool reveal_env(httpd_req *req)
 
 
 /* Postgres' json text is padded; re-serialise it compactly (keeps key order). env values,
- * stored sealed, become "***" or (reveal_env) their plaintext (docs/secrets.md). */
-static void reply_json_text(httpd_req *req, httpd_resp *resp, int status, const char *text)
+ * stored sealed, become "***" or (reveal_env) their plaintext (docs/secrets.md); the
+ * runtime_version comes from this executor's runtimes table. */
+static void reply_json_text(const registry *r, httpd_req *req, httpd_resp *resp, int status,
+                            const char *text)
 {
     cJSON *o = cJSON_Parse(text);
     char err[256];
@@ -34,6 +36,7 @@ static void reply_json_text(httpd_req *req, httpd_resp *resp, int status, const 
         cJSON_Delete(o);
         httpd_resp_error(resp, 500, "internal", "cannot decrypt env: %s", err);
     } else {
+        reg_doc_decorate(r->cfg.runtimes, o);
         httpd_resp_json(resp, status, o);
     }
 }
@@ -124,7 +127,7 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
     if (res && PQntuples(res) > 0 && timeout_s > 0 && doc_pending(pg_get_text(res, 0, 0), id))
         hr = fnwait_park(r->waits, req, resp, id, timeout_s);
     else if (res && PQntuples(res) > 0)
-        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(r, req, resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     return hr;
 }
@@ -154,7 +157,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     if (!res)
         reg_db_fail(resp, db, "listing functions");
     else
-        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(ud, req, resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
     reg_put_db(ud);
     return HTTPD_DONE;
@@ -195,10 +198,67 @@ static int seal_env(cJSON *body, httpd_resp *resp)
     return ML_ERR;
 }
 
+/* The record members (runtime, handler, description, tags) against the function as it is
+ * now (read only when they depend on it). ML_ERR: answered (400, 404 or 503). */
+static int record_ok(registry *r, const reg_fn_ref *ref, httpd_req *req, httpd_resp *resp,
+                     const cJSON *body)
+{
+    const char *code = "invalid_field";
+    char err[512];
+    cJSON *cur = NULL;
+    PGresult *res = NULL;
+    pg_conn *db;
+    int rc = ML_ERR;
+
+    if (reg_record_needs_current(body)) {
+        if (!(db = reg_need_db(r, resp)))
+            return ML_ERR;
+        if (!(res = reg_store_get(db, ref)))
+            reg_db_fail(resp, db, "reading a function");
+        reg_put_db(r);
+        if (!res)
+            return ML_ERR;
+        if (PQntuples(res) == 0) {
+            httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
+            goto out;
+        }
+        cur = cJSON_Parse(pg_get_text(res, 0, 0));
+    }
+    if (reg_record_check(r->cfg.runtimes, body, cur, &code, err, sizeof(err)) != ML_OK)
+        httpd_resp_error(resp, 400, code, "%s", err);
+    else
+        rc = ML_OK;
+out:
+    cJSON_Delete(cur);
+    PQclear(res);
+    return rc;
+}
+
+/* The fnspec table's members of a PATCH body (strict: an unknown member is an error).
+ * ML_ERR: answered. */
+static int config_ok(const registry *r, const cJSON *body, httpd_resp *resp)
+{
+    cJSON *config = reg_config_part(body);
+    char err[512];
+    int rc = ML_ERR;
+
+    if (!config)
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+    else if (fnspec_config_check(config, true, err, sizeof(err)) != ML_OK)
+        httpd_resp_error(resp, 400, "invalid_field", "%s", err);
+    else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "network")) && !r->cfg.network_allowed)
+        httpd_resp_error(resp, 400, "invalid_field", "network is not available on this platform "
+                         "(the operator's MINILAMBDA_FUNCTION_NETWORK is off)");
+    else
+        rc = ML_OK;
+    cJSON_Delete(config);
+    return rc;
+}
+
 static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
 {
     registry *r = ud;
-    char ns[FN_NS_MAX], key[FN_KEY_MAX], err[512], *patch = NULL;
+    char ns[FN_NS_MAX], key[FN_KEY_MAX], *patch = NULL;
     reg_fn_ref ref;
     cJSON *body = NULL;
     PGresult *res = NULL;
@@ -210,15 +270,8 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_body", "the request body must be a JSON object");
         goto out;
     }
-    if (fnspec_config_check(body, true, err, sizeof(err)) != ML_OK) {
-        httpd_resp_error(resp, 400, "invalid_field", "%s", err);
+    if (config_ok(r, body, resp) != ML_OK || record_ok(r, &ref, req, resp, body) != ML_OK)
         goto out;
-    }
-    if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(body, "network")) && !r->cfg.network_allowed) {
-        httpd_resp_error(resp, 400, "invalid_field", "network is not available on this platform "
-                         "(the operator's MINILAMBDA_FUNCTION_NETWORK is off)");
-        goto out;
-    }
     if (urls_allowed(r, body, resp) != ML_OK || seal_env(body, resp) != ML_OK)
         goto out;
     if (!(patch = cJSON_PrintUnformatted(body))) {
@@ -239,7 +292,7 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         if (f && reg_fn_parse(cache, strlen(cache), f) == ML_OK)
             reg_publish_change(r, f->id, f->ns, f->name, cache);
         free(f);
-        reply_json_text(req, resp, 200, pg_get_text(res, 0, 0));
+        reply_json_text(r, req, resp, 200, pg_get_text(res, 0, 0));
     }
 out:
     PQclear(res);

@@ -5,6 +5,7 @@
 
 #include "fnspec.h"
 #include "log.h"
+#include "runtimes.h"
 #include "secretbox.h"
 
 #include <ctype.h>
@@ -197,4 +198,93 @@ int reg_env_render(cJSON *doc, bool reveal, char *err, size_t errlen)
                                  err, errlen) != ML_OK)
             return ML_ERR;
     return ML_OK;
+}
+
+/* The members of a PATCH body that are the record's own, not the fnspec field table's. */
+static const char *const record_members[] = { "runtime", "handler", "description", "tags" };
+
+bool reg_record_needs_current(const cJSON *body)
+{
+    return cJSON_HasObjectItem(body, "runtime") || cJSON_HasObjectItem(body, "handler") ||
+           cJSON_HasObjectItem(body, "tags");
+}
+
+#define RECORD_FAIL(c, ...)                                                                    \
+    do {                                                                                       \
+        *code = (c);                                                                           \
+        ml_snprintf_trunc(err, errlen, __VA_ARGS__);                                           \
+        return ML_ERR;                                                                         \
+    } while (0)
+
+/* runtime and handler as the function will have them. */
+static int runtime_check(const struct runtimes_table *rt, const cJSON *body, const cJSON *cur,
+                         const char **code, char *err, size_t errlen)
+{
+    const cJSON *rv = cJSON_GetObjectItemCaseSensitive(body, "runtime");
+    const cJSON *hv = cJSON_GetObjectItemCaseSensitive(body, "handler");
+    const cJSON *crt = cJSON_GetObjectItemCaseSensitive(cur, "runtime");
+    const cJSON *chd = cJSON_GetObjectItemCaseSensitive(cur, "handler");
+    const char *runtime = rv ? cJSON_GetStringValue(rv) : cJSON_GetStringValue(crt);
+    const char *handler = hv ? cJSON_GetStringValue(hv) : cJSON_GetStringValue(chd);
+    char names[256];
+
+    if (rv && (!runtime || fnspec_runtime_valid(runtime) != ML_OK))
+        RECORD_FAIL("invalid_runtime", FNSPEC_RUNTIME_RULE);
+    if (rv && rt && runtimes_available(rt, runtime) != ML_OK) {
+        runtimes_names(rt, names, sizeof(names));
+        RECORD_FAIL("invalid_runtime", "runtime %s is not available on this platform (available: %s)",
+                    runtime, names);
+    }
+    if ((rv || hv) && (!handler || fnspec_handler_valid(runtime, handler) != ML_OK))
+        RECORD_FAIL("invalid_field", "handler for %s must look like %s", runtime ? runtime : "?",
+                    fnspec_handler_form(runtime));
+    return ML_OK;
+}
+
+int reg_record_check(const struct runtimes_table *rt, const cJSON *body, const cJSON *cur,
+                     const char **code, char *err, size_t errlen)
+{
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(body, "description");
+    const cJSON *tags = cJSON_GetObjectItemCaseSensitive(body, "tags");
+
+    if (d && fnspec_description_valid(d) != ML_OK)
+        RECORD_FAIL("invalid_field", "description must be a string of at most %d characters", FNSPEC_DESCRIPTION_MAX);
+    if (tags && fnspec_tags_check(tags, cJSON_GetObjectItemCaseSensitive(cur, "tags"), true, err, errlen) != ML_OK) {
+        *code = "invalid_field";
+        return ML_ERR;
+    }
+    return runtime_check(rt, body, cur, code, err, errlen);
+}
+
+cJSON *reg_config_part(const cJSON *body)
+{
+    cJSON *copy = cJSON_Duplicate(body, 1);
+
+    for (size_t i = 0; copy && i < ML_ARRAY_LEN(record_members); i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(copy, record_members[i]);
+    return copy;
+}
+
+static void decorate_one(const struct runtimes_table *rt, cJSON *fn)
+{
+    const runtimes_entry *e = rt ? runtimes_find(rt, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(fn, "runtime"))) : NULL;
+
+    cJSON_DeleteItemFromObjectCaseSensitive(fn, "runtime_version");
+    if (e && e->available)
+        cJSON_AddStringToObject(fn, "runtime_version", e->version);
+    else
+        cJSON_AddNullToObject(fn, "runtime_version");
+}
+
+void reg_doc_decorate(const struct runtimes_table *rt, cJSON *doc)
+{
+    cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "functions"), *f;
+
+    if (!cJSON_IsArray(list)) {
+        if (cJSON_IsObject(doc))
+            decorate_one(rt, doc);
+        return;
+    }
+    cJSON_ArrayForEach(f, list)
+        decorate_one(rt, f);
 }

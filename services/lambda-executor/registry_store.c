@@ -12,11 +12,13 @@
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* runtime and handler are the function's own: a PATCH takes effect for $LATEST at once
+ * (docs/versions.md); each code revision keeps the pair it was built with in its row. */
 /* The cache shape (parsed by fn_from_json). */
 #define CACHE_JSON                                                                             \
     "json_build_object('id', f.id, 'namespace', f.namespace, 'name', f.name, 'state', f.state,"  \
     " 'version', f.active_version,"                                                             \
-    " 'runtime', coalesce(v.runtime, f.runtime), 'handler', coalesce(v.handler, f.handler),"    \
+    " 'runtime', f.runtime, 'handler', f.handler,"                                              \
     " 'artifact_prefix', v.artifact_prefix, 'artifact_sha256', v.artifact_sha256,"              \
     " 'artifact_size', v.artifact_size, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s,"   \
     " 'concurrency', f.concurrency, 'rate_limit', f.rate_limit, 'max_retries', f.max_retries,"  \
@@ -26,11 +28,23 @@
     " 'build_id', (SELECT b.build_id FROM function_builds b WHERE b.function_id = f.id"         \
     " ORDER BY b.queued_at DESC LIMIT 1))::text"
 
-/* The API shape (GET /functions, GET/PATCH /functions/{fn}). */
+/* A value of the function's newest build b (NULL without builds). */
+#define NEWEST_BUILD(expr) \
+    "(SELECT " expr " FROM function_builds b WHERE b.function_id = f.id ORDER BY b.queued_at DESC LIMIT 1)"
+/* AWS's LastUpdateStatus from the newest build: Failed when it failed, InProgress while a
+ * build after the first is queued or building (the first is the function's creation: State
+ * says Pending then), else Successful. */
+#define LAST_UPDATE_STATUS                                                                     \
+    "CASE WHEN b.status = 'failed' THEN 'Failed' WHEN b.status IN ('queued', 'building') AND"    \
+    " EXISTS (SELECT 1 FROM function_builds o WHERE o.function_id = f.id AND o.build_id <>"    \
+    " b.build_id) THEN 'InProgress' ELSE 'Successful' END"
+
+/* The API shape (GET /functions, GET/PATCH /functions/{fn}); runtime_version is added by
+ * reg_doc_decorate (the executor's runtimes table, not the database). */
 #define API_JSON                                                                               \
     "json_build_object('id', f.id, 'namespace', f.namespace, 'name', f.name,"                    \
-    " 'runtime', coalesce(v.runtime, f.runtime),"                                               \
-    " 'handler', coalesce(v.handler, f.handler), 'state', f.state, 'version', f.active_version," \
+    " 'runtime', f.runtime, 'handler', f.handler, 'state', f.state,"                            \
+    " 'version', f.active_version,"                                                             \
     " 'error', f.state_reason, 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s, 'env', f.env," \
     " 'rate_limit', f.rate_limit, 'concurrency', f.concurrency, 'max_retries', f.max_retries,"  \
     " 'max_event_age_s', f.max_event_age_s, 'on_success_url', f.on_success_url,"                \
@@ -40,6 +54,9 @@
     " 'last_build', (SELECT json_build_object('build_id', b.build_id, 'status', b.status,"      \
     " 'error', b.error, 'updated_at', " ISO("b.updated_at") ") FROM function_builds b"          \
     " WHERE b.function_id = f.id ORDER BY b.queued_at DESC LIMIT 1),"                           \
+    " 'description', f.description, 'tags', f.tags,"                                            \
+    " 'last_update_status', coalesce(" NEWEST_BUILD(LAST_UPDATE_STATUS) ", 'Successful'),"      \
+    " 'last_update_reason', " NEWEST_BUILD("CASE WHEN b.status = 'failed' THEN b.error END") "," \
     " 'created_at', " ISO("f.created_at") ", 'updated_at', " ISO("f.updated_at") ")"
 
 #define FROM_FN \
@@ -158,7 +175,13 @@ PGresult *reg_store_patch(pg_conn *db, const reg_fn_ref *ref, const char *patch)
                     "   THEN $4::jsonb->>'on_success_url' ELSE f.on_success_url END,"
                     " on_failure_url = CASE WHEN $4::jsonb ? 'on_failure_url'"
                     "   THEN $4::jsonb->>'on_failure_url' ELSE f.on_failure_url END,"
-                    " network = coalesce(($4::jsonb->>'network')::boolean, f.network)"
+                    " network = coalesce(($4::jsonb->>'network')::boolean, f.network),"
+                    " runtime = coalesce($4::jsonb->>'runtime', f.runtime),"
+                    " handler = coalesce($4::jsonb->>'handler', f.handler),"
+                    " description = coalesce($4::jsonb->>'description', f.description),"
+                    /* tags merge: a member set to null removes the tag */
+                    " tags = CASE WHEN $4::jsonb ? 'tags'"
+                    "   THEN jsonb_strip_nulls(f.tags || ($4::jsonb->'tags')) ELSE f.tags END"
                     WHERE_FN " RETURNING f.*)"
                     " SELECT " API_JSON "::text, " CACHE_JSON
                     " FROM u f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version",
@@ -205,11 +228,13 @@ int reg_store_delete(pg_conn *db, const reg_fn_ref *ref, PGresult **res)
 
 /* An API document with env names only (fnwait answers without looking at the caller's
  * headers, so never with values): a copy (caller frees), or NULL. */
-static char *redacted_doc(const char *text)
+static char *redacted_doc(const registry *r, const char *text)
 {
     cJSON *o = cJSON_Parse(text);
     char *printed = NULL, *out = NULL, err[128];
 
+    if (o)
+        reg_doc_decorate(r->cfg.runtimes, o);
     if (o && reg_env_render(o, false, err, sizeof(err)) == ML_OK && (printed = cJSON_PrintUnformatted(o)))
         out = strdup(printed); /* fnwait frees with free() */
     cJSON_free(printed);
@@ -248,7 +273,7 @@ int reg_wait_fetch(void *ud, const char *const *keys, size_t n, char **docs)
     for (int row = 0; row < PQntuples(res); row++) {
         int64_t i = 0;
         if (pg_get_int64(res, row, 0, &i) == ML_OK && i >= 1 && (size_t)i <= n && !docs[i - 1])
-            docs[i - 1] = redacted_doc(pg_get_text(res, row, 1));
+            docs[i - 1] = redacted_doc(r, pg_get_text(res, row, 1));
     }
     rc = ML_OK;
 out:

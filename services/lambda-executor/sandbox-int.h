@@ -127,6 +127,8 @@ typedef struct sb_plan {
 typedef struct sb_launch {
     const char *code_dir;     /* NULL: none */
     const char *runtime_dir;  /* host dir shown at /var/runtime, NULL: none */
+    const char *interp_prefix; /* an interpreter's install dir outside /usr, shown at the same
+                                  path; NULL: none */
     bool network;
     bool own_net;             /* network: join net_fd (netns.h) instead of the host's */
     int net_fd;

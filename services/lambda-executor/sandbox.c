@@ -133,30 +133,46 @@ static int launch_adopt(sandbox_instance *in, int sv[2], int lp[2], char *err, s
     return sb_errf(err, errlen, "Sandbox.SetupError: fcntl: %s", strerror(errno));
 }
 
+/* An interpreter outside /usr (/opt/python3.12/bin/python3.12): its install dir, two levels
+ * up, to show at the same path; false when it is under /usr (already shown) or none. */
+static bool interp_prefix(const sandbox_spec *s, char *out, size_t len)
+{
+    char *slash;
+
+    if (!s->interpreter || strncmp(s->interpreter, "/usr/", 5) == 0 ||
+        ml_strlcpy(out, s->interpreter, len) != ML_OK)
+        return false;
+    for (int i = 0; i < 2 && (slash = strrchr(out, '/')) && slash != out; i++)
+        *slash = '\0';
+    return out[0] == '/' && out[1] != '\0';
+}
+
 /* The parts of sandbox_start around the clone: fds, plan, launch. */
 static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[SB_NCG], char *err,
                         size_t errlen)
 {
     sb_plan *p = calloc(1, sizeof(*p));
-    char runtime_dir[PATH_MAX] = "";
+    char runtime_dir[PATH_MAX] = "", prefix[PATH_MAX];
+    const char *fam = fnspec_runtime_family(s->runtime);
     int sv[2] = { -1, -1 }, lp[2] = { -1, -1 };
     char **argv = NULL, **envp = NULL;
     int rc = ML_ERR, net_lease = -1;
-    bool provided = strcmp(s->runtime, "provided") == 0;
+    bool provided = strcmp(fam, "provided") == 0;
     sb_launch l = { .code_dir = s->code_dir, .network = s->network, .memory_mb = s->memory_mb,
                     .pids_max = s->pids_max ? s->pids_max : 64, .uid = in->uid,
                     .rlimit_as = !(sb_host.features & SANDBOX_F_CGROUP_MEMORY) &&
-                                 strcmp(s->runtime, "nodejs") != 0,
+                                 strcmp(fam, "nodejs") != 0,
                     .cg_fd = { cg_fd[0], cg_fd[1], cg_fd[2] } };
 
     if (p)
         p->null_fd = -1;
     if (!p || (!provided && ml_snprintf(runtime_dir, sizeof(runtime_dir), "%s/%s",
-                                        s->runtimes_dir, s->runtime) != ML_OK)) {
+                                        s->runtimes_dir, fam) != ML_OK)) {
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory or path too long");
         goto out;
     }
     l.runtime_dir = provided ? NULL : runtime_dir;
+    l.interp_prefix = !provided && interp_prefix(s, prefix, sizeof(prefix)) ? prefix : NULL;
     if (launch_fds(sv, lp, &p->null_fd, err, errlen) != ML_OK)
         goto out;
     if (s->network && in->ns && netns_enabled()) {   /* its own namespace (netns.h) */
@@ -208,7 +224,7 @@ static int check_spec(const sandbox_spec *s, char *err, size_t errlen)
         return sb_errf(err, errlen, "Sandbox.InvalidConfig: incomplete spec");
     if (fnspec_runtime_valid(s->runtime) != ML_OK)
         return sb_errf(err, errlen, "Sandbox.InvalidConfig: unknown runtime %.32s", s->runtime);
-    if (strcmp(s->runtime, "nodejs") == 0 && !sb_host.node[0])
+    if (strcmp(fnspec_runtime_family(s->runtime), "nodejs") == 0 && !s->interpreter && !sb_host.node[0])
         return sb_errf(err, errlen, "Sandbox.RuntimeUnavailable: node is not installed");
     if (s->memory_mb < mem->min || s->memory_mb > mem->max || s->pids_max < 0 || s->pids_max > 4096)
         return sb_errf(err, errlen, "Sandbox.InvalidConfig: memory_mb %" PRId64 "..%" PRId64
@@ -222,7 +238,7 @@ static int check_spec(const sandbox_spec *s, char *err, size_t errlen)
     if (others && (st.st_mode & 05) != 05)
         return sb_errf(err, errlen, "Sandbox.SetupError: code dir %s must be world-readable (0755): "
                     "the function runs as an unprivileged uid", s->code_dir);
-    if (strcmp(s->runtime, "provided") == 0 &&
+    if (strcmp(fnspec_runtime_family(s->runtime), "provided") == 0 &&
         (ml_snprintf(path, sizeof(path), "%s/bootstrap", s->code_dir) != ML_OK ||
          stat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
          !(st.st_mode & (others ? S_IXOTH : S_IXUSR))))

@@ -21,7 +21,12 @@
 #include "buf.h"
 
 typedef struct sandbox_spec {
-    const char *runtime;          /* "python3" | "nodejs" | "provided" */
+    const char *runtime;          /* an accepted name (fnspec_runtime_valid): its family picks
+                                     the bootstrap and the handler rules */
+    const char *interpreter;      /* python / node family: the runtime's interpreter from the
+                                     runtimes table (runtimes.h); NULL: /usr/bin/python3 or the
+                                     node sandbox_init found. Outside /usr its install dir
+                                     (two levels up) is shown at the same path */
     const char *handler;          /* "module.function" | "file.export" | "bootstrap" */
     const char *code_dir;         /* extracted artifact on the host, shown read-only at /var/task;
                                      it must be world-readable (0755 dirs, 0644/0755 files) */

@@ -10,12 +10,13 @@
 #include <sys/sysmacros.h>
 
 #include "log.h"
+#include "fnspec.h"
 #include "netns.h"
 #include "sandbox-int.h"
 
 #define SB_NPROC_MARGIN 8   /* RLIMIT_NPROC past pids.max when the pids cgroup enforces it */
 #define SB_MAX_ENV 1024
-#define SB_PYTHON "/usr/bin/python3"
+#define SB_PYTHON "/usr/bin/python3" /* a spec without an interpreter (tests, benchmarks) */
 #define SB_INIT_SCRIPT "\"$@\" & wait $!"
 
 /* Formats a string into the plan's arena; NULL (and arena_full) when it does not fit. */
@@ -211,6 +212,8 @@ static void plan_root(sb_plan *p, const sb_launch *l)
     plan_bind_ro(p, "/usr", "/usr", false);
     if (sb_host.node_prefix[0])
         plan_bind_same_path(p, sb_host.node_prefix);
+    if (l->interp_prefix && (!sb_host.node_prefix[0] || strcmp(l->interp_prefix, sb_host.node_prefix) != 0))
+        plan_bind_same_path(p, l->interp_prefix);
     plan_hide_packages(p);
     plan_etc(p, l);
     if (l->code_dir)
@@ -362,6 +365,7 @@ char **sb_build_argv(sb_plan *p, const sandbox_spec *s, bool ns, const char *run
     size_t n = 0;
     const char *rt = ns ? SB_RUNTIME : runtime_dir;
     const char *task = ns ? SB_TASK : s->code_dir;
+    const char *fam = fnspec_runtime_family(s->runtime);
 
     if (!a)
         return NULL;
@@ -369,12 +373,13 @@ char **sb_build_argv(sb_plan *p, const sandbox_spec *s, bool ns, const char *run
     a[n++] = "-c";
     a[n++] = SB_INIT_SCRIPT;
     a[n++] = "minilambda-init";
-    if (strcmp(s->runtime, "python3") == 0) {
+    if (fam && strcmp(fam, "python3") == 0) {
         /* -I: ignore PYTHON* env and user site; -S: skip site (4 ms); -B: task dir is read-only */
-        a[n++] = SB_PYTHON, a[n++] = "-I", a[n++] = "-S", a[n++] = "-B";
+        a[n++] = (char *)(s->interpreter ? s->interpreter : SB_PYTHON);
+        a[n++] = "-I", a[n++] = "-S", a[n++] = "-B";
         a[n++] = (char *)plan_str(p, "%s/bootstrap.py", rt);
-    } else if (strcmp(s->runtime, "nodejs") == 0) {
-        a[n++] = sb_host.node;
+    } else if (fam && strcmp(fam, "nodejs") == 0) {
+        a[n++] = (char *)(s->interpreter ? s->interpreter : sb_host.node);
         a[n++] = (char *)plan_str(p, "--max-old-space-size=%" PRId64, s->memory_mb * 3 / 4);
         a[n++] = (char *)plan_str(p, "%s/bootstrap.js", rt);
     } else {

@@ -81,6 +81,33 @@ static void test_runtime_and_handler(void **state)
     assert_int_equal(fnspec_runtime_valid("Python3"), ML_ERR);
     assert_int_equal(fnspec_runtime_valid(""), ML_ERR);
     assert_int_equal(fnspec_runtime_valid(NULL), ML_ERR);
+    /* AWS's names (docs/versions.md "Runtimes"), each in its family */
+    assert_int_equal(fnspec_runtime_valid("python3.9"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("python3.13"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("nodejs18.x"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("nodejs22.x"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("provided.al2"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("provided.al2023"), ML_OK);
+    assert_int_equal(fnspec_runtime_valid("python3.8"), ML_ERR);
+    assert_int_equal(fnspec_runtime_valid("python3.1"), ML_ERR);
+    assert_int_equal(fnspec_runtime_valid("nodejs16.x"), ML_ERR);
+    assert_int_equal(fnspec_runtime_valid("java21"), ML_ERR);
+    assert_int_equal(fnspec_runtime_valid("provided.al2023x"), ML_ERR);
+    assert_string_equal(fnspec_runtime_family("python3.12"), "python3");
+    assert_string_equal(fnspec_runtime_family("nodejs20.x"), "nodejs");
+    assert_string_equal(fnspec_runtime_family("provided.al2"), "provided");
+    assert_null(fnspec_runtime_family("ruby3.2"));
+    for (size_t i = 0; fnspec_runtime_name(i); i++) {
+        assert_true(strlen(fnspec_runtime_name(i)) <= FNSPEC_RUNTIME_MAX);
+        assert_non_null(strstr(FNSPEC_RUNTIME_RULE, fnspec_runtime_name(i)));
+    }
+    assert_int_equal(fnspec_handler_valid("python3.12", "app.handler"), ML_OK);
+    assert_int_equal(fnspec_handler_valid("python3.12", "my-app.h"), ML_ERR);
+    assert_int_equal(fnspec_handler_valid("nodejs20.x", "my-file.handler"), ML_OK);
+    assert_int_equal(fnspec_handler_valid("provided.al2023", "bootstrap"), ML_OK);
+    assert_string_equal(fnspec_default_handler("provided.al2"), "bootstrap");
+    assert_null(fnspec_default_handler("python3.11"));
+    assert_non_null(strstr(fnspec_handler_form("nodejs18.x"), "file.export"));
     assert_string_equal(fnspec_default_handler("provided"), "bootstrap");
     assert_null(fnspec_default_handler("python3"));
 
@@ -120,6 +147,11 @@ static void test_runtime_and_handler(void **state)
     assert_string_equal(file, "my-file.js");
     assert_int_equal(fnspec_handler_file("provided", "bootstrap", file, sizeof(file)), ML_ERR);
     assert_int_equal(fnspec_handler_file("python3", "app", file, sizeof(file)), ML_ERR);
+    assert_int_equal(fnspec_handler_file("python3.13", "app.h", file, sizeof(file)), ML_OK);
+    assert_string_equal(file, "app.py");
+    assert_int_equal(fnspec_handler_file("nodejs22.x", "index.h", file, sizeof(file)), ML_OK);
+    assert_string_equal(file, "index.js");
+    assert_int_equal(fnspec_handler_file("provided.al2", "bootstrap", file, sizeof(file)), ML_ERR);
     assert_int_equal(fnspec_handler_file("python3", "app.h", file, 6), ML_ERR); /* "app.py" needs 7 */
 }
 

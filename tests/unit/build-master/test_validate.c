@@ -58,6 +58,21 @@ static void test_valid_with_defaults(void **state)
     assert_string_equal(s.handler, "bootstrap");
     assert_int_equal(cJSON_GetObjectItem(s.config, "concurrency")->valueint, 10);
     validate_free(&s);
+    /* AWS's runtime names, description and tags (docs/versions.md) ride in the config */
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"python3.12\",\"handler\":\"app.h\","
+                              "\"description\":\"d\",\"tags\":{\"team\":\"a\"}}", &s), "");
+    assert_string_equal(s.runtime, "python3.12");
+    assert_string_equal(cJSON_GetObjectItem(s.config, "description")->valuestring, "d");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(s.config, "tags"), "team")->valuestring, "a");
+    validate_free(&s);
+    assert_string_equal(check_form("{\"name\":\"p\",\"runtime\":\"provided.al2023\",\"description\":\"d\","
+                                   "\"tags\":\"{\\\"k\\\":\\\"v\\\"}\"}", &s), "");
+    assert_string_equal(s.handler, "bootstrap");
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(s.config, "tags"), "k")->valuestring, "v");
+    validate_free(&s);
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"tags\":{\"k\":null}}", &s), "tags");
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"python3\",\"handler\":\"a.b\",\"description\":7}", &s), "description");
+    assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"java21\",\"handler\":\"a.b\"}", &s), "runtime");
     /* concurrency null is "no cap", as PATCH takes it (fnspec's table) */
     assert_string_equal(check("{\"name\":\"p\",\"runtime\":\"provided\",\"concurrency\":null}", &s), "");
     assert_true(cJSON_IsNull(cJSON_GetObjectItem(s.config, "concurrency")));

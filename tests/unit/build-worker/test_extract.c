@@ -478,7 +478,16 @@ static void test_valid_python_package(void **state)
     assert_string_equal(err, "handler file 'my-app.js' not found at the package root");
     assert_int_equal(extract_check_handler(&f->res, "ruby", "app.handler", err, sizeof(err)),
                      ML_ERR);
-    assert_string_equal(err, "unknown runtime 'ruby' (expected python3, nodejs or provided)");
+    assert_string_equal(err, "unknown runtime 'ruby' (expected python3.9 ... python3.13, "
+                        "nodejs18.x ... nodejs22.x, provided.al2, provided.al2023 or an alias)");
+    /* AWS's names follow their family's rules (docs/versions.md "Runtimes") */
+    assert_int_equal(extract_check_handler(&f->res, "python3.12", "app.handler", err, sizeof(err)), ML_OK);
+    assert_int_equal(extract_check_handler(&f->res, "nodejs20.x", "my-app.handler", err, sizeof(err)),
+                     ML_ERR);
+    assert_string_equal(err, "handler file 'my-app.js' not found at the package root");
+    assert_int_equal(extract_check_handler(&f->res, "provided.al2023", "bootstrap", err, sizeof(err)),
+                     ML_ERR);
+    assert_string_equal(err, "executable 'bootstrap' not found at the package root");
     assert_int_equal(extract_check_handler(&f->res, "provided", "bootstrap", err, sizeof(err)),
                      ML_ERR);
     assert_string_equal(err, "executable 'bootstrap' not found at the package root");

@@ -13,6 +13,7 @@
 #include "exec.h"
 #include "fnspec.h"
 #include "registry-int.h"
+#include "runtimes.h"
 
 static const char doc[] =
     "{\"id\":\"7B1D3C2A-1111-4222-8333-944455556666\",\"name\":\"resize\",\"state\":\"active\","
@@ -157,6 +158,97 @@ static void test_error_types(void **state)
     assert_string_equal(exec_error_type(SB_OOM), "Runtime.OutOfMemory");
 }
 
+/* A table with python3.11 (and its alias) and provided only. */
+static void small_table(runtimes_table *t)
+{
+    runtimes_init(t);
+    for (size_t i = 0; i < t->n; i++) {
+        runtimes_entry *e = &t->e[i];
+        if (!strcmp(e->name, "python3.11") || !strcmp(e->name, "python3"))
+            e->available = true, ml_strlcpy(e->version, "Python 3.11.2", sizeof(e->version));
+        if (!strcmp(e->family, "provided"))
+            e->available = true, ml_strlcpy(e->version, "provided", sizeof(e->version));
+    }
+}
+
+/* PATCH's record members (docs/versions.md "Function record additions"). */
+static void test_record_check(void **state)
+{
+    runtimes_table t;
+    cJSON *cur = cJSON_Parse("{\"runtime\":\"python3.11\",\"handler\":\"app.handler\",\"tags\":{\"a\":\"1\"}}");
+    const char *code = NULL;
+    char err[256];
+    static const struct { const char *body, *code; } cases[] = {
+        { "{\"handler\":\"app.other\"}", NULL },
+        { "{\"runtime\":\"python3\"}", NULL },
+        { "{\"runtime\":\"provided.al2\",\"handler\":\"bootstrap\"}", NULL },
+        { "{\"description\":\"x\",\"tags\":{\"a\":null,\"b\":\"2\"}}", NULL },
+        { "{\"runtime\":\"python3.9\"}", "invalid_runtime" },
+        { "{\"runtime\":\"java21\"}", "invalid_runtime" },
+        { "{\"runtime\":null}", "invalid_runtime" },
+        { "{\"handler\":\"app\"}", "invalid_field" },
+        { "{\"handler\":null}", "invalid_field" },
+        { "{\"runtime\":\"provided\",\"handler\":\".x\"}", "invalid_field" },
+        { "{\"description\":5}", "invalid_field" },
+        { "{\"tags\":[]}", "invalid_field" },
+        { "{\"tags\":{\"\":\"v\"}}", "invalid_field" },
+        { "{\"tags\":{\"k\":1}}", "invalid_field" },
+    };
+
+    (void)state;
+    small_table(&t);
+    for (size_t i = 0; i < ML_ARRAY_LEN(cases); i++) {
+        cJSON *b = cJSON_Parse(cases[i].body);
+        int rc = reg_record_check(&t, b, cur, &code, err, sizeof(err));
+        if (!cases[i].code) {
+            assert_int_equal(rc, ML_OK);
+        } else {
+            assert_int_equal(rc, ML_ERR);
+            assert_string_equal(code, cases[i].code);
+        }
+        cJSON_Delete(b);
+    }
+    cJSON *b = cJSON_Parse("{\"runtime\":\"python3.9\"}");
+    assert_int_equal(reg_record_check(&t, b, cur, &code, err, sizeof(err)), ML_ERR);
+    assert_non_null(strstr(err, "python3.11"));   /* names what is available */
+    cJSON_Delete(b);
+    /* 50 tags after the merge: at most; the current one counts */
+    b = cJSON_CreateObject();
+    cJSON *tags = cJSON_AddObjectToObject(b, "tags");
+    for (int i = 0; i < 49; i++) {
+        char k[8];
+        assert_int_equal(ml_snprintf(k, sizeof(k), "t%d", i), ML_OK);
+        cJSON_AddStringToObject(tags, k, "v");
+    }
+    assert_int_equal(reg_record_check(&t, b, cur, &code, err, sizeof(err)), ML_OK);
+    cJSON_AddStringToObject(tags, "one-more", "v");
+    assert_int_equal(reg_record_check(&t, b, cur, &code, err, sizeof(err)), ML_ERR);
+    cJSON_Delete(b);
+    assert_true(reg_record_needs_current(cur));
+    cJSON_Delete(cur);
+}
+
+static void test_config_part_and_decorate(void **state)
+{
+    runtimes_table t;
+    cJSON *b = cJSON_Parse("{\"memory_mb\":256,\"runtime\":\"x\",\"handler\":\"y\",\"description\":\"d\",\"tags\":{}}");
+    cJSON *c = reg_config_part(b);
+    cJSON *page = cJSON_Parse("{\"functions\":[{\"runtime\":\"python3\"},{\"runtime\":\"python3.9\"}]}");
+
+    (void)state;
+    assert_int_equal(cJSON_GetArraySize(c), 1);
+    assert_non_null(cJSON_GetObjectItem(c, "memory_mb"));
+    small_table(&t);
+    reg_doc_decorate(&t, page);
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(page, "functions"), 0),
+                                            "runtime_version")->valuestring, "Python 3.11.2");
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(page, "functions"), 1),
+                                                 "runtime_version")));
+    cJSON_Delete(b);
+    cJSON_Delete(c);
+    cJSON_Delete(page);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -167,6 +259,8 @@ int main(void)
         cmocka_unit_test(test_markers_and_malformed),
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_error_types),
+        cmocka_unit_test(test_record_check),
+        cmocka_unit_test(test_config_part_and_decorate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
