@@ -167,7 +167,8 @@ int reg_record_check(const struct runtimes_table *rt, const cJSON *body, const c
 /* A copy of a PATCH body without the record members, for fnspec_config_check; NULL when out
  * of memory. Caller deletes. */
 cJSON *reg_config_part(const cJSON *body);
-/* Adds runtime_version to a function's API document (or each of a {"functions": [...]} page):
+/* Adds runtime_version to a function's or version's API document (or each of a
+ * {"functions": [...]} or {"versions": [...]} page):
  * the exact interpreter its runtime runs on here, null when this executor does not have it. */
 void reg_doc_decorate(const struct runtimes_table *rt, cJSON *doc);
 

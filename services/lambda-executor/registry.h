@@ -150,6 +150,10 @@ registry_rc registry_get_cached(registry *r, const char *ns, const char *fn, fn_
  * a change another way. */
 void registry_forget(registry *r, const char *id, const char *ns, const char *name);
 
+/* Sets runtime_version (this executor's interpreter for the document's runtime, null when it
+ * lacks it) on a function or version document, or on each element of its page. */
+void registry_decorate(registry *r, struct cJSON *doc);
+
 /* At startup: env values still in clear (rows from before docs/secrets.md) or sealed under
  * MINILAMBDA_SECRETS_KEY_OLD are sealed under the current key. ML_ERR (logged) when the
  * database cannot be read or a row cannot be sealed; the next start tries again. Copies in

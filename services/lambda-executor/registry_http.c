@@ -348,3 +348,8 @@ size_t registry_routes(registry *r, httpd_route *out, size_t max)
     };
     return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
 }
+
+void registry_decorate(registry *r, cJSON *doc)
+{
+    reg_doc_decorate(r->cfg.runtimes, doc);
+}

@@ -278,13 +278,18 @@ static void decorate_one(const struct runtimes_table *rt, cJSON *fn)
 
 void reg_doc_decorate(const struct runtimes_table *rt, cJSON *doc)
 {
-    cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "functions"), *f;
+    static const char *const lists[] = { "functions", "versions" };
+    cJSON *f;
 
-    if (!cJSON_IsArray(list)) {
-        if (cJSON_IsObject(doc))
-            decorate_one(rt, doc);
-        return;
+    for (size_t i = 0; i < ML_ARRAY_LEN(lists); i++) {
+        cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, lists[i]);
+
+        if (cJSON_IsArray(list)) {
+            cJSON_ArrayForEach(f, list)
+                decorate_one(rt, f);
+            return;
+        }
     }
-    cJSON_ArrayForEach(f, list)
-        decorate_one(rt, f);
+    if (cJSON_IsObject(doc))
+        decorate_one(rt, doc);
 }

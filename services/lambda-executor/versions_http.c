@@ -67,7 +67,8 @@ static int render_env(cJSON *doc, const char *list, bool reveal)
 }
 
 /* Answers Postgres' json text compactly, env rendered. */
-static void reply_text(httpd_req *req, httpd_resp *resp, int status, const char *text, const char *list)
+static void reply_text(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, int status, const char *text,
+                       const char *list)
 {
     cJSON *o = text ? cJSON_Parse(text) : NULL;
 
@@ -76,6 +77,7 @@ static void reply_text(httpd_req *req, httpd_resp *resp, int status, const char 
         httpd_resp_error(resp, 500, "internal", "cannot render the document");
         return;
     }
+    registry_decorate(ctx->reg, o);
     httpd_resp_json(resp, status, o);
 }
 
@@ -163,7 +165,7 @@ static httpd_result h_publish(httpd_req *req, httpd_resp *resp, void *ud)
     else if (!(res = ver_store_doc(db, id, n)) || PQntuples(res) == 0)
         db_fail(resp, db, "reading the published version");
     else
-        reply_text(req, resp, 201, pg_get_text(res, 0, 0), NULL);
+        reply_text(ctx, req, resp, 201, pg_get_text(res, 0, 0), NULL);
     ver_put_db(ctx);
     if (rc == ML_OK && created)
         ml_log_kv(ML_LOG_INFO, "version published", "function_id", id, NULL);
@@ -194,7 +196,7 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     if (!(res = ver_store_list(db, id, after, limit)))
         db_fail(resp, db, "listing versions");
     else
-        reply_text(req, resp, 200, pg_get_text(res, 0, 0), "versions");
+        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), "versions");
     PQclear(res);
     ver_put_db(ctx);
     return HTTPD_DONE;
@@ -223,7 +225,7 @@ static httpd_result h_get_version(httpd_req *req, httpd_resp *resp, void *ud)
     else if (PQntuples(res) == 0)
         httpd_resp_error(resp, 404, "version_not_found", "no version '%s'", v);
     else
-        reply_text(req, resp, 200, pg_get_text(res, 0, 0), NULL);
+        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
     PQclear(res);
     ver_put_db(ctx);
     return HTTPD_DONE;
@@ -439,7 +441,7 @@ static httpd_result h_put_alias(httpd_req *req, httpd_resp *resp, void *ud)
     ver_put_db(ctx);
     qualifier_forget(ctx, id, 0);
     if (res)
-        reply_text(req, resp, status, pg_get_text(res, 0, 0), NULL);
+        reply_text(ctx, req, resp, status, pg_get_text(res, 0, 0), NULL);
 out:
     PQclear(res);
     cJSON_Delete(body);
@@ -467,7 +469,7 @@ static httpd_result h_get_alias(httpd_req *req, httpd_resp *resp, void *ud)
     else if (PQntuples(res) == 0)
         httpd_resp_error(resp, 404, "alias_not_found", "no alias '%s'", name);
     else
-        reply_text(req, resp, 200, pg_get_text(res, 0, 0), NULL);
+        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
     PQclear(res);
     ver_put_db(ctx);
     return HTTPD_DONE;
@@ -492,7 +494,7 @@ static httpd_result h_list_aliases(httpd_req *req, httpd_resp *resp, void *ud)
     if (!(res = ver_store_alias_list(db, id, cursor, limit)))
         db_fail(resp, db, "listing aliases");
     else
-        reply_text(req, resp, 200, pg_get_text(res, 0, 0), NULL);
+        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
     PQclear(res);
     ver_put_db(ctx);
     return HTTPD_DONE;
@@ -566,6 +568,7 @@ static void qualified_doc(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, const 
         httpd_resp_error(resp, 500, "internal", "cannot render the document");
     else if (res) {
         overlay_doc(fn, ver);
+        registry_decorate(ctx->reg, fn);
         httpd_resp_json(resp, 200, fn);
         fn = NULL;
     }

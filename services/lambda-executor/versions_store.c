@@ -23,7 +23,7 @@
 #define PUBLISHED_DOC                                                                          \
     "json_build_object('version', p.version::text, 'function_id', f.id, 'name', f.name,"         \
     " 'namespace', f.namespace, 'code_revision', p.code_revision, 'runtime', p.runtime,"         \
-    " 'runtime_version', to_jsonb(f)->'runtime_version', 'handler', p.handler,"                 \
+    " 'handler', p.handler,"                 \
     " 'memory_mb', p.memory_mb, 'timeout_s', p.timeout_s, 'env', p.env, 'network', p.network,"   \
     " 'description', p.description, 'artifact', json_build_object('sha256', v.artifact_sha256,"  \
     " 'size_bytes', v.artifact_size), 'created_at', " ISO("p.created_at") ")"
@@ -34,7 +34,7 @@
 #define LATEST_DOC                                                                             \
     "json_build_object('version', '$LATEST', 'function_id', f.id, 'name', f.name,"               \
     " 'namespace', f.namespace, 'code_revision', f.active_version, 'runtime', " LATEST_RUNTIME "," \
-    " 'runtime_version', to_jsonb(f)->'runtime_version', 'handler', " LATEST_HANDLER ","        \
+    " 'handler', " LATEST_HANDLER ","        \
     " 'memory_mb', f.memory_mb, 'timeout_s', f.timeout_s, 'env', f.env, 'network', f.network,"   \
     " 'description', " FN_DESCRIPTION ", 'artifact', CASE WHEN v.version IS NOT NULL THEN"      \
     " json_build_object('sha256', v.artifact_sha256, 'size_bytes', v.artifact_size) END,"       \

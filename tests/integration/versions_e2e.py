@@ -129,6 +129,10 @@ def check_immutable():
     st2, dl, _ = req("GET", f"/functions/{FN}/versions/$LATEST")
     S.check("GET one version and $LATEST", st == st2 == 200 and d["version"] == "1" and d["code_revision"] == 1
             and dl["version"] == "$LATEST" and dl["code_revision"] == 2, (d, dl))
+    vers = [d, dl] + (l1 or {}).get("versions", []) + (l2 or {}).get("versions", [])
+    S.check("every version document names the interpreter it runs on (runtime_version)",
+            all(isinstance(x.get("runtime_version"), str) and x["runtime_version"] for x in vers),
+            [x.get("runtime_version") for x in vers])
     r = req("GET", f"/functions/{FN}/versions/9")
     S.check("GET a version that does not exist is 404", r[0] == 404, r[:2])
 
