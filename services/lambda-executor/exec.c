@@ -91,7 +91,7 @@ static int runtime_for(const ex_app *app, const fn_info *fn, const char **interp
 
 /* What identifies fn's pool and how its instances start; bufs: version, generation, env. */
 typedef struct want_bufs {
-    char version[16], generation[24];
+    char version[24], generation[24];
     const char *env[FN_ENV_BYTES_MAX / 2 + 1];
 } want_bufs;
 
@@ -100,7 +100,9 @@ static int make_want(const ex_app *app, const fn_info *fn, const char *executed,
                      const char *interp, want_bufs *b, pool_want *w)
 {
     env_list(fn, b->env, ML_ARRAY_LEN(b->env));
-    if (ml_snprintf(b->version, sizeof(b->version), "%d", fn->version) != ML_OK ||
+    /* the version the function sees (context.function_version, AWS_LAMBDA_FUNCTION_VERSION)
+     * is the executed one, as in AWS: "$LATEST" or the published number */
+    if (ml_snprintf(b->version, sizeof(b->version), "%s", executed && *executed ? executed : "$LATEST") != ML_OK ||
         ml_snprintf(b->generation, sizeof(b->generation), "%lld", (long long)fn->generation) != ML_OK)
         return ML_ERR;
     *w = (pool_want){ .function_id = fn->id, .function_name = fn->name, .version = fn->version,

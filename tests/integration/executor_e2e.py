@@ -172,7 +172,7 @@ def python_function(run):
     r = json.loads(body)
     check("invoke returns the handler's value (200)", st == 200 and r["echo"] == {"a": 1}, (st, body))
     check("context carries the function name, version and remaining time",
-          r.get("fn") == name and str(r.get("version")) == "1" and 0 < r.get("left_ms", 0) <= 3000, r)
+          r.get("fn") == name and r.get("version") == "$LATEST" and 0 < r.get("left_ms", 0) <= 3000, r)
     check("first invocation is a cold start", h.get("X-Cold-Start") == "true", h)
     check("headers: X-Invocation-Id, X-Function-Version, X-Duration-Ms",
           len(h.get("X-Invocation-Id", "")) == 36 and h.get("X-Function-Version") == "1" and "X-Duration-Ms" in h, h)

@@ -26,7 +26,8 @@ FN, NS_B = f"ver-{TAG}", f"vb-{TAG}"
 APP = """
 import os
 def handler(event, context):
-    return {"code": "%s", "color": os.environ.get("COLOR"), "mem": context.memory_limit_in_mb}
+    return {"code": "%s", "color": os.environ.get("COLOR"), "mem": context.memory_limit_in_mb,
+            "ver": context.function_version, "env_ver": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")}
 """
 
 
@@ -102,13 +103,14 @@ def check_publish():
 
 def check_immutable():
     st, body, h = invoke()
-    S.check("$LATEST runs code B with the new config", st == 200 and body == {"code": "B", "color": "blue", "mem": 256}
+    S.check("$LATEST runs code B with the new config", st == 200 and body == {"code": "B", "color": "blue", "mem": 256,
+                                                               "ver": "$LATEST", "env_ver": "$LATEST"}
             and h.get("X-Executed-Version") == "$LATEST", (st, body, h.get("X-Executed-Version")))
     st, body, h = invoke("$LATEST")
     S.check("?qualifier=$LATEST is the same", st == 200 and body["code"] == "B" and h.get("X-Executed-Version") == "$LATEST", (st, body))
     st, body, h = invoke("1")
     S.check("version 1 keeps its code AND config after PUT code + PATCH", st == 200
-            and body == {"code": "A", "color": "red", "mem": 128} and h.get("X-Executed-Version") == "1"
+            and body == {"code": "A", "color": "red", "mem": 128, "ver": "1", "env_ver": "1"} and h.get("X-Executed-Version") == "1"
             and h.get("X-Function-Version") == "1", (st, body, h.get("X-Executed-Version")))
     st, f, _ = req("GET", f"/functions/{FN}?qualifier=1")
     S.check("GET ?qualifier=1 shows version 1's configuration", st == 200 and f["memory_mb"] == 128
