@@ -213,7 +213,8 @@ static int start_parts(ex_app *app, svc *s)
     app->audit_cfg.thread_db_ud = app;
     if (!(app->registry = registry_new(&app->registry_cfg, s, err, sizeof(err))) ||
         !(app->audit = audit_start(&app->audit_cfg, s, err, sizeof(err))) ||
-        !(app->pool = pool_new(&pc))) {
+        !(app->pool = pool_new(&pc)) ||
+        !(app->versions = qualifier_new(app->registry, app->registry_cfg.local_ttl_ms, thread_deps, app))) {
         ml_log_error("cannot start the executor: %s", err);
         return ML_ERR;
     }
@@ -290,6 +291,8 @@ void app_stop(ex_app *app)
     netns_shutdown();   /* after the instances (no-op unless started) */
     audit_stop(app->audit); /* flushes every queued audit row */
     app->audit = NULL;
+    qualifier_free(app->versions);
+    app->versions = NULL;
     registry_free(app->registry); /* joins the fnwait thread, the last borrower */
     app->registry = NULL;
     /* after every thread that borrows from it (HTTP workers and background threads were

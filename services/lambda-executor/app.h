@@ -17,6 +17,7 @@
 #include "netns.h"
 #include "pool.h"
 #include "registry.h"
+#include "versions.h"
 
 #define EX_NEED (DEPS_LAMBDA_DB | DEPS_REDIS | DEPS_AMQP | DEPS_S3)
 #define EX_MAX_SYNC_BODY FNSPEC_MAX_INVOKE_BODY
@@ -47,6 +48,7 @@ typedef struct ex_app {
                                    * Closed by app_stop after every thread using it stopped */
     char runtimes_staged[4096];   /* artifacts_stage_runtimes */
     registry *registry;
+    ver_ctx *versions;            /* published versions, aliases, qualifiers (versions.h) */
     audit *audit;
     artifacts artifacts;
     pool *pool;

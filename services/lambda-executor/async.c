@@ -39,9 +39,14 @@ typedef struct meta {
     char schedule_id[ML_UUID_LEN], replay_of[ML_UUID_LEN], request_id[129];
     int64_t attempt, enqueued_ms;
     audit_trigger trigger;
+    /* what runs (docs/versions.md): "$LATEST" or a published version, fixed at acceptance
+     * (an alias is picked then); the alias invoked through ("" none) */
+    char executed[VER_EXEC_MAX], alias[VER_ALIAS_MAX];
+    int version;       /* code revision that ran or will run (0: not known yet) */
+    int cold;          /* -1 unknown, 0 warm, 1 cold */
 } meta;
 
-typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_REJECT } settle;
+typedef enum { SETTLE_ACK, SETTLE_REQUEUE, SETTLE_REJECT, SETTLE_RUN /* not settled yet */ } settle;
 
 /* One consumer thread's clients. */
 typedef struct consumer {
@@ -54,7 +59,7 @@ typedef struct consumer {
 static int publish(mq_conn *mq, const meta *mt, const void *body, size_t len, const char *exchange,
                    const char *key, int64_t expiration_ms)
 {
-    mq_header h[8];
+    mq_header h[10];
     size_t n = 0;
     mq_publish_msg m = { .exchange = exchange, .routing_key = key, .body = body, .body_len = len,
                          .message_id = mt->id, .headers = h, .expiration_ms = expiration_ms,
@@ -70,6 +75,9 @@ static int publish(mq_conn *mq, const meta *mt, const void *body, size_t len, co
         h[n++] = (mq_header){ .key = "x-replay-of", .str = mt->replay_of };
     if (mt->request_id[0])
         h[n++] = (mq_header){ .key = "x-request-id", .str = mt->request_id };
+    h[n++] = (mq_header){ .key = "x-executed-version", .str = mt->executed };
+    if (mt->alias[0])
+        h[n++] = (mq_header){ .key = "x-alias", .str = mt->alias };
     m.n_headers = n;
     return mq_publish(mq, &m);
 }
@@ -84,7 +92,10 @@ static void submit(ex_app *app, const meta *mt, audit_status st, const void *pay
     r.trigger = mt->trigger;
     r.status = st;
     r.attempts = (int)(st == AUDIT_QUEUED ? mt->attempt - 1 : mt->attempt);
-    r.cold_start = -1;
+    r.version = mt->version;
+    r.cold_start = mt->cold;
+    r.executed_version = mt->executed;
+    r.alias = mt->alias[0] ? mt->alias : NULL;
     r.request_id = mt->request_id[0] ? mt->request_id : NULL;
     r.payload_size = (int64_t)len;
     r.response_size = -1;
@@ -122,6 +133,10 @@ int async_enqueue(ex_app *app, deps *d, const async_event *ev, char id[ML_UUID_L
     mt.attempt = 1;
     mt.enqueued_ms = ml_wall_ms();
     mt.trigger = ev->trigger;
+    ml_strlcpy(mt.executed, ev->executed_version ? ev->executed_version : VER_LATEST, sizeof(mt.executed));
+    ml_strlcpy(mt.alias, ev->alias ? ev->alias : "", sizeof(mt.alias));
+    mt.version = ev->fn->version;
+    mt.cold = -1;
     if (publish(d->mq, &mt, ev->payload, ev->len, TOPO_INVOKE_EXCHANGE, TOPO_INVOKE_ROUTING_KEY, 0) != ML_OK) {
         ml_snprintf_trunc(err, errlen, "the invocation queue is unavailable: %s", mq_error(d->mq));
         return ML_ERR;
@@ -155,6 +170,11 @@ static int parse_meta(const mq_message *m, meta *mt)
     header_str(m, "x-replay-of", mt->replay_of, sizeof(mt->replay_of));
     header_str(m, "x-request-id", mt->request_id, sizeof(mt->request_id));
     header_str(m, "x-trigger", trig, sizeof(trig));
+    header_str(m, "x-executed-version", mt->executed, sizeof(mt->executed));
+    header_str(m, "x-alias", mt->alias, sizeof(mt->alias));
+    if (!mt->executed[0]) /* queued before versions (or cron, replay): $LATEST */
+        ml_strlcpy(mt->executed, VER_LATEST, sizeof(mt->executed));
+    mt->cold = -1;
     mt->attempt = header_num(m, "x-attempt");
     mt->enqueued_ms = header_num(m, "x-enqueued-at");
     mt->trigger = AUDIT_HTTP_ASYNC;
@@ -340,11 +360,12 @@ static settle run_attempt(consumer *cs, meta *mt, const fn_info *fn, const mq_me
     bool cold;
     settle s = SETTLE_ACK;
     exec_outcome o;
-    exec_request rq = { .fn = fn, .trigger = trigger_names[mt->trigger], .id = mt->id,
+    exec_request rq = { .fn = fn, .executed_version = mt->executed, .trigger = trigger_names[mt->trigger], .id = mt->id,
                         .event = m->body, .len = m->body_len, .wait_ms = 1000 };
 
     submit(cs->app, mt, AUDIT_RUNNING, m->body, m->body_len, NULL, NULL, NULL);
     o = exec_run(cs->app, cs->d, &rq, &cold, &res, err, sizeof(err));
+    mt->cold = o == EXEC_RAN ? cold : -1;
     if (o != EXEC_RAN) { /* nothing ran: try again later without spending an attempt */
         sandbox_result_free(&res);
         return not_run(cs, mt, m);
@@ -383,6 +404,24 @@ static settle handle_claimed(consumer *cs, meta *mt, const fn_info *fn, const mq
     return run_attempt(cs, mt, fn, m);
 }
 
+/* The version fixed at acceptance replaces $LATEST in fn; SETTLE_RUN to go on. A version
+ * deleted since cannot run: the invocation fails (Function.VersionNotFound). */
+static settle resolve_version(consumer *cs, meta *mt, fn_info *fn, const mq_message *m)
+{
+    char executed[VER_EXEC_MAX], alias[VER_ALIAS_MAX];
+    qual_rc rc = qualifier_resolve(cs->app->versions, fn, mt->executed, executed, alias);
+
+    if (rc == QR_ERR)
+        return SETTLE_REQUEUE;
+    if (rc != QR_OK) {
+        submit(cs->app, mt, AUDIT_FAILED, m->body, m->body_len, NULL, "Function.VersionNotFound",
+               "the version was deleted before the event ran");
+        return SETTLE_ACK;
+    }
+    mt->version = fn->version;
+    return SETTLE_RUN;
+}
+
 static settle handle(consumer *cs, const mq_message *m)
 {
     meta mt;
@@ -406,6 +445,8 @@ static settle handle(consumer *cs, const mq_message *m)
     }
     if (rc != ML_OK)
         return SETTLE_REQUEUE;
+    if ((s = resolve_version(cs, &mt, &fn, m)) != SETTLE_RUN)
+        return s;
     header_attempt = mt.attempt;
     cr = completion_begin(cs->cpl, mt.id, mt.function_id, &mt.attempt);
     if (cr == COMPLETION_DONE) /* completed already: a redelivery or a client's retry */

@@ -17,6 +17,9 @@ typedef struct async_event {
     const char *replay_of;      /* replay: the dead-lettered invocation, else NULL */
     const char *request_id;     /* NULL when none */
     const char *id;             /* the invocation id fixed by the caller (a UUID), or NULL for a new one */
+    const char *executed_version; /* the version that will run ("3"; an alias already picked);
+                                   * NULL: $LATEST as it is when the event runs */
+    const char *alias;          /* the alias invoked through, or NULL */
 } async_event;
 
 /* Publishes the event (persistent, publisher-confirmed) and records the invocation as

@@ -77,6 +77,8 @@ typedef struct audit_record {
     int64_t finished_ms;           /* 0: unknown (final status: now) */
     const char *replay_of;         /* UUID of the dead-lettered invocation replayed, or NULL */
     const char *schedule_id;       /* UUID of the schedule that fired it, or NULL */
+    const char *executed_version;  /* "$LATEST" or a published version number; NULL: unknown */
+    const char *alias;             /* the alias invoked through, or NULL */
 } audit_record;
 
 typedef struct audit audit;

@@ -133,6 +133,9 @@ static int record_check(const audit_record *r, char *err, size_t errlen)
     if ((r->replay_of && ml_uuid_valid(r->replay_of) != ML_OK) ||
         (r->schedule_id && ml_uuid_valid(r->schedule_id) != ML_OK))
         INVALID("replay_of and schedule_id must be UUIDs");
+    if ((r->executed_version && (!r->executed_version[0] || strlen(r->executed_version) > 10)) ||
+        (r->alias && (!r->alias[0] || strlen(r->alias) > 128)))
+        INVALID("executed_version is 1-10 and alias 1-128 characters");
     return ML_OK;
 }
 
@@ -188,6 +191,10 @@ static int record_put(const audit_record *r, ml_buf *b)
         rc |= put_text(b, "replay_of", r->replay_of, 36);
     if (r->schedule_id)
         rc |= put_text(b, "schedule_id", r->schedule_id, 36);
+    if (r->executed_version)
+        rc |= put_text(b, "executed_version", r->executed_version, 10);
+    if (r->alias)
+        rc |= put_text(b, "alias", r->alias, 128);
     return rc | ml_buf_append(b, "}", 1);
 }
 

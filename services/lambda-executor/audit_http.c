@@ -19,7 +19,8 @@
 #define INVOCATION_JSON                                                                        \
     "json_build_object('id', i.id, 'function_id', i.function_id, 'version', i.version,"        \
     " 'trigger', i.trigger, 'status', i.status, 'attempts', i.attempts,"                       \
-    " 'cold_start', i.cold_start, 'duration_ms', i.duration_ms,"                               \
+    " 'cold_start', i.cold_start, 'executed_version', i.executed_version, 'alias', i.alias,"   \
+    " 'duration_ms', i.duration_ms,"                                                            \
     " 'memory_used_mb', i.memory_used_mb, 'payload_size', i.payload_size,"                      \
     " 'response_size', i.response_size, 'error_type', i.error_type,"                           \
     " 'error_message', i.error_message, 'request_id', i.request_id,"                           \

@@ -77,14 +77,15 @@ typedef struct want_bufs {
 } want_bufs;
 
 /* ML_ERR when the version or generation cannot be formatted whole (they key instances). */
-static int make_want(const ex_app *app, const fn_info *fn, const char *dir, want_bufs *b,
-                     pool_want *w)
+static int make_want(const ex_app *app, const fn_info *fn, const char *executed, const char *dir,
+                     want_bufs *b, pool_want *w)
 {
     env_list(fn, b->env, ML_ARRAY_LEN(b->env));
     if (ml_snprintf(b->version, sizeof(b->version), "%d", fn->version) != ML_OK ||
         ml_snprintf(b->generation, sizeof(b->generation), "%lld", (long long)fn->generation) != ML_OK)
         return ML_ERR;
     *w = (pool_want){ .function_id = fn->id, .function_name = fn->name, .version = fn->version,
+                      .executed_version = executed,
                       .generation = b->generation,
                       .concurrency = fn->concurrency > 0 ? fn->concurrency : 1000 };
     w->spec = (sandbox_spec){ .runtime = fn->runtime, .handler = fn->handler, .code_dir = dir,
@@ -128,7 +129,7 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
     if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
                       sizeof(dir), err, errlen) != ML_OK)
         return EXEC_NO_CODE;
-    if (make_want(app, fn, dir, &b, &w) != ML_OK) {
+    if (make_want(app, fn, rq->executed_version, dir, &b, &w) != ML_OK) {
         ml_snprintf_trunc(err, errlen, "Sandbox.Error: cannot format the instance key");
         return EXEC_NO_SANDBOX;
     }

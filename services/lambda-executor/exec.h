@@ -22,7 +22,8 @@ typedef enum {
 
 /* One invocation to run. Strings are borrowed for the call. */
 typedef struct exec_request {
-    const fn_info *fn;     /* its active version runs */
+    const fn_info *fn;     /* what runs: $LATEST, or a published version (qualifier_resolve) */
+    const char *executed_version; /* "$LATEST" (NULL too) or the version number: its pool */
     const char *trigger;   /* metrics label: http_sync, http_async, cron, dlq_replay */
     const char *id;        /* the invocation id */
     const char *event;     /* JSON */

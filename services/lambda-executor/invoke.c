@@ -24,7 +24,9 @@ typedef struct call {
     httpd_resp *resp;
     const char *event;           /* the request body, or "{}" for an empty one */
     size_t event_len;
-    fn_info fn;
+    fn_info fn;                  /* what runs: the qualifier's version (docs/versions.md) */
+    char executed[VER_EXEC_MAX]; /* "$LATEST" or the published version that runs */
+    char alias[VER_ALIAS_MAX];   /* the alias invoked through, "" when none */
     char id[ML_UUID_LEN];
     bool cold;
     sandbox_result result;
@@ -56,6 +58,8 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
     rec.error_message = message;
     rec.created_ms = c->started_ms;
     rec.started_ms = c->started_ms;
+    rec.executed_version = c->executed;
+    rec.alias = c->alias[0] ? c->alias : NULL;
     if (audit_submit(c->app->audit, &rec) != ML_OK)
         ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", c->id, NULL);
 }
@@ -76,6 +80,7 @@ static void reply(call *c)
     /* numbers in headers are never cut: a header that cannot be formatted is left out */
     if (ml_snprintf(num, sizeof(num), "%d", c->fn.version) == ML_OK)
         httpd_resp_header(resp, "X-Function-Version", num);
+    httpd_resp_header(resp, "X-Executed-Version", c->executed);
     httpd_resp_header(resp, "X-Cold-Start", c->cold ? "true" : "false");
     if (ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms) == ML_OK)
         httpd_resp_header(resp, "X-Duration-Ms", num);
@@ -94,7 +99,8 @@ static void reply(call *c)
 static int run(call *c, deps *d)
 {
     char err[512];
-    exec_request rq = { .fn = &c->fn, .trigger = "http_sync", .id = c->id, .event = c->event,
+    exec_request rq = { .fn = &c->fn, .executed_version = c->executed, .trigger = "http_sync",
+                        .id = c->id, .event = c->event,
                         .len = c->event_len, .wait_ms = c->app->queue_wait_ms };
     exec_outcome o = exec_run(c->app, d, &rq, &c->cold, &c->result, err, sizeof(err));
 
@@ -152,7 +158,8 @@ static void enqueue(call *c, deps *d)
     cJSON *o;
     async_event ev = { .fn = &c->fn, .payload = c->event, .len = c->event_len,
                        .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req),
-                       .id = c->id };
+                       .id = c->id, .executed_version = c->executed,
+                       .alias = c->alias[0] ? c->alias : NULL };
 
     if (c->event_len > ASYNC_MAX_EVENT) {
         httpd_resp_error(c->resp, 413, "payload_too_large", "an Event invocation's body is limited to %d KiB",
@@ -167,6 +174,7 @@ static void enqueue(call *c, deps *d)
     cJSON_AddStringToObject(o, "invocation_id", id);
     cJSON_AddStringToObject(o, "status", "queued");
     httpd_resp_header(c->resp, "X-Invocation-Id", id);
+    httpd_resp_header(c->resp, "X-Executed-Version", c->executed);
     httpd_resp_json(c->resp, 202, o);
 }
 
@@ -233,6 +241,25 @@ static int read_event(call *c)
     return ML_ERR;
 }
 
+/* ?qualifier=: the version (or the alias's pick) that runs replaces $LATEST in c->fn. An
+ * unknown qualifier is 404, never a fallback to $LATEST. ML_ERR with 404/503 written. */
+static int qualify(call *c)
+{
+    const char *q = httpd_query(c->req, "qualifier");
+    qual_rc rc = qualifier_resolve(c->app->versions, &c->fn, q, c->executed, c->alias);
+
+    if (rc == QR_OK)
+        return ML_OK;
+    if (rc == QR_ERR) {
+        httpd_resp_header(c->resp, "Retry-After", "1");
+        httpd_resp_error(c->resp, 503, "service_unavailable", "cannot resolve the qualifier now");
+    } else {
+        httpd_resp_error(c->resp, 404, "qualifier_not_found", "function '%s' has no version or alias '%s'",
+                         c->fn.name, q ? q : "");
+    }
+    return ML_ERR;
+}
+
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
 static int lookup(call *c)
 {
@@ -258,7 +285,7 @@ static int lookup(call *c)
         not_active(c);
         return ML_ERR;
     }
-    return ML_OK;
+    return qualify(c);
 }
 
 /* Before anything runs or is queued: every invocation leaves an audit row (docs/audit.md). */

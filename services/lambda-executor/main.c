@@ -8,9 +8,10 @@
 #include "invoke.h"
 #include "schedules.h"
 #include "tenancy.h"
+#include "versions.h"
 #include "workers.h"
 
-#define MAX_ROUTES 40
+#define MAX_ROUTES 56
 
 static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
 {
@@ -23,6 +24,8 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     n += schedules_routes(app, out + n, max - n);
     n += tenancy_routes(ten, out + n, max - n);
     n += akey_routes(ten, out + n, max - n);
+    n += versions_routes(app->versions, out + n, max - n);
+    versions_wrap_get(app->versions, out, n); /* GET /functions/{fn}?qualifier= */
     return n;
 }
 

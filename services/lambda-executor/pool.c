@@ -12,6 +12,7 @@
 struct pool_fn {
     struct pool_fn *next;
     char function_id[ML_UUID_LEN], name[72], generation[64];
+    char executed[16];                     /* "$LATEST" or a published version number */
     int64_t version, max;
     sandbox_spec spec;                     /* strings below are owned */
     char *runtime, *handler, *code_dir, *runtimes_dir, *fname, *fversion;
@@ -48,6 +49,11 @@ static void fn_free(pool_fn *f)
     free(f);
 }
 
+static const char *executed_of(const pool_want *w)
+{
+    return w->executed_version ? w->executed_version : "$LATEST";
+}
+
 /* Deep-copies want into a new pool. NULL on OOM. */
 static pool_fn *fn_new(const pool_want *w)
 {
@@ -60,6 +66,7 @@ static pool_fn *fn_new(const pool_want *w)
     ml_strlcpy(f->function_id, w->function_id, sizeof(f->function_id));
     ml_strlcpy(f->name, w->function_name, sizeof(f->name));
     ml_strlcpy(f->generation, w->generation ? w->generation : "", sizeof(f->generation));
+    ml_strlcpy(f->executed, executed_of(w), sizeof(f->executed));
     f->version = w->version;
     f->max = w->concurrency > 0 ? w->concurrency : 1;
     f->spec = w->spec;
@@ -91,9 +98,15 @@ fail:
     return NULL;
 }
 
+/* The same function and executed version: want's pool, or one it replaces. */
+static bool fn_same_line(const pool_fn *f, const pool_want *w)
+{
+    return strcmp(f->function_id, w->function_id) == 0 && strcmp(f->executed, executed_of(w)) == 0;
+}
+
 static bool fn_matches(const pool_fn *f, const pool_want *w)
 {
-    return !f->draining && f->version == w->version && strcmp(f->function_id, w->function_id) == 0 &&
+    return !f->draining && f->version == w->version && fn_same_line(f, w) &&
            strcmp(f->generation, w->generation ? w->generation : "") == 0;
 }
 
@@ -115,8 +128,8 @@ static void destroy_all(sandbox_instance **v, size_t n)
         sandbox_destroy(v[i]);
 }
 
-/* Finds or creates want's pool; pools of the same function with another version or config
- * start draining. Called with the lock held; victims receives their idle instances. */
+/* Finds or creates want's pool; pools of the same function and executed version with another
+ * code revision or config start draining. Called with the lock held; victims receives their idle instances. */
 static pool_fn *fn_get(pool *p, const pool_want *w, sandbox_instance **victims, size_t *nvictims,
                        size_t max)
 {
@@ -125,7 +138,7 @@ static pool_fn *fn_get(pool *p, const pool_want *w, sandbox_instance **victims, 
     for (pool_fn *f = p->fns; f; f = f->next) {
         if (fn_matches(f, w))
             found = f;
-        else if (!f->draining && strcmp(f->function_id, w->function_id) == 0) {
+        else if (!f->draining && fn_same_line(f, w)) {
             f->draining = true;
             *nvictims += take_idle(p, f, victims + *nvictims, max - *nvictims);
             ml_log_kv(ML_LOG_INFO, "draining an old pool", "function", f->name, NULL);

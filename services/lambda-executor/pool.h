@@ -3,7 +3,8 @@
  * An instance runs one invocation at a time and is reused for the next (warm start); a pool
  * grows up to the function's concurrency, and callers beyond that wait a short, bounded time
  * before being refused (429). Idle instances are reaped after a TTL; a crashed or timed-out
- * instance is destroyed, never reused; a newer version or configuration drains the old pool. */
+ * instance is destroyed, never reused; a newer code revision or configuration of the same
+ * executed version drains the old pool (a published version's pool outlives $LATEST's changes). */
 #ifndef EX_POOL_H
 #define EX_POOL_H
 
@@ -25,9 +26,12 @@ typedef enum {
 typedef struct pool pool;
 typedef struct pool_fn pool_fn;
 
-/* What identifies a pool and how its instances are made. Strings are copied. */
+/* What identifies a pool and how its instances are made. Strings are copied. A function has
+ * one pool per executed version ("$LATEST", "3": docs/versions.md); a change drains only the
+ * pools of the same executed version. */
 typedef struct pool_want {
     const char *function_id, *function_name;
+    const char *executed_version; /* NULL: "$LATEST" */
     int64_t version;
     const char *generation;  /* changes whenever the function's config changes */
     int64_t concurrency;
