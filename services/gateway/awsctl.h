@@ -48,6 +48,7 @@ struct gw_actl {
     cJSON *acc;              /* an operation's answer in the making, between steps */
     char *body;              /* the body of the exchange in flight (owned) */
     int n;                   /* an operation's counter between steps */
+    int64_t t0;              /* when a retried step began (ml_now_ms) */
     char extra[128];         /* a header line for a native request, when one is needed */
 };
 

@@ -12,6 +12,10 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX 100 /* the native page's limit; NextMarker goes on from there */
 #define ACCOUNT_PAGES_MAX 100
+/* how long CreateFunction retries its Description/Tags PATCH while the executor has not yet
+ * heard of the new function (a build event away: milliseconds) */
+#define CREATE_PATCH_WINDOW_MS 5000
+#define CREATE_PATCH_TRIES 500 /* each one a round trip: no timer on the loop to space them */
 
 /* ---- shared steps ---- */
 
@@ -227,10 +231,70 @@ static int take_zip(gw_actl *c, cJSON *from, cJSON *out)
     return ML_OK;
 }
 
+/* The answer from what was asked and the build-master's 202: Pending, as AWS's is (the
+ * executor learns of the function from the build's events, a moment later). */
+static void reply_pending(gw_actl *c, const cJSON *made)
+{
+    gw_aws_where w = gw_awsops_where(c);
+    cJSON *native = gw_awsops_pending_record(c->acc, made);
+    cJSON *cfg = native ? gw_aws_shape_config(&w, native, 0) : NULL;
+
+    cJSON_Delete(native);
+    if (!cfg) {
+        gw_actl_fail(c, 500, "ServiceException", "cannot shape the new function");
+        return;
+    }
+    gw_actl_reply(c, 201, cfg);
+}
+
+static void patch_created(gw_actl *c);
+
+/* The PATCH of Description/Tags answered: the record; 404 while the executor has not yet
+ * heard of the function: again, for at most CREATE_PATCH_WINDOW_MS. */
+static void patched_created(gw_actl *c, gw_xfer *x)
+{
+    cJSON *doc, *cfg;
+    gw_aws_where w = gw_awsops_where(c);
+
+    if (gw_actl_ok(x, 404) && ml_now_ms() - c->t0 < CREATE_PATCH_WINDOW_MS &&
+        ++c->n < CREATE_PATCH_TRIES) {
+        gw_xfer_free(x);
+        patch_created(c);
+        return;
+    }
+    if (!gw_actl_ok(x, 200)) {
+        gw_actl_upstream_fail(c, x);
+        return;
+    }
+    doc = gw_actl_json(x);
+    gw_xfer_free(x);
+    cfg = doc ? gw_aws_shape_config(&w, doc, 0) : NULL;
+    cJSON_Delete(doc);
+    if (!cfg) {
+        gw_actl_fail(c, 502, "ServiceException", "the lambda-executor's answer is not readable");
+        return;
+    }
+    gw_actl_reply(c, 201, cfg);
+}
+
+/* PATCH /functions/{name} with the create's description and tags (the build-master's
+ * POST /functions does not take them). */
+static void patch_created(gw_actl *c)
+{
+    cJSON *body = cJSON_CreateObject();
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(c->acc, "description");
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c->acc, "tags");
+
+    if (d)
+        cJSON_AddItemToObject(body, "description", cJSON_Duplicate(d, 1));
+    if (t)
+        cJSON_AddItemToObject(body, "tags", cJSON_Duplicate(t, 1));
+    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL, patched_created);
+}
+
 static void created_function(gw_actl *c, gw_xfer *x)
 {
-    cJSON *made, *native, *cfg;
-    gw_aws_where w = gw_awsops_where(c);
+    cJSON *made;
 
     if (!gw_actl_ok(x, 202)) {
         gw_actl_upstream_fail(c, x);
@@ -238,17 +302,15 @@ static void created_function(gw_actl *c, gw_xfer *x)
     }
     made = gw_actl_json(x);
     gw_xfer_free(x);
-    /* the executor learns of the function from the build's events, a moment later: the
-     * answer is made from what was asked, Pending as AWS's is */
-    native = gw_awsops_pending_record(c->acc, made);
-    cfg = native ? gw_aws_shape_config(&w, native, 0) : NULL;
-    cJSON_Delete(made);
-    cJSON_Delete(native);
-    if (!cfg) {
-        gw_actl_fail(c, 500, "ServiceException", "cannot shape the new function");
+    if (cJSON_GetObjectItemCaseSensitive(c->acc, "description") ||
+        cJSON_GetObjectItemCaseSensitive(c->acc, "tags")) {
+        cJSON_Delete(made);
+        c->t0 = ml_now_ms();
+        patch_created(c);
         return;
     }
-    gw_actl_reply(c, 201, cfg);
+    reply_pending(c, made);
+    cJSON_Delete(made);
 }
 
 void gw_awsop_create_function(gw_actl *c, gw_xfer *x)
@@ -275,12 +337,16 @@ void gw_awsop_create_function(gw_actl *c, gw_xfer *x)
         return;
     }
     cJSON_AddStringToObject(body, "name", f.name);
+    ml_strlcpy(c->fn.name, f.name, sizeof(c->fn.name)); /* fits: same buffer size */
     if (gw_awsops_config_fields(c, c->in, body, true) != ML_OK) {
         cJSON_Delete(body);
         return;
     }
     c->acc = cJSON_Duplicate(body, 1);
     cJSON_DeleteItemFromObjectCaseSensitive(c->acc, "code_base64");
+    /* the build-master takes neither: they follow as a PATCH (patch_created) */
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "description");
+    cJSON_DeleteItemFromObjectCaseSensitive(body, "tags");
     gw_actl_send(c, GW_SVC_BUILD_MASTER, "POST", strdup("/functions"), body,
                  gw_awsops_quota_header(c), created_function);
 }
