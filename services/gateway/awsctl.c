@@ -86,6 +86,19 @@ void gw_actl_reply(gw_actl *c, int status, cJSON *doc)
     actl_end(c);
 }
 
+void gw_actl_reply_body(gw_actl *c, gw_xfer *x, const char *ctype)
+{
+    httpd_resp *resp = c->resp;
+
+    resp->status = 200;
+    resp->content_type = ctype;
+    ml_buf_free(&resp->body);
+    resp->body = x->resp_body;
+    memset(&x->resp_body, 0, sizeof(x->resp_body));
+    gw_xfer_free(x);
+    actl_end(c);
+}
+
 /* Writes an AWS error into resp (no call needed: the HTTP thread's refusals use it too). */
 static void aws_error_v(httpd_resp *resp, int status, const char *type, const char *fmt,
                         va_list ap)
@@ -260,8 +273,22 @@ static void on_native_done(gw_xfer *x)
     ml_log_set_request_id(NULL);
 }
 
+static void actl_send(gw_actl *c, gw_service svc, const char *method, char *path, cJSON *body,
+                      const char *extra, size_t max, gw_actl_fn next);
+
 void gw_actl_send(gw_actl *c, gw_service svc, const char *method, char *path, cJSON *body,
                   const char *extra, gw_actl_fn next)
+{
+    actl_send(c, svc, method, path, body, extra, ACTL_MAX_RESPONSE, next);
+}
+
+void gw_actl_send_max(gw_actl *c, gw_service svc, char *path, size_t max, gw_actl_fn next)
+{
+    actl_send(c, svc, "GET", path, NULL, NULL, max, next);
+}
+
+static void actl_send(gw_actl *c, gw_service svc, const char *method, char *path, cJSON *body,
+                      const char *extra, size_t max, gw_actl_fn next)
 {
     gw_pool *pool = &c->app->pools[svc];
     gw_xfer *x = gw_xfer_new();
@@ -287,7 +314,7 @@ void gw_actl_send(gw_actl *c, gw_service svc, const char *method, char *path, cJ
     x->body_len = c->body ? strlen(c->body) : 0;
     x->timeout_ms = ACTL_TIMEOUT_MS;
     x->connect_timeout_ms = (long)c->app->cfg.connect_timeout_ms;
-    x->max_response = ACTL_MAX_RESPONSE;
+    x->max_response = max;
     x->done = on_native_done;
     x->ud = h;
     x->pool = pool;
@@ -354,14 +381,12 @@ static int parse_body(gw_actl *c, httpd_resp *resp)
     return ML_OK;
 }
 
-httpd_result gw_awsctl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
-                              const gw_principal *who, const char *ns)
+httpd_result gw_awsctl_start(gw_app *a, const gw_aws_op *op, httpd_req *req, httpd_resp *resp,
+                             const char *ns, unsigned scopes, const char *fn)
 {
-    const gw_aws_op *op = gw_awsctl_op(d->aws_op);
     gw_actl *c = calloc(1, sizeof(*c));
 
-    if (!c || !op) {
-        free(c);
+    if (!c) {
         aws_error(resp, 500, "ServiceException", "cannot prepare the operation");
         return HTTPD_DONE;
     }
@@ -369,11 +394,13 @@ httpd_result gw_awsctl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, 
     c->op = op;
     c->req = req;
     c->resp = resp;
-    c->scopes = who->scopes;
+    c->scopes = scopes;
     c->task.run = actl_run;
     ml_strlcpy(c->rid, httpd_request_id(req), sizeof(c->rid));
     ml_strlcpy(c->ns, ns, sizeof(c->ns)); /* a valid name: fits */
     gw_awsarn_account(ns, c->account);
+    if (fn)
+        ml_strlcpy(c->fn.name, fn, sizeof(c->fn.name)); /* checked to fit by the caller */
     if ((op->needs_fn && parse_fn(c, resp) != ML_OK) ||
         (op->json_body && parse_body(c, resp) != ML_OK)) {
         actl_free(c);
@@ -381,4 +408,16 @@ httpd_result gw_awsctl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, 
     }
     gw_proxy_run(a->proxy, &c->task);
     return HTTPD_ASYNC;
+}
+
+httpd_result gw_awsctl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
+                              const gw_principal *who, const char *ns)
+{
+    const gw_aws_op *op = gw_awsctl_op(d->aws_op);
+
+    if (!op) {
+        aws_error(resp, 500, "ServiceException", "cannot prepare the operation");
+        return HTTPD_DONE;
+    }
+    return gw_awsctl_start(a, op, req, resp, ns, who->scopes, NULL);
 }

@@ -60,6 +60,15 @@ const gw_aws_op *gw_awsctl_op(const char *name);
 httpd_result gw_awsctl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
                               const gw_principal *who, const char *ns);
 
+/* The same for an operation of the gateway's own (the code download): ns is the
+ * namespace, scopes the caller's, fn the function name or id it is about (NULL: none). */
+httpd_result gw_awsctl_start(gw_app *a, const gw_aws_op *op, httpd_req *req, httpd_resp *resp,
+                             const char *ns, unsigned scopes, const char *fn);
+
+/* GET /aws-code/{ns}/{id}: GetFunction's Code.Location, answered without credentials when
+ * its signature holds (awscode.c). */
+httpd_result gw_awscode_handle(gw_app *a, httpd_req *req, httpd_resp *resp);
+
 /* Sends one native request: svc, method, path (encoded; consumed, freed here), body (a
  * JSON document, consumed; NULL for none), extra (one "Name: value" header or NULL); next
  * gets the answer. On a local failure the call ends with a ServiceException. */
@@ -74,6 +83,12 @@ char *gw_actl_fn_path_seg(const gw_actl *c, const char *suffix, const char *seg)
 /* Appends "?k=v" / "&k=v" (v encoded) to *path when v is not NULL; ML_ERR when out of
  * memory (then *path is freed and NULL). */
 int gw_actl_query(char **path, const char *k, const char *v);
+
+/* A GET of path on svc whose answer may be up to max bytes (the code download). */
+void gw_actl_send_max(gw_actl *c, gw_service svc, char *path, size_t max, gw_actl_fn next);
+
+/* Ends the call with x's body as it is (200, content type ctype); frees x. */
+void gw_actl_reply_body(gw_actl *c, gw_xfer *x, const char *ctype);
 
 /* Ends the call: status with doc as the JSON body (consumed; NULL = empty body). */
 void gw_actl_reply(gw_actl *c, int status, cJSON *doc);

@@ -900,6 +900,8 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_header(resp, "Connection", "close");
         goto refuse;
     }
+    if (d->kind == GW_KIND_AWS_CODE)
+        return gw_awscode_handle(a, req, resp);
     if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
     if (d->kind == GW_KIND_MINT)

@@ -82,6 +82,8 @@ const gw_route_def gw_routes[] = {
     AWS("POST", "/2017-03-31/tags/{arn}", W, GW_MAX_JSON_BODY, "TagResource"),
     AWS("DELETE", "/2017-03-31/tags/{arn}", W, 0, "UntagResource"),
     AWS("GET", "/2017-03-31/tags/{arn}", R, 0, "ListTags"),
+    /* Code.Location of GetFunction: the URL's signature is the credential (awscode.c) */
+    { "GET", "/aws-code/{ns}/{id}", BM, R, C_RD, GW_KIND_AWS_CODE, 0, NULL },
     /* tenants (docs/tenants.md): the executor keeps namespaces and access keys */
     { "POST", "/admin/namespaces", EX, A, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "GET", "/admin/namespaces", EX, A, C_RD, GW_KIND_PLAIN, 0, NULL },

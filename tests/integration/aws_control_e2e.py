@@ -116,6 +116,12 @@ def create_and_get(c, fn, arn):
     S.check("GetFunction: CodeSha256 is base64 of 32 bytes, CodeSize > 0, LastModified AWS format",
             len(base64.b64decode(cfg["CodeSha256"])) == 32 and cfg["CodeSize"] > 0 and
             cfg["LastModified"].endswith("+0000") and len(cfg["LastModified"]) == 28, cfg)
+    loc = g["Code"]["Location"]
+    st, hdrs, body = call("GET", loc, headers={"X-Minilambda-Internal": None})
+    S.check("Code.Location downloads the ZIP without credentials", st == 200 and body == zip1, (loc, st, body[:100]))
+    st, _, _ = call("GET", loc.replace("signature=", "signature=0"), headers={"X-Minilambda-Internal": None})
+    st2, _, _ = call("GET", loc.split("?")[0], headers={"X-Minilambda-Internal": None})
+    S.check("Code.Location with a changed or no signature -> 403", st == 403 and st2 == 403, (st, st2))
     S.check("GetFunction: Description and Tags from CreateFunction",
             cfg.get("Description") == "first" and g.get("Tags") == {"team": "a"}, g)
     return cfg
@@ -256,8 +262,8 @@ def errors(c, fn, ro, admin):
     raises("CreateFunction with S3Bucket -> InvalidParameterValueException",
            lambda: c.create_function(FunctionName="s3-" + RUN, Runtime="python3", Role="r", Handler="app.handler",
                                      Code={"S3Bucket": "bucket", "S3Key": "k"}), c.exceptions.InvalidParameterValueException, 400)
-    raises("UpdateFunctionConfiguration MemorySize=1 -> InvalidParameterValueException",
-           lambda: c.update_function_configuration(FunctionName=fn, MemorySize=1), c.exceptions.InvalidParameterValueException, 400)
+    raises("UpdateFunctionConfiguration MemorySize=8192 (above the platform's) -> InvalidParameterValueException",
+           lambda: c.update_function_configuration(FunctionName=fn, MemorySize=8192), c.exceptions.InvalidParameterValueException, 400)
     raises("an ARN of another account -> ResourceNotFoundException",
            lambda: c.get_function(FunctionName=f"arn:aws:lambda:{REGION}:123456789012:function:{fn}"),
            c.exceptions.ResourceNotFoundException, 404)
