@@ -49,6 +49,7 @@ struct gw_actl {
     char *body;              /* the body of the exchange in flight (owned) */
     int n;                   /* an operation's counter between steps */
     int64_t t0;              /* when a retried step began (ml_now_ms) */
+    gw_actl_fn after_quota;  /* the step gw_awsops_build_quota continues with */
     char extra[128];         /* a header line for a native request, when one is needed */
 };
 

@@ -313,7 +313,7 @@ static void created_function(gw_actl *c, gw_xfer *x)
     cJSON_Delete(made);
 }
 
-void gw_awsop_create_function(gw_actl *c, gw_xfer *x)
+static void create_function(gw_actl *c, gw_xfer *x)
 {
     cJSON *body = cJSON_CreateObject(), *code = cJSON_GetObjectItemCaseSensitive(c->in, "Code");
     gw_aws_fname f;
@@ -377,7 +377,7 @@ static void code_updated(gw_actl *c, gw_xfer *x)
     gw_awsops_get_native(c, NULL, code_updated_get);
 }
 
-void gw_awsop_update_code(gw_actl *c, gw_xfer *x)
+static void update_code(gw_actl *c, gw_xfer *x)
 {
     cJSON *body = cJSON_CreateObject();
 
@@ -387,6 +387,18 @@ void gw_awsop_update_code(gw_actl *c, gw_xfer *x)
         return;
     }
     gw_actl_send(c, GW_SVC_BUILD_MASTER, "PUT", gw_actl_fn_path(c, "/code"), body, NULL, code_updated);
+}
+
+void gw_awsop_create_function(gw_actl *c, gw_xfer *x)
+{
+    (void)x;
+    gw_awsops_build_quota(c, create_function);
+}
+
+void gw_awsop_update_code(gw_actl *c, gw_xfer *x)
+{
+    (void)x;
+    gw_awsops_build_quota(c, update_code);
 }
 
 /* ---- UpdateFunctionConfiguration ---- */

@@ -5,7 +5,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "gcra.h"
 #include "tenant.h"
+
+/* the native routes' key (gateway.c): one budget for both dialects */
+#define NS_BUILD_KEY "ml:gw:rl:nsbuild:%s"
 
 /* AWS's documented limits for the fields minilambda has no quota of its own for. */
 #define AWS_TOTAL_CODE_SIZE 80530636800.0
@@ -164,4 +168,44 @@ cJSON *gw_awsops_account_limits(gw_actl *c)
     cJSON_AddNumberToObject(use, "TotalCodeSize", 0);
     cJSON_AddNumberToObject(use, "FunctionCount", 0);
     return out;
+}
+
+static void quota_refused(gw_actl *c, int64_t limit, int64_t retry_s)
+{
+    char ra[24];
+
+    if (ml_snprintf(ra, sizeof(ra), "%" PRId64, retry_s < 1 ? 1 : retry_s) == ML_OK)
+        httpd_resp_header(c->resp, "Retry-After", ra);
+    gw_actl_fail(c, 429, "TooManyRequestsException",
+                 "namespace '%s' is at its builds_per_minute quota (%" PRId64 ")", c->ns, limit);
+}
+
+static void on_build_quota(void *ud, const gcra_result *r)
+{
+    gw_actl *c = ud;
+
+    if (!r->allowed) {
+        quota_refused(c, r->limit, (r->retry_after_us + 999999) / 1000000);
+        return;
+    }
+    c->after_quota(c, NULL);
+}
+
+void gw_awsops_build_quota(gw_actl *c, gw_actl_fn next)
+{
+    gw_tn_quotas q;
+    char key[sizeof(NS_BUILD_KEY) + TENANT_MAX];
+
+    gw_tn_quotas_get(&c->app->tenants, c->ns, &q);
+    if (q.builds_per_minute < 0) {
+        next(c, NULL);
+        return;
+    }
+    if (q.builds_per_minute == 0 || ml_snprintf(key, sizeof(key), NS_BUILD_KEY, c->ns) != ML_OK) {
+        quota_refused(c, q.builds_per_minute, 60);
+        return;
+    }
+    c->after_quota = next;
+    gw_loop_limit(c->loop, key, gcra_limit_per_minute(q.builds_per_minute, q.builds_per_minute),
+                  on_build_quota, c);
 }

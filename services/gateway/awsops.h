@@ -41,6 +41,11 @@ cJSON *gw_awsops_pending_record(const cJSON *asked, const cJSON *made);
  * unlimited (the line lives in c->extra). */
 const char *gw_awsops_quota_header(gw_actl *c);
 
+/* The namespace's builds_per_minute (docs/tenants.md), shared with the native POST
+ * /functions and PUT /functions/{fn}/code: next(c, NULL) when within it, else the call
+ * ends with TooManyRequestsException and Retry-After. */
+void gw_awsops_build_quota(gw_actl *c, gw_actl_fn next);
+
 /* GetAccountSettings' answer with AccountUsage zeroed (counted page by page after). New;
  * NULL when out of memory. */
 cJSON *gw_awsops_account_limits(gw_actl *c);

@@ -277,11 +277,17 @@ def errors(c, fn, ro, admin):
                 e.response["Error"]["Code"] == "UnknownOperationException" and
                 e.response["ResponseMetadata"]["HTTPStatusCode"] == 400 and "aws-compat" in e.response["Error"]["Message"],
                 e.response)
-    st, _, _ = call("PATCH", f"{GW}/admin/namespaces/{NS_A}", json.dumps({"quotas": {"max_concurrency": 0}}).encode(), admin)
+    st, _, _ = call("PATCH", f"{GW}/admin/namespaces/{NS_A}", json.dumps({"quotas": {"builds_per_minute": 1}}).encode(), admin)
     time.sleep(6)  # the gateway's quota cache
-    raises("Invoke past the namespace's max_concurrency -> TooManyRequestsException",
-           lambda: c.invoke(FunctionName=fn, Payload=b"{}"), c.exceptions.TooManyRequestsException, 429)
-    call("PATCH", f"{GW}/admin/namespaces/{NS_A}", json.dumps({"quotas": {"max_concurrency": None}}).encode(), admin)
+
+    def two_updates():
+        c.update_function_code(FunctionName=fn, ZipFile=zipped(3))
+        return c.update_function_code(FunctionName=fn, ZipFile=zipped(3))
+    raises(f"UpdateFunctionCode past the namespace's builds_per_minute -> TooManyRequestsException (quota set: {st})",
+           two_updates, c.exceptions.TooManyRequestsException, 429)
+    call("PATCH", f"{GW}/admin/namespaces/{NS_A}", json.dumps({"quotas": {"builds_per_minute": None}}).encode(), admin)
+    time.sleep(6)
+    waiter(c, "function_updated_v2", fn)
 
 
 def isolation(c, other, fn, arn):
