@@ -20,7 +20,8 @@
 #define C_BLD GW_CAP_BUILD
 /* an AWS control-plane route: the gateway runs the operation (awsctl.h) against both
  * services, so the capability is checked per native request, not here */
-#define AWS(m, p, scope, body, op) { m, p, EX, scope, C_RD, GW_KIND_AWS_CTL, body, op }
+#define AWS(m, p, scope, body, op) \
+    { m, p, EX, scope, (scope) == R ? C_RD : C_WR, GW_KIND_AWS_CTL, body, op }
 
 const gw_route_def gw_routes[] = {
     /* builds and code uploads: build-master */
