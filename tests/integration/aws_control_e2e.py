@@ -136,6 +136,20 @@ def name_forms(c, fn, arn, acct):
             (st, ver, out))
 
 
+def timing(c, fn):
+    """Not a check: what a control-plane read costs through the gateway (boto3, SigV4 and the
+    executor's GET included), printed for docs/aws-compat.md."""
+    for op, call_ in (("GetFunctionConfiguration", lambda: c.get_function_configuration(FunctionName=fn)),
+                      ("ListFunctions", lambda: c.list_functions(MaxItems=10))):
+        ts = []
+        for _ in range(100):
+            t = time.perf_counter()
+            call_()
+            ts.append((time.perf_counter() - t) * 1000)
+        ts.sort()
+        print(f"# {op} x100 via boto3: p50 {ts[49]:.1f} ms, p99 {ts[98]:.1f} ms", flush=True)
+
+
 def pagination(c, names):
     seen, marker, pages = [], None, 0
     while True:
@@ -333,6 +347,7 @@ def main():
         for m in more:
             c.create_function(FunctionName=m, Runtime="python3", Role="r", Handler="app.handler", Code={"ZipFile": zipped(9)})
         pagination(c, [fn] + more)
+        timing(c, fn)
         updates(c, fn)
         versions(c, fn, arn)
         aliases(c, fn, arn)
