@@ -58,6 +58,7 @@ int gw_awsops_page(gw_actl *c, char **path)
 
     if (max && ml_parse_int64(max, 1, 10000, &n) != ML_OK) {
         free(*path);
+        *path = NULL;
         gw_actl_fail(c, 400, "InvalidParameterValueException", "MaxItems must be 1..10000");
         return ML_ERR;
     }

@@ -19,7 +19,7 @@ const char *gw_awsops_qualifier(gw_actl *c);
 int gw_awsops_unqualified(gw_actl *c);
 
 /* MaxItems and Marker onto a native list path as limit and cursor; ML_ERR with the call
- * ended (and *path freed). */
+ * ended (and *path freed and NULL). */
 int gw_awsops_page(gw_actl *c, char **path);
 /* The native list's next_cursor as out's NextMarker. */
 void gw_awsops_next_marker(const cJSON *native, cJSON *out);

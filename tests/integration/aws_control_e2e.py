@@ -270,6 +270,9 @@ def extras(c, fn, arn):
 def errors(c, fn, ro, admin):
     raises("GetFunction of a missing function -> ResourceNotFoundException",
            lambda: c.get_function(FunctionName="nope-" + RUN), c.exceptions.ResourceNotFoundException, 404)
+    st, _, body = call("GET", f"{GW}/2015-03-31/functions/{fn}/versions?MaxItems=0", headers=jwt({"scope": RW, "ns": NS_A}))
+    S.check("ListVersionsByFunction MaxItems=0 -> 400 InvalidParameterValueException (and the gateway lives on)",
+            st == 400 and json.loads(body).get("Type") == "User", (st, body))
     raises("CreateFunction of an existing name -> ResourceConflictException",
            lambda: c.create_function(FunctionName=fn, Runtime="python3", Role="r", Handler="app.handler",
                                      Code={"ZipFile": zipped(1)}), c.exceptions.ResourceConflictException, 409)
