@@ -59,6 +59,7 @@ static void actl_free(gw_actl *c)
 {
     cJSON_Delete(c->in);
     cJSON_Delete(c->acc);
+    cJSON_Delete(c->out);
     free(c->body);
     free(c);
 }

@@ -47,6 +47,8 @@ struct gw_actl {
     cJSON *in;               /* the request's JSON body, or NULL */
     cJSON *acc;              /* an operation's answer in the making, between steps */
     char *body;              /* the body of the exchange in flight (owned) */
+    cJSON *out;              /* an answer waiting for a last lookup (owned) */
+    cJSON *cfg;              /* the FunctionConfiguration inside out (borrowed) */
     int n;                   /* an operation's counter between steps */
     int64_t t0;              /* when a retried step began (ml_now_ms) */
     gw_actl_fn after_quota;  /* the step gw_awsops_build_quota continues with */

@@ -115,12 +115,19 @@ static cJSON *config_of(gw_actl *c, gw_xfer *x, int qualified)
 
 /* ---- GetFunctionConfiguration, GetFunction ---- */
 
+/* cfg as the whole answer, once its code fields show the package (awsops.h). */
+static void reply_config(gw_actl *c, cJSON *cfg, int st)
+{
+    c->out = c->cfg = cfg;
+    gw_awsops_reply_with_package(c, c->acc, st);
+}
+
 static void got_configuration(gw_actl *c, gw_xfer *x)
 {
     cJSON *cfg = config_of(c, x, c->n);
 
     if (cfg)
-        gw_actl_reply(c, 200, cfg);
+        reply_config(c, cfg, 200);
 }
 
 void gw_awsop_get_configuration(gw_actl *c, gw_xfer *x)
@@ -156,7 +163,9 @@ static void got_function(gw_actl *c, gw_xfer *x)
     if (cJSON_IsNumber(conc))
         cJSON_AddNumberToObject(cJSON_AddObjectToObject(out, "Concurrency"),
                                 "ReservedConcurrentExecutions", conc->valuedouble);
-    gw_actl_reply(c, 200, out);
+    c->out = out;
+    c->cfg = cfg;
+    gw_awsops_reply_with_package(c, c->acc, 200);
 }
 
 void gw_awsop_get_function(gw_actl *c, gw_xfer *x)
@@ -409,7 +418,7 @@ static void configuration_updated(gw_actl *c, gw_xfer *x)
     cJSON *cfg = config_of(c, x, 0);
 
     if (cfg)
-        gw_actl_reply(c, 200, cfg);
+        reply_config(c, cfg, 200);
 }
 
 void gw_awsop_update_configuration(gw_actl *c, gw_xfer *x)

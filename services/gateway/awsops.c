@@ -209,3 +209,43 @@ void gw_awsops_build_quota(gw_actl *c, gw_actl_fn next)
     gw_loop_limit(c->loop, key, gcra_limit_per_minute(q.builds_per_minute, q.builds_per_minute),
                   on_build_quota, c);
 }
+
+/* The build-master's package info: CodeSha256/CodeSize of c->cfg from the package. */
+static void package_known(gw_actl *c, gw_xfer *x)
+{
+    cJSON *doc = gw_actl_ok(x, 200) ? gw_actl_json(x) : NULL, *out = c->out;
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(doc, "package_sha256");
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(doc, "package_size");
+    char b64[64];
+
+    gw_xfer_free(x);
+    gw_aws_shape_sha256(cJSON_IsString(sha) ? sha->valuestring : NULL, b64, sizeof(b64));
+    if (b64[0] && cJSON_IsNumber(size)) {
+        cJSON_ReplaceItemInObjectCaseSensitive(c->cfg, "CodeSha256", cJSON_CreateString(b64));
+        cJSON_ReplaceItemInObjectCaseSensitive(c->cfg, "CodeSize", cJSON_CreateNumber(size->valuedouble));
+    }
+    cJSON_Delete(doc);
+    c->out = NULL;
+    gw_actl_reply(c, c->n, out);
+}
+
+void gw_awsops_reply_with_package(gw_actl *c, const cJSON *native, int st)
+{
+    const cJSON *art = cJSON_GetObjectItemCaseSensitive(native, "artifact");
+    const cJSON *sha = cJSON_GetObjectItemCaseSensitive(art, "sha256");
+    const cJSON *name = cJSON_GetObjectItemCaseSensitive(native, "name");
+    char *path;
+
+    c->n = st;
+    if (!cJSON_IsString(sha) || !cJSON_IsString(name) ||
+        ml_strlcpy(c->fn.name, name->valuestring, sizeof(c->fn.name)) != ML_OK) {
+        cJSON *out = c->out;
+        c->out = NULL;
+        gw_actl_reply(c, st, out);
+        return;
+    }
+    path = gw_actl_fn_path(c, "/package");
+    if (gw_actl_query(&path, "artifact", sha->valuestring) != ML_OK)
+        path = NULL;
+    gw_actl_send(c, GW_SVC_BUILD_MASTER, "GET", path, NULL, NULL, package_known);
+}

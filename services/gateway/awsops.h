@@ -50,6 +50,13 @@ void gw_awsops_build_quota(gw_actl *c, gw_actl_fn next);
  * NULL when out of memory. */
 cJSON *gw_awsops_account_limits(gw_actl *c);
 
+/* Ends the call with c->out (status st) once c->cfg's CodeSha256/CodeSize show the
+ * uploaded package's hash and size, as AWS's do (the executor's record has the built
+ * artifact's; the build-master maps one to the other). native: the record or version
+ * document c->cfg was made from. Without an answer from the build-master the artifact's
+ * stay. */
+void gw_awsops_reply_with_package(gw_actl *c, const cJSON *native, int st);
+
 /* Code.Location for the function record native: a gateway URL with an expiring token that
  * downloads the function's ZIP without credentials (awscode.c). Caller frees; NULL if none. */
 char *gw_awscode_location(gw_actl *c, const cJSON *native);

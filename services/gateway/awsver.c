@@ -20,12 +20,30 @@ static void published(gw_actl *c, gw_xfer *x)
     doc = gw_actl_json(x);
     gw_xfer_free(x);
     cfg = doc ? gw_aws_shape_config(&w, doc, 1) : NULL;
-    cJSON_Delete(doc);
     if (!cfg) {
+        cJSON_Delete(doc);
         gw_actl_fail(c, 502, "ServiceException", "the lambda-executor's answer is not readable");
         return;
     }
-    gw_actl_reply(c, 201, cfg);
+    cJSON_Delete(c->acc);
+    c->acc = doc;
+    c->out = c->cfg = cfg;
+    gw_awsops_reply_with_package(c, doc, 201);
+}
+
+/* The build-master's answer about the package hash the caller sent: its artifact's hash
+ * is what the executor compares (a hash no build has goes on as it is: 412). */
+static void publish_with(gw_actl *c, gw_xfer *x)
+{
+    cJSON *doc = gw_actl_ok(x, 200) ? gw_actl_json(x) : NULL, *body = c->out;
+    const cJSON *art = cJSON_GetObjectItemCaseSensitive(doc, "artifact_sha256");
+
+    gw_xfer_free(x);
+    if (cJSON_IsString(art))
+        cJSON_ReplaceItemInObjectCaseSensitive(body, "code_sha256", cJSON_CreateString(art->valuestring));
+    cJSON_Delete(doc);
+    c->out = NULL;
+    gw_actl_send(c, GW_SVC_EXECUTOR, "POST", gw_actl_fn_path(c, "/versions"), body, NULL, published);
 }
 
 /* CodeSha256 (base64 of the bytes) as the native code_sha256 (hex); ML_ERR with the call
@@ -52,6 +70,7 @@ void gw_awsop_publish_version(gw_actl *c, gw_xfer *x)
     cJSON *body = cJSON_CreateObject();
     const cJSON *d = cJSON_GetObjectItemCaseSensitive(c->in, "Description");
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(c->in, "CodeSha256");
+    char *path;
 
     (void)x;
     if (gw_awsops_unqualified(c) != ML_OK || (sha && code_sha256(c, sha, body) != ML_OK)) {
@@ -60,7 +79,16 @@ void gw_awsop_publish_version(gw_actl *c, gw_xfer *x)
     }
     if (cJSON_IsString(d))
         cJSON_AddStringToObject(body, "description", d->valuestring);
-    gw_actl_send(c, GW_SVC_EXECUTOR, "POST", gw_actl_fn_path(c, "/versions"), body, NULL, published);
+    if (!sha) {
+        gw_actl_send(c, GW_SVC_EXECUTOR, "POST", gw_actl_fn_path(c, "/versions"), body, NULL, published);
+        return;
+    }
+    /* CodeSha256 is the uploaded package's (AWS): ask which artifact that is */
+    c->out = body;
+    path = gw_actl_fn_path(c, "/package");
+    if (gw_actl_query(&path, "package", cJSON_GetObjectItemCaseSensitive(body, "code_sha256")->valuestring) != ML_OK)
+        path = NULL;
+    gw_actl_send(c, GW_SVC_BUILD_MASTER, "GET", path, NULL, NULL, publish_with);
 }
 
 static void listed_versions(gw_actl *c, gw_xfer *x)

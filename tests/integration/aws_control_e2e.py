@@ -113,8 +113,9 @@ def create_and_get(c, fn, arn):
             cfg["State"] == "Active" and cfg["LastUpdateStatus"] == "Successful" and
             cfg["Environment"]["Variables"] == {"COLOR": "red"} and cfg["MemorySize"] == 128 and
             g["Code"]["RepositoryType"] == "S3" and cfg["Handler"] == "app.handler", strip(g))
-    S.check("GetFunction: CodeSha256 is base64 of 32 bytes, CodeSize > 0, LastModified AWS format",
-            len(base64.b64decode(cfg["CodeSha256"])) == 32 and cfg["CodeSize"] > 0 and
+    S.check("GetFunction: CodeSha256/CodeSize are the uploaded ZIP's (AWS), LastModified AWS format",
+            cfg["CodeSha256"] == base64.b64encode(hashlib.sha256(zip1).digest()).decode() and
+            cfg["CodeSize"] == len(zip1) and
             cfg["LastModified"].endswith("+0000") and len(cfg["LastModified"]) == 28, cfg)
     loc = g["Code"]["Location"]
     st, hdrs, body = call("GET", loc, headers={"X-Minilambda-Internal": None})
