@@ -163,7 +163,7 @@ FUZZ_SECONDS ?= 30
 FUZZ_CI_SECONDS ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron audit_wal
+FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron audit_wal awsarn
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
@@ -193,6 +193,9 @@ build/fuzz/fuzz_ssrf: tests/fuzz/fuzz_ssrf.c shared/ssrf.c shared/util.c
 build/fuzz/fuzz_cron: tests/fuzz/fuzz_cron.c services/lambda-executor/cron.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
+build/fuzz/fuzz_awsarn: tests/fuzz/fuzz_awsarn.c services/gateway/awsarn.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) -Iservices/gateway $^ $(FUZZ_LIBS) -o $@
 # a 64-byte read chunk, so records cross the reader's refills
 build/fuzz/fuzz_audit_wal: tests/fuzz/fuzz_audit_wal.c services/lambda-executor/audit_wal.c shared/buf.c shared/util.c
 	@mkdir -p $(@D)
@@ -215,6 +218,8 @@ define fuzz_run
 	  build/fuzz/fuzz_$$t -max_total_time=$(1) -timeout=10 -artifact_prefix=build/fuzz/ \
 	    -print_final_stats=1 build/fuzz/$$t-corpus tests/fuzz/seeds/$$t; \
 	done
+	build/fuzz/fuzz_awsarn -max_total_time=$(1) -timeout=10 -max_len=512 \
+	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/awsarn-corpus
 endef
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/fuzz_%) $(BUILD)/tests/unit/build-worker/test_extract
 	$(call fuzz_run,$(FUZZ_SECONDS))

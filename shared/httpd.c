@@ -177,6 +177,29 @@ const char *httpd_query(const httpd_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+typedef struct query_each_ctx {
+    void (*fn)(void *ud, const char *key, const char *value);
+    void *ud;
+} query_each_ctx;
+
+static enum MHD_Result query_each_one(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      const char *value)
+{
+    query_each_ctx *q = cls;
+
+    ML_UNUSED(kind);
+    q->fn(q->ud, key, value);
+    return MHD_YES;
+}
+
+void httpd_query_each(const httpd_req *req, void (*fn)(void *ud, const char *key, const char *value),
+                      void *ud)
+{
+    query_each_ctx q = { fn, ud };
+
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+}
+
 const char *httpd_body(const httpd_req *req, size_t *len)
 {
     if (len)

@@ -112,6 +112,10 @@ const char *httpd_route_pattern(const httpd_req *req); /* "unmatched" if none */
 const char *httpd_param(const httpd_req *req, const char *name);
 const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
 const char *httpd_query(const httpd_req *req, const char *name);
+/* Calls fn for every query argument in order, repeated keys included (value NULL for a
+ * bare "?key"); SigV4 signs them all. */
+void httpd_query_each(const httpd_req *req, void (*fn)(void *ud, const char *key, const char *value),
+                      void *ud);
 const char *httpd_body(const httpd_req *req, size_t *len);        /* NUL-terminated */
 const char *httpd_request_id(const httpd_req *req);
 const char *httpd_client_ip(const httpd_req *req);

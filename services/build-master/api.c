@@ -489,6 +489,83 @@ static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+#define PACKAGE_MAX (BM_MAX_ZIP + 1024)
+
+/* The S3 key of the function's code: the newest completed build's upload (what $LATEST
+ * runs), else the newest build's. ML_ERR with 404/503 written. */
+static int package_key(deps *d, const char *id, char *key, size_t keylen, httpd_resp *resp)
+{
+    const char *params[] = { id };
+    PGresult *r = pg_query(d->db, "bm_package_key",
+                           "SELECT package_key FROM builds WHERE function_id = $1"
+                           " ORDER BY (status = 'completed') DESC, created_at DESC LIMIT 1",
+                           1, params);
+    int rc = ML_ERR;
+
+    if (!r)
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    else if (PQntuples(r) == 0)
+        httpd_resp_error(resp, 404, "not_found", "the function has no code");
+    else
+        rc = pg_get_text_copy(r, 0, 0, key, keylen);
+    PQclear(r);
+    return rc;
+}
+
+/* ?artifact=<hex> or ?package=<hex>: the newest completed build with that artifact (or
+ * uploaded package) hash, as {"package_sha256","package_size","artifact_sha256"} — the AWS
+ * API shows the package's hash as CodeSha256, the executor knows the artifact's. */
+static void package_info(deps *d, httpd_req *req, const char *id, httpd_resp *resp)
+{
+    const char *art = httpd_query(req, "artifact"), *pkg = httpd_query(req, "package");
+    const char *params[] = { id, art, pkg };
+    PGresult *r = pg_query(d->db, "bm_package_info",
+                           "SELECT json_build_object('package_sha256', package_sha256, 'package_size',"
+                           " package_size, 'artifact_sha256', artifact_sha256)::text FROM builds"
+                           " WHERE function_id = $1 AND status = 'completed' AND (artifact_sha256 = $2"
+                           " OR package_sha256 = $3) ORDER BY created_at DESC LIMIT 1",
+                           3, params);
+
+    if (!r)
+        httpd_resp_error(resp, 503, "service_unavailable", "build database: %s", pg_error(d->db));
+    else if (PQntuples(r) == 0)
+        httpd_resp_error(resp, 404, "not_found", "no completed build with that hash");
+    else
+        reply_json_text(resp, pg_get_text(r, 0, 0));
+    PQclear(r);
+}
+
+/* GET /functions/{fn}/package — the function's uploaded ZIP (internal callers only, like
+ * every build-master route; the gateway serves it as the AWS API's Code.Location behind an
+ * expiring signed URL, docs/aws-compat.md); with ?artifact= or ?package=, package_info. */
+static httpd_result h_package(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    char id[ML_UUID_LEN], ns[TENANT_MAX + 1], key[512];
+    bool info = httpd_query(req, "artifact") || httpd_query(req, "package");
+    deps *d;
+    int rc = ML_OK;
+
+    if (req_ns(req, ns, resp) != ML_OK || (d = need_deps(ud, resp)) == NULL ||
+        resolve_function(d, ns, httpd_param(req, "fn"), id, resp) != ML_OK ||
+        db_acquire(d, resp) != ML_OK)
+        return HTTPD_DONE;
+    if (info)
+        package_info(d, req, id, resp);
+    else
+        rc = package_key(d, id, key, sizeof(key), resp);
+    deps_db_release(d);
+    if (info || rc != ML_OK)
+        return HTTPD_DONE;
+    if (s3_get(d->s3, key, &resp->body, PACKAGE_MAX) != ML_OK) {
+        ml_buf_reset(&resp->body);
+        httpd_resp_error(resp, 503, "service_unavailable", "cannot read the package: %s", s3_error(d->s3));
+        return HTTPD_DONE;
+    }
+    resp->status = 200;
+    resp->content_type = "application/zip";
+    return HTTPD_DONE;
+}
+
 size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
 {
     const httpd_route all[] = {
@@ -497,6 +574,7 @@ size_t api_routes(bm_app *app, httpd_route *routes, size_t max)
         { "GET", "/builds/{build_id}", h_get_build, app, 0, true },
         { "GET", "/functions/{fn}/builds", h_list_builds, app, 0, true },
         { "DELETE", "/functions/{fn}", h_delete, app, 0, true },
+        { "GET", "/functions/{fn}/package", h_package, app, 0, true },
     };
     return httpd_routes_copy(routes, max, all, ML_ARRAY_LEN(all));
 }

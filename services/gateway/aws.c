@@ -2,6 +2,7 @@
 #include "aws.h"
 
 #include <cJSON.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,13 +51,33 @@ void gw_aws_error(httpd_resp *resp)
     httpd_resp_json(resp, status, doc);
 }
 
+/* Whether path is under an AWS API's date prefix ("/2015-03-31/...", "/2016-08-19/..."). */
+static bool aws_path(const char *path)
+{
+    static const char shape[] = "/dddd-dd-dd/";
+
+    for (size_t i = 0; i < sizeof(shape) - 1; i++) {
+        if (shape[i] == 'd' ? (path[i] < '0' || path[i] > '9') : path[i] != shape[i])
+            return false;
+    }
+    return true;
+}
+
 void gw_aws_shape_reject(const httpd_req *req, httpd_resp *resp, void *ud)
 {
-    static const char prefix[] = "/2015-03-31/";
-
     ML_UNUSED(ud);
-    if (strncmp(httpd_path(req), prefix, sizeof(prefix) - 1) == 0)
-        gw_aws_error(resp);
+    if (!aws_path(httpd_path(req)))
+        return;
+    if (resp->status == 404 || resp->status == 405) {
+        /* an operation minilambda does not implement: say so in a shape every SDK reads,
+         * never the native "no such route" (docs/aws-compat.md lists what is supported) */
+        httpd_resp_error(resp, 400, "unknown_operation",
+                         "minilambda does not support the Lambda operation %s %s "
+                         "(docs/aws-compat.md lists the supported ones)",
+                         httpd_method(req), httpd_path(req));
+        httpd_resp_header(resp, "x-amzn-ErrorType", "UnknownOperationException");
+    }
+    gw_aws_error(resp);
 }
 
 /* Copies header `from` of the executor's response to the client as `to`. */
@@ -103,6 +124,9 @@ void gw_aws_invoke_response(const ml_buf *pairs, httpd_resp *resp)
         gw_aws_error(resp);
         return;
     }
+    /* the version that ran ($LATEST or a published number, docs/versions.md); an executor
+     * from before versions only has the code revision */
+    rename_header(pairs, resp, "X-Executed-Version", "X-Amz-Executed-Version");
     rename_header(pairs, resp, "X-Function-Version", "X-Amz-Executed-Version");
     rename_header(pairs, resp, "X-Log-Result", "X-Amz-Log-Result");
     rename_header(pairs, resp, "X-Invocation-Id", "X-Invocation-Id");

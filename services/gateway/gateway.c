@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "aws.h"
+#include "awsctl.h"
 #include "bodycheck.h"
 #include "fnspec.h"
 #include "headers.h"
@@ -28,7 +29,7 @@
 
 /* Query parameters the upstream APIs define (API.md); others are not forwarded. */
 static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s",
-                                             "namespace" };
+                                             "namespace", "qualifier" };
 #define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
 
 static const char *req_header(void *ud, const char *name)
@@ -82,13 +83,34 @@ static int sigv4_key(gw_app *a, const char *authz, char akid[GW_TN_KEY_ID_MAX], 
     return gw_tn_key_lookup(&a->tenants, akid, key, err, errlen);
 }
 
+#define SIGV4_MAX_QUERY_ARGS 64
+
+/* The query's arguments as the client sent them, for the canonical query. */
+typedef struct sigv4_args {
+    const char *k[SIGV4_MAX_QUERY_ARGS], *v[SIGV4_MAX_QUERY_ARGS];
+    size_t n;
+    bool overflow;
+} sigv4_args;
+
+static void sigv4_arg(void *ud, const char *key, const char *value)
+{
+    sigv4_args *a = ud;
+
+    if (a->n == SIGV4_MAX_QUERY_ARGS) {
+        a->overflow = true;
+        return;
+    }
+    a->k[a->n] = key;
+    a->v[a->n++] = value;
+}
+
 static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, gw_principal *who)
 {
     char akid[GW_TN_KEY_ID_MAX];
     gw_tn_akey key;
     gw_sigv4_creds creds = { akid, key.secret, "lambda" };
     gw_sigv4_request r = { 0 };
-    const char *qualifier = httpd_query(req, "Qualifier");
+    sigv4_args args = { .n = 0 };
     ml_buf query = { 0 };
     char err[256];
     int rc;
@@ -99,8 +121,8 @@ static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, g
     r.header = req_header;
     r.header_ud = req;
     r.body = httpd_body(req, &r.body_len);
-    if (qualifier && (ml_buf_append_str(&query, "Qualifier=") != ML_OK ||
-                      gw_sigv4_uri_encode(qualifier, strlen(qualifier), &query) != ML_OK)) {
+    httpd_query_each(req, sigv4_arg, &args);
+    if (args.overflow || gw_sigv4_canonical_query(args.k, args.v, args.n, &query) != ML_OK) {
         ml_buf_free(&query);
         return GW_AUTH_SIGNATURE_V4;
     }
@@ -133,7 +155,7 @@ static int authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_
     char challenge[160];
 
     memset(who, 0, sizeof(*who));
-    if (d->kind == GW_KIND_AWS_INVOKE && gw_sigv4_present(authz))
+    if ((d->kind == GW_KIND_AWS_INVOKE || d->kind == GW_KIND_AWS_CTL) && gw_sigv4_present(authz))
         r = auth_sigv4(a, req, authz, who);
     else
         r = gw_auth_bearer(authz, a->cfg.jwt_secret, (int64_t)time(NULL), a->cfg.jwt_leeway_s, who);
@@ -178,6 +200,7 @@ typedef struct gw_call {
     char ns[TENANT_MAX + 1];     /* the namespace the request acts in (docs/tenants.md) */
     /* invoke routes */
     char fn[GW_FN_NAME_MAX];
+    gw_aws_fname aws_fn;         /* the AWS Invoke's FunctionName, parsed */
     char fnkey[TENANT_MAX + 1 + GW_FN_NAME_MAX]; /* "ns/fn": the function cache's key */
     gw_fncache_hit hit;
     gw_fn_info info;
@@ -606,6 +629,46 @@ static int fix_invocation_id(gw_call *c, bool event)
     return ML_OK;
 }
 
+/* The AWS Invoke's FunctionName (a name, name:qualifier or an ARN of the caller's account)
+ * and Qualifier: the executor's path becomes /functions/<name>/invoke?qualifier=<q>
+ * (docs/versions.md). *fn is set to the name. ML_ERR with the refusal in c->resp. */
+static int aws_invoke_target(gw_call *c, const char **fn)
+{
+    const char *q = httpd_query(c->req, "Qualifier");
+    char account[GW_AWS_ACCOUNT_LEN + 1];
+    ml_buf b = { 0 };
+    int rc;
+
+    gw_awsarn_account(c->ns, account);
+    if (gw_awsarn_parse(*fn, &c->aws_fn) != ML_OK || (q && gw_awsarn_qualifier_valid(q) != ML_OK) ||
+        (q && c->aws_fn.qualifier[0] && strcmp(q, c->aws_fn.qualifier) != 0)) {
+        httpd_resp_error(c->resp, 400, "invalid_field",
+                         "FunctionName must be a name, name:qualifier or a function ARN, and "
+                         "Qualifier a version or alias that agrees with it");
+        httpd_resp_header(c->resp, "x-amzn-ErrorType", "InvalidParameterValueException");
+        return ML_ERR;
+    }
+    if (c->aws_fn.account[0] && strcmp(c->aws_fn.account, account) != 0) {
+        httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", *fn);
+        return ML_ERR;
+    }
+    q = q ? q : c->aws_fn.qualifier;
+    *fn = c->aws_fn.name;
+    rc = ml_buf_append_str(&b, "/functions/");
+    rc = rc == ML_OK ? gw_sigv4_uri_encode(*fn, strlen(*fn), &b) : rc;
+    rc = rc == ML_OK ? ml_buf_append_str(&b, "/invoke") : rc;
+    rc = rc == ML_OK && q[0] ? ml_buf_append_str(&b, "?qualifier=") : rc;
+    rc = rc == ML_OK && q[0] ? gw_sigv4_uri_encode(q, strlen(q), &b) : rc;
+    if (rc != ML_OK) {
+        ml_buf_free(&b);
+        httpd_resp_error(c->resp, 500, "internal", "cannot prepare the upstream request");
+        return ML_ERR;
+    }
+    free(c->x->path);
+    c->x->path = ml_buf_steal(&b, NULL);
+    return ML_OK;
+}
+
 /* Body checks, the invocation id and the cached function config. ML_ERR with the refusal
  * in resp. */
 static int prepare_invoke(gw_call *c)
@@ -614,6 +677,8 @@ static int prepare_invoke(gw_call *c)
     bool event = strcmp(type, "Event") == 0;
     size_t len;
 
+    if (c->def->kind == GW_KIND_AWS_INVOKE && aws_invoke_target(c, &fn) != ML_OK)
+        return ML_ERR;
     if (fix_invocation_id(c, event) != ML_OK)
         return ML_ERR;
     if (event) /* queued, not run: what it needs is the broker, not a sandbox */
@@ -835,10 +900,14 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_header(resp, "Connection", "close");
         goto refuse;
     }
+    if (d->kind == GW_KIND_AWS_CODE)
+        return gw_awscode_handle(a, req, resp);
     if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
     if (d->kind == GW_KIND_MINT)
         return mint(a, req, resp, ns);
+    if (d->kind == GW_KIND_AWS_CTL)
+        return gw_awsctl_handle(a, d, req, resp, &who, ns);
     c = call_new(a, d, req, resp);
     if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
         ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||
@@ -871,7 +940,7 @@ refuse:
         gw_xfer_free(c->x);
         free(c);
     }
-    if (d->kind == GW_KIND_AWS_INVOKE)
+    if (d->kind == GW_KIND_AWS_INVOKE || d->kind == GW_KIND_AWS_CTL)
         gw_aws_error(resp);
     return HTTPD_DONE;
 }

@@ -35,6 +35,7 @@ typedef struct gw_settings {
     int64_t health_interval_ms, breaker_failures, breaker_open_ms, breaker_probes;
     int64_t keepalive_conns, metric_max_functions;
     const char *aws_access_key, *aws_secret_key;
+    const char *aws_region; /* the region in the ARNs the AWS API shows */
 } gw_settings;
 
 struct gw_app;
@@ -45,7 +46,7 @@ typedef struct gw_route_ctx {
     const gw_route_def *def;
 } gw_route_ctx;
 
-#define GW_MAX_ROUTES 48
+#define GW_MAX_ROUTES 96
 
 typedef struct gw_app {
     gw_settings cfg;

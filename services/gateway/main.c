@@ -52,6 +52,9 @@ static size_t gateway_vars(cfg_var *v)
                         &cfg.aws_access_key, false };
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_SECRET_KEY", CFG_STR, "", 0, 0, NULL,
                         "secret key of MINILAMBDA_AWS_ACCESS_KEY", &cfg.aws_secret_key, true };
+    v[n++] = (cfg_var){ "MINILAMBDA_AWS_REGION", CFG_STR, "us-east-1", 0, 0, NULL,
+                        "the region the AWS API's ARNs name (docs/aws-compat.md)",
+                        &cfg.aws_region, false };
     n += ml_intauth_cfg_vars(&icfg, v + n, ML_INTAUTH_CFG_VARS); /* sent upstream by the proxy */
     return n;
 }

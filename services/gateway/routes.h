@@ -31,6 +31,8 @@ typedef enum {
     GW_KIND_AWS_INVOKE,   /* GW_KIND_INVOKE spoken in the AWS Lambda Invoke API dialect */
     GW_KIND_BUILD_SUBMIT, /* + per-subject build submission limit, namespace builds_per_minute */
     GW_KIND_MINT,         /* POST /admin/tokens: answered by the gateway itself */
+    GW_KIND_AWS_CTL,      /* an AWS Lambda control-plane operation (awsctl.h): aws_op */
+    GW_KIND_AWS_CODE,     /* GetFunction's Code.Location: a signed URL, no credentials */
 } gw_kind;
 
 /* The contract's body limits (fnspec-t.h): a build upload (the largest ZIP as base64 plus
@@ -49,6 +51,7 @@ typedef struct gw_route_def {
                           * Event invoke needs GW_CAP_ASYNC instead) */
     gw_kind kind;
     size_t max_body;
+    const char *aws_op;  /* GW_KIND_AWS_CTL: the operation's name ("GetFunction") */
 } gw_route_def;
 
 extern const gw_route_def gw_routes[];

@@ -3,6 +3,7 @@
 
 #include <openssl/crypto.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -327,5 +328,52 @@ int gw_sigv4_verify(const gw_sigv4_request *r, const gw_sigv4_creds *creds, int6
 out:
     ml_buf_free(&creq);
     ml_buf_free(&sts);
+    return rc;
+}
+
+/* One query argument, encoded. */
+typedef struct sigv4_qarg {
+    char *k, *v;
+} sigv4_qarg;
+
+static int cmp_qarg(const void *a, const void *b)
+{
+    const sigv4_qarg *x = a, *y = b;
+    int c = strcmp(x->k, y->k);
+
+    return c ? c : strcmp(x->v, y->v);
+}
+
+static char *encoded(const char *s)
+{
+    ml_buf b = { 0 };
+
+    if (gw_sigv4_uri_encode(s, strlen(s), &b) != ML_OK) {
+        ml_buf_free(&b);
+        return NULL;
+    }
+    return ml_buf_steal(&b, NULL); /* NUL-terminated, "" when empty */
+}
+
+int gw_sigv4_canonical_query(const char *const *keys, const char *const *values, size_t n,
+                             ml_buf *out)
+{
+    sigv4_qarg *args = calloc(n ? n : 1, sizeof(*args));
+    int rc = args ? ML_OK : ML_ERR;
+
+    for (size_t i = 0; i < n && rc == ML_OK; i++) {
+        args[i].k = encoded(keys[i]);
+        args[i].v = encoded(values[i] ? values[i] : "");
+        rc = args[i].k && args[i].v ? ML_OK : ML_ERR;
+    }
+    if (rc == ML_OK)
+        qsort(args, n, sizeof(*args), cmp_qarg); /* by key, then value (SigV4) */
+    for (size_t i = 0; i < n && rc == ML_OK; i++)
+        rc = ml_buf_printf(out, "%s%s=%s", i ? "&" : "", args[i].k, args[i].v);
+    for (size_t i = 0; args && i < n; i++) {
+        free(args[i].k);
+        free(args[i].v);
+    }
+    free(args);
     return rc;
 }

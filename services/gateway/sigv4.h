@@ -47,6 +47,11 @@ int gw_sigv4_access_key(const char *authorization, char *out, size_t outlen);
 int gw_sigv4_verify(const gw_sigv4_request *r, const gw_sigv4_creds *creds, int64_t now_s,
                     char *err, size_t errlen);
 
+/* The canonical query string of n decoded (key, value) pairs (value NULL = empty): each
+ * encoded, sorted by key then value, joined with '&', into out. */
+int gw_sigv4_canonical_query(const char *const *keys, const char *const *values, size_t n,
+                             ml_buf *out);
+
 /* Appends s URI-encoded the SigV4 way (unreserved A-Za-z0-9-_.~ kept, the rest %XX upper). */
 int gw_sigv4_uri_encode(const char *s, size_t len, ml_buf *out);
 

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <string.h>
 
+#include "awsctl.h"
 #include "routes.h"
 
 typedef struct expect {
@@ -35,6 +36,41 @@ static const expect api[] = {
     { "POST", "/dlq/d1/replay", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "DELETE", "/dlq/d1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "POST", "/2015-03-31/functions/fn1/invocations", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_AWS_INVOKE },
+    /* docs/versions.md's native routes */
+    { "POST", "/functions/fn1/versions", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/versions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/versions/3", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "DELETE", "/functions/fn1/versions/3", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "PUT", "/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/functions/fn1/aliases", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "DELETE", "/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/runtimes", GW_SVC_EXECUTOR, GW_SCOPES_FUNCTIONS, GW_KIND_PLAIN },
+    /* docs/aws-compat.md's control plane */
+    { "POST", "/2015-03-31/functions", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "DELETE", "/2015-03-31/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/fn1/configuration", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "PUT", "/2015-03-31/functions/fn1/configuration", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "PUT", "/2015-03-31/functions/fn1/code", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "POST", "/2015-03-31/functions/fn1/versions", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/fn1/versions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "POST", "/2015-03-31/functions/fn1/aliases", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/fn1/aliases", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/2015-03-31/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "PUT", "/2015-03-31/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "DELETE", "/2015-03-31/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "PUT", "/2017-10-31/functions/fn1/concurrency", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "DELETE", "/2017-10-31/functions/fn1/concurrency", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2019-09-30/functions/fn1/concurrency", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/2016-08-19/account-settings", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/2016-08-19/account-settings/", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "POST", "/2017-03-31/tags/arn", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "DELETE", "/2017-03-31/tags/arn", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
+    { "GET", "/2017-03-31/tags/arn", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
+    { "GET", "/aws-code/team-a/f1", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_AWS_CODE },
     /* docs/tenants.md's admin API */
     { "POST", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
     { "GET", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
@@ -64,6 +100,20 @@ static void test_every_endpoint(void **state)
         assert_int_equal(d->scope, api[i].scope);
         assert_int_equal(d->kind, api[i].kind);
     }
+}
+
+/* every AWS control-plane route names an operation the engine has, and no other route does */
+static void test_aws_operations(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < gw_nroutes; i++) {
+        const gw_route_def *d = &gw_routes[i];
+        if (d->kind == GW_KIND_AWS_CTL)
+            assert_non_null(gw_awsctl_op(d->aws_op));
+        else
+            assert_null(d->aws_op);
+    }
+    assert_null(gw_awsctl_op("GetPolicy"));
 }
 
 static void test_misses(void **state)
@@ -136,6 +186,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_endpoint),
+        cmocka_unit_test(test_aws_operations),
         cmocka_unit_test(test_misses),
         cmocka_unit_test(test_limits_and_owners),
         cmocka_unit_test(test_capabilities),

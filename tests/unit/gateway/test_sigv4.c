@@ -125,6 +125,24 @@ static void test_uri_encode(void **state)
     ml_buf_free(&b);
 }
 
+/* SigV4's canonical query: encoded, sorted by key then value (not by "key=value": '-' and
+ * '%' sort before '='), repeats kept, a bare key with an empty value. */
+static void test_canonical_query(void **state)
+{
+    const char *k[] = { "tagKeys", "Marker", "a-b", "a", "tagKeys", "Qualifier", "bare" };
+    const char *v[] = { "zeta", "x y/z", "1", "2", "alpha", "$LATEST", NULL };
+    ml_buf out = { 0 };
+
+    (void)state;
+    assert_int_equal(gw_sigv4_canonical_query(k, v, 7, &out), ML_OK);
+    assert_string_equal(ml_buf_cstr(&out), "Marker=x%20y%2Fz&Qualifier=%24LATEST&a=2&a-b=1&bare=&"
+                                           "tagKeys=alpha&tagKeys=zeta");
+    ml_buf_free(&out);
+    assert_int_equal(gw_sigv4_canonical_query(k, v, 0, &out), ML_OK);
+    assert_string_equal(ml_buf_cstr(&out), "");
+    ml_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +150,7 @@ int main(void)
         cmocka_unit_test(test_rejections),
         cmocka_unit_test(test_payload_hash),
         cmocka_unit_test(test_uri_encode),
+        cmocka_unit_test(test_canonical_query),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
