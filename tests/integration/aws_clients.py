@@ -111,6 +111,9 @@ class Cli:
         """boto3-style parameters as the CLI's flags: --kebab-name, JSON for structures,
         fileb:// for blobs, --flag/--no-flag for booleans."""
         out = []
+        if isinstance(params.get("Code"), dict) and set(params["Code"]) == {"ZipFile"}:
+            params = dict(params, ZipFile=params["Code"]["ZipFile"])  # the CLI's --zip-file fileb://
+            del params["Code"]
         for k, v in params.items():
             name = kebab(k)
             if isinstance(v, bool):

@@ -280,7 +280,7 @@ def delete(c, L, fn, extras):
 
 def lifecycle(make_client, label, counter_label=None):
     """One client's whole life cycle in a namespace of its own."""
-    ns = f"aws-{label}-{RUN}"
+    ns = f"{label}-{RUN}"
     fn, extras = "orders", ["orders-extra-a", "orders-extra-b"]
     c = None
     try:
