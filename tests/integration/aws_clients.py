@@ -57,7 +57,8 @@ class Boto3:
 
     def list_names(self):
         """ListFunctions one item a page by hand (Marker/NextMarker), then with boto3's
-        paginator: (names by hand, page sizes by hand, names from the paginator)."""
+        paginator: (names by hand, page sizes by hand, the page size asked, names from the
+        paginator)."""
         names, sizes, marker = [], [], None
         for _ in range(50):
             r = self.c.list_functions(MaxItems=1, **({"Marker": marker} if marker else {}))
@@ -67,7 +68,7 @@ class Boto3:
             if not marker:
                 break
         pages = self.c.get_paginator("list_functions").paginate(PaginationConfig={"PageSize": 2})
-        return names, sizes, [f["FunctionName"] for p in pages for f in p["Functions"]]
+        return names, sizes, 1, [f["FunctionName"] for p in pages for f in p["Functions"]]
 
 
 class CliError(Exception):
@@ -171,9 +172,9 @@ class Cli:
         return meta.get("ExecutedVersion"), json.loads(body) if body else None, meta.get("FunctionError")
 
     def list_names(self):
-        """--page-size 1 (the CLI follows NextMarker itself, one function a request), then
-        --max-items 2 with --starting-token: (all names at page size 1, the page sizes of the
-        --max-items walk, all names of that walk)."""
+        """--max-items 2 with --starting-token (the CLI's NextToken wraps the API's NextMarker),
+        then --page-size 1 (the CLI follows NextMarker itself, one function a request): (names of
+        the --max-items walk, its page sizes, 2, all names at page size 1)."""
         names = [f["FunctionName"] for f in self.call("list_functions", PageSize=1)["Functions"]]
         walk, sizes, token = [], [], None
         for _ in range(20):
@@ -183,4 +184,4 @@ class Cli:
             token = r.get("NextToken")
             if not token:
                 break
-        return names, sizes, walk
+        return walk, sizes, 2, names
