@@ -161,7 +161,8 @@ class Cli:
             return str(e)
 
     def invoke(self, fn, qualifier=None, payload=b"{}"):
-        out = os.path.join(self.home, "out.json")
+        fd, out = tempfile.mkstemp(dir=self.home, suffix=".json")  # one per call: runs may overlap
+        os.close(fd)
         params = {"FunctionName": fn, "Payload": payload.decode()}
         if qualifier is not None:
             params["Qualifier"] = qualifier
