@@ -5,6 +5,7 @@
 // ZIPs (ML_ZIPS/<mark>.zip, each app.py answering {"mark","stage","mem"}). Errors are asserted
 // as the SDK's exception classes (instanceof and err.name). Prints "ok - "/"not ok - " lines;
 // exits 1 when a check failed.
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -109,12 +110,18 @@ async function createAndGet() {
   const cfg = g.Configuration ?? {}, loc = g.Code?.Location ?? "";
   check("GetFunction: State Active, LastUpdateStatus Successful, Version $LATEST",
     cfg.State === "Active" && cfg.LastUpdateStatus === "Successful" && cfg.Version === "$LATEST" && cfg.FunctionArn === arn, cfg);
-  await tryCheck("GetFunction Code.Location downloads the ZIP (sha256 = CodeSha256), no credentials", async () => {
+  let served = { status: 0, body: Buffer.alloc(0) };
+  try {
     const res = await fetch(loc);
-    const body = Buffer.from(await res.arrayBuffer());
-    const { createHash } = await import("node:crypto");
-    return { status: res.status, sha: createHash("sha256").update(body).digest("base64"), pk: body.subarray(0, 2).toString() };
-  }, (r) => r.status === 200 && r.pk === "PK" && r.sha === cfg.CodeSha256);
+    served = { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+  } catch (e) {
+    served.error = `${e.name}: ${e.message}`;
+  }
+  check("GetFunction Code.Location downloads the uploaded ZIP, no credentials",
+    served.status === 200 && served.body.equals(zip("v1")), { loc, status: served.status, error: served.error });
+  // AWS: CodeSha256 is the deployment package's, the one Location serves
+  const sha = createHash("sha256").update(served.body).digest("base64");
+  check("GetFunction CodeSha256 = base64 SHA-256 of the ZIP Code.Location serves", sha === cfg.CodeSha256, [sha, cfg.CodeSha256]);
   await tryCheck("GetFunctionConfiguration: runtime, handler, memory, timeout, env, description",
     () => send(GetFunctionConfigurationCommand, { FunctionName: FN }),
     (r) => r.Runtime === RUNTIME && r.Handler === "app.handler" && r.MemorySize === 128 && r.Timeout === 10 &&
