@@ -14,7 +14,9 @@ alias, full and partial ARN, each running exactly that version's code and config
 handler answers its code's marker and its STAGE variable) -> rollback (one UpdateAlias) ->
 delete -> get is ResourceNotFoundException. Errors are asserted as each client's own error
 classes. The CLI starts in 1-4 s a call, so through it the weighted alias is invoked 8 times
-(each answer's ExecutedVersion is the code that ran); the share is counted with boto3 and JS. Ports: ML_PORT_BASE + 2100..2103. Prints ok/not ok lines."""
+(each answer's ExecutedVersion is the code that ran); the share is counted with boto3 and JS. Ports: ML_PORT_BASE + 2100..2103.
+ML_AWS_CLIENTS=boto3,cli,js picks clients (the aws_clients_*_e2e.sh wrappers run one each);
+ML_AWS_SDK_JS_NODE runs lifecycle.mjs with another node (e.g. Debian 12's 18). Prints ok/not ok lines."""
 import base64, concurrent.futures, hashlib, hmac, io, json, os, re, shutil, subprocess, sys, tempfile, time, uuid, zipfile
 
 from mlstack import ROOT, Suite, call, make_zip
@@ -43,6 +45,7 @@ def handler(event, context):
 SPLIT_N, SPLIT_W, SPLIT_TOL = 2000, 0.3, 0.05
 CLI_RUNS = 8  # the CLI starts in 1-4 s: its own runs of the weighted alias check consistency only
 JS_DIR = os.path.join(ROOT, "tests", "aws-sdk-js")
+NODE = os.environ.get("ML_AWS_SDK_JS_NODE", "node")  # e.g. a Debian 12 node 18, to check the pinned SDK on it
 
 
 class Stop(Exception):
@@ -387,7 +390,7 @@ def js_lifecycle():
     try:
         lock_engines_allow_node18()
         dest, how = js_modules()
-        print(f"# {label}: modules in {dest} ({how}); node {subprocess.run(['node', '--version'], capture_output=True, text=True).stdout.strip()}", flush=True)
+        print(f"# {label}: modules in {dest} ({how}); node {subprocess.run([NODE, '--version'], capture_output=True, text=True).stdout.strip()}", flush=True)
         shutil.copy(os.path.join(JS_DIR, "lifecycle.mjs"), dest)  # so its imports resolve to dest/node_modules
         key, secret = new_key(ns)
         zips = tempfile.mkdtemp(prefix="aws-js-zips-")
@@ -398,7 +401,7 @@ def js_lifecycle():
                    AWS_CONFIG_FILE=os.path.join(zips, "none"), AWS_SHARED_CREDENTIALS_FILE=os.path.join(zips, "none"),
                    ML_ENDPOINT=GW, ML_ZIPS=zips, ML_RUNTIME=RUNTIME, ML_ROLE=ROLE, ML_SPLIT_N=str(SPLIT_N),
                    ML_SPLIT_W=str(SPLIT_W), ML_SPLIT_TOL=str(SPLIT_TOL))
-        p = subprocess.Popen(["node", os.path.join(dest, "lifecycle.mjs")], env=env, stdout=subprocess.PIPE,
+        p = subprocess.Popen([NODE, os.path.join(dest, "lifecycle.mjs")], env=env, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
         for line in p.stdout:
             line = line.rstrip("\n")
