@@ -363,7 +363,7 @@ def js_modules():
     """npm ci of tests/aws-sdk-js into build/aws-sdk-js/<lockfile sha256[:16]>, once per lockfile."""
     with open(os.path.join(JS_DIR, "package-lock.json"), "rb") as f:
         tag = hashlib.sha256(f.read()).hexdigest()[:16]
-    cache = os.path.join(os.environ.get("ML_BUILD_DIR", os.path.join(ROOT, "build")), "aws-sdk-js")
+    cache = os.path.join(ROOT, "build", "aws-sdk-js")  # not ML_BUILD_DIR: make asan/tsan share one install
     dest = os.path.join(cache, tag)
     if os.path.isfile(os.path.join(dest, "node_modules", "@aws-sdk", "client-lambda", "package.json")):
         return dest, "cached"
