@@ -13,7 +13,7 @@ import {
   ListFunctionsCommand, paginateListFunctions, UpdateFunctionCodeCommand,
   UpdateFunctionConfigurationCommand, PublishVersionCommand, ListVersionsByFunctionCommand,
   CreateAliasCommand, GetAliasCommand, UpdateAliasCommand, DeleteAliasCommand, ListAliasesCommand,
-  InvokeCommand, DeleteFunctionCommand, waitUntilFunctionActiveV2, waitUntilFunctionUpdatedV2,
+  InvokeCommand, DeleteFunctionCommand, GetAccountSettingsCommand, waitUntilFunctionExists, waitUntilFunctionActiveV2, waitUntilFunctionUpdatedV2,
   ResourceNotFoundException, ResourceConflictException, InvalidParameterValueException,
 } from "@aws-sdk/client-lambda";
 
@@ -101,6 +101,7 @@ async function createAndGet() {
     CreateFunctionCommand, { FunctionName: FN, Runtime: RUNTIME, Role: ROLE, Handler: "app.handler", Code: { ZipFile: zip("dup") } });
   await error("CreateFunction with runtime java21 (not installed) -> InvalidParameterValueException", InvalidParameterValueException,
     CreateFunctionCommand, { FunctionName: `${FN}-java`, Runtime: "java21", Role: ROLE, Handler: "app.handler", Code: { ZipFile: zip("dup") } });
+  await must("waitUntilFunctionExists succeeds", () => waitOk(waitUntilFunctionExists));
   await must("waitUntilFunctionActiveV2 succeeds", () => waitOk(waitUntilFunctionActiveV2));
   for (const x of EXTRAS) {
     await must(`waitUntilFunctionActiveV2 for ${x}`, async () =>
@@ -259,6 +260,8 @@ async function remove() {
   }
   await tryCheck("ListFunctions after the deletes: empty namespace", () => send(ListFunctionsCommand, {}),
     (r) => (r.Functions ?? []).length === 0);
+  await tryCheck("GetAccountSettings answers AccountLimit and AccountUsage", () => send(GetAccountSettingsCommand, {}),
+    (r) => typeof r.AccountLimit === "object" && typeof r.AccountUsage === "object");
 }
 
 try {

@@ -134,6 +134,7 @@ def create_and_get(c, L, fn, extras):
     S.check(f"{L}: CreateFunction with runtime java21 (not installed) -> InvalidParameterValueException", c.error(
         "InvalidParameterValueException", "create_function", FunctionName=fn + "-java", Runtime="java21", Role=ROLE,
         Handler="app.handler", Code={"ZipFile": code("java")}) is None)
+    must(L, "waiter function_exists succeeds", lambda: c.wait("function_exists", FunctionName=fn) is None)
     must(L, "waiter function_active_v2 succeeds", lambda: c.wait("function_active_v2", FunctionName=fn) is None)
     for x in extras:
         must(L, f"waiter function_active_v2 for {x}", lambda x=x: c.wait("function_active_v2", FunctionName=x) is None)
@@ -316,6 +317,8 @@ def delete(c, L, fn, extras):
         try_check(L, f"DeleteFunction {x}", lambda x=x: c.call("delete_function", FunctionName=x), lambda r: True)
     try_check(L, "ListFunctions after the deletes: empty namespace", lambda: c.call("list_functions"),
               lambda r: r.get("Functions") == [])
+    try_check(L, "GetAccountSettings answers AccountLimit and AccountUsage", lambda: c.call("get_account_settings"),
+              lambda r: isinstance(r.get("AccountLimit"), dict) and isinstance(r.get("AccountUsage"), dict))
 
 
 def lifecycle(make_client, label):
