@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The whole Lambda life cycle (issue 17 "Done when"; docs/versions.md) through the gateway's AWS
+# control plane with Debian's AWS CLI v2 (/usr/bin/aws), flags as users type them:
+# create, wait, get, list, update, publish, weighted alias, invoke by version/alias/ARN,
+# rollback, delete; errors as the client's own classes. One client a script, so each has the
+# runner's 900 s to itself (aws_clients_e2e.py says what is checked).
+ML_AWS_CLIENTS=cli exec /usr/bin/python3 "$(dirname "$0")/aws_clients_e2e.py"
