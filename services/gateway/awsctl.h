@@ -50,7 +50,6 @@ struct gw_actl {
     cJSON *out;              /* an answer waiting for a last lookup (owned) */
     cJSON *cfg;              /* the FunctionConfiguration inside out (borrowed) */
     int n;                   /* an operation's counter between steps */
-    int64_t t0;              /* when a retried step began (ml_now_ms) */
     gw_actl_fn after_quota;  /* the step gw_awsops_build_quota continues with */
     char extra[128];         /* a header line for a native request, when one is needed */
 };

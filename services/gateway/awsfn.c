@@ -12,10 +12,6 @@
 #define LIST_DEFAULT 50
 #define LIST_MAX 100 /* the native page's limit; NextMarker goes on from there */
 #define ACCOUNT_PAGES_MAX 100
-/* how long CreateFunction retries its Description/Tags PATCH while the executor has not yet
- * heard of the new function (a build event away: milliseconds) */
-#define CREATE_PATCH_WINDOW_MS 5000
-#define CREATE_PATCH_TRIES 500 /* each one a round trip: no timer on the loop to space them */
 
 /* ---- shared steps ---- */
 
@@ -257,51 +253,6 @@ static void reply_pending(gw_actl *c, const cJSON *made)
     gw_actl_reply(c, 201, cfg);
 }
 
-static void patch_created(gw_actl *c);
-
-/* The PATCH of Description/Tags answered: the record; 404 while the executor has not yet
- * heard of the function: again, for at most CREATE_PATCH_WINDOW_MS. */
-static void patched_created(gw_actl *c, gw_xfer *x)
-{
-    cJSON *doc, *cfg;
-    gw_aws_where w = gw_awsops_where(c);
-
-    if (gw_actl_ok(x, 404) && ml_now_ms() - c->t0 < CREATE_PATCH_WINDOW_MS &&
-        ++c->n < CREATE_PATCH_TRIES) {
-        gw_xfer_free(x);
-        patch_created(c);
-        return;
-    }
-    if (!gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
-        return;
-    }
-    doc = gw_actl_json(x);
-    gw_xfer_free(x);
-    cfg = doc ? gw_aws_shape_config(&w, doc, 0) : NULL;
-    cJSON_Delete(doc);
-    if (!cfg) {
-        gw_actl_fail(c, 502, "ServiceException", "the lambda-executor's answer is not readable");
-        return;
-    }
-    gw_actl_reply(c, 201, cfg);
-}
-
-/* PATCH /functions/{name} with the create's description and tags (the build-master's
- * POST /functions does not take them). */
-static void patch_created(gw_actl *c)
-{
-    cJSON *body = cJSON_CreateObject();
-    const cJSON *d = cJSON_GetObjectItemCaseSensitive(c->acc, "description");
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(c->acc, "tags");
-
-    if (d)
-        cJSON_AddItemToObject(body, "description", cJSON_Duplicate(d, 1));
-    if (t)
-        cJSON_AddItemToObject(body, "tags", cJSON_Duplicate(t, 1));
-    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL, patched_created);
-}
-
 static void created_function(gw_actl *c, gw_xfer *x)
 {
     cJSON *made;
@@ -312,13 +263,6 @@ static void created_function(gw_actl *c, gw_xfer *x)
     }
     made = gw_actl_json(x);
     gw_xfer_free(x);
-    if (cJSON_GetObjectItemCaseSensitive(c->acc, "description") ||
-        cJSON_GetObjectItemCaseSensitive(c->acc, "tags")) {
-        cJSON_Delete(made);
-        c->t0 = ml_now_ms();
-        patch_created(c);
-        return;
-    }
     reply_pending(c, made);
     cJSON_Delete(made);
 }
@@ -354,9 +298,7 @@ static void create_function(gw_actl *c, gw_xfer *x)
     }
     c->acc = cJSON_Duplicate(body, 1);
     cJSON_DeleteItemFromObjectCaseSensitive(c->acc, "code_base64");
-    /* the build-master takes neither: they follow as a PATCH (patch_created) */
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "description");
-    cJSON_DeleteItemFromObjectCaseSensitive(body, "tags");
+    /* description and tags travel with the create (the build's create event), no PATCH */
     gw_actl_send(c, GW_SVC_BUILD_MASTER, "POST", strdup("/functions"), body,
                  gw_awsops_quota_header(c), created_function);
 }
