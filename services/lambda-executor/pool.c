@@ -182,6 +182,28 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t deadline
     pthread_cond_timedwait(cv, mu, &ts);
 }
 
+/* Instances of f's function in use on this host (busy or starting) in all its pools: every
+ * executed version and a draining old $LATEST share the function's concurrency, as
+ * reserved concurrency does in AWS. Called with the lock held. */
+static int64_t fn_in_use(const pool *p, const pool_fn *f)
+{
+    int64_t n = 0;
+
+    for (const pool_fn *g = p->fns; g; g = g->next)
+        if (strcmp(g->function_id, f->function_id) == 0)
+            n += g->busy + g->starting;
+    return n;
+}
+
+/* Wakes the waiters of every pool of f's function (a slot freed in one is a slot for all).
+ * Called with the lock held. */
+static void fn_wake(pool *p, const pool_fn *f)
+{
+    for (pool_fn *g = p->fns; g; g = g->next)
+        if (strcmp(g->function_id, f->function_id) == 0)
+            pthread_cond_broadcast(&g->changed);
+}
+
 /* Starts a new instance for f (lock not held). */
 static int start_instance(pool *p, pool_fn *f, pool_lease *out, char *err, size_t errlen)
 {
@@ -194,7 +216,7 @@ static int start_instance(pool *p, pool_fn *f, pool_lease *out, char *err, size_
         f->busy++;
     else
         p->total--;
-    pthread_cond_broadcast(&f->changed);
+    fn_wake(p, f);
     pthread_mutex_unlock(&p->lock);
     out->cold = true;
     out->start_ms = ml_now_ms() - t0;
@@ -223,7 +245,7 @@ pool_rc pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease
             rc = POOL_OK;
             break;
         }
-        if (f->busy + f->starting < f->max) {
+        if (fn_in_use(p, f) < f->max) {
             sandbox_instance *evicted = p->total >= p->cfg.max_instances ? evict_one(p, f) : NULL;
             if (p->total < p->cfg.max_instances || evicted) {
                 f->starting++;
@@ -285,7 +307,7 @@ void pool_release(pool *p, pool_lease *lease, bool reusable)
     }
     if (destroy)
         p->total--;
-    pthread_cond_broadcast(&f->changed);
+    fn_wake(p, f);
     pthread_mutex_unlock(&p->lock);
     if (destroy)
         sandbox_destroy(destroy);

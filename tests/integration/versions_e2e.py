@@ -11,7 +11,7 @@ instance warm), audit rows' executed_version and alias (sync and Event) and X-Ex
 and the same name in another namespace seeing none of it.
 Prints "ok - ..." / "not ok - ..." per check.
 """
-import base64, http.client, json, os, threading, time, uuid
+import base64, concurrent.futures, http.client, json, os, threading, time, uuid
 
 from mlstack import Suite, call, make_zip, psql
 
@@ -24,8 +24,9 @@ TAG = uuid.uuid4().hex[:6]
 FN, NS_B = f"ver-{TAG}", f"vb-{TAG}"
 
 APP = """
-import os
+import os, time
 def handler(event, context):
+    time.sleep(event.get("sleep", 0))
     return {"code": "%s", "color": os.environ.get("COLOR"), "mem": context.memory_limit_in_mb,
             "ver": context.function_version, "env_ver": os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")}
 """
@@ -48,9 +49,9 @@ def code_of(letter):
     return base64.b64encode(make_zip({"app.py": APP % letter})).decode()
 
 
-def invoke(q=None, ns=None, headers=None):
+def invoke(q=None, ns=None, headers=None, event=None):
     path = f"/functions/{FN}/invoke" + (f"?qualifier={q}" if q is not None else "")
-    return req("POST", path, ns, {}, headers)
+    return req("POST", path, ns, event or {}, headers)
 
 
 def wait_active(ns=None, version=None, timeout=90):
@@ -287,6 +288,20 @@ def check_pools():
             (body, h.get("X-Cold-Start"), h1.get("X-Cold-Start")))
 
 
+def check_concurrency():
+    """The function's concurrency is shared by all its versions (AWS reserved concurrency)."""
+    st, _, _ = req("PATCH", f"/functions/{FN}", None, {"concurrency": 1})
+    with concurrent.futures.ThreadPoolExecutor(1) as ex:
+        slow = ex.submit(invoke, "1", None, None, {"sleep": 1.5})
+        time.sleep(0.6)
+        st2, _, _ = invoke()
+        st3 = slow.result()[0]
+    st4, _, _ = invoke()
+    S.check("concurrency 1: version 1 running, $LATEST is 429; free again after it",
+            st == 200 and st2 == 429 and st3 == 200 and st4 == 200, (st, st2, st3, st4))
+    req("PATCH", f"/functions/{FN}", None, {"concurrency": None})
+
+
 def wait_inv(inv, ns=None, want=("succeeded",), timeout=60):
     end, rec = time.time() + timeout, None
     while time.time() < end:
@@ -376,7 +391,7 @@ def main():
         S.start("lambda-executor")
         if setup():
             for f in (check_publish, check_immutable, check_qualifiers, check_aliases, check_weighted,
-                      check_cache, check_pools, check_audit, check_namespaces, check_delete):
+                      check_cache, check_pools, check_concurrency, check_audit, check_namespaces, check_delete):
                 f()
     finally:
         S.stop_all()
