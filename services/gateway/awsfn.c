@@ -126,15 +126,21 @@ static void got_configuration(gw_actl *c, gw_xfer *x)
         reply_config(c, cfg, 200);
 }
 
-void gw_awsop_get_configuration(gw_actl *c, gw_xfer *x)
+/* GET of the qualified record; c->n says whether a qualifier was asked for. */
+static void get_qualified(gw_actl *c, gw_actl_fn next)
 {
     const char *q = gw_awsops_qualifier(c);
 
-    (void)x;
     if (!q)
         return;
     c->n = q[0] != '\0';
-    gw_awsops_get_native(c, q, got_configuration);
+    gw_awsops_get_native(c, q, next);
+}
+
+void gw_awsop_get_configuration(gw_actl *c, gw_xfer *x)
+{
+    (void)x;
+    get_qualified(c, got_configuration);
 }
 
 static void got_function(gw_actl *c, gw_xfer *x)
@@ -166,13 +172,8 @@ static void got_function(gw_actl *c, gw_xfer *x)
 
 void gw_awsop_get_function(gw_actl *c, gw_xfer *x)
 {
-    const char *q = gw_awsops_qualifier(c);
-
     (void)x;
-    if (!q)
-        return;
-    c->n = q[0] != '\0';
-    gw_awsops_get_native(c, q, got_function);
+    get_qualified(c, got_function);
 }
 
 /* ---- ListFunctions ---- */
@@ -378,7 +379,7 @@ void gw_awsop_update_configuration(gw_actl *c, gw_xfer *x)
 
 /* ---- DeleteFunction ---- */
 
-static void deleted(gw_actl *c, gw_xfer *x)
+void gw_awsops_no_content(gw_actl *c, gw_xfer *x)
 {
     if (!gw_actl_ok(x, 204) && !gw_actl_ok(x, 200)) {
         gw_actl_upstream_fail(c, x);
@@ -397,7 +398,8 @@ void gw_awsop_delete_function(gw_actl *c, gw_xfer *x)
     if (!q)
         return;
     if (!q[0]) {
-        gw_actl_send(c, GW_SVC_BUILD_MASTER, "DELETE", gw_actl_fn_path(c, NULL), NULL, NULL, deleted);
+        gw_actl_send(c, GW_SVC_BUILD_MASTER, "DELETE", gw_actl_fn_path(c, NULL), NULL, NULL,
+                     gw_awsops_no_content);
         return;
     }
     if (strspn(q, "0123456789") != strlen(q)) {
@@ -406,7 +408,7 @@ void gw_awsop_delete_function(gw_actl *c, gw_xfer *x)
         return;
     }
     path = gw_actl_fn_path_seg(c, "/versions/", q);
-    gw_actl_send(c, GW_SVC_EXECUTOR, "DELETE", path, NULL, NULL, deleted);
+    gw_actl_send(c, GW_SVC_EXECUTOR, "DELETE", path, NULL, NULL, gw_awsops_no_content);
 }
 
 /* ---- GetAccountSettings ---- */

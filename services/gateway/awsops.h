@@ -26,6 +26,9 @@ void gw_awsops_next_marker(const cJSON *native, cJSON *out);
 
 /* GET /functions/{fn}[?qualifier=q] on the executor; next gets the answer. */
 void gw_awsops_get_native(gw_actl *c, const char *q, gw_actl_fn next);
+/* An answer with no body (DeleteFunction, DeleteAlias, the PATCHes of concurrency and
+ * tags): a native 204 or 200 ends the call with 204, anything else as the upstream's. */
+void gw_awsops_no_content(gw_actl *c, gw_xfer *x);
 
 /* The AWS configuration fields of in (Runtime, Handler, MemorySize, Timeout,
  * Environment.Variables, Description; create: Tags) as native fields on out. Role,

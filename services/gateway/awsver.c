@@ -6,6 +6,47 @@
 #include "awsops.h"
 #include "crypto.h"
 
+/* ---- what the operations below share ---- */
+
+/* The executor's 200 answer as *doc (NULL when not JSON, which the callers tolerate);
+ * ML_ERR with the call ended when the answer is not a 200. */
+static int answer_doc(gw_actl *c, gw_xfer *x, cJSON **doc)
+{
+    if (!gw_actl_ok(x, 200)) {
+        gw_actl_upstream_fail(c, x);
+        return ML_ERR;
+    }
+    *doc = gw_actl_json(x);
+    gw_xfer_free(x);
+    return ML_OK;
+}
+
+/* GET of one page of a native list under the function (sub: "/versions", "/aliases"). */
+static void list_native(gw_actl *c, const char *sub, gw_actl_fn next)
+{
+    char *path = gw_actl_fn_path(c, sub);
+
+    if (gw_awsops_unqualified(c) == ML_OK && gw_awsops_page(c, &path) == ML_OK)
+        gw_actl_send(c, GW_SVC_EXECUTOR, "GET", path, NULL, NULL, next);
+    else
+        free(path);
+}
+
+/* Ends a list call with out, the native page doc's next cursor as its NextMarker. */
+static void reply_page(gw_actl *c, cJSON *doc, cJSON *out)
+{
+    gw_awsops_next_marker(doc, out);
+    cJSON_Delete(doc);
+    gw_actl_reply(c, 200, out);
+}
+
+/* PATCH of the function's native record; the answer has no body. */
+static void patch_native(gw_actl *c, cJSON *body)
+{
+    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL,
+                 gw_awsops_no_content);
+}
+
 /* ---- PublishVersion, ListVersionsByFunction ---- */
 
 static void published(gw_actl *c, gw_xfer *x)
@@ -97,30 +138,19 @@ static void listed_versions(gw_actl *c, gw_xfer *x)
     const cJSON *v;
     gw_aws_where w = gw_awsops_where(c);
 
-    if (!gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
+    if (answer_doc(c, x, &doc) != ML_OK)
         return;
-    }
-    doc = gw_actl_json(x);
-    gw_xfer_free(x);
     out = cJSON_CreateObject();
     arr = cJSON_AddArrayToObject(out, "Versions");
     cJSON_ArrayForEach(v, cJSON_GetObjectItemCaseSensitive(doc, "versions"))
         cJSON_AddItemToArray(arr, gw_aws_shape_config(&w, v, 1));
-    gw_awsops_next_marker(doc, out);
-    cJSON_Delete(doc);
-    gw_actl_reply(c, 200, out);
+    reply_page(c, doc, out);
 }
 
 void gw_awsop_list_versions(gw_actl *c, gw_xfer *x)
 {
-    char *path = gw_actl_fn_path(c, "/versions");
-
     (void)x;
-    if (gw_awsops_unqualified(c) == ML_OK && gw_awsops_page(c, &path) == ML_OK)
-        gw_actl_send(c, GW_SVC_EXECUTOR, "GET", path, NULL, NULL, listed_versions);
-    else
-        free(path);
+    list_native(c, "/versions", listed_versions);
 }
 
 /* ---- aliases ---- */
@@ -202,30 +232,29 @@ static const char *alias_name(gw_actl *c, bool from_body)
     return name;
 }
 
-void gw_awsop_create_alias(gw_actl *c, gw_xfer *x)
+/* PUT of the alias: create (If-None-Match, 201) or update (If-Match, 200). */
+static void put_alias(gw_actl *c, bool create)
 {
-    const char *name = alias_name(c, true);
+    const char *name = alias_name(c, create);
     cJSON *body;
 
-    (void)x;
     if (!name || !(body = alias_body(c)))
         return;
-    c->n = 201;
+    c->n = create ? 201 : 200;
     gw_actl_send(c, GW_SVC_EXECUTOR, "PUT", gw_actl_fn_path_seg(c, "/aliases/", name), body,
-                 "If-None-Match: *", alias_answer);
+                 create ? "If-None-Match: *" : "If-Match: *", alias_answer);
+}
+
+void gw_awsop_create_alias(gw_actl *c, gw_xfer *x)
+{
+    (void)x;
+    put_alias(c, true);
 }
 
 void gw_awsop_update_alias(gw_actl *c, gw_xfer *x)
 {
-    const char *name = alias_name(c, false);
-    cJSON *body;
-
     (void)x;
-    if (!name || !(body = alias_body(c)))
-        return;
-    c->n = 200;
-    gw_actl_send(c, GW_SVC_EXECUTOR, "PUT", gw_actl_fn_path_seg(c, "/aliases/", name), body,
-                 "If-Match: *", alias_answer);
+    put_alias(c, false);
 }
 
 void gw_awsop_get_alias(gw_actl *c, gw_xfer *x)
@@ -238,16 +267,6 @@ void gw_awsop_get_alias(gw_actl *c, gw_xfer *x)
                      NULL, alias_answer);
 }
 
-static void no_content(gw_actl *c, gw_xfer *x)
-{
-    if (!gw_actl_ok(x, 204) && !gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
-        return;
-    }
-    gw_xfer_free(x);
-    gw_actl_reply(c, 204, NULL);
-}
-
 void gw_awsop_delete_alias(gw_actl *c, gw_xfer *x)
 {
     const char *name = alias_name(c, false);
@@ -255,7 +274,7 @@ void gw_awsop_delete_alias(gw_actl *c, gw_xfer *x)
     (void)x;
     if (name)
         gw_actl_send(c, GW_SVC_EXECUTOR, "DELETE", gw_actl_fn_path_seg(c, "/aliases/", name), NULL,
-                     NULL, no_content);
+                     NULL, gw_awsops_no_content);
 }
 
 static void listed_aliases(gw_actl *c, gw_xfer *x)
@@ -265,12 +284,8 @@ static void listed_aliases(gw_actl *c, gw_xfer *x)
     const char *only = httpd_query(c->req, "FunctionVersion");
     gw_aws_where w = gw_awsops_where(c);
 
-    if (!gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
+    if (answer_doc(c, x, &doc) != ML_OK)
         return;
-    }
-    doc = gw_actl_json(x);
-    gw_xfer_free(x);
     out = cJSON_CreateObject();
     arr = cJSON_AddArrayToObject(out, "Aliases");
     cJSON_ArrayForEach(a, cJSON_GetObjectItemCaseSensitive(doc, "aliases")) {
@@ -278,20 +293,13 @@ static void listed_aliases(gw_actl *c, gw_xfer *x)
         if (!only || (cJSON_IsString(v) && strcmp(v->valuestring, only) == 0))
             cJSON_AddItemToArray(arr, gw_aws_shape_alias(&w, c->fn.name, a));
     }
-    gw_awsops_next_marker(doc, out);
-    cJSON_Delete(doc);
-    gw_actl_reply(c, 200, out);
+    reply_page(c, doc, out);
 }
 
 void gw_awsop_list_aliases(gw_actl *c, gw_xfer *x)
 {
-    char *path = gw_actl_fn_path(c, "/aliases");
-
     (void)x;
-    if (gw_awsops_unqualified(c) == ML_OK && gw_awsops_page(c, &path) == ML_OK)
-        gw_actl_send(c, GW_SVC_EXECUTOR, "GET", path, NULL, NULL, listed_aliases);
-    else
-        free(path);
+    list_native(c, "/aliases", listed_aliases);
 }
 
 /* ---- reserved concurrency: the native concurrency field ---- */
@@ -301,12 +309,8 @@ static void concurrency_set(gw_actl *c, gw_xfer *x)
     cJSON *doc, *out;
     const cJSON *n;
 
-    if (!gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
+    if (answer_doc(c, x, &doc) != ML_OK)
         return;
-    }
-    doc = gw_actl_json(x);
-    gw_xfer_free(x);
     out = cJSON_CreateObject();
     n = cJSON_GetObjectItemCaseSensitive(doc, "concurrency");
     if (cJSON_IsNumber(n))
@@ -349,7 +353,7 @@ void gw_awsop_delete_concurrency(gw_actl *c, gw_xfer *x)
         return;
     }
     cJSON_AddNullToObject(body, "concurrency");
-    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL, no_content);
+    patch_native(c, body);
 }
 
 /* ---- tags: the native tags field, on a function ARN ---- */
@@ -384,7 +388,7 @@ void gw_awsop_tag_resource(gw_actl *c, gw_xfer *x)
     }
     body = cJSON_CreateObject();
     cJSON_AddItemToObject(body, "tags", cJSON_Duplicate(tags, 1));
-    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL, no_content);
+    patch_native(c, body);
 }
 
 /* httpd_query_each: every tagKeys value becomes "key": null (PATCH removes it). */
@@ -404,7 +408,7 @@ void gw_awsop_untag_resource(gw_actl *c, gw_xfer *x)
     body = cJSON_CreateObject();
     tags = cJSON_AddObjectToObject(body, "tags");
     httpd_query_each(c->req, untag_key, tags);
-    gw_actl_send(c, GW_SVC_EXECUTOR, "PATCH", gw_actl_fn_path(c, NULL), body, NULL, no_content);
+    patch_native(c, body);
 }
 
 static void listed_tags(gw_actl *c, gw_xfer *x)
@@ -412,12 +416,8 @@ static void listed_tags(gw_actl *c, gw_xfer *x)
     cJSON *doc, *out;
     const cJSON *tags;
 
-    if (!gw_actl_ok(x, 200)) {
-        gw_actl_upstream_fail(c, x);
+    if (answer_doc(c, x, &doc) != ML_OK)
         return;
-    }
-    doc = gw_actl_json(x);
-    gw_xfer_free(x);
     out = cJSON_CreateObject();
     tags = cJSON_GetObjectItemCaseSensitive(doc, "tags");
     cJSON_AddItemToObject(out, "Tags", cJSON_IsObject(tags) ? cJSON_Duplicate(tags, 1) : cJSON_CreateObject());
