@@ -92,6 +92,47 @@ static void db_fail(httpd_resp *resp, pg_conn *db, const char *what)
     }
 }
 
+/* How a statement keyed by key is answered: its failure names what; no row is a 404 of
+ * code, "no <noun> 'key'"; a row is its document with status, or status 204 without one. */
+typedef struct row_answer {
+    const char *what, *code, *noun;
+    int status;
+} row_answer;
+
+static void answer_row(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, pg_conn *db, PGresult *res,
+                       const row_answer *a, const char *key)
+{
+    if (!res)
+        db_fail(resp, db, a->what);
+    else if (PQntuples(res) == 0)
+        httpd_resp_error(resp, 404, a->code, "no %s '%s'", a->noun, key);
+    else if (a->status == 204)
+        resp->status = 204;
+    else
+        reply_text(ctx, req, resp, a->status, pg_get_text(res, 0, 0), NULL);
+}
+
+/* The statement of a list route, after (cursor text) and limit already checked. */
+typedef PGresult *(*list_stmt)(pg_conn *db, const char *fn_id, const char *after, const char *limit);
+
+/* Runs a list statement on a borrowed connection and answers its document (env rendered in
+ * the elements of member list). */
+static void answer_list(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, const char *id, list_stmt stmt,
+                        const char *after, const char *limit, const char *what, const char *list)
+{
+    pg_conn *db = ver_need_db(ctx, resp);
+    PGresult *res;
+
+    if (!db)
+        return;
+    if (!(res = stmt(db, id, after, limit)))
+        db_fail(resp, db, what);
+    else
+        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), list);
+    PQclear(res);
+    ver_put_db(ctx);
+}
+
 /* ?limit= into limit (text); ML_ERR with 400 written. */
 static int page_limit(httpd_req *req, httpd_resp *resp, char limit[8])
 {
@@ -181,8 +222,6 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
     const char *cursor = httpd_query(req, "cursor");
     char id[ML_UUID_LEN], limit[8], after[24] = "-1";
     int64_t c;
-    PGresult *res;
-    pg_conn *db;
 
     if (fn_id_of(ctx, req, resp, id) != ML_OK || page_limit(req, resp, limit) != ML_OK)
         return HTTPD_DONE;
@@ -191,41 +230,45 @@ static httpd_result h_list(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_query", "cursor must be a value from next_cursor");
         return HTTPD_DONE;
     }
-    if (!(db = ver_need_db(ctx, resp)))
-        return HTTPD_DONE;
-    if (!(res = ver_store_list(db, id, after, limit)))
-        db_fail(resp, db, "listing versions");
-    else
-        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), "versions");
-    PQclear(res);
-    ver_put_db(ctx);
+    answer_list(ctx, req, resp, id, ver_store_list, after, limit, "listing versions", "versions");
     return HTTPD_DONE;
+}
+
+/* The start of the {v} routes: the function's id, v's number into *n (0: $LATEST, refused
+ * unless latest_ok) and a borrowed connection; NULL with the answer written. */
+static pg_conn *version_begin(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, bool latest_ok, char id[ML_UUID_LEN],
+                              int64_t *n)
+{
+    const char *v = httpd_param(req, "v");
+    qual_kind k;
+
+    *n = 0;
+    k = ver_qualifier_kind(v, n);
+    if (fn_id_of(ctx, req, resp, id) != ML_OK)
+        return NULL;
+    if (k == QUAL_LATEST && !latest_ok)
+        httpd_resp_error(resp, 400, "invalid_version", "$LATEST cannot be deleted");
+    else if (k != QUAL_LATEST && k != QUAL_NUMBER)
+        httpd_resp_error(resp, 404, "version_not_found",
+                         latest_ok ? "no version '%s' ($LATEST or a number)" : "no version '%s'", v ? v : "");
+    else
+        return ver_need_db(ctx, resp);
+    return NULL;
 }
 
 static httpd_result h_get_version(httpd_req *req, httpd_resp *resp, void *ud)
 {
+    static const row_answer a = { "reading a version", "version_not_found", "version", 200 };
     ver_ctx *ctx = ud;
-    const char *v = httpd_param(req, "v");
     char id[ML_UUID_LEN];
-    int64_t n = 0;
-    qual_kind k = ver_qualifier_kind(v, &n);
+    int64_t n;
+    pg_conn *db = version_begin(ctx, req, resp, true, id, &n);
     PGresult *res;
-    pg_conn *db;
 
-    if (fn_id_of(ctx, req, resp, id) != ML_OK)
+    if (!db)
         return HTTPD_DONE;
-    if (k != QUAL_LATEST && k != QUAL_NUMBER) {
-        httpd_resp_error(resp, 404, "version_not_found", "no version '%s' ($LATEST or a number)", v ? v : "");
-        return HTTPD_DONE;
-    }
-    if (!(db = ver_need_db(ctx, resp)))
-        return HTTPD_DONE;
-    if (!(res = ver_store_doc(db, id, k == QUAL_LATEST ? 0 : n)))
-        db_fail(resp, db, "reading a version");
-    else if (PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "version_not_found", "no version '%s'", v);
-    else
-        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
+    res = ver_store_doc(db, id, n);
+    answer_row(ctx, req, resp, db, res, &a, httpd_param(req, "v"));
     PQclear(res);
     ver_put_db(ctx);
     return HTTPD_DONE;
@@ -233,35 +276,21 @@ static httpd_result h_get_version(httpd_req *req, httpd_resp *resp, void *ud)
 
 static httpd_result h_delete_version(httpd_req *req, httpd_resp *resp, void *ud)
 {
+    static const row_answer a = { "deleting a version", "version_not_found", "version", 204 };
     ver_ctx *ctx = ud;
     const char *v = httpd_param(req, "v");
     char id[ML_UUID_LEN];
-    int64_t n = 0;
-    qual_kind k = ver_qualifier_kind(v, &n);
+    int64_t n;
+    pg_conn *db = version_begin(ctx, req, resp, false, id, &n);
     PGresult *res;
-    pg_conn *db;
 
-    if (fn_id_of(ctx, req, resp, id) != ML_OK)
-        return HTTPD_DONE;
-    if (k == QUAL_LATEST) {
-        httpd_resp_error(resp, 400, "invalid_version", "$LATEST cannot be deleted");
-        return HTTPD_DONE;
-    }
-    if (k != QUAL_NUMBER) {
-        httpd_resp_error(resp, 404, "version_not_found", "no version '%s'", v ? v : "");
-        return HTTPD_DONE;
-    }
-    if (!(db = ver_need_db(ctx, resp)))
+    if (!db)
         return HTTPD_DONE;
     res = ver_store_delete(db, id, v);
     if (!res && strcmp(pg_sqlstate(db), "23503") == 0) /* an alias's foreign key */
         httpd_resp_error(resp, 409, "version_in_use", "an alias routes to version %s: change the alias first", v);
-    else if (!res)
-        db_fail(resp, db, "deleting a version");
-    else if (PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "version_not_found", "no version '%s'", v);
     else
-        resp->status = 204;
+        answer_row(ctx, req, resp, db, res, &a, v);
     ver_put_db(ctx);
     if (res && PQntuples(res) > 0)
         qualifier_forget(ctx, id, n);
@@ -448,9 +477,14 @@ out:
     return HTTPD_DONE;
 }
 
-static httpd_result h_get_alias(httpd_req *req, httpd_resp *resp, void *ud)
+/* The statement of an {alias} route, keyed by the function and the alias name. */
+typedef PGresult *(*alias_stmt)(pg_conn *db, const char *fn_id, const char *name);
+
+/* GET and DELETE of one alias: a name that cannot be an alias is 404 like a missing one;
+ * forget: the cached resolutions of the function go (the statement changed them). */
+static httpd_result alias_route(ver_ctx *ctx, httpd_req *req, httpd_resp *resp, alias_stmt stmt, const row_answer *a,
+                                bool forget)
 {
-    ver_ctx *ctx = ud;
     const char *name = httpd_param(req, "alias");
     char id[ML_UUID_LEN];
     PGresult *res;
@@ -464,15 +498,20 @@ static httpd_result h_get_alias(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (!(db = ver_need_db(ctx, resp)))
         return HTTPD_DONE;
-    if (!(res = ver_store_alias_doc(db, id, name)))
-        db_fail(resp, db, "reading an alias");
-    else if (PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "alias_not_found", "no alias '%s'", name);
-    else
-        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
-    PQclear(res);
+    res = stmt(db, id, name);
+    answer_row(ctx, req, resp, db, res, a, name);
     ver_put_db(ctx);
+    if (forget)
+        qualifier_forget(ctx, id, 0);
+    PQclear(res);
     return HTTPD_DONE;
+}
+
+static httpd_result h_get_alias(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    static const row_answer a = { "reading an alias", "alias_not_found", "alias", 200 };
+
+    return alias_route(ud, req, resp, ver_store_alias_doc, &a, false);
 }
 
 static httpd_result h_list_aliases(httpd_req *req, httpd_resp *resp, void *ud)
@@ -480,8 +519,6 @@ static httpd_result h_list_aliases(httpd_req *req, httpd_resp *resp, void *ud)
     ver_ctx *ctx = ud;
     const char *cursor = httpd_query(req, "cursor");
     char id[ML_UUID_LEN], limit[8];
-    PGresult *res;
-    pg_conn *db;
 
     if (fn_id_of(ctx, req, resp, id) != ML_OK || page_limit(req, resp, limit) != ML_OK)
         return HTTPD_DONE;
@@ -489,43 +526,15 @@ static httpd_result h_list_aliases(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_query", "cursor must be a value from next_cursor");
         return HTTPD_DONE;
     }
-    if (!(db = ver_need_db(ctx, resp)))
-        return HTTPD_DONE;
-    if (!(res = ver_store_alias_list(db, id, cursor, limit)))
-        db_fail(resp, db, "listing aliases");
-    else
-        reply_text(ctx, req, resp, 200, pg_get_text(res, 0, 0), NULL);
-    PQclear(res);
-    ver_put_db(ctx);
+    answer_list(ctx, req, resp, id, ver_store_alias_list, cursor, limit, "listing aliases", NULL);
     return HTTPD_DONE;
 }
 
 static httpd_result h_delete_alias(httpd_req *req, httpd_resp *resp, void *ud)
 {
-    ver_ctx *ctx = ud;
-    const char *name = httpd_param(req, "alias");
-    char id[ML_UUID_LEN];
-    PGresult *res;
-    pg_conn *db;
+    static const row_answer a = { "deleting an alias", "alias_not_found", "alias", 204 };
 
-    if (fn_id_of(ctx, req, resp, id) != ML_OK)
-        return HTTPD_DONE;
-    if (!ver_alias_name_valid(name)) {
-        httpd_resp_error(resp, 404, "alias_not_found", "no alias '%s'", name ? name : "");
-        return HTTPD_DONE;
-    }
-    if (!(db = ver_need_db(ctx, resp)))
-        return HTTPD_DONE;
-    if (!(res = ver_store_alias_delete(db, id, name)))
-        db_fail(resp, db, "deleting an alias");
-    else if (PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "alias_not_found", "no alias '%s'", name);
-    else
-        resp->status = 204;
-    ver_put_db(ctx);
-    qualifier_forget(ctx, id, 0);
-    PQclear(res);
-    return HTTPD_DONE;
+    return alias_route(ud, req, resp, ver_store_alias_delete, &a, true);
 }
 
 /* ---- GET /functions/{fn}?qualifier= ---- */
