@@ -349,8 +349,11 @@ def slow_does_not_block_fast(run):
     lat.sort(), hl.sort()
     print(f"# fast invoke during 100 slow: p50 {lat[25]:.1f} ms p99 {lat[-1]:.1f} ms; /health p99 {hl[-1]:.1f} ms")
     check("100 concurrent 5 s invocations all succeed", done.count(200) == 100, done)
-    check("meanwhile a fast invocation and /health stay fast (p99 < 50 ms)", lat[-1] < 50 and hl[-1] < 50,
-          (lat[-5:], hl[-5:]))
+    # not held up: each answers long before any 5 s sleep ends (held behind one, it would take
+    # seconds). Its latency is a benchmark's business (make bench), not a timed test's: a
+    # 50 ms bound here failed on a loaded ASan run with nothing blocked (62 ms, once in 50).
+    check("meanwhile a fast invocation and /health are not held up by them (each < 1 s)",
+          lat[-1] < 1000 and hl[-1] < 1000, (lat[-5:], hl[-5:]))
 
 
 def through_gateway(run):
