@@ -20,6 +20,8 @@
 /* Lower-case hex SHA-256 of data[0..len). */
 /* Lower-case hex of len bytes into out (2 * len + 1 bytes, NUL-terminated). */
 void crypto_hex_encode(const unsigned char *in, size_t len, char *out);
+/* The value of one hex digit (either case), -1 for any other character. */
+int crypto_hex_digit(char ch);
 
 void crypto_sha256_hex(const void *data, size_t len, char out[CRYPTO_SHA256_HEX_LEN]);
 

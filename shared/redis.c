@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 
+#include "crypto.h"
 #include "log.h"
 
 #define RDS_DEFAULT_TIMEOUT_MS 2000
@@ -37,17 +38,6 @@ static void set_err(rds_conn *c, const char *fmt, ...)
     va_end(ap);
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes n bytes of src into dst (NUL-terminated). ML_ERR on a bad escape,
  * an embedded NUL or overflow. */
 static int pct_decode(const char *src, size_t n, char *dst, size_t size)
@@ -58,8 +48,8 @@ static int pct_decode(const char *src, size_t n, char *dst, size_t size)
         char ch = src[i];
 
         if (ch == '%') {
-            int hi = i + 2 < n ? hexval(src[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(src[i + 2]) : -1;
+            int hi = i + 2 < n ? crypto_hex_digit(src[i + 1]) : -1;
+            int lo = i + 2 < n ? crypto_hex_digit(src[i + 2]) : -1;
 
             if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
                 return ML_ERR;

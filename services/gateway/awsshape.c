@@ -37,17 +37,6 @@ void gw_aws_shape_time(const char *native, char *out, size_t outlen)
     ml_strlcpy(out, native ? native : "", outlen); /* as it is: cutting is fine for a time */
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 void gw_aws_shape_sha256(const char *hex, char *out, size_t outlen)
 {
     unsigned char bytes[32];
@@ -56,7 +45,7 @@ void gw_aws_shape_sha256(const char *hex, char *out, size_t outlen)
     if (!hex || strlen(hex) != 64)
         return;
     for (size_t i = 0; i < 32; i++) {
-        int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+        int hi = crypto_hex_digit(hex[2 * i]), lo = crypto_hex_digit(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return;
         bytes[i] = (unsigned char)(hi << 4 | lo);

@@ -1,6 +1,6 @@
 """Helpers shared by the Python end-to-end tests: daemons on the test stack, HTTP calls,
 deploying functions through the real build pipeline, and "ok - "/"not ok - " checks."""
-import base64, http.client, io, json, os, secrets, signal, subprocess, time, urllib.error, urllib.request, zipfile
+import base64, hashlib, hmac, http.client, io, json, os, secrets, signal, subprocess, time, urllib.error, urllib.request, zipfile
 
 ROOT = os.environ.get("ML_ROOT", os.getcwd())
 BIN = os.environ["ML_BIN_DIR"]
@@ -182,3 +182,23 @@ def make_zip(files, modes=None):
 def psql(sql, db_var="MINILAMBDA_LAMBDA_DB_URL"):
     out = subprocess.run(["psql", os.environ[db_var], "-tAc", sql], capture_output=True, text=True, check=True)
     return out.stdout.strip()
+
+
+def active_artifact(fid):
+    """(S3 prefix, sha256) of a function's active code revision, read from lambda_service_db."""
+    row = psql(f"SELECT v.artifact_prefix || '|' || v.artifact_sha256 FROM functions f JOIN function_versions v"
+               f" ON v.function_id = f.id AND v.version = f.active_version WHERE f.id = '{fid}'")
+    return tuple(row.split("|"))
+
+
+def post_build_event(exec_url, secret, doc):
+    """doc (a build.status event) signed with the whsec_ webhook secret as the build-master
+    does, POSTed to the executor's webhook receiver; the HTTP status."""
+    body = json.dumps(doc).encode()
+    mid, ts = "msg_" + secrets.token_hex(16), str(int(time.time()))
+    key = base64.b64decode(secret[len("whsec_"):])
+    sig = "v1," + base64.b64encode(hmac.new(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
+    st, _, _ = call("POST", f"{exec_url}/webhooks/build-status/{doc['build_id']}", body,
+                    {"Content-Type": "application/json", "webhook-id": mid, "webhook-timestamp": ts,
+                     "webhook-signature": sig})
+    return st

@@ -10,9 +10,9 @@ one, the same namespace works, lists are disjoint, invoke runs the right code, n
 in default, a bad header is 400 invalid_namespace; a later event never moves a function.
 Prints "ok - ..." / "not ok - ..." per check.
 """
-import hashlib, json, os, sys, time, uuid
+import json, sys, time, uuid
 
-from mlstack import Suite, call, psql, scrape
+from mlstack import Suite, active_artifact, call, post_build_event, psql, scrape
 
 S = Suite("test-namespaces-exec", {"build-master": 32582, "build-worker": 32592, "lambda-executor": 32581},
           {"MINILAMBDA_ASYNC_CONSUMERS": "2"})
@@ -50,7 +50,6 @@ def iso(t):
 def deliver(fid, name, ns, artifact, handler="app.handler"):
     """A signed 'completed' build event for function fid named name in namespace ns (None: the
     member is left out) on artifact (prefix, sha256); returns the webhook's status."""
-    import base64, hmac
     bid = str(uuid.uuid4())
     fn = {"name": name, "runtime": "python3", "handler": handler,
           "config": {"memory_mb": 128, "timeout_s": 30, "env": {}}}
@@ -59,20 +58,7 @@ def deliver(fid, name, ns, artifact, handler="app.handler"):
     doc = {"type": "build.status", "build_id": bid, "function_id": fid, "status": "completed",
            "error": None, "timestamp": iso(time.time()), "function": fn,
            "artifact": {"prefix": artifact[0], "sha256": artifact[1], "size_bytes": 100, "files": 1}}
-    body = json.dumps(doc).encode()
-    mid, ts = "msg_" + uuid.uuid4().hex, str(int(time.time()))
-    key = base64.b64decode(S.secret[len("whsec_"):])
-    sig = "v1," + base64.b64encode(hmac.new(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    st, _, _ = call("POST", f"{EXEC}/webhooks/build-status/{bid}", body,
-                    {"Content-Type": "application/json", "webhook-id": mid, "webhook-timestamp": ts,
-                     "webhook-signature": sig})
-    return st
-
-
-def artifact_of(fid):
-    row = psql(f"SELECT v.artifact_prefix || '|' || v.artifact_sha256 FROM functions f JOIN function_versions v"
-               f" ON v.function_id = f.id AND v.version = f.active_version WHERE f.id = '{fid}'")
-    return tuple(row.split("|"))
+    return post_build_event(EXEC, S.secret, doc)
 
 
 def same_404(got, missing, what):
@@ -113,11 +99,11 @@ def setup():
         return None
     ids = {"a": str(uuid.uuid4()), "b": str(uuid.uuid4()), "d": str(uuid.uuid4())}
     S.check("hello created in team-a by a build event",
-            deliver(ids["a"], "hello", NS_A, artifact_of(a["id"])) == 200)
+            deliver(ids["a"], "hello", NS_A, active_artifact(a["id"])) == 200)
     S.check("hello created in team-b by a build event (same name)",
-            deliver(ids["b"], "hello", NS_B, artifact_of(b["id"])) == 200)
+            deliver(ids["b"], "hello", NS_B, active_artifact(b["id"])) == 200)
     S.check("an event without function.namespace creates in default",
-            deliver(ids["d"], f"only-default-{TAG}", None, artifact_of(a["id"])) == 200)
+            deliver(ids["d"], f"only-default-{TAG}", None, active_artifact(a["id"])) == 200)
     return ids
 
 
@@ -237,7 +223,7 @@ def check_bad_header(ids):
 
 
 def check_no_move(ids):
-    art = artifact_of(req("GET", f"/functions/src-b-{TAG}")[1]["id"])
+    art = active_artifact(req("GET", f"/functions/src-b-{TAG}")[1]["id"])
     st = deliver(ids["a"], "hello", NS_B, art)
     st2, fa = req("GET", f"/functions/{ids['a']}", NS_A)
     S.check("a later event naming another namespace never moves the function", st in (200, 409) and st2 == 200

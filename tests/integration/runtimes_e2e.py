@@ -14,9 +14,9 @@ last_update_status InProgress during a code update, then Successful, Failed afte
 build; an invoke of a function whose runtime is not installed is 502 Runtime.Unavailable.
 Prints "ok - ..." / "not ok - ..." per check.
 """
-import base64, hashlib, hmac, json, os, re, subprocess, sys, time, uuid
+import base64, json, os, re, subprocess, sys, time, uuid
 
-from mlstack import Suite, call, make_zip, psql
+from mlstack import Suite, active_artifact, call, make_zip, post_build_event
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 1530  # clear of the stack's own ports
 TAG = uuid.uuid4().hex[:6]
@@ -210,22 +210,13 @@ def deliver(fid, name, runtime, artifact):
            "function": {"name": name, "runtime": runtime, "handler": "app.handler",
                         "config": {"memory_mb": 128, "timeout_s": 30, "env": {}}},
            "artifact": {"prefix": artifact[0], "sha256": artifact[1], "size_bytes": 100, "files": 1}}
-    body = json.dumps(doc).encode()
-    mid, ts = "msg_" + uuid.uuid4().hex, str(int(time.time()))
-    key = base64.b64decode(S.secret[len("whsec_"):])
-    sig = "v1," + base64.b64encode(hmac.new(key, f"{mid}.{ts}.".encode() + body, hashlib.sha256).digest()).decode()
-    st, _, _ = call("POST", f"{EXEC}/webhooks/build-status/{bid}", body,
-                    {"Content-Type": "application/json", "webhook-id": mid, "webhook-timestamp": ts,
-                     "webhook-signature": sig})
-    return st
+    return post_build_event(EXEC, S.secret, doc)
 
 
 def check_unavailable_invoke(src_id):
-    row = psql(f"SELECT v.artifact_prefix || '|' || v.artifact_sha256 FROM functions f JOIN function_versions v"
-               f" ON v.function_id = f.id AND v.version = f.active_version WHERE f.id = '{src_id}'")
     name = f"gone-{TAG}"
     S.check(f"a {FAKE} function arrives by a build event", deliver(str(uuid.uuid4()), name, FAKE,
-                                                                    tuple(row.split("|"))) == 200)
+                                                                    active_artifact(src_id)) == 200)
     st, r = req(EXEC, "POST", f"/functions/{name}/invoke", {})
     S.check(f"invoking it is 502 Runtime.Unavailable naming {FAKE}, nothing runs",
             st == 502 and isinstance(r, dict) and r.get("errorType") == "Runtime.Unavailable" and

@@ -11,7 +11,7 @@ instance warm), audit rows' executed_version and alias (sync and Event) and X-Ex
 and the same name in another namespace seeing none of it.
 Prints "ok - ..." / "not ok - ..." per check.
 """
-import base64, concurrent.futures, http.client, json, os, threading, time, uuid
+import base64, collections, concurrent.futures, http.client, json, os, time, uuid
 
 from mlstack import Suite, call, make_zip, psql
 
@@ -205,34 +205,22 @@ def check_aliases():
 
 def weighted_run(n, threads=8):
     """n invocations through alias canary on keep-alive connections; {executed version: count}."""
-    counts, lock, todo = {}, threading.Lock(), [n]
     host, port = EXEC.split("//")[1].split(":")
 
-    def worker():
-        c = http.client.HTTPConnection(host, int(port), timeout=60)
-        mine = {}
-        while True:
-            with lock:
-                if todo[0] == 0:
-                    break
-                todo[0] -= 1
+    def worker(share):
+        c, mine = http.client.HTTPConnection(host, int(port), timeout=60), collections.Counter()
+        for _ in range(share):
             c.request("POST", f"/functions/{FN}/invoke?qualifier=canary", body=b"{}",
                       headers={"Content-Type": "application/json"})
             r = c.getresponse()
             r.read()
-            key = r.getheader("X-Executed-Version") if r.status == 200 else f"http {r.status}"
-            mine[key] = mine.get(key, 0) + 1
+            mine[r.getheader("X-Executed-Version") if r.status == 200 else f"http {r.status}"] += 1
         c.close()
-        with lock:
-            for k, v in mine.items():
-                counts[k] = counts.get(k, 0) + v
+        return mine
 
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return counts
+    shares = [n // threads + (i < n % threads) for i in range(threads)]
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        return dict(sum(ex.map(worker, shares), collections.Counter()))
 
 
 def check_weighted():
@@ -378,9 +366,9 @@ def check_delete():
             and r[0] == 404 and err(r) == "qualifier_not_found", (st, st2, r[:2]))
     st, _, _ = req("DELETE", f"/functions/{FN}", None, base=BM)
     time.sleep(1)
-    left = psql(f"SELECT (SELECT count(*) FROM published_versions p WHERE NOT EXISTS (SELECT 1 FROM functions f"
-                f" WHERE f.id = p.function_id)) + (SELECT count(*) FROM function_aliases a WHERE NOT EXISTS"
-                f" (SELECT 1 FROM functions f WHERE f.id = a.function_id))")
+    left = psql("SELECT (SELECT count(*) FROM published_versions p WHERE NOT EXISTS (SELECT 1 FROM functions f"
+                " WHERE f.id = p.function_id)) + (SELECT count(*) FROM function_aliases a WHERE NOT EXISTS"
+                " (SELECT 1 FROM functions f WHERE f.id = a.function_id))")
     S.check("deleting the function deletes its versions and aliases", st in (202, 204) and left == "0", (st, left))
 
 
