@@ -137,6 +137,25 @@ int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, cons
  * table is full. */
 int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
 
+/* ---- streamed responses (SSE, NDJSON; docs/logs.md): a body written after the handler returns.
+ * httpd_resp_stream makes resp (status, headers as set on it) a stream of content_type (a
+ * static string); the handler then returns HTTPD_DONE. The stream has two owners: the server
+ * (until the client is done or gone) and the producer (until it calls httpd_stream_close
+ * exactly once); it is freed when both have let go. NULL on allocation failure (resp is then
+ * a 500 and there is nothing to close). */
+typedef struct httpd_stream httpd_stream;
+httpd_stream *httpd_resp_stream(httpd_resp *resp, const char *content_type);
+/* Queues bytes for the client, from any thread; they go out at once. ML_OK, or ML_ERR once the
+ * client has gone or more than HTTPD_STREAM_MAX_BUFFERED bytes would wait unsent (the stream
+ * is then over for the client; the producer should close). */
+#define HTTPD_STREAM_MAX_BUFFERED (1u << 20)
+int httpd_stream_write(httpd_stream *s, const void *data, size_t len);
+/* Bytes queued and not yet sent; true once the client has gone (both: any thread). */
+size_t httpd_stream_pending(const httpd_stream *s);
+bool httpd_stream_gone(const httpd_stream *s);
+/* Ends the body after what is queued; the producer must not touch s afterwards. */
+void httpd_stream_close(httpd_stream *s);
+
 /* Copies up to max of the n routes in src to dst; returns how many (route tables of modules). */
 size_t httpd_routes_copy(httpd_route *dst, size_t max, const httpd_route *src, size_t n);
 
