@@ -156,6 +156,7 @@ size_t app_cfg_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
     n += net_vars(app, vars + n, max - n);
     n += registry_cfg_vars(&app->registry_cfg, vars + n, max - n);
     n += audit_cfg_vars(&app->audit_cfg, vars + n, max - n);
+    n += logs_cfg_vars(&app->logs_cfg, vars + n, max - n);
     return n;
 }
 
@@ -232,6 +233,15 @@ static int start_parts(ex_app *app, svc *s)
     return ML_OK;
 }
 
+/* The function-log writer and, when logs are stored, their retention; ML_ERR logged. */
+static int start_logs(ex_app *app, svc *s)
+{
+    app->logs_cfg.q.db_url = app->deps.lambda_db_url;
+    if (logq_start(&app->logs_cfg.q, s->metrics) != ML_OK)
+        return ML_ERR;
+    return app->logs_cfg.q.enabled ? logs_maint_start(&app->logs_cfg, s->metrics) : ML_OK;
+}
+
 /* Health check "sandbox": instances can be made (the staged runtimes are readable and the
  * code cache writable; sandbox_init itself passed at start). */
 static int check_sandbox(void *ud, char *err, size_t errlen)
@@ -289,7 +299,7 @@ int app_start(ex_app *app, svc *s)
     /* Redis is a cache here: warm functions keep serving without it. */
     if (deps_open(&app->health, &app->deps, EX_NEED, &topo_invoke, true, s) != ML_OK ||
         deps_pool_start(&app->db_pool, &app->deps, EX_NEED, s) != ML_OK || start_code(app) != ML_OK ||
-        start_parts(app, s) != ML_OK || start_health(app, s) != ML_OK)
+        start_parts(app, s) != ML_OK || start_logs(app, s) != ML_OK || start_health(app, s) != ML_OK)
         return ML_ERR;
     return ML_OK;
 }
@@ -299,6 +309,8 @@ void app_stop(ex_app *app)
     pool_free(app->pool);
     app->pool = NULL;
     netns_shutdown();   /* after the instances (no-op unless started) */
+    logs_maint_stop();
+    logq_stop(2000);    /* after the instances: writes their last lines (bounded) */
     audit_stop(app->audit); /* flushes every queued audit row */
     app->audit = NULL;
     qualifier_free(app->versions);

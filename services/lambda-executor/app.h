@@ -13,6 +13,7 @@
 #include "artifacts.h"
 #include "audit.h"
 #include "deps.h"
+#include "logs.h"
 #include "metrics.h"
 #include "netns.h"
 #include "pool.h"
@@ -32,6 +33,7 @@ typedef struct ex_app {
     deps_config deps;
     registry_config registry_cfg;
     audit_config audit_cfg;
+    logs_config logs_cfg;         /* function logs: writer, retention (logs.h) */
     const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
     const char *runtimes_cfg, *python_cfg, *node_cfg; /* MINILAMBDA_RUNTIMES, _PYTHON, _NODE */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;

@@ -6,13 +6,14 @@
 #include "dlq.h"
 #include "intauth.h"
 #include "invoke.h"
+#include "logs.h"
 #include "runtimes_http.h"
 #include "schedules.h"
 #include "tenancy.h"
 #include "versions.h"
 #include "workers.h"
 
-#define MAX_ROUTES 56
+#define MAX_ROUTES 60
 
 static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
 {
@@ -28,6 +29,7 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     n += versions_routes(app->versions, out + n, max - n);
     versions_wrap_get(app->versions, out, n); /* GET /functions/{fn}?qualifier= */
     n += rth_routes(app, out + n, max - n);
+    n += logs_routes(app, out + n, max - n);
     return n;
 }
 

@@ -1,0 +1,50 @@
+/* logs-int.h — what the function-log modules share (docs/logs.md §1): a queued line
+ * (logq.c), the COPY encoding and partitions (logs_store.c), the retention pass
+ * (logs_maint.c). Not for other modules: they use logq.h and logs.h. */
+#ifndef EX_LOGS_INT_H
+#define EX_LOGS_INT_H
+
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "metrics.h"
+#include "pg.h"
+
+/* A queued line: one allocation (logq_entry_new), the strings in data. */
+typedef struct logq_entry {
+    struct logq_entry *next;
+    int64_t ts_us;
+    int stream;
+    size_t size;                /* bytes charged to the queue */
+    size_t len;                 /* message length (any bytes) */
+    const char *level, *request_id, *ns, *function, *function_id, *version, *message;
+    char data[];
+} logq_entry;
+
+/* Appends s (n bytes, any content) to b as COPY text: invalid UTF-8 and NUL become U+FFFD,
+ * backslash, tab, newline and CR are escaped. ML_ERR when b is full. */
+int logs_copy_text(ml_buf *b, const char *s, size_t n);
+
+/* Appends one entry as a COPY text row of LOGS_COPY_COLUMNS. ML_ERR when b is full. */
+int logs_copy_row(ml_buf *b, const logq_entry *e);
+
+#define LOGS_COPY_COLUMNS "ts, namespace, function, function_id, version, request_id, stream, level, message"
+
+/* Writes the n entries in one transaction with COPY; ML_OK, or ML_ERR with err set (the
+ * transaction rolled back). c must be idle (no transaction open). */
+int logs_store_batch(PGconn *c, logq_entry *const *lines, size_t n, char *err, size_t errlen);
+
+/* Makes sure the partitions of today (UTC) and the next two days exist. ML_OK/ML_ERR (err). */
+int logs_store_partitions(PGconn *c, char *err, size_t errlen);
+
+/* One retention pass (docs/logs.md §1): creates the partitions ahead, drops the day
+ * partitions older than the longest retention of any namespace (default_days for those with
+ * none), deletes older rows of namespaces with a shorter retention (and of the default
+ * partition) in batches of at most batch rows. Only when it holds the advisory lock (else
+ * ML_OK with nothing done). *dropped (may be NULL) gets the partitions dropped, *deleted the
+ * rows deleted. ML_ERR with pg_error(db) on a database error. */
+int logs_maint_run(pg_conn *db, int64_t default_days, int64_t batch, int64_t *dropped,
+                   int64_t *deleted);
+
+#endif

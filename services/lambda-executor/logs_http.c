@@ -1,0 +1,156 @@
+/* logs_http.c — GET /functions/{fn}/logs (docs/logs.md §1 "Read"): one page of a function's
+ * stored lines, oldest first, within the caller's namespace and its retention. */
+#include <cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "audit-int.h"
+#include "logs-int.h"
+#include "logs.h"
+#include "logs_query.h"
+#include "pgpool.h"
+#include "tenant.h"
+
+static const char *const stream_names[] = { "stdout", "stderr", "platform" };
+
+/* $1 ns, $2 name, $3 since µs, $4 until µs, $5 request_id, $6 streams (smallint[]), $7 q,
+ * $8/$9 cursor (ts µs, id), $10 limit, $11 default retention days. One extra row tells
+ * whether there is a next page. */
+#define LOGS_SQL                                                                                \
+    "SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), stream, level,"  \
+    " request_id, version, message, (extract(epoch FROM ts) * 1000000)::bigint, id"              \
+    " FROM function_logs WHERE namespace = $1 AND function = $2"                                 \
+    " AND ts >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"                    \
+    " AND ($4::bigint IS NULL OR ts < 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')" \
+    " AND ($5::uuid IS NULL OR request_id = $5::uuid)"                                           \
+    " AND ($6::smallint[] IS NULL OR stream = ANY($6::smallint[]))"                              \
+    " AND ($7::text IS NULL OR strpos(message, $7) > 0)"                                         \
+    " AND ($8::bigint IS NULL OR (ts, id) > ('epoch'::timestamptz + $8::bigint * interval '1 microsecond', $9::bigint))" \
+    " AND ts >= now() - coalesce((SELECT log_retention_days FROM namespaces WHERE name = $1),"   \
+    "  $11::int) * interval '1 day'"                                                             \
+    " ORDER BY ts, id LIMIT $10::int + 1"
+
+static void db_unavailable(httpd_resp *resp, const char *why)
+{
+    httpd_resp_header(resp, "Retry-After", "1");
+    httpd_resp_error(resp, 503, "service_unavailable", "lambda database: %s", why);
+}
+
+/* The function's stored name in ns ("" written 404 / 503 when none). */
+static int find_function(deps *d, const char *ns, const char *fn, char name[128], httpd_resp *resp)
+{
+    const char *p[3] = { ns, fn, ml_uuid_valid(fn) == ML_OK ? fn : NULL };
+    PGresult *r = pg_query(d->db, "logs_fn",
+                           "SELECT name FROM functions WHERE namespace = $1"
+                           " AND (name = $2 OR ($3::uuid IS NOT NULL AND id = $3::uuid))", 3, p);
+    int rc = ML_ERR;
+
+    if (!r)
+        db_unavailable(resp, pg_error(d->db));
+    else if (PQntuples(r) == 0 || pg_get_text_copy(r, 0, 0, name, 128) != ML_OK)
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", fn);
+    else
+        rc = ML_OK;
+    PQclear(r);
+    return rc;
+}
+
+static cJSON *row_json(const PGresult *r, int i)
+{
+    cJSON *o = cJSON_CreateObject();
+    int64_t s = 0;
+
+    pg_get_int64(r, i, 1, &s);
+    cJSON_AddStringToObject(o, "ts", PQgetvalue(r, i, 0));
+    cJSON_AddStringToObject(o, "stream", stream_names[s >= 0 && s <= 2 ? s : 0]);
+    cJSON_AddStringToObject(o, "level", PQgetvalue(r, i, 2));
+    if (pg_is_null(r, i, 3))
+        cJSON_AddNullToObject(o, "request_id");
+    else
+        cJSON_AddStringToObject(o, "request_id", PQgetvalue(r, i, 3));
+    cJSON_AddStringToObject(o, "version", PQgetvalue(r, i, 4));
+    cJSON_AddStringToObject(o, "message", PQgetvalue(r, i, 5));
+    return o;
+}
+
+/* The page as the response body: lines and next_cursor ("ts_us.id" of the last line shown). */
+static cJSON *page_json(const char *name, const PGresult *r, int64_t limit)
+{
+    cJSON *o = cJSON_CreateObject(), *lines;
+    int n = PQntuples(r), shown = n > limit ? (int)limit : n;
+    char cur[48];
+
+    cJSON_AddStringToObject(o, "function", name);
+    lines = cJSON_AddArrayToObject(o, "lines");
+    for (int i = 0; i < shown; i++)
+        cJSON_AddItemToArray(lines, row_json(r, i));
+    if (n > limit && ml_snprintf(cur, sizeof(cur), "%s.%s", PQgetvalue(r, shown - 1, 6),
+                                 PQgetvalue(r, shown - 1, 7)) == ML_OK)
+        cJSON_AddStringToObject(o, "next_cursor", cur);
+    else
+        cJSON_AddNullToObject(o, "next_cursor");
+    return o;
+}
+
+static PGresult *run_query(deps *d, const char *ns, const char *name, const logs_query *lq,
+                           int64_t def_days)
+{
+    char since[24], until[24], cts[24], cid[24], lim[24], days[24];
+    const char *p[11] = { ns, name, since, lq->has_until ? until : NULL,
+                          lq->request_id[0] ? lq->request_id : NULL,
+                          lq->streams[0] ? lq->streams : NULL, lq->q,
+                          lq->has_cursor ? cts : NULL, lq->has_cursor ? cid : NULL, lim, days };
+
+    ml_snprintf_trunc(since, sizeof(since), "%lld", (long long)lq->since_us);
+    ml_snprintf_trunc(until, sizeof(until), "%lld", (long long)lq->until_us);
+    ml_snprintf_trunc(cts, sizeof(cts), "%lld", (long long)lq->cursor_us);
+    ml_snprintf_trunc(cid, sizeof(cid), "%lld", (long long)lq->cursor_id);
+    ml_snprintf_trunc(lim, sizeof(lim), "%lld", (long long)lq->limit);
+    ml_snprintf_trunc(days, sizeof(days), "%lld", (long long)def_days);
+    return pg_query(d->db, "logs_page", LOGS_SQL, 11, p);
+}
+
+static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    ex_app *app = ud;
+    const char *fn = httpd_param(req, "fn");
+    char ns[TENANT_MAX + 1], name[128], bad[64];
+    logs_query lq;
+    PGresult *r = NULL;
+    deps *d;
+
+    if (tenant_from_header(httpd_header(req, TENANT_HEADER), ns) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name", TENANT_HEADER);
+        return HTTPD_DONE;
+    }
+    if (logs_query_parse(req, ml_wall_ms() * 1000, &lq, bad, sizeof(bad)) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_request", "invalid parameter '%s'", bad);
+        return HTTPD_DONE;
+    }
+    if (!(d = app_thread_deps(app))) {
+        db_unavailable(resp, "cannot connect");
+        return HTTPD_DONE;
+    }
+    if (deps_db_acquire(d) != PGPOOL_OK) {
+        db_unavailable(resp, "no free connection");
+        return HTTPD_DONE;
+    }
+    if (find_function(d, ns, fn ? fn : "", name, resp) == ML_OK) {
+        if (!(r = run_query(d, ns, name, &lq, app->logs_cfg.retention_days)))
+            db_unavailable(resp, pg_error(d->db));
+        else
+            httpd_resp_json(resp, 200, page_json(name, r, lq.limit));
+    }
+    deps_db_release(d);
+    PQclear(r);
+    return HTTPD_DONE;
+}
+
+size_t logs_routes(struct ex_app *app, httpd_route *out, size_t max)
+{
+    const httpd_route all[] = {
+        { "GET", "/functions/{fn}/logs", h_logs, app, 0, true },
+    };
+    return httpd_routes_copy(out, max, all, ML_ARRAY_LEN(all));
+}
