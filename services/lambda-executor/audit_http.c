@@ -90,6 +90,20 @@ static void add_result(cJSON *o, const char *data, size_t len)
     }
 }
 
+/* "logs": {"href": "/functions/<fn>/logs?request_id=<id>"} (docs/logs.md §1 "Read"); the
+ * name is a function name (no characters a URL path must escape). */
+static void add_logs_link(cJSON *o, const char *fn, const char *id)
+{
+    char href[256];
+    cJSON *logs;
+
+    if (ml_snprintf(href, sizeof(href), "/functions/%s/logs?request_id=%s", fn, id) != ML_OK)
+        return;
+    logs = cJSON_AddObjectToObject(o, "logs");
+    if (logs)
+        cJSON_AddStringToObject(logs, "href", href);
+}
+
 static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
 {
     audit *a = ud;
@@ -112,7 +126,7 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     /* binary results: the json text as is, the raw bytes of result and log_tail */
     res = pg_query_ex(db, "audit_get",
-                      "SELECT " INVOCATION_JSON ")::text, i.result, i.log_tail FROM invocations i"
+                      "SELECT " INVOCATION_JSON ")::text, i.result, i.log_tail, f.name FROM invocations i"
                       " JOIN functions f ON f.id = i.function_id WHERE i.id = $1 AND f.namespace = $2",
                       2, params, NULL, NULL, 1);
     if (!res) {
@@ -131,6 +145,7 @@ static httpd_result h_get_invocation(httpd_req *req, httpd_resp *resp, void *ud)
             cJSON_AddStringToObject(o, "log_tail", tail);
         else
             cJSON_AddNullToObject(o, "log_tail");
+        add_logs_link(o, PQgetvalue(res, 0, 3), id);
         httpd_resp_json(resp, 200, o);
     }
     PQclear(res);

@@ -47,4 +47,12 @@ int logs_store_partitions(PGconn *c, char *err, size_t errlen);
 int logs_maint_run(pg_conn *db, int64_t default_days, int64_t batch, int64_t *dropped,
                    int64_t *deleted);
 
+struct logs_query;
+struct cJSON;
+/* One page of ns/name's lines for lq (docs/logs.md §1 "Read"), rows older than the namespace's
+ * retention (def_days without its own) left out: {"function","lines","next_cursor"}; the
+ * caller frees it (cJSON_Delete). NULL with pg_error(db) on a database error. */
+struct cJSON *logs_read_page(pg_conn *db, const char *ns, const char *name,
+                             const struct logs_query *lq, int64_t def_days);
+
 #endif

@@ -93,14 +93,16 @@ static cJSON *page_json(const char *name, const PGresult *r, int64_t limit)
     return o;
 }
 
-static PGresult *run_query(deps *d, const char *ns, const char *name, const logs_query *lq,
-                           int64_t def_days)
+cJSON *logs_read_page(pg_conn *db, const char *ns, const char *name, const logs_query *lq,
+                      int64_t def_days)
 {
     char since[24], until[24], cts[24], cid[24], lim[24], days[24];
     const char *p[11] = { ns, name, since, lq->has_until ? until : NULL,
                           lq->request_id[0] ? lq->request_id : NULL,
                           lq->streams[0] ? lq->streams : NULL, lq->q,
                           lq->has_cursor ? cts : NULL, lq->has_cursor ? cid : NULL, lim, days };
+    PGresult *r;
+    cJSON *o;
 
     ml_snprintf_trunc(since, sizeof(since), "%lld", (long long)lq->since_us);
     ml_snprintf_trunc(until, sizeof(until), "%lld", (long long)lq->until_us);
@@ -108,7 +110,11 @@ static PGresult *run_query(deps *d, const char *ns, const char *name, const logs
     ml_snprintf_trunc(cid, sizeof(cid), "%lld", (long long)lq->cursor_id);
     ml_snprintf_trunc(lim, sizeof(lim), "%lld", (long long)lq->limit);
     ml_snprintf_trunc(days, sizeof(days), "%lld", (long long)def_days);
-    return pg_query(d->db, "logs_page", LOGS_SQL, 11, p);
+    if (!(r = pg_query(db, "logs_page", LOGS_SQL, 11, p)))
+        return NULL;
+    o = page_json(name, r, lq->limit);
+    PQclear(r);
+    return o;
 }
 
 static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
@@ -117,7 +123,7 @@ static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
     const char *fn = httpd_param(req, "fn");
     char ns[TENANT_MAX + 1], name[128], bad[64];
     logs_query lq;
-    PGresult *r = NULL;
+    cJSON *page;
     deps *d;
 
     if (tenant_from_header(httpd_header(req, TENANT_HEADER), ns) != ML_OK) {
@@ -137,13 +143,12 @@ static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
         return HTTPD_DONE;
     }
     if (find_function(d, ns, fn ? fn : "", name, resp) == ML_OK) {
-        if (!(r = run_query(d, ns, name, &lq, app->logs_cfg.retention_days)))
+        if (!(page = logs_read_page(d->db, ns, name, &lq, app->logs_cfg.retention_days)))
             db_unavailable(resp, pg_error(d->db));
         else
-            httpd_resp_json(resp, 200, page_json(name, r, lq.limit));
+            httpd_resp_json(resp, 200, page);
     }
     deps_db_release(d);
-    PQclear(r);
     return HTTPD_DONE;
 }
 

@@ -84,8 +84,11 @@ int logs_parse_time(const char *s, int64_t now_us, int64_t *out_us)
     }
     if (unit && n > 1 && s[0] >= '0' && s[0] <= '9') {
         char num[24];
-        if (n - 1 >= sizeof(num) || ml_strlcpy(num, s, n) != ML_OK ||
-            ml_parse_int64(num, 0, MAX_AGO_US / unit, &v) != ML_OK)
+        if (n - 1 >= sizeof(num))
+            return ML_ERR;
+        memcpy(num, s, n - 1);
+        num[n - 1] = '\0';
+        if (ml_parse_int64(num, 0, MAX_AGO_US / unit, &v) != ML_OK)
             return ML_ERR;
         *out_us = now_us - v * unit;
         return ML_OK;
