@@ -149,23 +149,6 @@ static void log_begin(const ex_app *app, const exec_request *rq, const char *ver
     fnlog_begin(log, &m);
 }
 
-/* Ends rq's log with how it ran: the lines before END, END and REPORT. */
-static void log_end(fnlog_inv *log, const fn_info *fn, const sandbox_result *res, bool init_failed,
-                    int64_t init_us)
-{
-    cJSON *o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
-    const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "errorType");
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(o, "errorMessage");
-    fnlog_end e = { .status = (int)res->status, .init_failed = init_failed,
-                    .error_type = cJSON_IsString(t) ? t->valuestring : NULL,
-                    .error_message = cJSON_IsString(m) ? m->valuestring : NULL,
-                    .duration_us = res->duration_us, .memory_mb = fn->memory_mb,
-                    .max_memory_bytes = res->max_memory_bytes, .init_us = init_us };
-
-    fnlog_finish(log, &e);
-    cJSON_Delete(o);
-}
-
 /* The part of exec_run from the pool on: rq runs with log capturing its output. */
 static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w, fnlog_inv *log,
                                bool *cold, sandbox_result *res, char *err, size_t errlen)
@@ -183,7 +166,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
     if (rc != POOL_OK) {
         out = acquire_failed(app, rc, label, ns, err, res);
         if (out == EXEC_RAN)   /* the handler failed to load: that is this invocation's log */
-            log_end(log, fn, res, true, lease.start_ms * 1000);
+            fnlog_finish_result(log, res, fn->memory_mb, lease.start_ms * 1000, true);
         else
             fnlog_abandon(log);
         return out;
@@ -191,7 +174,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
     metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
     sandbox_invoke_logged(lease.inst, log, rq->id, rq->event, rq->len,
                           ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
-    log_end(log, fn, res, false, lease.cold ? sandbox_init_us(lease.inst) : 0);
+    fnlog_finish_result(log, res, fn->memory_mb, lease.cold ? sandbox_init_us(lease.inst) : 0, false);
     killed = kill_reason(res);
     pool_release(app->pool, &lease, !killed);
     if (killed)
@@ -216,7 +199,7 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
         /* the function's configuration, not the platform: its error, in its log too */
         log_begin(app, rq, rq->executed_version && *rq->executed_version ? rq->executed_version
                                                                          : "$LATEST", &log);
-        log_end(&log, fn, res, true, 0);
+        fnlog_finish_result(&log, res, fn->memory_mb, 0, true);
         return EXEC_RAN;
     }
     if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,

@@ -328,6 +328,25 @@ void fnlog_finish(fnlog_inv *inv, const fnlog_end *end)
         close_log(inv, end);
 }
 
+void fnlog_finish_result(fnlog_inv *inv, const sandbox_result *res, int64_t memory_mb,
+                         int64_t init_us, bool init_failed)
+{
+    cJSON *o;
+    const cJSON *t, *m;
+
+    if (!inv || !inv->on)
+        return;
+    o = cJSON_ParseWithLength(ml_buf_cstr(&res->payload), res->payload.len);
+    t = cJSON_GetObjectItemCaseSensitive(o, "errorType");
+    m = cJSON_GetObjectItemCaseSensitive(o, "errorMessage");
+    fnlog_finish(inv, &(fnlog_end){ .status = (int)res->status, .init_failed = init_failed,
+                                    .error_type = cJSON_IsString(t) ? t->valuestring : NULL,
+                                    .error_message = cJSON_IsString(m) ? m->valuestring : NULL,
+                                    .duration_us = res->duration_us, .memory_mb = memory_mb,
+                                    .max_memory_bytes = res->max_memory_bytes, .init_us = init_us });
+    cJSON_Delete(o);
+}
+
 void fnlog_abandon(fnlog_inv *inv)
 {
     if (!inv || !inv->on)

@@ -63,6 +63,12 @@ void fnlog_flush(fnlog_inv *inv);
  * line, the truncation markers, END and REPORT; flushes and frees (inv is zeroed). */
 void fnlog_finish(fnlog_inv *inv, const fnlog_end *end);
 
+/* fnlog_finish with what a sandbox result tells (status, errorType/errorMessage of its
+ * payload, duration, peak memory); init_failed: res is a start failure (exec.c's init_error). */
+struct sandbox_result;
+void fnlog_finish_result(fnlog_inv *inv, const struct sandbox_result *res, int64_t memory_mb,
+                         int64_t init_us, bool init_failed);
+
 /* The invocation did not run after all (saturated, no code, no sandbox): drops the queued
  * lines if none reached the sink yet, else finishes with END; frees. */
 void fnlog_abandon(fnlog_inv *inv);
