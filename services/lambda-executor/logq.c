@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fnlog.h"
 #include "log.h"
 #include "logs-int.h"
 
@@ -271,12 +272,32 @@ static void *writer_main(void *arg)
     return NULL;
 }
 
+/* Before each scrape: the queue's bytes, and capture's per-invocation-limit drops (fnlog
+ * counts them without a metric) as the invocation_limit series. */
+static void collect(metrics_registry *reg, void *ud)
+{
+    static uint64_t seen;
+    uint64_t now = fnlog_limit_dropped_lines();
+
+    (void)reg;
+    (void)ud;
+    if (q.m_bytes)
+        metric_set(q.m_bytes, NULL, (double)logq_queued_bytes());
+    if (now > seen) {
+        logq_count_dropped("invocation_limit", (double)(now - seen));
+        seen = now;
+    }
+}
+
+/* Once per registry (a restarted writer keeps its series). */
 static void register_metrics(metrics_registry *reg)
 {
     static const double batch_buckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5 };
+    static metrics_registry *done;
 
-    if (!reg)
+    if (!reg || reg == done)
         return;
+    done = reg;
     q.m_lines = metrics_counter(reg, "minilambda_function_log_lines_total",
                                 "Function log lines stored, by stream.", "stream");
     q.m_dropped = metrics_counter(reg, "minilambda_function_log_lines_dropped_total",
@@ -289,6 +310,7 @@ static void register_metrics(metrics_registry *reg)
                                   batch_buckets, ML_ARRAY_LEN(batch_buckets));
     q.m_loki = metrics_counter(reg, "minilambda_function_log_loki_push_failures_total",
                                "Function log batches Loki did not take (dropped there).", NULL);
+    metrics_add_collector(reg, collect, NULL);
 }
 
 int logq_start(const logq_config *c, metrics_registry *reg)

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fnspec.h"
@@ -12,7 +13,7 @@
 
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 #define NS_COLS "name, max_functions::text, max_concurrency::text, builds_per_minute::text, " \
-                ISO("created_at") ", " ISO("updated_at")
+                ISO("created_at") ", " ISO("updated_at") ", log_retention_days::text"
 
 const char *const tenancy_quota_names[TENANCY_NQUOTAS] = { "max_functions", "max_concurrency",
                                                            "builds_per_minute" };
@@ -212,6 +213,10 @@ static cJSON *ns_row_json(const PGresult *r, int row)
     cJSON_AddBoolToObject(o, "created", true);
     cJSON_AddStringToObject(o, "created_at", PQgetvalue(r, row, 4));
     cJSON_AddStringToObject(o, "updated_at", PQgetvalue(r, row, 5));
+    if (pg_is_null(r, row, 6))
+        cJSON_AddNullToObject(o, "log_retention_days");
+    else
+        cJSON_AddNumberToObject(o, "log_retention_days", atof(PQgetvalue(r, row, 6)));
     return o;
 }
 
@@ -226,6 +231,45 @@ static cJSON *ns_default_json(const tenancy *t, const char *name)
         cJSON_AddItemToObject(q, tenancy_quota_names[i], quota_json(t->def[i]));
     cJSON_AddBoolToObject(o, "created", false);
     return o;
+}
+
+/* The body's "log_retention_days" (docs/logs.md §1: 1..365, or null for the executor's
+ * MINILAMBDA_LOG_RETENTION_DAYS), detached from body so the quota parsers never see it.
+ * *set false when absent; text gets the value ("" for null). ML_ERR with e. */
+static int retention_take(cJSON *body, bool *set, char text[8], tenancy_err *e)
+{
+    cJSON *v = cJSON_IsObject(body) ? cJSON_DetachItemFromObjectCaseSensitive(body, "log_retention_days") : NULL;
+    int rc = ML_OK;
+
+    *set = v != NULL;
+    text[0] = '\0';
+    if (v && !cJSON_IsNull(v)) {
+        if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < 1 ||
+            v->valuedouble > 365)
+            rc = tenancy_fail(e, 400, "invalid_field", "log_retention_days must be null (the default) or 1..365");
+        else
+            ml_snprintf_trunc(text, 8, "%d", (int)v->valuedouble);
+    }
+    if (v && rc == ML_OK && !cJSON_GetObjectItemCaseSensitive(body, "quotas"))
+        cJSON_AddObjectToObject(body, "quotas"); /* a PATCH of the retention alone */
+    cJSON_Delete(v);
+    return rc;
+}
+
+/* Sets ns's retention when the request named it; *r becomes the updated row. */
+static void retention_apply(deps *d, const char *ns, bool set, const char *text, PGresult **r)
+{
+    PGresult *u;
+
+    if (!set || !*r || PQntuples(*r) != 1)
+        return;
+    u = pg_query(d->db, "ex_ns_retention",
+                 "UPDATE namespaces SET log_retention_days = $2::int, updated_at = now() WHERE name = $1"
+                 " RETURNING " NS_COLS, 2, (const char *[]){ ns, text[0] ? text : NULL });
+    if (u) {
+        PQclear(*r);
+        *r = u;
+    }
 }
 
 static void send_err(httpd_resp *resp, const tenancy_err *e)
@@ -246,16 +290,18 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
 {
     tenancy *t = ud;
     cJSON *body = httpd_body_json(req, resp);
-    char name[TENANT_MAX + 1], text[TENANCY_NQUOTAS][24];
+    char name[TENANT_MAX + 1], text[TENANCY_NQUOTAS][24], days[8];
     const char *p[4] = { name };
     tenancy_quotas q;
     tenancy_err e;
     PGresult *r = NULL;
+    bool days_set;
     deps *d;
 
     if (!body)
         return HTTPD_DONE;
-    if (tenancy_create_parse(body, t->def, name, &q, &e) != ML_OK) {
+    if (retention_take(body, &days_set, days, &e) != ML_OK ||
+        tenancy_create_parse(body, t->def, name, &q, &e) != ML_OK) {
         send_err(resp, &e);
         goto out;
     }
@@ -268,6 +314,7 @@ static httpd_result h_create(httpd_req *req, httpd_resp *resp, void *ud)
                  4, p);
     if (!r)
         tenancy_db_error(d, resp);
+    retention_apply(d, name, days_set, days, &r);
     deps_db_release(d);
     if (r && PQntuples(r) == 0)
         httpd_resp_error(resp, 409, "conflict", "namespace '%s' exists (PATCH changes its quotas)", name);
@@ -389,11 +436,14 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
     tenancy_quotas q;
     tenancy_err e;
     PGresult *r = NULL;
+    char days[8];
+    bool days_set;
     deps *d;
 
     if (path_ns(req, resp, &ns) != ML_OK || !(body = httpd_body_json(req, resp)))
         goto out;
-    if (tenancy_patch_parse(body, t->def, &q, &e) != ML_OK) {
+    if (retention_take(body, &days_set, days, &e) != ML_OK ||
+        tenancy_patch_parse(body, t->def, &q, &e) != ML_OK) {
         send_err(resp, &e);
         goto out;
     }
@@ -401,6 +451,7 @@ static httpd_result h_patch(httpd_req *req, httpd_resp *resp, void *ud)
         goto out;
     if (!(r = ns_upsert(d, ns, &q)))
         tenancy_db_error(d, resp);
+    retention_apply(d, ns, days_set, days, &r);
     deps_db_release(d);
     if (r && PQntuples(r) == 1) {
         httpd_resp_json(resp, 200, ns_row_json(r, 0));
