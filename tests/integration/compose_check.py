@@ -27,7 +27,7 @@ BIN = os.environ.get("ML_BIN_DIR", os.path.join(ROOT, "build", "bin"))
 DOCKERFILE = "infrastructure/docker/Dockerfile"
 SECCOMP = "infrastructure/docker/executor-seccomp.json"
 DAEMONS = {"gateway": 8080, "build-master": 8082, "build-worker": 9092, "lambda-executor": 8081}
-BACKING_PORTS = {"postgres": 5432, "redis": 6379, "rabbitmq": 5672, "minio": 9000}
+BACKING_PORTS = {"postgres": 5432, "redis": 6379, "rabbitmq": 5672, "minio": 9000, "loki": 3100}
 SERVICES = {"postgres", "redis", "rabbitmq", "minio", "minio-init", "migrate", "gateway",
             "build-master", "build-worker", "lambda-executor", "prometheus", "grafana", "loki",
             "promtail", "redis-exporter", "postgres-exporter"}
