@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "fnlog.h"
+#include "httpc.h"
 #include "log.h"
 #include "logs-int.h"
 
@@ -244,10 +245,27 @@ static void write_batch(PGconn **c, int64_t *part_day, logq_entry *const *b, siz
     logq_count_dropped("store_error", (double)n);
 }
 
+/* The second sink, when configured: a failed push is counted and the batch goes on. */
+static void push_loki(httpc **h, logq_entry *const *b, size_t n)
+{
+    char err[256];
+
+    if (!q.loki_url || !q.loki_url[0])
+        return;
+    if (!*h)
+        *h = httpc_new();
+    if (!*h || logs_loki_push(*h, q.loki_url, b, n, err, sizeof(err)) != ML_OK) {
+        ml_log_warn("function logs: Loki push of %zu lines failed: %s", n, *h ? err : "no client");
+        if (q.m_loki)
+            metric_inc(q.m_loki, NULL);
+    }
+}
+
 static void *writer_main(void *arg)
 {
     static logq_entry *batch[LOGQ_BATCH_LINES];
     PGconn *c = NULL;
+    httpc *loki = NULL;
     int64_t part_day = -1;
 
     (void)arg;
@@ -261,6 +279,7 @@ static void *writer_main(void *arg)
             metric_set(q.m_bytes, NULL, (double)q.bytes);
         pthread_mutex_unlock(&q.mu);
         write_batch(&c, &part_day, batch, n);
+        push_loki(&loki, batch, n);
         for (size_t i = 0; i < n; i++)
             free(batch[i]);
         pthread_mutex_lock(&q.mu);
@@ -269,6 +288,7 @@ static void *writer_main(void *arg)
     }
     pthread_mutex_unlock(&q.mu);
     PQfinish(c);
+    httpc_free(loki);
     return NULL;
 }
 

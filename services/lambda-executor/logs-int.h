@@ -5,6 +5,7 @@
 #define EX_LOGS_INT_H
 
 #include <libpq-fe.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "buf.h"
@@ -25,6 +26,16 @@ typedef struct logq_entry {
 /* Appends s (n bytes, any content) to b as COPY text: invalid UTF-8 and NUL become U+FFFD,
  * backslash, tab, newline and CR are escaped. ML_ERR when b is full. */
 int logs_copy_text(ml_buf *b, const char *s, size_t n);
+
+/* Appends s with invalid UTF-8 and NUL replaced by U+FFFD; copy_escape: also escaped for COPY
+ * text (as logs_copy_text). ML_ERR when b is full. */
+int logs_text_append(ml_buf *b, const char *s, size_t n, bool copy_escape);
+
+/* Pushes the n entries to Loki (base_url + /loki/api/v1/push, JSON; labels service, function,
+ * namespace, level). ML_OK on a 2xx answer, else ML_ERR with err set. */
+struct httpc;
+int logs_loki_push(struct httpc *h, const char *base_url, logq_entry *const *lines, size_t n,
+                   char *err, size_t errlen);
 
 /* Appends one entry as a COPY text row of LOGS_COPY_COLUMNS. ML_ERR when b is full. */
 int logs_copy_row(ml_buf *b, const logq_entry *e);

@@ -11,6 +11,11 @@
 
 int logs_copy_text(ml_buf *b, const char *s, size_t n)
 {
+    return logs_text_append(b, s, n, true);
+}
+
+int logs_text_append(ml_buf *b, const char *s, size_t n, bool copy_escape)
+{
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0, len;
     int rc = ML_OK;
@@ -18,10 +23,10 @@ int logs_copy_text(ml_buf *b, const char *s, size_t n)
     /* plain bytes are appended in runs; only escapes and repairs break a run */
     while (i < n && rc == ML_OK) {
         unsigned char c = u[i];
-        const char *esc = c == '\\' ? "\\\\" : c == '\t' ? "\\t" : c == '\n' ? "\\n"
-                        : c == '\r' ? "\\r" : NULL;
+        const char *esc = !copy_escape ? NULL : c == '\\' ? "\\\\" : c == '\t' ? "\\t"
+                        : c == '\n' ? "\\n" : c == '\r' ? "\\r" : NULL;
 
-        if (c >= 0x20 && c < 0x80 && !esc) {
+        if (((c >= 0x20 && c < 0x80) || (!copy_escape && c > 0 && c < 0x20)) && !esc) {
             i++, run++;
             continue;
         }
