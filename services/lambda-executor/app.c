@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fnlog.h"
 #include "log.h"
 #include "netns.h"
 #include "pgpool.h"
@@ -240,6 +241,7 @@ static int start_parts(ex_app *app, svc *s)
 static int start_logs(ex_app *app, svc *s)
 {
     app->logs_cfg.q.db_url = app->deps.lambda_db_url;
+    logq_watch_limit_drops(fnlog_limit_dropped_lines);
     if (logq_start(&app->logs_cfg.q, s->metrics) != ML_OK)
         return ML_ERR;
     return app->logs_cfg.q.enabled ? logs_maint_start(&app->logs_cfg, s->metrics) : ML_OK;

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "fnlog.h"
 #include "httpc.h"
 #include "log.h"
 #include "logs-int.h"
@@ -30,6 +29,7 @@ static struct {
     pthread_t thread;
     char *db_url, *loki_url;
     metric *m_lines, *m_dropped, *m_bytes, *m_batch, *m_loki;
+    uint64_t (*limit_drops)(void); /* logq_watch_limit_drops */
 } q = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
 
 size_t logq_cfg_vars(logq_config *c, cfg_var *vars, size_t max)
@@ -297,7 +297,7 @@ static void *writer_main(void *arg)
 static void collect(metrics_registry *reg, void *ud)
 {
     static uint64_t seen;
-    uint64_t now = fnlog_limit_dropped_lines();
+    uint64_t now = q.limit_drops ? q.limit_drops() : 0;
 
     (void)reg;
     (void)ud;
@@ -307,6 +307,11 @@ static void collect(metrics_registry *reg, void *ud)
         logq_count_dropped("invocation_limit", (double)(now - seen));
         seen = now;
     }
+}
+
+void logq_watch_limit_drops(uint64_t (*total)(void))
+{
+    q.limit_drops = total;
 }
 
 /* Once per registry (a restarted writer keeps its series). */

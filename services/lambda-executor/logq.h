@@ -62,6 +62,10 @@ bool logq_enabled(void);
 /* Counts n lines dropped for reason ("invocation_limit", ...) in the dropped-lines metric. */
 void logq_count_dropped(const char *reason, double n);
 
+/* total() reports the lines capture dropped at the per-invocation limit so far (it counts
+ * them without metrics); each scrape adds the growth to the invocation_limit series. */
+void logq_watch_limit_drops(uint64_t (*total)(void));
+
 /* Bytes now queued (the queue-bytes gauge). */
 size_t logq_queued_bytes(void);
 
