@@ -27,9 +27,11 @@
 #define RL_KEY_PREFIX "ml:gw:rl:"
 #define REALM "Bearer realm=\"minilambda\""
 
-/* Query parameters the upstream APIs define (API.md); others are not forwarded. */
+/* Query parameters the upstream APIs define (API.md, docs/logs.md); others are not
+ * forwarded. Forwarded in the client's order, repeats included (?stream=stdout&stream=stderr). */
 static const char *const query_params[] = { "limit", "cursor", "status", "wait", "timeout_s",
-                                             "namespace", "qualifier" };
+                                             "namespace", "qualifier", "since", "until",
+                                             "request_id", "stream", "q", "follow", "after" };
 #define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
 
 static const char *req_header(void *ud, const char *name)
@@ -232,7 +234,8 @@ static void call_finish(gw_call *c)
         gw_tn_conc_release(&c->app->tenants, c->ns, c->conc_id);
     gw_xfer_free(c->x);
     free(c);
-    httpd_complete(req);
+    if (req) /* NULL: answered already with a relayed stream */
+        httpd_complete(req);
 }
 
 /* A gateway-made error of an invoke whose id is fixed: the id goes back with it (header and
@@ -333,6 +336,23 @@ static void proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
     }
 }
 
+/* Loop thread: the upstream answers with a stream (SSE, NDJSON): the client gets its status
+ * and headers now, the body as it comes (proxy.h), and the request is no longer the
+ * call's to complete. NULL (buffer as usual) when out of memory. */
+static httpd_stream *on_upstream_stream(gw_xfer *x)
+{
+    gw_call *c = x->ud;
+    httpd_stream *s;
+
+    c->resp->status = (int)x->status;
+    gw_hdr_copy_response(&x->resp_headers, c->resp);
+    if (!(s = httpd_resp_stream(c->resp, c->resp->content_type)))
+        return NULL;
+    httpd_complete(c->req);
+    c->req = NULL;
+    return s;
+}
+
 /* Loop thread: the upstream answered (or could not). */
 static void on_upstream_done(gw_xfer *x)
 {
@@ -343,7 +363,11 @@ static void on_upstream_done(gw_xfer *x)
     ml_log_set_request_id(c->rid);
     metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
                    (double)(ml_now_ms() - x->started_ms) / 1000.0);
-    if (x->result == GW_XFER_OK) {
+    if (x->streamed) { /* relayed: the client has had all there was */
+        if (x->result != GW_XFER_OK)
+            ml_log_kv(ML_LOG_INFO, "relayed stream ended", "upstream", x->pool->service,
+                      "error", x->error, NULL);
+    } else if (x->result == GW_XFER_OK) {
         resp->status = (int)x->status;
         ml_buf_free(&resp->body);
         resp->body = x->resp_body;
@@ -705,6 +729,26 @@ static int prepare_invoke(gw_call *c)
     return ML_OK;
 }
 
+typedef struct query_fwd {
+    ml_buf *b;
+    int rc;
+} query_fwd;
+
+/* httpd_query_each: appends a known parameter, encoded again ("?key" goes as "key="). */
+static void forward_query_arg(void *ud, const char *key, const char *value)
+{
+    query_fwd *q = ud;
+    size_t i = 0;
+
+    while (i < ML_ARRAY_LEN(query_params) && strcmp(key, query_params[i]) != 0)
+        i++;
+    if (q->rc != ML_OK || i == ML_ARRAY_LEN(query_params))
+        return;
+    q->rc = ml_buf_printf(q->b, "%c%s=", strchr(ml_buf_cstr(q->b), '?') ? '&' : '?', key);
+    if (q->rc == ML_OK && value)
+        q->rc = gw_sigv4_uri_encode(value, strlen(value), q->b);
+}
+
 /* Each path segment percent-encoded again (the server decoded them), plus the known query
  * parameters; the AWS route maps onto the executor's invoke. Caller frees *out. */
 static int upstream_path(const gw_route_def *d, httpd_req *req, char **out)
@@ -712,7 +756,7 @@ static int upstream_path(const gw_route_def *d, httpd_req *req, char **out)
     ml_buf b = { 0 };
     const char *p = httpd_path(req), *fn = httpd_param(req, "fn");
     int rc = ML_OK;
-    char sep = '?';
+    query_fwd q = { &b, ML_OK };
 
     if (d->kind == GW_KIND_AWS_INVOKE) {
         rc = ml_buf_append_str(&b, "/functions/");
@@ -725,14 +769,9 @@ static int upstream_path(const gw_route_def *d, httpd_req *req, char **out)
             rc = rc == ML_OK ? gw_sigv4_uri_encode(p + 1, len, &b) : rc;
             p += 1 + len;
         }
-        for (size_t i = 0; i < ML_ARRAY_LEN(query_params) && rc == ML_OK; i++) {
-            const char *v = httpd_query(req, query_params[i]);
-            if (!v)
-                continue;
-            rc = ml_buf_printf(&b, "%c%s=", sep, query_params[i]);
-            rc = rc == ML_OK ? gw_sigv4_uri_encode(v, strlen(v), &b) : rc;
-            sep = '&';
-        }
+        if (rc == ML_OK)
+            httpd_query_each(req, forward_query_arg, &q);
+        rc = rc == ML_OK ? q.rc : rc;
     }
     if (rc != ML_OK) {
         ml_buf_free(&b);
@@ -785,6 +824,7 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     x->connect_timeout_ms = (long)a->cfg.connect_timeout_ms;
     x->max_response = (size_t)a->cfg.max_response_bytes;
     x->done = on_upstream_done;
+    x->on_stream = d->kind == GW_KIND_PLAIN ? on_upstream_stream : NULL;
     x->ud = c;
     c->x = x;
     return c;

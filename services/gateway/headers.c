@@ -27,6 +27,7 @@ static const char *const server_owned[] = {
 /* Client headers forwarded as they are: end-to-end headers the upstreams understand. */
 static const char *const forwarded[] = {
     "Content-Type", "Accept", "User-Agent", "X-Invocation-Type", "X-Log-Type",
+    "Last-Event-ID", /* an SSE client's resume point (docs/logs.md) */
 };
 
 /* AWS Invoke API names and what the executor calls them. */

@@ -1,8 +1,8 @@
 /* headers.h — which headers cross the gateway, in each direction.
  *
  * Requests: the upstream sees only an allow-list of the client's end-to-end headers
- * (Content-Type, Accept, User-Agent, X-Invocation-Type, X-Log-Type; on the AWS route the
- * X-Amz-* equivalents, translated), minus any the client's Connection header names, plus the
+ * (Content-Type, Accept, User-Agent, X-Invocation-Type, X-Log-Type, Last-Event-ID; on the
+ * AWS route the X-Amz-* equivalents, translated), minus any the client's Connection header names, plus the
  * gateway's own X-Request-Id, X-Forwarded-For (the TCP peer's address only: whatever the
  * client claimed is dropped) and X-Forwarded-Proto, and X-Minilambda-Reveal-Secrets only
  * when the gateway itself sets it (gw_hdr_reveal_secrets: a client's copy never passes, as

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -34,6 +35,7 @@ struct gw_loop {
     bool local_tasks;            /* tasks queued by this loop's own thread: do not sleep */
     bool inited, started;
     bool closed;                 /* loop thread gone: new work ends at once */
+    atomic_bool check_paused;    /* a relayed stream's client caught up: see unpause_ready */
     CURLM *multi;
     gw_rl *rl;
     gw_limiter *limiter;
@@ -78,6 +80,18 @@ bool gw_xfer_overloaded(const ml_buf *resp_headers)
     return v && strcmp(v, "1") == 0;
 }
 
+bool gw_xfer_stream_type(const char *ct)
+{
+    static const char *const types[] = { "text/event-stream", "application/x-ndjson" };
+    size_t len = strcspn(ct, "; \t");
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(types); i++) {
+        if (len == strlen(types[i]) && strncasecmp(ct, types[i], len) == 0)
+            return true;
+    }
+    return false;
+}
+
 gw_xfer *gw_xfer_new(void)
 {
     return calloc(1, sizeof(gw_xfer));
@@ -87,11 +101,79 @@ void gw_xfer_free(gw_xfer *x)
 {
     if (!x)
         return;
+    if (x->stream)
+        httpd_stream_close(x->stream);
     free(x->path);
     curl_slist_free_all(x->headers);
     ml_buf_free(&x->resp_headers);
     ml_buf_free(&x->resp_body);
     free(x);
+}
+
+/* ---- relayed streams ---- */
+
+static void wake(loop *l);
+
+/* httpd_stream_notify_fn (a server thread, the stream's lock held): the client has read
+ * down to the low water mark, or left. The loop unpauses the transfer (unpause_ready). */
+static void on_client_caught_up(void *ud)
+{
+    gw_xfer *x = ud;
+
+    atomic_store(&x->unpause, true);
+    atomic_store(&x->loop->check_paused, true);
+    wake(x->loop);
+}
+
+/* Loop thread, header callback: the final response's headers are in. A stream goes to the
+ * client from now on, paced by it, with timeout_ms as an idle timeout (a follow stream
+ * lasts as long as it keeps talking: docs/logs.md's keepalives come every 15 s). */
+static void maybe_relay(gw_xfer *x)
+{
+    const char *ct = gw_hdr_pairs_get(&x->resp_headers, "Content-Type");
+    long status = 0, idle_s = x->timeout_ms / 1000;
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || !ct || !gw_xfer_stream_type(ct))
+        return;
+    x->status = status;
+    if (!(x->stream = x->on_stream(x)))
+        return;
+    x->streamed = true;
+    /* plain value options: curl reads them afresh at every check */
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, idle_s > 0 ? idle_s : 1L);
+    httpd_stream_notify(x->stream, GW_STREAM_HIGH_WATER / 2, on_client_caught_up, x);
+}
+
+/* The write callback's half for a relayed stream: pass the chunk on, or pause (curl keeps
+ * it and offers it again after unpausing), or abort once the client has gone. */
+static size_t relay(gw_xfer *x, const char *p, size_t n)
+{
+    atomic_store(&x->unpause, false); /* before looking: a catch-up after this is seen */
+    if (!httpd_stream_gone(x->stream) && httpd_stream_pending(x->stream) >= GW_STREAM_HIGH_WATER) {
+        x->paused = true;
+        return CURL_WRITEFUNC_PAUSE;
+    }
+    if (httpd_stream_write(x->stream, p, n) != ML_OK) {
+        ml_strlcpy(x->error, "the client went away", sizeof(x->error));
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
+    return n;
+}
+
+/* Loop thread: unpauses the relayed transfers whose clients caught up or left. */
+static void unpause_ready(loop *l)
+{
+    if (!atomic_exchange(&l->check_paused, false))
+        return;
+    for (gw_xfer *x = l->active; x; x = x->next) {
+        if (x->paused && atomic_exchange(&x->unpause, false)) {
+            x->paused = false;
+            curl_easy_pause(x->easy, CURLPAUSE_CONT); /* may call relay() at once */
+        }
+    }
 }
 
 /* ---- curl callbacks ---- */
@@ -101,6 +183,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
     gw_xfer *x = ud;
     size_t n = size * nmemb;
 
+    if (x->stream)
+        return relay(x, ptr, n);
     if (ml_buf_append(&x->resp_body, ptr, n) != ML_OK) {
         x->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -115,6 +199,11 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 
     if (n >= 5 && memcmp(ptr, "HTTP/", 5) == 0) {
         ml_buf_reset(&x->resp_headers); /* a new (final or interim 1xx) response begins */
+        return n;
+    }
+    if ((n == 2 && ptr[0] == '\r') || (n == 1 && ptr[0] == '\n')) {
+        if (x->on_stream && !x->stream) /* the end of a response's headers */
+            maybe_relay(x);
         return n;
     }
     return gw_hdr_capture_line(&x->resp_headers, ptr, n) == ML_OK ? n : 0;
@@ -277,6 +366,11 @@ out:
 static void finish(loop *l, gw_xfer *x, gw_xfer_result result)
 {
     x->result = result;
+    x->paused = false;
+    if (x->stream) { /* the client's body ends after what it has been sent */
+        httpd_stream_close(x->stream);
+        x->stream = NULL;
+    }
     if (x->easy) {
         easy_put(l, x->easy);
         x->easy = NULL;
@@ -359,8 +453,11 @@ static void on_done(loop *l, CURL *e, CURLcode code)
     curl_multi_remove_handle(l->multi, e);
     active_remove(l, x);
     r = classify(x, code, &sent);
+    /* a relayed stream's end (its client left, it fell silent) says nothing about the
+     * instance, which did answer */
     gw_pool_report(x->inst, x->admit,
-                   gw_xfer_upstream_ok(r, r == GW_XFER_OK && gw_xfer_overloaded(&x->resp_headers)),
+                   x->streamed ||
+                       gw_xfer_upstream_ok(r, r == GW_XFER_OK && gw_xfer_overloaded(&x->resp_headers)),
                    now);
     if (r == GW_XFER_CONNECT && (size_t)x->attempts < x->pool->n) {
         /* nothing reached the upstream, so another instance may safely take it */
@@ -489,6 +586,7 @@ static void *loop_main(void *arg)
             dispatch(l, &evs[i]);
         l->local_tasks = false;
         go = take_queue(l);
+        unpause_ready(l); /* before the timer: an unpause asks curl to run at once */
         if (l->deadline_ms >= 0 && ml_now_ms() >= l->deadline_ms) {
             l->deadline_ms = -1;
             curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);

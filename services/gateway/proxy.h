@@ -14,6 +14,7 @@
 #define GW_PROXY_H
 
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -67,6 +68,15 @@ struct gw_xfer {
     size_t max_response;
     gw_xfer_done_fn done;
     void *ud;
+    /* Optional: a final response whose Content-Type is a stream (gw_xfer_stream_type) is
+     * relayed as it comes. on_stream runs on the loop thread once its headers are in
+     * (status, resp_headers) and returns the client's stream (httpd_resp_stream), or NULL
+     * to buffer the body as usual. From then on every chunk goes to that stream, the
+     * transfer pauses while the client is GW_STREAM_HIGH_WATER or more behind, timeout_ms
+     * bounds the silence between bytes instead of the whole exchange, and a client that has
+     * gone aborts it. The proxy closes the stream before done runs. */
+    httpd_stream *(*on_stream)(gw_xfer *x);
+    bool streamed;               /* the body went to on_stream's stream: done owes no answer */
     gw_loop *loop;               /* set when it starts */
     /* response */
     gw_xfer_result result;
@@ -82,7 +92,14 @@ struct gw_xfer {
     CURL *easy;
     gw_xfer *next;
     bool too_large;
+    httpd_stream *stream;        /* while relaying */
+    bool paused;                 /* CURL_WRITEFUNC_PAUSE'd until the client catches up */
+    atomic_bool unpause;         /* the client caught up (or left): set from a server thread */
 };
+
+/* The client may fall this far behind a relayed stream before the upstream is paused; it
+ * resumes once the client is down to half of it. */
+#define GW_STREAM_HIGH_WATER (256u * 1024u)
 
 typedef struct gw_proxy_config {
     unsigned threads;        /* loop threads; 0: 1 */
@@ -118,6 +135,9 @@ void gw_xfer_free(gw_xfer *x);
  * the explicit overload signal; a failed connect, a timeout or a broken connection is a
  * failure. */
 bool gw_xfer_upstream_ok(gw_xfer_result r, bool overloaded);
+/* Whether a Content-Type is relayed as a stream: text/event-stream or application/x-ndjson
+ * (parameters and case aside). */
+bool gw_xfer_stream_type(const char *content_type);
 /* Whether the response headers ("name\0value\0" pairs) carry X-Minilambda-Overloaded: 1. */
 bool gw_xfer_overloaded(const ml_buf *resp_headers);
 

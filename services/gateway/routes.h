@@ -41,6 +41,8 @@ typedef enum {
 #define GW_MAX_INVOKE_BODY ((unsigned)FNSPEC_MAX_INVOKE_BODY)
 #define GW_MAX_EVENT_BODY ((unsigned)FNSPEC_MAX_EVENT_BODY)
 #define GW_MAX_JSON_BODY (1024u * 1024u)
+/* an action whose body is empty or a few options (redeliver) */
+#define GW_MAX_SMALL_BODY (16u * 1024u)
 
 typedef struct gw_route_def {
     const char *method;

@@ -22,6 +22,13 @@ static const expect api[] = {
     { "PUT", "/functions/fn1/code", GW_SVC_BUILD_MASTER, GW_SCOPE_WRITE, GW_KIND_BUILD_SUBMIT },
     { "GET", "/builds/0b0e0e0e-0000-4000-8000-000000000000", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
     { "GET", "/functions/fn1/builds", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
+    /* docs/logs.md */
+    { "GET", "/functions/fn1/logs", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/builds/b1/log", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "GET", "/builds/b1/deliveries", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "POST", "/builds/b1/deliveries/d1/redeliver", GW_SVC_BUILD_MASTER, GW_SCOPE_WRITE, GW_KIND_PLAIN },
+    { "GET", "/invocations/i1/deliveries", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
+    { "POST", "/invocations/i1/deliveries/d1/redeliver", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "GET", "/functions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
     { "GET", "/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
     { "PATCH", "/functions/fn1", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
@@ -147,6 +154,23 @@ static void test_limits_and_owners(void **state)
     assert_string_equal(gw_service_name(get->service), "lambda-executor");
 }
 
+/* docs/logs.md: a redeliver takes at most a small JSON body; its path is POST only */
+static void test_log_routes(void **state)
+{
+    bool wrong = false;
+    const gw_route_def *b = gw_route_find("POST", "/builds/b1/deliveries/d1/redeliver", NULL);
+    const gw_route_def *i = gw_route_find("POST", "/invocations/i1/deliveries/d1/redeliver", NULL);
+    (void)state;
+    assert_int_equal(b->max_body, GW_MAX_SMALL_BODY);
+    assert_int_equal(i->max_body, GW_MAX_SMALL_BODY);
+    assert_null(gw_route_find("GET", "/invocations/i1/deliveries/d1/redeliver", &wrong));
+    assert_true(wrong);
+    assert_null(gw_route_find("POST", "/functions/fn1/logs", &wrong));
+    assert_true(wrong);
+    assert_null(gw_route_find("GET", "/builds/b1/log/extra", &wrong));
+    assert_false(wrong);
+}
+
 static void test_capabilities(void **state)
 {
     (void)state;
@@ -189,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_aws_operations),
         cmocka_unit_test(test_misses),
         cmocka_unit_test(test_limits_and_owners),
+        cmocka_unit_test(test_log_routes),
         cmocka_unit_test(test_capabilities),
         cmocka_unit_test(test_scopes),
     };
