@@ -244,6 +244,8 @@ static int start_logs(ex_app *app, svc *s)
     logq_watch_limit_drops(fnlog_limit_dropped_lines);
     if (logq_start(&app->logs_cfg.q, s->metrics) != ML_OK)
         return ML_ERR;
+    if (logs_follow_start(&app->logs_cfg) != ML_OK)
+        return ML_ERR;
     return app->logs_cfg.q.enabled ? logs_maint_start(&app->logs_cfg, s->metrics) : ML_OK;
 }
 
@@ -314,6 +316,7 @@ void app_stop(ex_app *app)
     pool_free(app->pool);
     app->pool = NULL;
     netns_shutdown();   /* after the instances (no-op unless started) */
+    logs_follow_stop(); /* the HTTP server has stopped: its streams are over */
     logs_maint_stop();
     logq_stop(2000);    /* after the instances: writes their last lines (bounded) */
     audit_stop(app->audit); /* flushes every queued audit row */

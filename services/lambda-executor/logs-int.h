@@ -66,4 +66,20 @@ struct cJSON;
 struct cJSON *logs_read_page(pg_conn *db, const char *ns, const char *name,
                              const struct logs_query *lq, int64_t def_days);
 
+/* A row of the page/follow queries (ts text, stream, level, request_id, version, message) as
+ * a line's JSON; the caller frees it. */
+struct cJSON *logs_row_json(const PGresult *r, int row);
+
+/* Follow (logs_follow.c). admit takes one of the MINILAMBDA_LOG_MAX_FOLLOWERS places (false:
+ * none left, or no follow thread); add hands the stream to the follow thread with the place
+ * admit took (which then owns both; ML_ERR: the caller closes and releases). cursor: the
+ * Last-Event-ID / cursor given ("f<txid>.<id>"), or NULL to start at since. */
+bool logs_follow_admit(void);
+void logs_follow_release(void);
+struct httpd_stream;
+int logs_follow_add(struct httpd_stream *s, const char *ns, const char *name,
+                    const struct logs_query *lq, const char *cursor);
+/* A follow cursor "f<txid>.<id>"; ML_ERR when s is not one. */
+int logs_follow_parse_cursor(const char *s, char txid[24], int64_t *id);
+
 #endif

@@ -56,7 +56,7 @@ static int find_function(deps *d, const char *ns, const char *fn, char name[128]
     return rc;
 }
 
-static cJSON *row_json(const PGresult *r, int i)
+cJSON *logs_row_json(const PGresult *r, int i)
 {
     cJSON *o = cJSON_CreateObject();
     int64_t s = 0;
@@ -84,7 +84,7 @@ static cJSON *page_json(const char *name, const PGresult *r, int64_t limit)
     cJSON_AddStringToObject(o, "function", name);
     lines = cJSON_AddArrayToObject(o, "lines");
     for (int i = 0; i < shown; i++)
-        cJSON_AddItemToArray(lines, row_json(r, i));
+        cJSON_AddItemToArray(lines, logs_row_json(r, i));
     if (n > limit && ml_snprintf(cur, sizeof(cur), "%s.%s", PQgetvalue(r, shown - 1, 6),
                                  PQgetvalue(r, shown - 1, 7)) == ML_OK)
         cJSON_AddStringToObject(o, "next_cursor", cur);
@@ -117,12 +117,52 @@ cJSON *logs_read_page(pg_conn *db, const char *ns, const char *name, const logs_
     return o;
 }
 
+/* Query parameters, but a follow cursor ("f...": Last-Event-ID's form) is left to follow. */
+static const char *query_param(void *ud, const char *name)
+{
+    const char *v = httpd_query(ud, name);
+
+    return v && v[0] == 'f' && strcmp(name, "cursor") == 0 ? NULL : v;
+}
+
+/* ?follow=1: the stream goes to the follow thread (logs_follow.c), or 429 when every place
+ * is taken. The cursor: Last-Event-ID, else a follow cursor given as ?cursor=. */
+static void follow(httpd_req *req, httpd_resp *resp, const char *ns, const char *name, const logs_query *lq)
+{
+    const char *cursor = httpd_header(req, "Last-Event-ID");
+    char txid[24];
+    int64_t id;
+    httpd_stream *st;
+
+    if (!cursor || !*cursor)
+        cursor = httpd_query(req, "cursor");
+    if (cursor && logs_follow_parse_cursor(cursor, txid, &id) != ML_OK) {
+        httpd_resp_error(resp, 400, "invalid_request", "invalid parameter 'cursor' (Last-Event-ID)");
+        return;
+    }
+    if (!logs_follow_admit()) {
+        httpd_resp_header(resp, "Retry-After", "5");
+        httpd_resp_error(resp, 429, "too_many_followers", "this executor has no room for another follower");
+        return;
+    }
+    httpd_resp_header(resp, "Cache-Control", "no-cache");
+    if (!(st = httpd_resp_stream(resp, "text/event-stream"))) {
+        logs_follow_release();
+        return;
+    }
+    if (logs_follow_add(st, ns, name, lq, cursor) != ML_OK) {
+        httpd_stream_close(st);
+        logs_follow_release();
+    }
+}
+
 static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
 {
     ex_app *app = ud;
     const char *fn = httpd_param(req, "fn");
     char ns[TENANT_MAX + 1], name[128], bad[64];
     logs_query lq;
+    bool found;
     cJSON *page;
     deps *d;
 
@@ -130,7 +170,8 @@ static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name", TENANT_HEADER);
         return HTTPD_DONE;
     }
-    if (logs_query_parse(req, ml_wall_ms() * 1000, &lq, bad, sizeof(bad)) != ML_OK) {
+    if (logs_query_from(query_param, req, ml_wall_ms() * 1000, &lq, bad, sizeof(bad)) != ML_OK ||
+        (!lq.follow && httpd_query(req, "cursor") && !lq.has_cursor && ml_strlcpy(bad, "cursor", sizeof(bad)) == ML_OK)) {
         httpd_resp_error(resp, 400, "invalid_request", "invalid parameter '%s'", bad);
         return HTTPD_DONE;
     }
@@ -142,7 +183,13 @@ static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
         db_unavailable(resp, "no free connection");
         return HTTPD_DONE;
     }
-    if (find_function(d, ns, fn ? fn : "", name, resp) == ML_OK) {
+    found = find_function(d, ns, fn ? fn : "", name, resp) == ML_OK;
+    if (found && lq.follow) {
+        deps_db_release(d);
+        follow(req, resp, ns, name, &lq);
+        return HTTPD_DONE;
+    }
+    if (found) {
         if (!(page = logs_read_page(d->db, ns, name, &lq, app->logs_cfg.retention_days)))
             db_unavailable(resp, pg_error(d->db));
         else

@@ -208,6 +208,9 @@ size_t logs_cfg_vars(logs_config *c, cfg_var *vars, size_t max)
         { "MINILAMBDA_LOG_MAINTENANCE_INTERVAL_MS", CFG_INT, "60000", 100, 86400000, NULL,
           "how often function-log retention runs (partitions ahead, old ones dropped, short "
           "retentions deleted; one executor at a time)", &c->maint_interval_ms, false },
+        { "MINILAMBDA_LOG_MAX_FOLLOWERS", CFG_INT, "64", 1, 10000, NULL,
+          "clients following function logs (?follow=1) on this executor at once; more get 429",
+          &c->max_followers, false },
     };
     size_t n = logq_cfg_vars(&c->q, vars, max);
 

@@ -8,7 +8,7 @@ at the per-invocation limit with its marker; an async (Event) invocation's lines
 400s naming the bad parameter; another namespace's 404; GET /invocations/{id} links its logs;
 a fake Loki receives the batches with the right labels (never request_id), and a failing one
 is counted. Prints "ok - ..." / "not ok - ..." per check."""
-import http.server, json, os, sys, threading, time, urllib.parse, uuid
+import http.client, http.server, json, os, sys, threading, time, urllib.parse, uuid
 
 from mlstack import Suite, call, scrape
 
@@ -16,7 +16,7 @@ BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 2200  # clear of the stack
 LOKI_PORT = BASE + 4
 S = Suite("test-function-logs", {"lambda-executor": BASE + 1, "build-master": BASE + 2, "build-worker": BASE + 3},
           {"MINILAMBDA_LOKI_URL": f"http://127.0.0.1:{LOKI_PORT}", "MINILAMBDA_LOG_LEVEL": "warn",
-           "MINILAMBDA_ASYNC_CONSUMERS": "2"})
+           "MINILAMBDA_ASYNC_CONSUMERS": "2", "MINILAMBDA_LOG_MAX_FOLLOWERS": "3"})
 EXEC = S.url("lambda-executor")
 HDR = "X-Minilambda-Namespace"
 TAG = uuid.uuid4().hex[:6]
@@ -33,6 +33,9 @@ def handler(event, context):
         raise ValueError("bad input " + str(event.get("x")))
     if a == "sleep":
         time.sleep(10)
+    if a == "stamp":
+        print("stamp " + repr(time.time()), flush=True)
+        time.sleep(0.3)
     if a == "flood":
         chunk = ("y" * 1023 + "\n") * 1024
         for _ in range(%d):
@@ -108,6 +111,83 @@ def framed(lines, rid):
     return (len(msgs) >= 3 and msgs[0].startswith(f"START RequestId: {rid}") and
             msgs[-2] == f"END RequestId: {rid}" and msgs[-1].startswith(f"REPORT RequestId: {rid}\t")
             and ts == sorted(ts))
+
+
+class Follower:
+    """GET ...?follow=1 read on a thread: events as (received at, id, line)."""
+
+    def __init__(self, fn, ns=None, headers=None, **params):
+        self.conn = http.client.HTTPConnection("127.0.0.1", S.ports["lambda-executor"], timeout=30)
+        h = {**({HDR: ns} if ns else {}), **(headers or {})}
+        self.conn.request("GET", f"/functions/{fn}/logs?" + urllib.parse.urlencode(dict(params, follow=1)), headers=h)
+        self.resp = self.conn.getresponse()
+        self.status, self.ctype = self.resp.status, self.resp.getheader("Content-Type")
+        self.events, self.comments = [], 0
+        if self.status == 200:
+            threading.Thread(target=self.read, daemon=True).start()
+        else:
+            self.body = self.resp.read()
+
+    def read(self):
+        ev = {}
+        try:
+            for raw in self.resp:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("id: "):
+                    ev["id"] = line[4:]
+                elif line.startswith("data: "):
+                    ev["data"] = json.loads(line[6:])
+                elif line.startswith(":"):
+                    self.comments += 1
+                elif line == "" and ev:
+                    self.events.append((time.time(), ev.get("id"), ev.get("data")))
+                    ev = {}
+        except (OSError, ValueError, AttributeError, http.client.HTTPException):  # closed by the test
+            pass
+
+    def wait(self, pred, timeout=10):
+        end = time.time() + timeout
+        while time.time() < end and not pred(self.events):
+            time.sleep(0.01)
+        return pred(self.events)
+
+    def close(self):
+        self.conn.close()
+
+
+def check_follow(fn, rid):
+    back = Follower(fn, request_id=rid, since="1h")
+    want = [l["message"] for l in all_lines(fn, request_id=rid)]
+    S.check("follow: 200 text/event-stream, first the stored lines that match", back.status == 200
+            and (back.ctype or "").startswith("text/event-stream")
+            and back.wait(lambda e: len(e) >= len(want)) and [e[2]["message"] for e in back.events] == want,
+            (back.status, back.ctype, len(back.events), len(want)))
+    live = Follower(fn, q="stamp")
+    delays = []
+    for _ in range(5):
+        invoke(fn, {"action": "stamp"})
+    live.wait(lambda e: len(e) >= 5)
+    for at, _, line in live.events:
+        delays.append(at - float(line["message"].split()[1]))
+    delays.sort()
+    print(f"# follow delay (function print -> follower read), 5 lines: min {delays[0]*1000:.1f} ms, "
+          f"median {delays[len(delays)//2]*1000:.1f} ms, max {delays[-1]*1000:.1f} ms" if delays else "# no delays", flush=True)
+    S.check("follow: new lines arrive while the invocations run (each well under 1 s; target 100 ms)",
+            len(delays) == 5 and delays[-1] < 1.0, delays)
+    ids = [e[1] for e in live.events]
+    resumed = Follower(fn, q="stamp", headers={"Last-Event-ID": ids[1]}) if len(ids) >= 5 else None
+    S.check("follow: Last-Event-ID resumes right after that event",
+            resumed and resumed.wait(lambda e: len(e) >= 3) and [e[1] for e in resumed.events[:3]] == ids[2:5],
+            (ids, resumed and [e[1] for e in resumed.events]))
+    extra = Follower(fn)
+    S.check("follow: beyond MINILAMBDA_LOG_MAX_FOLLOWERS (3) → 429", extra.status == 429, extra.status)
+    other = Follower(fn, ns=f"other-{TAG}")
+    S.check("follow: another namespace's function → 404", other.status == 404, other.status)
+    bad = Follower(fn, cursor="fzz")
+    S.check("follow: a bad cursor → 400", bad.status == 400, bad.status)
+    for f in (back, live, resumed, extra, other, bad):
+        if f:
+            f.close()
 
 
 def main():
@@ -195,6 +275,8 @@ def main():
     st, r = logs(fn, ns=f"other-{TAG}")
     st2, r2 = logs(f"nope-{TAG}")
     S.check("another namespace's function and an unknown one: 404", st == 404 and st2 == 404, (st, st2))
+
+    check_follow(fn, rid)
 
     m, _ = scrape(EXEC)
     S.check("metrics: lines stored by stream, invocation_limit drops counted",
