@@ -59,4 +59,5 @@ run "shared httpd, epoll pool of 1, inline handler" shared 31504 1 /hello
 bash "$root/tests/bench/gateway.sh" "$build"
 /usr/bin/python3 "$root/tests/bench/builds.py" "$root/$build/bin"
 /usr/bin/python3 "$root/tests/bench/executor.py" "$root/$build/bin"
+/usr/bin/python3 "$root/tests/bench/function_logs.py" "$root/$build/bin"
 echo "bench: wrote $out"
