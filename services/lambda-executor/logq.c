@@ -146,7 +146,7 @@ size_t logq_push(const logq_line *lines, size_t n)
     return taken;
 }
 
-static void abs_deadline(struct timespec *ts, int64_t ms)
+void logs_deadline(struct timespec *ts, int64_t ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);
     ts->tv_sec += ms / 1000;
@@ -166,7 +166,7 @@ static size_t take_batch(logq_entry **out)
 
     while (!q.head && !q.stop)
         pthread_cond_wait(&q.cv, &q.mu);
-    abs_deadline(&until, q.flush_ms);
+    logs_deadline(&until, q.flush_ms);
     while (!q.stop && q.lines < LOGQ_BATCH_LINES &&
            pthread_cond_timedwait(&q.cv, &q.mu, &until) == 0)
         ;
@@ -364,7 +364,7 @@ bool logq_wait_idle(int64_t timeout_ms)
     struct timespec until;
     bool ok = true;
 
-    abs_deadline(&until, timeout_ms);
+    logs_deadline(&until, timeout_ms);
     pthread_mutex_lock(&q.mu);
     uint64_t target = q.pushed;
     while (q.running && q.done < target && ok)

@@ -40,6 +40,25 @@ int logs_loki_push(struct httpc *h, const char *base_url, logq_entry *const *lin
 /* Appends one entry as a COPY text row of LOGS_COPY_COLUMNS. ML_ERR when b is full. */
 int logs_copy_row(ml_buf *b, const logq_entry *e);
 
+/* The page and follow queries share their columns and filters: $1 ns, $2 name, $3 lower ts
+ * bound µs, $4 until µs, $5 request_id, $6 streams (smallint[]), $7 q, $11 default retention
+ * days. Columns: ts text, stream, level, request_id, version, message, ts µs, id, txid. */
+#define LOGS_SELECT_FILTERED                                                                     \
+    "SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), stream, level,"  \
+    " request_id, version, message, (extract(epoch FROM ts) * 1000000)::bigint, id, txid::text"            \
+    " FROM function_logs WHERE namespace = $1 AND function = $2"                                 \
+    " AND ts >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"                    \
+    " AND ($4::bigint IS NULL OR ts < 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')" \
+    " AND ($5::uuid IS NULL OR request_id = $5::uuid)"                                           \
+    " AND ($6::smallint[] IS NULL OR stream = ANY($6::smallint[]))"                              \
+    " AND ($7::text IS NULL OR strpos(message, $7) > 0)"                                         \
+    " AND ts >= now() - coalesce((SELECT log_retention_days FROM namespaces WHERE name = $1),"   \
+    "  $11::int) * interval '1 day'"
+
+/* ts = now + ms on CLOCK_REALTIME (pthread_cond_timedwait's clock). */
+struct timespec;
+void logs_deadline(struct timespec *ts, int64_t ms);
+
 #define LOGS_COPY_COLUMNS "ts, namespace, function, function_id, version, request_id, stream, level, message"
 
 /* Writes the n entries in one transaction with COPY; ML_OK, or ML_ERR with err set (the

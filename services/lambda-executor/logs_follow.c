@@ -40,20 +40,10 @@ typedef struct follower {
     int64_t last_write_ms;
 } follower;
 
-/* $1 ns, $2 name, $3 floor µs, $4 until µs, $5 request_id, $6 streams, $7 q, $8/$9 cursor
- * (txid, id), $10 xmin, $11 default retention days. */
+/* LOGS_SELECT_FILTERED with $3 the floor, $8/$9 the cursor (txid, id), $10 the xmin. */
 #define FOLLOW_SQL                                                                              \
-    "SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), stream, level,"  \
-    " request_id, version, message, (extract(epoch FROM ts) * 1000000)::bigint, id, txid::text"  \
-    " FROM function_logs WHERE namespace = $1 AND function = $2"                                 \
-    " AND ts >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"                    \
-    " AND ($4::bigint IS NULL OR ts < 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')" \
-    " AND ($5::uuid IS NULL OR request_id = $5::uuid)"                                           \
-    " AND ($6::smallint[] IS NULL OR stream = ANY($6::smallint[]))"                              \
-    " AND ($7::text IS NULL OR strpos(message, $7) > 0)"                                         \
+    LOGS_SELECT_FILTERED                                                                        \
     " AND (txid, id) > ($8::xid8, $9::bigint) AND txid < $10::xid8"                              \
-    " AND ts >= now() - coalesce((SELECT log_retention_days FROM namespaces WHERE name = $1),"   \
-    "  $11::int) * interval '1 day'"                                                             \
     " ORDER BY txid, id LIMIT 500" /* LOGS_FOLLOW_BATCH */
 
 static struct {
@@ -242,12 +232,7 @@ static void *follow_main(void *arg)
         pthread_mutex_unlock(&fw.mu);
         list = poll_all(db, list);
         pthread_mutex_lock(&fw.mu);
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += LOGS_FOLLOW_POLL_MS * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        logs_deadline(&until, LOGS_FOLLOW_POLL_MS);
         /* idle with no follower: wait for one; else the poll interval */
         while (!fw.stop && !list && !fw.incoming)
             pthread_cond_wait(&fw.cv, &fw.mu);

@@ -14,21 +14,11 @@
 
 static const char *const stream_names[] = { "stdout", "stderr", "platform" };
 
-/* $1 ns, $2 name, $3 since µs, $4 until µs, $5 request_id, $6 streams (smallint[]), $7 q,
- * $8/$9 cursor (ts µs, id), $10 limit, $11 default retention days. One extra row tells
- * whether there is a next page. */
+/* LOGS_SELECT_FILTERED with $3 since, $8/$9 the cursor (ts µs, id) and $10 the limit; one
+ * extra row tells whether there is a next page. */
 #define LOGS_SQL                                                                                \
-    "SELECT to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), stream, level,"  \
-    " request_id, version, message, (extract(epoch FROM ts) * 1000000)::bigint, id"              \
-    " FROM function_logs WHERE namespace = $1 AND function = $2"                                 \
-    " AND ts >= 'epoch'::timestamptz + $3::bigint * interval '1 microsecond'"                    \
-    " AND ($4::bigint IS NULL OR ts < 'epoch'::timestamptz + $4::bigint * interval '1 microsecond')" \
-    " AND ($5::uuid IS NULL OR request_id = $5::uuid)"                                           \
-    " AND ($6::smallint[] IS NULL OR stream = ANY($6::smallint[]))"                              \
-    " AND ($7::text IS NULL OR strpos(message, $7) > 0)"                                         \
+    LOGS_SELECT_FILTERED                                                                        \
     " AND ($8::bigint IS NULL OR (ts, id) > ('epoch'::timestamptz + $8::bigint * interval '1 microsecond', $9::bigint))" \
-    " AND ts >= now() - coalesce((SELECT log_retention_days FROM namespaces WHERE name = $1),"   \
-    "  $11::int) * interval '1 day'"                                                             \
     " ORDER BY ts, id LIMIT $10::int + 1"
 
 static void db_unavailable(httpd_resp *resp, const char *why)

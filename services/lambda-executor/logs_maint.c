@@ -134,13 +134,7 @@ static bool maint_wait(void)
     struct timespec until;
     bool stop;
 
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += mt.interval_ms / 1000;
-    until.tv_nsec += (mt.interval_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    logs_deadline(&until, mt.interval_ms);
     pthread_mutex_lock(&mt.mu);
     while (!mt.stop && pthread_cond_timedwait(&mt.cv, &mt.mu, &until) == 0)
         ;
