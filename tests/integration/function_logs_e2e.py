@@ -278,6 +278,21 @@ def main():
 
     check_follow(fn, rid)
 
+    ns = f"ret-{TAG}"
+    st, _, body = call("PATCH", f"{EXEC}/admin/namespaces/{ns}", json.dumps({"log_retention_days": 3}).encode(),
+                       {"Content-Type": "application/json"})
+    st2, _, body2 = call("GET", f"{EXEC}/admin/namespaces/{ns}")
+    st3, _, _ = call("PATCH", f"{EXEC}/admin/namespaces/{ns}", json.dumps({"log_retention_days": 366}).encode(),
+                     {"Content-Type": "application/json"})
+    st4, _, body4 = call("PATCH", f"{EXEC}/admin/namespaces/{ns}",
+                         json.dumps({"log_retention_days": None, "quotas": {"max_functions": 5}}).encode(),
+                         {"Content-Type": "application/json"})
+    S.check("admin API: log_retention_days set (1..365), read back, 400 outside, null restores the default",
+            st == 200 and json.loads(body).get("log_retention_days") == 3 and st2 == 200
+            and json.loads(body2).get("log_retention_days") == 3 and st3 == 400 and st4 == 200
+            and json.loads(body4).get("log_retention_days") is None
+            and json.loads(body4)["quotas"]["max_functions"] == 5, (st, body[:200], st2, st3, st4, body4[:200]))
+
     m, _ = scrape(EXEC)
     S.check("metrics: lines stored by stream, invocation_limit drops counted",
             m.get('minilambda_function_log_lines_total{stream="stdout"}', 0) > 4000
