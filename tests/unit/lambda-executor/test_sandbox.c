@@ -1643,7 +1643,8 @@ static void test_log_flood_cut_and_marked(void **state)
     assert_int_equal(g_nseen, g_ncap);
     /* the tail still ends with what was printed last */
     assert_string_equal(ml_buf_cstr(&f->res.log_tail) + f->res.log_tail.len - 8, "THE-END\n");
-    print_message("flood: RSS %lld -> %lld kB\n", (long long)rss_before, (long long)rss_after);
+    print_message("flood: RSS %lld -> %lld kB; %s\n", (long long)rss_before, (long long)rss_after,
+                  g_cap[g_ncap - 1].text);
     assert_true(rss_after - rss_before < 8 * 1024);
 }
 
