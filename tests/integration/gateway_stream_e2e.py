@@ -356,7 +356,8 @@ def check_auth_and_plain(port, ex, bm):
 def main():
     os.makedirs(g.LOGS, exist_ok=True)
     ex, bm = Stub("executor"), Stub("build-master")
-    try:
+
+    def checks():
         port, _ = g.start_gateway("gw-stream", ex.url, bm.url)
         time.sleep(0.5)  # the first health round has run
         check_follow(port, ex)
@@ -365,16 +366,7 @@ def main():
         check_backpressure(port, ex)
         check_idle(port)
         check_auth_and_plain(port, ex, bm)
-    except Exception as e:  # a crash is a failure, not a silent stop
-        import traceback
-        traceback.print_exc()
-        check("gateway stream e2e ran to the end", False, repr(e))
-    finally:
-        g.stop_all()
-    clean = all(p.returncode == 0 for p in g.procs)
-    check("the gateway exited cleanly on SIGTERM", clean, [p.returncode for p in g.procs])
-    note(f"{g.failures} failure(s)")
-    sys.exit(1 if g.failures else 0)
+    g.run_and_exit("gateway stream e2e", checks)
 
 
 if __name__ == "__main__":
