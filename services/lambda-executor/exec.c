@@ -172,6 +172,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
         return out;
     }
     metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
+    fnlog_flush(log);   /* it runs: START reaches followers now, not with its first output */
     sandbox_invoke_logged(lease.inst, log, rq->id, rq->event, rq->len,
                           ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
     fnlog_finish_result(log, res, fn->memory_mb, lease.cold ? sandbox_init_us(lease.inst) : 0, false);

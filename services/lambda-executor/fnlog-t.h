@@ -5,8 +5,8 @@
 
 #include "fnlog.h"
 
-#define FNLOG_BATCH 256                  /* lines queued before a flush */
-#define FNLOG_ARENA (2 * FNLOG_LINE_MAX)  /* their bytes */
+#define FNLOG_BATCH 128                  /* lines queued before a flush */
+#define FNLOG_ARENA (16 * 1024)           /* their bytes; a longer line goes out on its own */
 
 /* A stream's line in progress, carried across reads. */
 typedef struct fnlog_part {

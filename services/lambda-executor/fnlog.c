@@ -108,24 +108,31 @@ void fnlog_flush(fnlog_inv *inv)
     inv->arena_used = 0;
 }
 
-/* Queues one line (len <= FNLOG_LINE_MAX), flushing first when the batch is full. */
+/* Queues one line (len <= FNLOG_LINE_MAX), flushing first when the batch is full. A line
+ * too long for the arena is handed over at once, on its own (the sink copies it), so the
+ * arena stays small. */
 static void emit(fnlog_inv *inv, fnlog_stream stream, const char *level, const char *msg,
                  size_t len, int64_t ts)
 {
+    bool alone = len > FNLOG_ARENA / 2;
     logq_line *l;
 
-    if (inv->nbatch == FNLOG_BATCH || inv->arena_used + len > FNLOG_ARENA)
+    if (alone || inv->nbatch == FNLOG_BATCH || inv->arena_used + len > FNLOG_ARENA)
         fnlog_flush(inv);
-    memcpy(inv->arena + inv->arena_used, msg, len);
+    if (!alone)
+        memcpy(inv->arena + inv->arena_used, msg, len);
     l = &inv->batch[inv->nbatch++];
     *l = (logq_line){ .ts_us = ts, .stream = stream,
                       .level = level ? level : fnlog_level(stream, msg, len),
                       .request_id = inv->meta.request_id, .ns = inv->meta.ns,
                       .function = inv->meta.function, .function_id = inv->meta.function_id,
-                      .version = inv->meta.version, .message = inv->arena + inv->arena_used,
-                      .len = len };
-    inv->arena_used += len;
+                      .version = inv->meta.version,
+                      .message = alone ? msg : inv->arena + inv->arena_used, .len = len };
     inv->lines++;
+    if (alone)
+        fnlog_flush(inv);
+    else
+        inv->arena_used += len;
 }
 
 static void platform(fnlog_inv *inv, const char *level, const char *fmt, ...) ML_PRINTF(3, 4);

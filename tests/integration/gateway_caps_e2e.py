@@ -12,7 +12,7 @@ import json, os, sys, time, uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway_e2e as g  # noqa: E402  (the fakes, the gateway launcher, check/note)
-from gateway_e2e import check, jbody, note, request, wait_for  # noqa: E402
+from gateway_e2e import check, jbody, request, wait_for  # noqa: E402
 
 
 def caps(status="degraded", **c):
@@ -142,20 +142,12 @@ def check_no_reads(bm):
 def main():
     os.makedirs(g.LOGS, exist_ok=True)
     bm = g.Fake("build-master")
-    try:
+
+    def checks():
         check_broker_down(bm)
         check_split(bm)
         check_no_reads(bm)
-    except Exception as e:  # a crash is a failure, not a silent stop
-        import traceback
-        traceback.print_exc()
-        check("gateway caps e2e ran to the end", False, repr(e))
-    finally:
-        g.stop_all()
-    clean = all(p.returncode == 0 for p in g.procs)
-    check("every gateway exited cleanly on SIGTERM", clean, [p.returncode for p in g.procs])
-    note(f"{g.failures} failure(s)")
-    sys.exit(1 if g.failures else 0)
+    g.run_and_exit("gateway caps e2e", checks)
 
 
 if __name__ == "__main__":

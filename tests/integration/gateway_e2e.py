@@ -880,12 +880,30 @@ def check_concurrency(gw, ex1):
           (pct(loaded, .99), pct(loaded_direct, .99)))
 
 
+def run_and_exit(name, body):
+    """Runs body() (a crash is a failure, not a silent stop), stops every gateway, checks
+    that each exited cleanly on SIGTERM, prints the count and exits with the verdict."""
+    try:
+        body()
+    except Exception as e:
+        import traceback
+        traceback.print_exc()
+        check(f"{name} ran to the end", False, repr(e))
+    finally:
+        stop_all()
+    clean = all(p.returncode == 0 for p in procs)
+    check("every gateway exited cleanly on SIGTERM", clean, [p.returncode for p in procs])
+    print(f"# {failures} failure(s)")
+    sys.exit(1 if failures else 0)
+
+
 def main():
     os.makedirs(LOGS, exist_ok=True)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     ex1, ex2, bm = Fake("executor-1"), Fake("executor-2"), Fake("build-master")
-    try:
+
+    def checks():
         gw, _ = start_gateway("gw1", f"{ex1.url},{ex2.url}", bm.url)
         gw2, _ = start_gateway("gw2", f"{ex1.url},{ex2.url}", bm.url)
         check_routing(gw, ex1, ex2, bm)
@@ -902,16 +920,7 @@ def main():
         check_drain_under_load(ex1, bm)
         check_redis_hung(gw2)
         check_redis_down(gw)
-    except Exception as e:  # a crash is a failure, not a silent stop
-        import traceback
-        traceback.print_exc()
-        check("gateway e2e ran to the end", False, repr(e))
-    finally:
-        stop_all()
-    clean = all(p.returncode == 0 for p in procs)
-    check("every gateway exited cleanly on SIGTERM", clean, [p.returncode for p in procs])
-    print(f"# {failures} failure(s)")
-    sys.exit(1 if failures else 0)
+    run_and_exit("gateway e2e", checks)
 
 
 if __name__ == "__main__":

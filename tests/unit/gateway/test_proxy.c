@@ -385,6 +385,20 @@ static void test_outcome_classification(void **state)
     ml_buf_free(&h);
 }
 
+/* which answers are relayed as streams (docs/logs.md): the two types, parameters and case aside */
+static void test_stream_types(void **state)
+{
+    (void)state;
+    assert_true(gw_xfer_stream_type("text/event-stream"));
+    assert_true(gw_xfer_stream_type("text/event-stream; charset=utf-8"));
+    assert_true(gw_xfer_stream_type("Text/Event-Stream"));
+    assert_true(gw_xfer_stream_type("application/x-ndjson"));
+    assert_false(gw_xfer_stream_type("application/json"));
+    assert_false(gw_xfer_stream_type("text/event-streams"));
+    assert_false(gw_xfer_stream_type("text/event"));
+    assert_false(gw_xfer_stream_type(""));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_slow_ones_do_not_delay_a_fast_one),
         cmocka_unit_test(test_shutdown_ends_in_flight),
         cmocka_unit_test(test_outcome_classification),
+        cmocka_unit_test(test_stream_types),
     };
     int rc;
 

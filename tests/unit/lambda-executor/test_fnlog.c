@@ -174,6 +174,7 @@ static void test_long_line_cut(void **state)
     line[FNLOG_LINE_MAX] = '\n';
     fnlog_feed(&inv, FNLOG_STDOUT, line, FNLOG_LINE_MAX + 1);   /* exactly 64 KiB: one line */
     finish_ok(&inv);
+    assert_int_equal(FNLOG_LINE_MAX, 65536);
     i = find_stream(0, FNLOG_STDOUT);
     assert_true(i >= 0);
     assert_int_equal(cap[i].len, FNLOG_LINE_MAX);
@@ -432,28 +433,41 @@ static void test_queue_full_marked(void **state)
     assert_string_equal(cap[0].msg, "d");
 }
 
-/* Many lines: batches are flushed as they fill, nothing lost, order kept. */
+/* Many lines: batches are flushed as they fill, lines too long for the batch's arena go out
+ * on their own, nothing lost, order kept. */
 static void test_batches_in_order(void **state)
 {
     fnlog_inv inv;
-    char line[32];
-    int next = 0;
+    char line[32], *big = malloc(12001);
+    int next = 0, bigs = 0;
 
     (void)state;
+    memset(big, 'q', 12000);
+    big[12000] = '\n';
     begin(&inv, FNLOG_MAX_BYTES_DEFAULT);
     for (int i = 0; i < 3000; i++) {
         int n = snprintf(line, sizeof(line), "line %d\n", i);
         fnlog_feed(&inv, FNLOG_STDOUT, line, (size_t)n);
+        if (i % 500 == 7)
+            fnlog_feed(&inv, FNLOG_STDOUT, big, 12001);
     }
     finish_ok(&inv);
     assert_true(nflush > 3000 / FNLOG_BATCH);
     for (size_t i = 0; i < ncap; i++) {
         if (cap[i].stream != FNLOG_STDOUT)
             continue;
+        if (cap[i].msg[0] == 'q') {
+            assert_int_equal(cap[i].len, 12000);
+            assert_string_equal(cap[i - 1].msg + 5, (snprintf(line, sizeof(line), "%d", next - 1), line));
+            bigs++;
+            continue;
+        }
         snprintf(line, sizeof(line), "line %d", next++);
         assert_string_equal(cap[i].msg, line);
     }
     assert_int_equal(next, 3000);
+    assert_int_equal(bigs, 6);
+    free(big);
 }
 
 int main(void)
