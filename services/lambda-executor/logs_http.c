@@ -107,11 +107,35 @@ cJSON *logs_read_page(pg_conn *db, const char *ns, const char *name, const logs_
     return o;
 }
 
-/* Query parameters, but a follow cursor ("f...": Last-Event-ID's form) is left to follow. */
+/* The request's parameters as logs_query reads them: `stream` may repeat (its values are
+ * joined with commas), a follow cursor ("f...": Last-Event-ID's form) is left to follow. */
+typedef struct req_params {
+    httpd_req *req;
+    char streams[64];
+    bool has_streams, too_long;
+} req_params;
+
+static void add_stream(void *ud, const char *key, const char *value)
+{
+    req_params *rp = ud;
+    size_t used = strlen(rp->streams);
+
+    if (strcmp(key, "stream") != 0)
+        return;
+    if (ml_snprintf(rp->streams + used, sizeof(rp->streams) - used, "%s%s", rp->has_streams ? "," : "",
+                    value ? value : "") != ML_OK)
+        rp->too_long = true;
+    rp->has_streams = true;
+}
+
 static const char *query_param(void *ud, const char *name)
 {
-    const char *v = httpd_query(ud, name);
+    req_params *rp = ud;
+    const char *v;
 
+    if (strcmp(name, "stream") == 0)
+        return rp->too_long ? "" : rp->has_streams ? rp->streams : NULL;
+    v = httpd_query(rp->req, name);
     return v && v[0] == 'f' && strcmp(name, "cursor") == 0 ? NULL : v;
 }
 
@@ -160,7 +184,10 @@ static httpd_result h_logs(httpd_req *req, httpd_resp *resp, void *ud)
         httpd_resp_error(resp, 400, "invalid_namespace", "%s must be a namespace name", TENANT_HEADER);
         return HTTPD_DONE;
     }
-    if (logs_query_from(query_param, req, ml_wall_ms() * 1000, &lq, bad, sizeof(bad)) != ML_OK ||
+    req_params rp = { .req = req };
+
+    httpd_query_each(req, add_stream, &rp);
+    if (logs_query_from(query_param, &rp, ml_wall_ms() * 1000, &lq, bad, sizeof(bad)) != ML_OK ||
         (!lq.follow && httpd_query(req, "cursor") && !lq.has_cursor && ml_strlcpy(bad, "cursor", sizeof(bad)) == ML_OK)) {
         httpd_resp_error(resp, 400, "invalid_request", "invalid parameter '%s'", bad);
         return HTTPD_DONE;

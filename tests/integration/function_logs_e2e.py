@@ -68,7 +68,7 @@ def invoke(fn, event, ns=None, headers=None):
 
 
 def logs(fn, ns=None, **params):
-    st, _, body = call("GET", f"{EXEC}/functions/{fn}/logs?" + urllib.parse.urlencode(params),
+    st, _, body = call("GET", f"{EXEC}/functions/{fn}/logs?" + urllib.parse.urlencode(params, doseq=True),
                        None, {HDR: ns} if ns else {})
     try:
         return st, json.loads(body)
@@ -217,6 +217,9 @@ def main():
             and all(l["request_id"] == rid and l["version"] == "$LATEST" for l in lines), lines[:6])
     S.check("the stdout lines alone (stream=stdout)",
             [l["message"] for l in all_lines(fn, request_id=rid, stream="stdout")] == ["out line 1", "café out line 2"])
+    S.check("stream repeated (stream=stdout&stream=platform) is a list",
+            [l["stream"] for l in all_lines(fn, request_id=rid, stream=["stdout", "platform"])]
+            == ["platform", "stdout", "stdout", "platform", "platform"], all_lines(fn, request_id=rid, stream=["stdout", "platform"]))
     S.check("q filters on the message", [l["message"] for l in all_lines(fn, request_id=rid, q="café")] == ["café out line 2"])
 
     st, h, _ = invoke(fn, {"action": "raise", "x": 7})
