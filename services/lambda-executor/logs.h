@@ -28,8 +28,4 @@ int logs_follow_start(const logs_config *c);
 /* Ends every follower's stream, stops and joins the thread; no-op when not started. */
 void logs_follow_stop(void);
 
-struct ex_app;
-/* GET /functions/{fn}/logs; app must outlive the server. */
-size_t logs_routes(struct ex_app *app, httpd_route *out, size_t max);
-
 #endif

@@ -6,7 +6,7 @@
 #include "dlq.h"
 #include "intauth.h"
 #include "invoke.h"
-#include "logs.h"
+#include "logs_http.h"
 #include "runtimes_http.h"
 #include "schedules.h"
 #include "tenancy.h"
