@@ -1,11 +1,9 @@
 /* logs_http.c — GET /functions/{fn}/logs (docs/logs.md §1 "Read"): one page of a function's
  * stored lines, oldest first, within the caller's namespace and its retention. */
 #include <cJSON.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "app.h"
-#include "audit-int.h"
 #include "logs-int.h"
 #include "logs.h"
 #include "logs_http.h"
