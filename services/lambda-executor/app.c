@@ -108,6 +108,9 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
           "how often the queue depth gauges (broker queues; executor: also the DLQ size) are refreshed", &app->queue_stats_interval_ms, false },
         { "MINILAMBDA_METRICS_MAX_FUNCTIONS", CFG_INT, "200", 1, 10000, NULL,
           "distinct function label values in metrics; the rest are counted as _other", &app->metrics_max_functions, false },
+        { "MINILAMBDA_LOG_MAX_BYTES_PER_INVOCATION", CFG_INT, "4194304", 0, 1073741824, NULL,
+          "function output (stdout+stderr) kept in the function's log per invocation; the rest "
+          "is counted and dropped (docs/logs.md)", &app->log_max_bytes, false },
         /* each in-flight invocation holds a worker thread while it waits for its sandbox */
         { "MINILAMBDA_HTTP_WORKERS", CFG_INT, "512", 1, 4096, NULL,
           "worker threads for HTTP handlers that block (database, S3, waiting on a sandbox)", &s->http_workers, false },

@@ -43,6 +43,7 @@ typedef struct ex_app {
     int64_t queue_stats_interval_ms; /* refresh of the queue and DLQ depth gauges */
     int64_t metrics_max_functions;   /* distinct function label values (metrics.h) */
     bool allow_loopback, allow_private; /* destinations (on_success/on_failure) SSRF policy */
+    int64_t log_max_bytes;        /* function output logged per invocation (fnlog.h) */
     /* owned, made by app_start */
     deps health;                  /* the health checks' own connections */
     pgpool db_pool;               /* lambda_service_db connections the threads borrow

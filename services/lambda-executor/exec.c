@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnlog-t.h"
+
 static const char *status_label(sandbox_status s)
 {
     static const char *const labels[] = { "succeeded", "failed", "timed_out", "failed", "failed" };
@@ -135,36 +137,45 @@ static exec_outcome acquire_failed(ex_app *app, pool_rc rc, const char *label, c
     return EXEC_RAN;
 }
 
-exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
-                      sandbox_result *res, char *err, size_t errlen)
+/* Starts rq's log (discarding when logs are off); START is queued now so that it comes
+ * before whatever a cold start prints. */
+static void log_begin(const ex_app *app, const exec_request *rq, const char *version, fnlog_inv *log)
+{
+    const fn_info *fn = rq->fn;
+    fnlog_meta m = { .request_id = rq->id, .ns = fn->ns, .function = fn->name,
+                     .function_id = fn->id, .version = version,
+                     .max_bytes = app->log_max_bytes > 0 ? app->log_max_bytes : 0 };
+
+    fnlog_begin(log, &m);
+}
+
+/* The part of exec_run from the pool on: rq runs with log capturing its output. */
+static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w, fnlog_inv *log,
+                               bool *cold, sandbox_result *res, char *err, size_t errlen)
 {
     const fn_info *fn = rq->fn;
     /* a name is unique per namespace only: the series carry both (docs/tenants.md) */
     const char *label = metrics_function_label(fn->name), *ns = fn->ns, *killed;
-    char dir[512];
-    const char *interp = NULL;
-    want_bufs b;
-    pool_want w;
     pool_lease lease;
+    exec_outcome out;
     pool_rc rc;
 
-    *cold = false;
-    if (runtime_for(app, fn, &interp, res) != ML_OK)
-        return EXEC_RAN;   /* the function's configuration, not the platform: its error */
-    if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
-                      sizeof(dir), err, errlen) != ML_OK)
-        return EXEC_NO_CODE;
-    if (make_want(app, fn, rq->executed_version, dir, interp, &b, &w) != ML_OK) {
-        ml_snprintf_trunc(err, errlen, "Sandbox.Error: cannot format the instance key");
-        return EXEC_NO_SANDBOX;
-    }
-    rc = pool_acquire(app->pool, &w, rq->wait_ms, &lease, err, errlen);
+    w->spec.log = log;
+    rc = pool_acquire(app->pool, w, rq->wait_ms, &lease, err, errlen);
     *cold = lease.cold;
-    if (rc != POOL_OK)
-        return acquire_failed(app, rc, label, ns, err, res);
+    if (rc != POOL_OK) {
+        out = acquire_failed(app, rc, label, ns, err, res);
+        if (out == EXEC_RAN)   /* the handler failed to load: that is this invocation's log */
+            fnlog_finish_result(log, res, fn->memory_mb, lease.start_ms * 1000, true);
+        else
+            fnlog_abandon(log);
+        return out;
+    }
     metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
-    sandbox_invoke(lease.inst, rq->id, rq->event, rq->len,
-                   ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
+    fnlog_flush(log);   /* it runs: START reaches followers now, not with its first output */
+    sandbox_invoke_logged(lease.inst, log, rq->id, rq->event, rq->len,
+                          ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
+    fnlog_finish_result(log, res, fn->memory_mb, lease.cold ? sandbox_init_us(lease.inst) : 0, false);
     killed = kill_reason(res);
     pool_release(app->pool, &lease, !killed);
     if (killed)
@@ -172,6 +183,35 @@ exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
     metric_inc(app->m_invocations, (const char *[]){ label, rq->trigger, status_label(res->status), ns });
     metric_observe(app->m_duration, (const char *[]){ label, ns }, (double)res->duration_ms / 1000.0);
     return EXEC_RAN;
+}
+
+exec_outcome exec_run(ex_app *app, deps *d, const exec_request *rq, bool *cold,
+                      sandbox_result *res, char *err, size_t errlen)
+{
+    const fn_info *fn = rq->fn;
+    char dir[512];
+    const char *interp = NULL;
+    want_bufs b;
+    pool_want w;
+    fnlog_inv log;
+
+    *cold = false;
+    if (runtime_for(app, fn, &interp, res) != ML_OK) {
+        /* the function's configuration, not the platform: its error, in its log too */
+        log_begin(app, rq, rq->executed_version && *rq->executed_version ? rq->executed_version
+                                                                         : "$LATEST", &log);
+        fnlog_finish_result(&log, res, fn->memory_mb, 0, true);
+        return EXEC_RAN;
+    }
+    if (artifacts_get(&app->artifacts, d->s3, fn->artifact_prefix, fn->artifact_sha256, dir,
+                      sizeof(dir), err, errlen) != ML_OK)
+        return EXEC_NO_CODE;
+    if (make_want(app, fn, rq->executed_version, dir, interp, &b, &w) != ML_OK) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.Error: cannot format the instance key");
+        return EXEC_NO_SANDBOX;
+    }
+    log_begin(app, rq, b.version, &log);
+    return run_logged(app, rq, &w, &log, cold, res, err, errlen);
 }
 
 const char *exec_error_type(sandbox_status s)

@@ -94,6 +94,7 @@ static pool_fn *fn_new(const pool_want *w)
     f->spec.function_name = f->fname;
     f->spec.function_version = f->fversion;
     f->spec.env = (const char *const *)f->env;
+    f->spec.log = NULL;   /* the caller's, per start (start_instance) */
     return f;
 fail:
     fn_free(f);
@@ -204,11 +205,17 @@ static void fn_wake(pool *p, const pool_fn *f)
             pthread_cond_broadcast(&g->changed);
 }
 
-/* Starts a new instance for f (lock not held). */
-static int start_instance(pool *p, pool_fn *f, pool_lease *out, char *err, size_t errlen)
+/* Starts a new instance for f (lock not held); what it prints while starting goes to log
+ * (the acquiring invocation's). */
+static int start_instance(pool *p, pool_fn *f, fnlog_inv *log, pool_lease *out, char *err,
+                          size_t errlen)
 {
     int64_t t0 = ml_now_ms();
-    int rc = sandbox_start(&f->spec, &out->inst, err, errlen);
+    sandbox_spec spec = f->spec;
+    int rc;
+
+    spec.log = log;
+    rc = sandbox_start(&spec, &out->inst, err, errlen);
 
     pthread_mutex_lock(&p->lock);
     f->starting--;
@@ -255,7 +262,7 @@ pool_rc pool_acquire(pool *p, const pool_want *want, int64_t wait_ms, pool_lease
                 if (evicted)
                     sandbox_destroy(evicted);
                 destroy_all(victims, nvictims);
-                return start_instance(p, f, out, err, errlen) == ML_OK ? POOL_OK : POOL_ERR;
+                return start_instance(p, f, want->spec.log, out, err, errlen) == ML_OK ? POOL_OK : POOL_ERR;
             }
         }
         if (ml_now_ms() >= deadline)

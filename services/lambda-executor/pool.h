@@ -35,7 +35,8 @@ typedef struct pool_want {
     int64_t version;
     const char *generation;  /* changes whenever the function's config changes */
     int64_t concurrency;
-    sandbox_spec spec;
+    sandbox_spec spec;       /* spec.log: the acquiring invocation's log, which gets what a
+                                cold start prints (borrowed for the call) */
 } pool_want;
 
 typedef struct pool_lease {

@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+#include "fnlog.h"
 #include "ml.h"
 #include "proto.h"
 #include "sandbox.h"
@@ -103,7 +104,7 @@ typedef struct sb_op {
 typedef struct sb_plan {
     bool ns, newnet, drop_uid;
     unsigned uid;
-    int null_fd, log_fd, proto_fd;   /* child ends; proto_fd -1 for the probe */
+    int null_fd, out_fd, err_fd, proto_fd; /* child ends; proto_fd -1 for the probe */
     int cg_fd[SB_NCG];               /* "tasks" of the instance's cgroups, -1 */
     bool own_net;                    /* setns(net_fd) first: the instance's network (netns.h) */
     int net_fd;
@@ -154,7 +155,8 @@ typedef struct sb_ring {
 struct sandbox_instance {
     pid_t pid;               /* host pid of the instance's init */
     int pidfd;               /* -1 when the kernel has none */
-    int proto_fd, log_fd;    /* our ends, non-blocking */
+    int proto_fd;            /* our end, non-blocking */
+    int log_fd[2];           /* our ends of its stdout and stderr pipes, non-blocking, -1 */
     bool ns, dead, reaped;
     int wait_status;         /* -1 unknown */
     int uid_slot;
@@ -167,12 +169,16 @@ struct sandbox_instance {
     pid_t runtime_pid;       /* host pid of the runtime, for VmHWM without cgroups */
     char *function_name, *function_version;
     sb_ring log;
+    fnlog_inv *flog;         /* the current invocation's log while one runs (or starts), NULL */
+    int64_t init_us;         /* sandbox_start until ready */
     proto_reader rd;
 };
 
 typedef enum { EX_MSG, EX_DEAD, EX_TIMEOUT, EX_BROKEN } sb_outcome;
 
 void sb_ring_take(sb_ring *r, ml_buf *out);
+void sb_log_drain(sandbox_instance *in);
+int64_t sb_now_us(void);
 void sb_kill(sandbox_instance *in);
 sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_ms,
                        char *why, size_t whylen);

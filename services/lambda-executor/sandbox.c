@@ -29,7 +29,7 @@ static sandbox_instance *instance_new(const sandbox_spec *s)
     if (!in)
         return NULL;
     in->pid = -1;
-    in->pidfd = in->proto_fd = in->log_fd = in->usage_fd = -1;
+    in->pidfd = in->proto_fd = in->log_fd[0] = in->log_fd[1] = in->usage_fd = -1;
     in->uid_slot = -1;
     in->wait_status = -1;
     in->ns = sb_host.features & SANDBOX_F_NAMESPACES;
@@ -101,34 +101,40 @@ static int start_handshake(sandbox_instance *in, int64_t deadline, char *err, si
     return ML_ERR;
 }
 
-/* The protocol socketpair, the log pipe and /dev/null (all close-on-exec; the child dups its
- * ends to fds 0-3). */
-static int launch_fds(int sv[2], int lp[2], int *null_fd, char *err, size_t errlen)
+/* The protocol socketpair, the stdout and stderr pipes (lp[0], lp[1]; read end [0]) and
+ * /dev/null (all close-on-exec; the child dups its ends to fds 0-3). */
+static int launch_fds(int sv[2], int lp[2][2], int *null_fd, char *err, size_t errlen)
 {
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe2(lp, O_CLOEXEC) != 0 ||
-        (*null_fd = sb_open_null()) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0 || pipe2(lp[0], O_CLOEXEC) != 0 ||
+        pipe2(lp[1], O_CLOEXEC) != 0 || (*null_fd = sb_open_null()) < 0)
         return sb_errf(err, errlen, "Sandbox.SetupError: fds: %s", strerror(errno));
     return ML_OK;
 }
 
 /* Closes what is left of launch_fds' pairs (-1: taken or never opened). */
-static void launch_fds_close(int sv[2], int lp[2])
+static void launch_fds_close(int sv[2], int lp[2][2])
 {
     for (int i = 0; i < 2; i++) {
         if (sv[i] >= 0)
             close(sv[i]);
-        if (lp[i] >= 0)
-            close(lp[i]);
+        for (int j = 0; j < 2; j++)
+            if (lp[j][i] >= 0)
+                close(lp[j][i]);
     }
 }
 
-/* After the clone: our ends of the channel and the log become the instance's, non-blocking. */
-static int launch_adopt(sandbox_instance *in, int sv[2], int lp[2], char *err, size_t errlen)
+/* After the clone: our ends of the channel and the output pipes become the instance's,
+ * non-blocking. */
+static int launch_adopt(sandbox_instance *in, int sv[2], int lp[2][2], char *err, size_t errlen)
 {
     in->proto_fd = sv[0];
-    in->log_fd = lp[0];
-    sv[0] = lp[0] = -1;
-    if (fcntl(in->proto_fd, F_SETFL, O_NONBLOCK) == 0 && fcntl(in->log_fd, F_SETFL, O_NONBLOCK) == 0)
+    sv[0] = -1;
+    for (int j = 0; j < 2; j++) {
+        in->log_fd[j] = lp[j][0];
+        lp[j][0] = -1;
+    }
+    if (fcntl(in->proto_fd, F_SETFL, O_NONBLOCK) == 0 && fcntl(in->log_fd[0], F_SETFL, O_NONBLOCK) == 0 &&
+        fcntl(in->log_fd[1], F_SETFL, O_NONBLOCK) == 0)
         return ML_OK;
     return sb_errf(err, errlen, "Sandbox.SetupError: fcntl: %s", strerror(errno));
 }
@@ -154,7 +160,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[S
     sb_plan *p = calloc(1, sizeof(*p));
     char runtime_dir[PATH_MAX] = "", prefix[PATH_MAX];
     const char *fam = fnspec_runtime_family(s->runtime);
-    int sv[2] = { -1, -1 }, lp[2] = { -1, -1 };
+    int sv[2] = { -1, -1 }, lp[2][2] = { { -1, -1 }, { -1, -1 } };
     char **argv = NULL, **envp = NULL;
     int rc = ML_ERR, net_lease = -1;
     bool provided = strcmp(fam, "provided") == 0;
@@ -182,7 +188,8 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[S
     }
     sb_plan_base(p, &l, sb_host.features);
     p->proto_fd = sv[1];
-    p->log_fd = lp[1];
+    p->out_fd = lp[0][1];
+    p->err_fd = lp[1][1];
     p->cwd = in->ns ? SB_TASK : s->code_dir;
     envp = sb_build_env(p, s, in->ns, runtime_dir, err, errlen);
     argv = sb_build_argv(p, s, in->ns, runtime_dir);
@@ -263,6 +270,7 @@ static void find_runtime_pid(sandbox_instance *in)
 
 int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, size_t errlen)
 {
+    int64_t t0 = sb_now_us();
     int64_t deadline = ml_now_ms() + (spec->init_timeout_ms > 0 ? spec->init_timeout_ms : 10000);
     sandbox_instance *in = NULL;
     int cg_fd[SB_NCG] = { -1, -1, -1 };
@@ -276,6 +284,7 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
         return ML_ERR;
     }
+    in->flog = spec->log;   /* what loading prints belongs to the cold-starting invocation */
     if ((in->uid_slot = sb_uid_alloc(&in->uid)) < 0) {
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
@@ -295,6 +304,8 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
         goto out;
     if (in->usage_fd < 0)
         find_runtime_pid(in);
+    in->init_us = sb_now_us() - t0;
+    in->flog = NULL;
     *out = in;
     in = NULL;
     rc = ML_OK;
@@ -302,6 +313,10 @@ out:
     for (int i = 0; i < SB_NCG; i++)
         if (cg_fd[i] >= 0)
             close(cg_fd[i]);
+    if (in) {
+        sb_log_drain(in);   /* the last of what a failed start printed */
+        in->flog = NULL;
+    }
     sandbox_destroy(in);
     return rc;
 }
@@ -318,6 +333,11 @@ bool sandbox_alive(const sandbox_instance *inst)
     pf.events = POLLIN;
     pf.revents = 0;
     return poll(&pf, 1, 0) == 0;
+}
+
+int64_t sandbox_init_us(const sandbox_instance *inst)
+{
+    return inst ? inst->init_us : 0;
 }
 
 int sandbox_pid(const sandbox_instance *inst)
@@ -341,8 +361,9 @@ void sandbox_destroy(sandbox_instance *inst)
         close(inst->pidfd);
     if (inst->proto_fd >= 0)
         close(inst->proto_fd);
-    if (inst->log_fd >= 0)
-        close(inst->log_fd);
+    for (int i = 0; i < 2; i++)
+        if (inst->log_fd[i] >= 0)
+            close(inst->log_fd[i]);
     if (inst->usage_fd >= 0)
         close(inst->usage_fd);
     sb_uid_free(inst->uid_slot);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "buf.h"
+#include "fnlog.h"
 
 typedef struct sandbox_spec {
     const char *runtime;          /* an accepted name (fnspec_runtime_valid): its family picks
@@ -39,6 +40,9 @@ typedef struct sandbox_spec {
     bool network;                 /* false: a fresh network namespace with only lo (up) */
     int64_t pids_max;             /* processes + threads of the instance, e.g. 64 (0: 64) */
     int64_t init_timeout_ms;      /* loading the handler (0: 10000) */
+    fnlog_inv *log;               /* sandbox_start only, may be NULL: what the runtime prints
+                                     while starting goes to this (the cold-starting
+                                     invocation's) log; not kept afterwards */
 } sandbox_spec;
 
 typedef struct sandbox_instance sandbox_instance;
@@ -63,6 +67,7 @@ typedef struct sandbox_result {
     ml_buf log_tail;         /* last 4 KiB the function printed (stdout+stderr) during this
                                 invocation (the first one also gets what loading printed) */
     int64_t duration_ms;
+    int64_t duration_us;     /* the same, finer (REPORT's Duration) */
     int64_t max_memory_bytes; /* measured peak during the invocation (cgroup
                                  memory.max_usage_in_bytes, else the runtime's VmHWM) */
     bool pids_exhausted;      /* SB_TIMEOUT/SB_CRASH/SB_OOM: the instance had hit its pids
@@ -77,9 +82,17 @@ typedef struct sandbox_result {
  * *out is zeroed first and owned by the caller: free with sandbox_result_free. */
 int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char *event,
                    size_t event_len, int64_t deadline_ms, size_t max_result, sandbox_result *out);
+/* As sandbox_invoke; what the function prints on stdout and stderr meanwhile (and what it
+ * printed since the previous invocation) also goes to log, split into lines and flushed as
+ * they come (NULL: the tail only). The caller finishes log (fnlog_finish). */
+int sandbox_invoke_logged(sandbox_instance *inst, fnlog_inv *log, const char *invocation_id,
+                          const char *event, size_t event_len, int64_t deadline_ms,
+                          size_t max_result, sandbox_result *out);
 
 /* False once the instance died or was killed. */
 bool sandbox_alive(const sandbox_instance *inst);
+/* How long sandbox_start took for inst (launch and handler load until ready), microseconds. */
+int64_t sandbox_init_us(const sandbox_instance *inst);
 /* Host pid of the instance's init (for diagnostics and tests). */
 int sandbox_pid(const sandbox_instance *inst);
 /* The instance's uid (unprivileged, unique among live instances when uids are dropped). */

@@ -142,16 +142,18 @@ SB_CHILD static int child_op(const sb_op *o)
     return -1;
 }
 
-/* fds 0 /dev/null, 1+2 the log pipe, 3 the protocol socket; everything else closed. */
+/* fds 0 /dev/null, 1 and 2 the stdout and stderr pipes, 3 the protocol socket; everything
+ * else closed. */
 SB_CHILD static int child_fds(const sb_plan *p)
 {
     int in = fcntl(p->null_fd, F_DUPFD, 10);
-    int log = fcntl(p->log_fd, F_DUPFD, 10);
+    int out = fcntl(p->out_fd, F_DUPFD, 10);
+    int err = fcntl(p->err_fd, F_DUPFD, 10);
     int proto = p->proto_fd >= 0 ? fcntl(p->proto_fd, F_DUPFD, 10) : -1;
 
-    if (in < 0 || log < 0 || (p->proto_fd >= 0 && proto < 0))
+    if (in < 0 || out < 0 || err < 0 || (p->proto_fd >= 0 && proto < 0))
         return -1;
-    if (dup2(in, 0) < 0 || dup2(log, 1) < 0 || dup2(log, 2) < 0)
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
         return -1;
     if (proto >= 0 && dup2(proto, 3) < 0)
         return -1;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cJSON.h>
@@ -40,26 +41,52 @@ void sb_ring_take(sb_ring *r, ml_buf *out)
     r->head = r->len = 0;
 }
 
-/* Reads what the log pipe holds now into the ring — at most 1 MiB per call, so a function
- * printing without pause cannot keep the caller from its deadline checks. */
-static void log_drain(sandbox_instance *in)
+int64_t sb_now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* One read of output pipe s into the tail and the invocation's log; false when it had
+ * nothing (or is closed). */
+static bool log_read(sandbox_instance *in, int s, char *chunk, size_t len)
+{
+    ssize_t n;
+
+    if (in->log_fd[s] < 0)
+        return false;
+    do
+        n = read(in->log_fd[s], chunk, len);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        ring_add(&in->log, chunk, (size_t)n);
+        fnlog_feed(in->flog, s == 0 ? FNLOG_STDOUT : FNLOG_STDERR, chunk, (size_t)n);
+        return true;
+    }
+    if (n == 0) {   /* every writer is gone */
+        close(in->log_fd[s]);
+        in->log_fd[s] = -1;
+    }
+    return false;
+}
+
+/* Reads what stdout and stderr hold now, in turns — at most 1 MiB per call, so a function
+ * printing without pause cannot keep the caller from its deadline checks (nor cost more than
+ * this thread's reads: lines past the invocation's limit are only counted) — then hands the
+ * complete lines to the log queue. */
+void sb_log_drain(sandbox_instance *in)
 {
     char chunk[16384];
 
-    for (int i = 0; i < 64 && in->log_fd >= 0; i++) {
-        ssize_t n = read(in->log_fd, chunk, sizeof(chunk));
-        if (n > 0) {
-            ring_add(&in->log, chunk, (size_t)n);
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n == 0) {   /* every writer is gone */
-            close(in->log_fd);
-            in->log_fd = -1;
-        }
-        return;
+    for (int i = 0; i < 32; i++) {
+        bool out = log_read(in, 0, chunk, sizeof(chunk));
+        bool err = log_read(in, 1, chunk, sizeof(chunk));
+        if (!out && !err)
+            break;
     }
+    fnlog_flush(in->flog);
 }
 
 /* Collects the exit status; block waits for it. */
@@ -103,10 +130,11 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
                               char *why, size_t whylen)
 {
     for (;;) {
-        struct pollfd pf[3] = {
+        struct pollfd pf[4] = {
             { .fd = in->proto_fd, .events = POLLIN },
-            { .fd = in->log_fd, .events = POLLIN },
+            { .fd = in->log_fd[0], .events = POLLIN },
             { .fd = in->pidfd, .events = POLLIN },
+            { .fd = in->log_fd[1], .events = POLLIN },
         };
         int64_t left = deadline_ms - ml_now_ms();
         int rc;
@@ -117,7 +145,7 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
             pf[0].events |= POLLOUT;
         if (in->pidfd < 0 && left > 20)
             left = 20;   /* no pidfd: notice the death by polling waitpid */
-        rc = poll(pf, 3, (int)(left > INT32_MAX ? INT32_MAX : left));
+        rc = poll(pf, 4, (int)(left > INT32_MAX ? INT32_MAX : left));
         if (rc < 0 && errno != EINTR) {
             ml_snprintf_trunc(why, whylen, "poll: %s", strerror(errno));
             return EX_BROKEN;
@@ -127,8 +155,8 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
                 return EX_DEAD;
             continue;
         }
-        if (pf[1].revents)
-            log_drain(in);
+        if (pf[1].revents || pf[3].revents)
+            sb_log_drain(in);
         if ((pf[0].revents & POLLOUT) && proto_writer_step(w, in->proto_fd) != ML_OK) {
             ml_snprintf_trunc(why, whylen, "the runtime stopped reading (%s)", strerror(errno));
             return EX_BROKEN;
@@ -136,7 +164,7 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
         if (pf[0].revents & (POLLIN | POLLHUP | POLLERR)) {
             proto_status st = proto_reader_step(&in->rd, in->proto_fd);
             if (st == PROTO_DONE) {
-                log_drain(in);
+                sb_log_drain(in);
                 if (w && !proto_writer_done(w)) {
                     ml_snprintf_trunc(why, whylen, "the runtime answered before reading the event");
                     return EX_BROKEN;
@@ -150,7 +178,7 @@ sb_outcome sb_exchange(sandbox_instance *in, proto_writer *w, int64_t deadline_m
             }
         }
         if (pf[2].revents & POLLIN) {
-            log_drain(in);
+            sb_log_drain(in);
             sb_reap(in, true);
             return EX_DEAD;
         }
@@ -171,7 +199,7 @@ void sb_settle(sandbox_instance *in)
             ml_sleep_ms(5);
         sb_reap(in, false);
     }
-    log_drain(in);
+    sb_log_drain(in);
     sb_kill(in);
 }
 

@@ -185,7 +185,15 @@ static void take_death(sandbox_instance *in, sb_outcome o, const char *id, int64
 int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char *event,
                    size_t event_len, int64_t deadline_ms, size_t max_result, sandbox_result *out)
 {
-    int64_t started = ml_now_ms();
+    return sandbox_invoke_logged(inst, NULL, invocation_id, event, event_len, deadline_ms,
+                                 max_result, out);
+}
+
+int sandbox_invoke_logged(sandbox_instance *inst, fnlog_inv *log, const char *invocation_id,
+                          const char *event, size_t event_len, int64_t deadline_ms,
+                          size_t max_result, sandbox_result *out)
+{
+    int64_t started = ml_now_ms(), started_us = sb_now_us();
     char *hdr = NULL;
     char why[160] = "";
     proto_writer w;
@@ -210,6 +218,7 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
     }
     sb_peak_reset(inst);
     proto_reader_reset(&inst->rd, max_result);
+    inst->flog = log;
     o = sb_exchange(inst, &w, deadline_ms, why, sizeof(why));
     if (o == EX_MSG) {
         take_result(inst, max_result, out);
@@ -220,10 +229,13 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
             sb_settle(inst);
         else
             sb_kill(inst);
+        sb_log_drain(inst);   /* what is left in the pipes of the dead tree */
         take_death(inst, o, invocation_id, started, deadline_ms, o == EX_BROKEN ? why : NULL, out);
         out->pids_exhausted = sb_pids_refusals(inst) > 0;
     }
-    out->duration_ms = ml_now_ms() - started;
+    inst->flog = NULL;
+    out->duration_us = sb_now_us() - started_us;
+    out->duration_ms = out->duration_us / 1000;
     sb_ring_take(&inst->log, &out->log_tail);
     proto_reader_reset(&inst->rd, PROTO_HEADER_MAX);
     free(hdr);

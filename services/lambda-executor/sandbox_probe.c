@@ -59,7 +59,7 @@ static int probe_once(unsigned features, int *step, char *why, size_t whylen)
     p->argv = argv;
     p->envp = envp;
     p->cwd = "/";
-    p->null_fd = p->log_fd = sb_open_null();
+    p->null_fd = p->out_fd = p->err_fd = sb_open_null();
     if (p->null_fd < 0 || p->arena_full) {
         ml_snprintf_trunc(why, whylen, "probe setup failed");
         goto out;

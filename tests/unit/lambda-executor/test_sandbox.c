@@ -1,5 +1,6 @@
 /* test_sandbox.c — real sandboxed instances (python3, nodejs, provided) started by
- * sandbox_start, and hostile functions that must stay contained.
+ * sandbox_start, hostile functions that must stay contained, and the function log captured
+ * from them (docs/logs.md).
  *
  * Needs root and namespaces/cgroups/seccomp (the machine and CI run as root): without them
  * every test FAILS in its setup — it never skips. Each test writes a small code dir (what the
@@ -31,6 +32,7 @@
 #include <cJSON.h>
 
 #include "artifacts.h"
+#include "fnlog-t.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -1344,6 +1346,308 @@ static void test_fallbacks(void **state)
     assert_int_equal(sandbox_features(), SANDBOX_F_ALL);
 }
 
+/* ------------------------------------------------------------------ function logs
+ * (docs/logs.md §1 "Capture"), seen through fnlog's sink hook the way exec_run wires them:
+ * START, what loading printed (cold start), stdout and stderr lines complete, in order and
+ * marked, output between invocations in the next one, END and REPORT (Init Duration on the
+ * cold start only); a handler error, a timeout and a crash with their lines; a 50 MB flood cut
+ * at the limit and marked with exact counts, the executor's memory bounded. */
+
+#define CAP_MAX 8192
+#define RID "0a1b2c3d-0000-4000-8000-00000000000"   /* + one digit */
+
+/* What the sink saw: every line's stream, level and length; the text of short ones. */
+typedef struct cap_line {
+    int stream;
+    char level[12];
+    char rid[40];
+    char text[200];   /* "" for long lines */
+    size_t len;
+    bool all_y;       /* a flood line: only 'y' */
+} cap_line;
+
+static cap_line g_cap[CAP_MAX];
+static size_t g_ncap, g_nseen;
+static fnlog_inv g_log;
+
+static size_t cap_sink(const logq_line *lines, size_t n)
+{
+    for (size_t i = 0; i < n; i++, g_nseen++) {
+        cap_line *c;
+        if (g_ncap == CAP_MAX)
+            continue;
+        c = &g_cap[g_ncap++];
+        c->stream = lines[i].stream;
+        c->len = lines[i].len;
+        snprintf(c->level, sizeof(c->level), "%s", lines[i].level);
+        snprintf(c->rid, sizeof(c->rid), "%s", lines[i].request_id);
+        c->text[0] = '\0';
+        if (lines[i].len < sizeof(c->text)) {
+            memcpy(c->text, lines[i].message, lines[i].len);
+            c->text[lines[i].len] = '\0';
+        }
+        c->all_y = lines[i].len > 0 && lines[i].message[0] == 'y' &&
+                   memcmp(lines[i].message, lines[i].message + 1, lines[i].len - 1) == 0;
+    }
+    return n;
+}
+
+/* Begins invocation `digit`'s log (request id RID + digit). */
+static void log_begin(char digit)
+{
+    static char rid[10][40];
+    fnlog_meta m = { .request_id = rid[digit - '0'], .ns = "default", .function = "testfn",
+                     .function_id = "6f1c0000-0000-4000-8000-000000000001", .version = "$LATEST",
+                     .max_bytes = FNLOG_MAX_BYTES_DEFAULT, .sink = cap_sink };
+
+    snprintf(rid[digit - '0'], sizeof(rid[0]), "%s%c", RID, digit);
+    fnlog_abandon(&g_log);   /* what a failed assertion left */
+    fnlog_begin(&g_log, &m);
+    assert_true(g_log.on);
+}
+
+/* Cold start of handler under invocation `digit`'s log, as pool_acquire does for exec_run. */
+static sandbox_instance *log_start(fixture *f, const char *handler, const char *dir, char digit)
+{
+    sandbox_spec s = spec_for("python3", handler, dir);
+
+    s.memory_mb = 1769;
+    s.timeout_s = 60;
+    s.function_version = "$LATEST";
+    s.log = &g_log;
+    log_begin(digit);
+    return start_spec(f, &s);
+}
+
+/* One invocation under the log begun (cold) or a new one (warm), finished as exec_run does. */
+static sandbox_status log_invoke(fixture *f, sandbox_instance *in, const char *event,
+                                 int64_t timeout_ms, char digit, bool cold)
+{
+    char rid[40];
+
+    if (!cold)
+        log_begin(digit);
+    snprintf(rid, sizeof(rid), "%s%c", RID, digit);
+    sandbox_result_free(&f->res);
+    assert_int_equal(sandbox_invoke_logged(in, &g_log, rid, event, strlen(event),
+                                           ml_now_ms() + timeout_ms, 1u << 20, &f->res), ML_OK);
+    fnlog_finish_result(&g_log, &f->res, 1769, cold ? sandbox_init_us(in) : 0, false);
+    return f->res.status;
+}
+
+/* Index of the line with exactly text (from `from`), or fails. */
+static size_t cap_find(size_t from, const char *text)
+{
+    for (size_t i = from; i < g_ncap; i++)
+        if (strcmp(g_cap[i].text, text) == 0)
+            return i;
+    for (size_t i = from; i < g_ncap; i++)
+        print_message("  [%zu] %d %s\n", i, g_cap[i].stream, g_cap[i].text);
+    fail_msg("no line \"%s\"", text);
+    return 0;
+}
+
+static bool cap_prefix(size_t i, const char *p)
+{
+    return i < g_ncap && strncmp(g_cap[i].text, p, strlen(p)) == 0;
+}
+
+/* START first and END, REPORT last for invocation `digit` among g_cap[from..to). */
+static void expect_frame(size_t from, size_t to, char digit, bool cold)
+{
+    char want[128];
+
+    snprintf(want, sizeof(want), "START RequestId: %s%c Version: $LATEST", RID, digit);
+    assert_string_equal(g_cap[from].text, want);
+    snprintf(want, sizeof(want), "END RequestId: %s%c", RID, digit);
+    assert_string_equal(g_cap[to - 2].text, want);
+    snprintf(want, sizeof(want), "REPORT RequestId: %s%c\tDuration: ", RID, digit);
+    assert_true(cap_prefix(to - 1, want));
+    assert_non_null(strstr(g_cap[to - 1].text, "\tMemory Size: 1769 MB\tMax Memory Used: "));
+    assert_int_equal(strstr(g_cap[to - 1].text, "\tInit Duration: ") != NULL, cold);
+    for (size_t i = from; i < to; i++)
+        assert_true(strstr(g_cap[i].rid, RID) && g_cap[i].rid[strlen(RID)] == digit);
+}
+
+static const char PRINTER[] =
+    "import sys, os, threading, time\n"
+    "print('loading stdout')\n"
+    "print('loading stderr', file=sys.stderr)\n"
+    "bg = None\n"
+    "def later():\n"
+    "    while not os.path.exists(os.environ.get('LAMBDA_TASK_ROOT', '/var/task') + '/go'):\n"
+    "        time.sleep(0.01)\n"
+    "    print('between invocations')\n"
+    "def handler(event, context):\n"
+    "    global bg\n"
+    "    if event == 'join':\n"
+    "        bg.join()\n"
+    "    for i in range(200):\n"
+    "        print('out %d' % i)\n"
+    "        print('err %d' % i, file=sys.stderr)\n"
+    "    sys.stdout.write('no newline at the end')\n"
+    "    if event == 'start':\n"
+    "        bg = threading.Thread(target=later)\n"
+    "        bg.start()\n"
+    "    return 'ok'\n";
+
+/* Each stream's numbered lines among g_cap[from..to): whole, in order, marked; how many. */
+static size_t expect_numbered(size_t from, size_t to, const char *prefix, int stream)
+{
+    char want[64];
+    size_t n = 0;
+
+    for (size_t i = from; i < to; i++) {
+        if (!cap_prefix(i, prefix))
+            continue;
+        snprintf(want, sizeof(want), "%s%zu", prefix, n++);
+        assert_string_equal(g_cap[i].text, want);
+        assert_int_equal(g_cap[i].stream, stream);
+        assert_string_equal(g_cap[i].level, stream == FNLOG_STDERR ? "error" : "info");
+    }
+    return n;
+}
+
+/* stdout and stderr lines complete, in order, marked; init output in the cold invocation;
+ * output between invocations in the next one. */
+static void test_log_streams_in_order(void **state)
+{
+    fixture *f = *state;
+    const char *dir = code_dir(f, "p.py", PRINTER, NULL);
+    sandbox_instance *in;
+    char go[128];
+    size_t first_end;
+
+    g_ncap = 0;
+    in = log_start(f, "p.handler", dir, '1');
+    assert_int_equal(log_invoke(f, in, "\"start\"", 20000, '1', true), SB_OK);
+    first_end = g_ncap;
+    expect_frame(0, first_end, '1', true);
+    assert_int_equal(g_cap[cap_find(0, "loading stdout")].stream, FNLOG_STDOUT);
+    assert_int_equal(g_cap[cap_find(0, "loading stderr")].stream, FNLOG_STDERR);
+    assert_int_equal(expect_numbered(0, first_end, "out ", FNLOG_STDOUT), 200);
+    assert_int_equal(expect_numbered(0, first_end, "err ", FNLOG_STDERR), 200);
+    /* the unterminated write ends the invocation as a line of its own */
+    assert_int_equal(g_cap[cap_find(0, "no newline at the end")].stream, FNLOG_STDOUT);
+
+    /* the background thread prints while the instance idles (usually within these 300 ms; if
+     * later, during the next invocation, before its handler prints: the next one either way) */
+    snprintf(go, sizeof(go), "%s/go", dir);
+    write_text(go, "", 0644);
+    ml_sleep_ms(300);
+    assert_int_equal(log_invoke(f, in, "\"join\"", 20000, '2', false), SB_OK);
+    expect_frame(first_end, g_ncap, '2', false);
+    assert_int_equal(g_cap[cap_find(first_end, "between invocations")].stream, FNLOG_STDOUT);
+    for (size_t i = 0; i < first_end; i++)
+        assert_string_not_equal(g_cap[i].text, "between invocations");
+    /* the 4 KiB tail is unchanged: merged, raw */
+    assert_non_null(strstr(ml_buf_cstr(&f->res.log_tail), "err 199\n"));
+}
+
+static const char FAILER[] =
+    "import os, signal, sys, time\n"
+    "def boom(event, context):\n"
+    "    print('about to fail')\n"
+    "    raise Exception('boom')\n"
+    "def slow(event, context):\n"
+    "    print('before sleep')\n"
+    "    time.sleep(30)\n"
+    "def crash(event, context):\n"
+    "    print('dying', file=sys.stderr)\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n";
+
+/* The platform line before END (the third from last) of the invocation in g_cap. */
+static const char *death_line(size_t *at)
+{
+    *at = g_ncap - 3;
+    assert_int_equal(g_cap[*at].stream, FNLOG_PLATFORM);
+    assert_string_equal(g_cap[*at].level, "warn");
+    return g_cap[*at].text;
+}
+
+static void test_log_error_timeout_crash(void **state)
+{
+    fixture *f = *state;
+    const char *dir = code_dir(f, "f.py", FAILER, NULL);
+    sandbox_instance *in;
+    char want[160];
+    size_t i, at;
+
+    g_ncap = 0;
+    in = log_start(f, "f.boom", dir, '1');
+    assert_int_equal(log_invoke(f, in, "{}", 20000, '1', true), SB_HANDLER_ERROR);
+    expect_frame(0, g_ncap, '1', true);
+    i = cap_find(cap_find(0, "about to fail"), "[ERROR] Exception: boom");
+    assert_int_equal(g_cap[i].stream, FNLOG_STDERR);
+    assert_string_equal(g_cap[i].level, "error");
+    assert_int_equal(g_cap[cap_find(i, "Exception: boom")].stream, FNLOG_STDERR);   /* traceback */
+
+    g_ncap = 0;
+    in = log_start(f, "f.slow", dir, '2');
+    assert_int_equal(log_invoke(f, in, "{}", 1000, '2', true), SB_TIMEOUT);
+    expect_frame(0, g_ncap, '2', true);
+    i = cap_find(0, "before sleep");
+    /* "2026-12-07T11:00:03.123Z <id> Task timed out after 1.00 seconds" */
+    snprintf(want, sizeof(want), " %s2 Task timed out after 1.00 seconds", RID);
+    assert_string_equal(death_line(&at) + 24, want);
+    assert_true(i < at);
+
+    g_ncap = 0;
+    in = log_start(f, "f.crash", dir, '3');
+    assert_int_equal(log_invoke(f, in, "{}", 20000, '3', true), SB_CRASH);
+    expect_frame(0, g_ncap, '3', true);
+    assert_int_equal(g_cap[cap_find(0, "dying")].stream, FNLOG_STDERR);
+    snprintf(want, sizeof(want), "RequestId: %s3 Error: Runtime exited with error: signal: killed", RID);
+    assert_int_equal(strncmp(death_line(&at), want, strlen(want)), 0);
+}
+
+static const char FLOOD[] =
+    "def handler(event, context):\n"
+    "    line = 'y' * 1023\n"
+    "    for i in range(event):\n"
+    "        print(line)\n"
+    "    print('THE-END')\n"
+    "    return 'done'\n";
+
+/* 50 MiB of output: 4 MiB kept as whole lines, the rest counted exactly and marked; the
+ * executor's memory stays bounded (nothing past the limit is buffered). */
+static void test_log_flood_cut_and_marked(void **state)
+{
+    fixture *f = *state;
+    const char *dir = code_dir(f, "fl.py", FLOOD, NULL);
+    sandbox_instance *in;
+    size_t kept = 0, at;
+    int64_t rss_before, rss_after;
+    char want[200];
+
+    in = log_start(f, "fl.handler", dir, '1');
+    assert_int_equal(log_invoke(f, in, "100", 20000, '1', true), SB_OK);   /* warm up allocations */
+    g_ncap = g_nseen = 0;
+    rss_before = self_rss_kb();
+    assert_int_equal(log_invoke(f, in, "51200", 60000, '2', false), SB_OK);   /* 51200 KiB */
+    rss_after = self_rss_kb();
+    assert_string_equal(ml_buf_cstr(&f->res.payload), "\"done\"");
+    expect_frame(0, g_ncap, '2', false);
+    for (size_t i = 0; i < g_ncap; i++) {
+        if (g_cap[i].stream != FNLOG_STDOUT)
+            continue;
+        assert_true(g_cap[i].all_y);   /* whole lines only */
+        assert_int_equal(g_cap[i].len, 1023);
+        kept++;
+    }
+    assert_int_equal(kept, FNLOG_MAX_BYTES_DEFAULT / 1024);
+    /* dropped: 47104 lines of 1024 bytes, and THE-END's 8 */
+    snprintf(want, sizeof(want), "[minilambda] log output truncated: %d bytes in %d lines dropped "
+             "(limit %d bytes per invocation)", 47104 * 1024 + 8, 47104 + 1, FNLOG_MAX_BYTES_DEFAULT);
+    assert_string_equal(death_line(&at), want);
+    assert_int_equal(g_nseen, g_ncap);
+    /* the tail still ends with what was printed last */
+    assert_string_equal(ml_buf_cstr(&f->res.log_tail) + f->res.log_tail.len - 8, "THE-END\n");
+    print_message("flood: RSS %lld -> %lld kB; %s\n", (long long)rss_before, (long long)rss_after,
+                  g_cap[g_ncap - 1].text);
+    assert_true(rss_after - rss_before < 8 * 1024);
+}
+
 int main(void)
 {
     const char *root = getenv("ML_ROOT");
@@ -1378,6 +1682,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_dies_with_executor, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fallbacks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_runtimes_from_private_checkout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_streams_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_error_timeout_crash, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_log_flood_cut_and_marked, setup, teardown),
     };
 
     ml_log_init("test_sandbox", ML_LOG_WARN);
