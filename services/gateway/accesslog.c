@@ -393,15 +393,23 @@ static void enqueue(gw_alog *l, ring *r, const char *line, size_t n)
         pthread_cond_signal(&l->cond);
 }
 
+void gw_alog_log(gw_alog *l, const gw_alog_line *line)
+{
+    char buf[GW_ALOG_LINE_MAX];
+    ring *r;
+
+    if (!l || !l->on || !(r = thread_ring(l)) || !gw_alog_sampled(l->sample, line->status, &tl.rng))
+        return;
+    enqueue(l, r, buf, gw_alog_format(line, buf));
+}
+
 void gw_alog_done(const httpd_req *req, const httpd_done_info *info, void *ud)
 {
     gw_alog *l = ud;
     alog_note *note = httpd_req_note(req);
     gw_alog_line line;
-    char buf[GW_ALOG_LINE_MAX];
-    ring *r;
 
-    if (!l || !l->on || !(r = thread_ring(l)) || !gw_alog_sampled(l->sample, info->status, &tl.rng))
+    if (!l || !l->on)
         goto out;
     line = (gw_alog_line){ .ts_ms = ml_wall_ms(), .request_id = httpd_request_id(req),
                            .client = httpd_client_ip(req), .method = httpd_method(req),
@@ -419,7 +427,7 @@ void gw_alog_done(const httpd_req *req, const httpd_done_info *info, void *ud)
         line.upstream_us = note->upstream ? note->upstream_us : -1;
         line.ratelimit = note->ratelimit;
     }
-    enqueue(l, r, buf, gw_alog_format(&line, buf));
+    gw_alog_log(l, &line);
 out:
     free(note);
 }

@@ -59,6 +59,9 @@ void gw_alog_flush(gw_alog *l);
 uint64_t gw_alog_lines(gw_alog *l);
 uint64_t gw_alog_dropped(gw_alog *l);
 
+/* Queues l's line (if sampled) on this thread's buffer, or counts it dropped; never waits. */
+void gw_alog_log(gw_alog *l, const gw_alog_line *line);
+
 /* httpd_done_fn (ud: the gw_alog): formats and queues the request's line, frees its note. */
 void gw_alog_done(const httpd_req *req, const httpd_done_info *info, void *ud);
 
