@@ -3,11 +3,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +19,7 @@
 #define RING_BYTES (1u << 20)  /* per loop thread: ~3,000 lines, 60 ms at 50k lines/s */
 #define FLUSH_MS 20
 #define VALUE_MAX_IN 256       /* input bytes of one string value kept */
-#define TAIL_RESERVE 320       /* room the numeric fields after the strings need */
+#define TAIL_RESERVE 128       /* room the numeric fields after the strings need */
 #define KEYS_RESERVE 320       /* room every key, quote and the timestamp need */
 #define PIPE_CHUNK 4096        /* PIPE_BUF: stdout writes this size stay whole lines */
 
@@ -124,8 +122,19 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-/* A JSON string of at most VALUE_MAX_IN bytes of s, or null; never past o->lim (cut at a
- * character). */
+/* Bytes from s that JSON takes as they are: printable ASCII but '"' and '\\' (the common case,
+ * copied in one go). */
+static size_t plain_run(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    while (i < n && s[i] >= 0x20 && s[i] < 0x7F && s[i] != '"' && s[i] != '\\')
+        i++;
+    return i;
+}
+
+/* A JSON string of at most VALUE_MAX_IN bytes of s, or null; its contents never past o->lim
+ * (cut at a character). */
 static void put_str(out *o, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -133,17 +142,21 @@ static void put_str(out *o, const char *s)
     size_t n, i = 0;
 
     if (!s) {
-        put_s(o, "null");
+        put(o, "null", 4);
         return;
     }
     n = strnlen(s, VALUE_MAX_IN);
     put(o, "\"", 1);
     while (i < n && o->len + 8 < o->lim) {
-        size_t k = utf8_len(u + i, n - i);
+        size_t k = plain_run(u + i, n - i);
         char esc[8] = { '\\', 'u', '0', '0', hex[u[i] >> 4], hex[u[i] & 15], 0, 0 };
 
-        if (k == 0) {
-            put_s(o, "\\ufffd");
+        if (k) {
+            k = o->len + k > o->lim - 8 ? o->lim - 8 - o->len : k;
+            put(o, s + i, k);
+            i += k;
+        } else if ((k = utf8_len(u + i, n - i)) == 0) {
+            put(o, "\\ufffd", 6);
             i++;
         } else if (u[i] == '"' || u[i] == '\\') {
             esc[1] = (char)u[i];
@@ -160,6 +173,33 @@ static void put_str(out *o, const char *s)
     put(o, "\"", 1);
 }
 
+/* Decimal digits of v (unsigned) into o. */
+static void put_u64(out *o, uint64_t v)
+{
+    char d[20];
+    size_t n = 0;
+
+    do {
+        d[sizeof(d) - 1 - n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    put(o, d + sizeof(d) - n, n);
+}
+
+/* A duration in µs as milliseconds with three decimals ("12.345"). */
+static void put_ms(out *o, int64_t us)
+{
+    char frac[4];
+
+    us = us < 0 ? 0 : us;
+    put_u64(o, (uint64_t)us / 1000);
+    frac[0] = '.';
+    frac[1] = (char)('0' + us / 100 % 10);
+    frac[2] = (char)('0' + us / 10 % 10);
+    frac[3] = (char)('0' + us % 10);
+    put(o, frac, 4);
+}
+
 static void put_field(out *o, const char *key, const char *value)
 {
     put_s(o, key);
@@ -170,7 +210,9 @@ static void put_field(out *o, const char *key, const char *value)
 static void put_ts(out *o, int64_t ms)
 {
     time_t sec = (time_t)(ms / 1000);
-    char frac[8];
+    int m = (int)(ms % 1000);
+    char frac[7] = { '.', (char)('0' + m / 100), (char)('0' + m / 10 % 10), (char)('0' + m % 10),
+                     'Z', '"', 0 };
     struct tm tm;
 
     if (sec != tl.sec || !tl.stamp[0]) {
@@ -181,15 +223,12 @@ static void put_ts(out *o, int64_t ms)
     }
     put(o, "\"", 1);
     put_s(o, tl.stamp);
-    ml_snprintf_trunc(frac, sizeof(frac), ".%03dZ\"", (int)(ms % 1000));
-    put_s(o, frac);
+    put(o, frac, 6);
 }
 
 size_t gw_alog_format(const gw_alog_line *l, char buf[GW_ALOG_LINE_MAX])
 {
     out o = { buf, 0, GW_ALOG_LINE_MAX - TAIL_RESERVE - KEYS_RESERVE };
-    char tail[TAIL_RESERVE];
-    size_t n;
 
     put_s(&o, "{\"ts\":");
     put_ts(&o, l->ts_ms);
@@ -206,16 +245,18 @@ size_t gw_alog_format(const gw_alog_line *l, char buf[GW_ALOG_LINE_MAX])
     put_field(&o, ",\"function\":", l->function);
     put_field(&o, ",\"upstream\":", l->upstream);
     put_field(&o, ",\"ratelimit\":", l->ratelimit ? l->ratelimit : "off");
-    ml_snprintf_trunc(tail, sizeof(tail),
-                      ",\"status\":%d,\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64
-                      ",\"duration_ms\":%" PRId64 ".%03d",
-                      l->status, l->bytes_in, l->bytes_out, l->duration_us / 1000,
-                      (int)(l->duration_us % 1000));
-    n = strlen(tail);
-    if (l->upstream_us >= 0)
-        ml_snprintf_trunc(tail + n, sizeof(tail) - n, ",\"upstream_ms\":%" PRId64 ".%03d",
-                          l->upstream_us / 1000, (int)(l->upstream_us % 1000));
-    put_s(&o, tail);
+    put_s(&o, ",\"status\":");
+    put_u64(&o, (uint64_t)(l->status < 0 ? 0 : l->status));
+    put_s(&o, ",\"bytes_in\":");
+    put_u64(&o, l->bytes_in);
+    put_s(&o, ",\"bytes_out\":");
+    put_u64(&o, l->bytes_out);
+    put_s(&o, ",\"duration_ms\":");
+    put_ms(&o, l->duration_us);
+    if (l->upstream_us >= 0) {
+        put_s(&o, ",\"upstream_ms\":");
+        put_ms(&o, l->upstream_us);
+    }
     put(&o, "}\n", 2);
     return o.len;
 }
