@@ -17,21 +17,13 @@ Prints ok/not ok lines."""
 import json, os, signal, socket, subprocess, threading, time, uuid
 
 import gateway_tenants_e2e as gt
-from gateway_tenants_e2e import ALL, AWS_KEY, HDR, bearer, request, aws_invoke, metric
+from gateway_tenants_e2e import ALL, AWS_KEY, HDR, bearer, check, request, aws_invoke
 
 LOGS = os.path.join(gt.ROOT, ".run", "test-gateway-access-log")
 REQUIRED = ("ts", "type", "request_id", "client", "subject", "namespace", "auth", "method", "route",
             "function", "status", "bytes_in", "bytes_out", "duration_ms", "upstream", "ratelimit")
 RUN = uuid.uuid4().hex[:6]
 NS = f"al-{RUN}"
-failures = 0
-
-
-def check(name, cond, detail=""):
-    global failures
-    print(("ok - " if cond else "not ok - ") + name + ("" if cond else f"  # {str(detail)[:400]}"), flush=True)
-    failures += 0 if cond else 1
-    return cond
 
 
 def free_port():
@@ -200,8 +192,8 @@ def main():
           st == [200, 200, 429] and limited[2][1].get("x-request-id") in rids
           and not ({r[1].get("x-request-id") for r in limited[:2]} & rids), (st, lines2))
     srv.shutdown()
-    print(f"# {failures} failure(s)")
-    return 1 if failures else 0
+    print(f"# {gt.failures} failure(s)")  # check() counts there
+    return 1 if gt.failures else 0
 
 
 def metric_total(port, name):
