@@ -98,6 +98,27 @@ struct httpd {
     bool stopping;
     bool draining;               /* after httpd_stop began: new requests get 503 */
     long inflight;               /* requests accepted and not yet completed */
+    httpd_stream *streams;       /* streamed responses handed to MHD (lock) */
+};
+
+/* A streamed body (httpd.h). buf.data[off, len) waits to be sent. The connection is
+ * suspended while nothing waits (MHD would otherwise poll the reader in a busy loop); the
+ * writer that finds it suspended resumes it. */
+struct httpd_stream {
+    pthread_mutex_t lock;
+    ml_buf buf;
+    size_t off;
+    int refs;                    /* the server's and the producer's */
+    bool closed;                 /* the producer ended the body */
+    bool gone;                   /* over for the client: it left, overflowed, or the server drains */
+    bool failed;                 /* overflowed: cut the connection instead of a clean end */
+    bool suspended;              /* the connection waits for a write */
+    httpd_req *req;              /* while the server holds its reference and MHD has it */
+    httpd *server;               /* set with req: the list it is on */
+    httpd_stream *prev, *next;   /* server->streams (server->lock) */
+    httpd_stream_notify_fn notify;
+    void *notify_ud;
+    size_t low_water;
 };
 
 /* ---- path matching ---- */
@@ -290,8 +311,13 @@ int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, cons
     return ml_buf_append_str(&resp->body, text);
 }
 
+static void stream_server_release(httpd_stream *s);
+
 static void resp_clear(httpd_resp *resp)
 {
+    if (resp->stream) /* made a stream but never handed to MHD */
+        stream_server_release(resp->stream);
+    resp->stream = NULL;
     for (size_t i = 0; i < resp->nheaders; i++) {
         free(resp->headers[i].name);
         free(resp->headers[i].value);
@@ -566,6 +592,8 @@ static void add_header(struct MHD_Response *mr, const char *name, const char *va
         ml_log_warn("cannot add response header %s", name);
 }
 
+static struct MHD_Response *stream_response(httpd_req *r);
+
 static enum MHD_Result send_response(httpd_req *r)
 {
     httpd_resp *resp = &r->resp;
@@ -576,11 +604,14 @@ static enum MHD_Result send_response(httpd_req *r)
 
     if (resp->status == 0)
         resp->status = 200;
-    mr = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
-    if (!mr) {
+    if (resp->stream) {
         free(body);
-        return MHD_NO;
+        mr = stream_response(r);
+    } else if (!(mr = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE))) {
+        free(body);
     }
+    if (!mr)
+        return MHD_NO;
     if (len || resp->status != 204)
         add_header(mr, "Content-Type", resp->content_type ? resp->content_type : "application/json");
     add_header(mr, "X-Request-Id", r->request_id);
@@ -645,14 +676,15 @@ static void resume(httpd_req *r)
     /* Read before resuming: once resumed the request may complete and httpd_stop free h
      * (in external mode the caller's loops, which must outlive h's use, still run). */
     bool external = h->cfg.external;
+    unsigned loop = r->loop;
 
     MHD_resume_connection(r->conn);
     if (!external)
         return;
-    if (tl_server == h && tl_loop == r->loop)
-        h->again[r->loop] = true;
-    else if (write(h->wake[r->loop], &one, sizeof(one)) < 0)
-        ml_log_warn("http server: cannot wake loop %u: %s", r->loop, strerror(errno));
+    if (tl_server == h && tl_loop == loop)
+        h->again[loop] = true;
+    else if (write(h->wake[loop], &one, sizeof(one)) < 0)
+        ml_log_warn("http server: cannot wake loop %u: %s", loop, strerror(errno));
 }
 
 void httpd_complete(httpd_req *req)
@@ -671,6 +703,264 @@ static void suspend_running(httpd_req *r)
     MHD_suspend_connection(r->conn);
     if (!atomic_compare_exchange_strong(&r->state, &expected, ST_SUSPENDED))
         resume(r); /* completed meanwhile: come back and send */
+}
+
+/* ---- streamed responses ---- */
+
+#define STREAM_BLOCK (16u * 1024u) /* the most MHD asks the reader for at once */
+
+httpd_stream *httpd_resp_stream(httpd_resp *resp, const char *content_type)
+{
+    httpd_stream *s = calloc(1, sizeof(*s));
+
+    if (!s) {
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    /* room for what waits plus what was sent before the next compaction */
+    ml_buf_init(&s->buf, 2 * HTTPD_STREAM_MAX_BUFFERED);
+    s->refs = 2;
+    ml_buf_free(&resp->body);
+    resp->content_type = content_type;
+    if (!resp->status)
+        resp->status = 200;
+    resp->stream = s;
+    return s;
+}
+
+static void stream_unref(httpd_stream *s)
+{
+    bool last;
+
+    pthread_mutex_lock(&s->lock);
+    last = --s->refs == 0;
+    pthread_mutex_unlock(&s->lock);
+    if (!last)
+        return;
+    ml_buf_free(&s->buf);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+}
+
+static size_t stream_pending(const httpd_stream *s)
+{
+    return s->buf.len - s->off;
+}
+
+/* s->lock held: marks the stream over for the client (once: the producer is told). */
+static void stream_end_locked(httpd_stream *s)
+{
+    if (s->gone)
+        return;
+    s->gone = true;
+    if (s->notify)
+        s->notify(s->notify_ud);
+}
+
+/* s->lock held: the request to resume when the connection is suspended (the caller
+ * resumes it after unlocking), else NULL. Suspended, the connection cannot end, so the
+ * request stays valid until then. */
+static httpd_req *stream_take_suspended(httpd_stream *s)
+{
+    if (!s->suspended)
+        return NULL;
+    s->suspended = false;
+    return s->req;
+}
+
+/* MHD_ContentReaderCallback: what waits, the end, or nothing yet (then the connection is
+ * suspended until a write: MHD would call again at once otherwise). */
+static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+    httpd_stream *s = cls;
+    size_t before, n;
+    ssize_t ret;
+
+    ML_UNUSED(pos);
+    pthread_mutex_lock(&s->lock);
+    before = stream_pending(s);
+    if (s->failed) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (before) {
+        n = before < max ? before : max;
+        memcpy(out, s->buf.data + s->off, n);
+        s->off += n;
+        if (s->off == s->buf.len)
+            s->off = s->buf.len = 0;
+        if (s->notify && before > s->low_water && stream_pending(s) <= s->low_water)
+            s->notify(s->notify_ud);
+        ret = (ssize_t)n;
+    } else if (s->closed || s->gone) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        s->suspended = true;
+        MHD_suspend_connection(s->req->conn);
+        ret = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return ret;
+}
+
+/* The server lets go (the client is done or gone, or the stream never went out). */
+static void stream_server_release(httpd_stream *s)
+{
+    httpd *h;
+
+    pthread_mutex_lock(&s->lock);
+    stream_end_locked(s);
+    h = s->server;
+    s->req = NULL;
+    s->server = NULL;
+    pthread_mutex_unlock(&s->lock);
+    if (h) {
+        pthread_mutex_lock(&h->lock);
+        if (s->prev)
+            s->prev->next = s->next;
+        else
+            h->streams = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        pthread_mutex_unlock(&h->lock);
+    }
+    stream_unref(s);
+}
+
+/* MHD_ContentReaderFreeCallback: MHD is done with the response. */
+static void stream_free(void *cls)
+{
+    stream_server_release(cls);
+}
+
+/* The MHD response of a stream; from here on MHD's response holds the server's
+ * reference (released by stream_free). NULL when out of memory (resp_clear releases it). */
+static struct MHD_Response *stream_response(httpd_req *r)
+{
+    httpd_stream *s = r->resp.stream;
+    httpd *h = r->server;
+    struct MHD_Response *mr =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK, stream_read, s, stream_free);
+
+    if (!mr)
+        return NULL;
+    r->resp.stream = NULL;
+    pthread_mutex_lock(&h->lock);
+    pthread_mutex_lock(&s->lock);
+    s->req = r;
+    s->server = h;
+    if (h->draining) /* a stream that begins while the server drains ends after what waits */
+        stream_end_locked(s);
+    pthread_mutex_unlock(&s->lock);
+    s->next = h->streams;
+    if (h->streams)
+        h->streams->prev = s;
+    h->streams = s;
+    pthread_mutex_unlock(&h->lock);
+    return mr;
+}
+
+int httpd_stream_write(httpd_stream *s, const void *data, size_t len)
+{
+    httpd_req *wake = NULL;
+    int rc = ML_ERR;
+
+    pthread_mutex_lock(&s->lock);
+    if (s->gone || s->closed)
+        goto out;
+    if (stream_pending(s) + len > HTTPD_STREAM_MAX_BUFFERED) {
+        s->failed = true; /* a client this far behind gets a cut body, not a gap */
+        stream_end_locked(s);
+        goto resume;
+    }
+    if (s->off && (s->off >= stream_pending(s) || s->buf.len + len > s->buf.max)) {
+        memmove(s->buf.data, s->buf.data + s->off, stream_pending(s));
+        s->buf.len -= s->off;
+        s->off = 0;
+    }
+    if (ml_buf_append(&s->buf, data, len) != ML_OK) {
+        s->failed = true;
+        stream_end_locked(s);
+        goto resume;
+    }
+    rc = ML_OK;
+resume:
+    wake = stream_take_suspended(s);
+out:
+    pthread_mutex_unlock(&s->lock);
+    if (wake)
+        resume(wake);
+    return rc;
+}
+
+size_t httpd_stream_pending(const httpd_stream *cs)
+{
+    httpd_stream *s = (httpd_stream *)cs; /* the lock is not part of the value */
+    size_t n;
+
+    pthread_mutex_lock(&s->lock);
+    n = stream_pending(s);
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+bool httpd_stream_gone(const httpd_stream *cs)
+{
+    httpd_stream *s = (httpd_stream *)cs;
+    bool gone;
+
+    pthread_mutex_lock(&s->lock);
+    gone = s->gone;
+    pthread_mutex_unlock(&s->lock);
+    return gone;
+}
+
+void httpd_stream_notify(httpd_stream *s, size_t low_water, httpd_stream_notify_fn fn, void *ud)
+{
+    pthread_mutex_lock(&s->lock);
+    s->low_water = low_water;
+    s->notify = fn;
+    s->notify_ud = ud;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void httpd_stream_close(httpd_stream *s)
+{
+    httpd_req *wake;
+
+    pthread_mutex_lock(&s->lock);
+    s->closed = true;
+    s->notify = NULL;
+    wake = stream_take_suspended(s);
+    pthread_mutex_unlock(&s->lock);
+    if (wake)
+        resume(wake);
+    stream_unref(s);
+}
+
+#define DRAIN_BATCH 64
+
+/* httpd_drain: every stream ends for its client after what waits (a follow stream would
+ * otherwise hold the drain until its timeout). Resumes outside the server's lock, in
+ * batches. */
+static void end_streams(httpd *h)
+{
+    httpd_req *wake[DRAIN_BATCH];
+    size_t n;
+
+    do {
+        n = 0;
+        pthread_mutex_lock(&h->lock);
+        for (httpd_stream *s = h->streams; s && n < DRAIN_BATCH; s = s->next) {
+            pthread_mutex_lock(&s->lock);
+            stream_end_locked(s);
+            if ((wake[n] = stream_take_suspended(s)))
+                n++;
+            pthread_mutex_unlock(&s->lock);
+        }
+        pthread_mutex_unlock(&h->lock);
+        for (size_t i = 0; i < n; i++)
+            resume(wake[i]);
+    } while (n == DRAIN_BATCH);
 }
 
 /* Idle stack operations; h->lock held. */
@@ -1138,6 +1428,7 @@ bool httpd_drain(httpd *h)
             shutdown(fd, SHUT_RDWR); /* stops listening: new connections are refused */
     }
     h->quiesced = true;
+    end_streams(h);
     return drain(h);
 }
 

@@ -31,6 +31,8 @@ typedef struct httpd_resp_header {
     char *name, *value;
 } httpd_header_kv;
 
+typedef struct httpd_stream httpd_stream;
+
 /* A zeroed httpd_resp is a valid empty 200. Owned by the server; handlers fill it. */
 typedef struct httpd_resp {
     int status;
@@ -39,6 +41,7 @@ typedef struct httpd_resp {
     httpd_header_kv headers[HTTPD_MAX_RESP_HEADERS];
     size_t nheaders;
     const char *request_id;   /* set by the server: the id errors must carry */
+    httpd_stream *stream;     /* set by httpd_resp_stream: the body is streamed */
 } httpd_resp;
 
 typedef enum { HTTPD_DONE = 0, HTTPD_ASYNC = 1 } httpd_result;
@@ -139,11 +142,13 @@ int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
 
 /* ---- streamed responses (SSE, NDJSON; docs/logs.md): a body written after the handler returns.
  * httpd_resp_stream makes resp (status, headers as set on it) a stream of content_type (a
- * static string); the handler then returns HTTPD_DONE. The stream has two owners: the server
- * (until the client is done or gone) and the producer (until it calls httpd_stream_close
- * exactly once); it is freed when both have let go. NULL on allocation failure (resp is then
- * a 500 and there is nothing to close). */
-typedef struct httpd_stream httpd_stream;
+ * static string); the handler then returns HTTPD_DONE (or completes its HTTPD_ASYNC
+ * request). The stream has two owners: the server (until the client is done or gone) and
+ * the producer (until it calls httpd_stream_close exactly once); it is freed when both
+ * have let go. NULL on allocation failure (resp is then
+ * a 500 and there is nothing to close). The client's going away is noticed when MHD next
+ * sends (a suspended connection is not polled), i.e. at the next write. httpd_drain ends
+ * every stream for its client (writes then fail) so that the server can stop. */
 httpd_stream *httpd_resp_stream(httpd_resp *resp, const char *content_type);
 /* Queues bytes for the client, from any thread; they go out at once. ML_OK, or ML_ERR once the
  * client has gone or more than HTTPD_STREAM_MAX_BUFFERED bytes would wait unsent (the stream
@@ -155,6 +160,12 @@ size_t httpd_stream_pending(const httpd_stream *s);
 bool httpd_stream_gone(const httpd_stream *s);
 /* Ends the body after what is queued; the producer must not touch s afterwards. */
 void httpd_stream_close(httpd_stream *s);
+/* Asks for fn(ud) when the queue falls from above low_water to low_water or below (the
+ * client read it: a producer that paused may go on) and once when the client goes. fn runs
+ * on a server thread with the stream's lock held: it must not call httpd_stream_* (set a
+ * flag, wake a thread). Never called after httpd_stream_close returns. */
+typedef void (*httpd_stream_notify_fn)(void *ud);
+void httpd_stream_notify(httpd_stream *s, size_t low_water, httpd_stream_notify_fn fn, void *ud);
 
 /* Copies up to max of the n routes in src to dst; returns how many (route tables of modules). */
 size_t httpd_routes_copy(httpd_route *dst, size_t max, const httpd_route *src, size_t n);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "health.h"
+#include "ext_loop.h"
 #include "httpd.h"
 
 typedef struct reply {
@@ -588,36 +589,6 @@ static void test_workers_reused_lifo(void **state)
 
 /* External mode: two loops of the test's own run the daemons; inline, blocking and
  * asynchronous routes all answer, and draining then stopping is clean. */
-typedef struct ext_loop {
-    httpd *h;
-    unsigned idx;
-    atomic_bool stop;
-    pthread_t t;
-} ext_loop;
-
-static void *ext_loop_main(void *arg)
-{
-    ext_loop *l = arg;
-    int ep = epoll_create1(0), wake = -1, fd = httpd_loop_fd(l->h, l->idx, &wake);
-    struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd }, out[8];
-    struct epoll_event wev = { .events = EPOLLIN, .data.fd = wake };
-
-    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-    epoll_ctl(ep, EPOLL_CTL_ADD, wake, &wev);
-    while (!atomic_load(&l->stop)) {
-        int64_t t = httpd_loop_timeout_ms(l->h, l->idx);
-        int n = epoll_wait(ep, out, 8, t < 0 || t > 50 ? 50 : (int)t);
-        uint64_t v;
-        for (int i = 0; i < n; i++) {
-            if (out[i].data.fd == wake && read(wake, &v, sizeof(v)) < 0)
-                break;
-        }
-        httpd_loop_run(l->h, l->idx);
-    }
-    close(ep);
-    return NULL;
-}
-
 static void test_external_loops(void **state)
 {
     httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 2, .workers = 2,
