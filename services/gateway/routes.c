@@ -29,6 +29,10 @@ const gw_route_def gw_routes[] = {
     { "PUT", "/functions/{fn}/code", BM, W, C_BLD, GW_KIND_BUILD_SUBMIT, GW_MAX_UPLOAD_BODY, NULL },
     { "GET", "/builds/{build_id}", BM, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     { "GET", "/functions/{fn}/builds", BM, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    /* build logs and webhook deliveries (docs/logs.md §3-4) */
+    { "GET", "/builds/{build_id}/log", BM, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    { "GET", "/builds/{id}/deliveries", BM, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    { "POST", "/builds/{id}/deliveries/{delivery_id}/redeliver", BM, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     /* the build-master deletes on the lambda-executor, then frees the name on its side */
     { "DELETE", "/functions/{fn}", BM, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     /* everything else: lambda-executor */
@@ -38,6 +42,8 @@ const gw_route_def gw_routes[] = {
     { "POST", "/functions/{fn}/invoke", EX, I, C_INV, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY, NULL },
     { "GET", "/invocations/{id}", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     { "GET", "/functions/{fn}/invocations", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    { "GET", "/invocations/{id}/deliveries", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    { "POST", "/invocations/{id}/deliveries/{delivery_id}/redeliver", EX, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     { "POST", "/functions/{fn}/schedules", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "GET", "/functions/{fn}/schedules", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     { "DELETE", "/functions/{fn}/schedules/{id}", EX, W, C_WR, GW_KIND_PLAIN, 0, NULL },
