@@ -60,7 +60,7 @@ def read_log(ns, bid, timeout=30):
         if st == 200 and b["next_after"] is None:
             return b
         time.sleep(0.1)
-    return b
+    return b if st == 200 else None
 
 
 def sse(ns, bid, headers=None, query=""):
