@@ -45,6 +45,7 @@ typedef struct xctx {
     extract_reject_fn on_reject; /* optional: told every refusal as it happens */
     void *reject_ud;
     const char *last_reason;     /* the latest refusal's reason (the first one's is in out) */
+    bool check_only;             /* an entry was refused: only name the others, write nothing */
 } xctx;
 
 /* Records the first error; a reason (an EXTRACT_R_* label) means the package is at fault. */
@@ -451,8 +452,12 @@ static int handle_entry(xctx *x, struct archive_entry *e)
         return reject_link(x, e, path, q);
     switch (archive_entry_filetype(e)) {
     case AE_IFREG:
+        if (x->check_only) /* nothing more is written once the package is refused */
+            return archive_entry_is_encrypted(e) ? write_file(x, e, path, q) : ML_OK;
         return write_file(x, e, path, q);
     case AE_IFDIR:
+        if (x->check_only)
+            return ML_OK;
         if (open_dirs(x, path, strlen(path), q, &dirfd) != ML_OK)
             return ML_ERR;
         close(dirfd);
@@ -662,8 +667,11 @@ int extract_zip_report(const char *zip_path, const char *dest_dir, const extract
             goto out;
         }
         out->entries = x.entries;
-        if (handle_entry(&x, e) != ML_OK && !entry_refusal(x.last_reason))
-            goto out;
+        if (handle_entry(&x, e) != ML_OK) {
+            if (!entry_refusal(x.last_reason))
+                goto out;
+            x.check_only = true;
+        }
     }
     if (r != ARCHIVE_EOF) {
         reject_not_zip(&x);

@@ -115,9 +115,10 @@ int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits
 typedef void (*extract_reject_fn)(void *ud, const char *reason, const char *message);
 
 /* extract_zip, telling on_reject (may be NULL) every refusal. Both go on past a refused
- * entry (a link, a bad or duplicate name, a special file, an encrypted entry: nothing is
- * written for it) to name them all, and still fail with the first one's error; a limit, a
- * corrupt or unreadable archive stops them at once. */
+ * entry (a link, a bad or duplicate name, a special file, an encrypted entry) to name the
+ * others (their names, types and encryption; nothing more is written once one is refused,
+ * so duplicates are found only before it) and still fail with the first one's error; a
+ * limit, a corrupt or unreadable archive stops them at once. */
 int extract_zip_report(const char *zip_path, const char *dest_dir, const extract_limits *lim,
                        extract_reject_fn on_reject, void *ud, extract_result *out);
 
