@@ -13,7 +13,7 @@ directly as the gateway would (X-Minilambda-Namespace; mlstack adds the internal
   4. another namespace: GET .../log and ?follow=1 are 404 with a missing build's body.
 Prints "ok - ..." / "not ok - ..."."""
 import http.client, json, os, re, subprocess, threading, time, uuid, base64
-from mlstack import Suite, call, make_zip
+from mlstack import Suite, make_zip, ns_call, wait_build as mlstack_wait_build
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 2370
 PORTS = {"lambda-executor": BASE, "build-master": BASE + 1, "build-worker": BASE + 2}
@@ -23,15 +23,8 @@ APP = "def handler(event, context):\n    return event\n"
 UTIL = "VALUE = 42\n" * 10
 
 
-def bm(method, path, ns, body=None, headers=None):
-    h = {NS_H: ns, **(headers or {})}
-    if body is not None:
-        h["Content-Type"] = "application/json"
-    st, _, b = call(method, S.url("build-master") + path, json.dumps(body).encode() if body is not None else None, h)
-    try:
-        return st, json.loads(b) if b else None
-    except ValueError:
-        return st, b
+def bm(method, path, ns, body=None):
+    return ns_call(S.url("build-master"), method, path, ns, body)
 
 
 def create(ns, name, zipdata):
@@ -42,14 +35,8 @@ def create(ns, name, zipdata):
     return b["build_id"]
 
 
-def wait_build(ns, bid, timeout=90):
-    end = time.time() + timeout
-    while time.time() < end:
-        st, b = bm("GET", f"/builds/{bid}", ns)
-        if st == 200 and b["status"] in ("completed", "failed"):
-            return b
-        time.sleep(0.1)
-    return None
+def wait_build(ns, bid):
+    return mlstack_wait_build(S.url("build-master"), ns, bid)
 
 
 def read_log(ns, bid, timeout=30):

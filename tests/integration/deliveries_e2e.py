@@ -15,12 +15,11 @@ answers what the test tells it (500, 410, 200) and records what it gets.
   3. another namespace (and an unknown delivery): 404 on every route.
 Prints "ok - ..." / "not ok - ..."."""
 import base64, datetime, http.server, json, os, threading, time, uuid
-from mlstack import Suite, call, make_zip
+from mlstack import Suite, call, make_zip, ns_call
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 2390
 PORTS = {"lambda-executor": BASE, "build-master": BASE + 1, "build-worker": BASE + 2}
 S = Suite("test-deliveries", PORTS, {"MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS": "200,4000"})
-NS_H = "X-Minilambda-Namespace"
 FAILING = "def handler(event, context):\n    raise RuntimeError('always fails')\n"
 
 
@@ -43,14 +42,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def svc(name, method, path, ns, body=None):
-    h = {NS_H: ns}
-    if body is not None:
-        h["Content-Type"] = "application/json"
-    st, _, b = call(method, S.url(name) + path, json.dumps(body).encode() if body is not None else None, h)
-    try:
-        return st, json.loads(b) if b else None
-    except ValueError:
-        return st, b
+    return ns_call(S.url(name), method, path, ns, body)
 
 
 def until(fn, timeout=30, step=0.1):
