@@ -37,9 +37,13 @@ static void write_line(buildlog *l, const char *level, const char *step, const c
     const char *p[] = { l->build_id, level, step, msg };
     const char *v[] = { "store_error" };
 
-    for (int tries = 0; tries < 2; tries++)
+    for (int tries = 0; !l->unreachable && tries < 2; tries++) {
         if (pg_exec(l->db, "bw_log_add", insert_sql, 4, p, NULL) == ML_OK)
             return;
+        /* an unreachable database is not asked again for this attempt's lines: each try
+         * would wait for its connect timeouts and hold the build up */
+        l->unreachable = pg_error_is_connection(l->db) != 0;
+    }
     if (l->m_failures)
         metric_inc(l->m_failures, v);
     ml_log_kv(ML_LOG_WARN, "build log line not stored", "build_id", l->build_id, "step", step,

@@ -5,7 +5,8 @@
  * by another worker continues the same sequence. At most BUILDLOG_MAX_LINES lines and
  * BUILDLOG_MAX_BYTES bytes of messages per build (across attempts); past that, one last line
  * says the rest was dropped. Writing is best effort: a failed line is counted
- * (minilambda_build_log_write_failures_total) and logged, never an error for the build.
+ * (minilambda_build_log_write_failures_total) and logged, never an error for the build; once
+ * the database is found unreachable, the attempt's later lines are dropped the same way.
  * Must not be used while the connection is inside a transaction. */
 #ifndef BW_BUILDLOG_H
 #define BW_BUILDLOG_H
@@ -26,6 +27,7 @@ typedef struct buildlog {
     char build_id[ML_UUID_LEN];
     int64_t lines, bytes;     /* what the build's log holds (read at open, then counted) */
     bool full;                /* the "dropped" line is written (or due): nothing more */
+    bool unreachable;         /* a write found the database unreachable: drop the rest */
     metric *m_failures;       /* optional; not owned */
 } buildlog;
 

@@ -139,6 +139,26 @@ static void test_store_failure_counted(void **state)
     assert_string_equal(last_message(id, level), "the next line is stored");
 }
 
+/* An unreachable database: every line is counted as dropped, the build is not held up by
+ * asking again for each line (the first failure marks it). */
+static void test_unreachable_database(void **state)
+{
+    const char *v[] = { "store_error" };
+    double before = metric_value(g_failures, v);
+    pg_options o = { .connect_timeout_s = 1, .reconnect_attempts = 1 };
+    pg_conn *down = pg_new("postgresql://127.0.0.1:1/nothing", &o);
+    buildlog l;
+
+    ML_UNUSED(state);
+    assert_non_null(down);
+    buildlog_open(&l, down, "0b0e0e0e-0000-4000-8000-000000000000", g_failures);
+    for (int i = 0; i < 5; i++)
+        buildlog_add(&l, "info", "download", "line %d", i);
+    assert_true(l.unreachable);
+    assert_true(metric_value(g_failures, v) == before + 5);
+    pg_close(down);
+}
+
 static int setup(void **state)
 {
     const char *url = getenv("MINILAMBDA_BUILD_DB_URL");
@@ -175,6 +195,7 @@ int main(void)
         cmocka_unit_test(test_line_bound),
         cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_store_failure_counted),
+        cmocka_unit_test(test_unreachable_database),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
