@@ -274,6 +274,14 @@ static httpd_result h_log(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+void bm_buildlog_wait_followers(int64_t timeout_ms)
+{
+    int64_t end = ml_now_ms() + timeout_ms;
+
+    while (atomic_load(&followers) > 0 && ml_now_ms() < end)
+        ml_sleep_ms(20);
+}
+
 size_t bm_buildlog_routes(bm_app *app, httpd_route *routes, size_t max)
 {
     const httpd_route all[] = {

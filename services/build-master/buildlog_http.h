@@ -12,4 +12,8 @@
 /* Fills routes (capacity max) with the build log route bound to app; returns how many. */
 size_t bm_buildlog_routes(bm_app *app, httpd_route *routes, size_t max);
 
+/* After the server has stopped (its streams are ended): waits up to timeout_ms for the
+ * follower threads to finish, so none outlives what it borrows from the app. */
+void bm_buildlog_wait_followers(int64_t timeout_ms);
+
 #endif

@@ -81,6 +81,7 @@ int main(int argc, char **argv)
     nroutes += bm_deliveries_routes(&app, routes + nroutes, ML_ARRAY_LEN(routes) - nroutes);
     rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
     svc_request_stop();
+    bm_buildlog_wait_followers(2000); /* each sees svc_stopping within one poll */
     pthread_join(sweeper, NULL);
 out:
     qstats_stop(stats);

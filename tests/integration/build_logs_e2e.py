@@ -12,7 +12,7 @@ directly as the gateway would (X-Minilambda-Namespace; mlstack adds the internal
      the 'done' line once the build completes; Last-Event-ID resumes;
   4. another namespace: GET .../log and ?follow=1 are 404 with a missing build's body.
 Prints "ok - ..." / "not ok - ..."."""
-import http.client, json, os, re, subprocess, threading, time, uuid, base64
+import base64, http.client, json, os, re, signal, subprocess, threading, time, uuid
 from mlstack import Suite, make_zip, ns_call, wait_build as mlstack_wait_build
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 2370
@@ -202,6 +202,28 @@ def other_namespace(run, ns, bid):
         S.check(f"?follow=1 from namespace {other}: 404", st == 404, (st, body))
 
 
+def shutdown_with_follower(run, ns):
+    """A follower of a build that never ends (no build-worker) does not keep the build-master
+    from stopping: SIGTERM ends its stream and the process exits 0."""
+    S.procs["build-worker"].send_signal(signal.SIGTERM)
+    S.procs["build-worker"].wait(60)
+    bid = create(ns, f"stuck-{run}", make_zip({"app.py": APP}))
+    result = {}
+    t = threading.Thread(target=lambda: result.update(r=sse(ns, bid)), daemon=True)
+    t.start()
+    time.sleep(1.0)
+    alive = t.is_alive()
+    S.procs["build-master"].send_signal(signal.SIGTERM)
+    try:
+        code = S.procs["build-master"].wait(60)
+    except subprocess.TimeoutExpired:
+        code = None
+    t.join(10)
+    S.check("a follower of a build still queued stays connected; SIGTERM ends its stream and the"
+            " build-master exits 0", alive and code == 0 and not t.is_alive() and result.get("r", (0,))[0] == 200,
+            (alive, code, result))
+
+
 def main():
     run = uuid.uuid4().hex[:8]
     ns = f"logs-{run}"
@@ -212,6 +234,7 @@ def main():
         hostile(run, ns)
         bid = live(run, ns)
         other_namespace(run, ns, bid)
+        shutdown_with_follower(run, ns)
     finally:
         S.stop_all()
     raise SystemExit(1 if S.failures else 0)
