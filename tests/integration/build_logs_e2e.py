@@ -215,7 +215,7 @@ def shutdown_with_follower(run, ns):
     alive = t.is_alive()
     S.procs["build-master"].send_signal(signal.SIGTERM)
     try:
-        code = S.procs["build-master"].wait(60)
+        code = S.procs["build-master"].wait(10)  # generous: a follower notices within one 200 ms poll
     except subprocess.TimeoutExpired:
         code = None
     t.join(10)
