@@ -53,12 +53,6 @@ static const expect api[] = {
     { "GET", "/functions/fn1/aliases", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
     { "DELETE", "/functions/fn1/aliases/live", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     { "GET", "/runtimes", GW_SVC_EXECUTOR, GW_SCOPES_FUNCTIONS, GW_KIND_PLAIN },
-    /* docs/logs.md's build logs and deliveries */
-    { "GET", "/builds/0b0e0e0e-0000-4000-8000-000000000000/log", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
-    { "GET", "/builds/b1/deliveries", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_PLAIN },
-    { "POST", "/builds/b1/deliveries/d1/redeliver", GW_SVC_BUILD_MASTER, GW_SCOPE_WRITE, GW_KIND_PLAIN },
-    { "GET", "/invocations/i1/deliveries", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_PLAIN },
-    { "POST", "/invocations/i1/deliveries/d1/redeliver", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_PLAIN },
     /* docs/aws-compat.md's control plane */
     { "POST", "/2015-03-31/functions", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
     { "GET", "/2015-03-31/functions", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
