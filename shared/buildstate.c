@@ -44,7 +44,7 @@ static const char deliveries_sql[] =
     " CROSS JOIN LATERAL (VALUES ('user', f.webhook_url),"
     "   ('lambda', NULLIF($3, '') || '/webhooks/build-status/' || b.id)) AS t (target, url)"
     " WHERE b.id = $1 AND t.url IS NOT NULL"
-    " ON CONFLICT (build_id, target, event_status) DO NOTHING";
+    " ON CONFLICT (build_id, target, event_status) WHERE redelivery_of IS NULL DO NOTHING";
 
 static char *dup_or_null(const char *s)
 {

@@ -55,6 +55,9 @@ struct httpd_req {
     char request_id[MAX_REQUEST_ID + 1];
     char client_ip[INET6_ADDRSTRLEN];
     int64_t started_ms;
+    int64_t started_us;          /* monotonic, for the done callback's duration */
+    uint64_t bytes_out;
+    void *note;                  /* httpd_req_set_note: the done callback's */
     _Atomic int state;
     httpd_resp resp;
 };
@@ -177,6 +180,16 @@ const char *httpd_client_ip(const httpd_req *req) { return req->client_ip; }
 const char *httpd_route_pattern(const httpd_req *req)
 {
     return req->route ? req->route->pattern : "unmatched";
+}
+
+void httpd_req_set_note(httpd_req *req, void *note)
+{
+    req->note = note;
+}
+
+void *httpd_req_note(const httpd_req *req)
+{
+    return req ? req->note : NULL;
 }
 
 const char *httpd_param(const httpd_req *req, const char *name)
@@ -543,6 +556,14 @@ static bool guard_refuses(httpd *h, httpd_req *r)
     return true;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url,
                           const char *method)
 {
@@ -557,6 +578,7 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
     r->loop = loop_of(h, conn);
     r->method = method;
     r->started_ms = ml_now_ms();
+    r->started_us = mono_us();
     r->path = strdup(url);
     if (!r->path) {
         free(r);
@@ -604,6 +626,7 @@ static enum MHD_Result send_response(httpd_req *r)
 
     if (resp->status == 0)
         resp->status = 200;
+    r->bytes_out = len;
     if (resp->stream) {
         free(body);
         mr = stream_response(r);
@@ -786,6 +809,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
         n = before < max ? before : max;
         memcpy(out, s->buf.data + s->off, n);
         s->off += n;
+        s->req->bytes_out += n; /* what the access log reports */
         if (s->off == s->buf.len)
             s->off = s->buf.len = 0;
         if (s->notify && before > s->low_water && stream_pending(s) <= s->low_water)
@@ -1127,6 +1151,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     metric_inc(h->m_requests, (const char *[]){ h->cfg.service, route, r->method, code });
     metric_observe(h->m_duration, (const char *[]){ h->cfg.service, route, r->method }, secs);
     metric_add(h->m_inflight, (const char *[]){ h->cfg.service }, -1);
+    if (h->cfg.done)
+        h->cfg.done(r, &(httpd_done_info){ r->resp.status ? r->resp.status : 500,
+                                           r->body.len + r->discarded, r->bytes_out,
+                                           mono_us() - r->started_us,
+                                           toe != MHD_REQUEST_TERMINATED_COMPLETED_OK },
+                    h->cfg.done_ud);
     req_free(r);
     *con_cls = NULL;
     pthread_mutex_lock(&h->lock);

@@ -55,6 +55,17 @@ typedef void (*httpd_reject_fn)(const httpd_req *req, httpd_resp *resp, void *ud
  * refusal is {"error":{"code","message"}} from *code and *msg (static strings) and closes the
  * connection. Runs on an MHD thread: must not block. */
 typedef int (*httpd_guard_fn)(const httpd_req *req, void *ud, const char **code, const char **msg);
+/* What the server knows about a request once its response is sent (or the client gone). */
+typedef struct httpd_done_info {
+    int status;
+    uint64_t bytes_in;     /* request body bytes read (kept or discarded) */
+    uint64_t bytes_out;    /* response body bytes queued */
+    int64_t duration_us;   /* from its headers' arrival to now */
+    bool aborted;          /* the connection ended before the response was sent */
+} httpd_done_info;
+/* Called once per request after its response, refused ones included (an access log). Runs on
+ * an MHD thread (the request's loop): must not block. It owns the request's note. */
+typedef void (*httpd_done_fn)(const httpd_req *req, const httpd_done_info *info, void *ud);
 
 typedef struct httpd_route {
     const char *method;  /* "GET", "POST", ... */
@@ -80,6 +91,8 @@ typedef struct httpd_config {
     void *shape_reject_ud;
     httpd_guard_fn guard;   /* optional: e.g. the internal credential (intauth.h) */
     void *guard_ud;
+    httpd_done_fn done;     /* optional: e.g. the gateway's access log */
+    void *done_ud;
 } httpd_config;
 
 /* Starts serving routes (the array must outlive the server). On failure returns NULL and
@@ -122,6 +135,9 @@ void httpd_query_each(const httpd_req *req, void (*fn)(void *ud, const char *key
 const char *httpd_body(const httpd_req *req, size_t *len);        /* NUL-terminated */
 const char *httpd_request_id(const httpd_req *req);
 const char *httpd_client_ip(const httpd_req *req);
+/* One pointer a service attaches to a request for its done callback (which frees it). */
+void httpd_req_set_note(httpd_req *req, void *note);
+void *httpd_req_note(const httpd_req *req); /* NULL for a NULL req */
 /* Parses the body as JSON; NULL (and a 400 written to resp) if it is not. Caller frees
  * the result with cJSON_Delete. */
 cJSON *httpd_body_json(const httpd_req *req, httpd_resp *resp);

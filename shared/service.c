@@ -151,6 +151,8 @@ int svc_start_http(svc *s, const httpd_route *routes, size_t nroutes)
     hc.shape_reject_ud = s->http_shape_reject_ud;
     hc.guard = s->http_guard;
     hc.guard_ud = s->http_guard_ud;
+    hc.done = s->http_done;
+    hc.done_ud = s->http_done_ud;
     /* a service whose caller runs the HTTP loops (the gateway) starts the checks in
      * svc_wait_ready, once everything they read exists */
     if (!s->http_external && health_start(&s->health) != ML_OK) {

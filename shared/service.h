@@ -26,6 +26,8 @@ typedef struct svc {
     void *http_shape_reject_ud;
     httpd_guard_fn http_guard;   /* optional, set before svc_start_http (httpd_config) */
     void *http_guard_ud;
+    httpd_done_fn http_done;     /* optional, set before svc_start_http (httpd_config) */
+    void *http_done_ud;
     /* the effective table: service-specific variables plus the common ones */
     cfg_var vars[SVC_MAX_CONFIG];
     size_t nvars;

@@ -2,7 +2,9 @@
 # Prometheus on this machine (Debian's package), scraping the native platform (`make run`),
 # with the same alert rules as the compose deployment — so dashboards' queries and alerts can
 # be checked without Docker. Grafana is not packaged in Debian: query Prometheus directly, or
-# point a Grafana elsewhere at it (docs/observability.md).
+# point a Grafana elsewhere at it (docs/observability.md). Neither is Loki (Debian's "loki" is
+# a genetics tool): function logs are read through GET /functions/{fn}/logs here, and Loki
+# with promtail runs in compose only (start says so).
 #
 #   observe.sh start        generates the config, starts Prometheus, prints its URL
 #   observe.sh stop         stops it (SIGTERM, then wait)
@@ -116,6 +118,7 @@ start() {
 	done
 	say "prometheus: http://127.0.0.1:$PROM_PORT (targets: /targets, alerts: /alerts)"
 	say "config:     $STATE_DIR/prometheus.yml   log: $STATE_DIR/prometheus.log"
+	say "logs:       Loki is not packaged in Debian, so it runs in compose only; here read function logs with GET /functions/{fn}/logs and the gateway's access log on its stdout (MINILAMBDA_ACCESS_LOG)"
 }
 
 stop() {

@@ -19,6 +19,7 @@ LOKI = {"type": "loki", "uid": "loki"}
 DAEMONS = "gateway|lambda-executor|build-master|build-worker"
 NOT_PROBES = 'route!~"/health|/metrics"'
 RI = "$__rate_interval"
+ACCESS_LOG = '{service="gateway", type="access"}'
 
 
 # ---------------------------------------------------------------- panels
@@ -263,6 +264,12 @@ def request_traffic():
                            {"color": "red", "value": 2}]), 10, 5)
     L.add(stat("Rate limits in memory", "1 while Redis is unreachable and limits are per gateway instance.",
                [("max(minilambda_gateway_ratelimit_fallback)", "fallback")], thresholds=RED_ABOVE_0), 4, 5)
+    L.add(timeseries("Access log", "Lines written per second, and lines dropped (the writer fell behind or "
+                     "the output failed; docs/logs.md §2).",
+                     [(f"sum(rate(minilambda_access_log_lines_total[{RI}]))", "written"),
+                      (f"sum(rate(minilambda_access_log_dropped_total[{RI}]))", "dropped")], unit="reqps"), 8, 8)
+    L.add(logs("Refused requests (access log)", "Every 401/403 with its auth_error, subject and client.",
+               '{service="gateway", type="access", auth="refused"} | json'), 16, 8)
     L.row("Logs")
     L.add(logs("Logs", "Paste a request_id (every error body carries one) into 'Log search' to follow a request "
                "across daemons.", '{service=~"$service", level=~"$level"} |= "$search"'), 24, 10)
@@ -373,6 +380,12 @@ def functions():
                       ("sum(minilambda_audit_backlog)", "backlog"),
                       ("sum(minilambda_audit_spill_bytes)", "spill bytes")]), 8, 8)
     L.row("Logs")
+    L.add(logs("Function logs", "What the functions wrote (stdout, stderr) and the START/END/REPORT lines, "
+               "pushed to Loki by the executor; an invocation's request_id in 'Log search'. Without Loki: "
+               "GET /functions/{fn}/logs.", '{service="function", function=~"$function"} |= "$search"'), 24, 10)
+    L.add(logs("Gateway access log", "One line per request to these functions: who, allowed or refused (and "
+               "why), status, bytes, duration, rate-limit decision.",
+               ACCESS_LOG + ' |= "$search" | json | function=~"$function"'), 24, 8)
     L.add(logs("Logs", "lambda-executor; a function's id or name, or an invocation's request_id, in 'Log search'.",
                '{service="lambda-executor", level=~"$level"} |= "$search"'), 24, 10)
     fn_var = query_var("function", "Function", "label_values(minilambda_invocations_total, function)")

@@ -3,6 +3,8 @@
 #include <pthread.h>
 
 #include "api.h"
+#include "buildlog_http.h"
+#include "deliveries_http.h"
 #include "intauth.h"
 #include "log.h"
 #include "pgpool.h"
@@ -20,7 +22,8 @@ static const char *const stats_queues[] = { TOPO_BUILD_QUEUE, TOPO_BUILD_DEAD_QU
 int main(int argc, char **argv)
 {
     cfg_var vars[28];
-    httpd_route routes[8];
+    httpd_route routes[16];
+    size_t nroutes;
     size_t n = deps_cfg_vars(&app.deps, BM_NEED, vars, ML_ARRAY_LEN(vars));
     svc s;
     deps d = { 0 };
@@ -73,8 +76,12 @@ int main(int argc, char **argv)
     }
     if (pthread_create(&sweeper, NULL, sweeper_main, &app) != 0)
         goto out;
-    rc = svc_serve(&s, routes, api_routes(&app, routes, ML_ARRAY_LEN(routes))) == ML_OK ? 0 : 1;
+    nroutes = api_routes(&app, routes, ML_ARRAY_LEN(routes));
+    nroutes += bm_buildlog_routes(&app, routes + nroutes, ML_ARRAY_LEN(routes) - nroutes);
+    nroutes += bm_deliveries_routes(&app, routes + nroutes, ML_ARRAY_LEN(routes) - nroutes);
+    rc = svc_serve(&s, routes, nroutes) == ML_OK ? 0 : 1;
     svc_request_stop();
+    bm_buildlog_wait_followers(2000); /* each sees svc_stopping within one poll */
     pthread_join(sweeper, NULL);
 out:
     qstats_stop(stats);

@@ -22,7 +22,7 @@ typedef struct bw_app {
     const char *retry_schedule;   /* "" or comma-separated milliseconds */
     bool allow_loopback, allow_private;
     int64_t dispatchers;
-    metric *m_builds, *m_duration, *m_rejections, *m_extract_rejections;
+    metric *m_builds, *m_duration, *m_rejections, *m_extract_rejections, *m_log_failures;
 } bw_app;
 
 /* This thread's clients (see deps_thread), from app.c. */

@@ -42,21 +42,46 @@ typedef struct xctx {
     size_t cap;        /* slots allocated in out->files */
     extract_limits lim;
     extract_result *out;
+    extract_reject_fn on_reject; /* optional: told every refusal as it happens */
+    void *reject_ud;
+    const char *last_reason;     /* the latest refusal's reason (the first one's is in out) */
+    bool check_only;             /* an entry was refused: only name the others, write nothing */
 } xctx;
 
 /* Records the first error; a reason (an EXTRACT_R_* label) means the package is at fault. */
 static int ML_PRINTF(3, 4) fail(xctx *x, const char *reason, const char *fmt, ...)
 {
+    char msg[sizeof(x->out->error)];
     va_list ap;
 
+    va_start(ap, fmt);
+    ml_vsnprintf_trunc(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    x->last_reason = reason;
+    if (reason && x->on_reject)
+        x->on_reject(x->reject_ud, reason, msg);
     if (!x->out->error[0]) {
-        va_start(ap, fmt);
-        ml_vsnprintf_trunc(x->out->error, sizeof(x->out->error), fmt, ap);
-        va_end(ap);
+        ml_strlcpy(x->out->error, msg, sizeof(x->out->error));
         x->out->rejected = reason != NULL;
         x->out->reason = reason;
     }
     return ML_ERR;
+}
+
+/* A refusal of one entry that leaves the rest readable: extraction goes on (writing nothing
+ * for it) so that every such entry is named, and fails at the end. Limits, corruption and
+ * local trouble stop it at once. */
+static bool entry_refusal(const char *reason)
+{
+    static const char *const skippable[] = { EXTRACT_R_INVALID_NAME, EXTRACT_R_ABSOLUTE_PATH,
+                                             EXTRACT_R_TRAVERSAL, EXTRACT_R_SYMLINK,
+                                             EXTRACT_R_HARDLINK, EXTRACT_R_SPECIAL_FILE,
+                                             EXTRACT_R_DUPLICATE, EXTRACT_R_ENCRYPTED };
+
+    for (size_t i = 0; reason && i < ML_ARRAY_LEN(skippable); i++)
+        if (strcmp(reason, skippable[i]) == 0)
+            return true;
+    return false;
 }
 
 #define reject(x, reason, ...) fail((x), (reason), __VA_ARGS__)
@@ -427,8 +452,12 @@ static int handle_entry(xctx *x, struct archive_entry *e)
         return reject_link(x, e, path, q);
     switch (archive_entry_filetype(e)) {
     case AE_IFREG:
+        if (x->check_only) /* nothing more is written once the package is refused */
+            return archive_entry_is_encrypted(e) ? write_file(x, e, path, q) : ML_OK;
         return write_file(x, e, path, q);
     case AE_IFDIR:
+        if (x->check_only)
+            return ML_OK;
         if (open_dirs(x, path, strlen(path), q, &dirfd) != ML_OK)
             return ML_ERR;
         close(dirfd);
@@ -588,7 +617,13 @@ static int reject_not_zip(xctx *x)
 int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits *lim,
                 extract_result *out)
 {
-    xctx x = { .rootfd = -1, .zipfd = -1, .out = out };
+    return extract_zip_report(zip_path, dest_dir, lim, NULL, NULL, out);
+}
+
+int extract_zip_report(const char *zip_path, const char *dest_dir, const extract_limits *lim,
+                       extract_reject_fn on_reject, void *ud, extract_result *out)
+{
+    xctx x = { .rootfd = -1, .zipfd = -1, .out = out, .on_reject = on_reject, .reject_ud = ud };
     struct archive_entry *e;
     locale_t utf8, prev = (locale_t)0;
     int r, rc = ML_ERR;
@@ -631,14 +666,19 @@ int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits
                    "package has more than %lld entries", (long long)x.lim.max_entries);
             goto out;
         }
-        if (handle_entry(&x, e) != ML_OK)
-            goto out;
+        out->entries = x.entries;
+        if (handle_entry(&x, e) != ML_OK) {
+            if (!entry_refusal(x.last_reason))
+                goto out;
+            x.check_only = true;
+        }
     }
     if (r != ARCHIVE_EOF) {
         reject_not_zip(&x);
         goto out;
     }
-    rc = finish(&x);
+    if (!out->error[0])
+        rc = finish(&x);
 out:
     if (x.ar)
         archive_read_free(x.ar); /* does not close zipfd */

@@ -83,6 +83,7 @@ typedef struct extract_result {
     bool rejected;
     /* When rejected: why, as one of the EXTRACT_R_* labels (static), for metrics. */
     const char *reason;
+    int64_t entries;     /* entries read from the archive (directories and refused ones too) */
 } extract_result;
 
 /* Rejection reasons: a small fixed set, so they can label a metric. */
@@ -108,6 +109,18 @@ typedef struct extract_result {
  * it (ml_rmtree). A package with no regular file at all is refused. */
 int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits *lim,
                 extract_result *out);
+
+/* Told each refusal as it happens: reason an EXTRACT_R_* label, message as in
+ * extract_result.error (valid during the call). */
+typedef void (*extract_reject_fn)(void *ud, const char *reason, const char *message);
+
+/* extract_zip, telling on_reject (may be NULL) every refusal. Both go on past a refused
+ * entry (a link, a bad or duplicate name, a special file, an encrypted entry) to name the
+ * others (their names, types and encryption; nothing more is written once one is refused,
+ * so duplicates are found only before it) and still fail with the first one's error; a
+ * limit, a corrupt or unreadable archive stops them at once. */
+int extract_zip_report(const char *zip_path, const char *dest_dir, const extract_limits *lim,
+                       extract_reject_fn on_reject, void *ud, extract_result *out);
 
 /* Appends the manifest of r to out: one line "path\tsize\tsha256\n" per file in r->files order
  * (sorted by path; size in decimal bytes; sha256 lower-case hex). Paths never contain a tab or

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "artifact.h"
+#include "buildlog.h"
 #include "buildstate.h"
 #include "crypto.h"
 #include "fnspec-t.h"
@@ -23,6 +24,9 @@ typedef struct build {
     char runtime[FNSPEC_RUNTIME_MAX + 1], handler[FNSPEC_HANDLER_MAX + 1], package_key[256];
     char dir[512], zip[600], tree[600], tgz[600];
     int64_t started_ms;
+    int64_t attempt;
+    bool takeover;     /* claimed from another worker's 'building' */
+    buildlog log;      /* the build's log lines (docs/logs.md §3) */
 } build;
 
 static int parse_job(const mq_message *m, build *b)
@@ -56,7 +60,8 @@ static int claim(bw_app *app, deps *d, build *b, bool redelivered)
                  " FROM (SELECT id, status FROM builds WHERE id = $1 FOR UPDATE) old"
                  " WHERE b.id = old.id AND (old.status = 'queued' OR (old.status = 'building' AND"
                  " ($3::bool OR b.started_at < now() - make_interval(secs => $4::int))))"
-                 " RETURNING b.function_id, b.runtime, b.handler, b.package_key, old.status",
+                 " RETURNING b.function_id, b.runtime, b.handler, b.package_key, old.status,"
+                 " b.attempts",
                  4, p);
     if (!r)
         goto out;
@@ -68,6 +73,8 @@ static int claim(bw_app *app, deps *d, build *b, bool redelivered)
     pg_get_text_copy(r, 0, 1, b->runtime, sizeof(b->runtime));
     pg_get_text_copy(r, 0, 2, b->handler, sizeof(b->handler));
     pg_get_text_copy(r, 0, 3, b->package_key, sizeof(b->package_key));
+    pg_get_int64(r, 0, 5, &b->attempt);
+    b->takeover = strcmp(pg_get_text(r, 0, 4), "queued") != 0;
     /* a takeover keeps the single 'building' event and webhook of the first claim */
     if (strcmp(pg_get_text(r, 0, 4), "queued") == 0 &&
         buildstate_record(d->db, b->id, "building", NULL, app->executor_url, false) != ML_OK)
@@ -98,6 +105,9 @@ static int finish_failed(bw_app *app, deps *d, build *b, const char *error)
     }
     metric_inc(app->m_builds, (const char *[]){ "failed" });
     ml_log_kv(ML_LOG_INFO, "build failed", "build_id", b->id, "error", error, NULL);
+    if (n == 1)
+        buildlog_add(&b->log, "error", "done", "build failed after %lld ms: %s",
+                     (long long)(ml_now_ms() - b->started_ms), error);
     return ML_OK;
 }
 
@@ -148,6 +158,8 @@ static job_outcome transient(deps *d, build *b, const char *error)
 
     ml_log_kv(ML_LOG_WARN, "build attempt failed, will retry", "build_id", b->id, "error", error,
               NULL);
+    buildlog_add(&b->log, "warn", "done", "attempt %lld failed after %lld ms, will retry: %s",
+                 (long long)b->attempt, (long long)(ml_now_ms() - b->started_ms), error);
     pg_exec(d->db, "bw_note", "UPDATE builds SET error = $2 WHERE id = $1 AND status = 'building'",
             2, p, NULL);
     return JOB_RETRY;
@@ -178,16 +190,20 @@ static job_outcome publish(bw_app *app, deps *d, build *b, const extract_result 
     cJSON *manifest = NULL;
     char *mtext = NULL, *files = NULL;
     job_outcome out = JOB_RETRY;
+    int64_t t0;
     int rc;
 
     if (ml_snprintf(prefix, sizeof(prefix), "artifacts/%s/%s/", b->function_id, b->id) != ML_OK ||
         ml_snprintf(key, sizeof(key), "%scode.tar.gz", prefix) != ML_OK ||
         ml_snprintf(mkey, sizeof(mkey), "%smanifest.json", prefix) != ML_OK)
         return failed(app, d, b, "artifact key too long");
+    t0 = ml_now_ms();
     if (artifact_pack(b->tree, r, b->tgz, err, sizeof(err)) != ML_OK)
         return transient(d, b, err);
     if (s3_put_file(d->s3, key, b->tgz, "application/gzip", sha, &size) != ML_OK)
         return transient(d, b, s3_error(d->s3));
+    buildlog_add(&b->log, "info", "upload", "uploaded the artifact: %lld bytes (%zu files, sha256 %s)"
+                 " in %lld ms", (long long)size, r->nfiles, sha, (long long)(ml_now_ms() - t0));
     manifest = artifact_manifest(r, key, sha, size);
     mtext = cJSON_PrintUnformatted(manifest);
     files = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(manifest, "files"));
@@ -206,6 +222,10 @@ static job_outcome publish(bw_app *app, deps *d, build *b, const extract_result 
     if (rc == ML_OK) {
         metric_inc(app->m_builds, (const char *[]){ "completed" });
         ml_log_kv(ML_LOG_INFO, "build completed", "build_id", b->id, "artifact_sha256", sha, NULL);
+        buildlog_add(&b->log, "info", "done", "build completed in %lld ms",
+                     (long long)(ml_now_ms() - b->started_ms));
+    } else {
+        buildlog_add(&b->log, "warn", "done", "another worker took the build over: its result stands");
     }
 out:
     free(mtext);
@@ -214,33 +234,67 @@ out:
     return out;
 }
 
+/* Each refused entry, as the extractor finds it. */
+static void log_rejection(void *ud, const char *reason, const char *message)
+{
+    build *b = ud;
+
+    buildlog_add(&b->log, "error", "extract", "rejected (%s): %s", reason, message);
+}
+
+/* Downloads the package into the scratch directory; ML_OK, or the outcome in *out. */
+static int download(bw_app *app, deps *d, build *b, job_outcome *out)
+{
+    int64_t t0 = ml_now_ms();
+    struct stat st;
+    int rc;
+
+    buildlog_add(&b->log, "info", "download", "downloading the package %s", b->package_key);
+    rc = s3_get_file(d->s3, b->package_key, b->zip, (size_t)FNSPEC_MAX_ZIP_BYTES);
+    if (rc == S3_NOT_FOUND)
+        *out = failed(app, d, b, "the uploaded package is missing from storage; upload it again");
+    else if (rc != ML_OK)
+        *out = transient(d, b, s3_error(d->s3));
+    if (rc != ML_OK)
+        return ML_ERR;
+    buildlog_add(&b->log, "info", "download", "downloaded %lld bytes in %lld ms",
+                 stat(b->zip, &st) == 0 ? (long long)st.st_size : -1LL,
+                 (long long)(ml_now_ms() - t0));
+    return ML_OK;
+}
+
 /* Everything after the claim. */
 static job_outcome run(bw_app *app, deps *d, build *b)
 {
     extract_result r = { 0 };
     char err[512];
     job_outcome out;
-    int rc;
+    int64_t t0;
 
     if (make_scratch(app, b) != ML_OK)
         return transient(d, b, "cannot create a scratch directory");
-    rc = s3_get_file(d->s3, b->package_key, b->zip, (size_t)FNSPEC_MAX_ZIP_BYTES);
-    if (rc == S3_NOT_FOUND)
-        return failed(app, d, b, "the uploaded package is missing from storage; upload it again");
-    if (rc != ML_OK)
-        return transient(d, b, s3_error(d->s3));
-    if (extract_zip(b->zip, b->tree, &app->limits, &r) != ML_OK) {
+    if (download(app, d, b, &out) != ML_OK)
+        return out;
+    t0 = ml_now_ms();
+    if (extract_zip_report(b->zip, b->tree, &app->limits, log_rejection, b, &r) != ML_OK) {
         if (r.rejected) {
             metric_inc(app->m_extract_rejections, (const char *[]){ r.reason });
             metric_inc(app->m_rejections, (const char *[]){ r.reason });
         }
         out = r.rejected ? failed(app, d, b, r.error) : transient(d, b, r.error);
-    } else if (extract_check_handler(&r, b->runtime, b->handler, err, sizeof(err)) != ML_OK) {
+        goto out;
+    }
+    buildlog_add(&b->log, "info", "extract", "extracted %lld entries (%zu files, %lld bytes) in %lld ms",
+                 (long long)r.entries, r.nfiles, (long long)r.total_bytes, (long long)(ml_now_ms() - t0));
+    if (extract_check_handler(&r, b->runtime, b->handler, err, sizeof(err)) != ML_OK) {
         metric_inc(app->m_rejections, (const char *[]){ EXTRACT_R_NO_HANDLER });
+        buildlog_add(&b->log, "error", "check", "%s", err);
         out = failed(app, d, b, err);
     } else {
+        buildlog_add(&b->log, "info", "check", "handler '%s' found for runtime %s", b->handler, b->runtime);
         out = publish(app, d, b, &r);
     }
+out:
     extract_result_free(&r);
     return out;
 }
@@ -265,6 +319,9 @@ job_outcome job_handle(bw_app *app, deps *d, const mq_message *m)
         return JOB_RETRY;
     }
     b.started_ms = ml_now_ms();
+    buildlog_open(&b.log, d->db, b.id, app->m_log_failures);
+    buildlog_add(&b.log, "info", "claim", "claimed by worker %s (attempt %lld)%s", app->worker_id,
+                 (long long)b.attempt, b.takeover ? ", taking over an unfinished attempt" : "");
     out = run(app, d, &b);
     if (b.dir[0] && ml_rmtree(b.dir) != ML_OK)
         ml_log_kv(ML_LOG_WARN, "cannot remove scratch directory", "dir", b.dir, NULL);
@@ -298,6 +355,8 @@ job_outcome job_dead_lettered(bw_app *app, deps *d, const mq_message *m)
         if (PQntuples(r) == 1) {
             metric_inc(app->m_builds, (const char *[]){ "failed" });
             ml_log_kv(ML_LOG_WARN, "dead-lettered build marked failed", "build_id", b.id, NULL);
+            buildlog_open(&b.log, d->db, b.id, app->m_log_failures);
+            buildlog_add(&b.log, "error", "done", "%s", pg_get_text(r, 0, 0));
         }
         out = JOB_ACK;
     } else {

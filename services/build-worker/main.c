@@ -37,6 +37,9 @@ static void register_metrics(metrics_registry *reg)
     app.m_extract_rejections = metrics_counter(reg, "minilambda_extract_rejections_total",
                                                "Hostile or invalid ZIP packages refused by the "
                                                "extractor, by reason.", "reason");
+    app.m_log_failures = metrics_counter(reg, "minilambda_build_log_write_failures_total",
+                                         "Build log lines that could not be stored (the build "
+                                         "goes on), by reason.", "reason");
 }
 
 /* Parses MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS ("300,300") into seconds; 0 entries = default. */

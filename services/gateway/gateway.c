@@ -106,7 +106,18 @@ static void sigv4_arg(void *ud, const char *key, const char *value)
     a->v[a->n++] = value;
 }
 
-static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, gw_principal *who)
+/* The access log's auth_error for a SigV4 refusal: which step failed (err says how). */
+static const char *sigv4_refusal(bool key_found, const char *err)
+{
+    if (!key_found)
+        return strncmp(err, "unknown", 7) == 0    ? "unknown_access_key"
+               : strncmp(err, "disabled", 8) == 0 ? "disabled_access_key"
+                                                  : "key_lookup_failed";
+    return strncmp(err, "signature expired", 17) == 0 ? "expired" : "bad_sigv4";
+}
+
+static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, gw_principal *who,
+                                 const char **why)
 {
     char akid[GW_TN_KEY_ID_MAX];
     gw_tn_akey key;
@@ -130,8 +141,9 @@ static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, g
     }
     r.query = ml_buf_cstr(&query);
     rc = sigv4_key(a, authz, akid, &key, err, sizeof(err));
-    if (rc == ML_OK)
-        rc = gw_sigv4_verify(&r, &creds, (int64_t)time(NULL), err, sizeof(err));
+    *why = rc == ML_OK ? NULL : sigv4_refusal(false, err);
+    if (rc == ML_OK && (rc = gw_sigv4_verify(&r, &creds, (int64_t)time(NULL), err, sizeof(err))) != ML_OK)
+        *why = sigv4_refusal(true, err);
     OPENSSL_cleanse(key.secret, sizeof(key.secret));
     ml_buf_free(&query);
     if (rc != ML_OK) {
@@ -154,15 +166,18 @@ static int authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_
 {
     const char *authz = httpd_header(req, "Authorization");
     gw_auth_result r;
+    const char *why = NULL;
     char challenge[160];
 
     memset(who, 0, sizeof(*who));
     if ((d->kind == GW_KIND_AWS_INVOKE || d->kind == GW_KIND_AWS_CTL) && gw_sigv4_present(authz))
-        r = auth_sigv4(a, req, authz, who);
+        r = auth_sigv4(a, req, authz, who, &why);
     else
         r = gw_auth_bearer(authz, a->cfg.jwt_secret, (int64_t)time(NULL), a->cfg.jwt_leeway_s, who);
     if (r == GW_AUTH_OK && !(who->scopes & d->scope))
         r = GW_AUTH_SCOPE;
+    gw_alog_auth(req, who->sub[0] ? who->sub : NULL,
+                 r == GW_AUTH_SIGNATURE_V4 && why ? why : gw_alog_auth_error(r));
     if (r == GW_AUTH_OK)
         return ML_OK;
     metric_inc(a->m_auth_failures, (const char *[]){ gw_auth_reason(r) });
@@ -348,6 +363,7 @@ static httpd_stream *on_upstream_stream(gw_xfer *x)
     gw_hdr_copy_response(&x->resp_headers, c->resp);
     if (!(s = httpd_resp_stream(c->resp, c->resp->content_type)))
         return NULL;
+    gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000);
     httpd_complete(c->req);
     c->req = NULL;
     return s;
@@ -363,6 +379,7 @@ static void on_upstream_done(gw_xfer *x)
     ml_log_set_request_id(c->rid);
     metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
                    (double)(ml_now_ms() - x->started_ms) / 1000.0);
+    gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000); /* NULL: streamed */
     if (x->streamed) { /* relayed: the client has had all there was */
         if (x->result != GW_XFER_OK)
             ml_log_kv(ML_LOG_INFO, "relayed stream ended", "upstream", x->pool->service,
@@ -421,6 +438,7 @@ static void on_limit(void *ud, const gcra_result *r)
     metric_inc(c->app->m_decisions,
                (const char *[]){ c->ns, c->limit_kind, c->limit_label,
                                  r->allowed ? "allowed" : "throttled" });
+    gw_alog_ratelimit(c->req, r->allowed ? "allowed" : "limited");
     if (r->allowed) {
         limit_headers(c->resp, r);
         call_proxy(c);
@@ -443,6 +461,7 @@ static void on_quota(void *ud, const gcra_result *r)
     gw_call *c = ud;
 
     if (!r->allowed) {
+        gw_alog_ratelimit(c->req, "limited");
         quota_error(c->app, c->resp, c->ns, "builds_per_minute", c->quota_n,
                     ceil_s(r->retry_after_us));
         call_fail(c);
@@ -471,6 +490,7 @@ static void call_limit(gw_call *c)
         if (ml_snprintf(c->limit_key, sizeof(c->limit_key), RL_KEY_PREFIX "fn:%s:%s", c->ns,
                         c->info.id[0] ? c->info.id : c->fn) != ML_OK) {
             /* a cut key would share another function's budget (limit_key is sized to fit) */
+            gw_alog_ratelimit(c->req, "error");
             httpd_resp_error(c->resp, 500, "internal", "cannot build the rate limit key");
             call_fail(c);
             return;
@@ -717,6 +737,7 @@ static int prepare_invoke(gw_call *c)
         httpd_resp_error(c->resp, 404, "not_found", "no function '%.64s...'", fn);
         return ML_ERR;
     }
+    gw_alog_function(c->req, c->fn);
     c->dry_run = strcmp(type, "DryRun") == 0;
     if (ml_snprintf(c->fnkey, sizeof(c->fnkey), "%s/%s", c->ns, c->fn) != ML_OK) {
         httpd_resp_error(c->resp, 500, "internal", "cannot build the function cache key");
@@ -838,6 +859,10 @@ static int choose_namespace(httpd_req *req, httpd_resp *resp, const gw_principal
     const char *hdr = httpd_header(req, TENANT_HEADER);
     int st = gw_auth_namespace(who, hdr, ns);
 
+    if (st == 0)
+        gw_alog_namespace(req, ns);
+    else
+        gw_alog_auth(req, who->sub, st == 400 ? "invalid_namespace" : "namespace_forbidden");
     if (st == 400)
         httpd_resp_error(resp, 400, "invalid_namespace",
                          TENANT_HEADER " must be a namespace name (1-63 of [a-z0-9-])");
@@ -857,6 +882,7 @@ static int build_quotas(gw_call *c)
 
     gw_tn_quotas_get(&c->app->tenants, c->ns, &q);
     if (q.builds_per_minute == 0) {
+        gw_alog_ratelimit(c->req, "limited");
         quota_error(c->app, c->resp, c->ns, "builds_per_minute", 0, 60);
         return ML_ERR;
     }
@@ -901,6 +927,7 @@ static int take_concurrency(gw_call *c)
     got = gw_tn_conc_acquire(&a->tenants, c->ns, c->conc_id, q.max_concurrency, hold_s * 1000,
                              &in_flight);
     if (got == 0) {
+        gw_alog_ratelimit(c->req, "limited");
         quota_error(a, c->resp, c->ns, "max_concurrency", q.max_concurrency, 1);
         return ML_ERR;
     }
@@ -934,6 +961,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     gw_call *c = NULL;
     char ns[TENANT_MAX + 1], line[sizeof(TENANT_HEADER) + TENANT_MAX + 2];
 
+    gw_alog_begin(a->alog, req);
     if (atomic_load(&a->draining)) {
         httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
         header_int(resp, "Retry-After", 1);
@@ -1041,7 +1069,9 @@ int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *
     }
     metrics_set_max_functions((size_t)cfg->metric_max_functions);
     register_metrics(a, reg);
-    return ML_OK;
+    a->alog = gw_alog_start(cfg->access_log ? cfg->access_log : "off", cfg->access_log_sample,
+                            reg, err, errlen);
+    return a->alog ? ML_OK : ML_ERR;
 }
 
 int gw_app_start(gw_app *a, httpd *http, char *err, size_t errlen)
@@ -1079,6 +1109,8 @@ void gw_app_free(gw_app *a)
     a->limiter_ready = false;
     gw_tenants_free(&a->tenants);
     gw_fncache_free(&a->fns);
+    gw_alog_stop(a->alog); /* the HTTP loops have stopped: no line comes any more */
+    a->alog = NULL;
     for (size_t i = 0; i < GW_NSVC; i++)
         gw_pool_free(&a->pools[i]);
 }

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "accesslog.h"
 #include "fncache.h"
 #include "httpd.h"
 #include "metrics.h"
@@ -36,6 +37,8 @@ typedef struct gw_settings {
     int64_t keepalive_conns, metric_max_functions;
     const char *aws_access_key, *aws_secret_key;
     const char *aws_region; /* the region in the ARNs the AWS API shows */
+    const char *access_log; /* "-", "off" or a path (docs/logs.md §2) */
+    double access_log_sample;
 } gw_settings;
 
 struct gw_app;
@@ -57,6 +60,7 @@ typedef struct gw_app {
     gw_tenants tenants; /* access keys, namespace quotas, concurrency slots */
     gw_proxy *proxy;
     gw_health_checker *health;
+    gw_alog *alog;      /* the access log (NULL: none) */
     gw_route_ctx ctx[GW_MAX_ROUTES];
     bool limiter_ready;
     atomic_bool draining;

@@ -16,6 +16,7 @@ static gw_settings cfg;
 static deps_config dcfg;
 static gw_app app;
 static ml_intauth_cfg icfg;
+static const char *access_log_sample;
 
 #define INT_VAR(name, def, min, max, help, dest) \
     (cfg_var){ name, CFG_INT, def, min, max, NULL, help, dest, false }
@@ -55,6 +56,12 @@ static size_t gateway_vars(cfg_var *v)
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_REGION", CFG_STR, "us-east-1", 0, 0, NULL,
                         "the region the AWS API's ARNs name (docs/aws-compat.md)",
                         &cfg.aws_region, false };
+    v[n++] = (cfg_var){ "MINILAMBDA_ACCESS_LOG", CFG_STR, "-", 0, 0, NULL,
+                        "access log: - (stdout), off, or a file path (appended, reopened on SIGHUP)",
+                        &cfg.access_log, false };
+    v[n++] = (cfg_var){ "MINILAMBDA_ACCESS_LOG_SAMPLE", CFG_STR, "1.0", 0, 0, NULL,
+                        "share (0..1) of successful requests in the access log; refused and failed ones are always logged",
+                        &access_log_sample, false };
     n += ml_intauth_cfg_vars(&icfg, v + n, ML_INTAUTH_CFG_VARS); /* sent upstream by the proxy */
     return n;
 }
@@ -81,6 +88,10 @@ int main(int argc, char **argv)
      * (measured: +10% requests/s). */
     mallopt(M_ARENA_MAX, (int)s.http_threads + 2);
     cfg.redis_url = dcfg.redis_url;
+    if (gw_alog_parse_sample(access_log_sample, &cfg.access_log_sample) != ML_OK) {
+        ml_log_error("gateway: MINILAMBDA_ACCESS_LOG_SAMPLE must be a number from 0 to 1");
+        goto out;
+    }
     if (gw_app_init(&app, &cfg, s.metrics, err, sizeof(err)) != ML_OK) {
         ml_log_error("gateway: %s", err);
         goto out;
@@ -94,6 +105,8 @@ int main(int argc, char **argv)
      * upstream transfers; nothing is served before gw_app_start runs them */
     s.http_external = true;
     s.http_shape_reject = gw_aws_shape_reject; /* e.g. 413 RequestTooLargeException */
+    s.http_done = gw_alog_done; /* every request, refused before routing too */
+    s.http_done_ud = app.alog;
     if (svc_start_http(&s, routes, gw_app_routes(&app, routes, ML_ARRAY_LEN(routes))) != ML_OK)
         goto out;
     if (gw_app_start(&app, s.http, err, sizeof(err)) != ML_OK) {

@@ -230,7 +230,7 @@ static int destination_insert(pg_conn *db, const meta *mt, const fn_info *fn, bo
         return ML_ERR;
     rc = pg_exec(db, "ex_destination",
                  "INSERT INTO destination_deliveries (invocation_id, function_id, kind, url, payload)"
-                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) DO NOTHING",
+                 " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (invocation_id, kind) WHERE redelivery_of IS NULL DO NOTHING",
                  5, (const char *[]){ mt->id, fn->id, ok ? "on_success" : "on_failure", url, body },
                  NULL);
     free(body);

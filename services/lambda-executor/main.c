@@ -3,6 +3,7 @@
  * threads (workers.h), and serves the routes until asked to stop. */
 #include "accesskeys.h"
 #include "async.h"
+#include "deliveries_http.h"
 #include "dlq.h"
 #include "intauth.h"
 #include "invoke.h"
@@ -13,7 +14,7 @@
 #include "versions.h"
 #include "workers.h"
 
-#define MAX_ROUTES 60
+#define MAX_ROUTES 64
 
 static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
 {
@@ -30,6 +31,7 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     versions_wrap_get(app->versions, out, n); /* GET /functions/{fn}?qualifier= */
     n += rth_routes(app, out + n, max - n);
     n += logs_routes(app, out + n, max - n);
+    n += ex_deliveries_routes(app, out + n, max - n);
     return n;
 }
 

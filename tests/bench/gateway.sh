@@ -2,7 +2,8 @@
 # Gateway benchmark (make bench): the same invoke request against a stand-in upstream
 # directly, through nginx (Debian's, keep-alive proxy), through proxy_floor (the gateway's
 # libmicrohttpd + libcurl proxy loop with none of its own work: the libraries' ceiling) and
-# through the gateway with JWT auth and Redis rate limiting on. wrk -t2 -c64; the paths take
+# through the gateway with JWT auth and Redis rate limiting on (access log to a file), and through
+# a second gateway with the access log off (its cost, docs/logs.md §2). wrk -t2 -c64; the paths take
 # turns, round after round, so a slow spell of this shared machine hits all of them; medians
 # of 5 rounds. Appends to docs/benchmarks.md.
 set -euo pipefail
@@ -11,7 +12,7 @@ build=${1:-build}
 out="$root/docs/benchmarks.md"
 dur=${BENCH_DURATION:-5}s runs=${BENCH_RUNS:-5}
 work=$(mktemp -d)
-UP=31901 NGINX=31902 GW=31903 REDIS=31904 FLOOR=31905
+UP=31901 NGINX=31902 GW=31903 REDIS=31904 FLOOR=31905 GW_OFF=31906
 pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -41,13 +42,19 @@ http {
 CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -p "$work"
 secret=$(head -c 24 /dev/urandom | base64)
-MINILAMBDA_GATEWAY_PORT=$GW MINILAMBDA_BIND_ADDR=127.0.0.1 MINILAMBDA_JWT_SECRET=$secret \
-MINILAMBDA_REDIS_URL=redis://127.0.0.1:$REDIS/0 MINILAMBDA_EXECUTOR_URLS=http://127.0.0.1:$UP \
-MINILAMBDA_BUILD_MASTER_URLS=http://127.0.0.1:$UP MINILAMBDA_LOG_LEVEL=warn \
-MINILAMBDA_INTERNAL_TOKEN=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n') \
-    "$root/$build/bin/gateway" >"$work/gateway.log" 2>&1 & pids+=($!) gw_pid=$!
+internal=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
+# gateway PORT ACCESS_LOG: starts one (both share Redis and the upstream)
+gateway() {
+    MINILAMBDA_GATEWAY_PORT=$1 MINILAMBDA_BIND_ADDR=127.0.0.1 MINILAMBDA_JWT_SECRET=$secret \
+    MINILAMBDA_REDIS_URL=redis://127.0.0.1:$REDIS/0 MINILAMBDA_EXECUTOR_URLS=http://127.0.0.1:$UP \
+    MINILAMBDA_BUILD_MASTER_URLS=http://127.0.0.1:$UP MINILAMBDA_LOG_LEVEL=warn \
+    MINILAMBDA_INTERNAL_TOKEN=$internal MINILAMBDA_ACCESS_LOG=$2 \
+        exec "$root/$build/bin/gateway" >"$work/gateway-$1.log" 2>&1
+}
+gateway $GW "$work/access.log" & pids+=($!) gw_pid=$!
+gateway $GW_OFF off & pids+=($!) gw_off_pid=$!
 token=$(MINILAMBDA_JWT_SECRET=$secret "$root/$build/bin/gateway" token --sub bench)
-for p in $UP $NGINX $FLOOR $GW; do
+for p in $UP $NGINX $FLOOR $GW $GW_OFF; do
     for _ in $(seq 1 50); do curl -s -o /dev/null "http://127.0.0.1:$p/health" && break; sleep 0.1; done
 done
 cat >"$work/post.lua" <<LUA
@@ -85,7 +92,7 @@ measured() {
 # the median round (by req/s) of a path's results file
 median() { sort -n "$1" | sed -n "$(( (runs + 1) / 2 ))p"; }
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $token" -d '{}' "http://127.0.0.1:$GW/functions/bench/invoke")
-[ "$code" = 200 ] || { echo "gateway bench: invoke through the gateway answered $code"; cat "$work/gateway.log"; exit 1; }
+[ "$code" = 200 ] || { echo "gateway bench: invoke through the gateway answered $code"; cat "$work/gateway-$GW.log"; exit 1; }
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) print v/1000; else if (v ~ /ms$/) print v+0; else print v*1000 }'; }
 nginx_pids=$(cat "$work/nginx.pid"; pgrep -P "$(cat "$work/nginx.pid")")
 nginx_pids=$(echo $nginx_pids | tr ' ' ',')
@@ -94,7 +101,14 @@ for i in $(seq 1 "$runs"); do
     one $UP >>"$work/direct"
     measured $NGINX "$work/nginx" "$nginx_pids"
     measured $FLOOR "$work/floor" "$floor_pid"
-    measured $GW "$work/gateway" "$gw_pid" "$redis_pid"
+    # the access log's pair back to back, in alternating order (a slow spell hits both)
+    if [ $((i % 2)) = 1 ]; then
+        measured $GW "$work/gateway" "$gw_pid" "$redis_pid"
+        measured $GW_OFF "$work/gateway-off" "$gw_off_pid" "$redis_pid"
+    else
+        measured $GW_OFF "$work/gateway-off" "$gw_off_pid" "$redis_pid"
+        measured $GW "$work/gateway" "$gw_pid" "$redis_pid"
+    fi
     # p99 added in this round, under a light load (8 connections) where neither side queues
     one $UP 8 1 >>"$work/direct-light"
     one $GW 8 1 >>"$work/gateway-light"
@@ -106,6 +120,10 @@ read -r d_rps d50 d99 < <(median "$work/direct")
 read -r n_rps n50 n99 n_cpu < <(median "$work/nginx")
 read -r f_rps f50 f99 f_cpu < <(median "$work/floor")
 read -r g_rps g50 g99 g_cpu r_cpu < <(median "$work/gateway")
+read -r o_rps o50 o99 o_cpu _ < <(median "$work/gateway-off")
+# the access log's cost: 1 - on/off per round, median (negative: within the noise)
+cost_rounds=$(paste -d' ' "$work/gateway" "$work/gateway-off" | awk '{ printf "%s%.1f", (NR > 1 ? ", " : ""), (1 - $1 / $6) * 100 }')
+cost=$(tr ',' '\n' <<<"$cost_rounds" | sort -n | sed -n "$(( (runs + 1) / 2 ))p" | tr -d ' ')
 read -r dl_rps dl50 dl99 < <(median "$work/direct-light")
 read -r gl_rps gl50 gl99 < <(median "$work/gateway-light")
 added=$(sort -n "$work/added" | sed -n "$(( (runs + 1) / 2 ))p")
@@ -126,7 +144,8 @@ floor_ratio=$(tr ',' '\n' <<<"$floor_rounds" | sort -n | sed -n "$(( (runs + 1) 
     echo "| upstream directly | $d_rps | $d50 | $d99 | |"
     echo "| nginx 1.22 (2 workers, keep-alive upstream) | $n_rps | $n50 | $n99 | $n_cpu µs |"
     echo "| \`proxy_floor\`: the gateway's libmicrohttpd + libcurl loop, no auth, no rate limit | $f_rps | $f50 | $f99 | $f_cpu µs |"
-    echo "| minilambda gateway (auth + rate limit) | $g_rps | $g50 | $g99 | $g_cpu µs + Redis $r_cpu µs |"
+    echo "| minilambda gateway (auth + rate limit + access log to a file) | $g_rps | $g50 | $g99 | $g_cpu µs + Redis $r_cpu µs |"
+    echo "| the same gateway, access log off | $o_rps | $o50 | $o99 | $o_cpu µs |"
     echo "| upstream directly, light load (\`-t1 -c8\`) | $dl_rps | $dl50 | $dl99 | |"
     echo "| gateway, light load (\`-t1 -c8\`) | $gl_rps | $gl50 | $gl99 | |"
     echo
@@ -134,8 +153,11 @@ floor_ratio=$(tr ',' '\n' <<<"$floor_rounds" | sort -n | sed -n "$(( (runs + 1) 
     echo "round: $rounds)."
     echo "The libraries alone (\`proxy_floor\`) reach **${floor_ratio}×** nginx (round by round: $floor_rounds): that is"
     echo "the ceiling libmicrohttpd + libcurl leave for the gateway before it does any work of its own."
+    echo "Access log cost (\`MINILAMBDA_ACCESS_LOG\` to a file vs \`off\`, the pair measured back to back in each round):"
+    echo "**${cost} %** of throughput, median of the rounds (target ≤ 3 %; round by round: $cost_rounds);"
+    echo "gateway CPU per request $g_cpu µs with it, $o_cpu µs without (less sensitive to a busy machine than req/s)."
     echo "p99 added over the upstream under the light load, median of the rounds' differences: **${added} ms** (target ≤ 1 ms)."
     echo "Client, proxies and upstream share the same 2 cores, so absolute numbers are lower bounds; the"
     echo "CPU column is user + system time of the proxy's processes (\`/proc/PID/stat\`) over the median round."
 } >>"$out"
-echo "gateway bench: $g_rps vs nginx $n_rps req/s (${ratio}x; libraries alone ${floor_ratio}x), p99 +${added} ms"
+echo "gateway bench: $g_rps vs nginx $n_rps req/s (${ratio}x; libraries alone ${floor_ratio}x), p99 +${added} ms; access log cost ${cost} % ($o_rps req/s with it off)"

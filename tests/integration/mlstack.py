@@ -155,6 +155,34 @@ def call(method, url, body=None, headers=None, timeout=60):
         return e.code, dict(e.headers), e.read()
 
 
+def ns_call(base, method, path, ns=None, body=None, headers=None):
+    """A call to a service as the gateway makes it: the caller's namespace in
+    X-Minilambda-Namespace (none when ns is None), body (if any) as JSON; (status, the JSON
+    answer, or its bytes when it is not JSON)."""
+    h = dict(headers or {})
+    if ns is not None:
+        h["X-Minilambda-Namespace"] = ns
+    if body is not None:
+        h["Content-Type"] = "application/json"
+    st, _, b = call(method, base + path, json.dumps(body).encode() if body is not None else None, h)
+    try:
+        return st, json.loads(b) if b else None
+    except ValueError:
+        return st, b
+
+
+def wait_build(base, ns, bid, timeout=90):
+    """The build (GET /builds/{id} on the build-master at base) once completed or failed; None
+    after timeout."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st, b = ns_call(base, "GET", f"/builds/{bid}", ns)
+        if st == 200 and b["status"] in ("completed", "failed"):
+            return b
+        time.sleep(0.1)
+    return None
+
+
 def scrape(base_url):
     """A daemon's /metrics as {"name{labels}": value} ({} unless it answered 200), and
     (status, promtool check metrics exit code, promtool's output)."""

@@ -14,7 +14,7 @@ X-Minilambda-Quota-Functions; the internal token is added by mlstack).
      is 400; 8 parallel creates with quota 3, three rounds, never more than 3 live.
 Prints "ok - ..." / "not ok - ..." and "# ..." notes."""
 import base64, concurrent.futures, http.server, json, os, threading, time, uuid
-from mlstack import RUN, Suite, call, make_zip, psql
+from mlstack import RUN, Suite, call, make_zip, ns_call, psql, wait_build as mlstack_wait_build
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 940  # past the stack's own ports (base..+900), below the next base
 PORTS = {"lambda-executor": BASE, "build-master": BASE + 1, "build-worker": BASE + 2, "build-master-stub": BASE + 3}
@@ -65,16 +65,7 @@ class StubExecutor(http.server.BaseHTTPRequestHandler):
 
 
 def bm(method, path, ns=None, body=None, headers=None, master="build-master"):
-    h = dict(headers or {})
-    if ns is not None:
-        h[NS_H] = ns
-    if body is not None:
-        h["Content-Type"] = "application/json"
-    st, _, b = call(method, S.url(master) + path, json.dumps(body).encode() if body is not None else None, h)
-    try:
-        return st, json.loads(b) if b else None
-    except ValueError:
-        return st, b
+    return ns_call(S.url(master), method, path, ns, body, headers)
 
 
 def create(ns, name, quota=None, hook=None, master="build-master"):
@@ -85,13 +76,7 @@ def create(ns, name, quota=None, hook=None, master="build-master"):
 
 
 def wait_build(ns, bid, timeout=90):
-    end = time.time() + timeout
-    while time.time() < end:
-        st, b = bm("GET", f"/builds/{bid}", ns)
-        if st == 200 and b["status"] in ("completed", "failed"):
-            return b
-        time.sleep(0.2)
-    return None
+    return mlstack_wait_build(S.url("build-master"), ns, bid, timeout)
 
 
 def shape(body, fn):

@@ -203,18 +203,27 @@ def promtail_labels():
     return labels, json_keys
 
 
+# Streams that do not pass through promtail: the executor pushes function logs to Loki itself
+# with these labels (docs/logs.md §1).
+PUSHED_LABELS = {"function", "namespace", "level"}
+
+
 def check_log_panels(dashboards):
     labels, json_keys = promtail_labels()
-    S.check("promtail: service and level are labels; request_id, function_id are not",
-            {"service", "level"} <= labels and not {"request_id", "function_id"} & labels, labels)
+    S.check("promtail: service, level, type, auth, status_class are labels; request_id, function_id, client, "
+            "subject are not",
+            {"service", "level", "type", "auth", "status_class"} <= labels
+            and not {"request_id", "function_id", "client", "subject"} & labels, labels)
+    labels = labels | PUSHED_LABELS
     log_c = open(os.path.join(ROOT, "shared/log.c")).read()
     services_src = " ".join(open(os.path.join(dp, f)).read() for dp, _, fs in os.walk(os.path.join(ROOT, "services"))
                             for f in fs if f.endswith(".c"))
-    missing = [k for k in json_keys if f'"{k}"' not in log_c and f'"{k}"' not in services_src]
+    missing = [k for k in json_keys if not any(f'{q}{k}{q}' in src for q in ('"', '\\"') for src in (log_c, services_src))]
     S.check("promtail's json stage reads keys the daemons print (shared/log.c, services/)", not missing, missing)
     levels = set(re.search(r"level_names\[\] = \{([^}]*)\}", log_c).group(1).replace('"', "").replace(" ", "")
                  .split(","))
-    values = {"service": set(DAEMONS), "level": levels}
+    values = {"service": set(DAEMONS) | {"function"}, "level": levels, "type": {"access"},
+              "auth": {"allowed", "refused", "none"}}
     for name, d in dashboards.items():
         for p in panels_of(d):
             if p["type"] != "logs":

@@ -409,6 +409,7 @@ static void test_notify(void **state)
     httpd_stream *s;
     static char big[256 * 1024];
     int rc = ML_OK;
+    bool drained;
     (void)state;
 
     memset(big, 'z', sizeof(big));
@@ -421,13 +422,16 @@ static void test_notify(void **state)
     for (int i = 0; i < 500 && atomic_load(&notified) == 0; i++)
         ml_sleep_ms(10);
     assert_int_equal(atomic_load(&notified), 1);
+    /* The first notice is the drain, unless the client left before the server got the 256 KiB
+     * out (a loaded machine): then it was the goodbye and no drain notice follows. */
+    drained = httpd_stream_pending(s) <= 1024;
     client_join(&c); /* it gave up after 3 chunks */
     for (int i = 0; i < 500 && rc == ML_OK; i++) {
         rc = httpd_stream_write(s, "data: more\n\n", 12);
         ml_sleep_ms(10);
     }
     assert_int_equal(rc, ML_ERR);
-    assert_int_equal(atomic_load(&notified), 2);
+    assert_int_equal(atomic_load(&notified), drained ? 2 : 1);
     httpd_stream_close(s);
     client_free(&c);
     server_stop(&sv);

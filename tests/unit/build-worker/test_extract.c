@@ -696,6 +696,59 @@ static void test_symlink_escape(void **state)
     assert_dest_empty(f);
 }
 
+/* extract_zip_report's collector: every refusal, "reason: message" lines. */
+typedef struct reports {
+    char text[2048];
+    int n;
+} reports;
+
+static void collect(void *ud, const char *reason, const char *message)
+{
+    reports *r = ud;
+    size_t len = strlen(r->text);
+
+    ml_snprintf_trunc(r->text + len, sizeof(r->text) - len, "%s: %s\n", reason, message);
+    r->n++;
+}
+
+/* Every refused entry is named (the build log shows them all), the first one's error stands,
+ * nothing is written after the first refusal, and a limit still stops at once. */
+static void test_report_names_every_refused_entry(void **state)
+{
+    fixture *f = *state;
+    struct archive *a = zw_open(f->zip);
+    reports r = { .n = 0 };
+
+    zw_entry(a, "../evil.py", AE_IFREG, 0644, NULL, "x", 1);
+    zw_entry(a, "link", AE_IFLNK, 0777, "../..", NULL, 0);
+    zw_file(a, "link/escaped.txt", 0644, "pwned");
+    zw_entry(a, "/abs.py", AE_IFREG, 0644, NULL, "y", 1);
+    zw_file(a, "app.py", 0644, "def handler(e, c): pass\n");
+    zw_close(a);
+    assert_int_equal(extract_zip_report(f->zip, f->dest, NULL, collect, &r, &f->res), ML_ERR);
+    assert_int_equal(r.n, 3);
+    assert_non_null(strstr(r.text, "traversal: zip entry '../evil.py' escapes the package\n"));
+    assert_non_null(strstr(r.text, "symlink: zip entry 'link' is a symbolic link pointing outside the package"));
+    assert_non_null(strstr(r.text, "absolute_path: zip entry '/abs.py' is an absolute path\n"));
+    assert_true(f->res.rejected);
+    assert_string_equal(f->res.reason, EXTRACT_R_TRAVERSAL);
+    assert_int_equal(f->res.entries, 5);
+    assert_dest_empty(f);
+    extract_result_free(&f->res);
+
+    /* a limit is not an entry's refusal: it stops there, and is reported too */
+    reset_dest(f);
+    a = zw_open(f->zip);
+    zw_file(a, "big.txt", 0644, "0123456789");
+    zw_entry(a, "link", AE_IFLNK, 0777, "/etc", NULL, 0);
+    zw_close(a);
+    memset(&r, 0, sizeof(r));
+    extract_limits lim = { .max_file_bytes = 4 };
+    assert_int_equal(extract_zip_report(f->zip, f->dest, &lim, collect, &r, &f->res), ML_ERR);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(f->res.reason, EXTRACT_R_TOO_LARGE);
+}
+
 static void test_symlink_absolute_and_deep_escape(void **state)
 {
     fixture *f = *state;
@@ -1146,6 +1199,7 @@ int main(void)
         T(test_empty_and_long_names),
         T(test_symlink_escape),
         T(test_symlink_absolute_and_deep_escape),
+        T(test_report_names_every_refused_entry),
         T(test_symlink_inside_tree_refused),
         T(test_special_files),
         T(test_duplicates_and_clashes),
