@@ -10,7 +10,7 @@
 #include "httpd.h"
 #include "metrics.h"
 
-#define SVC_MAX_CONFIG 64
+#define SVC_MAX_CONFIG 96
 
 typedef struct svc {
     const char *name;
