@@ -4,8 +4,9 @@ request id and stream; ?follow=1 streams a new line as Server-Sent Events throug
 streaming proxy; the build's log and its webhook deliveries (a receiver answering 500: each
 attempt visible, then a redelivery once it answers 204); every request in the gateway's access
 log, allowed and refused; another namespace gets 404 for all of it. Prints ok/not ok."""
-import base64, hashlib, hmac, http.client, http.server, json, os, socket, sys, threading, time, uuid
+import base64, http.client, http.server, json, os, sys, threading, time, uuid
 
+import mlstack
 from mlstack import Suite, call, make_zip
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000")) + 2300  # clear of the stack's own ports
@@ -31,26 +32,12 @@ def handler(event, context):
 ALL = "functions:read functions:write functions:invoke"
 
 
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def jwt(claims):
-    head = b64u(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64u(json.dumps(dict({"sub": "logs-e2e", "exp": int(time.time()) + 3600}, **claims)).encode())
-    sig = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return {"Authorization": f"Bearer {head}.{body}.{b64u(sig)}"}
+    return mlstack.jwt(JWT_SECRET, claims, "logs-e2e")
 
 
 def jcall(method, path, auth, doc=None, headers=None):
-    h = dict(auth, **(headers or {}))
-    if doc is not None:
-        h["Content-Type"] = "application/json"
-    st, _, body = call(method, GW + path, json.dumps(doc).encode() if doc is not None else None, h)
-    try:
-        return st, json.loads(body) if body else None
-    except ValueError:
-        return st, body
+    return mlstack.jcall(GW, method, path, auth, doc, headers)
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):

@@ -230,3 +230,29 @@ def post_build_event(exec_url, secret, doc):
                     {"Content-Type": "application/json", "webhook-id": mid, "webhook-timestamp": ts,
                      "webhook-signature": sig})
     return st
+
+
+def b64u(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def jwt(secret, claims, sub):
+    """{"Authorization": "Bearer ..."}: an HS256 token signed with the gateway's secret (what
+    `gateway token` makes), valid for an hour, with claims over sub/exp."""
+    head = b64u(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64u(json.dumps(dict({"sub": sub, "exp": int(time.time()) + 3600}, **claims)).encode())
+    sig = hmac.new(secret.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return {"Authorization": f"Bearer {head}.{body}.{b64u(sig)}"}
+
+
+def jcall(base, method, path, auth, doc=None, headers=None):
+    """(status, parsed JSON body — or the raw body when it is not JSON) of a call with auth
+    headers and, when doc is given, a JSON body."""
+    h = dict(auth, **(headers or {}))
+    if doc is not None:
+        h["Content-Type"] = "application/json"
+    st, _, body = call(method, base + path, json.dumps(doc).encode() if doc is not None else None, h)
+    try:
+        return st, json.loads(body) if body else None
+    except ValueError:
+        return st, body

@@ -5,9 +5,10 @@ see, invoke, change, delete or read the builds/invocations/DLQ/schedules of the 
 objects, by name or by id, on the native API and on the AWS Invoke API with a per-namespace
 SigV4 key: every such call is a 404 with the body a missing object gets (names do not leak),
 and nothing of the other namespace changes. An admin token reaches both. Prints ok/not ok."""
-import base64, hashlib, hmac, json, os, shutil, subprocess, sys, tempfile, time, uuid
+import base64, json, os, shutil, subprocess, sys, tempfile, time, uuid
 
-from mlstack import Suite, call, make_zip
+import mlstack
+from mlstack import Suite, make_zip
 
 BASE = 32500  # below the ephemeral range, clear of other tests' fixed ports
 PORTS = {"gateway": BASE, "lambda-executor": BASE + 1, "build-master": BASE + 2, "build-worker": BASE + 3}
@@ -29,27 +30,12 @@ APP = """def handler(event, context):
 ALL = "functions:read functions:write functions:invoke"
 
 
-def b64u(b):
-    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
-
-
 def jwt(claims):
-    """An HS256 token signed with the gateway's secret (what `gateway token` makes)."""
-    head = b64u(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-    body = b64u(json.dumps(dict({"sub": "tenants-e2e", "exp": int(time.time()) + 3600}, **claims)).encode())
-    sig = hmac.new(JWT_SECRET.encode(), f"{head}.{body}".encode(), hashlib.sha256).digest()
-    return {"Authorization": f"Bearer {head}.{body}.{b64u(sig)}"}
+    return mlstack.jwt(JWT_SECRET, claims, "tenants-e2e")
 
 
 def jcall(method, path, auth, doc=None, headers=None):
-    h = dict(auth, **(headers or {}))
-    if doc is not None:
-        h["Content-Type"] = "application/json"
-    st, hdrs, body = call(method, GW + path, json.dumps(doc).encode() if doc is not None else None, h)
-    try:
-        return st, json.loads(body) if body else None
-    except ValueError:
-        return st, body
+    return mlstack.jcall(GW, method, path, auth, doc, headers)
 
 
 def shape(doc, asked):
