@@ -20,7 +20,7 @@
 #define FLUSH_MS 20
 #define VALUE_MAX_IN 256       /* input bytes of one string value kept */
 #define TAIL_RESERVE 128       /* room the numeric fields after the strings need */
-#define KEYS_RESERVE 320       /* room every key, quote and the timestamp need */
+#define KEYS_RESERVE 384       /* room every key, quote and the timestamp need */
 #define PIPE_CHUNK 4096        /* PIPE_BUF: stdout writes this size stay whole lines */
 
 /* What the request path learnt, attached to the request (httpd_req_set_note). */
@@ -232,7 +232,10 @@ size_t gw_alog_format(const gw_alog_line *l, char buf[GW_ALOG_LINE_MAX])
 
     put_s(&o, "{\"ts\":");
     put_ts(&o, l->ts_ms);
-    put_s(&o, ",\"type\":\"access\"");
+    /* the daemons' log-line keys too: the stdout stream stays one JSON shape (log.h) */
+    put_s(&o, l->status >= 500 ? ",\"level\":\"error\"" :
+              l->auth && strcmp(l->auth, "refused") == 0 ? ",\"level\":\"warn\"" : ",\"level\":\"info\"");
+    put_s(&o, ",\"service\":\"gateway\",\"msg\":\"access\",\"type\":\"access\"");
     put_field(&o, ",\"request_id\":", l->request_id);
     put_field(&o, ",\"client\":", l->client);
     put_field(&o, ",\"subject\":", l->subject);

@@ -56,6 +56,7 @@ static void test_fields(void **state)
 {
     static const char *const want[][2] = {
         { "ts", "2026-12-07T11:00:00.123Z" }, { "type", "access" }, { "request_id", "rid-1" },
+        { "level", "info" }, { "service", "gateway" }, { "msg", "access" },
         { "client", "10.0.0.7" }, { "subject", "alice" }, { "namespace", "team-a" },
         { "auth", "allowed" }, { "method", "POST" }, { "route", "/functions/{fn}/invoke" },
         { "function", "hello" }, { "upstream", "lambda-executor" }, { "ratelimit", "allowed" },
