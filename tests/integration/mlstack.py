@@ -162,13 +162,7 @@ def ns_call(base, method, path, ns=None, body=None, headers=None):
     h = dict(headers or {})
     if ns is not None:
         h["X-Minilambda-Namespace"] = ns
-    if body is not None:
-        h["Content-Type"] = "application/json"
-    st, _, b = call(method, base + path, json.dumps(body).encode() if body is not None else None, h)
-    try:
-        return st, json.loads(b) if b else None
-    except ValueError:
-        return st, b
+    return jcall(base, method, path, h, body)
 
 
 def wait_build(base, ns, bid, timeout=90):
