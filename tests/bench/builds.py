@@ -14,6 +14,7 @@ import threading, time, urllib.request, uuid, zipfile
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bin")
 OUT = os.path.join(ROOT, "docs", "benchmarks.md")
+from benchmd import append_section  # noqa: E402  (tests/bench is the script's own folder)
 RUN = os.path.join(ROOT, ".run", "bench-stack")
 WORK = os.path.join(ROOT, ".run", "bench")
 MASTER_PORT, WORKER_PORTS = 29182, (29192, 29193)
@@ -207,14 +208,10 @@ def main():
         srv.shutdown()
         subprocess.run(["bash", os.path.join(ROOT, "infrastructure/dev/stack.sh"), "stop", "--purge"],
                        env=env_stack, stdout=subprocess.DEVNULL)
-    section = ["", f"## Build pipeline ({time.strftime('%Y-%m-%d', time.gmtime())})", "",
+    append_section(OUT, "Build pipeline", [
                "Command: `make bench` → `tests/bench/builds.py`: a private native stack (ports 29000+),",
                "build-master and build-workers built with `-O2`, a local webhook receiver; a 100 KiB python",
-               "ZIP (incompressible data + `app.py`).", "",
-               "| measurement | result | target |", "|---|---|---|"] + rows
-    with open(OUT, "a") as f:
-        f.write("\n".join(section) + "\n")
-    print("\n".join(rows))
+               "ZIP (incompressible data + `app.py`)."], rows)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import asyncio, json, os, re, statistics, subprocess, sys, tempfile, time, urlli
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from loadgen import closed_loop, open_conn, open_loop, pct  # noqa: E402
+from benchmd import append_section  # noqa: E402  (tests/bench is the script's own folder)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(ROOT, ".run", "bench-exec-stack")
 os.environ.setdefault("ML_BIN_DIR", sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "bin"))
@@ -188,13 +189,9 @@ def main():
     if os.path.exists(sb):
         out = subprocess.run([sb, "python3", "100", "10000"], capture_output=True, text=True).stdout.strip()
         rows.append(f"| sandbox alone (`sandbox_bench python3 100 10000`) | {out.splitlines()[-1] if out else 'n/a'} | — |")
-    section = ["", f"## Executor ({time.strftime('%Y-%m-%d', time.gmtime())})", "",
+    append_section(OUT, "Executor", [
                "Command: `make bench` → `tests/bench/executor.py`: a private stack (ports 28000+), the function built by",
-               "the real pipeline, invoked directly on the lambda-executor (`-O2`); trivial python3 handler.", "",
-               "| measurement | result | target |", "|---|---|---|"] + rows
-    with open(OUT, "a") as f:
-        f.write("\n".join(section) + "\n")
-    print("\n".join(rows))
+               "the real pipeline, invoked directly on the lambda-executor (`-O2`); trivial python3 handler."], rows)
 
 
 if __name__ == "__main__":

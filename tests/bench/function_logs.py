@@ -16,6 +16,7 @@ os.environ.setdefault("ML_BIN_DIR", sys.argv[1] if len(sys.argv) > 1 else os.pat
 os.environ["ML_RUN_DIR"], os.environ["ML_ROOT"] = RUN, ROOT
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 from loadgen import closed_loop  # noqa: E402  (mlstack reads the environment above)
+from benchmd import append_section  # noqa: E402  (tests/bench is the script's own folder)
 OUT = os.environ.get("BENCH_OUT", os.path.join(ROOT, "docs", "benchmarks.md"))
 N_INGEST = int(os.environ.get("BENCH_LOGS_INVOKES", 4000))
 N_TPUT = int(os.environ.get("BENCH_LOGS_TPUT_INVOKES", 6000))
@@ -99,13 +100,9 @@ def main():
         S.stop_all()
         subprocess.run(["bash", os.path.join(ROOT, "infrastructure/dev/stack.sh"), "stop", "--purge"], env=env,
                        stdout=subprocess.DEVNULL)
-    section = ["", f"## Function logs ({time.strftime('%Y-%m-%d', time.gmtime())})", "",
+    append_section(OUT, "Function logs", [
                "Command: `make bench` → `tests/bench/function_logs.py`: a private stack (ports "
-               f"{PORT_BASE}+), functions built by the real pipeline, invoked directly on the lambda-executor (`-O2`).", "",
-               "| measurement | result | target |", "|---|---|---|"] + rows
-    with open(OUT, "a") as f:
-        f.write("\n".join(section) + "\n")
-    print("\n".join(rows))
+               f"{PORT_BASE}+), functions built by the real pipeline, invoked directly on the lambda-executor (`-O2`)."], rows)
 
 
 if __name__ == "__main__":
