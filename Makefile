@@ -183,7 +183,7 @@ build/fuzz/fuzz_sigv4: tests/fuzz/fuzz_sigv4.c services/gateway/sigv4.c shared/b
 build/fuzz/fuzz_jwt: tests/fuzz/fuzz_jwt.c services/gateway/auth.c services/gateway/routes.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/gateway $^ $(FUZZ_LIBS) -ljwt -o $@
-build/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c services/lambda-executor/proto.c shared/buf.c shared/util.c
+build/fuzz/fuzz_proto: tests/fuzz/fuzz_proto.c shared/proto.c shared/buf.c shared/util.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/lambda-executor $^ $(FUZZ_LIBS) -o $@
 # fuzz_ssrf.c includes ssrf.c (to call its URL parser without DNS).

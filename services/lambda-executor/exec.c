@@ -160,7 +160,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
     exec_outcome out;
     pool_rc rc;
 
-    w->spec.log = log;
+    w->spec.log = fnlog_as_sink(log);
     rc = pool_acquire(app->pool, w, rq->wait_ms, &lease, err, errlen);
     *cold = lease.cold;
     if (rc != POOL_OK) {
@@ -173,7 +173,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
     }
     metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
     fnlog_flush(log);   /* it runs: START reaches followers now, not with its first output */
-    sandbox_invoke_logged(lease.inst, log, rq->id, rq->event, rq->len,
+    sandbox_invoke_logged(lease.inst, fnlog_as_sink(log), rq->id, rq->event, rq->len,
                           ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
     fnlog_finish_result(log, res, fn->memory_mb, lease.cold ? sandbox_init_us(lease.inst) : 0, false);
     killed = kill_reason(res);

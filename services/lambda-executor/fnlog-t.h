@@ -4,6 +4,7 @@
 #define EX_FNLOG_T_H
 
 #include "fnlog.h"
+#include "sandbox.h"
 
 #define FNLOG_BATCH 128                  /* lines queued before a flush */
 #define FNLOG_ARENA (16 * 1024)           /* their bytes; a longer line goes out on its own */
@@ -27,6 +28,7 @@ struct fnlog_inv {
     char *arena;
     size_t arena_used;
     void *block;               /* the one allocation holding parts, batch and arena */
+    sandbox_sink sink;         /* fnlog_as_sink: feeds this inv */
 };
 
 #endif

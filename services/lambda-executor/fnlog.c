@@ -151,12 +151,37 @@ static void platform(fnlog_inv *inv, const char *level, const char *fmt, ...)
 
 /* ------------------------------------------------------------------------------ capture */
 
+static void sink_feed(void *ctx, int fd, const char *data, size_t n)
+{
+    fnlog_feed(ctx, fd == 1 ? FNLOG_STDOUT : FNLOG_STDERR, data, n);
+}
+
+static void sink_flush(void *ctx)
+{
+    fnlog_flush(ctx);
+}
+
+const sandbox_sink *fnlog_as_sink(fnlog_inv *inv)
+{
+    if (!inv)
+        return NULL;
+    inv->sink = (sandbox_sink){ .feed = sink_feed, .flush = sink_flush, .ctx = inv };
+    return &inv->sink;
+}
+
+/* Empties inv; the sink handed to a sandbox (fnlog_as_sink) stays valid across it. */
+static void inv_reset(fnlog_inv *inv)
+{
+    memset(inv, 0, sizeof(*inv));
+    (void)fnlog_as_sink(inv);
+}
+
 void fnlog_begin(fnlog_inv *inv, const fnlog_meta *meta)
 {
     const size_t parts = 2 * (size_t)FNLOG_LINE_MAX;
     char *block;
 
-    memset(inv, 0, sizeof(*inv));
+    inv_reset(inv);
     if (!meta->sink && !logq_enabled())
         return;
     block = malloc(parts + FNLOG_ARENA + FNLOG_BATCH * sizeof(logq_line));
@@ -249,7 +274,7 @@ void fnlog_feed(fnlog_inv *inv, fnlog_stream stream, const char *data, size_t n)
 static void free_inv(fnlog_inv *inv)
 {
     free(inv->block);
-    memset(inv, 0, sizeof(*inv));
+    inv_reset(inv);
 }
 
 /* The lines an invocation that stopped badly gets before END (Lambda's wording). */

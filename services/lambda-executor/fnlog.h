@@ -56,6 +56,10 @@ void fnlog_begin(fnlog_inv *inv, const fnlog_meta *meta);
  * are queued in the batch, a partial one is carried to the next call. */
 void fnlog_feed(fnlog_inv *inv, fnlog_stream stream, const char *data, size_t n);
 
+/* inv as the sandbox's output sink (sandbox.h), NULL for NULL: what the sandbox drains is fed
+ * to inv (fd 1 stdout, 2 stderr) and flushed per drain. Valid while inv is. */
+const struct sandbox_sink *fnlog_as_sink(fnlog_inv *inv);
+
 /* Hands the queued lines to the sink (never blocks: the queue drops what does not fit). */
 void fnlog_flush(fnlog_inv *inv);
 

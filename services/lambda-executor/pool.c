@@ -207,7 +207,7 @@ static void fn_wake(pool *p, const pool_fn *f)
 
 /* Starts a new instance for f (lock not held); what it prints while starting goes to log
  * (the acquiring invocation's). */
-static int start_instance(pool *p, pool_fn *f, fnlog_inv *log, pool_lease *out, char *err,
+static int start_instance(pool *p, pool_fn *f, const sandbox_sink *log, pool_lease *out, char *err,
                           size_t errlen)
 {
     int64_t t0 = ml_now_ms();

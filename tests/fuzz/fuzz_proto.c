@@ -1,5 +1,5 @@
 /* libFuzzer target: the executor's side of the sandbox frame protocol
- * (services/lambda-executor/proto.c), which reads whatever a function's runtime writes.
+ * (shared/proto.c), which reads whatever a function's runtime writes.
  *
  * Input: byte 0 picks the body limit (0..255 * 8 bytes), byte 1 the size of the writes
  * (1..1021 bytes); the rest is the byte stream the runtime sends. The harness feeds it through

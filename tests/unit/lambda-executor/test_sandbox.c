@@ -1414,7 +1414,7 @@ static sandbox_instance *log_start(fixture *f, const char *handler, const char *
     s.memory_mb = 1769;
     s.timeout_s = 60;
     s.function_version = "$LATEST";
-    s.log = &g_log;
+    s.log = fnlog_as_sink(&g_log);
     log_begin(digit);
     return start_spec(f, &s);
 }
@@ -1429,7 +1429,7 @@ static sandbox_status log_invoke(fixture *f, sandbox_instance *in, const char *e
         log_begin(digit);
     snprintf(rid, sizeof(rid), "%s%c", RID, digit);
     sandbox_result_free(&f->res);
-    assert_int_equal(sandbox_invoke_logged(in, &g_log, rid, event, strlen(event),
+    assert_int_equal(sandbox_invoke_logged(in, fnlog_as_sink(&g_log), rid, event, strlen(event),
                                            ml_now_ms() + timeout_ms, 1u << 20, &f->res), ML_OK);
     fnlog_finish_result(&g_log, &f->res, 1769, cold ? sandbox_init_us(in) : 0, false);
     return f->res.status;

@@ -19,7 +19,16 @@
 #include <stdint.h>
 
 #include "buf.h"
-#include "fnlog.h"
+
+/* Where an instance's stdout and stderr go besides the 4 KiB tail: raw chunks as they are
+ * drained (fd 1 or 2), then one flush per drain. Called on the thread driving the instance;
+ * line splitting, limits and storage are the sink's business (the executor's fnlog.h, the
+ * build-worker's build log). */
+typedef struct sandbox_sink {
+    void (*feed)(void *ctx, int fd, const char *data, size_t n);
+    void (*flush)(void *ctx);
+    void *ctx;
+} sandbox_sink;
 
 typedef struct sandbox_spec {
     const char *runtime;          /* an accepted name (fnspec_runtime_valid): its family picks
@@ -40,7 +49,7 @@ typedef struct sandbox_spec {
     bool network;                 /* false: a fresh network namespace with only lo (up) */
     int64_t pids_max;             /* processes + threads of the instance, e.g. 64 (0: 64) */
     int64_t init_timeout_ms;      /* loading the handler (0: 10000) */
-    fnlog_inv *log;               /* sandbox_start only, may be NULL: what the runtime prints
+    const sandbox_sink *log;      /* sandbox_start only, may be NULL: what the runtime prints
                                      while starting goes to this (the cold-starting
                                      invocation's) log; not kept afterwards */
 } sandbox_spec;
@@ -84,8 +93,8 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
                    size_t event_len, int64_t deadline_ms, size_t max_result, sandbox_result *out);
 /* As sandbox_invoke; what the function prints on stdout and stderr meanwhile (and what it
  * printed since the previous invocation) also goes to log, split into lines and flushed as
- * they come (NULL: the tail only). The caller finishes log (fnlog_finish). */
-int sandbox_invoke_logged(sandbox_instance *inst, fnlog_inv *log, const char *invocation_id,
+ * they come (NULL: the tail only). */
+int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const char *invocation_id,
                           const char *event, size_t event_len, int64_t deadline_ms,
                           size_t max_result, sandbox_result *out);
 
@@ -138,5 +147,54 @@ int sandbox_init_ex(const char *cgroup_parent_name, unsigned disable_mask, char 
                     size_t len);
 /* SANDBOX_F_* in use after sandbox_init. */
 unsigned sandbox_features(void);
+
+/* ---- One-shot commands (the build-worker's installers, docs/build-pipeline.md) ----
+ * The same layers as a function instance — namespaces and pivot_root, cgroups (memory, pids,
+ * cpu), a fresh unprivileged uid, no capabilities, no_new_privs, the seccomp allow-list,
+ * rlimits, the generated /etc — but argv runs to its end instead of speaking the protocol. */
+
+typedef struct sandbox_bind {
+    const char *host;     /* an existing host directory */
+    const char *path;     /* where it shows inside: absolute, under /var, /opt or /work */
+    bool writable;        /* read-write (its top dir is chowned to the run's uid first); else
+                             read-only, nosuid, nodev */
+} sandbox_bind;
+
+typedef struct sandbox_run_spec {
+    const char *const *argv;   /* argv[0]: an absolute path as seen inside */
+    const char *const *env;    /* the whole environment, "KEY=VALUE", NULL-terminated; nothing
+                                  of the caller's is passed (NULL: empty) */
+    const char *cwd;           /* inside; NULL: "/" */
+    const sandbox_bind *binds;
+    size_t nbinds;
+    const char *interpreter;   /* optional: shown like sandbox_spec's when outside /usr */
+    bool host_packages;        /* true: the host's package dirs (dist-packages, node_modules:
+                                  where pip and npm live) are not masked */
+    bool join_netns;           /* true: join netns_fd (which must hold what the run may reach,
+                                  e.g. the build's egress proxy) and allow AF_INET/AF_INET6
+                                  sockets; false: a fresh namespace with only lo, no inet sockets */
+    int netns_fd;
+    int64_t memory_mb;         /* memory cgroup limit (0: 1024); /tmp is a tmpfs of this size */
+    int64_t pids_max;          /* 0: 256 */
+    int64_t timeout_ms;        /* wall clock; the whole tree is killed after it (0: 300000) */
+    const sandbox_sink *log;   /* may be NULL: stdout (fd 1) and stderr (fd 2) as they come */
+} sandbox_run_spec;
+
+typedef struct sandbox_run_result {
+    int exit_code;             /* the command's exit status, 128+n for signal n, -1 if unknown */
+    bool timed_out;            /* killed at timeout_ms */
+    bool oom;                  /* the memory cgroup killed something */
+    bool pids_exhausted;       /* a fork was refused by the pids limit */
+    int64_t duration_ms;
+    int64_t max_memory_bytes;
+    ml_buf tail;               /* the last 4 KiB of stdout+stderr; owned: sandbox_run_result_free */
+} sandbox_run_result;
+
+/* Runs spec->argv in a new sandbox until it exits or times out, draining its output into
+ * spec->log meanwhile. ML_OK when *out describes how it ended (any exit code); ML_ERR with
+ * err when the sandbox could not be set up ("Sandbox.*: ..."). Thread-safe like
+ * sandbox_start (after sandbox_init). *out is zeroed first: free with sandbox_run_result_free. */
+int sandbox_run(const sandbox_run_spec *spec, sandbox_run_result *out, char *err, size_t errlen);
+void sandbox_run_result_free(sandbox_run_result *r);
 
 #endif

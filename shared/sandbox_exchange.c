@@ -62,7 +62,8 @@ static bool log_read(sandbox_instance *in, int s, char *chunk, size_t len)
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         ring_add(&in->log, chunk, (size_t)n);
-        fnlog_feed(in->flog, s == 0 ? FNLOG_STDOUT : FNLOG_STDERR, chunk, (size_t)n);
+        if (in->flog && in->flog->feed)
+            in->flog->feed(in->flog->ctx, s + 1, chunk, (size_t)n);
         return true;
     }
     if (n == 0) {   /* every writer is gone */
@@ -86,7 +87,8 @@ void sb_log_drain(sandbox_instance *in)
         if (!out && !err)
             break;
     }
-    fnlog_flush(in->flog);
+    if (in->flog && in->flog->flush)
+        in->flog->flush(in->flog->ctx);
 }
 
 /* Collects the exit status; block waits for it. */

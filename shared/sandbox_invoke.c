@@ -189,7 +189,7 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
                                  max_result, out);
 }
 
-int sandbox_invoke_logged(sandbox_instance *inst, fnlog_inv *log, const char *invocation_id,
+int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const char *invocation_id,
                           const char *event, size_t event_len, int64_t deadline_ms,
                           size_t max_result, sandbox_result *out)
 {

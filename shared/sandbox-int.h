@@ -23,7 +23,6 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
-#include "fnlog.h"
 #include "ml.h"
 #include "proto.h"
 #include "sandbox.h"
@@ -169,7 +168,7 @@ struct sandbox_instance {
     pid_t runtime_pid;       /* host pid of the runtime, for VmHWM without cgroups */
     char *function_name, *function_version;
     sb_ring log;
-    fnlog_inv *flog;         /* the current invocation's log while one runs (or starts), NULL */
+    const sandbox_sink *flog;       /* the current invocation's log while one runs (or starts), NULL */
     int64_t init_us;         /* sandbox_start until ready */
     proto_reader rd;
 };
