@@ -282,6 +282,60 @@ static void test_output_in_order(void **state)
     cap_free(&c);
 }
 
+/* Counts what a flood delivers without keeping it. */
+typedef struct counter {
+    size_t bytes[3];
+    int max_feeds_per_flush, feeds;
+} counter;
+
+static void count_feed(void *ctx, int fd, const char *data, size_t n)
+{
+    counter *k = ctx;
+
+    (void)data;
+    k->bytes[fd == 2 ? 2 : 1] += n;
+    k->feeds++;
+}
+
+static void count_flush(void *ctx)
+{
+    counter *k = ctx;
+
+    if (k->feeds > k->max_feeds_per_flush)
+        k->max_feeds_per_flush = k->feeds;
+    k->feeds = 0;
+}
+
+/* 64 MiB printed as fast as it can be: all of it reaches the sink, drained in bounded
+ * rounds (at most 1 MiB, 64 reads of 16 KiB, between flushes), and the run is not slowed
+ * into its timeout. */
+static void test_output_flood(void **state)
+{
+    const char *argv[] = { "/bin/sh", "-c", "head -c 67108864 /dev/zero | tr '\\0' x; sleep 0.5; echo THE-END >&2", NULL };
+    counter k = { { 0 }, 0, 0 };
+    sandbox_sink sink = { count_feed, count_flush, &k };
+    sandbox_run_spec s;
+    sandbox_run_result r;
+    capture unused;
+    char err[256];
+
+    (void)state;
+    need_sandbox();
+    s = spec_of(argv, &unused, &sink);
+    sink.feed = count_feed;
+    sink.flush = count_flush;
+    sink.ctx = &k;
+    assert_int_equal(sandbox_run(&s, &r, err, sizeof(err)), ML_OK);
+    assert_int_equal(r.exit_code, 0);
+    assert_int_equal(k.bytes[1], (size_t)64 << 20);
+    assert_int_equal(k.bytes[2], 8);
+    assert_true(k.max_feeds_per_flush <= 64);
+    assert_int_equal(r.tail.len, 4096);
+    assert_string_equal(ml_buf_cstr(&r.tail) + 4096 - 8, "THE-END\n");
+    print_message("flood: 64 MiB in %lld ms\n", (long long)r.duration_ms);
+    sandbox_run_result_free(&r);
+}
+
 static void test_exit_codes(void **state)
 {
     static const struct { const char *script; int code; } cases[] = {
@@ -833,6 +887,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_output_in_order),
+        cmocka_unit_test(test_output_flood),
         cmocka_unit_test(test_exit_codes),
         cmocka_unit_test(test_timeout_kills_tree),
         cmocka_unit_test(test_binds_and_writes),
