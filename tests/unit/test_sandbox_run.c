@@ -160,7 +160,7 @@ static int count_uid_procs(unsigned uid)
 /* Entries (cgroups) below the test's parent cgroup of a v1 controller; -1 if it has none. */
 static int count_cgroups(const char *controller)
 {
-    char buf[4096], path[PATH_MAX], own[PATH_MAX] = "";
+    char buf[4096], path[PATH_MAX], own[1024] = "";
     FILE *f = fopen("/proc/self/cgroup", "r");
     DIR *d;
     struct dirent *e;
