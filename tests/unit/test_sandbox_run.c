@@ -36,6 +36,9 @@
 #include "sandbox.h"
 
 #define CG_PARENT "minilambda-test-run"
+/* runs' uids: past the function instances' 1000000..1016383 and the probe's 1016384 */
+#define RUN_UID_MIN 1016385u
+#define RUN_UID_END (RUN_UID_MIN + 16384u)
 
 static char g_report[4096];
 static bool g_ok;
@@ -372,7 +375,7 @@ static void test_timeout_kills_tree(void **state)
     assert_int_equal(r.exit_code, 128 + 9);
     assert_true(r.duration_ms >= 700 && r.duration_ms < 2500);
     assert_true(ml_now_ms() - t0 < 3000);
-    assert_true(uid_of(&c) >= 1000000);
+    assert_in_range(uid_of(&c), RUN_UID_MIN, RUN_UID_END - 1);
     assert_int_equal(count_uid_procs(uid_of(&c)), 0);
     sandbox_run_result_free(&r);
     cap_free(&c);
@@ -405,7 +408,7 @@ static void test_binds_and_writes(void **state)
            "(echo t > /tmp/x) && echo W:/tmp/x", &c, &r, tw_binds, b);
     assert_int_equal(r.exit_code, 0);
     uid = uid_of(&c);
-    assert_true(uid >= 1000000);
+    assert_in_range(uid, RUN_UID_MIN, RUN_UID_END - 1);
     assert_non_null(strstr(ml_buf_cstr(&c.out), "\nfrom-the-caller\nD:/opt/src/x\nD:/usr/x\nD:/etc/x\nD:/x\n"
                                                 "D:/var/x\nD:/opt/x\nD:/work/x\nD:/proc/x\nD:/dev/x\nW:/tmp/x\n"));
     assert_int_equal(stat(rw, &st), 0);
@@ -880,8 +883,8 @@ static void test_uids_distinct_across_processes(void **state)
     run_sh("id -u", &c, &r, NULL, NULL);
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    assert_true(other >= 1000000);
-    assert_true(uid_of(&c) >= 1000000);
+    assert_in_range(other, RUN_UID_MIN, RUN_UID_END - 1);
+    assert_in_range(uid_of(&c), RUN_UID_MIN, RUN_UID_END - 1);
     assert_int_not_equal(uid_of(&c), other);
     sandbox_run_result_free(&r);
     cap_free(&c);
