@@ -712,8 +712,11 @@ static void test_bad_specs(void **state)
     sandbox_run_result r;
     char err[512];
 
+    int fds0;
+
     (void)state;
     need_sandbox();
+    fds0 = open_fds();
     make_dir(dir, 0755);
     s = spec_of(argv, &c, &sink);
     s.binds = b;
@@ -753,6 +756,7 @@ static void test_bad_specs(void **state)
     s.cwd = "/nonexistent";   /* a failing step of the child: a setup error, not an exit code */
     assert_int_equal(sandbox_run(&s, &r, err, sizeof(err)), ML_ERR);
     assert_non_null(strstr(err, "Sandbox.SetupError"));
+    assert_int_equal(open_fds(), fds0);   /* failed set-ups leave nothing open either */
     cap_free(&c);
     unlink(link);
     rm_tree(dir);
