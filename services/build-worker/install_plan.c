@@ -289,11 +289,6 @@ int install_plan_build(const install_config *cfg, const install_settings *s, ins
     return rc;
 }
 
-int install_plan_env_add(install_plan *p, const char *kv)
-{
-    return push(p->env, INSTALL_MAX_ENV, keep(p, "%s", kv));
-}
-
 static bool starts(const char *line, size_t n, const char *prefix)
 {
     size_t k = strlen(prefix);
