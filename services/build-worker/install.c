@@ -3,6 +3,7 @@
 #include "install-int.h"
 
 #include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -544,6 +545,20 @@ static const char *installed_dir(run *r, char *buf, size_t len)
     return buf;
 }
 
+/* True when dir holds nothing (an install with no dependencies: nothing worth caching). */
+static bool dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool empty = true;
+
+    while (d && empty && (e = readdir(d)) != NULL)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    return empty;
+}
+
 static void observe(run *r, const char *source, const char *result)
 {
     const char *eco = install_eco_name(r->det.eco);
@@ -583,7 +598,7 @@ static int install_and_merge(run *r)
             return ML_ERR;
         if (!(from = installed_dir(r, dir, sizeof(dir))))
             return fail(r, false, "cannot read the installed tree: %s", strerror(errno));
-        if (r->cfg->cache && r->job->s3 &&
+        if (r->cfg->cache && r->job->s3 && !dir_empty(from) &&
             depcache_put(r->job->s3, r->object, from, err, sizeof(err)) != ML_OK)
             buildlog_add(r->job->log, "warn", "install", "dependencies not cached: %s", err);
     }

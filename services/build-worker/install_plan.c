@@ -300,6 +300,9 @@ bool install_error_line(install_eco eco, const char *line, size_t n)
 {
     if (eco == INSTALL_PIP)
         return starts(line, n, "ERROR:");
+    /* npm's pointer to its debug log names a file inside the sandbox: noise for the user */
+    if (memmem(line, n, "complete log of this run", 24) || memmem(line, n, "/.npm/_logs/", 12))
+        return false;
     return starts(line, n, "npm ERR!") || starts(line, n, "npm error");
 }
 

@@ -380,6 +380,8 @@ static void test_error_summary(void **state)
     assert_non_null(strstr(out, "'nosuchpkg@^1.0.0' is not in this registry"));
     assert_non_null(strstr(out, "(index: http://127.0.0.1:4873/)"));
     assert_null(strstr(out, "npm WARN"));
+    assert_null(strstr(out, "complete log"));
+    assert_null(strstr(out, "_logs"));
     assert_true(strlen(out) <= 800 + 64);
 
     /* npm 10 spells it "npm error" */
