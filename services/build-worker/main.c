@@ -35,7 +35,8 @@ static void register_metrics(metrics_registry *reg)
                                        build_buckets, ML_ARRAY_LEN(build_buckets));
     app.m_rejections = metrics_counter(reg, "minilambda_build_rejections_total",
                                        "Builds failed because the package was refused (by the "
-                                       "extractor or the handler check), by reason.", "reason");
+                                       "extractor, the handler check or the dependency "
+                                       "installation), by reason.", "reason");
     app.m_extract_rejections = metrics_counter(reg, "minilambda_extract_rejections_total",
                                                "Hostile or invalid ZIP packages refused by the "
                                                "extractor, by reason.", "reason");
