@@ -20,6 +20,8 @@
 #include <cJSON.h>
 
 #include "install-int.h"
+#include "runtimes.h"
+#include "sandbox.h"
 
 static char g_dir[64];
 
@@ -560,6 +562,59 @@ static void test_size_report(void **state)
     assert_non_null(strstr(err, "20 files and directories, over the 10 limit"));
 }
 
+static int fake_probe(const char *interpreter, const char *family, char *ver, size_t len, void *ud)
+{
+    (void)interpreter, (void)ud;
+    ml_strlcpy(ver, !strcmp(family, "nodejs") ? "Node.js v20.0.0" : "Python 3.11.2", len);
+    return ML_OK;
+}
+
+/* install_run before anything is mounted or run: off, nothing to do, no interpreter, and a
+ * worker whose sandbox has no namespaces (sandbox_init never ran here) refusing to run an
+ * installer rather than run the package's code unsandboxed. */
+static void test_run_preflight(void **state)
+{
+    runtimes_table rt;
+    buildlog log = { 0 }; /* no database: lines are dropped */
+    install_config cfg = { .enabled = true, .pip_index_url = "https://pypi.org/simple",
+                           .pip_extra_index_url = "", .npm_registry = "https://registry.npmjs.org/",
+                           .npm_token = "", .timeout_s = 10, .memory_mb = 256, .disk_mb = 64,
+                           .runtimes = &rt };
+    install_job job = { .runtime = "python3.11", .ns = "default", .log = &log };
+    install_result res;
+    char err[128];
+
+    (void)state;
+    runtimes_init(&rt);
+    assert_int_equal(runtimes_configure(&rt, "python3.11=/usr/bin/python3.11", err, sizeof(err)), ML_OK);
+    runtimes_discover(&rt, "/usr/bin/python3.11", "/usr/bin/node", fake_probe, NULL);
+    mk("pkg");
+    mk("work");
+    put("pkg/app.py", "x", 0644);
+    job.tree = at("pkg");
+    job.work = at("work");
+    /* nothing to install */
+    assert_int_equal(install_run(&cfg, &job, &res), ML_OK);
+    assert_false(res.ran);
+    put("pkg/requirements.txt", "six\n", 0644);
+    /* off */
+    cfg.enabled = false;
+    assert_int_equal(install_run(&cfg, &job, &res), ML_OK);
+    assert_false(res.ran);
+    cfg.enabled = true;
+    /* no sandbox namespaces: refused, the build fails (not retried) */
+    assert_int_equal(sandbox_features() & SANDBOX_F_NAMESPACES, 0);
+    assert_int_equal(install_run(&cfg, &job, &res), ML_ERR);
+    assert_true(res.rejected);
+    assert_non_null(strstr(res.error, "refused"));
+    assert_false(res.ran);
+    /* a runtime this worker has no interpreter for: a platform problem, retried */
+    job.runtime = "python3.9";
+    assert_int_equal(install_run(&cfg, &job, &res), ML_ERR);
+    assert_false(res.rejected);
+    assert_non_null(strstr(res.error, "no interpreter"));
+}
+
 static void test_platform(void **state)
 {
     char p[128];
@@ -578,7 +633,7 @@ int main(void)
         T(test_urls),            T(test_plan_pip),      T(test_plan_npm),
         T(test_plan_allow_errors), T(test_error_summary), T(test_error_summary_bounded),
         T(test_merge_rules),     T(test_merge_no_escape), T(test_scan_dir),
-        T(test_size_report),     T(test_platform),
+        T(test_size_report),     T(test_run_preflight), T(test_platform),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
