@@ -441,27 +441,30 @@ static int write_npmrc(run *r)
     return ML_OK;
 }
 
-static void count_egress(run *r, egress *e)
+/* Counts the proxy's requests and logs the refused ones; their targets into denied ("" if none). */
+static void count_egress(run *r, egress *e, char *denied, size_t len)
 {
-    char denied[512];
-
+    denied[0] = '\0';
     if (!e)
         return;
     if (r->cfg->m_egress) {
         metric_add(r->cfg->m_egress, (const char *[]){ "allowed" }, (double)egress_allowed(e));
         metric_add(r->cfg->m_egress, (const char *[]){ "denied" }, (double)egress_denied(e));
     }
-    egress_denied_targets(e, denied, sizeof(denied));
-    if (egress_denied(e) > 0)
-        buildlog_add(r->job->log, "warn", "install", "network access refused during the installation "
-                     "(%lld request(s)): %s (only the configured index/registry is reachable)",
-                     (long long)egress_denied(e), denied[0] ? denied : "?");
+    if (egress_denied(e) <= 0)
+        return;
+    egress_denied_targets(e, denied, len);
+    if (!denied[0])
+        ml_strlcpy(denied, "?", len);
+    buildlog_add(r->job->log, "warn", "install", "network access refused during the installation "
+                 "(%lld request(s)): %s (only the configured index/registry is reachable)",
+                 (long long)egress_denied(e), denied);
 }
 
 /* Runs the installer in the sandbox behind a fresh egress proxy. */
 static int run_installer(run *r)
 {
-    char err[512] = "", why[900];
+    char err[512] = "", why[900], denied[256], net[320] = "";
     const char *ca = NULL;
     egress_allow allow = { r->plan.allow, r->plan.nallow };
     egress *e = NULL;
@@ -505,19 +508,21 @@ static int run_installer(run *r)
         goto out;
     }
     sink_emit(&sink); /* a last line without its newline */
-    count_egress(r, e);
+    count_egress(r, e, denied, sizeof(denied));
+    if (denied[0])
+        ml_snprintf_trunc(net, sizeof(net), "; network access refused: %s", denied);
     install_error_summary(r->det.eco, sink.errors.len ? sink.errors.data : ml_buf_cstr(&res.tail),
                           sink.errors.len ? sink.errors.len : res.tail.len, r->plan.index_clean,
                           why, sizeof(why));
     if (res.timed_out)
-        fail(r, true, "dependency installation timed out after %lld s%s%s", (long long)r->cfg->timeout_s,
-             why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation timed out after %lld s%s%s%s", (long long)r->cfg->timeout_s,
+             net, why[0] ? ":\n" : "", why);
     else if (res.oom)
-        fail(r, true, "dependency installation ran out of memory (%lld MiB)%s%s",
-             (long long)r->cfg->memory_mb, why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation ran out of memory (%lld MiB)%s%s%s",
+             (long long)r->cfg->memory_mb, net, why[0] ? ":\n" : "", why);
     else if (res.exit_code != 0)
-        fail(r, true, "dependency installation failed (%s exited with %d)%s%s",
-             install_eco_name(r->det.eco), res.exit_code, why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation failed (%s exited with %d)%s%s%s",
+             install_eco_name(r->det.eco), res.exit_code, net, why[0] ? ":\n" : "", why);
     else
         rc = ML_OK;
     buildlog_add(r->job->log, rc == ML_OK ? "info" : "error", "install",
