@@ -553,10 +553,14 @@ def run(tmp):
         return bad
     check("README config table, --print-config and compose agree on who reads what", readme_vs_print_config)
 
+    EXTERNAL_URLS = {"MINILAMBDA_PIP_INDEX_URL", "MINILAMBDA_PIP_EXTRA_INDEX_URL"}
+
     def urls():
         bad = []
         for d in list(DAEMONS) + ["migrate"]:
             for k, v in env_of(services[d]).items():
+                if k in EXTERNAL_URLS:   # outside the stack by design (the package registries)
+                    continue
                 for url in re.split(r",", v) if re.search(r"_(URL|URLS|ENDPOINT)$", k) else []:
                     m = re.match(r"^[a-z]+://(?:[^@/]*@)?([^:/]+):(\d+)", url)
                     if not m:
@@ -628,25 +632,31 @@ def run(tmp):
     # ------------------------------------------------------------ executor privileges
     ex = services["lambda-executor"]
 
-    def executor_privs():
-        bad = []
-        if ex.get("privileged"):
-            bad.append("privileged: true")
-        if ex.get("cap_drop") != ["ALL"]:
-            bad.append(f"cap_drop {ex.get('cap_drop')}")
-        if sorted(ex.get("cap_add") or []) != sorted(EXECUTOR_CAPS):
-            bad.append(f"cap_add {ex.get('cap_add')} != {EXECUTOR_CAPS}")
-        opts = ex.get("security_opt") or []
+    def sandbox_privs(name):
+        """The daemons that run the sandbox (functions; build-time installers) get exactly its
+        capabilities and options, nothing more."""
+        svc, bad = services[name], []
+        if svc.get("privileged"):
+            bad.append(f"{name}: privileged: true")
+        if svc.get("cap_drop") != ["ALL"]:
+            bad.append(f"{name}: cap_drop {svc.get('cap_drop')}")
+        if sorted(svc.get("cap_add") or []) != sorted(EXECUTOR_CAPS):
+            bad.append(f"{name}: cap_add {svc.get('cap_add')} != {EXECUTOR_CAPS}")
+        opts = svc.get("security_opt") or []
         for want in ("apparmor:unconfined", f"seccomp:{SECCOMP}", "no-new-privileges:true"):
             if want not in opts:
-                bad.append(f"security_opt lacks {want}")
+                bad.append(f"{name}: security_opt lacks {want}")
+        return bad
+
+    def executor_privs():
+        bad = sandbox_privs("lambda-executor") + sandbox_privs("build-worker")
         doc = read("docs/deployment.md")
         bad += [f"docs/deployment.md does not explain CAP_{c}" for c in EXECUTOR_CAPS if f"CAP_{c}" not in doc]
-        for name in ("gateway", "build-master", "build-worker", "migrate"):
+        for name in ("gateway", "build-master", "migrate"):
             if services[name].get("cap_drop") != ["ALL"] or services[name].get("cap_add"):
                 bad.append(f"{name} keeps capabilities")
         return bad
-    check("executor: cap_drop ALL + exactly the documented capabilities, not privileged; other daemons keep none", executor_privs)
+    check("executor and build-worker (the sandbox): cap_drop ALL + exactly the documented capabilities, not privileged; other daemons keep none", executor_privs)
 
     def seccomp_profile():
         p = json.load(open(os.path.join(ROOT, SECCOMP)))
