@@ -13,7 +13,7 @@ for d in DAEMONS:
     out = subprocess.run([os.path.join(bin_dir, d), "--print-config"], capture_output=True,
                          text=True, check=True).stdout
     for line in out.splitlines()[2:]:
-        name, default, meaning = [c.strip() for c in line.strip().strip("|").split("|")]
+        name, default, meaning = [c.strip() for c in line.strip().strip("|").split("|", 2)]  # a meaning may hold "|"
         row = rows.setdefault(name, [default, meaning, [], {}])
         row[2].append(d)
         if default != row[0]:
@@ -26,7 +26,8 @@ for k in ordered:
     who = "all" if len(used) == len(DAEMONS) else ", ".join(used)
     if other:
         default += " (" + ", ".join(f"{d}: {v}" for d, v in other.items()) + ")"
-    lines.append(f"| {k} | {default} | {who} | {meaning} |")
+    cell = meaning.replace("|", "\\|")   # a "|" in a help text would end the cell
+    lines.append(f"| {k} | {default} | {who} | {cell} |")
 readme = os.path.join(root, "README.md")
 text = open(readme).read()
 new = re.sub(r"(<!-- config:begin -->\n).*?(<!-- config:end -->)",
