@@ -50,8 +50,26 @@ def bm(method, path, body=None):
     return ns_call(S.url("build-master"), method, path, NS, body)
 
 
-def invoke(name, event=None):
-    return ns_call(S.url("lambda-executor"), "POST", f"/functions/{name}/invoke", NS, event or {})
+def invoke(name, event=None, timeout=30):
+    """Invokes name; while the executor has not yet heard of its newest build (409
+    build_in_progress, or the previous code after an update: want_v), tries again."""
+    end = time.time() + timeout
+    while True:
+        st, r = ns_call(S.url("lambda-executor"), "POST", f"/functions/{name}/invoke", NS, event or {})
+        if st != 409 or time.time() > end:
+            return st, r
+        time.sleep(0.2)
+
+
+def wait_active(name, bid, timeout=30):
+    """Until the executor's view of name has the build bid active (its webhook arrived)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        st, f = ns_call(S.url("lambda-executor"), "GET", f"/functions/{name}", NS)
+        if st == 200 and isinstance(f, dict) and bid in json.dumps(f):
+            return f
+        time.sleep(0.2)
+    return None
 
 
 def create(name, runtime, handler, files):
@@ -69,8 +87,12 @@ def update(name, files):
     return b["build_id"]
 
 
-def build(bid):
-    return wait_build(S.url("build-master"), NS, bid, timeout=120) or {}
+def build(bid, name=None):
+    """The finished build; for a completed one of name, once the executor has it active."""
+    b = wait_build(S.url("build-master"), NS, bid, timeout=120) or {}
+    if name and b.get("status") == "completed":
+        wait_active(name, bid)
+    return b
 
 
 def log_lines(bid):
@@ -101,7 +123,7 @@ def cache_hits(eco):
 
 def deploy_active(name, runtime, handler, files, what):
     bid = create(name, runtime, handler, files)
-    b = build(bid)
+    b = build(bid, name)
     S.check(f"{what}: the build completes", b.get("status") == "completed", (b.get("status"), b.get("error"), log_text(bid)[-800:]))
     return bid, b
 
@@ -176,7 +198,7 @@ def python_deps(index):
     downloads = len(index.downloads())
     hits = cache_hits("pip")
     bid2 = update(name, {"app.py": APP_PY % 2, "requirements.txt": req})
-    b2 = build(bid2)
+    b2 = build(bid2, name)
     S.check("a code-only change rebuilds", b2.get("status") == "completed", (b2, log_text(bid2)[-600:]))
     text = log_text(bid2)
     S.check("its build log says the dependencies came from the cache", re.search(r"cache", text, re.I) and
@@ -268,7 +290,7 @@ def hostile(reg):
     name = f"py-hostile-{RUN}"
     bid = create(name, "python3", "app.handler", {"app.py": "import mlfake_hostile_report\n\ndef handler(e, c):\n    return mlfake_hostile_report.REPORT\n",
                                                  "requirements.txt": "mlfake-hostile==0.1\n"})
-    b = build(bid)
+    b = build(bid, name)
     text = log_text(bid)
     rep = None
     if b.get("status") == "completed":
@@ -285,7 +307,7 @@ def hostile(reg):
           "  for (const p of ['preinstall', 'postinstall']) { try { r[p] = require('ml-hostile/report-' + p + '.json'); } catch (e) { r[p] = null; } }\n"
           "  return r; };\n")
     bid2 = create(name, "nodejs", "index.handler", {"index.js": js, "package.json": pj, "package-lock.json": lock})
-    b2 = build(bid2)
+    b2 = build(bid2, name)
     text2 = log_text(bid2)
     reps = {}
     if b2.get("status") == "completed":
