@@ -3,6 +3,7 @@
 #include "install-int.h"
 
 #include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -293,7 +294,7 @@ typedef struct run {
     install_settings set;
     install_plan plan;
     const runtimes_entry *rt;
-    char src[600], outdir[600], ca_dir[600], key[DEPCACHE_KEY_LEN], object[200];
+    char src[600], outdir[600], home[600], ca_dir[600], key[DEPCACHE_KEY_LEN], object[200];
     char inputs[3][700];
     bool mounted;
     int64_t t0;
@@ -340,7 +341,9 @@ out:
     return rc;
 }
 
-/* A tmpfs over the work dir: a hostile install fills it, not the worker's disk. */
+/* A tmpfs over the work dir: a hostile install fills it, not the worker's disk. Its src/,
+ * out/ and home/ are the sandbox's /work/src, /work/out and /work/home (writable binds, each
+ * chowned to the run's uid by sandbox_run). */
 static int mount_work(run *r)
 {
     char opts[64];
@@ -350,10 +353,10 @@ static int mount_work(run *r)
         return fail(r, false, "cannot mount a tmpfs for the installation at %s: %s", r->job->work,
                     strerror(errno));
     r->mounted = true;
-    /* npm writes node_modules into /work/src as the sandbox's uid */
     if (ml_snprintf(r->src, sizeof(r->src), "%s/src", r->job->work) != ML_OK ||
         ml_snprintf(r->outdir, sizeof(r->outdir), "%s/out", r->job->work) != ML_OK ||
-        mkdir(r->src, 0755) != 0 || chmod(r->src, 0777) != 0)
+        ml_snprintf(r->home, sizeof(r->home), "%s/home", r->job->work) != ML_OK ||
+        mkdir(r->src, 0755) != 0 || mkdir(r->outdir, 0755) != 0 || mkdir(r->home, 0755) != 0)
         return fail(r, false, "cannot prepare the installation directory %s", r->job->work);
     return ML_OK;
 }
@@ -418,7 +421,7 @@ static int prepare_ca(run *r, const char **inside)
     return ML_OK;
 }
 
-/* Writes the token's .npmrc (npm_config_userconfig points at it). */
+/* Writes the token's /work/home/.npmrc (npm's user config; readable by the run's uid). */
 static int write_npmrc(run *r)
 {
     char path[700];
@@ -427,7 +430,7 @@ static int write_npmrc(run *r)
 
     if (!n)
         return ML_OK;
-    if (ml_snprintf(path, sizeof(path), "%s/npmrc", r->job->work) != ML_OK ||
+    if (ml_snprintf(path, sizeof(path), "%s/.npmrc", r->home) != ML_OK ||
         (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
         return fail(r, false, "cannot write the npm configuration");
     if (write(fd, r->plan.npmrc, n) != (ssize_t)n) {
@@ -462,7 +465,7 @@ static int run_installer(run *r)
     const char *ca = NULL;
     egress_allow allow = { r->plan.allow, r->plan.nallow };
     egress *e = NULL;
-    sandbox_bind binds[2];
+    sandbox_bind binds[4];
     size_t nb = 0;
     sandbox_run_result res = { 0 };
     line_sink sink = { .log = r->job->log, .eco = r->det.eco };
@@ -482,10 +485,12 @@ static int run_installer(run *r)
         fail(r, false, "%s", err);
         goto out;
     }
-    if (r->plan.npmrc[0] && (write_npmrc(r) != ML_OK || 
-        install_plan_env_add(&r->plan, "npm_config_userconfig=/work/npmrc") != ML_OK))
+    if (write_npmrc(r) != ML_OK)
         goto out;
-    binds[nb++] = (sandbox_bind){ r->job->work, "/work", true };
+    /* sandbox_run binds strictly below /work: one bind per directory the installer uses */
+    binds[nb++] = (sandbox_bind){ r->src, "/work/src", true };
+    binds[nb++] = (sandbox_bind){ r->outdir, "/work/out", true };
+    binds[nb++] = (sandbox_bind){ r->home, "/work/home", true };
     if (ca)
         binds[nb++] = (sandbox_bind){ r->ca_dir, CA_INSIDE_DIR, false };
     spec = (sandbox_run_spec){ .argv = r->plan.argv, .env = r->plan.env, .cwd = r->plan.cwd,
@@ -540,6 +545,20 @@ static const char *installed_dir(run *r, char *buf, size_t len)
     return buf;
 }
 
+/* True when dir holds nothing (an install with no dependencies: nothing worth caching). */
+static bool dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool empty = true;
+
+    while (d && empty && (e = readdir(d)) != NULL)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    return empty;
+}
+
 static void observe(run *r, const char *source, const char *result)
 {
     const char *eco = install_eco_name(r->det.eco);
@@ -562,13 +581,12 @@ static int install_and_merge(run *r)
     if (prepare_inputs(r, files) != ML_OK || cache_key(r, files) != ML_OK)
         return ML_ERR;
     if (r->cfg->cache && r->job->s3) {
-        if (mkdir(r->outdir, 0755) != 0 ||
-            depcache_get(r->job->s3, r->object, r->outdir, &missing, err, sizeof(err)) != ML_OK) {
+        /* on a failure depcache_get leaves out/ empty again */
+        if (depcache_get(r->job->s3, r->object, r->outdir, &missing, err, sizeof(err)) != ML_OK) {
             if (!missing)
                 buildlog_add(r->job->log, "warn", "install", "dependency cache unusable (installing "
-                             "instead): %s", err[0] ? err : strerror(errno));
+                             "instead): %s", err);
             observe(r, NULL, missing ? "miss" : "error");
-            ml_rmtree(r->outdir); /* pip creates it as the sandbox's uid */
         } else {
             r->out->cache_hit = true;
         }
@@ -580,7 +598,7 @@ static int install_and_merge(run *r)
             return ML_ERR;
         if (!(from = installed_dir(r, dir, sizeof(dir))))
             return fail(r, false, "cannot read the installed tree: %s", strerror(errno));
-        if (r->cfg->cache && r->job->s3 &&
+        if (r->cfg->cache && r->job->s3 && !dir_empty(from) &&
             depcache_put(r->job->s3, r->object, from, err, sizeof(err)) != ML_OK)
             buildlog_add(r->job->log, "warn", "install", "dependencies not cached: %s", err);
     }
