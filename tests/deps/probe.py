@@ -36,7 +36,7 @@ def probe(cfg):
         u.connect(("203.0.113.1", 80))
         u.close()
         rep["connect 203.0.113.1:80"] = "ROUTE (not tried)"
-    except OSError as e:
+    except OSError:
         try:
             socket.create_connection(("203.0.113.1", 80), timeout=2).close()
             rep["connect 203.0.113.1:80"] = "CONNECTED"
