@@ -3,6 +3,7 @@
  * The rooms, top down:
  *   sandbox.c          sandbox_start / sandbox_destroy: an instance's life
  *   sandbox_invoke.c   sandbox_invoke: one event in, one result out
+ *   sandbox_run.c      sandbox_run: one command to its end (the build-worker's installers)
  *   sandbox_probe.c    sandbox_init: what this host allows, found by a probe sandbox
  *   sandbox_exchange.c the parent's side of a running instance: channel, log, death
  *   sandbox_plan.c     the launch plan: mount table, rlimits, argv, envp
@@ -30,7 +31,8 @@
 #define SB_LOG_TAIL 4096
 #define SB_UID_BASE 1000000u
 #define SB_UID_SLOTS 16384u
-#define SB_MAX_OPS 96     /* 61 used with network, 4 package masks (2026-12) */
+#define SB_MAX_OPS 160    /* 61 used with network, 4 package masks (2026-12); a run's binds
+                             take up to SB_MAX_BINDS * (SB_BIND_DEPTH + 3) */
 #define SB_ARENA 16384
 #define SB_SHELL "/bin/sh"
 #define SB_TASK "/var/task"
@@ -38,6 +40,9 @@
 #define SB_NCG 3           /* the instance's cgroups: [0] memory, [1] pids, [2] cpu */
 #define SB_MAX_HIDDEN 12
 #define SB_HIDDEN_LEN 128
+#define SB_MAX_BINDS 8    /* sandbox_run_spec.binds */
+#define SB_BIND_DEPTH 6   /* path components of a bind's path */
+#define SB_INIT_SCRIPT "\"$@\" & wait $!"   /* pid 1: sh running argv as its one job */
 
 /* ---------------------------------------------------------------- the host (sandbox_host.c) */
 
@@ -131,7 +136,12 @@ typedef struct sb_launch {
                                   path; NULL: none */
     bool network;
     bool own_net;             /* network: join net_fd (netns.h) instead of the host's */
+    bool caller_net;          /* own_net's namespace is the caller's (sandbox_run): no
+                                 resolv.conf (netns.h's is for its own namespaces) */
     int net_fd;
+    bool keep_packages;       /* do not mask the host package dirs (sandbox_run) */
+    const sandbox_bind *binds; /* checked by the caller (sandbox_run.c) */
+    size_t nbinds;
     int64_t memory_mb, pids_max;
     unsigned uid;
     bool rlimit_as;
@@ -142,6 +152,8 @@ void sb_plan_base(sb_plan *p, const sb_launch *l, unsigned features);
 char **sb_build_env(sb_plan *p, const sandbox_spec *s, bool ns, const char *runtime_dir,
                     char *err, size_t errlen);
 char **sb_build_argv(sb_plan *p, const sandbox_spec *s, bool ns, const char *runtime_dir);
+bool sb_interp_prefix(const char *interpreter, char *out, size_t len);
+int sb_instance_name(char *out, size_t len);
 pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- an instance */
@@ -191,7 +203,7 @@ void sb_cgroup_kill_tasks(const char *dir);
 int64_t sb_pid_start_time(pid_t pid);
 int sb_cgroup_parent(const char *controller, const char *limit_file, const char *limit,
                      const char *name, char *out, size_t len, char *why, size_t whylen);
-int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,
+int sb_cgroup_create(sandbox_instance *in, int64_t memory_mb, int64_t pids_max, const char *name,
                      int cg_fd[SB_NCG], char *err, size_t errlen);
 int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen);
 void sb_cgroup_cpu_unlimit(sandbox_instance *in);

@@ -141,12 +141,12 @@ static int launch_adopt(sandbox_instance *in, int sv[2], int lp[2][2], char *err
 
 /* An interpreter outside /usr (/opt/python3.12/bin/python3.12): its install dir, two levels
  * up, to show at the same path; false when it is under /usr (already shown) or none. */
-static bool interp_prefix(const sandbox_spec *s, char *out, size_t len)
+bool sb_interp_prefix(const char *interpreter, char *out, size_t len)
 {
     char *slash;
 
-    if (!s->interpreter || strncmp(s->interpreter, "/usr/", 5) == 0 ||
-        ml_strlcpy(out, s->interpreter, len) != ML_OK)
+    if (!interpreter || strncmp(interpreter, "/usr/", 5) == 0 ||
+        ml_strlcpy(out, interpreter, len) != ML_OK)
         return false;
     for (int i = 0; i < 2 && (slash = strrchr(out, '/')) && slash != out; i++)
         *slash = '\0';
@@ -178,7 +178,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[S
         goto out;
     }
     l.runtime_dir = provided ? NULL : runtime_dir;
-    l.interp_prefix = !provided && interp_prefix(s, prefix, sizeof(prefix)) ? prefix : NULL;
+    l.interp_prefix = !provided && sb_interp_prefix(s->interpreter, prefix, sizeof(prefix)) ? prefix : NULL;
     if (launch_fds(sv, lp, &p->null_fd, err, errlen) != ML_OK)
         goto out;
     if (s->network && in->ns && netns_enabled()) {   /* its own namespace (netns.h) */
@@ -268,6 +268,15 @@ static void find_runtime_pid(sandbox_instance *in)
         in->runtime_pid = (pid_t)pid;
 }
 
+/* The cgroup name of a new instance (or run): "i<pid>.<start time>-<seq>", so the start-up
+ * sweep of a later process tells ours from a live sibling's and from a dead predecessor's
+ * that had the same pid. */
+int sb_instance_name(char *out, size_t len)
+{
+    return ml_snprintf(out, len, "i%d.%lld-%lu", (int)getpid(), (long long)sb_pid_start_time(getpid()),
+                       (unsigned long)atomic_fetch_add(&sb_host.seq, 1));
+}
+
 int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, size_t errlen)
 {
     int64_t t0 = sb_now_us();
@@ -289,15 +298,12 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
     }
-    /* "i<pid>.<start time>-<seq>": the start-up sweep of a later executor tells ours from a
-     * live sibling's and from a dead predecessor's that had the same pid */
-    if (ml_snprintf(name, sizeof(name), "i%d.%lld-%lu", (int)getpid(),
-                    (long long)sb_pid_start_time(getpid()),
-                    (unsigned long)atomic_fetch_add(&sb_host.seq, 1)) != ML_OK) {
+    if (sb_instance_name(name, sizeof(name)) != ML_OK) {
         sb_errf(err, errlen, "Sandbox.SetupError: cgroup name too long");
         goto out;
     }
-    if (sb_cgroup_create(in, spec, name, cg_fd, err, errlen) != ML_OK ||
+    if (sb_cgroup_create(in, spec->memory_mb, spec->pids_max ? spec->pids_max : 64, name, cg_fd,
+                         err, errlen) != ML_OK ||
         start_launch(in, spec, cg_fd, err, errlen) != ML_OK ||
         start_handshake(in, deadline, err, errlen) != ML_OK ||
         sb_cgroup_cpu_limit(in, err, errlen) != ML_OK)

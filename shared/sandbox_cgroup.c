@@ -251,15 +251,15 @@ void sb_cgroup_cpu_unlimit(sandbox_instance *in)
         (void)sb_write_file(path, "-1");
 }
 
-/* The instance's memory, pids and cpu cgroups with their limits; cg_fd gets their "tasks" for
- * the child to join. */
-int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *name,
-                         int cg_fd[SB_NCG], char *err, size_t errlen)
+/* The instance's memory, pids and cpu cgroups with their limits (pids_max > 0); cg_fd gets
+ * their "tasks" for the child to join. */
+int sb_cgroup_create(sandbox_instance *in, int64_t memory_mb, int64_t pids_max, const char *name,
+                     int cg_fd[SB_NCG], char *err, size_t errlen)
 {
     char val[32];
 
     if (sb_host.features & SANDBOX_F_CGROUP_MEMORY) {
-        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->memory_mb << 20) != ML_OK)
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, memory_mb << 20) != ML_OK)
             return sb_errf(err, errlen, "Sandbox.SetupError: bad memory limit");
         if (ml_snprintf(in->cg[0], sizeof(in->cg[0]), "%s/%s", sb_host.cg_mem, name) != ML_OK ||
             mkdir(in->cg[0], 0755) != 0)
@@ -272,7 +272,7 @@ int sb_cgroup_create(sandbox_instance *in, const sandbox_spec *s, const char *na
             return ML_ERR;
     }
     if (sb_host.features & SANDBOX_F_CGROUP_PIDS) {
-        if (ml_snprintf(val, sizeof(val), "%" PRId64, s->pids_max ? s->pids_max : 64) != ML_OK)
+        if (ml_snprintf(val, sizeof(val), "%" PRId64, pids_max) != ML_OK)
             return sb_errf(err, errlen, "Sandbox.SetupError: bad pids limit");
         if (ml_snprintf(in->cg[1], sizeof(in->cg[1]), "%s/%s", sb_host.cg_pids, name) != ML_OK ||
             mkdir(in->cg[1], 0755) != 0)

@@ -17,7 +17,6 @@
 #define SB_NPROC_MARGIN 8   /* RLIMIT_NPROC past pids.max when the pids cgroup enforces it */
 #define SB_MAX_ENV 1024
 #define SB_PYTHON "/usr/bin/python3" /* a spec without an interpreter (tests, benchmarks) */
-#define SB_INIT_SCRIPT "\"$@\" & wait $!"
 
 /* Formats a string into the plan's arena; NULL (and arena_full) when it does not fit. */
 static const char *plan_str(sb_plan *p, const char *fmt, ...) ML_PRINTF(2, 3);
@@ -123,20 +122,46 @@ static void plan_node(sb_plan *p, const char *name, unsigned major, unsigned min
     }
 }
 
-/* Binds a host directory outside /usr at the same path (e.g. a node install in /opt). */
-static void plan_bind_same_path(sb_plan *p, const char *host)
+/* The parent dirs of root-relative path rel ("/work/a/b": /work, /work/a). */
+static void plan_mkdir_parents(sb_plan *p, const char *rel)
 {
     char part[PATH_MAX];
-    size_t n = strlen(host);
+    size_t n = strlen(rel);
 
     for (size_t i = 1; i < n; i++) {
-        if (host[i] != '/' || i >= sizeof(part))
+        if (rel[i] != '/' || i >= sizeof(part))
             continue;
-        memcpy(part, host, i);
+        memcpy(part, rel, i);
         part[i] = '\0';
         plan_mkdir(p, plan_str(p, "%s", part), 0755);
     }
+}
+
+/* Binds a host directory outside /usr at the same path (e.g. a node install in /opt). */
+static void plan_bind_same_path(sb_plan *p, const char *host)
+{
+    plan_mkdir_parents(p, host);
     plan_bind_ro(p, host, host, false);
+}
+
+/* A run's binds (sandbox_run.c checked them): read-only ones as every other bind; writable
+ * ones stay read-write but nosuid, nodev. */
+static void plan_binds(sb_plan *p, const sb_launch *l)
+{
+    for (size_t i = 0; i < l->nbinds; i++) {
+        const sandbox_bind *b = &l->binds[i];
+        const char *dst;
+
+        plan_mkdir_parents(p, b->path);
+        if (!b->writable) {
+            plan_bind_ro(p, b->host, b->path, false);
+            continue;
+        }
+        dst = plan_str(p, "%s%s", sb_host.root, b->path);
+        plan_mkdir(p, b->path, 0755);
+        plan_mount(p, b->host, dst, NULL, MS_BIND, NULL);
+        plan_mount(p, NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_NOSUID | MS_NODEV, NULL);
+    }
 }
 
 /* Masks the host's third-party package dirs (sb_find_hidden) with an empty read-only tmpfs
@@ -169,6 +194,8 @@ static void plan_etc(sb_plan *p, const sb_launch *l)
         plan_bind_ro(p, "/etc/ssl/certs", "/etc/ssl/certs", false);
     if (stat("/etc/alternatives", &st) == 0)   /* Debian's /usr/bin/awk -> /etc/alternatives/awk */
         plan_bind_ro(p, "/etc/alternatives", "/etc/alternatives", false);
+    if (l->caller_net)   /* the caller's namespace (a build's egress proxy): no resolver */
+        return;
     if (l->own_net)   /* its resolver is the policy's (netns.h), not the host's */
         plan_file(p, "/etc/resolv.conf", netns_resolv_conf());
     else if (l->network && stat("/etc/resolv.conf", &st) == 0)
@@ -214,12 +241,14 @@ static void plan_root(sb_plan *p, const sb_launch *l)
         plan_bind_same_path(p, sb_host.node_prefix);
     if (l->interp_prefix && (!sb_host.node_prefix[0] || strcmp(l->interp_prefix, sb_host.node_prefix) != 0))
         plan_bind_same_path(p, l->interp_prefix);
-    plan_hide_packages(p);
+    if (!l->keep_packages)
+        plan_hide_packages(p);
     plan_etc(p, l);
     if (l->code_dir)
         plan_bind_ro(p, l->code_dir, SB_TASK, false);
     if (l->runtime_dir)
         plan_bind_ro(p, l->runtime_dir, SB_RUNTIME, false);
+    plan_binds(p, l);
     plan_mount(p, "tmpfs", plan_str(p, "%s/tmp", sb_host.root), "tmpfs", MS_NOSUID | MS_NODEV,
                plan_str(p, "size=%" PRId64 "m,mode=1777", l->memory_mb));
     plan_dev(p);

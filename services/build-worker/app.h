@@ -4,7 +4,9 @@
 
 #include "deps.h"
 #include "extract.h"
+#include "install.h"
 #include "metrics.h"
+#include "runtimes-t.h"
 
 #define BW_NEED (DEPS_BUILD_DB | DEPS_AMQP | DEPS_S3)
 
@@ -23,6 +25,11 @@ typedef struct bw_app {
     bool allow_loopback, allow_private;
     int64_t dispatchers;
     metric *m_builds, *m_duration, *m_rejections, *m_extract_rejections, *m_log_failures;
+    /* dependency installation (install.h); the runtimes table is the executor's
+     * (MINILAMBDA_RUNTIMES + discovery): the interpreter a function runs on installs for it */
+    install_config install;
+    runtimes_table runtimes;
+    const char *runtimes_cfg, *python_cfg, *node_cfg;
 } bw_app;
 
 /* This thread's clients (see deps_thread), from app.c. */

@@ -695,6 +695,166 @@ out:
     return rc;
 }
 
+int extract_tar_gz(const char *path, const char *dest_dir, const extract_limits *lim,
+                   extract_result *out)
+{
+    xctx x = { .rootfd = -1, .zipfd = -1, .out = out };
+    struct archive_entry *e;
+    char why[QUOTED];
+    int r, rc = ML_ERR;
+
+    memset(out, 0, sizeof(*out));
+    set_limits(&x.lim, lim);
+    x.chunk = malloc(CHUNK);
+    x.md = EVP_MD_CTX_new();
+    x.ar = archive_read_new();
+    if (!x.chunk || !x.md || !x.ar) {
+        internal(&x, "out of memory");
+        goto out;
+    }
+    if (open_inputs(&x, path, dest_dir) != ML_OK)
+        goto out;
+    archive_read_support_filter_gzip(x.ar);
+    archive_read_support_format_tar(x.ar);
+    if (archive_read_open_fd(x.ar, x.zipfd, CHUNK) != ARCHIVE_OK) {
+        quote_name(archive_error_string(x.ar), why, sizeof(why));
+        reject(&x, EXTRACT_R_NOT_ZIP, "not a readable tar.gz: %s", why);
+        goto out;
+    }
+    while ((r = archive_read_next_header(x.ar, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+        if (++x.entries > x.lim.max_entries) {
+            reject(&x, EXTRACT_R_TOO_MANY_ENTRIES, "archive has more than %lld entries",
+                   (long long)x.lim.max_entries);
+            goto out;
+        }
+        out->entries = x.entries;
+        /* a cache object is ours: one bad entry condemns the whole object, stop at once */
+        if (handle_entry(&x, e) != ML_OK)
+            goto out;
+    }
+    if (r != ARCHIVE_EOF) {
+        quote_name(archive_error_string(x.ar), why, sizeof(why));
+        reject(&x, EXTRACT_R_CORRUPT, "tar.gz is corrupt: %s", why);
+        goto out;
+    }
+    rc = finish(&x);
+out:
+    if (x.ar)
+        archive_read_free(x.ar);
+    if (x.zipfd >= 0)
+        close(x.zipfd);
+    if (x.rootfd >= 0)
+        close(x.rootfd);
+    EVP_MD_CTX_free(x.md);
+    free(x.chunk);
+    return rc;
+}
+
+/* Hashes the regular file at dirfd/name (opened without following) into hex. */
+static int scan_file(xctx *x, int dirfd, const char *name, const char *path, int64_t *size,
+                     char hex[65])
+{
+    unsigned char md[CRYPTO_SHA256_LEN];
+    ssize_t n;
+    int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+    *size = 0;
+    if (fd < 0)
+        return internal(x, "cannot open '%s': %s", path, strerror(errno));
+    if (!EVP_DigestInit_ex(x->md, EVP_sha256(), NULL)) {
+        close(fd);
+        return internal(x, "OpenSSL SHA-256 init failed");
+    }
+    while ((n = read(fd, x->chunk, CHUNK)) > 0) {
+        *size += n;
+        EVP_DigestUpdate(x->md, x->chunk, (size_t)n);
+    }
+    close(fd);
+    if (n < 0)
+        return internal(x, "cannot read '%s': %s", path, strerror(errno));
+    EVP_DigestFinal_ex(x->md, md, NULL);
+    crypto_hex_encode(md, sizeof(md), hex);
+    return ML_OK;
+}
+
+/* Walks the directory open at dirfd (closed here), prefix its path below the root. */
+static int scan_tree(xctx *x, int dirfd, const char *prefix, int depth)
+{
+    char path[MAX_NAME + 1], hex[CRYPTO_SHA256_HEX_LEN];
+    DIR *d = fdopendir(dirfd);
+    struct dirent *de;
+    struct stat st;
+    int64_t size;
+    int sub, rc = ML_OK;
+
+    if (!d) {
+        close(dirfd);
+        return internal(x, "cannot list '%s': %s", prefix[0] ? prefix : ".", strerror(errno));
+    }
+    while (rc == ML_OK && (errno = 0, de = readdir(d)) != NULL) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        if (ml_snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "/" : "", de->d_name) != ML_OK) {
+            rc = internal(x, "a path in the tree is longer than %d bytes", MAX_NAME);
+            break;
+        }
+        if (fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            rc = internal(x, "cannot stat '%s': %s", path, strerror(errno));
+            break;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            x->entries++;
+            if (depth >= 128) {
+                rc = internal(x, "the tree is nested deeper than 128 directories at '%s'", path);
+                break;
+            }
+            sub = openat(dirfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            rc = sub < 0 ? internal(x, "cannot open '%s': %s", path, strerror(errno))
+                         : scan_tree(x, sub, path, depth + 1);
+        } else if (S_ISREG(st.st_mode)) {
+            x->entries++;
+            rc = scan_file(x, dirfd, de->d_name, path, &size, hex);
+            if (rc == ML_OK) {
+                x->out->total_bytes += size;
+                rc = add_file(x, path, size, hex, (st.st_mode & 0111) ? 0755 : 0644);
+            }
+        }
+    }
+    if (rc == ML_OK && errno != 0)
+        rc = internal(x, "cannot list '%s': %s", prefix[0] ? prefix : ".", strerror(errno));
+    closedir(d); /* closes dirfd */
+    return rc;
+}
+
+int extract_scan_dir(const char *dir, extract_result *out)
+{
+    xctx x = { .rootfd = -1, .zipfd = -1, .out = out };
+    int fd, rc = ML_ERR;
+
+    memset(out, 0, sizeof(*out));
+    x.chunk = malloc(CHUNK);
+    x.md = EVP_MD_CTX_new();
+    if (!x.chunk || !x.md) {
+        internal(&x, "out of memory");
+        goto out;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        internal(&x, "cannot open '%s': %s", dir, strerror(errno));
+        goto out;
+    }
+    if (scan_tree(&x, fd, "", 0) != ML_OK)
+        goto out;
+    out->entries = x.entries;
+    rc = finish(&x);
+    if (rc != ML_OK)
+        out->rejected = false, out->reason = NULL; /* an empty tree is our problem here */
+out:
+    EVP_MD_CTX_free(x.md);
+    free(x.chunk);
+    return rc;
+}
+
 int extract_manifest(const extract_result *r, ml_buf *out)
 {
     char line[MAX_NAME + 96];

@@ -137,6 +137,22 @@ int extract_manifest(const extract_result *r, ml_buf *out);
 int extract_check_handler(const extract_result *r, const char *runtime, const char *handler,
                           char *err, size_t errlen);
 
+/* Rebuilds a result from a tree on disk (the package after dependencies were merged in): its
+ * regular files sorted by path, real sizes, modes 0755 (any x bit) or 0644, sha256 of each
+ * and of the manifest; entries counts files and directories. Nothing is followed: every
+ * directory is opened with O_NOFOLLOW relative to its parent, and anything that is neither a
+ * regular file nor a directory is left out (the merge never writes one). out is reset first
+ * and owns heap memory whatever the result (extract_result_free). ML_ERR with out->error
+ * (rejected false) on an I/O problem, a path over 1024 bytes or an empty tree. */
+int extract_scan_dir(const char *dir, extract_result *out);
+
+/* Unpacks a tar.gz (the dependency cache's objects, depcache.h) into the empty dest_dir with
+ * the ZIP extractor's rules: names validated, links, devices and other special entries
+ * refused, files written dirfd-relative with O_NOFOLLOW, real bytes counted against lim.
+ * Same ownership and error conventions as extract_zip. */
+int extract_tar_gz(const char *path, const char *dest_dir, const extract_limits *lim,
+                   extract_result *out);
+
 /* Frees everything r owns and zeroes it. Safe on a zeroed or already-freed result. */
 void extract_result_free(extract_result *r);
 

@@ -22,8 +22,12 @@
 #include <stdint.h>
 
 #include "buildlog.h"
+#include "extract.h"
 #include "metrics.h"
+#include "runtimes-t.h"
 #include "s3.h"
+
+struct cJSON;
 
 /* Operator settings (build-worker environment; per-namespace overrides from a JSON file:
  * {"<namespace>": {"pip_index_url": …, "pip_extra_index_url": …, "npm_registry": …,
@@ -41,6 +45,11 @@ typedef struct install_config {
     int64_t memory_mb;               /* MINILAMBDA_BUILD_INSTALL_MEMORY_MB (1024) */
     bool cache;                      /* MINILAMBDA_BUILD_DEP_CACHE (true) */
     bool enabled;                    /* MINILAMBDA_BUILD_INSTALL (true): off = pre-issue-19 */
+    int64_t disk_mb;                 /* MINILAMBDA_BUILD_INSTALL_DISK_MB (1024): the work tmpfs */
+    const char *npm_cli_cfg;         /* MINILAMBDA_NPM_CLI ("": realpath of npm on PATH) */
+    char npm_cli[512];               /* the one used (install_config_prepare); "" if none */
+    const runtimes_table *runtimes;  /* the executor's table (MINILAMBDA_RUNTIMES + discovery) */
+    struct cJSON *overrides;         /* the parsed namespaces_file; owned (install_config_free) */
     metric *m_cache;                 /* minilambda_build_dep_cache_total{ecosystem,result} */
     metric *m_seconds;               /* minilambda_build_dep_install_seconds{ecosystem,source} */
     metric *m_egress;                /* minilambda_build_egress_requests_total{result} */
@@ -67,5 +76,19 @@ typedef struct install_result {
 /* Installs job's dependencies as described above. ML_OK also when there is nothing to do
  * (out->ran false). */
 int install_run(const install_config *cfg, const install_job *job, install_result *out);
+
+/* At start: reads namespaces_file into cfg->overrides (checked: an object of objects with
+ * string fields among the four above) and finds npm-cli.js into cfg->npm_cli (a node without
+ * npm only disables node installs). ML_ERR with err for a bad file: the worker stops. */
+int install_config_prepare(install_config *cfg, char *err, size_t errlen);
+/* Frees what install_config_prepare allocated. */
+void install_config_free(install_config *cfg);
+
+/* The size rule after installation: ML_ERR with a message for the user when r is over
+ * lim->max_total_bytes ("the package with its dependencies is X MiB unpacked, over the 250 MiB
+ * limit; largest: a (N MiB), ...", the top-level dirs of the tree, node_modules/<pkg> counted
+ * apart) or over lim->max_entries. */
+int install_check_size(const extract_result *r, const extract_limits *lim, char *err,
+                       size_t errlen);
 
 #endif

@@ -14,6 +14,7 @@
 
 #include "artifact.h"
 #include "buildlog.h"
+#include "install.h"
 #include "buildstate.h"
 #include "crypto.h"
 #include "fnspec-t.h"
@@ -22,7 +23,8 @@
 typedef struct build {
     char id[ML_UUID_LEN], function_id[ML_UUID_LEN];
     char runtime[FNSPEC_RUNTIME_MAX + 1], handler[FNSPEC_HANDLER_MAX + 1], package_key[256];
-    char dir[512], zip[600], tree[600], tgz[600];
+    char ns[64];       /* the function's namespace (registry overrides) */
+    char dir[512], zip[600], tree[600], tgz[600], work[600];
     int64_t started_ms;
     int64_t attempt;
     bool takeover;     /* claimed from another worker's 'building' */
@@ -61,7 +63,7 @@ static int claim(bw_app *app, deps *d, build *b, bool redelivered)
                  " WHERE b.id = old.id AND (old.status = 'queued' OR (old.status = 'building' AND"
                  " ($3::bool OR b.started_at < now() - make_interval(secs => $4::int))))"
                  " RETURNING b.function_id, b.runtime, b.handler, b.package_key, old.status,"
-                 " b.attempts",
+                 " b.attempts, (SELECT namespace FROM build_functions f WHERE f.id = b.function_id)",
                  4, p);
     if (!r)
         goto out;
@@ -74,6 +76,7 @@ static int claim(bw_app *app, deps *d, build *b, bool redelivered)
     pg_get_text_copy(r, 0, 2, b->handler, sizeof(b->handler));
     pg_get_text_copy(r, 0, 3, b->package_key, sizeof(b->package_key));
     pg_get_int64(r, 0, 5, &b->attempt);
+    pg_get_text_copy(r, 0, 6, b->ns, sizeof(b->ns));
     b->takeover = strcmp(pg_get_text(r, 0, 4), "queued") != 0;
     /* a takeover keeps the single 'building' event and webhook of the first claim */
     if (strcmp(pg_get_text(r, 0, 4), "queued") == 0 &&
@@ -177,9 +180,11 @@ static int make_scratch(bw_app *app, build *b)
         return ML_ERR;
     if (ml_snprintf(b->zip, sizeof(b->zip), "%s/package.zip", b->dir) != ML_OK ||
         ml_snprintf(b->tree, sizeof(b->tree), "%s/tree", b->dir) != ML_OK ||
-        ml_snprintf(b->tgz, sizeof(b->tgz), "%s/code.tar.gz", b->dir) != ML_OK)
+        ml_snprintf(b->tgz, sizeof(b->tgz), "%s/code.tar.gz", b->dir) != ML_OK ||
+        ml_snprintf(b->work, sizeof(b->work), "%s/work", b->dir) != ML_OK)
         return ML_ERR;
-    return mkdir(b->tree, 0700) == 0 ? ML_OK : ML_ERR;
+    /* the scratch dir is 0700 (mkdtemp): the installer's sandbox reaches its work dir by a bind */
+    return mkdir(b->tree, 0700) == 0 && mkdir(b->work, 0700) == 0 ? ML_OK : ML_ERR;
 }
 
 /* Uploads the archive and manifest, then records completion. */
@@ -263,6 +268,40 @@ static int download(bw_app *app, deps *d, build *b, job_outcome *out)
     return ML_OK;
 }
 
+/* Installs the dependencies into the tree and rescans it into *r (install.h); ML_OK to go
+ * on publishing, else the outcome in *out. */
+static int dependencies(bw_app *app, deps *d, build *b, extract_result *r, job_outcome *out)
+{
+    install_job ij = { b->tree, b->work, b->runtime, b->ns, &b->log, d->s3 };
+    install_result res;
+    extract_result scanned = { 0 };
+    char err[1024];
+
+    if (install_run(&app->install, &ij, &res) != ML_OK) {
+        if (res.rejected)
+            metric_inc(app->m_rejections, (const char *[]){ "install" });
+        *out = res.rejected ? failed(app, d, b, res.error) : transient(d, b, res.error);
+        return ML_ERR;
+    }
+    if (!res.ran)
+        return ML_OK;
+    if (extract_scan_dir(b->tree, &scanned) != ML_OK) {
+        *out = transient(d, b, scanned.error);
+        extract_result_free(&scanned);
+        return ML_ERR;
+    }
+    if (install_check_size(&scanned, &app->limits, err, sizeof(err)) != ML_OK) {
+        metric_inc(app->m_rejections, (const char *[]){ EXTRACT_R_TOO_LARGE });
+        buildlog_add(&b->log, "error", "install", "%s", err);
+        *out = failed(app, d, b, err);
+        extract_result_free(&scanned);
+        return ML_ERR;
+    }
+    extract_result_free(r);
+    *r = scanned;
+    return ML_OK;
+}
+
 /* Everything after the claim. */
 static job_outcome run(bw_app *app, deps *d, build *b)
 {
@@ -292,7 +331,8 @@ static job_outcome run(bw_app *app, deps *d, build *b)
         out = failed(app, d, b, err);
     } else {
         buildlog_add(&b->log, "info", "check", "handler '%s' found for runtime %s", b->handler, b->runtime);
-        out = publish(app, d, b, &r);
+        if (dependencies(app, d, b, &r, &out) == ML_OK)
+            out = publish(app, d, b, &r);
     }
 out:
     extract_result_free(&r);

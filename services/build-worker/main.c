@@ -13,6 +13,8 @@
 #include "intauth.h"
 #include "log.h"
 #include "outbox.h"
+#include "runtimes.h"
+#include "sandbox.h"
 #include "service.h"
 #include "topology.h"
 
@@ -40,6 +42,17 @@ static void register_metrics(metrics_registry *reg)
     app.m_log_failures = metrics_counter(reg, "minilambda_build_log_write_failures_total",
                                          "Build log lines that could not be stored (the build "
                                          "goes on), by reason.", "reason");
+    app.install.m_cache = metrics_counter(reg, "minilambda_build_dep_cache_total",
+                                          "Dependency cache lookups by ecosystem (pip, npm) and "
+                                          "result (hit, miss, error).", "ecosystem,result");
+    app.install.m_seconds = metrics_histogram(reg, "minilambda_build_dep_install_seconds",
+                                              "Time to put a build's dependencies in place, by "
+                                              "ecosystem and source (install, cache).",
+                                              "ecosystem,source", build_buckets,
+                                              ML_ARRAY_LEN(build_buckets));
+    app.install.m_egress = metrics_counter(reg, "minilambda_build_egress_requests_total",
+                                           "Requests of build sandboxes through the egress proxy, "
+                                           "by result (allowed, denied).", "result");
 }
 
 /* Parses MINILAMBDA_WEBHOOK_RETRY_SCHEDULE_MS ("300,300") into seconds; 0 entries = default. */
@@ -160,9 +173,91 @@ static size_t worker_cfg_vars(cfg_var *vars, size_t n)
     return n;
 }
 
+/* Dependency installation (install.h) and the runtimes table it takes interpreters from
+ * (the executor's variables, same defaults and meaning). */
+static size_t install_cfg_vars(cfg_var *vars, size_t n)
+{
+    install_config *c = &app.install;
+    const cfg_var own[] = {
+        { "MINILAMBDA_BUILD_INSTALL", CFG_BOOL, "true", 0, 0, NULL,
+          "install requirements.txt / package.json dependencies into the artifact (false: packages are taken as they are)",
+          &c->enabled, false },
+        { "MINILAMBDA_BUILD_INSTALL_TIMEOUT_S", CFG_INT, "300", 10, 3600, NULL,
+          "wall-clock limit of one dependency installation", &c->timeout_s, false },
+        { "MINILAMBDA_BUILD_INSTALL_MEMORY_MB", CFG_INT, "1024", 128, 16384, NULL,
+          "memory limit of the installer's sandbox", &c->memory_mb, false },
+        { "MINILAMBDA_BUILD_INSTALL_DISK_MB", CFG_INT, "1024", 64, 65536, NULL,
+          "size of the tmpfs an installation writes to (its downloads, caches and output)", &c->disk_mb, false },
+        { "MINILAMBDA_BUILD_DEP_CACHE", CFG_BOOL, "true", 0, 0, NULL,
+          "reuse installed dependency trees from S3 (depcache/) when the inputs are the same", &c->cache, false },
+        { "MINILAMBDA_PIP_INDEX_URL", CFG_URL, "https://pypi.org/simple", 0, 0, "http|https",
+          "the PEP 503 index pip installs from (credentials allowed in the URL)", &c->pip_index_url, true },
+        { "MINILAMBDA_PIP_EXTRA_INDEX_URL", CFG_STR, "", 0, 0, NULL,
+          "a second pip index (empty: none)", &c->pip_extra_index_url, true },
+        { "MINILAMBDA_PIP_ALLOW_SDIST", CFG_BOOL, "false", 0, 0, NULL,
+          "let pip build source distributions (runs setup.py / build backends in the sandbox); false: wheels only",
+          &c->pip_allow_sdist, false },
+        { "MINILAMBDA_NPM_REGISTRY", CFG_URL, "https://registry.npmjs.org/", 0, 0, "http|https",
+          "the npm registry", &c->npm_registry, false },
+        { "MINILAMBDA_NPM_TOKEN", CFG_STR, "", 0, 0, NULL,
+          "auth token for the npm registry (empty: none)", &c->npm_token, true },
+        { "MINILAMBDA_NPM_CLI", CFG_STR, "", 0, 0, NULL,
+          "npm-cli.js run by the runtime's node (empty: the realpath of npm on PATH)", &c->npm_cli_cfg, false },
+        { "MINILAMBDA_BUILD_CA_BUNDLE", CFG_STR, "", 0, 0, NULL,
+          "PEM file of CAs pip and npm trust for the index/registry (empty: their defaults)", &c->ca_bundle, false },
+        { "MINILAMBDA_BUILD_EGRESS_ALLOW", CFG_STR, "", 0, 0, NULL,
+          "more host:port an installation may reach besides the index/registry, comma-separated", &c->egress_allow, false },
+        { "MINILAMBDA_BUILD_REGISTRIES_FILE", CFG_STR, "", 0, 0, NULL,
+          "JSON file of per-namespace overrides: {\"ns\": {\"pip_index_url\", \"pip_extra_index_url\", \"npm_registry\", \"npm_token\"}}",
+          &c->namespaces_file, false },
+        { "MINILAMBDA_RUNTIMES", CFG_STR, "", 0, 0, NULL,
+          "runtime interpreters: name=/path,... (python3.N, nodejsN.x); the rest are discovered "
+          "(docs/versions.md \"Runtimes\")", &app.runtimes_cfg, false },
+        { "MINILAMBDA_PYTHON", CFG_STR, "/usr/bin/python3", 0, 0, NULL,
+          "the default python: the python3 runtime alias", &app.python_cfg, false },
+        { "MINILAMBDA_NODE", CFG_STR, "", 0, 0, NULL,
+          "the default node: the nodejs runtime alias (empty: node on the usual paths and PATH)",
+          &app.node_cfg, false },
+    };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(own); i++)
+        vars[n++] = own[i];
+    return n;
+}
+
+/* The runtimes table, the registries file, npm and the sandbox; ML_ERR logged. */
+static int start_install(void)
+{
+    char err[512] = "", report[512] = "";
+
+    runtimes_init(&app.runtimes);
+    if (runtimes_configure(&app.runtimes, app.runtimes_cfg, err, sizeof(err)) != ML_OK) {
+        ml_log_error("MINILAMBDA_RUNTIMES: %s", err);
+        return ML_ERR;
+    }
+    runtimes_discover(&app.runtimes, app.python_cfg, app.node_cfg, NULL, NULL);
+    app.install.runtimes = &app.runtimes;
+    if (install_config_prepare(&app.install, err, sizeof(err)) != ML_OK) {
+        ml_log_error("MINILAMBDA_BUILD_REGISTRIES_FILE / MINILAMBDA_NPM_CLI: %s", err);
+        return ML_ERR;
+    }
+    if (!app.install.enabled)
+        return ML_OK;
+    if (!app.install.npm_cli[0])
+        ml_log_kv(ML_LOG_WARN, "npm-cli.js not found: node builds with a package.json will fail", NULL);
+    /* installers run the package's code (setup.py, npm scripts): sandboxed like functions */
+    if (sandbox_init("minilambda-build", report, sizeof(report)) != ML_OK)
+        ml_log_kv(ML_LOG_ERROR, "build sandbox unavailable: dependency installation is refused",
+                  "report", report, NULL);
+    else if (!(sandbox_features() & SANDBOX_F_NAMESPACES))
+        ml_log_kv(ML_LOG_WARN, "build sandbox without namespaces: dependency installation is refused",
+                  "report", report, NULL);
+    return ML_OK;
+}
+
 int main(int argc, char **argv)
 {
-    cfg_var vars[40]; /* room to spare: worker_cfg_vars writes without a bound check */
+    cfg_var vars[80]; /* room to spare: worker_cfg_vars and install_cfg_vars write without a bound check */
     size_t n = deps_cfg_vars(&app.deps, BW_NEED, vars, ML_ARRAY_LEN(vars));
     consumer builders = { &app, TOPO_BUILD_QUEUE, job_handle };
     consumer dead = { &app, TOPO_BUILD_DEAD_QUEUE, job_dead_lettered };
@@ -175,6 +270,7 @@ int main(int argc, char **argv)
     int rc = 1;
 
     n = worker_cfg_vars(vars, n);
+    n = install_cfg_vars(vars, n);
     if (httpc_global_init() != ML_OK ||
         svc_init(&s, "build-worker", "MINILAMBDA_BUILD_WORKER_PORT", "9092", vars, n, argc,
                  argv) != ML_OK || ml_intauth_start(&icfg) != ML_OK)
@@ -187,6 +283,8 @@ int main(int argc, char **argv)
     app.limits = (extract_limits){ EXTRACT_DEFAULT_MAX_ENTRIES, EXTRACT_DEFAULT_MAX_TOTAL_BYTES,
                                    EXTRACT_DEFAULT_MAX_FILE_BYTES, EXTRACT_DEFAULT_MAX_RATIO };
     register_metrics(s.metrics);
+    if (start_install() != ML_OK)
+        goto out;
     if (prepare_scratch() != ML_OK) {
         ml_log_error("cannot create the scratch directory under %s", app.scratch_dir);
         goto out;
@@ -209,6 +307,7 @@ int main(int argc, char **argv)
     }
     rmdir(app.scratch);
 out:
+    install_config_free(&app.install);
     deps_close(&d);
     svc_free(&s);
     return rc;
