@@ -1,5 +1,6 @@
 'use strict';
-// minilambda nodejs runtime: loads the handler (CommonJS, or an ES module) once, then serves invocations.
+// minilambda nodejs runtime: loads the handler (CommonJS, or an ES module) once, then serves
+// invocations.
 //
 // Started by the executor as `node bootstrap.js` inside the sandbox. It speaks the framed
 // protocol of runtimes/provided/README.md on fd 3; fds 1 and 2 are the function's log
@@ -127,7 +128,9 @@ async function loadHandler(spec) {
   try {
     resolved = require.resolve(path.join(TASK_ROOT, file));
   } catch (e) {
-    if (!e || e.code !== 'MODULE_NOT_FOUND') throw new InitError('Runtime.InitError', `${e && e.name}: ${e && e.message}`);
+    if (!e || e.code !== 'MODULE_NOT_FOUND') {
+      throw new InitError('Runtime.InitError', `${e && e.name}: ${e && e.message}`);
+    }
     // The handler file itself: resolved first, so a missing dependency is never blamed on it.
     throw new InitError('Runtime.ImportModuleError',
       `Error: Cannot find module '${file}': the handler file ${file}.js is not in the function's code`);
