@@ -31,6 +31,10 @@
 #define SB_LOG_TAIL 4096
 #define SB_UID_BASE 1000000u
 #define SB_UID_SLOTS 16384u
+/* sandbox_run's uids: the same slots (and lock bytes) shown in a range of their own, past
+ * the probe's SB_UID_BASE + SB_UID_SLOTS, so a build-worker and an executor that do not
+ * share the lock file (two containers) still never give a run and an instance one uid */
+#define SB_RUN_UID_BASE (SB_UID_BASE + SB_UID_SLOTS + 1u)
 #define SB_MAX_OPS 160    /* 61 used with network, 4 package masks (2026-12); a run's binds
                              take up to SB_MAX_BINDS * (SB_BIND_DEPTH + 3) */
 #define SB_ARENA 16384

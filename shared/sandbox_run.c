@@ -304,6 +304,7 @@ int sandbox_run(const sandbox_run_spec *spec, sandbox_run_result *out, char *err
         sb_errf(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
         goto out;
     }
+    in->uid = SB_RUN_UID_BASE + (unsigned)in->uid_slot;
     if (sb_instance_name(name, sizeof(name)) != ML_OK) {
         sb_errf(err, errlen, "Sandbox.SetupError: cgroup name too long");
         goto out;

@@ -74,9 +74,6 @@ int install_plan_build(const install_config *cfg, const install_settings *s, ins
                        const char *interpreter, const char *npm_cli, bool lockfile, int port,
                        const char *ca_inside, install_plan *p, char *err, size_t errlen);
 
-/* Appends "KEY=VALUE" to p's environment. ML_ERR when full. */
-int install_plan_env_add(install_plan *p, const char *kv);
-
 /* True for an installer output line worth quoting in the build's error (pip's "ERROR: ...",
  * npm's "npm ERR! ..." / "npm error ..."). */
 bool install_error_line(install_eco eco, const char *line, size_t n);

@@ -2,10 +2,9 @@
  * the sandboxed installer behind the egress proxy, the merge (install.h). */
 #include "install-int.h"
 
-#include <cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,214 +21,6 @@
 #define CA_INSIDE_DIR "/opt/minilambda-ca"
 #define CA_INSIDE CA_INSIDE_DIR "/ca.pem"
 #define MAX_INPUT_BYTES (16LL * 1024 * 1024) /* requirements.txt / package.json / lockfile */
-
-/* ---- configuration ---- */
-
-static int read_small(const char *path, ml_buf *out, char *err, size_t errlen)
-{
-    char chunk[8192];
-    ssize_t n;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        ml_snprintf_trunc(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return ML_ERR;
-    }
-    while ((n = read(fd, chunk, sizeof(chunk))) > 0)
-        if (ml_buf_append(out, chunk, (size_t)n) != ML_OK) {
-            close(fd);
-            ml_snprintf_trunc(err, errlen, "%s is too large", path);
-            return ML_ERR;
-        }
-    close(fd);
-    if (n < 0) {
-        ml_snprintf_trunc(err, errlen, "cannot read %s: %s", path, strerror(errno));
-        return ML_ERR;
-    }
-    return ML_OK;
-}
-
-/* Checks the registries file: {"<ns>": {"pip_index_url": "http(s)://...", ...}}. */
-static int check_overrides(const cJSON *o, const char *path, char *err, size_t errlen)
-{
-    static const char *const fields[] = { "pip_index_url", "pip_extra_index_url", "npm_registry",
-                                          "npm_token" };
-    const cJSON *ns, *f;
-    char hp[300];
-    size_t i;
-
-    if (!cJSON_IsObject(o)) {
-        ml_snprintf_trunc(err, errlen, "%s: expected a JSON object of namespaces", path);
-        return ML_ERR;
-    }
-    cJSON_ArrayForEach(ns, o) {
-        if (!cJSON_IsObject(ns)) {
-            ml_snprintf_trunc(err, errlen, "%s: namespace '%s' must map to an object", path, ns->string);
-            return ML_ERR;
-        }
-        cJSON_ArrayForEach(f, ns) {
-            for (i = 0; i < ML_ARRAY_LEN(fields) && strcmp(f->string, fields[i]); i++)
-                ;
-            if (i == ML_ARRAY_LEN(fields) || !cJSON_IsString(f)) {
-                ml_snprintf_trunc(err, errlen, "%s: namespace '%s': '%s' is not a known string setting "
-                                  "(pip_index_url, pip_extra_index_url, npm_registry, npm_token)",
-                                  path, ns->string, f->string);
-                return ML_ERR;
-            }
-            if (i < 3 && *f->valuestring && install_url_hostport(f->valuestring, hp, sizeof(hp)) != ML_OK) {
-                ml_snprintf_trunc(err, errlen, "%s: namespace '%s': %s is not an http(s) URL", path,
-                                  ns->string, f->string);
-                return ML_ERR;
-            }
-        }
-    }
-    return ML_OK;
-}
-
-/* npm-cli.js: MINILAMBDA_NPM_CLI, else the realpath of npm on PATH when it is a .js file. */
-static void find_npm_cli(install_config *cfg)
-{
-    char cand[PATH_MAX], real[PATH_MAX], copy[4096], *save = NULL;
-    const char *path = getenv("PATH");
-    size_t n;
-
-    cfg->npm_cli[0] = '\0';
-    if (cfg->npm_cli_cfg && *cfg->npm_cli_cfg) {
-        if (realpath(cfg->npm_cli_cfg, real))
-            ml_strlcpy(cfg->npm_cli, real, sizeof(cfg->npm_cli));
-        return;
-    }
-    if (ml_strlcpy(copy, path && *path ? path : "/usr/local/bin:/usr/bin:/bin", sizeof(copy)) != ML_OK)
-        return;
-    for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-        if (ml_snprintf(cand, sizeof(cand), "%s/npm", d) != ML_OK || access(cand, X_OK) != 0 ||
-            !realpath(cand, real))
-            continue;
-        n = strlen(real);
-        if (n > 3 && !strcmp(real + n - 3, ".js"))
-            ml_strlcpy(cfg->npm_cli, real, sizeof(cfg->npm_cli));
-        return;
-    }
-}
-
-int install_config_prepare(install_config *cfg, char *err, size_t errlen)
-{
-    ml_buf text;
-    int rc = ML_ERR;
-
-    ml_buf_init(&text, 4 * 1024 * 1024);
-    cfg->overrides = NULL;
-    find_npm_cli(cfg);
-    if (cfg->npm_cli_cfg && *cfg->npm_cli_cfg && !cfg->npm_cli[0]) {
-        ml_snprintf_trunc(err, errlen, "MINILAMBDA_NPM_CLI: %s does not exist", cfg->npm_cli_cfg);
-        goto out;
-    }
-    if (!cfg->namespaces_file || !*cfg->namespaces_file) {
-        rc = ML_OK;
-        goto out;
-    }
-    if (read_small(cfg->namespaces_file, &text, err, errlen) != ML_OK)
-        goto out;
-    cfg->overrides = cJSON_ParseWithLength(text.data ? text.data : "", text.len);
-    if (!cfg->overrides) {
-        ml_snprintf_trunc(err, errlen, "%s is not valid JSON", cfg->namespaces_file);
-        goto out;
-    }
-    rc = check_overrides(cfg->overrides, cfg->namespaces_file, err, errlen);
-out:
-    if (rc != ML_OK)
-        install_config_free(cfg);
-    ml_buf_free(&text);
-    return rc;
-}
-
-void install_config_free(install_config *cfg)
-{
-    cJSON_Delete(cfg->overrides);
-    cfg->overrides = NULL;
-}
-
-/* ---- detection ---- */
-
-static bool is_file(const char *tree, const char *name)
-{
-    char p[1200];
-    struct stat st;
-
-    return ml_snprintf(p, sizeof(p), "%s/%s", tree, name) == ML_OK && lstat(p, &st) == 0 &&
-           S_ISREG(st.st_mode);
-}
-
-/* minilambda.json {"build": {"install": false}}; a malformed file is warned about, not obeyed. */
-static bool opted_out(const char *tree, install_detection *d)
-{
-    char p[1200], err[256];
-    const cJSON *b, *i;
-    cJSON *doc = NULL;
-    ml_buf text;
-    bool out = false;
-
-    if (!is_file(tree, "minilambda.json") || ml_snprintf(p, sizeof(p), "%s/minilambda.json", tree) != ML_OK)
-        return false;
-    ml_buf_init(&text, 1024 * 1024);
-    if (read_small(p, &text, err, sizeof(err)) != ML_OK ||
-        !(doc = cJSON_ParseWithLength(text.data ? text.data : "", text.len))) {
-        ml_snprintf_trunc(d->warn, sizeof(d->warn), "minilambda.json is not valid JSON: ignored");
-        goto out;
-    }
-    b = cJSON_GetObjectItemCaseSensitive(doc, "build");
-    i = cJSON_GetObjectItemCaseSensitive(b, "install");
-    out = cJSON_IsFalse(i);
-out:
-    cJSON_Delete(doc);
-    ml_buf_free(&text);
-    return out;
-}
-
-void install_detect(const char *tree, const char *family, install_detection *d)
-{
-    char p[1200];
-    struct stat st;
-    const char *manifest;
-
-    memset(d, 0, sizeof(*d));
-    if (family && !strcmp(family, "python3")) {
-        d->eco = INSTALL_PIP, manifest = "requirements.txt";
-    } else if (family && !strcmp(family, "nodejs")) {
-        d->eco = INSTALL_NPM, manifest = "package.json";
-    } else {
-        ml_snprintf_trunc(d->why, sizeof(d->why), "no dependency installation for runtime family %s",
-                          family ? family : "unknown");
-        return;
-    }
-    if (!is_file(tree, manifest)) {
-        ml_snprintf_trunc(d->why, sizeof(d->why), "no %s at the package root: nothing to install", manifest);
-        d->eco = INSTALL_NONE;
-        return;
-    }
-    if (opted_out(tree, d)) {
-        ml_snprintf_trunc(d->why, sizeof(d->why), "%s not installed: minilambda.json says "
-                          "{\"build\": {\"install\": false}}", manifest);
-        d->eco = INSTALL_NONE;
-        return;
-    }
-    if (d->eco == INSTALL_NPM && ml_snprintf(p, sizeof(p), "%s/node_modules", tree) == ML_OK &&
-        lstat(p, &st) == 0) {
-        ml_snprintf_trunc(d->why, sizeof(d->why), "node_modules/ is in the package (vendored): "
-                          "package.json not installed");
-        d->eco = INSTALL_NONE;
-        return;
-    }
-    if (d->eco == INSTALL_NPM) {
-        d->lockname = is_file(tree, "package-lock.json") ? "package-lock.json"
-                      : is_file(tree, "npm-shrinkwrap.json") ? "npm-shrinkwrap.json" : NULL;
-        d->lockfile = d->lockname != NULL;
-        if (!d->lockfile)
-            ml_snprintf_trunc(d->warn, sizeof(d->warn), "no package-lock.json or npm-shrinkwrap.json: "
-                              "running npm install (versions are resolved now, not pinned; commit a "
-                              "lockfile for reproducible builds)");
-    }
-}
 
 /* ---- the installer's output into the build log ---- */
 
@@ -293,7 +84,7 @@ typedef struct run {
     install_settings set;
     install_plan plan;
     const runtimes_entry *rt;
-    char src[600], outdir[600], ca_dir[600], key[DEPCACHE_KEY_LEN], object[200];
+    char src[600], outdir[600], home[600], ca_dir[600], key[DEPCACHE_KEY_LEN], object[200];
     char inputs[3][700];
     bool mounted;
     int64_t t0;
@@ -340,7 +131,9 @@ out:
     return rc;
 }
 
-/* A tmpfs over the work dir: a hostile install fills it, not the worker's disk. */
+/* A tmpfs over the work dir: a hostile install fills it, not the worker's disk. Its src/,
+ * out/ and home/ are the sandbox's /work/src, /work/out and /work/home (writable binds, each
+ * chowned to the run's uid by sandbox_run). */
 static int mount_work(run *r)
 {
     char opts[64];
@@ -350,10 +143,10 @@ static int mount_work(run *r)
         return fail(r, false, "cannot mount a tmpfs for the installation at %s: %s", r->job->work,
                     strerror(errno));
     r->mounted = true;
-    /* npm writes node_modules into /work/src as the sandbox's uid */
     if (ml_snprintf(r->src, sizeof(r->src), "%s/src", r->job->work) != ML_OK ||
         ml_snprintf(r->outdir, sizeof(r->outdir), "%s/out", r->job->work) != ML_OK ||
-        mkdir(r->src, 0755) != 0 || chmod(r->src, 0777) != 0)
+        ml_snprintf(r->home, sizeof(r->home), "%s/home", r->job->work) != ML_OK ||
+        mkdir(r->src, 0755) != 0 || mkdir(r->outdir, 0755) != 0 || mkdir(r->home, 0755) != 0)
         return fail(r, false, "cannot prepare the installation directory %s", r->job->work);
     return ML_OK;
 }
@@ -418,7 +211,7 @@ static int prepare_ca(run *r, const char **inside)
     return ML_OK;
 }
 
-/* Writes the token's .npmrc (npm_config_userconfig points at it). */
+/* Writes the token's /work/home/.npmrc (npm's user config; readable by the run's uid). */
 static int write_npmrc(run *r)
 {
     char path[700];
@@ -427,7 +220,7 @@ static int write_npmrc(run *r)
 
     if (!n)
         return ML_OK;
-    if (ml_snprintf(path, sizeof(path), "%s/npmrc", r->job->work) != ML_OK ||
+    if (ml_snprintf(path, sizeof(path), "%s/.npmrc", r->home) != ML_OK ||
         (fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644)) < 0)
         return fail(r, false, "cannot write the npm configuration");
     if (write(fd, r->plan.npmrc, n) != (ssize_t)n) {
@@ -438,31 +231,34 @@ static int write_npmrc(run *r)
     return ML_OK;
 }
 
-static void count_egress(run *r, egress *e)
+/* Counts the proxy's requests and logs the refused ones; their targets into denied ("" if none). */
+static void count_egress(run *r, egress *e, char *denied, size_t len)
 {
-    char denied[512];
-
+    denied[0] = '\0';
     if (!e)
         return;
     if (r->cfg->m_egress) {
         metric_add(r->cfg->m_egress, (const char *[]){ "allowed" }, (double)egress_allowed(e));
         metric_add(r->cfg->m_egress, (const char *[]){ "denied" }, (double)egress_denied(e));
     }
-    egress_denied_targets(e, denied, sizeof(denied));
-    if (egress_denied(e) > 0)
-        buildlog_add(r->job->log, "warn", "install", "network access refused during the installation "
-                     "(%lld request(s)): %s (only the configured index/registry is reachable)",
-                     (long long)egress_denied(e), denied[0] ? denied : "?");
+    if (egress_denied(e) <= 0)
+        return;
+    egress_denied_targets(e, denied, len);
+    if (!denied[0])
+        ml_strlcpy(denied, "?", len);
+    buildlog_add(r->job->log, "warn", "install", "network access refused during the installation "
+                 "(%lld request(s)): %s (only the configured index/registry is reachable)",
+                 (long long)egress_denied(e), denied);
 }
 
 /* Runs the installer in the sandbox behind a fresh egress proxy. */
 static int run_installer(run *r)
 {
-    char err[512] = "", why[900];
+    char err[512] = "", why[900], denied[256], net[320] = "";
     const char *ca = NULL;
     egress_allow allow = { r->plan.allow, r->plan.nallow };
     egress *e = NULL;
-    sandbox_bind binds[2];
+    sandbox_bind binds[4];
     size_t nb = 0;
     sandbox_run_result res = { 0 };
     line_sink sink = { .log = r->job->log, .eco = r->det.eco };
@@ -482,10 +278,12 @@ static int run_installer(run *r)
         fail(r, false, "%s", err);
         goto out;
     }
-    if (r->plan.npmrc[0] && (write_npmrc(r) != ML_OK || 
-        install_plan_env_add(&r->plan, "npm_config_userconfig=/work/npmrc") != ML_OK))
+    if (write_npmrc(r) != ML_OK)
         goto out;
-    binds[nb++] = (sandbox_bind){ r->job->work, "/work", true };
+    /* sandbox_run binds strictly below /work: one bind per directory the installer uses */
+    binds[nb++] = (sandbox_bind){ r->src, "/work/src", true };
+    binds[nb++] = (sandbox_bind){ r->outdir, "/work/out", true };
+    binds[nb++] = (sandbox_bind){ r->home, "/work/home", true };
     if (ca)
         binds[nb++] = (sandbox_bind){ r->ca_dir, CA_INSIDE_DIR, false };
     spec = (sandbox_run_spec){ .argv = r->plan.argv, .env = r->plan.env, .cwd = r->plan.cwd,
@@ -500,19 +298,21 @@ static int run_installer(run *r)
         goto out;
     }
     sink_emit(&sink); /* a last line without its newline */
-    count_egress(r, e);
+    count_egress(r, e, denied, sizeof(denied));
+    if (denied[0])
+        ml_snprintf_trunc(net, sizeof(net), "; network access refused: %s", denied);
     install_error_summary(r->det.eco, sink.errors.len ? sink.errors.data : ml_buf_cstr(&res.tail),
                           sink.errors.len ? sink.errors.len : res.tail.len, r->plan.index_clean,
                           why, sizeof(why));
     if (res.timed_out)
-        fail(r, true, "dependency installation timed out after %lld s%s%s", (long long)r->cfg->timeout_s,
-             why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation timed out after %lld s%s%s%s", (long long)r->cfg->timeout_s,
+             net, why[0] ? ":\n" : "", why);
     else if (res.oom)
-        fail(r, true, "dependency installation ran out of memory (%lld MiB)%s%s",
-             (long long)r->cfg->memory_mb, why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation ran out of memory (%lld MiB)%s%s%s",
+             (long long)r->cfg->memory_mb, net, why[0] ? ":\n" : "", why);
     else if (res.exit_code != 0)
-        fail(r, true, "dependency installation failed (%s exited with %d)%s%s",
-             install_eco_name(r->det.eco), res.exit_code, why[0] ? ":\n" : "", why);
+        fail(r, true, "dependency installation failed (%s exited with %d)%s%s%s",
+             install_eco_name(r->det.eco), res.exit_code, net, why[0] ? ":\n" : "", why);
     else
         rc = ML_OK;
     buildlog_add(r->job->log, rc == ML_OK ? "info" : "error", "install",
@@ -540,6 +340,20 @@ static const char *installed_dir(run *r, char *buf, size_t len)
     return buf;
 }
 
+/* True when dir holds nothing (an install with no dependencies: nothing worth caching). */
+static bool dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool empty = true;
+
+    while (d && empty && (e = readdir(d)) != NULL)
+        empty = !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+    if (d)
+        closedir(d);
+    return empty;
+}
+
 static void observe(run *r, const char *source, const char *result)
 {
     const char *eco = install_eco_name(r->det.eco);
@@ -562,13 +376,12 @@ static int install_and_merge(run *r)
     if (prepare_inputs(r, files) != ML_OK || cache_key(r, files) != ML_OK)
         return ML_ERR;
     if (r->cfg->cache && r->job->s3) {
-        if (mkdir(r->outdir, 0755) != 0 ||
-            depcache_get(r->job->s3, r->object, r->outdir, &missing, err, sizeof(err)) != ML_OK) {
+        /* on a failure depcache_get leaves out/ empty again */
+        if (depcache_get(r->job->s3, r->object, r->outdir, &missing, err, sizeof(err)) != ML_OK) {
             if (!missing)
                 buildlog_add(r->job->log, "warn", "install", "dependency cache unusable (installing "
-                             "instead): %s", err[0] ? err : strerror(errno));
+                             "instead): %s", err);
             observe(r, NULL, missing ? "miss" : "error");
-            ml_rmtree(r->outdir); /* pip creates it as the sandbox's uid */
         } else {
             r->out->cache_hit = true;
         }
@@ -580,7 +393,7 @@ static int install_and_merge(run *r)
             return ML_ERR;
         if (!(from = installed_dir(r, dir, sizeof(dir))))
             return fail(r, false, "cannot read the installed tree: %s", strerror(errno));
-        if (r->cfg->cache && r->job->s3 &&
+        if (r->cfg->cache && r->job->s3 && !dir_empty(from) &&
             depcache_put(r->job->s3, r->object, from, err, sizeof(err)) != ML_OK)
             buildlog_add(r->job->log, "warn", "install", "dependencies not cached: %s", err);
     }

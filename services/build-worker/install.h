@@ -3,11 +3,12 @@
  * After extraction and the handler check, a package whose root holds requirements.txt (python
  * runtimes) or package.json (node runtimes) gets its dependencies installed into the tree:
  *   pip: <the runtime's python> -m pip install --target <out> --only-binary=:all: (sdists only
- *        with MINILAMBDA_PIP_ALLOW_SDIST) --no-compile --disable-pip-version-check -r ...
+ *        with MINILAMBDA_PIP_ALLOW_SDIST) --no-compile -r ... (PIP_DISABLE_PIP_VERSION_CHECK=1)
  *   npm: <the runtime's node> <npm-cli.js> ci --omit=dev (package-lock.json or
  *        npm-shrinkwrap.json), else npm install --omit=dev with a warning in the build log.
  * The installer runs under sandbox_run (shared/sandbox.h) with the host's package dirs
- * visible, the work dir as the only writable bind, and network only through the build's
+ * visible, the work dir's src/, out/ and home/ as the only writable binds (/work/...; the
+ * work dir itself is a tmpfs of MINILAMBDA_BUILD_INSTALL_DISK_MB), and network only through the build's
  * egress proxy (egress.h) to the configured index/registry hosts. Its output is merged into
  * the tree (the package's own files win; links are dropped), restored instead from the S3
  * cache (depcache.h) when the same inputs were installed before.

@@ -289,11 +289,6 @@ int install_plan_build(const install_config *cfg, const install_settings *s, ins
     return rc;
 }
 
-int install_plan_env_add(install_plan *p, const char *kv)
-{
-    return push(p->env, INSTALL_MAX_ENV, keep(p, "%s", kv));
-}
-
 static bool starts(const char *line, size_t n, const char *prefix)
 {
     size_t k = strlen(prefix);
@@ -305,6 +300,9 @@ bool install_error_line(install_eco eco, const char *line, size_t n)
 {
     if (eco == INSTALL_PIP)
         return starts(line, n, "ERROR:");
+    /* npm's pointer to its debug log names a file inside the sandbox: noise for the user */
+    if (memmem(line, n, "complete log of this run", 24) || memmem(line, n, "/.npm/_logs/", 12))
+        return false;
     return starts(line, n, "npm ERR!") || starts(line, n, "npm error");
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
@@ -35,7 +36,8 @@ static void register_metrics(metrics_registry *reg)
                                        build_buckets, ML_ARRAY_LEN(build_buckets));
     app.m_rejections = metrics_counter(reg, "minilambda_build_rejections_total",
                                        "Builds failed because the package was refused (by the "
-                                       "extractor or the handler check), by reason.", "reason");
+                                       "extractor, the handler check or the dependency "
+                                       "installation), by reason.", "reason");
     app.m_extract_rejections = metrics_counter(reg, "minilambda_extract_rejections_total",
                                                "Hostile or invalid ZIP packages refused by the "
                                                "extractor, by reason.", "reason");
@@ -72,6 +74,22 @@ static int parse_schedule(const char *text, double *out, size_t max, size_t *n)
     return ML_OK;
 }
 
+/* Unmounts what is mounted below dir (a killed worker's installation tmpfs, install.c):
+ * ml_rmtree cannot remove a mount point, and the tmpfs would hold its memory. */
+static void umount_below(const char *dir)
+{
+    char line[2048], mnt[1024];
+    size_t n = strlen(dir);
+    FILE *f = fopen("/proc/self/mounts", "re");
+
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "%*s %1023s", mnt) == 1 && strncmp(mnt, dir, n) == 0 && mnt[n] == '/' &&
+            umount2(mnt, MNT_DETACH) == 0)
+            ml_log_kv(ML_LOG_INFO, "unmounted a dead worker's installation tmpfs", "dir", mnt, NULL);
+    if (f)
+        fclose(f);
+}
+
 /* Each worker unpacks under <root>/w<pid>; what a killed worker left behind (w<pid> of a
  * process that no longer exists) is removed at start. */
 static int prepare_scratch(void)
@@ -89,6 +107,7 @@ static int prepare_scratch(void)
                 kill((pid_t)pid, 0) != 0 && errno == ESRCH &&
                 ml_snprintf(path, sizeof(path), "%s/%s", app.scratch_dir, e->d_name) == ML_OK) {
                 ml_log_kv(ML_LOG_INFO, "removing a dead worker's scratch directory", "dir", path, NULL);
+                umount_below(path);
                 ml_rmtree(path);
             }
         }

@@ -1,7 +1,7 @@
 // A hostile npm lifecycle script (tests/integration/build_deps_e2e.py): `node probe.js <phase>`
 // from preinstall/postinstall tries what a malicious dependency would (read /etc/shadow, write
 // outside its build dir, reach the stack's databases or the outside, use the egress proxy for
-// another host) and records each outcome in report-<phase>.json in its own package dir (shipped
+// another host; probe-config.json: registry answers 200, other is the other ecosystem's) and records each outcome in report-<phase>.json in its own package dir (shipped
 // with the function) and on stdout. Every attempt is caught: the script never fails by itself.
 'use strict';
 const fs = require('fs');
@@ -50,6 +50,7 @@ async function main() {
     'proxy blocked host': 'GET http://blocked.example/ HTTP/1.1\r\nHost: blocked.example\r\n\r\n',
     'proxy postgres': `CONNECT 127.0.0.1:${cfg.pg_port} HTTP/1.1\r\nHost: 127.0.0.1:${cfg.pg_port}\r\n\r\n`,
     'proxy registry': `GET ${cfg.registry} HTTP/1.1\r\nHost: ${cfg.registry.split('/')[2]}\r\nConnection: close\r\n\r\n`,
+    'proxy other registry': `GET ${cfg.other} HTTP/1.1\r\nHost: ${cfg.other.split('/')[2]}\r\nConnection: close\r\n\r\n`,
   };
   for (const [k, req] of Object.entries(reqs)) {
     rep[k] = i > 0 ? await tcp(hp.slice(0, i), Number(hp.slice(i + 1)), req) : 'no proxy';

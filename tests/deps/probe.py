@@ -3,7 +3,8 @@
 # build dir, reach the stack's databases or the outside, use the egress proxy for another
 # host) and records each outcome. Every attempt is caught: the script never fails by itself,
 # so what it could do shows in the report it ships and the line it prints.
-# PROBE_CONFIG (a dict) is prepended by the test: tag, scratch, pg_port, redis_port, registry.
+# PROBE_CONFIG (a dict) is prepended by the test: tag, scratch, pg_port, redis_port, registry (a
+# URL of this build's index that answers 200), other (one of the other ecosystem's registry).
 import json, os, socket, sys
 
 
@@ -46,7 +47,8 @@ def probe(cfg):
     hp = proxy.split("//", 1)[-1].rstrip("/")
     reqs = {"proxy blocked host": "GET http://blocked.example/ HTTP/1.1\r\nHost: blocked.example\r\n\r\n",
             "proxy postgres": "CONNECT 127.0.0.1:%d HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (cfg["pg_port"], cfg["pg_port"]),
-            "proxy registry": "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (cfg["registry"], cfg["registry"].split("/")[2])}
+            "proxy registry": "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (cfg["registry"], cfg["registry"].split("/")[2]),
+            "proxy other registry": "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (cfg["other"], cfg["other"].split("/")[2])}
     for k, r in reqs.items():
         if not hp:
             rep[k] = "no proxy"

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -932,6 +933,30 @@ static void test_stop_with_open_connections(void **state)
     egress_stop(NULL);
 }
 
+/* What a build pays for its proxy (printed for docs/network.md). */
+static void test_start_cost(void **state)
+{
+    const int n = 20;
+    int64_t t0, start_us = 0, stop_us = 0;
+    struct timespec a, b;
+    egress *e;
+
+    (void)state;
+    NEED_ROOT();
+    for (int i = 0; i < n; i++) {
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        assert_int_equal(start_proxy(&e), 0);
+        clock_gettime(CLOCK_MONOTONIC, &b);
+        start_us += (b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+        egress_stop(e);
+        clock_gettime(CLOCK_MONOTONIC, &a);
+        stop_us += (a.tv_sec - b.tv_sec) * 1000000 + (a.tv_nsec - b.tv_nsec) / 1000;
+    }
+    t0 = start_us / n;
+    print_message("# egress: start %lld us, stop %lld us (mean of %d)\n", (long long)t0,
+                  (long long)(stop_us / n), n);
+}
+
 static void test_start_errors(void **state)
 {
     const char *const hosts[] = { "good.test:443", "bad host" };
@@ -970,6 +995,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_conn_bound, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test(test_stop_with_open_connections),
+        cmocka_unit_test(test_start_cost),
     };
 
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
