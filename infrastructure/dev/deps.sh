@@ -2,7 +2,8 @@
 # Installs what minilambda needs to build, test and run its native local stack on Debian 12.
 # Idempotent and fast when everything is there: one dpkg-query, no apt-get update.
 #   - Debian packages: only the missing ones, without recommends.
-#   - nodejs + npm from Debian only when no `node` is on PATH (stock Debian 12 gives node 18).
+#   - nodejs + npm from Debian only when no `node` is on PATH (stock Debian 12 gives node 18);
+#     npm alone when Debian's node is there without it (a node from elsewhere brings its own).
 #   - npm dependencies of infrastructure/dev/s3 when node_modules is missing or stale.
 # Installing postgresql/redis-server/rabbitmq-server must not leave system services running:
 # a policy-rc.d that denies every start is in place during apt-get (ours is removed after).
@@ -24,8 +25,25 @@ PACKAGES=(
 	awscli python3-boto3 wrk hyperfine nginx-light
 	# per-function network (docs/network.md): userspace NAT and the egress policy
 	slirp4netns nftables
+	# build-time dependency installs (docs/build-pipeline.md "Dependencies"): pip for python
+	# functions' requirements.txt; npm comes with node (below)
+	python3-pip
 )
-command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+# node_from_debian: /usr/bin/node belongs to Debian's nodejs package (not a NodeSource or other
+# build of the same name, which bundles its own npm and conflicts with Debian's).
+node_from_debian() {
+	local owner version
+	owner=$(dpkg-query -S "$(readlink -f "$(command -v node)")" 2>/dev/null) || return 1
+	[[ ${owner%%:*} == nodejs ]] || return 1
+	version=$(dpkg-query -W -f='${Version}' nodejs 2>/dev/null) || return 1
+	[[ $version != *nodesource* ]]
+}
+# npm installs package.json dependencies at build time: Debian's node ships without it.
+if ! command -v node >/dev/null 2>&1; then
+	PACKAGES+=(nodejs npm)
+elif node_from_debian; then
+	PACKAGES+=(npm)
+fi
 
 say() { printf 'deps: %s\n' "$*"; }
 die() { printf 'deps: error: %s\n' "$*" >&2; exit 1; }
@@ -81,5 +99,6 @@ install_packages() {
 
 install_packages
 command -v node >/dev/null 2>&1 || die "node is still not on PATH"
+command -v npm >/dev/null 2>&1 || die "npm is not on PATH (node $(node --version) is not Debian's: install its npm)"
 s3deps_ensure "$SCRIPT_DIR/s3" || die "npm install in $SCRIPT_DIR/s3 failed"
 say "ok ($(node --version), ${#PACKAGES[@]} packages present)"

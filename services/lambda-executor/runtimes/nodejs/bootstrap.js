@@ -1,5 +1,6 @@
 'use strict';
-// minilambda nodejs runtime: loads the handler (CommonJS) once, then serves invocations.
+// minilambda nodejs runtime: loads the handler (CommonJS, or an ES module) once, then serves
+// invocations.
 //
 // Started by the executor as `node bootstrap.js` inside the sandbox. It speaks the framed
 // protocol of runtimes/provided/README.md on fd 3; fds 1 and 2 are the function's log
@@ -85,22 +86,64 @@ class InitError extends Error {
   }
 }
 
-function loadHandler(spec) {
+// A path for messages: relative to the task root when inside it (what the user wrote).
+function shown(p) {
+  const f = String(p).startsWith('file://') ? require('url').fileURLToPath(p) : String(p);
+  return f.startsWith(TASK_ROOT + '/') ? f.slice(TASK_ROOT.length + 1) : f;
+}
+
+// Node's "Cannot find module 'x'\nRequire stack:\n- …" lists every requirer, the handler file
+// always among them, so only its first line names what is missing; the stack says who asked.
+// ESM says "Cannot find package 'x' imported from /var/task/index.mjs".
+function missingModuleMessage(e) {
+  const first = String(e.message).split('\n')[0];
+  const esm = /^Cannot find (package|module) '(.*)' imported from (.*)$/.exec(first);
+  if (esm) return `Error: Cannot find ${esm[1]} '${shown(esm[2])}' imported from ${shown(esm[3])}`;
+  const m = /^Cannot find module '(.*)'/.exec(first);
+  const stack = (Array.isArray(e.requireStack) ? e.requireStack : [])
+    .filter((f) => f !== __filename).map(shown);
+  const by = stack.length ? ` required by ${stack.join(' <- ')}` : '';
+  return `Error: Cannot find module '${m ? m[1] : first}'${by}`;
+}
+
+// CommonJS by require(); an ES module (package.json "type": "module") by import() where this
+// node's require() cannot load one (before 20.19) or the module awaits at top level.
+async function loadModule(resolved) {
+  try {
+    return require(resolved);
+  } catch (e) {
+    if (!e || (e.code !== 'ERR_REQUIRE_ESM' && e.code !== 'ERR_REQUIRE_ASYNC_MODULE')) throw e;
+    return import(require('url').pathToFileURL(resolved).href);
+  }
+}
+
+async function loadHandler(spec) {
   const dot = spec.lastIndexOf('.');
   if (dot <= 0 || dot === spec.length - 1) {
     throw new InitError('Runtime.MalformedHandlerName', `Bad handler '${spec}': expected file.export`);
   }
   const file = spec.slice(0, dot);
   const name = spec.slice(dot + 1);
+  let resolved;
+  try {
+    resolved = require.resolve(path.join(TASK_ROOT, file));
+  } catch (e) {
+    if (!e || e.code !== 'MODULE_NOT_FOUND') {
+      throw new InitError('Runtime.InitError', `${e && e.name}: ${e && e.message}`);
+    }
+    // The handler file itself: resolved first, so a missing dependency is never blamed on it.
+    throw new InitError('Runtime.ImportModuleError',
+      `Error: Cannot find module '${file}': the handler file ${file}.js is not in the function's code`);
+  }
   let mod;
   try {
-    mod = require(path.join(TASK_ROOT, file));
+    mod = await loadModule(resolved);
   } catch (e) {
     if (e instanceof SyntaxError) {
       throw new InitError('Runtime.UserCodeSyntaxError', `${e.name}: ${e.message}`);
     }
-    if (e && e.code === 'MODULE_NOT_FOUND' && String(e.message).includes(path.join(TASK_ROOT, file))) {
-      throw new InitError('Runtime.ImportModuleError', `Error: Cannot find module '${file}'`);
+    if (e && (e.code === 'MODULE_NOT_FOUND' || e.code === 'ERR_MODULE_NOT_FOUND')) {
+      throw new InitError('Runtime.ImportModuleError', missingModuleMessage(e));
     }
     throw new InitError('Runtime.InitError', `${e && e.name}: ${e && e.message}`);
   }
@@ -166,7 +209,7 @@ async function invoke(fn, header, body) {
 async function main() {
   let fn;
   try {
-    fn = loadHandler(process.env._HANDLER || '');
+    fn = await loadHandler(process.env._HANDLER || '');
   } catch (e) {
     send('{"type":"init_error"}', JSON.stringify(errorBody(e, e.errorType || 'Runtime.InitError')));
     process.exit(1);
