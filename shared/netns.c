@@ -245,7 +245,7 @@ static uint64_t now_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static int lo_up(void)
+int netns_lo_up(void)
 {
     struct ifreq ifr;
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -392,7 +392,7 @@ static int slot_make(slot *s, char *err, size_t errlen)
         goto out;
     step = "open";
     s->fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (s->fd < 0 || (step = "lo", lo_up()) != ML_OK || (step = "nft", run_nft()) != ML_OK)
+    if (s->fd < 0 || (step = "lo", netns_lo_up()) != ML_OK || (step = "nft", run_nft()) != ML_OK)
         goto back;
     step = "setns upstream";
     if (g.upstream >= 0 && setns(g.upstream, CLONE_NEWNET) != 0)

@@ -47,6 +47,9 @@ int netns_parse_allow(const char *s, netns_rule *out, size_t max, size_t *n, cha
 int netns_ruleset(const netns_rule *allow, size_t nallow, const char *dns, const uint32_t *host,
                   size_t nhost, char *buf, size_t len);
 
+/* Brings `lo` up in the calling thread's network namespace (a new one has it down). */
+int netns_lo_up(void);
+
 /* Checks the configuration and the tools (one namespace is made and torn down), starts the
  * pool thread. ML_ERR with err set; netns_enabled() is then false. */
 int netns_init(const netns_config *c, char *err, size_t errlen);

@@ -15,7 +15,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -27,13 +26,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "egress-int.h"
 #include "log.h"
 #include "ml.h"
+#include "netns.h"
 
 #define EGRESS_CONNECT_MS 15000   /* per upstream, all its addresses together */
 #define EGRESS_LINGER_MS 2000     /* reading what a refused client still sends, so the answer
@@ -80,24 +79,6 @@ struct egress {
 
 /* ---------------------------------------------------------------- set-up (in the thread) */
 
-static int lo_up(void)
-{
-    struct ifreq ifr;
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    int rc = ML_ERR;
-
-    if (s < 0)
-        return ML_ERR;
-    memset(&ifr, 0, sizeof(ifr));
-    memcpy(ifr.ifr_name, "lo", 3);
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
-        ifr.ifr_flags |= IFF_UP;
-        rc = ioctl(s, SIOCSIFFLAGS, &ifr) == 0 ? ML_OK : ML_ERR;
-    }
-    close(s);
-    return rc;
-}
-
 /* Namespace, lo, listener, and back; on ML_ERR err says which step failed. */
 static int ns_setup(egress *e, char *err, size_t errlen)
 {
@@ -118,7 +99,7 @@ static int ns_setup(egress *e, char *err, size_t errlen)
     if ((e->nsfd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)) < 0)
         goto out;
     step = "bring lo up";
-    if (lo_up() != ML_OK)
+    if (netns_lo_up() != ML_OK)
         goto out;
     step = "listen on 127.0.0.1";
     e->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
