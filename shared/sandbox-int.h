@@ -158,6 +158,8 @@ char **sb_build_env(sb_plan *p, const sandbox_spec *s, bool ns, const char *runt
 char **sb_build_argv(sb_plan *p, const sandbox_spec *s, bool ns, const char *runtime_dir);
 bool sb_interp_prefix(const char *interpreter, char *out, size_t len);
 int sb_instance_name(char *out, size_t len);
+/* A zeroed instance with every fd -1, no uid slot; owned by the caller: sandbox_destroy. */
+sandbox_instance *sb_instance_alloc(int64_t memory_mb, bool ns);
 pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- an instance */

@@ -22,7 +22,7 @@
 #include "netns.h"
 #include "sandbox-int.h"
 
-static sandbox_instance *instance_new(const sandbox_spec *s)
+sandbox_instance *sb_instance_alloc(int64_t memory_mb, bool ns)
 {
     sandbox_instance *in = calloc(1, sizeof(*in));
 
@@ -32,12 +32,21 @@ static sandbox_instance *instance_new(const sandbox_spec *s)
     in->pidfd = in->proto_fd = in->log_fd[0] = in->log_fd[1] = in->usage_fd = -1;
     in->uid_slot = -1;
     in->wait_status = -1;
-    in->ns = sb_host.features & SANDBOX_F_NAMESPACES;
-    in->memory_mb = s->memory_mb;
+    in->ns = ns;
+    in->memory_mb = memory_mb;
+    proto_reader_init(&in->rd, PROTO_HEADER_MAX);
+    return in;
+}
+
+static sandbox_instance *instance_new(const sandbox_spec *s)
+{
+    sandbox_instance *in = sb_instance_alloc(s->memory_mb, sb_host.features & SANDBOX_F_NAMESPACES);
+
+    if (!in)
+        return NULL;
     in->timeout_ms = s->timeout_s > 0 ? s->timeout_s * 1000 : 0;
     in->function_name = strdup(s->function_name);
     in->function_version = strdup(s->function_version);
-    proto_reader_init(&in->rd, PROTO_HEADER_MAX);
     if (!in->function_name || !in->function_version) {
         sandbox_destroy(in);
         return NULL;

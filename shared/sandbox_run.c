@@ -132,18 +132,10 @@ static int check_run(const sandbox_run_spec *s, const char *prefix, char *err, s
  * kills, reaps and frees it. Owned by the caller. */
 static sandbox_instance *run_new(int64_t memory_mb, const sandbox_sink *log)
 {
-    sandbox_instance *in = calloc(1, sizeof(*in));
+    sandbox_instance *in = sb_instance_alloc(memory_mb, true);
 
-    if (!in)
-        return NULL;
-    in->pid = -1;
-    in->pidfd = in->proto_fd = in->log_fd[0] = in->log_fd[1] = in->usage_fd = -1;
-    in->uid_slot = -1;
-    in->wait_status = -1;
-    in->ns = true;
-    in->memory_mb = memory_mb;
-    in->flog = log;
-    proto_reader_init(&in->rd, PROTO_HEADER_MAX);
+    if (in)
+        in->flog = log;
     return in;
 }
 

@@ -614,6 +614,20 @@ static int reject_not_zip(xctx *x)
                   "package is not a valid ZIP file: %s", why[0] ? why : "unreadable");
 }
 
+/* The copy buffer, the hasher and (with_reader) a libarchive reader of x; ML_ERR (reported)
+ * when memory is short. Freed with the rest of x at the end of each entry point. */
+static int xctx_alloc(xctx *x, bool with_reader)
+{
+    x->chunk = malloc(CHUNK);
+    x->md = EVP_MD_CTX_new();
+    x->ar = with_reader ? archive_read_new() : NULL;
+    if (!x->chunk || !x->md || (with_reader && !x->ar)) {
+        internal(x, "out of memory");
+        return ML_ERR;
+    }
+    return ML_OK;
+}
+
 int extract_zip(const char *zip_path, const char *dest_dir, const extract_limits *lim,
                 extract_result *out)
 {
@@ -639,13 +653,8 @@ int extract_zip_report(const char *zip_path, const char *dest_dir, const extract
         goto out;
     }
     prev = uselocale(utf8);
-    x.chunk = malloc(CHUNK);
-    x.md = EVP_MD_CTX_new();
-    x.ar = archive_read_new();
-    if (!x.chunk || !x.md || !x.ar) {
-        internal(&x, "out of memory");
+    if (xctx_alloc(&x, true) != ML_OK)
         goto out;
-    }
     if (open_inputs(&x, zip_path, dest_dir) != ML_OK)
         goto out;
     if (precount_entries(&x, x.lim.max_entries) > x.lim.max_entries) {
@@ -705,13 +714,8 @@ int extract_tar_gz(const char *path, const char *dest_dir, const extract_limits 
 
     memset(out, 0, sizeof(*out));
     set_limits(&x.lim, lim);
-    x.chunk = malloc(CHUNK);
-    x.md = EVP_MD_CTX_new();
-    x.ar = archive_read_new();
-    if (!x.chunk || !x.md || !x.ar) {
-        internal(&x, "out of memory");
+    if (xctx_alloc(&x, true) != ML_OK)
         goto out;
-    }
     if (open_inputs(&x, path, dest_dir) != ML_OK)
         goto out;
     archive_read_support_filter_gzip(x.ar);
@@ -832,12 +836,8 @@ int extract_scan_dir(const char *dir, extract_result *out)
     int fd, rc = ML_ERR;
 
     memset(out, 0, sizeof(*out));
-    x.chunk = malloc(CHUNK);
-    x.md = EVP_MD_CTX_new();
-    if (!x.chunk || !x.md) {
-        internal(&x, "out of memory");
+    if (xctx_alloc(&x, false) != ML_OK)
         goto out;
-    }
     fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         internal(&x, "cannot open '%s': %s", dir, strerror(errno));
