@@ -1,7 +1,7 @@
 """Build logs (docs/logs.md §3) on the test stack, the build-master and build-worker called
 directly as the gateway would (X-Minilambda-Namespace; mlstack adds the internal token):
 
-  1. a normal build's GET /builds/{id}/log: claim, download, extract, check, upload, done in
+  1. a normal build's GET /builds/{id}/log: claim, download, extract, check, install, upload, done in
      order, numbered 1..n, with the package's real size, the files and bytes extracted, the
      artifact's size and the timings; paging with after/limit; next_after null at the end;
   2. a hostile package (path traversal, absolute path, symlink out of the package, in-tree
@@ -102,8 +102,8 @@ def normal(run, ns):
     log = read_log(ns, bid)
     lines = log["lines"] if log else []
     steps = [l["step"] for l in lines]
-    S.check("its log has each step in order: claim, download, extract, check, upload, done",
-            steps == ["claim", "download", "download", "extract", "check", "upload", "done"], steps)
+    S.check("its log has each step in order: claim, download, extract, check, install, upload, done",
+            steps == ["claim", "download", "download", "extract", "check", "install", "upload", "done"], steps)
     S.check("lines are numbered 1..n, timestamps in order, all info",
             [l["seq"] for l in lines] == list(range(1, len(lines) + 1)) and
             [l["ts"] for l in lines] == sorted(l["ts"] for l in lines) and all(l["level"] == "info" for l in lines),
@@ -115,6 +115,7 @@ def normal(run, ns):
     S.check("extract gives entries, files, bytes and the time",
             re.fullmatch(rf"extracted 2 entries \(2 files, {len(APP) + len(UTIL)} bytes\) in \d+ ms", msg.get("extract", "")), msg)
     S.check("check names the handler", "handler 'app.handler' found" in msg.get("check", ""), msg)
+    S.check("install says why nothing was installed", msg.get("install") == "no requirements.txt at the package root: nothing to install", msg)
     m = re.fullmatch(r"uploaded the artifact: (\d+) bytes \(2 files, sha256 ([0-9a-f]{64})\) in \d+ ms", msg.get("upload", ""))
     S.check("upload gives the artifact's size and hash (as the build records them) and the time",
             m and b and int(m.group(1)) == b["artifact"]["size_bytes"] and m.group(2) == b["artifact"]["sha256"], (msg, b))
