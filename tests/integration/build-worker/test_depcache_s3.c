@@ -19,11 +19,12 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "../../unit/build-worker/bw_fixture.h"
 #include "depcache.h"
 #include "extract.h"
 
 static s3_client *g_s3;
-static char g_dir[64], g_prefix[128];
+static char g_prefix[128];
 
 static int group_setup(void **state)
 {
@@ -49,39 +50,6 @@ static int group_teardown(void **state)
     (void)state;
     s3_free(g_s3);
     return 0;
-}
-
-static int setup(void **state)
-{
-    (void)state;
-    ml_strlcpy(g_dir, "/tmp/test_depcache_s3_XXXXXX", sizeof(g_dir));
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return ml_rmtree(g_dir) == ML_OK ? 0 : -1;
-}
-
-static const char *at(const char *rel)
-{
-    static char bufs[4][256];
-    static int i;
-    char *b = bufs[i++ % 4];
-
-    assert_int_equal(ml_snprintf(b, 256, "%s/%s", g_dir, rel), ML_OK);
-    return b;
-}
-
-static void put(const char *rel, const char *text, mode_t mode)
-{
-    int fd = open(at(rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
 }
 
 static void object(const char *what, char *buf, size_t len)
@@ -143,33 +111,9 @@ static void test_round_trip(void **state)
 /* Uploads a tar.gz holding ok.py and one hostile entry under obj. */
 static void upload_tampered(const char *obj, const char *name, int type, const char *link)
 {
-    struct archive *a = archive_write_new();
-    struct archive_entry *e = archive_entry_new();
     const char *path = at("tampered.tar.gz");
 
-    assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
-    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
-    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
-    archive_entry_set_pathname(e, "ok.py");
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, 2);
-    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-    assert_int_equal(archive_write_data(a, "ok", 2), 2);
-    archive_entry_clear(e);
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_filetype(e, (unsigned)type);
-    archive_entry_set_perm(e, 0644);
-    if (type == AE_IFLNK)
-        archive_entry_set_symlink(e, link);
-    else
-        archive_entry_set_size(e, 4);
-    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-    if (type == AE_IFREG)
-        assert_int_equal(archive_write_data(a, "evil", 4), 4);
-    archive_write_close(a);
-    archive_write_free(a);
-    archive_entry_free(e);
+    tgz(path, name, type, link);
     assert_int_equal(s3_put_file(g_s3, obj, path, "application/gzip", NULL, NULL), ML_OK);
     unlink(path);
 }

@@ -19,42 +19,9 @@
 #include <archive.h>
 #include <archive_entry.h>
 
+#include "bw_fixture.h"
 #include "depcache.h"
 #include "extract.h"
-
-static char g_dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    ml_strlcpy(g_dir, "/tmp/test_depcache_XXXXXX", sizeof(g_dir));
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return ml_rmtree(g_dir) == ML_OK ? 0 : -1;
-}
-
-static const char *at(const char *rel)
-{
-    static char bufs[4][256];
-    static int i;
-    char *b = bufs[i++ % 4];
-
-    assert_int_equal(ml_snprintf(b, 256, "%s/%s", g_dir, rel), ML_OK);
-    return b;
-}
-
-static void put(const char *rel, const char *text)
-{
-    int fd = open(at(rel), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-}
 
 static void key_of(const depcache_key_in *in, char key[DEPCACHE_KEY_LEN])
 {
@@ -74,8 +41,8 @@ static void test_key(void **state)
     (void)state;
     assert_int_equal(mkdir(at("a"), 0755), 0);
     assert_int_equal(mkdir(at("b"), 0755), 0);
-    put("a/requirements.txt", "six==1.16.0\n");
-    put("b/requirements.txt", "six==1.16.0\n");
+    put("a/requirements.txt", "six==1.16.0\n", 0644);
+    put("b/requirements.txt", "six==1.16.0\n", 0644);
     ml_strlcpy(files_a[0], at("a/requirements.txt"), sizeof(files_a[0]));
     files[0] = files_a[0], files[1] = NULL;
     key_of(&in, k0);
@@ -103,14 +70,14 @@ static void test_key(void **state)
     key_of(&v, k);
     assert_string_not_equal(k, k0);
     /* the file's bytes */
-    put("a/requirements.txt", "six==1.16.1\n");
+    put("a/requirements.txt", "six==1.16.1\n", 0644);
     key_of(&in, k);
     assert_string_not_equal(k, k0);
-    put("a/requirements.txt", "six==1.16.0\n");
+    put("a/requirements.txt", "six==1.16.0\n", 0644);
     key_of(&in, k);
     assert_string_equal(k, k0);
     /* one more file (a lockfile) */
-    put("a/package-lock.json", "{}");
+    put("a/package-lock.json", "{}", 0644);
     files[1] = at("a/package-lock.json");
     files[2] = NULL;
     key_of(&in, k);
@@ -125,36 +92,6 @@ static void test_key(void **state)
 }
 
 /* Writes a tar.gz with one regular file "ok.py" and then the given hostile entry. */
-static void tgz(const char *path, const char *name, int type, const char *link)
-{
-    struct archive *a = archive_write_new();
-    struct archive_entry *e = archive_entry_new();
-
-    assert_int_equal(archive_write_add_filter_gzip(a), ARCHIVE_OK);
-    assert_int_equal(archive_write_set_format_pax_restricted(a), ARCHIVE_OK);
-    assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
-    archive_entry_set_pathname(e, "ok.py");
-    archive_entry_set_filetype(e, AE_IFREG);
-    archive_entry_set_perm(e, 0644);
-    archive_entry_set_size(e, 2);
-    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-    assert_int_equal(archive_write_data(a, "ok", 2), 2);
-    archive_entry_clear(e);
-    archive_entry_set_pathname(e, name);
-    archive_entry_set_filetype(e, (unsigned)type);
-    archive_entry_set_perm(e, 0644);
-    if (type == AE_IFLNK)
-        archive_entry_set_symlink(e, link);
-    else
-        archive_entry_set_size(e, 4);
-    assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
-    if (type == AE_IFREG)
-        assert_int_equal(archive_write_data(a, "evil", 4), 4);
-    archive_write_close(a);
-    archive_write_free(a);
-    archive_entry_free(e);
-}
-
 static bool exists(const char *rel)
 {
     struct stat st;
@@ -199,7 +136,7 @@ static void test_tampered(void **state)
     assert_true(exists("sub/d4/pkg/mod.py"));
     extract_result_free(&r);
     /* not a tar.gz */
-    put("junk.tar.gz", "not gzip at all");
+    put("junk.tar.gz", "not gzip at all", 0644);
     assert_int_equal(mkdir(at("sub/d5"), 0755), 0);
     assert_int_equal(extract_tar_gz(at("junk.tar.gz"), at("sub/d5"), NULL, &r), ML_ERR);
     extract_result_free(&r);

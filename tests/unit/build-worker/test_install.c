@@ -19,45 +19,10 @@
 #include <cmocka.h>
 #include <cJSON.h>
 
+#include "bw_fixture.h"
 #include "install-int.h"
 #include "runtimes.h"
 #include "sandbox.h"
-
-static char g_dir[64];
-
-static int setup(void **state)
-{
-    (void)state;
-    ml_strlcpy(g_dir, "/tmp/test_install_XXXXXX", sizeof(g_dir));
-    return mkdtemp(g_dir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    return ml_rmtree(g_dir) == ML_OK ? 0 : -1;
-}
-
-/* g_dir/rel as a path (static buffer rotation: up to 4 at once). */
-static const char *at(const char *rel)
-{
-    static char bufs[4][512];
-    static int i;
-    char *b = bufs[i++ % 4];
-
-    assert_int_equal(ml_snprintf(b, 512, "%s/%s", g_dir, rel), ML_OK);
-    return b;
-}
-
-static void put(const char *rel, const char *text, mode_t mode)
-{
-    int fd = open(at(rel), O_WRONLY | O_CREAT | O_TRUNC, mode);
-
-    assert_true(fd >= 0);
-    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    assert_int_equal(fchmod(fd, mode), 0);
-    close(fd);
-}
 
 static void mk(const char *rel)
 {
