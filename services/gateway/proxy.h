@@ -77,6 +77,14 @@ struct gw_xfer {
      * gone aborts it. The proxy closes the stream before done runs. */
     httpd_stream *(*on_stream)(gw_xfer *x);
     bool streamed;               /* the body went to on_stream's stream: done owes no answer */
+    /* Optional: a final response whose Content-Type is INVSTREAM_CONTENT_TYPE (invstream.h)
+     * goes to on_chunk as its bytes arrive (status and resp_headers are set before the first
+     * call; len is never 0) instead of into resp_body; timeout_ms then bounds the silence
+     * between bytes, as for on_stream. Return ML_OK to go on, ML_ERR to abort the transfer
+     * (result GW_XFER_TRANSPORT, error "aborted by the consumer"). done runs at the end as
+     * usual, with chunked set. Takes precedence over on_stream for that content type. */
+    int (*on_chunk)(gw_xfer *x, const char *data, size_t len);
+    bool chunked;                /* the body went to on_chunk */
     gw_loop *loop;               /* set when it starts */
     /* response */
     gw_xfer_result result;
@@ -125,6 +133,28 @@ void gw_loop_start(gw_loop *l, gw_xfer *x);
 /* On a loop thread: one rate-limit decision (see ratelimit.h); done runs on this thread,
  * possibly before this returns. */
 void gw_loop_limit(gw_loop *l, const char *key, gcra_limit lim, gw_limit_fn done, void *ud);
+
+/* A timer on a loop (batch windows, per-request deadlines). Embed in the caller's struct;
+ * set fn, then arm it with gw_loop_timer_set. fn runs on the loop thread at or after at_ms
+ * (cancelled: the proxy is stopping; end what the timer stands for without new work). */
+typedef struct gw_timer gw_timer;
+typedef void (*gw_timer_fn)(gw_loop *l, gw_timer *t, bool cancelled);
+struct gw_timer {
+    gw_timer_fn fn;
+    /* private */
+    int64_t at_ms;
+    bool armed;
+    gw_timer *next;
+};
+/* On a loop thread: arms t for at_ms (ml_now_ms clock); re-arming an armed timer moves it. */
+void gw_loop_timer_set(gw_loop *l, gw_timer *t, int64_t at_ms);
+/* On a loop thread: disarms t (no-op when not armed); fn will not run for it. */
+void gw_loop_timer_cancel(gw_loop *l, gw_timer *t);
+/* One pointer per loop for a module's per-loop state (the batcher's): get/set on the loop
+ * thread only. The proxy never frees it; the owner does, from a cancelled task or timer
+ * or after gw_proxy_stop. */
+void *gw_loop_user(gw_loop *l);
+void gw_loop_set_user(gw_loop *l, void *p);
 
 /* New zeroed transfer (calloc); free with gw_xfer_free. */
 gw_xfer *gw_xfer_new(void);
