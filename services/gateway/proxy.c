@@ -14,6 +14,7 @@
 #include "headers.h"
 #include "health.h"
 #include "intauth.h"
+#include "invstream.h"
 #include "log.h"
 
 #define MAX_EVENTS 256
@@ -49,6 +50,9 @@ struct gw_loop {
     size_t nfree;
     uint8_t *fds;                /* epoll state of curl's sockets by fd (FD_*); loop thread only */
     size_t nfds;
+    gw_timer *timers;            /* armed timers, earliest first (loop thread only) */
+    gw_timer *timers_tail;       /* the latest: deadlines mostly arrive in order, O(1) append */
+    void *user;                  /* gw_loop_user */
 };
 
 /* A curl socket stays in the epoll set after curl lets go of it (an idle keep-alive
@@ -147,6 +151,31 @@ static void maybe_relay(gw_xfer *x)
     httpd_stream_notify(x->stream, GW_STREAM_HIGH_WATER / 2, on_client_caught_up, x);
 }
 
+/* Whether a Content-Type is INVSTREAM_CONTENT_TYPE, parameters and case aside. */
+static bool invstream_type(const char *ct)
+{
+    size_t len = strcspn(ct, "; \t");
+
+    return len == strlen(INVSTREAM_CONTENT_TYPE) && strncasecmp(ct, INVSTREAM_CONTENT_TYPE, len) == 0;
+}
+
+/* Loop thread, header callback: a final response framed as an invstream goes to on_chunk as
+ * it arrives, with timeout_ms bounding the silence between bytes (as for a relayed stream). */
+static void maybe_chunk(gw_xfer *x)
+{
+    const char *ct = gw_hdr_pairs_get(&x->resp_headers, "Content-Type");
+    long status = 0, idle_s = x->timeout_ms / 1000;
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || !ct || !invstream_type(ct))
+        return;
+    x->status = status;
+    x->chunked = true;
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, idle_s > 0 ? idle_s : 1L);
+}
+
 /* The write callback's half for a relayed stream: pass the chunk on, or pause (curl keeps
  * it and offers it again after unpausing), or abort once the client has gone. */
 static size_t relay(gw_xfer *x, const char *p, size_t n)
@@ -185,6 +214,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 
     if (x->stream)
         return relay(x, ptr, n);
+    if (x->chunked) /* 0 aborts with CURLE_WRITE_ERROR; on_done names the consumer */
+        return n == 0 || x->on_chunk(x, ptr, n) == ML_OK ? n : 0;
     if (ml_buf_append(&x->resp_body, ptr, n) != ML_OK) {
         x->too_large = true;
         return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
@@ -202,7 +233,10 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         return n;
     }
     if ((n == 2 && ptr[0] == '\r') || (n == 1 && ptr[0] == '\n')) {
-        if (x->on_stream && !x->stream) /* the end of a response's headers */
+        /* the end of a response's headers */
+        if (x->on_chunk && !x->chunked)
+            maybe_chunk(x);
+        if (x->on_stream && !x->stream && !x->chunked)
             maybe_relay(x);
         return n;
     }
@@ -405,6 +439,7 @@ static void start(loop *l, gw_xfer *x)
     x->attempts++;
     x->error[0] = '\0';
     x->too_large = false;
+    x->chunked = false;
     x->status = 0;
     ml_buf_free(&x->resp_headers);
     ml_buf_free(&x->resp_body);
@@ -453,10 +488,12 @@ static void on_done(loop *l, CURL *e, CURLcode code)
     curl_multi_remove_handle(l->multi, e);
     active_remove(l, x);
     r = classify(x, code, &sent);
-    /* a relayed stream's end (its client left, it fell silent) says nothing about the
-     * instance, which did answer */
+    if (x->chunked && code == CURLE_WRITE_ERROR) /* only on_chunk's ML_ERR fails a chunk write */
+        ml_strlcpy(x->error, "aborted by the consumer", sizeof(x->error));
+    /* a relayed or consumed stream's end (its client left, it fell silent) says nothing
+     * about the instance, which did answer */
     gw_pool_report(x->inst, x->admit,
-                   x->streamed ||
+                   x->streamed || x->chunked ||
                        gw_xfer_upstream_ok(r, r == GW_XFER_OK && gw_xfer_overloaded(&x->resp_headers)),
                    now);
     if (r == GW_XFER_CONNECT && (size_t)x->attempts < x->pool->n) {
@@ -525,7 +562,103 @@ static void drain_wake(int evfd)
         ml_log_warn("proxy: eventfd read: %s", strerror(errno));
 }
 
-/* epoll timeout: until curl's timer or the Redis connection's next deadline. */
+/* ---- timers ---- */
+
+/* Unlinks t from the armed list (it must be on it). */
+static void timer_unlink(loop *l, gw_timer *t)
+{
+    gw_timer *prev = NULL;
+
+    for (gw_timer *c = l->timers; c; prev = c, c = c->next) {
+        if (c != t)
+            continue;
+        if (prev)
+            prev->next = t->next;
+        else
+            l->timers = t->next;
+        if (l->timers_tail == t)
+            l->timers_tail = prev;
+        break;
+    }
+    t->next = NULL;
+    t->armed = false;
+}
+
+void gw_loop_timer_set(gw_loop *l, gw_timer *t, int64_t at_ms)
+{
+    gw_timer *prev = NULL, *c = l->timers;
+
+    if (t->armed)
+        timer_unlink(l, t);
+    t->at_ms = at_ms;
+    t->armed = true;
+    if (l->timers_tail && l->timers_tail->at_ms <= at_ms) { /* the usual case: latest yet */
+        l->timers_tail->next = t;
+        t->next = NULL;
+        l->timers_tail = t;
+        return;
+    }
+    /* equal times keep their arming order: a timer goes after the ones already due with it */
+    while (c && c->at_ms <= at_ms) {
+        prev = c;
+        c = c->next;
+    }
+    t->next = c;
+    if (prev)
+        prev->next = t;
+    else
+        l->timers = t;
+    if (!c)
+        l->timers_tail = t;
+}
+
+void gw_loop_timer_cancel(gw_loop *l, gw_timer *t)
+{
+    if (t->armed)
+        timer_unlink(l, t);
+}
+
+void *gw_loop_user(gw_loop *l)
+{
+    return l->user;
+}
+
+void gw_loop_set_user(gw_loop *l, void *p)
+{
+    l->user = p;
+}
+
+/* Runs the timers due by now, earliest first: at most as many as were due on entry, so a
+ * callback that re-arms a timer for a time already past cannot spin the loop (it waits for
+ * the next turn). */
+static void run_timers(loop *l)
+{
+    int64_t now = ml_now_ms();
+    size_t due = 0;
+
+    for (gw_timer *c = l->timers; c && c->at_ms <= now; c = c->next)
+        due++;
+    while (due-- > 0 && l->timers && l->timers->at_ms <= now) {
+        gw_timer *t = l->timers;
+
+        timer_unlink(l, t);
+        t->fn(l, t, false);
+    }
+}
+
+/* The proxy is stopping: every armed timer runs cancelled, once. */
+static void cancel_timers(loop *l)
+{
+    while (l->timers) {
+        gw_timer *t = l->timers;
+
+        timer_unlink(l, t);
+        t->fn(l, t, true);
+    }
+}
+
+/* epoll timeout: until curl's timer, the first loop timer or the Redis connection's next
+ * deadline. */
 static int wait_ms(loop *l)
 {
     int64_t now = ml_now_ms(), rl_due = l->rl ? gw_rl_tick(l->rl, now) : -1, due = l->deadline_ms;
@@ -533,6 +666,8 @@ static int wait_ms(loop *l)
 
     if (l->local_tasks)
         return 0;
+    if (l->timers && (due < 0 || l->timers->at_ms < due))
+        due = l->timers->at_ms;
     if (rl_due >= 0 && (due < 0 || rl_due < due))
         due = rl_due;
     if (http >= 0 && (due < 0 || now + http < due))
@@ -586,6 +721,7 @@ static void *loop_main(void *arg)
             dispatch(l, &evs[i]);
         l->local_tasks = false;
         go = take_queue(l);
+        run_timers(l);
         unpause_ready(l); /* before the timer: an unpause asks curl to run at once */
         if (l->deadline_ms >= 0 && ml_now_ms() >= l->deadline_ms) {
             l->deadline_ms = -1;
@@ -671,6 +807,7 @@ static void loop_free(loop *l)
         gw_pool_report(x->inst, x->admit, true, ml_now_ms());
         finish(l, x, GW_XFER_SHUTDOWN);
     }
+    cancel_timers(l); /* last: ending a transfer above may have disarmed some */
     while (l->nfree)
         curl_easy_cleanup(l->free_easy[--l->nfree]);
     if (l->multi)

@@ -1,7 +1,8 @@
 /* Unit tests: services/gateway/proxy.c — the curl multi event loop against a local HTTP
  * server (the shared httpd on an ephemeral loopback port): methods and bodies, keep-alive
  * reuse, timeouts, size caps, connect-failure retry, breaker reporting, many slow transfers
- * at once without delaying a fast one, and shutdown with transfers in flight. */
+ * at once without delaying a fast one, shutdown with transfers in flight, invstream bodies
+ * handed to on_chunk as they arrive, and the loop's timers and per-loop pointer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include "health.h"
 #include "httpc.h"
 #include "httpd.h"
+#include "invstream.h"
 #include "proxy.h"
 
 #define MAX_DONE 512
@@ -79,7 +81,43 @@ static httpd_result h_overloaded(httpd_req *req, httpd_resp *resp, void *ud)
     return HTTPD_DONE;
 }
 
+/* A streamed invocation: M, D "first", a pause of INV_GAP_MS, D "second", E — written by a
+ * producer thread after the handler has returned (so the headers go out first). */
+#define INV_GAP_MS 250
+
+static void *inv_producer(void *arg)
+{
+    httpd_stream *s = arg;
+    ml_buf b = { 0 };
+
+    invstream_frame(&b, INVSTREAM_META, "{\"content_type\":\"text/plain\"}", 29);
+    invstream_frame(&b, INVSTREAM_DATA, "first", 5);
+    httpd_stream_write(s, b.data, b.len);
+    ml_buf_reset(&b);
+    ml_sleep_ms(INV_GAP_MS);
+    invstream_frame(&b, INVSTREAM_DATA, "second", 6);
+    invstream_frame(&b, INVSTREAM_END, "{}", 2);
+    httpd_stream_write(s, b.data, b.len);
+    ml_buf_free(&b);
+    httpd_stream_close(s);
+    return NULL;
+}
+
+static httpd_result h_inv(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    httpd_stream *s = httpd_resp_stream(resp, INVSTREAM_CONTENT_TYPE);
+    pthread_t t;
+    (void)req;
+    (void)ud;
+    if (s && pthread_create(&t, NULL, inv_producer, s) == 0)
+        pthread_detach(t);
+    else if (s)
+        httpd_stream_close(s);
+    return HTTPD_DONE;
+}
+
 static const httpd_route routes[] = {
+    { "GET", "/inv", h_inv, NULL, 0, false },
     { "GET", "/ok", h_ok, NULL, 0, false },
     { "POST", "/echo", h_echo, NULL, 0, false },
     { "PUT", "/echo", h_echo, NULL, 0, false },
@@ -399,6 +437,223 @@ static void test_stream_types(void **state)
     assert_false(gw_xfer_stream_type(""));
 }
 
+/* ---- on_chunk ---- */
+
+typedef struct chunks {
+    ml_buf bytes;
+    int calls;
+    int64_t first_ms;
+    long status_at_first;
+    bool refuse;          /* answer ML_ERR */
+} chunks;
+
+static int on_chunk(gw_xfer *x, const char *data, size_t len)
+{
+    chunks *c = x->ud;
+
+    assert_true(len > 0);
+    if (c->calls++ == 0) {
+        c->first_ms = ml_now_ms();
+        c->status_at_first = x->status;
+    }
+    assert_int_equal(ml_buf_append(&c->bytes, data, len), ML_OK);
+    return c->refuse ? ML_ERR : ML_OK;
+}
+
+static int on_frame(void *ud, char type, const char *data, size_t len)
+{
+    return ml_buf_printf(ud, "%c:%.*s|", type, (int)len, data);
+}
+
+/* An invstream answer goes to on_chunk as it arrives — the first frames long before the
+ * last — and nothing into resp_body; done still runs once, with chunked set. */
+static void test_chunks_as_they_arrive(void **state)
+{
+    gw_pool p;
+    chunks c = { 0 };
+    ml_buf frames = { 0 };
+    invstream_dec d = { 0 };
+    gw_xfer *x;
+    int64_t t0;
+    (void)state;
+    pool_of(&p, F.url);
+    x = mk(&p, "GET", "/inv", NULL, 3000);
+    x->on_chunk = on_chunk;
+    x->ud = &c;
+    t0 = ml_now_ms();
+    gw_proxy_submit(F.proxy, x);
+    wait_done(1, 3000);
+    assert_ptr_equal(F.done[0], x);
+    assert_int_equal(x->result, GW_XFER_OK);
+    assert_true(x->chunked);
+    assert_int_equal(x->status, 200);
+    assert_int_equal(c.status_at_first, 200);
+    assert_int_equal(x->resp_body.len, 0);
+    assert_true(c.calls >= 2);
+    assert_true(c.first_ms - t0 < INV_GAP_MS / 2);     /* before the function went on */
+    assert_true(F.done_ms[0] - t0 >= INV_GAP_MS - 10); /* and the end after it */
+    assert_int_equal(invstream_feed(&d, c.bytes.data, c.bytes.len, on_frame, &frames), ML_OK);
+    assert_string_equal(ml_buf_cstr(&frames),
+                        "M:{\"content_type\":\"text/plain\"}|D:first|D:second|E:{}|");
+    assert_true(d.ended);
+    invstream_dec_free(&d);
+    ml_buf_free(&frames);
+    ml_buf_free(&c.bytes);
+    reset_done();
+    gw_pool_free(&p);
+}
+
+/* The consumer's ML_ERR aborts the transfer (GW_XFER_TRANSPORT, named as such) and is not
+ * held against the instance; a non-invstream answer still lands in resp_body. */
+static void test_chunk_abort_and_plain(void **state)
+{
+    gw_pool p;
+    chunks c = { .refuse = true }, plain = { 0 };
+    gw_xfer *x;
+    (void)state;
+    pool_of(&p, F.url);
+    x = mk(&p, "GET", "/inv", NULL, 3000);
+    x->on_chunk = on_chunk;
+    x->ud = &c;
+    gw_proxy_submit(F.proxy, x);
+    wait_done(1, 3000);
+    assert_int_equal(x->result, GW_XFER_TRANSPORT);
+    assert_string_equal(x->error, "aborted by the consumer");
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(p.inst[0].breaker.failures, 0);
+    x = mk(&p, "GET", "/ok", NULL, 3000);
+    x->on_chunk = on_chunk;
+    x->ud = &plain;
+    gw_proxy_submit(F.proxy, x);
+    wait_done(2, 3000);
+    assert_int_equal(x->result, GW_XFER_OK);
+    assert_false(x->chunked);
+    assert_int_equal(plain.calls, 0);
+    assert_string_equal(ml_buf_cstr(&x->resp_body), "{\"ok\":true}");
+    ml_buf_free(&c.bytes);
+    reset_done();
+    gw_pool_free(&p);
+}
+
+/* ---- timers and the per-loop pointer ---- */
+
+#define NTIMERS 6
+
+typedef struct ttest {
+    gw_task task;
+    gw_timer t[NTIMERS];
+    int64_t armed_ms;
+    int order[NTIMERS * 2];
+    int64_t fired_ms[NTIMERS];
+    int fired[NTIMERS], cancelled[NTIMERS];
+    int nfired;
+    void *user_seen;
+} ttest;
+
+static ttest T;
+
+static void on_t(gw_loop *l, gw_timer *t, bool cancelled)
+{
+    int i = (int)(t - T.t);
+    (void)l;
+    pthread_mutex_lock(&F.lock);
+    if (cancelled) {
+        T.cancelled[i]++;
+    } else {
+        T.fired[i]++;
+        T.fired_ms[i] = ml_now_ms();
+        T.order[T.nfired++] = i;
+    }
+    pthread_mutex_unlock(&F.lock);
+}
+
+/* On the loop: t0 +60, t1 +20, t2 +40, t3 +30 then cancelled, t4 +10 moved to +50, t5 +0
+ * (due at once); and the per-loop pointer round trip. */
+static void arm_task(gw_loop *l, gw_task *task, bool cancelled)
+{
+    static const int64_t at[NTIMERS] = { 60, 20, 40, 30, 10, 0 };
+    (void)task;
+    (void)cancelled;
+    T.armed_ms = ml_now_ms();
+    for (int i = 0; i < NTIMERS; i++) {
+        T.t[i].fn = on_t;
+        gw_loop_timer_set(l, &T.t[i], T.armed_ms + at[i]);
+    }
+    gw_loop_timer_cancel(l, &T.t[3]);
+    gw_loop_timer_cancel(l, &T.t[3]); /* twice: a no-op */
+    gw_loop_timer_set(l, &T.t[4], T.armed_ms + 50);
+    assert_null(gw_loop_user(l));
+    gw_loop_set_user(l, &T);
+    T.user_seen = gw_loop_user(l);
+    gw_loop_set_user(l, NULL);
+}
+
+static void test_timers(void **state)
+{
+    static const int want[] = { 5, 1, 2, 4, 0 };
+    gw_proxy_config pc = { 1, 0, NULL, NULL };
+    char err[256];
+    /* a fresh loop: no transfer ever ran on it, so no curl timer wakes it by chance */
+    gw_proxy *px = gw_proxy_start(&pc, err, sizeof(err));
+    (void)state;
+    assert_non_null(px);
+    memset(&T, 0, sizeof(T));
+    T.task.run = arm_task;
+    gw_proxy_run(px, &T.task);
+    for (int64_t end = ml_now_ms() + 2000; ml_now_ms() < end;) {
+        pthread_mutex_lock(&F.lock);
+        int n = T.nfired;
+        pthread_mutex_unlock(&F.lock);
+        if (n >= 5)
+            break;
+        ml_sleep_ms(5);
+    }
+    ml_sleep_ms(30); /* nothing else may fire */
+    pthread_mutex_lock(&F.lock);
+    assert_int_equal(T.nfired, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(T.order[i], want[i]);
+    assert_int_equal(T.fired[3], 0);
+    assert_int_equal(T.fired[4], 1); /* moved, not doubled */
+    assert_true(T.fired_ms[0] >= T.armed_ms + 60);
+    assert_true(T.fired_ms[1] >= T.armed_ms + 20);
+    assert_true(T.fired_ms[4] >= T.armed_ms + 50);
+    assert_true(T.fired_ms[1] < T.armed_ms + 20 + 100); /* the loop woke for it */
+    for (int i = 0; i < NTIMERS; i++)
+        assert_int_equal(T.cancelled[i], 0);
+    assert_ptr_equal(T.user_seen, &T);
+    pthread_mutex_unlock(&F.lock);
+    gw_proxy_stop(px);
+}
+
+/* Timers still armed when the proxy stops run once, cancelled. */
+static void arm_far(gw_loop *l, gw_task *task, bool cancelled)
+{
+    (void)task;
+    (void)cancelled;
+    for (int i = 0; i < 2; i++) {
+        T.t[i].fn = on_t;
+        gw_loop_timer_set(l, &T.t[i], ml_now_ms() + 600000);
+    }
+}
+
+static void test_timers_cancelled_on_stop(void **state)
+{
+    gw_proxy_config pc = { 1, 0, NULL, NULL };
+    char err[256];
+    gw_proxy *px = gw_proxy_start(&pc, err, sizeof(err));
+    (void)state;
+    assert_non_null(px);
+    memset(&T, 0, sizeof(T));
+    T.task.run = arm_far;
+    gw_proxy_run(px, &T.task);
+    ml_sleep_ms(50);
+    gw_proxy_stop(px);
+    assert_int_equal(T.cancelled[0], 1);
+    assert_int_equal(T.cancelled[1], 1);
+    assert_int_equal(T.nfired, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -411,6 +666,10 @@ int main(void)
         cmocka_unit_test(test_shutdown_ends_in_flight),
         cmocka_unit_test(test_outcome_classification),
         cmocka_unit_test(test_stream_types),
+        cmocka_unit_test(test_chunks_as_they_arrive),
+        cmocka_unit_test(test_chunk_abort_and_plain),
+        cmocka_unit_test(test_timers),
+        cmocka_unit_test(test_timers_cancelled_on_stop),
     };
     int rc;
 
