@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "fnurl-t.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "upstream.h"
 
@@ -41,8 +42,10 @@ typedef struct gw_batch_target {
 /* Adds one request to its key's open batch on loop l (opening one, arming its window).
  * key: the batch key as built by gw_batch_key. event: the request's v2 event (a JSON object
  * as text, without "id"); id: the item id (unique per request; the request id).
+ * done never runs before this returns: always from a later timer or transfer callback.
  * deadline_ms (ml_now_ms clock): the request fails with GW_FNOUT_TIMEOUT if no answer came
- * by then. ML_ERR (nothing added, done never runs) when out of memory. */
+ * by then. ML_ERR (nothing added, done never runs) when out of memory or when event is not
+ * a JSON object. */
 int gw_batch_add(gw_loop *l, const gw_batch_target *t, const char *key, const char *event,
                  size_t event_len, const char *id, int64_t deadline_ms, gw_batch_done_fn done,
                  void *ud);
@@ -52,6 +55,12 @@ int gw_batch_add(gw_loop *l, const gw_batch_target *t, const char *key, const ch
  * header/query/method/path values come from the accessors' ud. Caller frees *out. */
 typedef const char *(*gw_batch_lookup_fn)(void *ud, const char *kind, const char *name);
 int gw_batch_key(const gw_batch_target *t, gw_batch_lookup_fn lookup, void *ud, char **out);
+
+/* Registers the batcher's metrics in reg once, before any loop runs (the gateway's start):
+ * minilambda_gateway_batch_size, minilambda_gateway_batch_wait_seconds (histograms) and
+ * minilambda_gateway_batches_total{result}. Without it the batcher works, unmeasured.
+ * ML_ERR when a family cannot be created. */
+int gw_batch_metrics_init(metrics_registry *reg);
 
 /* The sigmoid window of dynamic wait for a key seeing rate requests/s (exposed for tests):
  * max_wait_ms / (1 + exp(-(rate - rate_mid) / rate_width)), in ms. */
