@@ -3,7 +3,7 @@
  * {"v":1,"responses":[...]} or its streamed one (invstream frames whose data are NDJSON
  * response records, each routed the moment its line is complete), and the failures that
  * end every item still waiting. */
-#include <cjson/cJSON.h>
+#include <cJSON.h>
 #include <stdlib.h>
 #include <string.h>
 

@@ -586,10 +586,11 @@ static void timer_unlink(loop *l, gw_timer *t)
 
 void gw_loop_timer_set(gw_loop *l, gw_timer *t, int64_t at_ms)
 {
-    gw_timer *prev = NULL, *c = l->timers;
+    gw_timer *prev = NULL, *c;
 
     if (t->armed)
         timer_unlink(l, t);
+    c = l->timers; /* after the unlink: t may have been the head */
     t->at_ms = at_ms;
     t->armed = true;
     if (l->timers_tail && l->timers_tail->at_ms <= at_ms) { /* the usual case: latest yet */

@@ -568,7 +568,7 @@ static void on_t(gw_loop *l, gw_timer *t, bool cancelled)
 }
 
 /* On the loop: t0 +60, t1 +20, t2 +40, t3 +30 then cancelled, t4 +10 moved to +50, t5 +0
- * (due at once); and the per-loop pointer round trip. */
+ * (the head) moved to +45; and the per-loop pointer round trip. */
 static void arm_task(gw_loop *l, gw_task *task, bool cancelled)
 {
     static const int64_t at[NTIMERS] = { 60, 20, 40, 30, 10, 0 };
@@ -582,6 +582,7 @@ static void arm_task(gw_loop *l, gw_task *task, bool cancelled)
     gw_loop_timer_cancel(l, &T.t[3]);
     gw_loop_timer_cancel(l, &T.t[3]); /* twice: a no-op */
     gw_loop_timer_set(l, &T.t[4], T.armed_ms + 50);
+    gw_loop_timer_set(l, &T.t[5], T.armed_ms + 45); /* moving the head into the middle */
     assert_null(gw_loop_user(l));
     gw_loop_set_user(l, &T);
     T.user_seen = gw_loop_user(l);
@@ -590,7 +591,7 @@ static void arm_task(gw_loop *l, gw_task *task, bool cancelled)
 
 static void test_timers(void **state)
 {
-    static const int want[] = { 5, 1, 2, 4, 0 };
+    static const int want[] = { 1, 2, 5, 4, 0 };
     gw_proxy_config pc = { 1, 0, NULL, NULL };
     char err[256];
     /* a fresh loop: no transfer ever ran on it, so no curl timer wakes it by chance */
@@ -618,6 +619,7 @@ static void test_timers(void **state)
     assert_true(T.fired_ms[0] >= T.armed_ms + 60);
     assert_true(T.fired_ms[1] >= T.armed_ms + 20);
     assert_true(T.fired_ms[4] >= T.armed_ms + 50);
+    assert_true(T.fired_ms[5] >= T.armed_ms + 45);
     assert_true(T.fired_ms[1] < T.armed_ms + 20 + 100); /* the loop woke for it */
     for (int i = 0; i < NTIMERS; i++)
         assert_int_equal(T.cancelled[i], 0);
