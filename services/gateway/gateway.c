@@ -11,6 +11,7 @@
 
 #include "auth.h"
 #include "aws.h"
+#include "batch.h"
 #include "awsctl.h"
 #include "bodycheck.h"
 #include "fnspec.h"
@@ -1040,6 +1041,8 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                       "Function configuration lookups by source "
                                       "(cached, fetched, stale, default).",
                                       "source");
+    if (gw_batch_metrics_init(reg) != ML_OK) /* function URL micro-batching (batch.h) */
+        ml_log_warn("gateway: cannot register the batching metrics");
 }
 
 int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *err,
