@@ -11,8 +11,8 @@
 
 #include "auth.h"
 #include "aws.h"
-#include "batch.h"
 #include "awsctl.h"
+#include "batch.h"
 #include "bodycheck.h"
 #include "fnspec.h"
 #include "headers.h"
