@@ -104,6 +104,7 @@ $(BUILD)/bench/proxy_floor: $(BUILD)/obj/tests/bench/proxy_floor.o $(BUILD)/lib/
 bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench $(BUILD)/bench/proxy_floor
 	bash tests/bench/run.sh $(BUILD)
 	/usr/bin/python3 tests/bench/build_deps_bench.py $(BUILD)/bin
+	/usr/bin/python3 tests/bench/batching_bench.py $(BUILD)/bin
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
