@@ -20,7 +20,8 @@
 
 typedef struct call {
     ex_app *app;
-    httpd_req *req;
+    const invoke_input *in;      /* what to run (from the request, or a batch's item) */
+    httpd_req *req;              /* NULL for a batch's item */
     httpd_resp *resp;
     const char *event;           /* the request body, or "{}" for an empty one */
     size_t event_len;
@@ -51,7 +52,7 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
     rec.status = status;
     rec.attempts = 1;
     rec.cold_start = c->cold ? 1 : 0;
-    rec.request_id = httpd_request_id(c->req);
+    rec.request_id = c->in->request_id;
     rec.payload_size = (int64_t)c->event_len;
     exec_audit_result(&rec, &c->result);
     rec.error_type = error_type;
@@ -68,7 +69,7 @@ static void reply(call *c)
 {
     httpd_resp *resp = c->resp;
     const char *fn_error = exec_error_type(c->result.status);
-    const char *tail = httpd_header(c->req, "X-Log-Type");
+    const char *tail = c->in->log_type;
     char num[32];
 
     resp->status = outcome_http(c->result.status);
@@ -143,7 +144,7 @@ static void refuse_event(call *c, const char *code, const char *message)
 
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddStringToObject(e, "request_id", httpd_request_id(c->req) ? httpd_request_id(c->req) : "");
+    cJSON_AddStringToObject(e, "request_id", c->in->request_id ? c->in->request_id : "");
     cJSON_AddStringToObject(o, "invocation_id", c->id);
     httpd_resp_header(c->resp, "X-Invocation-Id", c->id);
     httpd_resp_header(c->resp, "Retry-After", "1");
@@ -157,7 +158,7 @@ static void enqueue(call *c, deps *d)
     char id[ML_UUID_LEN], err[256];
     cJSON *o;
     async_event ev = { .fn = &c->fn, .payload = c->event, .len = c->event_len,
-                       .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req),
+                       .trigger = AUDIT_HTTP_ASYNC, .request_id = c->in->request_id,
                        .id = c->id, .executed_version = c->executed,
                        .alias = c->alias[0] ? c->alias : NULL };
 
@@ -182,7 +183,7 @@ static void enqueue(call *c, deps *d)
  * retry of the same event); everything else gets a new one. ML_ERR: 400 written. */
 static int fix_id(call *c, bool event)
 {
-    const char *given = httpd_header(c->req, "X-Invocation-Id");
+    const char *given = c->in->given_id;
 
     if (!event || !given) {
         ml_uuid(c->id);
@@ -227,7 +228,8 @@ static int read_event(call *c)
 {
     jsoncheck_error e;
 
-    c->event = httpd_body(c->req, &c->event_len);
+    c->event = c->in->event;
+    c->event_len = c->in->event_len;
     if (c->event_len == 0) {
         c->event = "{}";
         c->event_len = 2;
@@ -245,7 +247,7 @@ static int read_event(call *c)
  * unknown qualifier is 404, never a fallback to $LATEST. ML_ERR with 404/503 written. */
 static int qualify(call *c)
 {
-    const char *q = httpd_query(c->req, "qualifier");
+    const char *q = c->in->qualifier;
     qual_rc rc = qualifier_resolve(c->app->versions, &c->fn, q, c->executed, c->alias);
 
     if (rc == QR_OK)
@@ -263,14 +265,10 @@ static int qualify(call *c)
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
 static int lookup(call *c)
 {
-    char err[256] = "", ns[FN_NS_MAX];
-    const char *fn = httpd_param(c->req, "fn");
-    int rc;
-
-    if (registry_req_ns(c->req, c->resp, ns) != ML_OK)
-        return ML_ERR;
+    char err[256] = "";
+    const char *fn = c->in->fn;
     /* another namespace's function (by name or id) is not found, as a missing one */
-    rc = registry_get(c->app->registry, ns, fn, &c->fn, err, sizeof(err));
+    int rc = registry_get(c->app->registry, c->in->ns, fn, &c->fn, err, sizeof(err));
 
     if (rc == REGISTRY_NOT_FOUND) {
         httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);
@@ -302,18 +300,19 @@ static int audit_ready(call *c, bool event)
     return ML_ERR;
 }
 
-static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
+/* The steps of one invocation (invoke.h); req: the HTTP request it came as, or NULL. */
+static void invoke_run(ex_app *app, const invoke_input *in, httpd_req *req, httpd_resp *resp)
 {
-    const char *type = httpd_header(req, "X-Invocation-Type");
+    const char *type = in->type;
     bool event = type && strcmp(type, "Event") == 0;
     call *c = calloc(1, sizeof(*c));
     deps *d;
 
     if (!c) {
         httpd_resp_error(resp, 500, "internal", "out of memory");
-        return HTTPD_DONE;
+        return;
     }
-    c->app = ud, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
+    c->app = app, c->in = in, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
     if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun") && !event) {
         httpd_resp_error(resp, 400, "invalid_invocation_type",
                          "X-Invocation-Type must be RequestResponse, Event or DryRun");
@@ -343,6 +342,24 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
 out:
     sandbox_result_free(&c->result);
     free(c);
+}
+
+void invoke_one(ex_app *app, const invoke_input *in, httpd_resp *resp)
+{
+    invoke_run(app, in, NULL, resp);
+}
+
+static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    char ns[FN_NS_MAX];
+    invoke_input in = { .ns = ns, .fn = httpd_param(req, "fn"), .qualifier = httpd_query(req, "qualifier"),
+                        .type = httpd_header(req, "X-Invocation-Type"),
+                        .given_id = httpd_header(req, "X-Invocation-Id"),
+                        .log_type = httpd_header(req, "X-Log-Type"), .request_id = httpd_request_id(req) };
+
+    in.event = httpd_body(req, &in.event_len);
+    if (registry_req_ns(req, resp, ns) == ML_OK)
+        invoke_run(ud, &in, req, resp);
     return HTTPD_DONE;
 }
 
