@@ -12,6 +12,7 @@
 #include "auth.h"
 #include "aws.h"
 #include "awsctl.h"
+#include "batchinv.h"
 #include "bodycheck.h"
 #include "fnspec.h"
 #include "headers.h"
@@ -976,6 +977,8 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         return mint(a, req, resp, ns);
     if (d->kind == GW_KIND_AWS_CTL)
         return gw_awsctl_handle(a, d, req, resp, &who, ns);
+    if (d->kind == GW_KIND_BATCH_INVOKE)
+        return gw_batchinv_handle(a, d, req, resp, ns);
     c = call_new(a, d, req, resp);
     if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
         ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||
