@@ -7,8 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bodycheck.h"
 #include "fnspec.h"
 #include "headers.h"
+#include "jsoncheck.h"
 #include "log.h"
 #include "tenant.h"
 
@@ -23,6 +25,8 @@ typedef struct bi_item {
     const cJSON *src;        /* the caller's item (in call->in) */
     const char *fn;          /* its "function", or NULL when malformed (the executor refuses) */
     bool limited;            /* spends the function's budget */
+    bool sync;               /* runs now (RequestResponse), not queued or a dry run */
+    int64_t timeout_s;       /* its function's timeout (the longest any may have, unknown) */
     bool throttled;
     int64_t retry_s;
     gcra_limit lim;
@@ -40,7 +44,7 @@ struct bi_call {
     cJSON *in;               /* the caller's body */
     bi_item items[BATCH_MAX_ITEMS];
     size_t n, pending;
-    int64_t timeout_s;       /* the longest item's function timeout */
+    int64_t timeout_s;       /* what the executor may take (batch_timeout_s) */
     char *body;              /* what the executor gets (owned) */
 };
 
@@ -286,15 +290,13 @@ static void plan_item(bi_call *c, bi_item *it)
     gw_fn_info info;
     char fnkey[TENANT_MAX + 300];
     bool fresh = false;
-    int64_t timeout;
 
     if (ml_snprintf(fnkey, sizeof(fnkey), "%s/%s", c->ns, it->fn) == ML_OK)
         fresh = gw_fncache_get(&c->a->fns, fnkey, ml_now_ms(), &info) == GW_FNCACHE_FRESH;
     if (!fresh)
         memset(&info, 0, sizeof(info));
-    timeout = info.timeout_s > 0 ? info.timeout_s : MAX_FUNCTION_TIMEOUT_S;
-    if (timeout > c->timeout_s)
-        c->timeout_s = timeout;
+    it->timeout_s = info.timeout_s > 0 ? info.timeout_s : MAX_FUNCTION_TIMEOUT_S;
+    it->sync = !cJSON_IsString(t) || strcmp(t->valuestring, "RequestResponse") == 0;
     /* a dry run invokes nothing, so it spends no budget (as on /invoke) */
     if (cJSON_IsString(t) && strcmp(t->valuestring, "DryRun") == 0)
         return;
@@ -306,14 +308,40 @@ static void plan_item(bi_call *c, bi_item *it)
     it->label = metrics_function_label(info.name[0] ? info.name : it->fn);
 }
 
+/* How long the executor may take: the longest item's function timeout, or — since the
+ * executor runs a function's items no faster than its concurrency allows, one after another
+ * at worst — the sum of one function's sync items' timeouts when that is longer. */
+static int64_t batch_timeout_s(const bi_call *c)
+{
+    int64_t longest = 1;
+
+    for (size_t i = 0; i < c->n; i++) {
+        int64_t sum = 0;
+        if (!c->items[i].fn)
+            continue;
+        for (size_t j = i; j < c->n && c->items[i].sync; j++)
+            if (c->items[j].sync && c->items[j].fn && strcmp(c->items[j].fn, c->items[i].fn) == 0)
+                sum += c->items[j].timeout_s;
+        sum = sum > c->items[i].timeout_s ? sum : c->items[i].timeout_s;
+        longest = sum > longest ? sum : longest;
+    }
+    return longest;
+}
+
 /* The caller's body into c: 1..100 items; an item without a usable "function" is
  * forwarded unlimited, for the executor to refuse the request. ML_ERR with a 400 written. */
 static int parse(bi_call *c)
 {
-    size_t len = 0;
+    size_t len = 0, at = 0;
     const char *body = httpd_body(c->req, &len);
     const cJSON *list, *o;
 
+    /* as on /invoke (bodycheck.h), the payloads one level below {"invocations":[{...}]} */
+    if (gw_bodycheck_depth(body, len, JSONCHECK_MAX_DEPTH + 3, &at) > JSONCHECK_MAX_DEPTH + 3) {
+        httpd_resp_error(c->resp, 400, "invalid_request_content",
+                         "a payload nests deeper than %d arrays/objects (at byte %zu)", JSONCHECK_MAX_DEPTH, at);
+        return ML_ERR;
+    }
     c->in = cJSON_ParseWithLength(body, len);
     list = cJSON_GetObjectItemCaseSensitive(c->in, "invocations");
     if (!cJSON_IsObject(c->in) || !cJSON_IsArray(list) || cJSON_GetArraySize(list) < 1 ||
@@ -331,6 +359,7 @@ static int parse(bi_call *c)
         if (it->fn)
             plan_item(c, it);
     }
+    c->timeout_s = batch_timeout_s(c);
     return ML_OK;
 }
 
