@@ -60,6 +60,9 @@ const gw_route_def gw_routes[] = {
     { "DELETE", "/dlq/{id}", EX, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     { "POST", "/2015-03-31/functions/{fn}/invocations", EX, I, C_INV, GW_KIND_AWS_INVOKE,
       GW_MAX_INVOKE_BODY, NULL },
+    /* InvokeWithResponseStream: the invoke answered as an AWS event stream (awsstream.h) */
+    { "POST", "/2021-11-15/functions/{fn}/response-streaming-invocations", EX, I, C_INV,
+      GW_KIND_AWS_INVOKE, GW_MAX_INVOKE_BODY, "InvokeWithResponseStream" },
     /* versions, aliases, runtimes (docs/versions.md) */
     { "POST", "/functions/{fn}/versions", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "GET", "/functions/{fn}/versions", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
