@@ -199,6 +199,9 @@ static const char PY[] =
     "def boom(event, context):\n"
     "    yield {'i': 0}\n"
     "    raise ValueError('mid-stream')\n"
+    "def early(event, context):\n"
+    "    raise KeyError('before any item')\n"
+    "    yield 1\n"
     "def slow(event, context):\n"
     "    yield 'one'\n"
     "    time.sleep(30)\n"
@@ -259,6 +262,15 @@ static void test_python_error_mid_stream(void **state)
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "\"errorType\":\"ValueError\""));
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "mid-stream"));
     assert_true(sandbox_alive(f->inst)); /* a handler error: the instance is reused */
+    sandbox_destroy(f->inst);
+    f->inst = NULL;
+    memset(&g, 0, sizeof(g));
+    start(f, "python3", "app.early", 10); /* before the first item: an ordinary error */
+    run(f, &g);
+    assert_int_equal(f->res.status, SB_HANDLER_ERROR);
+    assert_false(f->res.streamed);
+    assert_int_equal(g.starts, 0);
+    assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "before any item"));
 }
 
 static void test_python_timeout_mid_stream(void **state)

@@ -243,12 +243,7 @@ globalThis.awslambda = {
 async function callStreaming(fn, event, context) {
   const rs = new ResponseStream();
   const finished = new Promise((resolve) => rs.once('finish', resolve));
-  try {
-    await fn(event, rs, context);
-  } catch (e) {
-    rs.start(); // the error ends what was streamed (the stream message comes first)
-    throw e;
-  }
+  await fn(event, rs, context); // an error before the first write is an ordinary one
   if (!rs.writableEnded) rs.end(); // returned without end(): the response is complete
   await finished;
 }

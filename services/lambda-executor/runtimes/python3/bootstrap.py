@@ -7,7 +7,6 @@ framed protocol of runtimes/provided/README.md on fd 3; fds 1 and 2 are the func
 import os
 import sys
 import time
-from types import GeneratorType
 
 FD = 3
 TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
@@ -57,6 +56,9 @@ except (ImportError, AttributeError, TypeError):  # not CPython: the real thing
     import json
 
     json_loads, json_dumps = json.loads, json.dumps
+
+
+GeneratorType = type((lambda: (yield))())  # types.GeneratorType without importing types
 
 
 class InitError(Exception):
@@ -207,9 +209,7 @@ def stream(gen, context):
                 break_with = None
             except (TypeError, ValueError, RecursionError) as e:
                 error_type, break_with = "Runtime.MarshalError", e
-        if break_with is not None:
-            if not started:
-                start()
+        if break_with is not None:  # before the first item: an ordinary error, no stream
             body = error_body(break_with, error_type)
             if error_type:
                 body["errorMessage"] = "Unable to marshal a streamed item: %s" % break_with
