@@ -117,6 +117,7 @@ struct httpd_stream {
     bool closed;                 /* the producer ended the body */
     bool gone;                   /* over for the client: it left, overflowed, or the server drains */
     bool failed;                 /* overflowed: cut the connection instead of a clean end */
+    bool cut;                    /* httpd_stream_fail: after what waits, cut instead of ending */
     bool suspended;              /* the connection waits for a write */
     httpd_req *req;              /* while the server holds its reference and MHD has it */
     httpd *server;               /* set with req: the list it is on */
@@ -870,7 +871,7 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *out, size_t max)
             s->notify(s->notify_ud);
         ret = (ssize_t)n;
     } else if (s->closed || s->gone) {
-        ret = MHD_CONTENT_READER_END_OF_STREAM;
+        ret = s->cut ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     } else {
         s->suspended = true;
         MHD_suspend_connection(s->req->conn);
@@ -1013,6 +1014,14 @@ void httpd_stream_close(httpd_stream *s)
     if (wake)
         resume(wake);
     stream_unref(s);
+}
+
+void httpd_stream_fail(httpd_stream *s)
+{
+    pthread_mutex_lock(&s->lock);
+    s->cut = true;
+    pthread_mutex_unlock(&s->lock);
+    httpd_stream_close(s);
 }
 
 #define DRAIN_BATCH 64

@@ -14,6 +14,8 @@
 #include "awsctl.h"
 #include "bodycheck.h"
 #include "fnspec.h"
+#include "fnurl.h"
+#include "gateway-int.h"
 #include "headers.h"
 #include "log.h"
 #include "sigv4.h"
@@ -24,7 +26,7 @@
 #define FN_LOOKUP_MAX_BYTES (256u * 1024u)
 /* API.md: the longest a function may run (fnspec's timeout_s bound) */
 #define MAX_FUNCTION_TIMEOUT_S (fnspec_field_get(FNSPEC_TIMEOUT_S)->max)
-#define RL_KEY_PREFIX "ml:gw:rl:"
+#define RL_KEY_PREFIX GW_RL_KEY_PREFIX
 #define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md, docs/logs.md); others are not
@@ -970,6 +972,8 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (d->kind == GW_KIND_AWS_CODE)
         return gw_awscode_handle(a, req, resp);
+    if (d->kind == GW_KIND_FNURL) /* its own auth, namespace and flow (fnurl.c) */
+        return gw_fnurl_handle(a, d, req, resp);
     if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
     if (d->kind == GW_KIND_MINT)
@@ -1013,6 +1017,29 @@ refuse:
     return HTTPD_DONE;
 }
 
+/* ---- shared with fnurl.c (gateway-int.h) ---- */
+
+int gw_call_authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
+                         gw_principal *who)
+{
+    return authenticate(a, d, req, resp, who);
+}
+
+void gw_call_no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp)
+{
+    no_upstream(a, p, cap, resp);
+}
+
+void gw_call_proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
+{
+    proxy_error(a, x, resp);
+}
+
+void gw_call_limit_headers(httpd_resp *resp, const gcra_result *r)
+{
+    limit_headers(resp, r);
+}
+
 /* ---- life cycle ---- */
 
 static void register_metrics(gw_app *a, metrics_registry *reg)
@@ -1040,6 +1067,10 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                       "Function configuration lookups by source "
                                       "(cached, fetched, stale, default).",
                                       "source");
+    a->m_fnurl_requests = metrics_counter(reg, "minilambda_gateway_fnurl_requests_total",
+                                          "Function URL requests by namespace, function (capped), "
+                                          "auth mode and outcome (docs/http.md).",
+                                          "namespace,function,auth,result");
 }
 
 int gw_app_init(gw_app *a, const gw_settings *cfg, metrics_registry *reg, char *err,
