@@ -72,7 +72,7 @@ static void url_finish(url_call *c, const char *result)
     httpd_req *req = c->req;
 
     metric_inc(c->app->m_fnurl_requests,
-               (const char *[]){ c->ns, metrics_function_label(c->fn), auth_name(c), result });
+               (const char *[]){ c->ns[0] ? c->ns : "-", metrics_function_label(c->fn), auth_name(c), result });
     invstream_dec_free(&c->dec);
     free(c->end_json);
     free(c->event);
@@ -685,8 +685,7 @@ httpd_result gw_fnurl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, h
     if (origin && ml_strlcpy(c->origin, origin, sizeof(c->origin)) != ML_OK)
         c->origin[0] = '\0'; /* no origin that long is allowed */
     gw_alog_function(req, fn);
-    if ((pns ? ml_snprintf(c->url, sizeof(c->url), "/ns/%s/fn/%s", pns, fn)
-             : ml_snprintf(c->url, sizeof(c->url), "/fn/%s", fn)) != ML_OK ||
+    if (ml_snprintf(c->url, sizeof(c->url), "%s%s/fn/%s", pns ? "/ns/" : "", pns ? pns : "", fn) != ML_OK ||
         ml_strlcpy(c->fn, fn, sizeof(c->fn)) != ML_OK) { /* longer than any name */
         httpd_resp_error(resp, 404, "not_found", "no function URL '/fn/%.64s...'", fn);
         url_finish(c, "not_found");

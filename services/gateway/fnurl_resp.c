@@ -51,9 +51,11 @@ static const char *value_text(const cJSON *v, char *buf, size_t size)
         return cJSON_IsTrue(v) ? "true" : "false";
     if (cJSON_IsNumber(v) && isfinite(v->valuedouble)) {
         double d = v->valuedouble;
-        int rc = d == floor(d) && fabs(d) < 1e15 ? ml_snprintf(buf, size, "%.0f", d)
-                                                 : ml_snprintf(buf, size, "%.17g", d);
-        return rc == ML_OK ? buf : NULL;
+        bool whole = d == floor(d) && fabs(d) < 1e15;
+
+        if (ml_snprintf(buf, size, whole ? "%.0f" : "%.17g", d) != ML_OK)
+            return NULL;
+        return buf;
     }
     return NULL;
 }
