@@ -46,7 +46,7 @@ typedef struct url_call {
     char fnkey[TENANT_MAX + 1 + GW_FN_NAME_MAX];
     char url[URL_MAX];           /* "/fn/x": for messages */
     char origin[ORIGIN_MAX];     /* "" : none */
-    int64_t arrived_ms;
+    int64_t arrived_ms;          /* wall clock (the event's time and timeEpoch) */
     gw_fncache_hit hit;
     gw_fn_info info;
     gw_principal who;
@@ -79,6 +79,15 @@ static void url_finish(url_call *c, const char *result)
     free(c);
     if (req)
         httpd_complete(req);
+}
+
+/* Unix time in ms (ml_now_ms is monotonic: not a date). */
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void header_int(httpd_resp *resp, const char *name, int64_t v)
@@ -680,7 +689,7 @@ httpd_result gw_fnurl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, h
     c->req = req;
     c->resp = resp;
     c->task.run = url_run;
-    c->arrived_ms = ml_now_ms();
+    c->arrived_ms = wall_ms();
     ml_strlcpy(c->rid, httpd_request_id(req), sizeof(c->rid));
     if (origin && ml_strlcpy(c->origin, origin, sizeof(c->origin)) != ML_OK)
         c->origin[0] = '\0'; /* no origin that long is allowed */

@@ -85,7 +85,8 @@ def event_checks(pub):
             ctx.get("http", {}).get("method") == "GET" and ctx["http"].get("path") == "/echo" and
             ctx["http"].get("sourceIp") == "127.0.0.1" and ctx["http"].get("userAgent") == "fnurl-e2e/1" and
             ctx.get("requestId") == h.get("X-Request-Id") and ctx.get("stage") == "$default" and
-            len(ctx.get("accountId", "")) == 12 and abs(ctx.get("timeEpoch", 0) / 1000 - time.time()) < 60, ctx)
+            len(ctx.get("accountId", "")) == 12 and abs(ctx.get("timeEpoch", 0) / 1000 - time.time()) < 60,
+            (h.get("X-Request-Id"), ctx.get("requestId"), ctx.get("stage"), ctx.get("timeEpoch"), time.time()))
     S.check("pathParameters.proxy", ev.get("pathParameters") == {"proxy": "echo"}, ev.get("pathParameters"))
     st, _, b = req("POST", f"/fn/{pub}/echo", b'{"k": "v"}', {"Content-Type": "application/json"})
     ev = json.loads(b) if st == 200 else {}
