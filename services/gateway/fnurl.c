@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "accesslog.h"
@@ -20,6 +21,7 @@
 #include "fnspec.h"
 #include "gateway-int.h"
 #include "headers.h"
+#include "intauth.h"
 #include "invstream.h"
 #include "log.h"
 #include "sigv4.h"
@@ -291,12 +293,18 @@ static void on_batch_done(void *ud, const gw_fnout *out)
 typedef struct kv_list {
     gw_fnurl_kv kv[MAX_EVENT_HEADERS > MAX_EVENT_QUERY ? MAX_EVENT_HEADERS : MAX_EVENT_QUERY];
     size_t n, max;
+    bool headers, jwt;
 } kv_list;
 
 static void kv_add(void *ud, const char *name, const char *value)
 {
     kv_list *l = ud;
 
+    /* never handed to function code: the platform's internal credential, and in JWT mode
+     * the caller's platform token (its claims are in requestContext.authorizer instead) */
+    if (l->headers && (strcasecmp(name, ML_INTAUTH_HEADER) == 0 ||
+                       (l->jwt && strcasecmp(name, "Authorization") == 0)))
+        return;
     if (l->n < l->max)
         l->kv[l->n++] = (gw_fnurl_kv){ name, value };
 }
@@ -327,6 +335,8 @@ static int build_event(url_call *c)
     if (!hs || !qs || !(path = malloc(2 + (proxy ? strlen(proxy) : 0))))
         goto out;
     hs->max = MAX_EVENT_HEADERS;
+    hs->headers = true;
+    hs->jwt = c->info.url.auth == GW_FNURL_AUTH_JWT;
     qs->max = MAX_EVENT_QUERY;
     httpd_header_each(c->req, kv_add, hs);
     httpd_query_each(c->req, kv_add, qs);
