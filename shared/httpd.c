@@ -117,7 +117,7 @@ struct httpd_stream {
     bool closed;                 /* the producer ended the body */
     bool gone;                   /* over for the client: it left, overflowed, or the server drains */
     bool failed;                 /* overflowed: cut the connection instead of a clean end */
-    bool cut;                    /* httpd_stream_fail: after what waits, cut instead of ending */
+    bool cut;                    /* httpd_stream_abort: what waits goes out, then the cut */
     bool suspended;              /* the connection waits for a write */
     httpd_req *req;              /* while the server holds its reference and MHD has it */
     httpd *server;               /* set with req: the list it is on */
@@ -1016,7 +1016,7 @@ void httpd_stream_close(httpd_stream *s)
     stream_unref(s);
 }
 
-void httpd_stream_fail(httpd_stream *s)
+void httpd_stream_abort(httpd_stream *s)
 {
     pthread_mutex_lock(&s->lock);
     s->cut = true;

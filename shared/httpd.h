@@ -189,9 +189,9 @@ size_t httpd_stream_pending(const httpd_stream *s);
 bool httpd_stream_gone(const httpd_stream *s);
 /* Ends the body after what is queued; the producer must not touch s afterwards. */
 void httpd_stream_close(httpd_stream *s);
-/* Like httpd_stream_close, but the body ends abnormally: after what is queued the
- * connection is cut without the final chunk, so the client knows it is incomplete. */
-void httpd_stream_fail(httpd_stream *s);
+/* As httpd_stream_close, but the body ends cut (no final chunk: the client sees an
+ * incomplete response, not a whole one) after what is queued. */
+void httpd_stream_abort(httpd_stream *s);
 /* Asks for fn(ud) when the queue falls from above low_water to low_water or below (the
  * client read it: a producer that paused may go on) and once when the client goes. fn runs
  * on a server thread with the stream's lock held: it must not call httpd_stream_* (set a

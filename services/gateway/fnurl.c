@@ -203,7 +203,7 @@ static void stream_done(url_call *c, gw_xfer *x)
         if (clean)
             httpd_stream_close(c->stream);
         else /* the client must see that the body is incomplete */
-            httpd_stream_fail(c->stream);
+            httpd_stream_abort(c->stream);
         c->stream = NULL;
         url_finish(c, clean ? "ok" : "stream_error");
         return;
