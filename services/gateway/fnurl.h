@@ -65,7 +65,8 @@ int gw_fnurl_event(const gw_fnurl_req *r, char **out, size_t *len);
 int gw_fnurl_answer(httpd_resp *resp, const gw_fnout *out);
 
 /* The head of a response from an object {"statusCode","headers","multiValueHeaders",
- * "cookies"} (a streamed response's metadata): status and headers into resp, no body.
+ * "cookies"} (a streamed response's metadata; no statusCode: 200): status and headers into
+ * resp, no body.
  * *ctype is set to the Content-Type given (borrowed from http; NULL: none). ML_ERR with a
  * reason in why (static) when the object breaks a rule; resp is then untouched. */
 int gw_fnurl_head(httpd_resp *resp, const cJSON *http, const char **ctype, const char **why);

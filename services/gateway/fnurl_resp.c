@@ -107,7 +107,8 @@ static int head_add(head *h, const char *name, const cJSON *v, const char **why)
     return ML_OK;
 }
 
-/* Reads statusCode, headers, multiValueHeaders and cookies into *status and h. */
+/* Reads statusCode, headers, multiValueHeaders and cookies into *status and h. A stream's
+ * metadata may leave statusCode out (200); a response object may not (it is what makes it one). */
 static int head_parse(const cJSON *o, int *status, head *h, const char **why)
 {
     const cJSON *sc = cJSON_GetObjectItemCaseSensitive(o, "statusCode");
@@ -116,12 +117,15 @@ static int head_parse(const cJSON *o, int *status, head *h, const char **why)
     const cJSON *cookies = cJSON_GetObjectItemCaseSensitive(o, "cookies"), *v, *e;
     const cJSON *hobj, *mobj, *carr;
 
-    if (!cJSON_IsNumber(sc) || sc->valuedouble != floor(sc->valuedouble) || sc->valuedouble < 100 ||
-        sc->valuedouble > 599) {
+    if (!sc) {
+        *status = 200;
+    } else if (!cJSON_IsNumber(sc) || sc->valuedouble != floor(sc->valuedouble) || sc->valuedouble < 100 ||
+               sc->valuedouble > 599) {
         *why = "statusCode must be an integer from 100 to 599";
         return ML_ERR;
+    } else {
+        *status = (int)sc->valuedouble;
     }
-    *status = (int)sc->valuedouble;
     if ((hs && !cJSON_IsNull(hs) && !cJSON_IsObject(hs)) || (mv && !cJSON_IsNull(mv) && !cJSON_IsObject(mv)) ||
         (cookies && !cJSON_IsNull(cookies) && !cJSON_IsArray(cookies))) {
         *why = "headers and multiValueHeaders must be objects, cookies an array";

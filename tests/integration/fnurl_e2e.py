@@ -38,6 +38,15 @@ def handler(event, context):
         raise ValueError("kaboom")
     if path == "/sleep":
         time.sleep(10)
+    if path in ("/stream", "/stream-fail"):
+        context.set_stream_metadata(content_type="text/plain", status_code=201, headers={"x-streamed": "yes"})
+        def parts():
+            for i in range(3):
+                yield "part %d\n" % i
+                time.sleep(0.2)
+            if path == "/stream-fail":
+                raise RuntimeError("mid-stream")
+        return parts()
     if path == "/mirror":
         raw = base64.b64decode(event["body"]) if event.get("isBase64Encoded") else (event.get("body") or "").encode()
         return {"statusCode": 200, "headers": {"content-type": "application/octet-stream"},
@@ -163,6 +172,42 @@ def cors_checks(pub):
             h.get("Access-Control-Expose-Headers") == "x-trace", (st, dict(h)))
 
 
+def stream_checks(pub):
+    """A streaming handler through the URL: status and headers from its metadata, each part
+    as it is yielded (the first long before the last), an error mid-stream cuts the body."""
+    c = http.client.HTTPConnection("127.0.0.1", PORTS["gateway"], timeout=30)
+    try:
+        t0 = time.time()
+        c.request("GET", f"/fn/{pub}/stream", headers={"Origin": ORIGIN})
+        r = c.getresponse()
+        first = r.fp.readline()  # the first chunk's size line
+        t_first = time.time() - t0
+        rest = r.fp.read()
+        total = time.time() - t0
+        S.check("streamed: 201, its headers, chunked, CORS",
+                r.status == 201 and r.headers.get("x-streamed") == "yes" and
+                r.headers.get("Content-Type") == "text/plain" and r.headers.get("Transfer-Encoding") == "chunked" and
+                r.headers.get("Access-Control-Allow-Origin") == ORIGIN, (r.status, dict(r.headers)))
+        body = b"".join(l for l in (first + rest).split(b"\r\n") if l.startswith(b"part"))
+        S.check("streamed: every part, the first before the function ended, a clean end",
+                body == b"part 0\npart 1\npart 2\n" and t_first < total - 0.3 and rest.endswith(b"0\r\n\r\n"),
+                (first + rest, t_first, total))
+    finally:
+        c.close()
+    c = http.client.HTTPConnection("127.0.0.1", PORTS["gateway"], timeout=30)
+    try:
+        c.request("GET", f"/fn/{pub}/stream-fail")
+        r = c.getresponse()
+        try:
+            r.read()
+            cut = False
+        except http.client.IncompleteRead:
+            cut = True
+        S.check("streamed, failing mid-stream: the body ends cut", r.status == 201 and cut, r.status)
+    finally:
+        c.close()
+
+
 def jwt_checks(priv, auth):
     st, h, b = req("GET", f"/fn/{priv}/echo")
     S.check("JWT URL without a token: 401 JSON", st == 401 and jerr(b).get("code") == "unauthorized" and
@@ -213,6 +258,7 @@ def main():
         event_checks(pub)
         response_checks(pub)
         cors_checks(pub)
+        stream_checks(pub)
         jwt_checks(priv, auth)
         codes = [req("GET", f"/fn/{pub}/bare")[0] for _ in range(IP_BURST + 5)]
         st, h, b = req("GET", f"/fn/{pub}/bare")

@@ -385,6 +385,13 @@ static void test_head(void **state)
     assert_non_null(why);
     assert_int_equal(r.nheaders, 0);
     cJSON_Delete(http);
+    http = cJSON_Parse("{\"headers\":{\"x-a\":\"1\"}}"); /* metadata without a status: 200 */
+    assert_int_equal(gw_fnurl_head(&r, http, &ct, &why), ML_OK);
+    assert_int_equal(r.status, 200);
+    assert_null(ct);
+    assert_string_equal(hdr(&r, "x-a", 0), "1");
+    resp_free(&r);
+    cJSON_Delete(http);
 }
 
 /* ---- CORS ---- */
