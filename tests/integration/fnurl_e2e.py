@@ -42,7 +42,7 @@ def handler(event, context):
         context.set_stream_metadata(content_type="text/plain", status_code=201, headers={"x-streamed": "yes"})
         def parts():
             for i in range(3):
-                yield "part %d\n" % i
+                yield "part %d\\n" % i
                 time.sleep(0.2)
             if path == "/stream-fail":
                 raise RuntimeError("mid-stream")
@@ -180,6 +180,8 @@ def stream_checks(pub):
         t0 = time.time()
         c.request("GET", f"/fn/{pub}/stream", headers={"Origin": ORIGIN})
         r = c.getresponse()
+        if not S.check("streamed: 201", r.status == 201, (r.status, r.read()[:300])):
+            return
         first = r.fp.readline()  # the first chunk's size line
         t_first = time.time() - t0
         rest = r.fp.read()
