@@ -52,6 +52,8 @@ typedef struct url_call {
     gw_fncache_hit hit;
     gw_fn_info info;
     gw_principal who;
+    bool conc_held;              /* a max_concurrency slot, given back in url_finish */
+    char conc_id[ML_UUID_LEN];
     char limit_key[GW_SUB_MAX + TENANT_MAX + GW_FN_NAME_MAX + 64];
     char *event;                 /* the v2 event (owned) */
     size_t event_len;
@@ -73,6 +75,8 @@ static void url_finish(url_call *c, const char *result)
 {
     httpd_req *req = c->req;
 
+    if (c->conc_held)
+        gw_tn_conc_release(&c->app->tenants, c->ns, c->conc_id);
     metric_inc(c->app->m_fnurl_requests,
                (const char *[]){ c->ns[0] ? c->ns : "-", metrics_function_label(c->fn), auth_name(c), result });
     invstream_dec_free(&c->dec);
@@ -529,6 +533,30 @@ static void on_limit(void *ud, const gcra_result *r)
         invoke(c);
 }
 
+/* A namespace with a max_concurrency quota: one of its slots for as long as the call runs
+ * (as for POST /functions/{fn}/invoke). ML_ERR with the 429 in c->resp. */
+static int take_slot(url_call *c)
+{
+    gw_app *a = c->app;
+    gw_tn_quotas q;
+    int64_t in_flight;
+    int got;
+
+    gw_tn_quotas_get(&a->tenants, c->ns, &q);
+    if (q.max_concurrency < 0)
+        return ML_OK;
+    ml_uuid(c->conc_id);
+    got = gw_tn_conc_acquire(&a->tenants, c->ns, c->conc_id, q.max_concurrency,
+                             (function_timeout_s(c) + a->cfg.invoke_margin_s) * 1000, &in_flight);
+    if (got == 0) {
+        gw_alog_ratelimit(c->req, "limited");
+        gw_call_quota_error(a, c->resp, c->ns, "max_concurrency", q.max_concurrency, 1);
+        return ML_ERR;
+    }
+    c->conc_held = got == 1;
+    return ML_OK;
+}
+
 /* ---- the function is known ---- */
 
 static void proceed(url_call *c)
@@ -562,6 +590,11 @@ static void proceed(url_call *c)
             url_finish(c, "forbidden");
             return;
         }
+    }
+    if (take_slot(c) != ML_OK) {
+        gw_fnurl_cors_actual(c->resp, &c->info.url.cors, c->origin[0] ? c->origin : NULL);
+        url_finish(c, "throttled");
+        return;
     }
     limit(c, "function");
 }

@@ -21,5 +21,8 @@ void gw_call_no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp);
 void gw_call_proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp);
 /* RateLimit-Limit/-Remaining/-Reset of a decision. */
 void gw_call_limit_headers(httpd_resp *resp, const gcra_result *r);
+/* 429 quota_exceeded naming the namespace's quota and its limit (docs/tenants.md). */
+void gw_call_quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
+                         int64_t limit, int64_t retry_s);
 
 #endif

@@ -1040,6 +1040,12 @@ void gw_call_limit_headers(httpd_resp *resp, const gcra_result *r)
     limit_headers(resp, r);
 }
 
+void gw_call_quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
+                         int64_t limit, int64_t retry_s)
+{
+    quota_error(a, resp, ns, quota, limit, retry_s);
+}
+
 /* ---- life cycle ---- */
 
 static void register_metrics(gw_app *a, metrics_registry *reg)
