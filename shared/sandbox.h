@@ -81,7 +81,23 @@ typedef struct sandbox_result {
                                  memory.max_usage_in_bytes, else the runtime's VmHWM) */
     bool pids_exhausted;      /* SB_TIMEOUT/SB_CRASH/SB_OOM: the instance had hit its pids
                                  limit (a fork refused; cgroup pids.events), a likely cause */
+    bool streamed;            /* the function streamed its response (a "stream" message) */
+    ml_buf stream_meta;       /* then: {"content_type":"...","http":{...}} ("http" only when
+                                 the handler set it); without a stream sink, payload holds the
+                                 streamed bytes on SB_OK (at most max_result of them) */
+    int64_t streamed_bytes;   /* body bytes the function streamed */
 } sandbox_result;
+
+/* Where a streaming function's response goes while it runs (runtimes/provided/README.md
+ * "Streaming"): start once with stream_meta's JSON, then chunk per piece of the body, as
+ * the runtime sends them. Both run on the invoking thread. ML_ERR from either stops the
+ * forwarding (the consumer has gone): the function still runs to its end, later pieces are
+ * dropped. */
+typedef struct sandbox_stream_sink {
+    int (*start)(void *ctx, const char *meta_json, size_t len);
+    int (*chunk)(void *ctx, const char *data, size_t len);
+    void *ctx;
+} sandbox_stream_sink;
 
 /* Runs one invocation: sends the event (JSON bytes), waits for the result, the deadline
  * (CLOCK_MONOTONIC ms, as ml_now_ms), a crash or an OOM kill, draining the function's output
@@ -95,6 +111,15 @@ int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char
  * printed since the previous invocation) also goes to log, split into lines and flushed as
  * they come (NULL: the tail only). */
 int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const char *invocation_id,
+                          const char *event, size_t event_len, int64_t deadline_ms,
+                          size_t max_result, sandbox_result *out);
+
+/* As sandbox_invoke_logged; a function that streams hands its response to stream as it
+ * runs (NULL: the streamed bytes are collected into payload, up to max_result, else
+ * Function.ResponseSizeTooLarge). One streamed piece may be at most max_result bytes. The
+ * result's status still says how the invocation ended (a timeout mid-stream: SB_TIMEOUT). */
+int sandbox_invoke_stream(sandbox_instance *inst, const sandbox_sink *log,
+                          const sandbox_stream_sink *stream, const char *invocation_id,
                           const char *event, size_t event_len, int64_t deadline_ms,
                           size_t max_result, sandbox_result *out);
 

@@ -182,6 +182,109 @@ static void take_death(sandbox_instance *in, sb_outcome o, const char *id, int64
     }
 }
 
+/* A streamed response in progress (sandbox_invoke_stream). */
+typedef struct stream_state {
+    const sandbox_stream_sink *sink;
+    bool forwarding;        /* the sink still takes pieces */
+    bool too_large;         /* a piece, or (collected) the whole, exceeded max_result */
+    size_t max_result;
+} stream_state;
+
+/* {"content_type","http"} of a "stream" header (NULL: a chunk came first) into out->stream_meta,
+ * then the sink's start. */
+static void stream_begin(stream_state *st, const char *hdr, size_t len, sandbox_result *out)
+{
+    cJSON *h = hdr ? cJSON_ParseWithLength(hdr, len) : NULL, *m = cJSON_CreateObject();
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(h, "content_type");
+    cJSON *http = cJSON_DetachItemFromObjectCaseSensitive(h, "http");
+    char *text = NULL;
+
+    out->streamed = true;
+    if (m && cJSON_AddStringToObject(m, "content_type", cJSON_IsString(ct) && *ct->valuestring
+                                                          ? ct->valuestring
+                                                          : "application/octet-stream")) {
+        if (cJSON_IsObject(http)) {
+            cJSON_AddItemToObject(m, "http", http);
+            http = NULL;
+        }
+        text = cJSON_PrintUnformatted(m);
+    }
+    ml_buf_reset(&out->stream_meta);
+    ml_buf_append_str(&out->stream_meta, text ? text : "{\"content_type\":\"application/octet-stream\"}");
+    if (st->sink && st->sink->start &&
+        st->sink->start(st->sink->ctx, out->stream_meta.data, out->stream_meta.len) != ML_OK)
+        st->forwarding = false;
+    free(text);
+    cJSON_Delete(http);
+    cJSON_Delete(m);
+    cJSON_Delete(h);
+}
+
+/* One "chunk" message's body: to the sink, or collected into payload. */
+static void stream_chunk(stream_state *st, proto_reader *r, sandbox_result *out)
+{
+    if (r->body_too_large) {
+        st->too_large = true;
+        return;
+    }
+    out->streamed_bytes += r->body.len;
+    if (r->body.len == 0)
+        return;
+    if (!st->sink) {
+        if (out->payload.len + r->body.len > st->max_result)
+            st->too_large = true;
+        else if (ml_buf_append(&out->payload, r->body.data, r->body.len) != ML_OK)
+            st->too_large = true;
+        return;
+    }
+    if (st->forwarding && st->sink->chunk &&
+        st->sink->chunk(st->sink->ctx, r->body.data, r->body.len) != ML_OK)
+        st->forwarding = false;
+}
+
+/* The final message of a streamed response: result (success) or error. */
+static void stream_end(stream_state *st, sandbox_instance *in, sandbox_result *out)
+{
+    proto_reader *r = &in->rd;
+    char type[32], msg[160];
+
+    sb_header_type(r, type, sizeof(type));
+    if (strcmp(type, "error") == 0) {
+        out->status = SB_HANDLER_ERROR;
+        normalise_error(&out->payload, ml_buf_cstr(&r->body), r->body.len);
+    } else if (strcmp(type, "result") != 0) {
+        out->status = SB_HANDLER_ERROR;
+        error_json(&out->payload, "Runtime.InvalidResponse", "the runtime sent an unknown message type");
+    } else if (st->too_large) {
+        out->status = SB_HANDLER_ERROR;
+        ml_snprintf_trunc(msg, sizeof(msg), "Response payload size exceeded maximum allowed payload "
+                          "size (%zu bytes).", st->max_result);
+        error_json(&out->payload, "Function.ResponseSizeTooLarge", msg);
+    } else {
+        out->status = SB_OK;   /* payload: what was collected (nothing with a sink) */
+    }
+}
+
+/* The message just read is "stream" or "chunk": handled, true; anything else: false. */
+static bool stream_step(stream_state *st, sandbox_instance *in, sandbox_result *out)
+{
+    proto_reader *r = &in->rd;
+    char type[32];
+
+    sb_header_type(r, type, sizeof(type));
+    if (strcmp(type, "stream") == 0) {
+        if (!out->streamed)   /* a second one changes nothing: the response has started */
+            stream_begin(st, r->header.data, r->header.len, out);
+        return true;
+    }
+    if (strcmp(type, "chunk") != 0)
+        return false;
+    if (!out->streamed)   /* a chunk without its stream message: the defaults */
+        stream_begin(st, NULL, 0, out);
+    stream_chunk(st, r, out);
+    return true;
+}
+
 int sandbox_invoke(sandbox_instance *inst, const char *invocation_id, const char *event,
                    size_t event_len, int64_t deadline_ms, size_t max_result, sandbox_result *out)
 {
@@ -193,6 +296,16 @@ int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const
                           const char *event, size_t event_len, int64_t deadline_ms,
                           size_t max_result, sandbox_result *out)
 {
+    return sandbox_invoke_stream(inst, log, NULL, invocation_id, event, event_len, deadline_ms,
+                                 max_result, out);
+}
+
+int sandbox_invoke_stream(sandbox_instance *inst, const sandbox_sink *log,
+                          const sandbox_stream_sink *stream, const char *invocation_id,
+                          const char *event, size_t event_len, int64_t deadline_ms,
+                          size_t max_result, sandbox_result *out)
+{
+    stream_state st = { .sink = stream, .forwarding = true, .max_result = max_result };
     int64_t started = ml_now_ms(), started_us = sb_now_us();
     char *hdr = NULL;
     char why[160] = "";
@@ -220,8 +333,16 @@ int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const
     proto_reader_reset(&inst->rd, max_result);
     inst->flog = log;
     o = sb_exchange(inst, &w, deadline_ms, why, sizeof(why));
+    /* a streaming handler's messages until its final result or error */
+    while (o == EX_MSG && stream_step(&st, inst, out)) {
+        proto_reader_reset(&inst->rd, max_result);
+        o = sb_exchange(inst, NULL, deadline_ms, why, sizeof(why));
+    }
     if (o == EX_MSG) {
-        take_result(inst, max_result, out);
+        if (out->streamed)
+            stream_end(&st, inst, out);
+        else
+            take_result(inst, max_result, out);
         out->max_memory_bytes = sb_peak(inst);
     } else {
         out->max_memory_bytes = sb_peak(inst);
@@ -230,6 +351,7 @@ int sandbox_invoke_logged(sandbox_instance *inst, const sandbox_sink *log, const
         else
             sb_kill(inst);
         sb_log_drain(inst);   /* what is left in the pipes of the dead tree */
+        ml_buf_reset(&out->payload);   /* collected stream bytes: the error replaces them */
         take_death(inst, o, invocation_id, started, deadline_ms, o == EX_BROKEN ? why : NULL, out);
         out->pids_exhausted = sb_pids_refusals(inst) > 0;
     }
@@ -248,5 +370,6 @@ void sandbox_result_free(sandbox_result *r)
         return;
     ml_buf_free(&r->payload);
     ml_buf_free(&r->log_tail);
+    ml_buf_free(&r->stream_meta);
     memset(r, 0, sizeof(*r));
 }

@@ -12,6 +12,8 @@
 #include "auth.h"
 #include "aws.h"
 #include "awsctl.h"
+#include "awsstream.h"
+#include "batchinv.h"
 #include "bodycheck.h"
 #include "fnspec.h"
 #include "fnurl.h"
@@ -236,6 +238,7 @@ typedef struct gw_call {
     /* a max_concurrency slot held until the call ends */
     bool conc_held;
     char conc_id[ML_UUID_LEN];
+    gw_srelay relay;             /* a streamed invocation's answer (awsstream.h) */
 } gw_call;
 
 static bool is_invoke(const gw_route_def *d)
@@ -249,6 +252,7 @@ static void call_finish(gw_call *c)
 
     if (c->conc_held)
         gw_tn_conc_release(&c->app->tenants, c->ns, c->conc_id);
+    gw_srelay_end(&c->relay);
     gw_xfer_free(c->x);
     free(c);
     if (req) /* NULL: answered already with a relayed stream */
@@ -371,6 +375,67 @@ static httpd_stream *on_upstream_stream(gw_xfer *x)
     return s;
 }
 
+/* InvokeWithResponseStream (awsstream.h): its answer is an AWS event stream. */
+static bool aws_events(const gw_route_def *d)
+{
+    return d->aws_op && strcmp(d->aws_op, GW_EVS_OPERATION) == 0;
+}
+
+/* Loop thread, at a streamed invocation's 'M' frame: the client's answer starts now —
+ * 200, the executor's headers (the AWS names on AWS routes), the stream's content type
+ * (an event stream for InvokeWithResponseStream) — and the request is the relay's. */
+static httpd_stream *relay_start(void *ud, const char *content_type)
+{
+    gw_xfer *x = ud;
+    gw_call *c = x->ud;
+    httpd_stream *s;
+
+    c->resp->status = 200;
+    if (c->def->kind == GW_KIND_AWS_INVOKE)
+        gw_aws_invoke_response(&x->resp_headers, c->resp);
+    else
+        gw_hdr_copy_response(&x->resp_headers, c->resp);
+    c->resp->content_type = aws_events(c->def) ? GW_EVS_CONTENT_TYPE : gw_ctype_intern(content_type);
+    if (!(s = httpd_resp_stream(c->resp, c->resp->content_type)))
+        return NULL;
+    gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000);
+    httpd_complete(c->req);
+    c->req = NULL;
+    return s;
+}
+
+/* Loop thread: the executor's invstream bytes as they arrive. */
+static int on_upstream_chunk(gw_xfer *x, const char *data, size_t len)
+{
+    gw_call *c = x->ud;
+
+    return gw_srelay_feed(&c->relay, data, len);
+}
+
+/* A whole (non-streamed) 200 answer of InvokeWithResponseStream as an event stream: the
+ * result in one PayloadChunk, then InvokeComplete (a function error in it instead). */
+static void events_of_result(httpd_resp *resp)
+{
+    ml_buf b = { 0 };
+    char code[64], details[512];
+    bool failed = gw_hdr_resp_has(resp, "X-Amz-Function-Error");
+
+    if (resp->status != 200)
+        return;
+    if (failed)
+        gw_evs_error_of(resp->body.data, resp->body.len, code, sizeof(code), details, sizeof(details));
+    if ((!failed && gw_evs_payload_chunk(&b, resp->body.data, resp->body.len) != ML_OK) ||
+        gw_evs_invoke_complete(&b, failed ? code : NULL, failed ? details : NULL, NULL) != ML_OK) {
+        ml_buf_free(&b);
+        httpd_resp_error(resp, 500, "internal", "cannot encode the event stream");
+        gw_aws_error(resp);
+        return;
+    }
+    ml_buf_free(&resp->body);
+    resp->body = b;
+    resp->content_type = GW_EVS_CONTENT_TYPE;
+}
+
 /* Loop thread: the upstream answered (or could not). */
 static void on_upstream_done(gw_xfer *x)
 {
@@ -382,7 +447,15 @@ static void on_upstream_done(gw_xfer *x)
     metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
                    (double)(ml_now_ms() - x->started_ms) / 1000.0);
     gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000); /* NULL: streamed */
-    if (x->streamed) { /* relayed: the client has had all there was */
+    if (x->chunked && gw_srelay_end(&c->relay)) { /* relayed: the end says how it ended */
+        if (x->result != GW_XFER_OK)
+            ml_log_kv(ML_LOG_INFO, "streamed invocation broke off", "error", x->error, NULL);
+    } else if (x->chunked && x->result == GW_XFER_OK) { /* ended before its start */
+        httpd_resp_error(resp, 502, "bad_gateway", "the executor's stream ended before it began");
+        stamp_invocation_id(c);
+        if (aws)
+            gw_aws_error(resp);
+    } else if (x->streamed) { /* relayed: the client has had all there was */
         if (x->result != GW_XFER_OK)
             ml_log_kv(ML_LOG_INFO, "relayed stream ended", "upstream", x->pool->service,
                       "error", x->error, NULL);
@@ -395,6 +468,8 @@ static void on_upstream_done(gw_xfer *x)
             gw_aws_invoke_response(&x->resp_headers, resp);
         else
             gw_hdr_copy_response(&x->resp_headers, resp);
+        if (aws_events(c->def))
+            events_of_result(resp);
     } else {
         proxy_error(c->app, x, resp);
         stamp_invocation_id(c);
@@ -725,6 +800,12 @@ static int prepare_invoke(gw_call *c)
 
     if (c->def->kind == GW_KIND_AWS_INVOKE && aws_invoke_target(c, &fn) != ML_OK)
         return ML_ERR;
+    if (aws_events(c->def) && event) { /* a stream is an answer: nothing to queue */
+        httpd_resp_error(c->resp, 400, "invalid_field",
+                         "X-Amz-Invocation-Type must be RequestResponse or DryRun");
+        httpd_resp_header(c->resp, "x-amzn-ErrorType", "InvalidParameterValueException");
+        return ML_ERR;
+    }
     if (fix_invocation_id(c, event) != ML_OK)
         return ML_ERR;
     if (event) /* queued, not run: what it needs is the broker, not a sandbox */
@@ -848,6 +929,16 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     x->max_response = (size_t)a->cfg.max_response_bytes;
     x->done = on_upstream_done;
     x->on_stream = d->kind == GW_KIND_PLAIN ? on_upstream_stream : NULL;
+    if (is_invoke(d)) { /* a streaming function's answer is relayed as it runs */
+        if (append_header(&x->headers, INVSTREAM_ACCEPT_HEADER ": 1") != ML_OK) {
+            gw_xfer_free(x);
+            free(c);
+            return NULL;
+        }
+        x->on_chunk = on_upstream_chunk;
+        c->relay = (gw_srelay){ .mode = aws_events(d) ? GW_SRELAY_EVENTS : GW_SRELAY_RAW,
+                                .start = relay_start, .ud = x };
+    }
     x->ud = c;
     c->x = x;
     return c;
@@ -980,6 +1071,8 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         return mint(a, req, resp, ns);
     if (d->kind == GW_KIND_AWS_CTL)
         return gw_awsctl_handle(a, d, req, resp, &who, ns);
+    if (d->kind == GW_KIND_BATCH_INVOKE)
+        return gw_batchinv_handle(a, d, req, resp, ns);
     c = call_new(a, d, req, resp);
     if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
         ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||

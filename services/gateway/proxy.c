@@ -14,6 +14,7 @@
 #include "headers.h"
 #include "health.h"
 #include "intauth.h"
+#include "invstream.h"
 #include "log.h"
 
 #define MAX_EVENTS 256
@@ -147,6 +148,23 @@ static void maybe_relay(gw_xfer *x)
     httpd_stream_notify(x->stream, GW_STREAM_HIGH_WATER / 2, on_client_caught_up, x);
 }
 
+/* Loop thread, header callback (minimal on_chunk, H3 until the integrator's merge): an
+ * INVSTREAM_CONTENT_TYPE response goes to on_chunk; timeout_ms becomes an idle timeout. */
+static void maybe_chunk(gw_xfer *x)
+{
+    const char *ct = gw_hdr_pairs_get(&x->resp_headers, "Content-Type");
+    long status = 0, idle_s = x->timeout_ms / 1000;
+
+    curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || !ct || strncasecmp(ct, INVSTREAM_CONTENT_TYPE, strlen(INVSTREAM_CONTENT_TYPE)) != 0)
+        return;
+    x->status = status;
+    x->chunked = true;
+    curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS, 0L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+    curl_easy_setopt(x->easy, CURLOPT_LOW_SPEED_TIME, idle_s > 0 ? idle_s : 1L);
+}
+
 /* The write callback's half for a relayed stream: pass the chunk on, or pause (curl keeps
  * it and offers it again after unpausing), or abort once the client has gone. */
 static size_t relay(gw_xfer *x, const char *p, size_t n)
@@ -183,6 +201,13 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
     gw_xfer *x = ud;
     size_t n = size * nmemb;
 
+    if (x->chunked) {
+        if (n && x->on_chunk(x, ptr, n) != ML_OK) {
+            ml_strlcpy(x->error, "aborted by the consumer", sizeof(x->error));
+            return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+        }
+        return n;
+    }
     if (x->stream)
         return relay(x, ptr, n);
     if (ml_buf_append(&x->resp_body, ptr, n) != ML_OK) {
@@ -202,7 +227,9 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         return n;
     }
     if ((n == 2 && ptr[0] == '\r') || (n == 1 && ptr[0] == '\n')) {
-        if (x->on_stream && !x->stream) /* the end of a response's headers */
+        if (x->on_chunk && !x->chunked) /* the end of a response's headers */
+            maybe_chunk(x);
+        if (x->on_stream && !x->stream && !x->chunked)
             maybe_relay(x);
         return n;
     }

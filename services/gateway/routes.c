@@ -42,6 +42,10 @@ const gw_route_def gw_routes[] = {
     { "GET", "/functions/{fn}", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     { "PATCH", "/functions/{fn}", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "POST", "/functions/{fn}/invoke", EX, I, C_INV, GW_KIND_INVOKE, GW_MAX_INVOKE_BODY, NULL },
+    { "POST", "/batch-invoke", EX, I, C_INV, GW_KIND_BATCH_INVOKE, GW_MAX_BATCH_BODY, NULL },
+    { "PUT", "/functions/{fn}/url", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
+    { "GET", "/functions/{fn}/url", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
+    { "DELETE", "/functions/{fn}/url", EX, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     { "GET", "/invocations/{id}", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     { "GET", "/functions/{fn}/invocations", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },
     /* function logs (?follow=1: SSE) and destination deliveries (docs/logs.md) */
@@ -57,6 +61,9 @@ const gw_route_def gw_routes[] = {
     { "DELETE", "/dlq/{id}", EX, W, C_WR, GW_KIND_PLAIN, 0, NULL },
     { "POST", "/2015-03-31/functions/{fn}/invocations", EX, I, C_INV, GW_KIND_AWS_INVOKE,
       GW_MAX_INVOKE_BODY, NULL },
+    /* InvokeWithResponseStream: the invoke answered as an AWS event stream (awsstream.h) */
+    { "POST", "/2021-11-15/functions/{fn}/response-streaming-invocations", EX, I, C_INV,
+      GW_KIND_AWS_INVOKE, GW_MAX_INVOKE_BODY, "InvokeWithResponseStream" },
     /* versions, aliases, runtimes (docs/versions.md) */
     { "POST", "/functions/{fn}/versions", EX, W, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "GET", "/functions/{fn}/versions", EX, R, C_RD, GW_KIND_PLAIN, 0, NULL },

@@ -34,6 +34,7 @@ typedef enum {
     GW_KIND_AWS_CTL,      /* an AWS Lambda control-plane operation (awsctl.h): aws_op */
     GW_KIND_AWS_CODE,     /* GetFunction's Code.Location: a signed URL, no credentials */
     GW_KIND_FNURL,        /* a function URL, any method (fnurl.h): auth per the function */
+    GW_KIND_BATCH_INVOKE, /* POST /batch-invoke: per-item rate limits, results merged (batchinv.h) */
 } gw_kind;
 
 /* The contract's body limits (fnspec-t.h): a build upload (the largest ZIP as base64 plus
@@ -44,6 +45,8 @@ typedef enum {
 #define GW_MAX_JSON_BODY (1024u * 1024u)
 /* an action whose body is empty or a few options (redeliver) */
 #define GW_MAX_SMALL_BODY (16u * 1024u)
+/* POST /batch-invoke: up to 100 invocations */
+#define GW_MAX_BATCH_BODY (6u * 1024u * 1024u)
 
 typedef struct gw_route_def {
     const char *method;

@@ -173,7 +173,7 @@ static exec_outcome run_logged(ex_app *app, const exec_request *rq, pool_want *w
     }
     metric_inc(app->m_starts, (const char *[]){ label, lease.cold ? "cold" : "warm", ns });
     fnlog_flush(log);   /* it runs: START reaches followers now, not with its first output */
-    sandbox_invoke_logged(lease.inst, fnlog_as_sink(log), rq->id, rq->event, rq->len,
+    sandbox_invoke_stream(lease.inst, fnlog_as_sink(log), rq->stream, rq->id, rq->event, rq->len,
                           ml_now_ms() + (int64_t)fn->timeout_s * 1000, EX_MAX_SYNC_BODY, res);
     fnlog_finish_result(log, res, fn->memory_mb, lease.cold ? sandbox_init_us(lease.inst) : 0, false);
     killed = kill_reason(res);
@@ -237,7 +237,8 @@ char *exec_error_message(const sandbox_result *res)
 
 void exec_audit_result(audit_record *rec, const sandbox_result *res)
 {
-    rec->response_size = (int64_t)res->payload.len;
+    rec->response_size = res->streamed && res->status == SB_OK ? res->streamed_bytes
+                                                               : (int64_t)res->payload.len;
     rec->log_tail = res->log_tail.data;
     rec->log_tail_len = res->log_tail.len;
     rec->duration_ms = res->duration_ms;

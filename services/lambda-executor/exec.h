@@ -29,6 +29,8 @@ typedef struct exec_request {
     const char *event;     /* JSON */
     size_t len;
     int64_t wait_ms;       /* how long to wait for a busy function's instance */
+    const sandbox_stream_sink *stream; /* a streaming function's response as it runs (NULL:
+                                          collected into the result, sandbox.h) */
 } exec_request;
 
 /* Runs rq on a warm or new instance, using d's S3 client for the code (d: this thread's,

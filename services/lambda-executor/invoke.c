@@ -12,15 +12,19 @@
 #include <string.h>
 #include <strings.h>
 
+#include <pthread.h>
+
 #include "async.h"
 #include "crypto.h"
 #include "exec.h"
+#include "invstream.h"
 #include "jsoncheck.h"
 #include "log.h"
 
 typedef struct call {
     ex_app *app;
-    httpd_req *req;
+    const invoke_input *in;      /* what to run (from the request, or a batch's item) */
+    httpd_req *req;              /* NULL for a batch's item */
     httpd_resp *resp;
     const char *event;           /* the request body, or "{}" for an empty one */
     size_t event_len;
@@ -31,6 +35,14 @@ typedef struct call {
     bool cold;
     sandbox_result result;
     int64_t started_ms;
+    /* streaming (X-Minilambda-Stream: 1, invstream.h): once the function's stream starts the
+     * request is completed and answered as it runs; req and resp are then the server's
+     * again (never touched), the stream is what is left */
+    bool want_stream;
+    httpd_stream *stream;
+    bool stream_gone;            /* the client left: the rest of the stream is dropped */
+    char request_id[64];         /* for the audit row, kept past the completion */
+    char event_sha256[65];       /* likewise: the event's hash (the event lives in req) */
 } call;
 
 /* The HTTP status of an outcome. */
@@ -43,7 +55,10 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
 {
     audit_record rec = { 0 };
 
-    crypto_sha256_hex(c->event, c->event_len, rec.payload_sha256); /* for the event audit */
+    if (c->event_sha256[0]) /* streamed: the event went with the request */
+        ml_strlcpy(rec.payload_sha256, c->event_sha256, sizeof(rec.payload_sha256));
+    else
+        crypto_sha256_hex(c->event, c->event_len, rec.payload_sha256); /* for the event audit */
     ml_strlcpy(rec.id, c->id, sizeof(rec.id));
     ml_strlcpy(rec.function_id, c->fn.id, sizeof(rec.function_id));
     rec.version = c->fn.version;
@@ -51,7 +66,7 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
     rec.status = status;
     rec.attempts = 1;
     rec.cold_start = c->cold ? 1 : 0;
-    rec.request_id = httpd_request_id(c->req);
+    rec.request_id = c->request_id[0] ? c->request_id : NULL;
     rec.payload_size = (int64_t)c->event_len;
     exec_audit_result(&rec, &c->result);
     rec.error_type = error_type;
@@ -64,24 +79,139 @@ static void audit_call(call *c, audit_status status, const char *error_type, con
         ml_log_kv(ML_LOG_ERROR, "audit record dropped", "invocation_id", c->id, NULL);
 }
 
-static void reply(call *c)
+/* A content type as the static string httpd wants: the common ones are literals, others
+ * are kept for the process's life (a bounded set; past it, application/octet-stream). */
+static const char *static_content_type(const char *ct)
 {
-    httpd_resp *resp = c->resp;
-    const char *fn_error = exec_error_type(c->result.status);
-    const char *tail = httpd_header(c->req, "X-Log-Type");
+    static const char *const known[] = { "application/x-ndjson", "application/json",
+                                         "application/octet-stream", "text/plain",
+                                         "text/plain; charset=utf-8", "text/html",
+                                         "text/html; charset=utf-8", "text/event-stream" };
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    static char *kept[64];
+    const char *found = "application/octet-stream";
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(known); i++)
+        if (strcmp(ct, known[i]) == 0)
+            return known[i];
+    if (strlen(ct) > 200)
+        return found;
+    pthread_mutex_lock(&lock);
+    for (size_t i = 0; i < ML_ARRAY_LEN(kept); i++) {
+        if (kept[i] && strcmp(kept[i], ct) == 0) {
+            found = kept[i];
+            break;
+        }
+        if (!kept[i]) {
+            if ((kept[i] = strdup(ct)) != NULL)
+                found = kept[i];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return found;
+}
+
+/* The content type of a streamed result's meta ({"content_type",...}) as a static string. */
+static const char *stream_content_type(const sandbox_result *r)
+{
+    cJSON *m = cJSON_ParseWithLength(ml_buf_cstr(&r->stream_meta), r->stream_meta.len);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(m, "content_type");
+    const char *s = static_content_type(cJSON_IsString(ct) ? ct->valuestring : "application/octet-stream");
+
+    cJSON_Delete(m);
+    return s;
+}
+
+/* The headers every answer to a run carries (those known before the end). */
+static void run_headers(call *c, httpd_resp *resp)
+{
     char num[32];
 
-    resp->status = outcome_http(c->result.status);
-    resp->content_type = "application/json";
-    ml_buf_reset(&resp->body);
-    ml_buf_append(&resp->body, c->result.payload.data ? c->result.payload.data : "null",
-                  c->result.payload.data ? c->result.payload.len : 4);
     httpd_resp_header(resp, "X-Invocation-Id", c->id);
     /* numbers in headers are never cut: a header that cannot be formatted is left out */
     if (ml_snprintf(num, sizeof(num), "%d", c->fn.version) == ML_OK)
         httpd_resp_header(resp, "X-Function-Version", num);
     httpd_resp_header(resp, "X-Executed-Version", c->executed);
     httpd_resp_header(resp, "X-Cold-Start", c->cold ? "true" : "false");
+}
+
+/* Queues one frame for the client; a client that has gone drops the rest. */
+static int stream_frame(call *c, char type, const char *data, size_t len)
+{
+    ml_buf f = { 0 };
+    int rc = ML_ERR;
+
+    if (c->stream_gone || invstream_frame(&f, type, data, len) != ML_OK)
+        goto out;
+    rc = httpd_stream_write(c->stream, f.data, f.len);
+out:
+    ml_buf_free(&f);
+    if (rc != ML_OK)
+        c->stream_gone = true;
+    return rc;
+}
+
+/* The function's stream started (sandbox_stream_sink.start, on this worker thread): the
+ * answer goes out now — 200, the invstream type, the run's headers, the 'M' frame — and the
+ * request is completed while the function goes on. */
+static int on_stream_start(void *ud, const char *meta, size_t len)
+{
+    call *c = ud;
+
+    crypto_sha256_hex(c->event, c->event_len, c->event_sha256); /* before req goes */
+    c->resp->status = 200;
+    run_headers(c, c->resp);
+    if (!(c->stream = httpd_resp_stream(c->resp, INVSTREAM_CONTENT_TYPE)))
+        return ML_ERR; /* a 500 in resp: finish answers that */
+    httpd_complete(c->req);
+    c->req = NULL;
+    c->resp = NULL;
+    return stream_frame(c, INVSTREAM_META, meta, len);
+}
+
+/* The next bytes of the function's stream: 'D' frames (a piece larger than a frame is split). */
+static int on_stream_chunk(void *ud, const char *data, size_t len)
+{
+    call *c = ud;
+
+    while (len) {
+        size_t n = len < INVSTREAM_FRAME_MAX ? len : INVSTREAM_FRAME_MAX;
+        if (stream_frame(c, INVSTREAM_DATA, data, n) != ML_OK)
+            return ML_ERR;
+        data += n, len -= n;
+    }
+    return ML_OK;
+}
+
+/* The end of a streamed answer: 'E' ({} or the error JSON), then the stream is closed. */
+static void stream_finish(call *c)
+{
+    const sandbox_result *r = &c->result;
+
+    if (r->status == SB_OK)
+        stream_frame(c, INVSTREAM_END, "{}", 2);
+    else
+        stream_frame(c, INVSTREAM_END, ml_buf_cstr(&r->payload), r->payload.len);
+    httpd_stream_close(c->stream);
+    c->stream = NULL;
+}
+
+static void reply(call *c)
+{
+    httpd_resp *resp = c->resp;
+    const char *fn_error = exec_error_type(c->result.status);
+    const char *tail = c->in->log_type;
+    char num[32];
+
+    resp->status = outcome_http(c->result.status);
+    /* a streaming function called without X-Minilambda-Stream: its bytes, its type */
+    resp->content_type = c->result.streamed && c->result.status == SB_OK
+                             ? stream_content_type(&c->result) : "application/json";
+    ml_buf_reset(&resp->body);
+    ml_buf_append(&resp->body, c->result.payload.data ? c->result.payload.data : "null",
+                  c->result.payload.data ? c->result.payload.len : 4);
+    run_headers(c, resp);
     if (ml_snprintf(num, sizeof(num), "%lld", (long long)c->result.duration_ms) == ML_OK)
         httpd_resp_header(resp, "X-Duration-Ms", num);
     if (fn_error)
@@ -102,7 +232,12 @@ static int run(call *c, deps *d)
     exec_request rq = { .fn = &c->fn, .executed_version = c->executed, .trigger = "http_sync",
                         .id = c->id, .event = c->event,
                         .len = c->event_len, .wait_ms = c->app->queue_wait_ms };
-    exec_outcome o = exec_run(c->app, d, &rq, &c->cold, &c->result, err, sizeof(err));
+    sandbox_stream_sink sink = { .start = on_stream_start, .chunk = on_stream_chunk, .ctx = c };
+    exec_outcome o;
+
+    if (c->want_stream)
+        rq.stream = &sink;
+    o = exec_run(c->app, d, &rq, &c->cold, &c->result, err, sizeof(err));
 
     if (o == EXEC_NO_CODE) {
         httpd_resp_header(c->resp, "Retry-After", "1");
@@ -130,7 +265,10 @@ static void finish(call *c)
                       : c->result.status == SB_TIMEOUT ? AUDIT_TIMED_OUT
                                                        : AUDIT_FAILED;
 
-    reply(c);
+    if (c->stream)
+        stream_finish(c);
+    else if (c->resp)
+        reply(c);
     audit_call(c, st, fn_error, message);
     free(message);
 }
@@ -143,7 +281,7 @@ static void refuse_event(call *c, const char *code, const char *message)
 
     cJSON_AddStringToObject(e, "code", code);
     cJSON_AddStringToObject(e, "message", message);
-    cJSON_AddStringToObject(e, "request_id", httpd_request_id(c->req) ? httpd_request_id(c->req) : "");
+    cJSON_AddStringToObject(e, "request_id", c->in->request_id ? c->in->request_id : "");
     cJSON_AddStringToObject(o, "invocation_id", c->id);
     httpd_resp_header(c->resp, "X-Invocation-Id", c->id);
     httpd_resp_header(c->resp, "Retry-After", "1");
@@ -157,7 +295,7 @@ static void enqueue(call *c, deps *d)
     char id[ML_UUID_LEN], err[256];
     cJSON *o;
     async_event ev = { .fn = &c->fn, .payload = c->event, .len = c->event_len,
-                       .trigger = AUDIT_HTTP_ASYNC, .request_id = httpd_request_id(c->req),
+                       .trigger = AUDIT_HTTP_ASYNC, .request_id = c->in->request_id,
                        .id = c->id, .executed_version = c->executed,
                        .alias = c->alias[0] ? c->alias : NULL };
 
@@ -182,7 +320,7 @@ static void enqueue(call *c, deps *d)
  * retry of the same event); everything else gets a new one. ML_ERR: 400 written. */
 static int fix_id(call *c, bool event)
 {
-    const char *given = httpd_header(c->req, "X-Invocation-Id");
+    const char *given = c->in->given_id;
 
     if (!event || !given) {
         ml_uuid(c->id);
@@ -227,7 +365,8 @@ static int read_event(call *c)
 {
     jsoncheck_error e;
 
-    c->event = httpd_body(c->req, &c->event_len);
+    c->event = c->in->event;
+    c->event_len = c->in->event_len;
     if (c->event_len == 0) {
         c->event = "{}";
         c->event_len = 2;
@@ -245,7 +384,7 @@ static int read_event(call *c)
  * unknown qualifier is 404, never a fallback to $LATEST. ML_ERR with 404/503 written. */
 static int qualify(call *c)
 {
-    const char *q = httpd_query(c->req, "qualifier");
+    const char *q = c->in->qualifier;
     qual_rc rc = qualifier_resolve(c->app->versions, &c->fn, q, c->executed, c->alias);
 
     if (rc == QR_OK)
@@ -263,14 +402,10 @@ static int qualify(call *c)
 /* 404 / 409 / 503 for a function that cannot be invoked; ML_OK when it can. */
 static int lookup(call *c)
 {
-    char err[256] = "", ns[FN_NS_MAX];
-    const char *fn = httpd_param(c->req, "fn");
-    int rc;
-
-    if (registry_req_ns(c->req, c->resp, ns) != ML_OK)
-        return ML_ERR;
+    char err[256] = "";
+    const char *fn = c->in->fn;
     /* another namespace's function (by name or id) is not found, as a missing one */
-    rc = registry_get(c->app->registry, ns, fn, &c->fn, err, sizeof(err));
+    int rc = registry_get(c->app->registry, c->in->ns, fn, &c->fn, err, sizeof(err));
 
     if (rc == REGISTRY_NOT_FOUND) {
         httpd_resp_error(c->resp, 404, "not_found", "no function '%s'", fn);
@@ -302,18 +437,26 @@ static int audit_ready(call *c, bool event)
     return ML_ERR;
 }
 
-static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
+/* The steps of one invocation (invoke.h); req: the HTTP request it came as, or NULL. */
+static httpd_result invoke_run(ex_app *app, const invoke_input *in, httpd_req *req, httpd_resp *resp)
 {
-    const char *type = httpd_header(req, "X-Invocation-Type");
+    const char *type = in->type;
     bool event = type && strcmp(type, "Event") == 0;
     call *c = calloc(1, sizeof(*c));
+    const char *stream_hdr;
+    httpd_result done = HTTPD_DONE;
     deps *d;
 
     if (!c) {
         httpd_resp_error(resp, 500, "internal", "out of memory");
         return HTTPD_DONE;
     }
-    c->app = ud, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
+    c->app = app, c->in = in, c->req = req, c->resp = resp, c->started_ms = ml_wall_ms();
+    /* only an HTTP request can be answered as a stream (a batch's item is collected) */
+    stream_hdr = req ? httpd_header(req, INVSTREAM_ACCEPT_HEADER) : NULL;
+    c->want_stream = !event && stream_hdr && strcmp(stream_hdr, "1") == 0;
+    if (in->request_id) /* kept: in's strings live in req, which a stream hands back early */
+        ml_strlcpy(c->request_id, in->request_id, sizeof(c->request_id));
     if (type && strcmp(type, "RequestResponse") && strcmp(type, "DryRun") && !event) {
         httpd_resp_error(resp, 400, "invalid_invocation_type",
                          "X-Invocation-Type must be RequestResponse, Event or DryRun");
@@ -340,10 +483,31 @@ static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
         enqueue(c, d);
     else if (run(c, d) == ML_OK)
         finish(c);
+    if (!c->req) /* streamed: completed when the stream started */
+        done = HTTPD_ASYNC;
 out:
     sandbox_result_free(&c->result);
     free(c);
-    return HTTPD_DONE;
+    return done;
+}
+
+void invoke_one(ex_app *app, const invoke_input *in, httpd_resp *resp)
+{
+    invoke_run(app, in, NULL, resp);
+}
+
+static httpd_result h_invoke(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    char ns[FN_NS_MAX];
+    invoke_input in = { .ns = ns, .fn = httpd_param(req, "fn"), .qualifier = httpd_query(req, "qualifier"),
+                        .type = httpd_header(req, "X-Invocation-Type"),
+                        .given_id = httpd_header(req, "X-Invocation-Id"),
+                        .log_type = httpd_header(req, "X-Log-Type"), .request_id = httpd_request_id(req) };
+
+    in.event = httpd_body(req, &in.event_len);
+    if (registry_req_ns(req, resp, ns) != ML_OK)
+        return HTTPD_DONE;
+    return invoke_run(ud, &in, req, resp);
 }
 
 size_t invoke_routes(ex_app *app, httpd_route *out, size_t max)

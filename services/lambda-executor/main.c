@@ -3,8 +3,10 @@
  * threads (workers.h), and serves the routes until asked to stop. */
 #include "accesskeys.h"
 #include "async.h"
+#include "batch_http.h"
 #include "deliveries_http.h"
 #include "dlq.h"
+#include "fnurl.h"
 #include "intauth.h"
 #include "invoke.h"
 #include "logs_http.h"
@@ -14,7 +16,7 @@
 #include "versions.h"
 #include "workers.h"
 
-#define MAX_ROUTES 64
+#define MAX_ROUTES 80
 
 static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
 {
@@ -32,6 +34,8 @@ static size_t routes(ex_app *app, tenancy *ten, httpd_route *out, size_t max)
     n += rth_routes(app, out + n, max - n);
     n += logs_routes(app, out + n, max - n);
     n += ex_deliveries_routes(app, out + n, max - n);
+    n += fnurl_routes(app, out + n, max - n);
+    n += batch_routes(app, out + n, max - n);
     return n;
 }
 

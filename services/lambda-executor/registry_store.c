@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnurl.h"
 #include "log.h"
 #include "secretbox.h"
 #include "pgpool.h"
@@ -57,7 +58,8 @@
     " 'description', f.description, 'tags', f.tags,"                                            \
     " 'last_update_status', coalesce(" NEWEST_BUILD(LAST_UPDATE_STATUS) ", 'Successful'),"      \
     " 'last_update_reason', " NEWEST_BUILD("CASE WHEN b.status = 'failed' THEN b.error END") "," \
-    " 'created_at', " ISO("f.created_at") ", 'updated_at', " ISO("f.updated_at") ")"
+    " 'created_at', " ISO("f.created_at") ", 'updated_at', " ISO("f.updated_at") ","            \
+    " 'url_config', " FNURL_DOC_SQL ")"
 
 #define FROM_FN \
     " FROM functions f LEFT JOIN function_versions v ON v.function_id = f.id AND v.version = f.active_version"

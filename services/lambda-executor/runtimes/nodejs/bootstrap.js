@@ -172,6 +172,82 @@ function makeContext(h) {
   };
 }
 
+// Response streaming, AWS's shape: awslambda.streamifyResponse(async (event, responseStream,
+// context) => ...) marks a handler; responseStream is a Writable whose every write goes out
+// to the executor at once as a "chunk" message (runtimes/provided/README.md "Streaming").
+const STREAMING = Symbol.for('minilambda.streaming');
+const { Writable } = require('stream');
+
+class ResponseStream extends Writable {
+  constructor() {
+    super({ decodeStrings: true });
+    this.contentType = null;
+    this.http = null;
+    this.started = false;
+    this.on('error', () => {}); // a write after end(): AWS ignores it too, it must not crash us
+  }
+
+  setContentType(ct) {
+    this.contentType = String(ct);
+  }
+
+  start() {
+    if (this.started) return;
+    this.started = true;
+    const meta = { type: 'stream', content_type: this.contentType || 'application/octet-stream' };
+    if (this.http) meta.http = this.http;
+    send(JSON.stringify(meta), '');
+  }
+
+  _write(chunk, encoding, cb) {
+    this.start();
+    if (chunk.length) send('{"type":"chunk"}', chunk);
+    cb();
+  }
+
+  _final(cb) {
+    this.start();
+    cb();
+  }
+}
+
+const HttpResponseStream = {
+  // AWS: from(responseStream, {statusCode, headers, cookies}) before the first write.
+  from(stream, prelude) {
+    const p = prelude || {};
+    const http = {};
+    if (p.statusCode !== undefined) http.statusCode = Number(p.statusCode);
+    if (p.headers) {
+      http.headers = {};
+      for (const [k, v] of Object.entries(p.headers)) {
+        http.headers[k] = String(v);
+        if (k.toLowerCase() === 'content-type' && !stream.contentType) stream.contentType = String(v);
+      }
+    }
+    if (Array.isArray(p.cookies)) http.cookies = p.cookies.map(String);
+    stream.http = http;
+    return stream;
+  },
+};
+
+globalThis.awslambda = {
+  streamifyResponse(handler) {
+    const wrapped = (event, responseStream, context) => handler(event, responseStream, context);
+    wrapped[STREAMING] = true;
+    return wrapped;
+  },
+  HttpResponseStream,
+};
+
+// Runs a streamified handler; its result is the stream, so the answer's body is empty.
+async function callStreaming(fn, event, context) {
+  const rs = new ResponseStream();
+  const finished = new Promise((resolve) => rs.once('finish', resolve));
+  await fn(event, rs, context); // an error before the first write is an ordinary one
+  if (!rs.writableEnded) rs.end(); // returned without end(): the response is complete
+  await finished;
+}
+
 // async handlers, plain returns and callback-style (event, context, callback) handlers.
 function call(fn, event, context) {
   if (fn.length >= 3) {
@@ -189,6 +265,14 @@ async function invoke(fn, header, body) {
     event = body.length ? JSON.parse(body.toString('utf8')) : null;
   } catch (e) {
     return ['{"type":"error"}', JSON.stringify(errorBody(e, 'Runtime.UnmarshalError'))];
+  }
+  if (fn[STREAMING]) {
+    try {
+      await callStreaming(fn, event, makeContext(header));
+    } catch (e) {
+      return ['{"type":"error"}', JSON.stringify(errorBody(e))];
+    }
+    return ['{"type":"result"}', ''];
   }
   let result;
   try {

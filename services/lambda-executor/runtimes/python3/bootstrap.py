@@ -58,6 +58,9 @@ except (ImportError, AttributeError, TypeError):  # not CPython: the real thing
     json_loads, json_dumps = json.loads, json.dumps
 
 
+GeneratorType = type((lambda: (yield))())  # types.GeneratorType without importing types
+
+
 class InitError(Exception):
     """The handler could not be loaded; reported to the executor as init_error."""
 
@@ -76,6 +79,22 @@ class Context:
         self.aws_request_id = self.invocation_id
         self.memory_limit_in_mb = header.get("memory_limit_in_mb", 0)
         self._deadline_ms = header.get("deadline_ms", 0)
+        self._stream = {}
+
+    def set_stream_metadata(self, content_type=None, status_code=None, headers=None,
+                            cookies=None):
+        """For a streaming (generator) handler, before its first item: the stream's content
+        type (default application/x-ndjson) and, for an HTTP caller, status, headers, cookies."""
+        if content_type is not None:
+            self._stream["content_type"] = str(content_type)
+        http = self._stream.setdefault("http", {}) if (
+            status_code is not None or headers is not None or cookies is not None) else None
+        if status_code is not None:
+            http["statusCode"] = int(status_code)
+        if headers is not None:
+            http["headers"] = {str(k): str(v) for k, v in dict(headers).items()}
+        if cookies is not None:
+            http["cookies"] = [str(c) for c in cookies]
 
     def get_remaining_time_in_millis(self):
         return max(0, int(self._deadline_ms - time.time() * 1000))
@@ -154,16 +173,71 @@ def load_handler(spec):
     return handler
 
 
+def stream_item(item):
+    """The bytes of one yielded item: bytes as they are, str as UTF-8, else one NDJSON record."""
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return bytes(item)
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return json_dumps(item, allow_nan=False).encode() + b"\n"
+
+
+def stream(gen, context):
+    """Sends a generator's items as chunks, each as soon as it is yielded; returns the final
+    (header, body). The stream message goes out lazily, so metadata set before the first item
+    counts."""
+    started = False
+
+    def start():
+        meta = {"type": "stream",
+                "content_type": context._stream.get("content_type", "application/x-ndjson")}
+        if "http" in context._stream:
+            meta["http"] = context._stream["http"]
+        send(json_dumps(meta).encode())
+
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration:
+            break
+        except Exception as e:
+            error_type = None
+            break_with = e
+        else:
+            try:
+                data = stream_item(item)
+                break_with = None
+            except (TypeError, ValueError, RecursionError) as e:
+                error_type, break_with = "Runtime.MarshalError", e
+        if break_with is not None:  # before the first item: an ordinary error, no stream
+            body = error_body(break_with, error_type)
+            if error_type:
+                body["errorMessage"] = "Unable to marshal a streamed item: %s" % break_with
+                gen.close()
+            return b'{"type":"error"}', json_dumps(body).encode()
+        if not started:
+            start()
+            started = True
+        if data:
+            send(b'{"type":"chunk"}', data)
+    if not started:
+        start()
+    return b'{"type":"result"}', b""
+
+
 def invoke(handler, header, body):
     """Runs one invocation; returns (header, body) of the reply."""
     try:
         event = json_loads(body) if body else None
     except ValueError as e:
         return b'{"type":"error"}', json_dumps(error_body(e, "Runtime.UnmarshalError")).encode()
+    context = Context(header)
     try:
-        result = handler(event, Context(header))
+        result = handler(event, context)
     except Exception as e:
         return b'{"type":"error"}', json_dumps(error_body(e)).encode()
+    if isinstance(result, GeneratorType):
+        return stream(result, context)
     try:
         return b'{"type":"result"}', json_dumps(result, allow_nan=False).encode()
     except (TypeError, ValueError, RecursionError) as e:
