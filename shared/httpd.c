@@ -41,6 +41,8 @@ struct httpd_req {
     const httpd_route *route;
     const char *method;
     char *path;
+    char *raw_query;             /* the query string as sent (uri_log); NULL: none */
+    bool pre;                    /* allocated by uri_log, req_new not run yet */
     const char *param_names[HTTPD_MAX_PARAMS];
     char *param_values[HTTPD_MAX_PARAMS];
     size_t nparams;
@@ -140,6 +142,18 @@ int httpd_match(const char *pattern, const char *path, const char **names, char 
         p++, s++;
         const char *pend = strchrnul(p, '/');
         const char *send = strchrnul(s, '/');
+        if (*p == '{' && !*pend && pend - p > 3 && pend[-2] == '+' && pend[-1] == '}') {
+            /* {name+}, last: the rest of the path, one or more non-empty segments */
+            if (send == s || n == HTTPD_MAX_PARAMS || strstr(s, "//") || s[strlen(s) - 1] == '/')
+                goto fail;
+            names[n] = p;
+            values[n] = strdup(s);
+            if (!values[n])
+                goto fail;
+            n++;
+            p = pend, s += strlen(s);
+            break;
+        }
         if (*p == '{' && pend[-1] == '}' && pend - p > 2) {
             if (send == s || n == HTTPD_MAX_PARAMS)
                 goto fail;
@@ -163,12 +177,13 @@ fail:
     return ML_ERR;
 }
 
-/* pattern_name points at "{name}..." inside a route pattern. */
+/* pattern_name points at "{name}..." (or "{name+}") inside a route pattern. */
 static bool param_name_eq(const char *pattern_name, const char *name)
 {
     size_t len = strlen(name);
 
-    return strncmp(pattern_name + 1, name, len) == 0 && pattern_name[len + 1] == '}';
+    return strncmp(pattern_name + 1, name, len) == 0 &&
+           (pattern_name[len + 1] == '}' || (pattern_name[len + 1] == '+' && pattern_name[len + 2] == '}'));
 }
 
 /* ---- request accessors ---- */
@@ -212,6 +227,11 @@ const char *httpd_query(const httpd_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *httpd_raw_query(const httpd_req *req)
+{
+    return req->raw_query ? req->raw_query : "";
+}
+
 typedef struct query_each_ctx {
     void (*fn)(void *ud, const char *key, const char *value);
     void *ud;
@@ -233,6 +253,14 @@ void httpd_query_each(const httpd_req *req, void (*fn)(void *ud, const char *key
     query_each_ctx q = { fn, ud };
 
     MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, query_each_one, &q);
+}
+
+void httpd_header_each(const httpd_req *req, void (*fn)(void *ud, const char *name, const char *value),
+                       void *ud)
+{
+    query_each_ctx q = { fn, ud };
+
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, query_each_one, &q);
 }
 
 const char *httpd_body(const httpd_req *req, size_t *len)
@@ -277,6 +305,18 @@ int httpd_resp_header(httpd_resp *resp, const char *name, const char *value)
         return ML_ERR;
     }
     resp->nheaders++;
+    return ML_OK;
+}
+
+int httpd_resp_content_type(httpd_resp *resp, const char *ct)
+{
+    char *copy = strdup(ct);
+
+    if (!copy)
+        return ML_ERR;
+    free(resp->content_type_owned);
+    resp->content_type_owned = copy;
+    resp->content_type = copy;
     return ML_OK;
 }
 
@@ -337,6 +377,7 @@ static void resp_clear(httpd_resp *resp)
         free(resp->headers[i].value);
     }
     ml_buf_free(&resp->body);
+    free(resp->content_type_owned);
 }
 
 /* ---- request lifecycle ---- */
@@ -346,6 +387,7 @@ static void req_free(httpd_req *r)
     for (size_t i = 0; i < r->nparams; i++)
         free(r->param_values[i]);
     free(r->path);
+    free(r->raw_query);
     ml_buf_free(&r->body);
     resp_clear(&r->resp);
     free(r);
@@ -513,15 +555,17 @@ static void route_request(httpd *h, httpd_req *r)
     char allow[128] = "";
     size_t alen = 0;
 
-    for (size_t i = 0; i < h->nroutes; i++) {
-        const httpd_route *rt = &h->routes[i];
+    /* two passes: a route naming the method, then one taking any ("*") */
+    for (size_t i = 0; i < 2 * h->nroutes; i++) {
+        const httpd_route *rt = &h->routes[i % h->nroutes];
+        bool any = strcmp(rt->method, "*") == 0;
         const char *names[HTTPD_MAX_PARAMS];
         char *values[HTTPD_MAX_PARAMS];
         size_t n = 0;
 
-        if (httpd_match(rt->pattern, r->path, names, values, &n) != ML_OK)
+        if (any != (i >= h->nroutes) || httpd_match(rt->pattern, r->path, names, values, &n) != ML_OK)
             continue;
-        if (strcmp(rt->method, r->method) == 0) {
+        if (any || strcmp(rt->method, r->method) == 0) {
             r->route = rt;
             memcpy(r->param_names, names, n * sizeof(names[0]));
             memcpy(r->param_values, values, n * sizeof(char *));
@@ -565,14 +609,15 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* r: the request uri_log allocated, or NULL. */
 static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url,
-                          const char *method)
+                          const char *method, httpd_req *r)
 {
-    httpd_req *r = calloc(1, sizeof(*r));
     const char *rid, *clen;
 
-    if (!r)
+    if (!r && !(r = calloc(1, sizeof(*r))))
         return NULL;
+    r->pre = false;
     r->declared = -1;
     r->server = h;
     r->conn = conn;
@@ -582,6 +627,7 @@ static httpd_req *req_new(httpd *h, struct MHD_Connection *conn, const char *url
     r->started_us = mono_us();
     r->path = strdup(url);
     if (!r->path) {
+        free(r->raw_query);
         free(r);
         return NULL;
     }
@@ -746,7 +792,15 @@ httpd_stream *httpd_resp_stream(httpd_resp *resp, const char *content_type)
     ml_buf_init(&s->buf, 2 * HTTPD_STREAM_MAX_BUFFERED);
     s->refs = 2;
     ml_buf_free(&resp->body);
-    resp->content_type = content_type;
+    if (!content_type)
+        resp->content_type = NULL;
+    else if (content_type != resp->content_type && httpd_resp_content_type(resp, content_type) != ML_OK) {
+        pthread_mutex_destroy(&s->lock);
+        ml_buf_free(&s->buf);
+        free(s);
+        httpd_resp_error(resp, 500, "internal", "out of memory");
+        return NULL;
+    }
     if (!resp->status)
         resp->status = 200;
     resp->stream = s;
@@ -1093,8 +1147,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     bool draining;
 
     ML_UNUSED(version);
-    if (!r) {
-        r = req_new(h, conn, url, method);
+    if (!r || r->pre) {
+        r = req_new(h, conn, url, method, r);
         if (!r)
             return MHD_NO;
         *con_cls = r;
@@ -1153,6 +1207,12 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     ML_UNUSED(toe);
     if (!r)
         return;
+    if (r->pre) { /* never got as far as its handler call */
+        free(r->raw_query);
+        free(r);
+        *con_cls = NULL;
+        return;
+    }
     route = httpd_route_pattern(r);
     secs = (double)(ml_now_ms() - r->started_ms) / 1000.0;
     if (ml_snprintf(code, sizeof(code), "%d", r->resp.status ? r->resp.status : 500) != ML_OK)
@@ -1257,6 +1317,26 @@ static void apply_defaults(httpd_config *c)
         c->drain_timeout_s = 30;
 }
 
+/* MHD_OPTION_URI_LOG_CALLBACK: the only place MHD shows the URI as sent; keeps its query
+ * string (httpd_raw_query) in a request allocated here, which on_request then fills. NULL
+ * (no raw query; on_request allocates) when out of memory. */
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    const char *q = strchr(uri, '?');
+    httpd_req *r;
+
+    ML_UNUSED(cls);
+    ML_UNUSED(conn);
+    if (!q || !q[1] || !(r = calloc(1, sizeof(*r))))
+        return NULL;
+    r->pre = true;
+    if (!(r->raw_query = strdup(q + 1))) {
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's own messages (a refused request line, an
  * oversized header, a socket error) as warn lines of the JSON log instead of plain text on
  * stderr. */
@@ -1282,6 +1362,7 @@ static struct MHD_Daemon *start_daemon(httpd *h, struct sockaddr_in *sa, bool ex
         { MHD_OPTION_CONNECTION_TIMEOUT, (intptr_t)h->cfg.conn_timeout_s, NULL },
         { MHD_OPTION_CONNECTION_LIMIT, 10000, NULL },
         { MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, h },
+        { MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)uri_log, h },
         { MHD_OPTION_LISTENING_ADDRESS_REUSE, 1, NULL },
         /* a pool of one is no pool: MHD wants the option absent then */
         { !external && h->cfg.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,

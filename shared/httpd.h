@@ -22,7 +22,7 @@
 #include "metrics.h"
 
 #define HTTPD_MAX_PARAMS 8
-#define HTTPD_MAX_RESP_HEADERS 16
+#define HTTPD_MAX_RESP_HEADERS 64 /* functions send many headers, several Set-Cookie */
 
 typedef struct httpd httpd;
 typedef struct httpd_req httpd_req;
@@ -36,7 +36,8 @@ typedef struct httpd_stream httpd_stream;
 /* A zeroed httpd_resp is a valid empty 200. Owned by the server; handlers fill it. */
 typedef struct httpd_resp {
     int status;
-    const char *content_type; /* static string; default application/json */
+    const char *content_type; /* static string (or content_type_owned); default application/json */
+    char *content_type_owned; /* httpd_resp_content_type's copy, freed with the response */
     ml_buf body;
     httpd_header_kv headers[HTTPD_MAX_RESP_HEADERS];
     size_t nheaders;
@@ -68,8 +69,11 @@ typedef struct httpd_done_info {
 typedef void (*httpd_done_fn)(const httpd_req *req, const httpd_done_info *info, void *ud);
 
 typedef struct httpd_route {
-    const char *method;  /* "GET", "POST", ... */
-    const char *pattern; /* "/functions/{fn}/invoke": {name} matches one non-empty segment */
+    const char *method;  /* "GET", "POST", ...; "*": any method (a route with the exact
+                          * method for the same path wins) */
+    const char *pattern; /* "/functions/{fn}/invoke": {name} matches one non-empty segment;
+                          * a last segment {name+} matches the rest of the path (one or more
+                          * segments, slashes included) */
     httpd_handler_fn fn;
     void *ud;
     size_t max_body;     /* 0: the server's default */
@@ -127,6 +131,12 @@ const char *httpd_path(const httpd_req *req);
 const char *httpd_route_pattern(const httpd_req *req); /* "unmatched" if none */
 const char *httpd_param(const httpd_req *req, const char *name);
 const char *httpd_header(const httpd_req *req, const char *name); /* case-insensitive */
+/* Calls fn for every request header in the order received, repeats included (names as the
+ * client spelled them). */
+void httpd_header_each(const httpd_req *req, void (*fn)(void *ud, const char *name, const char *value),
+                       void *ud);
+/* The query string exactly as sent (after '?', not decoded); "" when there is none. */
+const char *httpd_raw_query(const httpd_req *req);
 const char *httpd_query(const httpd_req *req, const char *name);
 /* Calls fn for every query argument in order, repeated keys included (value NULL for a
  * bare "?key"); SigV4 signs them all. */
@@ -152,13 +162,16 @@ int httpd_resp_json(httpd_resp *resp, int status, cJSON *json);
 int httpd_resp_error(httpd_resp *resp, int status, const char *code, const char *fmt, ...)
     ML_PRINTF(4, 5);
 int httpd_resp_text(httpd_resp *resp, int status, const char *content_type, const char *text);
+/* Sets the response's Content-Type to a copy of ct (for values that are not static
+ * strings). ML_ERR (type unchanged) when out of memory. */
+int httpd_resp_content_type(httpd_resp *resp, const char *ct);
 /* Adds a header (copied; an empty value is sent as an empty field). ML_ERR when the header
  * table is full. */
 int httpd_resp_header(httpd_resp *resp, const char *name, const char *value);
 
 /* ---- streamed responses (SSE, NDJSON; docs/logs.md): a body written after the handler returns.
- * httpd_resp_stream makes resp (status, headers as set on it) a stream of content_type (a
- * static string); the handler then returns HTTPD_DONE (or completes its HTTPD_ASYNC
+ * httpd_resp_stream makes resp (status, headers as set on it) a stream of content_type
+ * (copied); the handler then returns HTTPD_DONE (or completes its HTTPD_ASYNC
  * request). The stream has two owners: the server (until the client is done or gone) and
  * the producer (until it calls httpd_stream_close exactly once); it is freed when both
  * have let go. NULL on allocation failure (resp is then

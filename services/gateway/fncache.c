@@ -42,6 +42,105 @@ static void parse_rate_limit(const cJSON *rl, gw_fn_info *out)
         out->burst = out->rps >= 1e9 ? (int64_t)1e9 : (int64_t)ceil(out->rps);
 }
 
+/* Joins an array of strings with ","; ML_ERR when it is not one or does not fit. */
+static int join_list(const cJSON *arr, char *dst, size_t size)
+{
+    const cJSON *v;
+    size_t used = 0;
+
+    dst[0] = '\0';
+    if (!arr || cJSON_IsNull(arr))
+        return ML_OK;
+    if (!cJSON_IsArray(arr))
+        return ML_ERR;
+    cJSON_ArrayForEach(v, arr) {
+        if (!cJSON_IsString(v) ||
+            ml_snprintf(dst + used, size - used, "%s%s", used ? "," : "", v->valuestring) != ML_OK)
+            return ML_ERR;
+        used += strlen(dst + used);
+    }
+    return ML_OK;
+}
+
+static double num_or(const cJSON *o, const char *name, double dflt)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+
+    return cJSON_IsNumber(v) && isfinite(v->valuedouble) ? v->valuedouble : dflt;
+}
+
+static void parse_cors(const cJSON *o, gw_fnurl_cors *c)
+{
+    const cJSON *cred = cJSON_GetObjectItemCaseSensitive(o, "allow_credentials");
+    double age = num_or(o, "max_age", 0);
+
+    memset(c, 0, sizeof(*c));
+    if (!cJSON_IsObject(o))
+        return;
+    if (join_list(cJSON_GetObjectItemCaseSensitive(o, "allow_origins"), c->allow_origins,
+                  sizeof(c->allow_origins)) != ML_OK ||
+        join_list(cJSON_GetObjectItemCaseSensitive(o, "allow_methods"), c->allow_methods,
+                  sizeof(c->allow_methods)) != ML_OK ||
+        join_list(cJSON_GetObjectItemCaseSensitive(o, "allow_headers"), c->allow_headers,
+                  sizeof(c->allow_headers)) != ML_OK ||
+        join_list(cJSON_GetObjectItemCaseSensitive(o, "expose_headers"), c->expose_headers,
+                  sizeof(c->expose_headers)) != ML_OK) {
+        memset(c, 0, sizeof(*c)); /* half a CORS policy would allow what nobody configured */
+        return;
+    }
+    c->max_age = age >= 0 && age <= 86400 * 365 ? (int64_t)age : 0;
+    c->allow_credentials = cJSON_IsTrue(cred);
+    c->enabled = true;
+}
+
+static void parse_batching(const cJSON *o, gw_fnurl_batching *b)
+{
+    const cJSON *keys = cJSON_GetObjectItemCaseSensitive(o, "key"), *k;
+
+    memset(b, 0, sizeof(*b));
+    if (!cJSON_IsObject(o))
+        return;
+    b->max_wait_ms = (int64_t)num_or(o, "max_wait_ms", 0);
+    b->max_batch_size = (int64_t)num_or(o, "max_batch_size", 0);
+    b->dynamic = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "dynamic"));
+    b->rate_mid = num_or(o, "rate_mid", 0);
+    b->rate_width = num_or(o, "rate_width", 0);
+    if (!cJSON_IsArray(keys))
+        keys = NULL;
+    cJSON_ArrayForEach(k, keys) {
+        if (b->nkeys == GW_FNURL_MAX_KEYS || !cJSON_IsString(k) ||
+            ml_strlcpy(b->keys[b->nkeys], k->valuestring, GW_FNURL_KEY_MAX) != ML_OK) {
+            memset(b, 0, sizeof(*b)); /* a key cut short would merge what should stay apart */
+            return;
+        }
+        b->nkeys++;
+    }
+    b->enabled = b->max_wait_ms >= 1 && b->max_batch_size >= 2;
+    if (!b->enabled)
+        memset(b, 0, sizeof(*b));
+}
+
+static void parse_url_config(const cJSON *o, gw_fnurl_cfg *u)
+{
+    const cJSON *auth = cJSON_GetObjectItemCaseSensitive(o, "auth");
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(o, "qualifier");
+
+    memset(u, 0, sizeof(*u));
+    if (!cJSON_IsObject(o))
+        return;
+    /* anything but an explicit NONE needs a token: a typo must not make a URL public */
+    u->auth = cJSON_IsString(auth) && strcmp(auth->valuestring, "NONE") == 0 ? GW_FNURL_AUTH_NONE
+                                                                             : GW_FNURL_AUTH_JWT;
+    if (cJSON_IsString(q) && ml_strlcpy(u->qualifier, q->valuestring, sizeof(u->qualifier)) != ML_OK)
+    {
+        memset(u, 0, sizeof(*u)); /* a qualifier that does not fit: no URL, not the wrong version */
+        return;
+    }
+    parse_cors(cJSON_GetObjectItemCaseSensitive(o, "cors"), &u->cors);
+    parse_batching(cJSON_GetObjectItemCaseSensitive(o, "batching"), &u->batching);
+    u->enabled = true;
+}
+
 int gw_fn_info_parse(const char *json, size_t len, gw_fn_info *out)
 {
     cJSON *doc = cJSON_ParseWithLength(json, len);
@@ -60,6 +159,7 @@ int gw_fn_info_parse(const char *json, size_t len, gw_fn_info *out)
     if (cJSON_IsNumber(timeout) && timeout->valuedouble >= 1 && timeout->valuedouble <= 86400)
         out->timeout_s = (int64_t)timeout->valuedouble;
     parse_rate_limit(field(doc, "rate_limit"), out);
+    parse_url_config(field(doc, "url_config"), &out->url);
     cJSON_Delete(doc);
     return ML_OK;
 }

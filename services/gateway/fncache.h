@@ -1,5 +1,5 @@
-/* fncache.h — what the gateway needs to know about a function (its id, timeout_s and
- * rate_limit), read from the executor's GET /functions/{fn} and cached briefly.
+/* fncache.h — what the gateway needs to know about a function (its id, timeout_s,
+ * rate_limit and function URL configuration), read from the executor's GET /functions/{fn} and cached briefly.
  *
  * Entries are fresh for the TTL (a "no such function" answer for at most a second, so a
  * function that appears is invocable promptly); past it they are stale and only used when
@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fnurl-t.h"
 #include "ml.h"
 
 #define GW_FN_ID_MAX 64
@@ -29,10 +30,13 @@ typedef struct gw_fn_info {
     bool has_rate_limit;
     double rps;
     int64_t burst;          /* the configured burst, or ceil(rps) when it has none */
+    gw_fnurl_cfg url;       /* "url_config" (docs/http.md); zeroed: no function URL */
 } gw_fn_info;
 
 /* Parses the executor's function document. Accepts the fields at the top level or under
- * "config": function_id (or id), name, timeout_s, rate_limit {"rps","burst"} (null = none).
+ * "config": function_id (or id), name, timeout_s, rate_limit {"rps","burst"} (null = none),
+ * url_config (null = no URL; its CORS lists comma-joined; a list too long for the struct
+ * drops the cors object, an unusable batching object turns batching off).
  * Sets status 200. ML_ERR if the body is not a JSON object. */
 int gw_fn_info_parse(const char *json, size_t len, gw_fn_info *out);
 

@@ -17,6 +17,8 @@
 #include "batchinv.h"
 #include "bodycheck.h"
 #include "fnspec.h"
+#include "fnurl.h"
+#include "gateway-int.h"
 #include "headers.h"
 #include "log.h"
 #include "sigv4.h"
@@ -27,7 +29,7 @@
 #define FN_LOOKUP_MAX_BYTES (256u * 1024u)
 /* API.md: the longest a function may run (fnspec's timeout_s bound) */
 #define MAX_FUNCTION_TIMEOUT_S (fnspec_field_get(FNSPEC_TIMEOUT_S)->max)
-#define RL_KEY_PREFIX "ml:gw:rl:"
+#define RL_KEY_PREFIX GW_RL_KEY_PREFIX
 #define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md, docs/logs.md); others are not
@@ -1062,6 +1064,8 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     }
     if (d->kind == GW_KIND_AWS_CODE)
         return gw_awscode_handle(a, req, resp);
+    if (d->kind == GW_KIND_FNURL) /* its own auth, namespace and flow (fnurl.c) */
+        return gw_fnurl_handle(a, d, req, resp);
     if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
     if (d->kind == GW_KIND_MINT)
@@ -1107,6 +1111,35 @@ refuse:
     return HTTPD_DONE;
 }
 
+/* ---- shared with fnurl.c (gateway-int.h) ---- */
+
+int gw_call_authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
+                         gw_principal *who)
+{
+    return authenticate(a, d, req, resp, who);
+}
+
+void gw_call_no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp)
+{
+    no_upstream(a, p, cap, resp);
+}
+
+void gw_call_proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
+{
+    proxy_error(a, x, resp);
+}
+
+void gw_call_limit_headers(httpd_resp *resp, const gcra_result *r)
+{
+    limit_headers(resp, r);
+}
+
+void gw_call_quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
+                         int64_t limit, int64_t retry_s)
+{
+    quota_error(a, resp, ns, quota, limit, retry_s);
+}
+
 /* ---- life cycle ---- */
 
 static void register_metrics(gw_app *a, metrics_registry *reg)
@@ -1134,6 +1167,10 @@ static void register_metrics(gw_app *a, metrics_registry *reg)
                                       "Function configuration lookups by source "
                                       "(cached, fetched, stale, default).",
                                       "source");
+    a->m_fnurl_requests = metrics_counter(reg, "minilambda_gateway_fnurl_requests_total",
+                                          "Function URL requests by namespace, function (capped), "
+                                          "auth mode and outcome (docs/http.md).",
+                                          "namespace,function,auth,result");
     if (gw_batch_metrics_init(reg) != ML_OK) /* function URL micro-batching (batch.h) */
         ml_log_warn("gateway: cannot register the batching metrics");
 }

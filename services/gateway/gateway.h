@@ -39,6 +39,7 @@ typedef struct gw_settings {
     const char *aws_region; /* the region in the ARNs the AWS API shows */
     const char *access_log; /* "-", "off" or a path (docs/logs.md §2) */
     double access_log_sample;
+    int64_t fnurl_ip_rps, fnurl_ip_burst; /* a public function URL's budget per client IP */
 } gw_settings;
 
 struct gw_app;
@@ -66,6 +67,7 @@ typedef struct gw_app {
     atomic_bool draining;
     metric *m_auth_failures, *m_decisions, *m_proxy_errors, *m_upstream_seconds, *m_fn_lookups;
     metric *m_quota_refusals;
+    metric *m_fnurl_requests; /* function URLs (fnurl.c) */
 } gw_app;
 
 /* Sets up pools, limiter, cache and metrics from cfg (copied); no threads yet. reg may be

@@ -47,6 +47,8 @@ static size_t gateway_vars(cfg_var *v)
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_OPEN_MS", "5000", 100, 600000, "how long an open breaker refuses traffic before half-open probes", &cfg.breaker_open_ms);
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_BREAKER_PROBES", "2", 1, 100, "half-open: concurrent probes, and successes needed to close", &cfg.breaker_probes);
     v[n++] = INT_VAR("MINILAMBDA_GATEWAY_KEEPALIVE_CONNECTIONS", "1024", 1, 100000, "idle keep-alive upstream connections kept per proxy thread", &cfg.keepalive_conns);
+    v[n++] = INT_VAR("MINILAMBDA_FNURL_IP_RPS", "20", 1, 1000000, "requests per second per client IP on a public (auth NONE) function URL", &cfg.fnurl_ip_rps);
+    v[n++] = INT_VAR("MINILAMBDA_FNURL_IP_BURST", "40", 1, 1000000, "burst per client IP on a public (auth NONE) function URL", &cfg.fnurl_ip_burst);
     v[n++] = INT_VAR("MINILAMBDA_METRICS_MAX_FUNCTIONS", "200", 1, 10000, "distinct function label values in metrics; the rest are counted as _other", &cfg.metric_max_functions);
     v[n++] = (cfg_var){ "MINILAMBDA_AWS_ACCESS_KEY", CFG_STR, "", 0, 0, NULL,
                         "access key id accepted with SigV4 on the AWS Invoke API (empty: Bearer only)",

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnurl.h"
 #include "httpd.h"
 
 #define BM GW_SVC_BUILD_MASTER
@@ -114,6 +115,11 @@ const gw_route_def gw_routes[] = {
     { "POST", "/admin/keys/{id}/disable", EX, A, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "POST", "/admin/keys/{id}/enable", EX, A, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
     { "POST", "/admin/keys/{id}/rotate", EX, A, C_WR, GW_KIND_PLAIN, GW_MAX_JSON_BODY, NULL },
+    /* function URLs (docs/http.md): any method; auth as the function's url_config says */
+    { "*", "/fn/{fn}", EX, I, C_INV, GW_KIND_FNURL, GW_FNURL_MAX_BODY, NULL },
+    { "*", "/fn/{fn}/{proxy+}", EX, I, C_INV, GW_KIND_FNURL, GW_FNURL_MAX_BODY, NULL },
+    { "*", "/ns/{ns}/fn/{fn}", EX, I, C_INV, GW_KIND_FNURL, GW_FNURL_MAX_BODY, NULL },
+    { "*", "/ns/{ns}/fn/{fn}/{proxy+}", EX, I, C_INV, GW_KIND_FNURL, GW_FNURL_MAX_BODY, NULL },
     /* minted here with the gateway's own secret: no upstream */
     { "POST", "/admin/tokens", EX, A, C_WR, GW_KIND_MINT, GW_MAX_JSON_BODY, NULL },
 };
@@ -132,7 +138,7 @@ const gw_route_def *gw_route_find(const char *method, const char *path, bool *wr
             continue;
         for (size_t k = 0; k < n; k++)
             free(values[k]);
-        if (strcmp(gw_routes[i].method, method) == 0) {
+        if (strcmp(gw_routes[i].method, method) == 0 || strcmp(gw_routes[i].method, "*") == 0) {
             if (wrong_method)
                 *wrong_method = false;
             return &gw_routes[i];

@@ -33,6 +33,7 @@ typedef enum {
     GW_KIND_MINT,         /* POST /admin/tokens: answered by the gateway itself */
     GW_KIND_AWS_CTL,      /* an AWS Lambda control-plane operation (awsctl.h): aws_op */
     GW_KIND_AWS_CODE,     /* GetFunction's Code.Location: a signed URL, no credentials */
+    GW_KIND_FNURL,        /* a function URL, any method (fnurl.h): auth per the function */
     GW_KIND_BATCH_INVOKE, /* POST /batch-invoke: per-item rate limits, results merged (batchinv.h) */
 } gw_kind;
 

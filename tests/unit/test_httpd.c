@@ -780,6 +780,81 @@ static void test_strict_json_body(void **state)
     httpd_stop(h);
 }
 
+/* Any method on /any/{x}/{rest+}, except GET which has its own route: the exact method
+ * wins whatever the order; the handler shows the route, the rest, the raw query, every
+ * header and a copied content type. */
+static void header_line(void *ud, const char *name, const char *value)
+{
+    ml_buf_printf(ud, "%s=%s;", name, value);
+}
+
+static httpd_result h_any(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    ml_buf hdrs = { 0 };
+    char ct[64];
+    (void)ud;
+    httpd_header_each(req, header_line, &hdrs);
+    snprintf(ct, sizeof(ct), "text/x-%s", httpd_method(req));
+    assert_int_equal(httpd_resp_content_type(resp, ct), ML_OK);
+    ml_buf_reset(&resp->body);
+    ml_buf_printf(&resp->body, "any %s rest=%s raw=%s hdrs=%s", httpd_method(req),
+                  httpd_param(req, "rest") ? httpd_param(req, "rest") : "-", httpd_raw_query(req),
+                  ml_buf_cstr(&hdrs));
+    for (int i = 0; i < 40; i++) /* more than the old 16-header table */
+        assert_int_equal(httpd_resp_header(resp, "Set-Cookie", "c=1"), ML_OK);
+    ml_buf_free(&hdrs);
+    return HTTPD_DONE;
+}
+
+static httpd_result h_any_get(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    (void)ud;
+    httpd_resp_text(resp, 200, "text/plain", "exact GET");
+    ML_UNUSED(req);
+    return HTTPD_DONE;
+}
+
+static void test_any_method_and_rest(void **state)
+{
+    static const httpd_route rts[] = {
+        { "*", "/any/{x}", h_any, NULL, 0, false },
+        { "*", "/any/{x}/{rest+}", h_any, NULL, 0, false },
+        { "GET", "/any/{x}", h_any_get, NULL, 0, false },
+    };
+    httpd_config cfg = { .service = "test", .bind_addr = "127.0.0.1", .threads = 1, .metrics = reg };
+    char err[128];
+    httpd *h = httpd_start(&cfg, rts, ML_ARRAY_LEN(rts), err, sizeof(err));
+    reply r;
+    (void)state;
+    assert_non_null(h);
+    request(httpd_port(h), "GET", "/any/a", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body.data, "exact GET");
+    reply_free(&r);
+    request(httpd_port(h), "DELETE", "/any/a?b=%2C+c&b=2&&x", "X-Two: 2", NULL, 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "any DELETE rest=- raw=b=%2C+c&b=2&&x hdrs="));
+    assert_non_null(strstr(r.body.data, "X-Two=2;"));
+    assert_non_null(strstr(r.headers.data, "Content-Type: text/x-DELETE"));
+    assert_non_null(strstr(r.headers.data, "Set-Cookie: c=1"));
+    reply_free(&r);
+    request(httpd_port(h), "PATCH", "/any/a/b/c%2Fd/e", NULL, "x", 0, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "any PATCH rest=b/c/d/e raw= "));
+    reply_free(&r);
+    request(httpd_port(h), "GET", "/any/a/b", NULL, NULL, 0, &r); /* no GET rest route: any */
+    assert_int_equal(r.status, 200);
+    assert_non_null(strstr(r.body.data, "any GET rest=b "));
+    reply_free(&r);
+    request(httpd_port(h), "PUT", "/any/a/b/", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 404);
+    reply_free(&r);
+    request(httpd_port(h), "PUT", "/any", NULL, NULL, 0, &r);
+    assert_int_equal(r.status, 404);
+    reply_free(&r);
+    httpd_stop(h);
+}
+
 static void test_match(void **state)
 {
     const char *names[HTTPD_MAX_PARAMS];
@@ -797,6 +872,21 @@ static void test_match(void **state)
     assert_int_equal(httpd_match("/a", "/a/", names, values, &n), ML_ERR);
     assert_int_equal(httpd_match("/health", "/health", names, values, &n), ML_OK);
     assert_int_equal(n, 0);
+    /* {name+}: the rest of the path, one or more segments */
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f/a/b/c", names, values, &n), ML_OK);
+    assert_int_equal(n, 2);
+    assert_string_equal(values[0], "f");
+    assert_string_equal(values[1], "a/b/c");
+    free(values[0]);
+    free(values[1]);
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f/a", names, values, &n), ML_OK);
+    assert_string_equal(values[1], "a");
+    free(values[0]);
+    free(values[1]);
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f/", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f/a//b", names, values, &n), ML_ERR);
+    assert_int_equal(httpd_match("/fn/{fn}/{proxy+}", "/fn/f/a/", names, values, &n), ML_ERR);
 }
 
 static int setup(void **state)
@@ -823,6 +913,7 @@ int main(void)
         cmocka_unit_test(test_strict_path_and_query),
         cmocka_unit_test(test_strict_json_body),
         cmocka_unit_test(test_match),
+        cmocka_unit_test(test_any_method_and_rest),
         cmocka_unit_test(test_routes_params_and_request_id),
         cmocka_unit_test(test_404_405_json_errors),
         cmocka_unit_test(test_body_cap),

@@ -45,6 +45,60 @@ static void test_parse(void **state)
     assert_int_equal(parse("not json", &f), ML_ERR);
 }
 
+/* url_config (docs/http.md): auth, qualifier, CORS lists comma-joined, batching. */
+static void test_parse_url_config(void **state)
+{
+    gw_fn_info f;
+    (void)state;
+    assert_int_equal(parse("{\"name\":\"f\",\"url_config\":{\"auth\":\"NONE\",\"qualifier\":\"live\","
+                           "\"cors\":{\"allow_origins\":[\"https://a.example\",\"https://b.example\"],"
+                           "\"allow_methods\":[\"GET\",\"POST\"],\"allow_headers\":[\"x-a\"],"
+                           "\"expose_headers\":[],\"max_age\":600,\"allow_credentials\":true},"
+                           "\"batching\":{\"max_wait_ms\":20,\"max_batch_size\":50,"
+                           "\"key\":[\"header:x-tenant-id\",\"method\"],\"dynamic\":true,"
+                           "\"rate_mid\":100,\"rate_width\":25},\"url\":\"/fn/f\"}}", &f), ML_OK);
+    assert_true(f.url.enabled);
+    assert_int_equal(f.url.auth, GW_FNURL_AUTH_NONE);
+    assert_string_equal(f.url.qualifier, "live");
+    assert_true(f.url.cors.enabled);
+    assert_string_equal(f.url.cors.allow_origins, "https://a.example,https://b.example");
+    assert_string_equal(f.url.cors.allow_methods, "GET,POST");
+    assert_string_equal(f.url.cors.allow_headers, "x-a");
+    assert_string_equal(f.url.cors.expose_headers, "");
+    assert_int_equal(f.url.cors.max_age, 600);
+    assert_true(f.url.cors.allow_credentials);
+    assert_true(f.url.batching.enabled);
+    assert_int_equal(f.url.batching.max_wait_ms, 20);
+    assert_int_equal(f.url.batching.max_batch_size, 50);
+    assert_int_equal(f.url.batching.nkeys, 2);
+    assert_string_equal(f.url.batching.keys[0], "header:x-tenant-id");
+    assert_string_equal(f.url.batching.keys[1], "method");
+    assert_true(f.url.batching.dynamic);
+    assert_true(f.url.batching.rate_mid > 99.9 && f.url.batching.rate_width > 24.9);
+    /* JWT, no qualifier, no cors, no batching */
+    assert_int_equal(parse("{\"url_config\":{\"auth\":\"JWT\",\"qualifier\":null,\"cors\":null,"
+                           "\"batching\":null}}", &f), ML_OK);
+    assert_true(f.url.enabled);
+    assert_int_equal(f.url.auth, GW_FNURL_AUTH_JWT);
+    assert_string_equal(f.url.qualifier, "");
+    assert_false(f.url.cors.enabled);
+    assert_false(f.url.batching.enabled);
+    /* an unknown auth needs a token; no url_config: no URL */
+    assert_int_equal(parse("{\"url_config\":{\"auth\":\"none\"}}", &f), ML_OK);
+    assert_int_equal(f.url.auth, GW_FNURL_AUTH_JWT);
+    assert_int_equal(parse("{\"url_config\":null}", &f), ML_OK);
+    assert_false(f.url.enabled);
+    assert_int_equal(parse("{\"name\":\"f\"}", &f), ML_OK);
+    assert_false(f.url.enabled);
+    /* a non-string origin drops the whole cors object; too many keys turn batching off */
+    assert_int_equal(parse("{\"url_config\":{\"auth\":\"NONE\",\"cors\":{\"allow_origins\":[1]},"
+                           "\"batching\":{\"max_wait_ms\":5,\"max_batch_size\":2,"
+                           "\"key\":[\"method\",\"path\",\"query:a\",\"query:b\",\"query:c\"]}}}", &f), ML_OK);
+    assert_true(f.url.enabled);
+    assert_false(f.url.cors.enabled);
+    assert_false(f.url.batching.enabled);
+}
+
 static void test_ttl(void **state)
 {
     gw_fncache c;
@@ -95,6 +149,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse),
+        cmocka_unit_test(test_parse_url_config),
         cmocka_unit_test(test_ttl),
         cmocka_unit_test(test_bounded),
     };

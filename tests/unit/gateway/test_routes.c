@@ -85,6 +85,11 @@ static const expect api[] = {
     { "DELETE", "/2017-03-31/tags/arn", GW_SVC_EXECUTOR, GW_SCOPE_WRITE, GW_KIND_AWS_CTL },
     { "GET", "/2017-03-31/tags/arn", GW_SVC_EXECUTOR, GW_SCOPE_READ, GW_KIND_AWS_CTL },
     { "GET", "/aws-code/team-a/f1", GW_SVC_BUILD_MASTER, GW_SCOPE_READ, GW_KIND_AWS_CODE },
+    /* function URLs (docs/http.md): any method */
+    { "*", "/fn/f1", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_FNURL },
+    { "*", "/fn/f1/a/b", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_FNURL },
+    { "*", "/ns/team-a/fn/f1", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_FNURL },
+    { "*", "/ns/team-a/fn/f1/a", GW_SVC_EXECUTOR, GW_SCOPE_INVOKE, GW_KIND_FNURL },
     /* docs/tenants.md's admin API */
     { "POST", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
     { "GET", "/admin/namespaces", GW_SVC_EXECUTOR, GW_SCOPE_ADMIN, GW_KIND_PLAIN },
@@ -114,6 +119,9 @@ static void test_every_endpoint(void **state)
         assert_int_equal(d->scope, api[i].scope);
         assert_int_equal(d->kind, api[i].kind);
     }
+    /* "*" takes any method */
+    assert_int_equal(gw_route_find("DELETE", "/fn/f1/x", NULL)->kind, GW_KIND_FNURL);
+    assert_int_equal(gw_route_find("OPTIONS", "/ns/team-a/fn/f1", NULL)->kind, GW_KIND_FNURL);
 }
 
 /* every AWS control-plane route names an operation the engine has, and no other route does
