@@ -135,7 +135,8 @@ def main():
                                capture_output=True, text=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()
         auth = {"Authorization": "Bearer " + token}
         fn = "batchbench"
-        if (S.deploy(fn, {"app.py": APP}, timeout_s=10, rate_limit={"rps": 100000, "burst": 100000}) or {}).get("state") != "active":
+        if (S.deploy(fn, {"app.py": APP}, timeout_s=10, rate_limit={"rps": 100000, "burst": 100000},
+                        concurrency=200) or {}).get("state") != "active":
             raise RuntimeError("the function did not build")
         for label, batching in [("per request (no batching)", None)] + \
                 [(f"batching, max_wait_ms {w}", {"max_wait_ms": w, "max_batch_size": MAX_BATCH}) for w in WAITS]:

@@ -21,7 +21,9 @@ PORTS = {"gateway": BASE + 3480, "lambda-executor": BASE + 3481, "build-master":
          "build-worker": BASE + 3492}
 JWT_SECRET = base64.b64encode(os.urandom(24)).decode()
 N, TENANTS, MAX_BATCH, FAIL_AT = 1000, 10, 32, 437
-UNLIMITED = {"rps": 100000, "burst": 100000}  # the function's own budget counts every request
+# The function's own budget counts every URL request; its concurrency (default 10) every batch
+# invoke in flight, and 1,000 requests at once make dozens of batches at once.
+UNLIMITED = {"rps": 100000, "burst": 100000}
 S = Suite("test-fnurl-batch", PORTS, {
     "MINILAMBDA_JWT_SECRET": JWT_SECRET,
     "MINILAMBDA_BUILD_MASTER_URLS": f"http://127.0.0.1:{PORTS['build-master']}",
@@ -189,7 +191,8 @@ def main():
         echo, stream = f"bat-{run}", f"bst-{run}"
         states = {}
         ts = [threading.Thread(target=lambda n=n, code=code: states.__setitem__(
-                  n, (S.deploy(n, {"app.py": code}, timeout_s=10, rate_limit=UNLIMITED) or {}).get("state")))
+                  n, (S.deploy(n, {"app.py": code}, timeout_s=10, rate_limit=UNLIMITED,
+                                   concurrency=200) or {}).get("state")))
               for n, code in ((echo, ECHO), (stream, STREAM))]
         for t in ts:
             t.start()
