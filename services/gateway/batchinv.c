@@ -9,14 +9,13 @@
 
 #include "bodycheck.h"
 #include "fnspec.h"
+#include "gateway-int.h"
 #include "headers.h"
 #include "jsoncheck.h"
 #include "log.h"
 #include "tenant.h"
 
-#define RL_KEY_PREFIX "ml:gw:rl:"  /* gateway.c's: one budget per function, batch or not */
 #define BATCH_MAX_ITEMS 100
-#define MAX_FUNCTION_TIMEOUT_S (fnspec_field_get(FNSPEC_TIMEOUT_S)->max)
 
 typedef struct bi_call bi_call;
 
@@ -30,7 +29,7 @@ typedef struct bi_item {
     bool throttled;
     int64_t retry_s;
     gcra_limit lim;
-    char key[sizeof(RL_KEY_PREFIX) + TENANT_MAX + 300];
+    char key[sizeof(GW_RL_KEY_PREFIX) + TENANT_MAX + 300];
     const char *label;
 } bi_item;
 
@@ -295,7 +294,7 @@ static void plan_item(bi_call *c, bi_item *it)
         fresh = gw_fncache_get(&c->a->fns, fnkey, ml_now_ms(), &info) == GW_FNCACHE_FRESH;
     if (!fresh)
         memset(&info, 0, sizeof(info));
-    it->timeout_s = info.timeout_s > 0 ? info.timeout_s : MAX_FUNCTION_TIMEOUT_S;
+    it->timeout_s = gw_fn_timeout_s(&info);
     it->sync = !cJSON_IsString(t) || strcmp(t->valuestring, "RequestResponse") == 0;
     /* a dry run invokes nothing, so it spends no budget (as on /invoke) */
     if (cJSON_IsString(t) && strcmp(t->valuestring, "DryRun") == 0)
@@ -303,7 +302,7 @@ static void plan_item(bi_call *c, bi_item *it)
     it->lim = info.has_rate_limit ? gcra_limit_rps(info.rps, info.burst)
                                   : gcra_limit_rps((double)c->a->cfg.default_rps, c->a->cfg.default_burst);
     /* sized to fit a namespace and any function name or id; a cut key is not used */
-    it->limited = ml_snprintf(it->key, sizeof(it->key), RL_KEY_PREFIX "fn:%s:%s", c->ns,
+    it->limited = ml_snprintf(it->key, sizeof(it->key), GW_RL_KEY_PREFIX "fn:%s:%s", c->ns,
                               info.id[0] ? info.id : it->fn) == ML_OK;
     it->label = metrics_function_label(info.name[0] ? info.name : it->fn);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fnspec.h"
 #include "ml.h"
 
 #define DEFAULT_TTL_MS 5000
@@ -139,6 +140,11 @@ static void parse_url_config(const cJSON *o, gw_fnurl_cfg *u)
     parse_cors(cJSON_GetObjectItemCaseSensitive(o, "cors"), &u->cors);
     parse_batching(cJSON_GetObjectItemCaseSensitive(o, "batching"), &u->batching);
     u->enabled = true;
+}
+
+int64_t gw_fn_timeout_s(const gw_fn_info *info)
+{
+    return info->timeout_s > 0 ? info->timeout_s : fnspec_field_get(FNSPEC_TIMEOUT_S)->max;
 }
 
 int gw_fn_info_parse(const char *json, size_t len, gw_fn_info *out)

@@ -33,6 +33,10 @@ typedef struct gw_fn_info {
     gw_fnurl_cfg url;       /* "url_config" (docs/http.md); zeroed: no function URL */
 } gw_fn_info;
 
+/* The function's timeout_s, or the longest any function may run when it is unknown (a
+ * long function must never die at a gateway default). */
+int64_t gw_fn_timeout_s(const gw_fn_info *info);
+
 /* Parses the executor's function document. Accepts the fields at the top level or under
  * "config": function_id (or id), name, timeout_s, rate_limit {"rps","burst"} (null = none),
  * url_config (null = no URL; its CORS lists comma-joined; a list too long for the struct

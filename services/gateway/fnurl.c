@@ -369,7 +369,7 @@ out:
 
 static int64_t function_timeout_s(const url_call *c)
 {
-    return c->info.timeout_s > 0 ? c->info.timeout_s : fnspec_field_get(FNSPEC_TIMEOUT_S)->max;
+    return gw_fn_timeout_s(&c->info);
 }
 
 /* gw_batch_lookup_fn over the request. */

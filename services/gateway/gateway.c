@@ -502,7 +502,7 @@ static void call_proxy(gw_call *c)
     x->inst = in;
     x->admit = how;
     if (is_invoke(c->def)) /* a long function must never die at a gateway default */
-        x->timeout_ms = (long)(((c->info.timeout_s > 0 ? c->info.timeout_s : MAX_FUNCTION_TIMEOUT_S) +
+        x->timeout_ms = (long)((gw_fn_timeout_s(&c->info) +
                                 a->cfg.invoke_margin_s) * 1000);
     gw_loop_start(c->loop, x);
 }
