@@ -188,9 +188,13 @@ static int on_frame(void *ud, char type, const char *data, size_t len)
 static int on_chunk(gw_xfer *x, const char *data, size_t len)
 {
     url_call *c = x->ud;
+    bool started = c->stream != NULL;
 
-    if (invstream_feed(&c->dec, data, len, on_frame, c) == ML_OK)
+    if (invstream_feed(&c->dec, data, len, on_frame, c) == ML_OK) {
+        if (!started && c->stream)
+            gw_xfer_pace(x, c->stream);
         return ML_OK;
+    }
     if (!c->head_error)
         ml_log_kv(ML_LOG_WARN, "streamed invocation aborted", "function", c->fn, "error",
                   c->dec.error[0] ? c->dec.error : "the client has gone", NULL);
@@ -202,6 +206,7 @@ static void stream_done(url_call *c, gw_xfer *x)
 {
     gw_fnout out = { .kind = GW_FNOUT_FUNCTION_ERROR };
 
+    gw_xfer_pace(x, NULL);
     if (c->stream) {
         bool clean = x->result == GW_XFER_OK && c->dec.ended && !c->stream_failed;
         if (clean)

@@ -399,6 +399,7 @@ static httpd_stream *relay_start(void *ud, const char *content_type)
     c->resp->content_type = aws_events(c->def) ? GW_EVS_CONTENT_TYPE : gw_ctype_intern(content_type);
     if (!(s = httpd_resp_stream(c->resp, c->resp->content_type)))
         return NULL;
+    gw_xfer_pace(x, s);
     gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000);
     httpd_complete(c->req);
     c->req = NULL;
@@ -448,6 +449,7 @@ static void on_upstream_done(gw_xfer *x)
     metric_observe(c->app->m_upstream_seconds, (const char *[]){ x->pool->service },
                    (double)(ml_now_ms() - x->started_ms) / 1000.0);
     gw_alog_upstream(c->req, x->pool->service, (ml_now_ms() - x->started_ms) * 1000); /* NULL: streamed */
+    gw_xfer_pace(x, NULL); /* the relay closes the client's stream now */
     if (x->chunked && gw_srelay_end(&c->relay)) { /* relayed: the end says how it ended */
         if (x->result != GW_XFER_OK)
             ml_log_kv(ML_LOG_INFO, "streamed invocation broke off", "error", x->error, NULL);

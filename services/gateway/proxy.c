@@ -178,13 +178,20 @@ static void maybe_chunk(gw_xfer *x)
 
 /* The write callback's half for a relayed stream: pass the chunk on, or pause (curl keeps
  * it and offers it again after unpausing), or abort once the client has gone. */
-static size_t relay(gw_xfer *x, const char *p, size_t n)
+/* Whether the client of s is too far behind: the transfer then pauses until it catches up. */
+static bool lagging(gw_xfer *x, httpd_stream *s)
 {
     atomic_store(&x->unpause, false); /* before looking: a catch-up after this is seen */
-    if (!httpd_stream_gone(x->stream) && httpd_stream_pending(x->stream) >= GW_STREAM_HIGH_WATER) {
-        x->paused = true;
+    if (httpd_stream_gone(s) || httpd_stream_pending(s) < GW_STREAM_HIGH_WATER)
+        return false;
+    x->paused = true;
+    return true;
+}
+
+static size_t relay(gw_xfer *x, const char *p, size_t n)
+{
+    if (lagging(x, x->stream))
         return CURL_WRITEFUNC_PAUSE;
-    }
     if (httpd_stream_write(x->stream, p, n) != ML_OK) {
         ml_strlcpy(x->error, "the client went away", sizeof(x->error));
         return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
@@ -205,6 +212,13 @@ static void unpause_ready(loop *l)
     }
 }
 
+void gw_xfer_pace(gw_xfer *x, httpd_stream *s)
+{
+    x->pace = s;
+    if (s)
+        httpd_stream_notify(s, GW_STREAM_HIGH_WATER / 2, on_client_caught_up, x);
+}
+
 /* ---- curl callbacks ---- */
 
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
@@ -214,6 +228,8 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 
     if (x->stream)
         return relay(x, ptr, n);
+    if (x->chunked && n && x->pace && lagging(x, x->pace))
+        return CURL_WRITEFUNC_PAUSE; /* offered again once the client caught up */
     if (x->chunked) /* 0 aborts with CURLE_WRITE_ERROR; on_done names the consumer */
         return n == 0 || x->on_chunk(x, ptr, n) == ML_OK ? n : 0;
     if (ml_buf_append(&x->resp_body, ptr, n) != ML_OK) {

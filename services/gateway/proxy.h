@@ -85,6 +85,7 @@ struct gw_xfer {
      * usual, with chunked set. Takes precedence over on_stream for that content type. */
     int (*on_chunk)(gw_xfer *x, const char *data, size_t len);
     bool chunked;                /* the body went to on_chunk */
+    httpd_stream *pace;          /* on_chunk's client (gw_xfer_pace); NULL: none to keep pace with */
     gw_loop *loop;               /* set when it starts */
     /* response */
     gw_xfer_result result;
@@ -155,6 +156,12 @@ void gw_loop_timer_cancel(gw_loop *l, gw_timer *t);
  * or after gw_proxy_stop. */
 void *gw_loop_user(gw_loop *l);
 void gw_loop_set_user(gw_loop *l, void *p);
+
+/* On the loop thread, from on_chunk: s is the client stream the consumer writes the body to,
+ * so the transfer pauses while that client is GW_STREAM_HIGH_WATER or more behind (as a
+ * relayed stream does) instead of the consumer cutting it at HTTPD_STREAM_MAX_BUFFERED.
+ * Call with NULL before closing s. */
+void gw_xfer_pace(gw_xfer *x, httpd_stream *s);
 
 /* New zeroed transfer (calloc); free with gw_xfer_free. */
 gw_xfer *gw_xfer_new(void);

@@ -7,10 +7,12 @@
  * it runs the event at most once (docs/async.md). */
 #include "invoke.h"
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <pthread.h>
 
@@ -41,6 +43,9 @@ typedef struct call {
     bool want_stream;
     httpd_stream *stream;
     bool stream_gone;            /* the client left: the rest of the stream is dropped */
+    pthread_mutex_t pace_mu;     /* with pace_cv and pace_gen: the client read some (stream_pace) */
+    pthread_cond_t pace_cv;
+    unsigned pace_gen;
     char request_id[64];         /* for the audit row, kept past the completion */
     char event_sha256[65];       /* likewise: the event's hash (the event lives in req) */
 } call;
@@ -136,6 +141,50 @@ static void run_headers(call *c, httpd_resp *resp)
     httpd_resp_header(resp, "X-Cold-Start", c->cold ? "true" : "false");
 }
 
+/* How far the reader (the gateway) may fall behind before the function waits for it. */
+#define STREAM_HIGH_WATER (256u * 1024u)
+
+/* httpd_stream_notify_fn (a server thread, the stream's lock held): the reader caught up
+ * to half the high water mark, or left. */
+static void on_stream_drained(void *ud)
+{
+    call *c = ud;
+
+    pthread_mutex_lock(&c->pace_mu);
+    c->pace_gen++;
+    pthread_cond_signal(&c->pace_cv);
+    pthread_mutex_unlock(&c->pace_mu);
+}
+
+/* Waits while the reader is STREAM_HIGH_WATER or more behind, at most until the function's
+ * timeout: the function's writes then block in its pipe, so a slow reader slows it down
+ * instead of its output being cut at the stream's buffer bound. The stream's lock is never
+ * taken under pace_mu (the callback takes them the other way round): a generation count
+ * tells a wake-up that came between the look and the wait. */
+static void stream_pace(call *c)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += c->fn.timeout_s + 1;
+    for (;;) {
+        unsigned gen;
+        bool timed_out = false;
+
+        pthread_mutex_lock(&c->pace_mu);
+        gen = c->pace_gen;
+        pthread_mutex_unlock(&c->pace_mu);
+        if (httpd_stream_gone(c->stream) || httpd_stream_pending(c->stream) < STREAM_HIGH_WATER)
+            return;
+        pthread_mutex_lock(&c->pace_mu);
+        while (c->pace_gen == gen && !timed_out)
+            timed_out = pthread_cond_timedwait(&c->pace_cv, &c->pace_mu, &until) == ETIMEDOUT;
+        pthread_mutex_unlock(&c->pace_mu);
+        if (timed_out)
+            return;
+    }
+}
+
 /* Queues one frame for the client; a client that has gone drops the rest. */
 static int stream_frame(call *c, char type, const char *data, size_t len)
 {
@@ -144,6 +193,7 @@ static int stream_frame(call *c, char type, const char *data, size_t len)
 
     if (c->stream_gone || invstream_frame(&f, type, data, len) != ML_OK)
         goto out;
+    stream_pace(c);
     rc = httpd_stream_write(c->stream, f.data, f.len);
 out:
     ml_buf_free(&f);
@@ -164,6 +214,9 @@ static int on_stream_start(void *ud, const char *meta, size_t len)
     run_headers(c, c->resp);
     if (!(c->stream = httpd_resp_stream(c->resp, INVSTREAM_CONTENT_TYPE)))
         return ML_ERR; /* a 500 in resp: finish answers that */
+    pthread_mutex_init(&c->pace_mu, NULL);
+    pthread_cond_init(&c->pace_cv, NULL);
+    httpd_stream_notify(c->stream, STREAM_HIGH_WATER / 2, on_stream_drained, c);
     httpd_complete(c->req);
     c->req = NULL;
     c->resp = NULL;
@@ -193,8 +246,10 @@ static void stream_finish(call *c)
         stream_frame(c, INVSTREAM_END, "{}", 2);
     else
         stream_frame(c, INVSTREAM_END, ml_buf_cstr(&r->payload), r->payload.len);
-    httpd_stream_close(c->stream);
+    httpd_stream_close(c->stream); /* no on_stream_drained after this */
     c->stream = NULL;
+    pthread_cond_destroy(&c->pace_cv);
+    pthread_mutex_destroy(&c->pace_mu);
 }
 
 static void reply(call *c)
