@@ -165,7 +165,8 @@ FUZZ_SECONDS ?= 30
 FUZZ_CI_SECONDS ?= 10
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Ishared \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron audit_wal awsarn logs_query egress
+FUZZ_TARGETS := extract multipart jsoncheck fnspec sigv4 jwt proto ssrf cron audit_wal awsarn logs_query egress \
+                fnurl invstream
 build/fuzz/fuzz_extract: tests/fuzz/fuzz_extract.c services/build-worker/extract.c shared/buf.c shared/crypto.c shared/util.c shared/fnspec.c
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
@@ -212,6 +213,13 @@ build/fuzz/fuzz_egress: tests/fuzz/fuzz_egress.c services/build-worker/egress_pa
 	@mkdir -p $(@D)
 	clang $(FUZZ_CFLAGS) -Iservices/build-worker $^ $(FUZZ_LIBS) -o $@
 
+build/fuzz/fuzz_fnurl: tests/fuzz/fuzz_fnurl.c services/gateway/fnurl_resp.c shared/httpd.c shared/buf.c shared/crypto.c shared/util.c shared/metrics.c shared/log.c shared/jsoncheck.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -Iservices/gateway $^ $(FUZZ_LIBS) -lmicrohttpd -o $@
+build/fuzz/fuzz_invstream: tests/fuzz/fuzz_invstream.c shared/invstream.c shared/buf.c shared/util.c
+	@mkdir -p $(@D)
+	clang $(FUZZ_CFLAGS) $^ $(FUZZ_LIBS) -o $@
+
 # Runs every target for $(1) seconds; extract's seeds come from its unit test.
 define fuzz_run
 	mkdir -p $(FUZZ_TARGETS:%=build/fuzz/%-corpus) build/fuzz/extract-seeds
@@ -225,7 +233,7 @@ define fuzz_run
 	build/fuzz/fuzz_jsoncheck -max_total_time=$(1) -max_len=4096 \
 	  -artifact_prefix=build/fuzz/ -print_final_stats=1 build/fuzz/jsoncheck-corpus \
 	  tests/fuzz/seeds/jsoncheck
-	set -e; for t in fnspec sigv4 jwt proto ssrf cron audit_wal logs_query egress; do \
+	set -e; for t in fnspec sigv4 jwt proto ssrf cron audit_wal logs_query egress fnurl invstream; do \
 	  build/fuzz/fuzz_$$t -max_total_time=$(1) -timeout=10 -artifact_prefix=build/fuzz/ \
 	    -print_final_stats=1 build/fuzz/$$t-corpus tests/fuzz/seeds/$$t; \
 	done
