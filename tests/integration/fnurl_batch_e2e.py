@@ -12,9 +12,9 @@ gateway, executor and build pipeline, python functions that take {"v":1,"batch":
   streaming), the first long before the last.
 
 Needs the function URL path (fnurl) and PUT /functions/{fn}/url (urlcfg). Prints ok/not ok."""
-import base64, http.client, json, os, selectors, socket, sys, threading, time, uuid
+import base64, http.client, os, selectors, socket, sys, threading, time, uuid
 
-from mlstack import Suite, jcall, scrape
+from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"gateway": BASE + 3480, "lambda-executor": BASE + 3481, "build-master": BASE + 3482,
@@ -68,13 +68,6 @@ def post(path, body, headers=None, timeout=30, conn=None):
         return None, {}, repr(e).encode(), time.time() - t0
     finally:
         c.close()
-
-
-def jerr(body):
-    try:
-        return json.loads(body).get("error") or {}
-    except ValueError:
-        return {}
 
 
 def concurrently(n, fn):

@@ -13,7 +13,7 @@ function error is 502 function_error JSON, a timeout 504 function_timeout JSON; 
 budget of a public URL gives 429; the outcome metric counts. Prints ok/not ok."""
 import base64, http.client, json, os, sys, threading, time, uuid
 
-from mlstack import Suite, jcall, scrape
+from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"gateway": BASE + 2780, "lambda-executor": BASE + 2781, "build-master": BASE + 2782,
@@ -65,13 +65,6 @@ def req(method, path, body=None, headers=None):
         return r.status, r.headers, r.read()
     finally:
         c.close()
-
-
-def jerr(body):
-    try:
-        return json.loads(body).get("error") or {}
-    except ValueError:
-        return {}
 
 
 def event_checks(pub):

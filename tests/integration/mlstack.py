@@ -193,6 +193,14 @@ def wait_build(base, ns, bid, timeout=90):
     return None
 
 
+def jerr(body):
+    """The "error" object of an API error answer ({} when the body is not one)."""
+    try:
+        return json.loads(body).get("error") or {}
+    except ValueError:
+        return {}
+
+
 def scrape(base_url):
     """A daemon's /metrics as {"name{labels}": value} ({} unless it answered 200), and
     (status, promtool check metrics exit code, promtool's output)."""
