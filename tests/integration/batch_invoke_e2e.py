@@ -9,9 +9,9 @@ after another); each item leaves its audit row; 101 items are a 400.
 URL config: create (201, defaults filled) / replace (200) / get / delete (204, then 404); a
 refused PUT (400 naming the field) changes nothing; GET /functions/{fn} shows url_config;
 another namespace does not see it; deleting the function removes its URL. Prints ok/not ok."""
-import base64, json, os, subprocess, sys, threading, time, uuid
+import base64, json, os, sys, threading, time, uuid
 
-from mlstack import BIN, Suite, jcall, psql
+from mlstack import Suite, jcall, psql
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"gateway": BASE + 2680, "lambda-executor": BASE + 2681, "build-master": BASE + 2682,
@@ -184,12 +184,8 @@ def url_checks(gw, auth, echo, doomed):
 def main():
     run = uuid.uuid4().hex[:8]
     t0 = time.time()
-    for name in ("lambda-executor", "build-master", "build-worker", "gateway"):
-        S.start(name)
     try:
-        token = subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", "batch"], capture_output=True,
-                               text=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()
-        auth = {"Authorization": "Bearer " + token}
+        auth = S.start_platform("batch")
         echo, slow, limited, doomed = (f"bi-{k}-{run}" for k in ("echo", "slow", "lim", "doomed"))
         ok = S.check("functions deployed", deploy_all({echo: ECHO, slow: SLOW, limited: ECHO, doomed: ECHO}))
         if ok:

@@ -12,9 +12,9 @@ gateway, executor and build pipeline, python functions that take {"v":1,"batch":
   streaming), the first long before the last.
 
 Needs the function URL path (fnurl) and PUT /functions/{fn}/url (urlcfg). Prints ok/not ok."""
-import base64, http.client, json, os, selectors, socket, subprocess, sys, threading, time, uuid
+import base64, http.client, os, selectors, socket, sys, threading, time, uuid
 
-from mlstack import BIN, Suite, jcall, scrape
+from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"gateway": BASE + 3480, "lambda-executor": BASE + 3481, "build-master": BASE + 3482,
@@ -68,13 +68,6 @@ def post(path, body, headers=None, timeout=30, conn=None):
         return None, {}, repr(e).encode(), time.time() - t0
     finally:
         c.close()
-
-
-def jerr(body):
-    try:
-        return json.loads(body).get("error") or {}
-    except ValueError:
-        return {}
 
 
 def concurrently(n, fn):
@@ -182,12 +175,8 @@ def streamed(fn, run):
 def main():
     run = uuid.uuid4().hex[:8]
     t0 = time.time()
-    for name in ("lambda-executor", "build-master", "build-worker", "gateway"):
-        S.start(name)
     try:
-        token = subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", "batch"], capture_output=True,
-                               text=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()
-        auth = {"Authorization": "Bearer " + token}
+        auth = S.start_platform("batch")
         echo, stream = f"bat-{run}", f"bst-{run}"
         states = {}
         ts = [threading.Thread(target=lambda n=n, code=code: states.__setitem__(

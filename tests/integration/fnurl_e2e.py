@@ -11,9 +11,9 @@ refuses without one (401 JSON) and works with one (the token's claims in the eve
 preflight is answered (and the actual response carries Access-Control-Allow-Origin); a
 function error is 502 function_error JSON, a timeout 504 function_timeout JSON; the per-IP
 budget of a public URL gives 429; the outcome metric counts. Prints ok/not ok."""
-import base64, http.client, json, os, subprocess, sys, threading, time, uuid
+import base64, http.client, json, os, sys, threading, time, uuid
 
-from mlstack import BIN, Suite, jcall, scrape
+from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
 PORTS = {"gateway": BASE + 2780, "lambda-executor": BASE + 2781, "build-master": BASE + 2782,
@@ -65,13 +65,6 @@ def req(method, path, body=None, headers=None):
         return r.status, r.headers, r.read()
     finally:
         c.close()
-
-
-def jerr(body):
-    try:
-        return json.loads(body).get("error") or {}
-    except ValueError:
-        return {}
 
 
 def event_checks(pub):
@@ -237,12 +230,8 @@ def jwt_checks(priv, auth):
 def main():
     run = uuid.uuid4().hex[:8]
     t0 = time.time()
-    for name in ("lambda-executor", "build-master", "build-worker", "gateway"):
-        S.start(name)
     try:
-        token = subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", "fnurl"], capture_output=True,
-                               text=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=JWT_SECRET)).stdout.strip()
-        auth = {"Authorization": "Bearer " + token}
+        auth = S.start_platform("fnurl")
         pub, priv = f"url-pub-{run}", f"url-jwt-{run}"
         states = {}
         ts = [threading.Thread(target=lambda n=n: states.__setitem__(n, (S.deploy(n, {"app.py": APP}, timeout_s=1) or {}).get("state")))

@@ -61,6 +61,15 @@ PORT_VARS = {"build-master": "MINILAMBDA_BUILD_MASTER_PORT", "build-worker": "MI
              "lambda-executor": "MINILAMBDA_EXECUTOR_PORT", "gateway": "MINILAMBDA_GATEWAY_PORT"}
 
 
+PLATFORM = ("lambda-executor", "build-master", "build-worker", "gateway")
+
+
+def gateway_token(jwt_secret, sub):
+    """A dev JWT for sub from `gateway token`, signed with jwt_secret."""
+    return subprocess.run([os.path.join(BIN, "gateway"), "token", "--sub", sub], capture_output=True,
+                          text=True, env=dict(os.environ, MINILAMBDA_JWT_SECRET=jwt_secret)).stdout.strip()
+
+
 class Suite:
     """A set of daemons (one per name) with their logs under .run/<tag>."""
 
@@ -104,6 +113,13 @@ class Suite:
             except OSError:
                 time.sleep(0.2)
         raise RuntimeError(name + " not healthy")
+
+    def start_platform(self, sub):
+        """Starts the four daemons (PLATFORM order) and returns the Authorization header of a dev
+        JWT for sub, signed with this suite's MINILAMBDA_JWT_SECRET."""
+        for name in PLATFORM:
+            self.start(name)
+        return {"Authorization": "Bearer " + gateway_token(self.env["MINILAMBDA_JWT_SECRET"], sub)}
 
     def stop_all(self):
         for name, p in self.procs.items():
@@ -175,6 +191,14 @@ def wait_build(base, ns, bid, timeout=90):
             return b
         time.sleep(0.1)
     return None
+
+
+def jerr(body):
+    """The "error" object of an API error answer ({} when the body is not one)."""
+    try:
+        return json.loads(body).get("error") or {}
+    except ValueError:
+        return {}
 
 
 def scrape(base_url):

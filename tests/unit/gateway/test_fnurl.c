@@ -206,41 +206,36 @@ static void test_event_body_encoding(void **state)
     static const gw_fnurl_kv bin[] = { { "Content-Type", "application/octet-stream" } };
     static const gw_fnurl_kv text[] = { { "content-type", "Text/Plain; charset=utf-8" } };
     static const gw_fnurl_kv none[] = { { "X-A", "1" } };
+    static const char raw[] = { 'a', 0, (char)0xff, 'b' };
+    /* b64: the isBase64Encoded wanted (-1: not checked) */
+    static const struct {
+        const gw_fnurl_kv *headers;
+        const char *body;
+        size_t len;
+        const char *want;
+        int b64;
+    } cases[] = {
+        { bin, raw, sizeof(raw), "YQD/Yg==", 1 },         /* binary: base64 */
+        { text, "caf\xe9", 4, "Y2Fm6Q==", 1 },           /* textual, bytes not UTF-8: base64 all the same */
+        { text, "caf\xc3\xa9", 5, "caf\xc3\xa9", 0 }, /* text with UTF-8 */
+        { none, "hi", 2, "aGk=", -1 },                    /* no content type: not known to be text */
+    };
     gw_fnurl_req r = base_req();
-    const char raw[] = { 'a', 0, (char)0xff, 'b' };
-    cJSON *ev;
     (void)state;
-    /* binary: base64 */
-    r.headers = bin;
-    r.nheaders = 1;
-    r.body = raw;
-    r.body_len = sizeof(raw);
-    ev = event_of(&r);
-    assert_string_equal(str_at(ev, "body", NULL), "YQD/Yg==");
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "isBase64Encoded")));
-    cJSON_Delete(ev);
-    /* a textual type with bytes that are not UTF-8: base64 all the same */
-    r.headers = text;
-    r.body = "caf\xe9";
-    r.body_len = 4;
-    ev = event_of(&r);
-    assert_string_equal(str_at(ev, "body", NULL), "Y2Fm6Q==");
-    assert_true(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(ev, "isBase64Encoded")));
-    cJSON_Delete(ev);
-    /* text with UTF-8 */
-    r.body = "caf\xc3\xa9";
-    r.body_len = 5;
-    ev = event_of(&r);
-    assert_string_equal(str_at(ev, "body", NULL), "caf\xc3\xa9");
-    assert_true(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(ev, "isBase64Encoded")));
-    cJSON_Delete(ev);
-    /* no content type: not known to be text */
-    r.headers = none;
-    r.body = "hi";
-    r.body_len = 2;
-    ev = event_of(&r);
-    assert_string_equal(str_at(ev, "body", NULL), "aGk=");
-    cJSON_Delete(ev);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cJSON *ev;
+        r.headers = cases[i].headers;
+        r.nheaders = 1;
+        r.body = cases[i].body;
+        r.body_len = cases[i].len;
+        ev = event_of(&r);
+        assert_string_equal(str_at(ev, "body", NULL), cases[i].want);
+        if (cases[i].b64 >= 0) {
+            const cJSON *b64 = cJSON_GetObjectItemCaseSensitive(ev, "isBase64Encoded");
+            assert_true(cases[i].b64 ? cJSON_IsTrue(b64) : cJSON_IsFalse(b64));
+        }
+        cJSON_Delete(ev);
+    }
     assert_true(gw_fnurl_textual("text/html"));
     assert_true(gw_fnurl_textual("application/problem+json"));
     assert_true(gw_fnurl_textual("application/xml; charset=utf-8"));

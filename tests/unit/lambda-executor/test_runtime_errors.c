@@ -11,78 +11,19 @@
  *
  * Needs root and full isolation like test_sandbox (fails, never skips, without them).
  * Runs from the repository root or with ML_ROOT set (tests/run.sh sets it). */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "artifacts.h"
-#include "log.h"
-#include "sandbox.h"
-
-static char g_runtimes[1024];
-static char g_report[4096];
-
-typedef struct fixture {
-    char dir[64];
-    sandbox_instance *inst;
-    sandbox_result res;
-} fixture;
+#include "rt_fixture.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *fh = fopen(path, "w");
-
-    assert_non_null(fh);
-    assert_int_equal(fputs(text, fh) >= 0, 1);
-    assert_int_equal(fclose(fh), 0);
-    assert_int_equal(chmod(path, 0644), 0);
-}
-
-/* Fills the fixture's code dir (world-readable) with name/content pairs, NULL-terminated; a
- * name may contain directories ("node_modules/a/index.js"), made 0755. */
-static void code_dir(fixture *f, ...)
-{
-    const char *name;
-    va_list ap;
-
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_runtime_errors_XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(chmod(f->dir, 0755), 0);
-    va_start(ap, f);
-    while ((name = va_arg(ap, const char *))) {
-        const char *content = va_arg(ap, const char *);
-        char path[512];
-        for (const char *slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
-            snprintf(path, sizeof(path), "%s/%.*s", f->dir, (int)(slash - name), name);
-            assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-            assert_int_equal(chmod(path, 0755), 0);
-        }
-        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-        write_text(path, content);
-    }
-    va_end(ap);
-}
-
-static sandbox_spec spec_for(fixture *f, const char *runtime, const char *handler)
-{
-    sandbox_spec s = { .runtime = runtime, .handler = handler, .code_dir = f->dir,
-                       .runtimes_dir = g_runtimes, .function_name = "errfn",
-                       .function_version = "1", .memory_mb = 256, .timeout_s = 10,
-                       .pids_max = 64 };
-    return s;
-}
 
 /* The start must fail with exactly `want` (the "Type: message" sandbox_start reports). */
 static void expect_init_error(fixture *f, const char *runtime, const char *handler, const char *want)
@@ -103,45 +44,12 @@ static void expect_init_error(fixture *f, const char *runtime, const char *handl
 /* The start must succeed and an invoke of "{}" answer `want`. */
 static void expect_result(fixture *f, const char *runtime, const char *handler, const char *want)
 {
-    sandbox_spec s = spec_for(f, runtime, handler);
-    char err[1024] = "";
-
-    if (sandbox_start(&s, &f->inst, err, sizeof(err)) != ML_OK)
-        fail_msg("sandbox_start(%s %s): %s", runtime, handler, err);
+    start(f, runtime, handler, 10);
     assert_int_equal(sandbox_invoke(f->inst, "inv-err", "{}", 2, ml_now_ms() + 10000, 1u << 20,
                                     &f->res), ML_OK);
     if (f->res.status != SB_OK || strcmp(ml_buf_cstr(&f->res.payload), want) != 0)
         fail_msg("status %d payload %s (expected %s) log %s", f->res.status,
                  ml_buf_cstr(&f->res.payload), want, ml_buf_cstr(&f->res.log_tail));
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-
-    if (!f || geteuid() != 0 || sandbox_features() != SANDBOX_F_ALL) {
-        fprintf(stderr, "test_runtime_errors needs root and full isolation: %s\n", g_report);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char rm[128];
-
-    sandbox_destroy(f->inst);
-    if (f->dir[0]) {
-        snprintf(rm, sizeof(rm), "rm -rf '%s'", f->dir);
-        if (system(rm) != 0)
-            fprintf(stderr, "could not remove %s\n", f->dir);
-    }
-    sandbox_result_free(&f->res);
-    free(f);
-    return 0;
 }
 
 /* ------------------------------------------------------------------ node, CommonJS */
@@ -254,9 +162,6 @@ static void test_python_missing_dependency(void **state)
 
 int main(void)
 {
-    const char *root = getenv("ML_ROOT");
-    char cwd[512], repo_rt[1024], cache[] = "/tmp/ml-rterr-runtimes-XXXXXX", err[512] = "", rm[128];
-    artifacts a = { 0 };
     int rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_node_missing_dependency, setup, teardown),
@@ -269,21 +174,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_python_missing_dependency, setup, teardown),
     };
 
-    ml_log_init("test_runtime_errors", ML_LOG_WARN);
-    if (!root)
-        root = getcwd(cwd, sizeof(cwd));
-    /* the executor's own start-up: the bootstraps staged in the artifact cache */
-    snprintf(repo_rt, sizeof(repo_rt), "%s/services/lambda-executor/runtimes", root ? root : ".");
-    if (!mkdtemp(cache) || artifacts_init(&a, cache) != ML_OK ||
-        artifacts_stage_runtimes(&a, repo_rt, g_runtimes, sizeof(g_runtimes), err, sizeof(err)) != ML_OK) {
-        fprintf(stderr, "cannot stage the runtimes: %s\n", err);
+    if (rt_begin("test_runtime_errors", "rterr", "errfn") != 0)
         return 1;
-    }
-    if (geteuid() == 0 && sandbox_init("minilambda-rterr-test", g_report, sizeof(g_report)) != ML_OK)
-        fprintf(stderr, "sandbox_init failed: %s\n", g_report);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    snprintf(rm, sizeof(rm), "rm -rf '%s'", cache);
-    if (system(rm) != 0)
-        fprintf(stderr, "could not remove %s\n", cache);
+    rt_end();
     return rc;
 }

@@ -7,108 +7,17 @@
  *
  * Needs root and full isolation like test_sandbox (fails, never skips, without them).
  * Runs from the repository root or with ML_ROOT set (tests/run.sh sets it). */
-#include <errno.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "artifacts.h"
-#include "log.h"
-#include "sandbox.h"
-
-static char g_runtimes[1024];
-static char g_report[4096];
-
-typedef struct fixture {
-    char dir[64];
-    sandbox_instance *inst;
-    sandbox_result res;
-} fixture;
-
-/* ------------------------------------------------------------------ helpers */
-
-static void write_text(const char *path, const char *text)
-{
-    FILE *fh = fopen(path, "w");
-
-    assert_non_null(fh);
-    assert_int_equal(fputs(text, fh) >= 0, 1);
-    assert_int_equal(fclose(fh), 0);
-    assert_int_equal(chmod(path, 0644), 0);
-}
-
-/* Fills the fixture's code dir (world-readable) with name/content pairs, NULL-terminated; a
- * name may contain directories ("node_modules/a/index.js"), made 0755. */
-static void code_dir(fixture *f, ...)
-{
-    const char *name;
-    va_list ap;
-
-    snprintf(f->dir, sizeof(f->dir), "/tmp/test_stream_XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    assert_int_equal(chmod(f->dir, 0755), 0);
-    va_start(ap, f);
-    while ((name = va_arg(ap, const char *))) {
-        const char *content = va_arg(ap, const char *);
-        char path[512];
-        for (const char *slash = strchr(name, '/'); slash; slash = strchr(slash + 1, '/')) {
-            snprintf(path, sizeof(path), "%s/%.*s", f->dir, (int)(slash - name), name);
-            assert_true(mkdir(path, 0755) == 0 || errno == EEXIST);
-            assert_int_equal(chmod(path, 0755), 0);
-        }
-        snprintf(path, sizeof(path), "%s/%s", f->dir, name);
-        write_text(path, content);
-    }
-    va_end(ap);
-}
-
-static sandbox_spec spec_for(fixture *f, const char *runtime, const char *handler)
-{
-    sandbox_spec s = { .runtime = runtime, .handler = handler, .code_dir = f->dir,
-                       .runtimes_dir = g_runtimes, .function_name = "streamfn",
-                       .function_version = "1", .memory_mb = 256, .timeout_s = 10,
-                       .pids_max = 64 };
-    return s;
-}
-
-static int setup(void **state)
-{
-    fixture *f = calloc(1, sizeof(*f));
-
-    if (!f || geteuid() != 0 || sandbox_features() != SANDBOX_F_ALL) {
-        fprintf(stderr, "test_stream needs root and full isolation: %s\n", g_report);
-        free(f);
-        return -1;
-    }
-    *state = f;
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fixture *f = *state;
-    char rm[128];
-
-    sandbox_destroy(f->inst);
-    if (f->dir[0]) {
-        snprintf(rm, sizeof(rm), "rm -rf '%s'", f->dir);
-        if (system(rm) != 0)
-            fprintf(stderr, "could not remove %s\n", f->dir);
-    }
-    sandbox_result_free(&f->res);
-    free(f);
-    return 0;
-}
-
+#include "rt_fixture.h"
 
 /* ------------------------------------------------------------------ the sink */
 
@@ -145,16 +54,6 @@ static int on_chunk(void *ctx, const char *data, size_t len)
     return ML_OK;
 }
 
-static void start(fixture *f, const char *runtime, const char *handler, int64_t timeout_s)
-{
-    sandbox_spec s = spec_for(f, runtime, handler);
-    char err[1024] = "";
-
-    s.timeout_s = timeout_s;
-    if (sandbox_start(&s, &f->inst, err, sizeof(err)) != ML_OK)
-        fail_msg("sandbox_start(%s %s): %s", runtime, handler, err);
-}
-
 static void run(fixture *f, got *g)
 {
     sandbox_stream_sink sink = { .start = on_start, .chunk = on_chunk, .ctx = g };
@@ -162,6 +61,24 @@ static void run(fixture *f, got *g)
     sandbox_result_free(&f->res);
     assert_int_equal(sandbox_invoke_stream(f->inst, NULL, g ? &sink : NULL, "inv-stream", "{}", 2,
                                            ml_now_ms() + 10000, 1u << 20, &f->res), ML_OK);
+}
+
+/* A fresh instance of runtime/handler (the previous one destroyed), invoked once into g
+ * (cleared first). */
+static void go(fixture *f, got *g, const char *runtime, const char *handler, int64_t timeout_s)
+{
+    sandbox_destroy(f->inst);
+    f->inst = NULL;
+    memset(g, 0, sizeof(*g));
+    start(f, runtime, handler, timeout_s);
+    run(f, g);
+}
+
+/* The last invoke's status and whether it streamed. */
+static void expect(const fixture *f, sandbox_status status, bool streamed)
+{
+    assert_int_equal(f->res.status, status);
+    assert_int_equal(f->res.streamed, streamed);
 }
 
 /* Chunk i carries the wall-clock ms it was made at ({"i":i,"t":ms} lines): each must have
@@ -218,10 +135,8 @@ static void test_python_generator_streams_live(void **state)
     got g = { 0 };
 
     code_dir(f, "app.py", PY, NULL);
-    start(f, "python3", "app.gen", 10);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_OK);
-    assert_true(f->res.streamed);
+    go(f, &g, "python3", "app.gen", 10);
+    expect(f, SB_OK, true);
     assert_int_equal(g.starts, 1);
     assert_string_equal(g.meta, "{\"content_type\":\"application/x-ndjson\",\"http\":{\"statusCode\":201,"
                                 "\"headers\":{\"x-a\":\"b\"},\"cookies\":[\"c=1\"]}}");
@@ -236,14 +151,12 @@ static void test_python_items_and_collect(void **state)
     got g = { 0 };
 
     code_dir(f, "app.py", PY, NULL);
-    start(f, "python3", "app.text", 10);
-    run(f, &g);
+    go(f, &g, "python3", "app.text", 10);
     assert_int_equal(f->res.status, SB_OK);
     assert_string_equal(g.meta, "{\"content_type\":\"text/plain\"}");
     assert_string_equal(g.data, "h\xc3\xa9-raw");
     run(f, NULL); /* no sink: collected into the payload, the type kept */
-    assert_int_equal(f->res.status, SB_OK);
-    assert_true(f->res.streamed);
+    expect(f, SB_OK, true);
     assert_string_equal(ml_buf_cstr(&f->res.payload), "h\xc3\xa9-raw");
     assert_string_equal(ml_buf_cstr(&f->res.stream_meta), "{\"content_type\":\"text/plain\"}");
 }
@@ -254,21 +167,14 @@ static void test_python_error_mid_stream(void **state)
     got g = { 0 };
 
     code_dir(f, "app.py", PY, NULL);
-    start(f, "python3", "app.boom", 10);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_HANDLER_ERROR);
-    assert_true(f->res.streamed);
+    go(f, &g, "python3", "app.boom", 10);
+    expect(f, SB_HANDLER_ERROR, true);
     assert_int_equal(g.nchunks, 1);
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "\"errorType\":\"ValueError\""));
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "mid-stream"));
     assert_true(sandbox_alive(f->inst)); /* a handler error: the instance is reused */
-    sandbox_destroy(f->inst);
-    f->inst = NULL;
-    memset(&g, 0, sizeof(g));
-    start(f, "python3", "app.early", 10); /* before the first item: an ordinary error */
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_HANDLER_ERROR);
-    assert_false(f->res.streamed);
+    go(f, &g, "python3", "app.early", 10); /* before the first item: an ordinary error */
+    expect(f, SB_HANDLER_ERROR, false);
     assert_int_equal(g.starts, 0);
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "before any item"));
 }
@@ -279,10 +185,8 @@ static void test_python_timeout_mid_stream(void **state)
     got g = { 0 };
 
     code_dir(f, "app.py", PY, NULL);
-    start(f, "python3", "app.slow", 1);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_TIMEOUT);
-    assert_true(f->res.streamed);
+    go(f, &g, "python3", "app.slow", 1);
+    expect(f, SB_TIMEOUT, true);
     assert_int_equal(g.nchunks, 1);
     assert_string_equal(g.data, "one");
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "TimeoutError"));
@@ -294,18 +198,12 @@ static void test_python_empty_and_plain(void **state)
     got g = { 0 };
 
     code_dir(f, "app.py", PY, NULL);
-    start(f, "python3", "app.empty", 10);
-    run(f, &g);
+    go(f, &g, "python3", "app.empty", 10);
     assert_int_equal(f->res.status, SB_OK);
     assert_int_equal(g.starts, 1); /* the stream message at the end when nothing was yielded */
     assert_int_equal(g.nchunks, 0);
-    sandbox_destroy(f->inst);
-    f->inst = NULL;
-    memset(&g, 0, sizeof(g));
-    start(f, "python3", "app.plain", 10);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_OK);
-    assert_false(f->res.streamed);
+    go(f, &g, "python3", "app.plain", 10);
+    expect(f, SB_OK, false);
     assert_int_equal(g.starts, 0);
     assert_string_equal(ml_buf_cstr(&f->res.payload), "{\"plain\":true}");
 }
@@ -336,10 +234,8 @@ static void test_node_streamify_live(void **state)
     got g = { 0 };
 
     code_dir(f, "index.js", JS, NULL);
-    start(f, "nodejs", "index.live", 10);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_OK);
-    assert_true(f->res.streamed);
+    go(f, &g, "nodejs", "index.live", 10);
+    expect(f, SB_OK, true);
     assert_string_equal(g.meta, "{\"content_type\":\"application/x-ndjson\",\"http\":{\"statusCode\":202,"
                                 "\"headers\":{\"x-b\":\"c\"}}}");
     assert_live(&g, 3);
@@ -351,34 +247,21 @@ static void test_node_error_and_forms(void **state)
     got g = { 0 };
 
     code_dir(f, "index.js", JS, NULL);
-    start(f, "nodejs", "index.boom", 10);
-    run(f, &g);
+    go(f, &g, "nodejs", "index.boom", 10);
     assert_int_equal(f->res.status, SB_HANDLER_ERROR);
     assert_string_equal(g.data, "part");
     assert_non_null(strstr(ml_buf_cstr(&f->res.payload), "node mid-stream"));
-    sandbox_destroy(f->inst);
-    f->inst = NULL;
-    memset(&g, 0, sizeof(g));
-    start(f, "nodejs", "index.noend", 10); /* returned without end(): complete anyway */
-    run(f, &g);
+    go(f, &g, "nodejs", "index.noend", 10); /* returned without end(): complete anyway */
     assert_int_equal(f->res.status, SB_OK);
     assert_string_equal(g.meta, "{\"content_type\":\"application/octet-stream\"}");
     assert_string_equal(g.data, "x");
-    sandbox_destroy(f->inst);
-    f->inst = NULL;
-    memset(&g, 0, sizeof(g));
-    start(f, "nodejs", "index.plain", 10);
-    run(f, &g);
-    assert_int_equal(f->res.status, SB_OK);
-    assert_false(f->res.streamed);
+    go(f, &g, "nodejs", "index.plain", 10);
+    expect(f, SB_OK, false);
     assert_string_equal(ml_buf_cstr(&f->res.payload), "{\"plain\":1}");
 }
 
 int main(void)
 {
-    const char *root = getenv("ML_ROOT");
-    char cwd[512], repo_rt[1024], cache[] = "/tmp/ml-stream-runtimes-XXXXXX", err[512] = "", rm[128];
-    artifacts a = { 0 };
     int rc;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_python_generator_streams_live, setup, teardown),
@@ -390,21 +273,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_error_and_forms, setup, teardown),
     };
 
-    ml_log_init("test_stream", ML_LOG_WARN);
-    if (!root)
-        root = getcwd(cwd, sizeof(cwd));
-    /* the executor's own start-up: the bootstraps staged in the artifact cache */
-    snprintf(repo_rt, sizeof(repo_rt), "%s/services/lambda-executor/runtimes", root ? root : ".");
-    if (!mkdtemp(cache) || artifacts_init(&a, cache) != ML_OK ||
-        artifacts_stage_runtimes(&a, repo_rt, g_runtimes, sizeof(g_runtimes), err, sizeof(err)) != ML_OK) {
-        fprintf(stderr, "cannot stage the runtimes: %s\n", err);
+    if (rt_begin("test_stream", "stream", "streamfn") != 0)
         return 1;
-    }
-    if (geteuid() == 0 && sandbox_init("minilambda-stream-test", g_report, sizeof(g_report)) != ML_OK)
-        fprintf(stderr, "sandbox_init failed: %s\n", g_report);
     rc = cmocka_run_group_tests(tests, NULL, NULL);
-    snprintf(rm, sizeof(rm), "rm -rf '%s'", cache);
-    if (system(rm) != 0)
-        fprintf(stderr, "could not remove %s\n", cache);
+    rt_end();
     return rc;
 }
