@@ -17,8 +17,9 @@ import base64, http.client, os, selectors, socket, sys, threading, time, uuid
 from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
-PORTS = {"gateway": BASE + 3480, "lambda-executor": BASE + 3481, "build-master": BASE + 3482,
-         "build-worker": BASE + 3492}
+# below the ephemeral range (32768+: a client socket could hold a port there), clear of the other tests
+PORTS = {"gateway": BASE + 2320, "lambda-executor": BASE + 2321, "build-master": BASE + 2322,
+         "build-worker": BASE + 2332}
 JWT_SECRET = base64.b64encode(os.urandom(24)).decode()
 N, TENANTS, MAX_BATCH, FAIL_AT = 1000, 10, 32, 437
 # The function's own budget counts every URL request; its concurrency (default 10) every batch

@@ -16,8 +16,9 @@ import base64, http.client, json, os, sys, threading, time, uuid
 from mlstack import Suite, jcall, jerr, scrape
 
 BASE = int(os.environ.get("ML_PORT_BASE", "30000"))
-PORTS = {"gateway": BASE + 2780, "lambda-executor": BASE + 2781, "build-master": BASE + 2782,
-         "build-worker": BASE + 2792}
+# below the ephemeral range (32768+: a client socket could hold a port there), clear of the other tests
+PORTS = {"gateway": BASE + 2300, "lambda-executor": BASE + 2301, "build-master": BASE + 2302,
+         "build-worker": BASE + 2312}
 JWT_SECRET = base64.b64encode(os.urandom(24)).decode()
 IP_BURST = 40
 S = Suite("test-fnurl", PORTS, {
