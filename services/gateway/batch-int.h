@@ -1,5 +1,6 @@
-/* batch-int.h — what batch.c (collecting requests into batches) and batch_send.c (invoking
- * a batch and routing its answer) share. Nothing outside the batcher includes it.
+/* batch-int.h — what batch.c (collecting requests into batches), batch_send.c (invoking
+ * a batch and routing its answer) and batch_item.c (answering, freeing) share. Nothing
+ * outside the batcher includes it.
  * Threads: everything here runs on the loop thread that owns the batch. */
 #ifndef GW_BATCH_INT_H
 #define GW_BATCH_INT_H

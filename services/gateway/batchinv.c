@@ -47,16 +47,6 @@ struct bi_call {
     char *body;              /* what the executor gets (owned) */
 };
 
-static int64_t ceil_s(int64_t us)
-{
-    return (us + 999999) / 1000000;
-}
-
-static const char *req_header(void *ud, const char *name)
-{
-    return httpd_header(ud, name);
-}
-
 static void call_end(bi_call *c)
 {
     httpd_req *req = c->req;
@@ -210,7 +200,7 @@ static void forward(bi_call *c)
         return;
     }
     if (!(x = gw_xfer_new()) || !(x->path = strdup("/batch-invoke")) ||
-        gw_hdr_upstream_request(req_header, c->req, false, httpd_client_ip(c->req), httpd_request_id(c->req),
+        gw_hdr_upstream_request(gw_call_req_header, c->req, false, httpd_client_ip(c->req), httpd_request_id(c->req),
                                 &x->headers) != ML_OK ||
         ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", c->ns) != ML_OK || add_header(x, line) != ML_OK)
         goto internal;
@@ -249,7 +239,7 @@ static void on_limit(void *ud, const gcra_result *r)
     metric_inc(c->a->m_decisions, (const char *[]){ c->ns, "function", it->label,
                                                     r->allowed ? "allowed" : "throttled" });
     if (!r->allowed) {
-        int64_t retry = ceil_s(r->retry_after_us);
+        int64_t retry = gw_call_ceil_s(r->retry_after_us);
         it->throttled = true;
         it->retry_s = retry < 1 ? 1 : retry;
         gw_alog_ratelimit(c->req, "limited");

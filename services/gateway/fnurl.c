@@ -87,23 +87,6 @@ static void url_finish(url_call *c, const char *result)
         httpd_complete(req);
 }
 
-/* Unix time in ms (ml_now_ms is monotonic: not a date). */
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void header_int(httpd_resp *resp, const char *name, int64_t v)
-{
-    char s[24];
-
-    if (ml_snprintf(s, sizeof(s), "%" PRId64, v) == ML_OK)
-        httpd_resp_header(resp, name, s);
-}
-
 static int add_line(struct curl_slist **list, const char *fmt, const char *value)
 {
     char line[512];
@@ -524,7 +507,7 @@ static void on_limit(void *ud, const gcra_result *r)
         retry = (r->retry_after_us + 999999) / 1000000;
         httpd_resp_error(c->resp, 429, "rate_limited", "%s rate limit exceeded: retry in %" PRId64 " s",
                          ip ? "client IP" : "function", retry < 1 ? 1 : retry);
-        header_int(c->resp, "Retry-After", retry < 1 ? 1 : retry);
+        gw_call_header_int(c->resp, "Retry-After", retry < 1 ? 1 : retry);
         gw_call_limit_headers(c->resp, r);
         gw_fnurl_cors_actual(c->resp, &c->info.url.cors, c->origin[0] ? c->origin : NULL);
         url_finish(c, "throttled");
@@ -684,7 +667,7 @@ static void url_run(gw_loop *l, gw_task *t, bool cancelled)
     c->loop = l;
     if (cancelled) {
         httpd_resp_error(c->resp, 503, "shutting_down", "the gateway is shutting down");
-        header_int(c->resp, "Retry-After", 1);
+        gw_call_header_int(c->resp, "Retry-After", 1);
         url_finish(c, "unavailable");
     } else if (c->hit != GW_FNCACHE_FRESH) {
         start_lookup(c);
@@ -737,7 +720,7 @@ httpd_result gw_fnurl_handle(gw_app *a, const gw_route_def *d, httpd_req *req, h
     c->req = req;
     c->resp = resp;
     c->task.run = url_run;
-    c->arrived_ms = wall_ms();
+    c->arrived_ms = ml_wall_ms();
     ml_strlcpy(c->rid, httpd_request_id(req), sizeof(c->rid));
     if (origin && ml_strlcpy(c->origin, origin, sizeof(c->origin)) != ML_OK)
         c->origin[0] = '\0'; /* no origin that long is allowed */

@@ -30,7 +30,6 @@
 /* API.md: the longest a function may run (fnspec's timeout_s bound) */
 #define MAX_FUNCTION_TIMEOUT_S (fnspec_field_get(FNSPEC_TIMEOUT_S)->max)
 #define RL_KEY_PREFIX GW_RL_KEY_PREFIX
-#define REALM "Bearer realm=\"minilambda\""
 
 /* Query parameters the upstream APIs define (API.md, docs/logs.md); others are not
  * forwarded. Forwarded in the client's order, repeats included (?stream=stdout&stream=stderr). */
@@ -38,169 +37,6 @@ static const char *const query_params[] = { "limit", "cursor", "status", "wait",
                                              "namespace", "qualifier", "since", "until",
                                              "request_id", "stream", "q", "follow", "after" };
 #define WAIT_TIMEOUT_MAX_S 60 /* API.md: GET /functions/{fn}?wait=active&timeout_s=1..60 */
-
-static const char *req_header(void *ud, const char *name)
-{
-    return httpd_header(ud, name);
-}
-
-static int64_t ceil_s(int64_t us)
-{
-    return (us + 999999) / 1000000;
-}
-
-static void header_int(httpd_resp *resp, const char *name, int64_t v)
-{
-    char s[24];
-
-    if (ml_snprintf(s, sizeof(s), "%" PRId64, v) == ML_OK) /* 24 bytes hold any int64 */
-        httpd_resp_header(resp, name, s);
-}
-
-/* Appends line to *list, which stays intact (and the caller's to free) on failure. */
-static int append_header(struct curl_slist **list, const char *line)
-{
-    struct curl_slist *n = curl_slist_append(*list, line);
-
-    if (!n)
-        return ML_ERR;
-    *list = n;
-    return ML_OK;
-}
-
-/* ---- auth ---- */
-
-/* Which key signed the request: the operator's from config (namespace default,
- * functions:invoke) or a tenant's, looked up on the executor (tenants.h). ML_ERR with the
- * reason in err. */
-static int sigv4_key(gw_app *a, const char *authz, char akid[GW_TN_KEY_ID_MAX], gw_tn_akey *key,
-                     char *err, size_t errlen)
-{
-    if (gw_sigv4_access_key(authz, akid, GW_TN_KEY_ID_MAX) != ML_OK) {
-        ml_snprintf_trunc(err, errlen, "malformed AWS4-HMAC-SHA256 Authorization header");
-        return ML_ERR;
-    }
-    if (a->cfg.aws_access_key[0] && strcmp(akid, a->cfg.aws_access_key) == 0) {
-        memset(key, 0, sizeof(*key));
-        ml_strlcpy(key->ns, TENANT_DEFAULT, sizeof(key->ns));
-        key->scopes = GW_SCOPE_INVOKE;
-        key->active = true;
-        return ml_strlcpy(key->secret, a->cfg.aws_secret_key, sizeof(key->secret));
-    }
-    return gw_tn_key_lookup(&a->tenants, akid, key, err, errlen);
-}
-
-#define SIGV4_MAX_QUERY_ARGS 64
-
-/* The query's arguments as the client sent them, for the canonical query. */
-typedef struct sigv4_args {
-    const char *k[SIGV4_MAX_QUERY_ARGS], *v[SIGV4_MAX_QUERY_ARGS];
-    size_t n;
-    bool overflow;
-} sigv4_args;
-
-static void sigv4_arg(void *ud, const char *key, const char *value)
-{
-    sigv4_args *a = ud;
-
-    if (a->n == SIGV4_MAX_QUERY_ARGS) {
-        a->overflow = true;
-        return;
-    }
-    a->k[a->n] = key;
-    a->v[a->n++] = value;
-}
-
-/* The access log's auth_error for a SigV4 refusal: which step failed (err says how). */
-static const char *sigv4_refusal(bool key_found, const char *err)
-{
-    if (!key_found)
-        return strncmp(err, "unknown", 7) == 0    ? "unknown_access_key"
-               : strncmp(err, "disabled", 8) == 0 ? "disabled_access_key"
-                                                  : "key_lookup_failed";
-    return strncmp(err, "signature expired", 17) == 0 ? "expired" : "bad_sigv4";
-}
-
-static gw_auth_result auth_sigv4(gw_app *a, httpd_req *req, const char *authz, gw_principal *who,
-                                 const char **why)
-{
-    char akid[GW_TN_KEY_ID_MAX];
-    gw_tn_akey key;
-    gw_sigv4_creds creds = { akid, key.secret, "lambda" };
-    gw_sigv4_request r = { 0 };
-    sigv4_args args = { .n = 0 };
-    ml_buf query = { 0 };
-    char err[256];
-    int rc;
-
-    r.method = httpd_method(req);
-    r.path = httpd_path(req);
-    r.authorization = authz;
-    r.header = req_header;
-    r.header_ud = req;
-    r.body = httpd_body(req, &r.body_len);
-    httpd_query_each(req, sigv4_arg, &args);
-    if (args.overflow || gw_sigv4_canonical_query(args.k, args.v, args.n, &query) != ML_OK) {
-        ml_buf_free(&query);
-        return GW_AUTH_SIGNATURE_V4;
-    }
-    r.query = ml_buf_cstr(&query);
-    rc = sigv4_key(a, authz, akid, &key, err, sizeof(err));
-    *why = rc == ML_OK ? NULL : sigv4_refusal(false, err);
-    if (rc == ML_OK && (rc = gw_sigv4_verify(&r, &creds, (int64_t)time(NULL), err, sizeof(err))) != ML_OK)
-        *why = sigv4_refusal(true, err);
-    OPENSSL_cleanse(key.secret, sizeof(key.secret));
-    ml_buf_free(&query);
-    if (rc != ML_OK) {
-        ml_log_kv(ML_LOG_INFO, "SigV4 request rejected", "error", err, NULL);
-        return GW_AUTH_SIGNATURE_V4;
-    }
-    if (ml_snprintf(who->sub, sizeof(who->sub), "aws:%s", akid) != ML_OK) {
-        ml_log_kv(ML_LOG_WARN, "SigV4 request rejected", "error",
-                  "the access key id is too long for a subject", NULL);
-        return GW_AUTH_SIGNATURE_V4;
-    }
-    who->scopes = key.scopes;
-    ml_strlcpy(who->ns, key.ns, sizeof(who->ns)); /* a valid name: fits */
-    return GW_AUTH_OK;
-}
-
-/* ML_OK with *who set, or ML_ERR with a 401/403 written to resp. */
-static int authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
-                        gw_principal *who)
-{
-    const char *authz = httpd_header(req, "Authorization");
-    gw_auth_result r;
-    const char *why = NULL;
-    char challenge[160];
-
-    memset(who, 0, sizeof(*who));
-    if ((d->kind == GW_KIND_AWS_INVOKE || d->kind == GW_KIND_AWS_CTL) && gw_sigv4_present(authz))
-        r = auth_sigv4(a, req, authz, who, &why);
-    else
-        r = gw_auth_bearer(authz, a->cfg.jwt_secret, (int64_t)time(NULL), a->cfg.jwt_leeway_s, who);
-    if (r == GW_AUTH_OK && !(who->scopes & d->scope))
-        r = GW_AUTH_SCOPE;
-    gw_alog_auth(req, who->sub[0] ? who->sub : NULL,
-                 r == GW_AUTH_SIGNATURE_V4 && why ? why : gw_alog_auth_error(r));
-    if (r == GW_AUTH_OK)
-        return ML_OK;
-    metric_inc(a->m_auth_failures, (const char *[]){ gw_auth_reason(r) });
-    if (r == GW_AUTH_SCOPE) {
-        if (ml_snprintf(challenge, sizeof(challenge),
-                        REALM ", error=\"insufficient_scope\", scope=\"%s\"",
-                        gw_scope_name(d->scope)) != ML_OK)
-            ml_strlcpy(challenge, REALM, sizeof(challenge)); /* scope names are short */
-        httpd_resp_error(resp, 403, "forbidden", "%s (needs %s)", gw_auth_message(r),
-                         gw_scope_name(d->scope));
-    } else {
-        ml_strlcpy(challenge, r == GW_AUTH_MISSING ? REALM : REALM ", error=\"invalid_token\"",
-                   sizeof(challenge));
-        httpd_resp_error(resp, 401, "unauthorized", "%s", gw_auth_message(r));
-    }
-    httpd_resp_header(resp, "WWW-Authenticate", challenge);
-    return ML_ERR;
-}
 
 /* ---- the request's journey ----
  * HTTP thread: authenticate, prepare (body checks, cached function config, the upstream
@@ -287,75 +123,6 @@ static void call_fail(gw_call *c)
     if (c->def->kind == GW_KIND_AWS_INVOKE)
         gw_aws_error(c->resp);
     call_finish(c);
-}
-
-/* 429 quota_exceeded naming the quota and its limit (docs/tenants.md). */
-static void quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
-                        int64_t limit, int64_t retry_s)
-{
-    cJSON *doc, *err;
-
-    metric_inc(a->m_quota_refusals, (const char *[]){ ns, quota });
-    httpd_resp_error(resp, 429, "quota_exceeded", "namespace '%s' is at its %s quota (%" PRId64 ")",
-                     ns, quota, limit);
-    header_int(resp, "Retry-After", retry_s < 1 ? 1 : retry_s);
-    doc = cJSON_ParseWithLength(resp->body.data, resp->body.len);
-    err = cJSON_GetObjectItemCaseSensitive(doc, "error");
-    if (cJSON_IsObject(err) && cJSON_AddStringToObject(err, "quota", quota) &&
-        cJSON_AddNumberToObject(err, "limit", (double)limit)) {
-        httpd_resp_json(resp, 429, doc); /* frees doc */
-        return;
-    }
-    cJSON_Delete(doc);
-}
-
-static void limit_headers(httpd_resp *resp, const gcra_result *r)
-{
-    header_int(resp, "RateLimit-Limit", r->limit);
-    header_int(resp, "RateLimit-Remaining", r->remaining);
-    header_int(resp, "RateLimit-Reset", ceil_s(r->reset_after_us));
-}
-
-/* 503 right away: nothing to wait for, no connect attempt on a known-dead instance. */
-static void no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp)
-{
-    metric_inc(a->m_proxy_errors, (const char *[]){ p->service, "no_upstream" });
-    httpd_resp_error(resp, 503, "upstream_unavailable",
-                     "no %s instance is available for '%s' right now", p->service,
-                     gw_cap_name(cap));
-    header_int(resp, "Retry-After", gw_pool_retry_after_s(p, ml_now_ms()));
-}
-
-static void proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
-{
-    static const char *const kinds[] = { "ok", "connect", "timeout", "too_large", "transport",
-                                         "shutdown" };
-    const char *svc = x->pool->service, *kind = kinds[x->result];
-
-    metric_inc(a->m_proxy_errors, (const char *[]){ svc, kind });
-    ml_log_kv(ML_LOG_WARN, "upstream exchange failed", "upstream", svc, "instance",
-              x->inst->base_url, "kind", kind, "error", x->error, NULL);
-    switch (x->result) {
-    case GW_XFER_CONNECT:
-        httpd_resp_error(resp, 503, "upstream_unavailable", "cannot connect to any %s instance", svc);
-        header_int(resp, "Retry-After", gw_pool_retry_after_s(x->pool, ml_now_ms()));
-        break;
-    case GW_XFER_TIMEOUT:
-        httpd_resp_error(resp, 504, "upstream_timeout", "%s did not answer within %ld ms", svc,
-                         x->timeout_ms);
-        break;
-    case GW_XFER_TOO_LARGE:
-        httpd_resp_error(resp, 502, "upstream_response_too_large",
-                         "the %s response exceeds %zu bytes", svc, x->max_response);
-        break;
-    case GW_XFER_SHUTDOWN:
-        httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
-        header_int(resp, "Retry-After", 1);
-        break;
-    default:
-        httpd_resp_error(resp, 502, "bad_gateway", "%s failed: %s", svc, x->error);
-        break;
-    }
 }
 
 /* Loop thread: the upstream answers with a stream (SSE, NDJSON): the client gets its status
@@ -474,7 +241,7 @@ static void on_upstream_done(gw_xfer *x)
         if (aws_events(c->def))
             events_of_result(resp);
     } else {
-        proxy_error(c->app, x, resp);
+        gw_call_proxy_error(c->app, x, resp);
         stamp_invocation_id(c);
         if (aws)
             gw_aws_error(resp);
@@ -494,7 +261,7 @@ static void call_proxy(gw_call *c)
     gw_xfer *x = c->x;
 
     if (!in) {
-        no_upstream(a, pool, c->cap, c->resp);
+        gw_call_no_upstream(a, pool, c->cap, c->resp);
         call_fail(c);
         return;
     }
@@ -520,16 +287,16 @@ static void on_limit(void *ud, const gcra_result *r)
                                  r->allowed ? "allowed" : "throttled" });
     gw_alog_ratelimit(c->req, r->allowed ? "allowed" : "limited");
     if (r->allowed) {
-        limit_headers(c->resp, r);
+        gw_call_limit_headers(c->resp, r);
         call_proxy(c);
         return;
     }
-    retry = ceil_s(r->retry_after_us);
+    retry = gw_call_ceil_s(r->retry_after_us);
     retry = retry < 1 ? 1 : retry;
     httpd_resp_error(c->resp, 429, "rate_limited", "%s rate limit exceeded: retry in %" PRId64 " s",
                      c->limit_kind, retry);
-    header_int(c->resp, "Retry-After", retry);
-    limit_headers(c->resp, r);
+    gw_call_header_int(c->resp, "Retry-After", retry);
+    gw_call_limit_headers(c->resp, r);
     call_fail(c);
 }
 
@@ -542,8 +309,8 @@ static void on_quota(void *ud, const gcra_result *r)
 
     if (!r->allowed) {
         gw_alog_ratelimit(c->req, "limited");
-        quota_error(c->app, c->resp, c->ns, "builds_per_minute", c->quota_n,
-                    ceil_s(r->retry_after_us));
+        gw_call_quota_error(c->app, c->resp, c->ns, "builds_per_minute", c->quota_n,
+                    gw_call_ceil_s(r->retry_after_us));
         call_fail(c);
         return;
     }
@@ -621,7 +388,7 @@ static void on_lookup_done(gw_xfer *lx)
     bool ok = lookup_answered(lx, &fresh);
 
     if (lx->result == GW_XFER_SHUTDOWN) {
-        proxy_error(c->app, lx, c->resp);
+        gw_call_proxy_error(c->app, lx, c->resp);
         gw_xfer_free(lx);
         call_fail(c);
         return;
@@ -658,7 +425,7 @@ static gw_xfer *lookup_xfer(gw_call *c)
         gw_sigv4_uri_encode(c->fn, strlen(c->fn), &path) != ML_OK ||
         ml_snprintf(rid, sizeof(rid), "X-Request-Id: %s", c->rid) != ML_OK ||
         ml_snprintf(ns, sizeof(ns), TENANT_HEADER ": %s", c->ns) != ML_OK ||
-        append_header(&lx->headers, rid) != ML_OK || append_header(&lx->headers, ns) != ML_OK) {
+        gw_call_append_header(&lx->headers, rid) != ML_OK || gw_call_append_header(&lx->headers, ns) != ML_OK) {
         gw_xfer_free(lx);
         ml_buf_free(&path);
         return NULL;
@@ -706,7 +473,7 @@ static void call_run(gw_loop *l, gw_task *t, bool cancelled)
     c->loop = l;
     if (cancelled) {
         httpd_resp_error(c->resp, 503, "shutting_down", "the gateway is shutting down");
-        header_int(c->resp, "Retry-After", 1);
+        gw_call_header_int(c->resp, "Retry-After", 1);
         call_fail(c);
     } else if (is_invoke(c->def) && c->hit != GW_FNCACHE_FRESH) {
         start_lookup(c);
@@ -912,7 +679,7 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     gw_xfer *x = gw_xfer_new();
 
     if (!c || !x || upstream_path(d, req, &x->path) != ML_OK ||
-        gw_hdr_upstream_request(req_header, req, d->kind == GW_KIND_AWS_INVOKE,
+        gw_hdr_upstream_request(gw_call_req_header, req, d->kind == GW_KIND_AWS_INVOKE,
                                 httpd_client_ip(req), httpd_request_id(req), &x->headers) != ML_OK) {
         gw_xfer_free(x);
         free(c);
@@ -933,7 +700,7 @@ static gw_call *call_new(gw_app *a, const gw_route_def *d, httpd_req *req, httpd
     x->done = on_upstream_done;
     x->on_stream = d->kind == GW_KIND_PLAIN ? on_upstream_stream : NULL;
     if (is_invoke(d)) { /* a streaming function's answer is relayed as it runs */
-        if (append_header(&x->headers, INVSTREAM_ACCEPT_HEADER ": 1") != ML_OK) {
+        if (gw_call_append_header(&x->headers, INVSTREAM_ACCEPT_HEADER ": 1") != ML_OK) {
             gw_xfer_free(x);
             free(c);
             return NULL;
@@ -979,7 +746,7 @@ static int build_quotas(gw_call *c)
     gw_tn_quotas_get(&c->app->tenants, c->ns, &q);
     if (q.builds_per_minute == 0) {
         gw_alog_ratelimit(c->req, "limited");
-        quota_error(c->app, c->resp, c->ns, "builds_per_minute", 0, 60);
+        gw_call_quota_error(c->app, c->resp, c->ns, "builds_per_minute", 0, 60);
         return ML_ERR;
     }
     if (q.builds_per_minute > 0) {
@@ -992,7 +759,7 @@ static int build_quotas(gw_call *c)
     if (q.max_functions >= 0 && strcmp(c->def->method, "POST") == 0 &&
         (ml_snprintf(line, sizeof(line), TENANT_QUOTA_FUNCTIONS_HEADER ": %" PRId64,
                      q.max_functions) != ML_OK ||
-         append_header(&c->x->headers, line) != ML_OK))
+         gw_call_append_header(&c->x->headers, line) != ML_OK))
         goto fail;
     return ML_OK;
 fail:
@@ -1024,7 +791,7 @@ static int take_concurrency(gw_call *c)
                              &in_flight);
     if (got == 0) {
         gw_alog_ratelimit(c->req, "limited");
-        quota_error(a, c->resp, c->ns, "max_concurrency", q.max_concurrency, 1);
+        gw_call_quota_error(a, c->resp, c->ns, "max_concurrency", q.max_concurrency, 1);
         return ML_ERR;
     }
     c->conc_held = got == 1;
@@ -1060,7 +827,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     gw_alog_begin(a->alog, req);
     if (atomic_load(&a->draining)) {
         httpd_resp_error(resp, 503, "shutting_down", "the gateway is shutting down");
-        header_int(resp, "Retry-After", 1);
+        gw_call_header_int(resp, "Retry-After", 1);
         httpd_resp_header(resp, "Connection", "close");
         goto refuse;
     }
@@ -1068,7 +835,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
         return gw_awscode_handle(a, req, resp);
     if (d->kind == GW_KIND_FNURL) /* its own auth, namespace and flow (fnurl.c) */
         return gw_fnurl_handle(a, d, req, resp);
-    if (authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
+    if (gw_call_authenticate(a, d, req, resp, &who) != ML_OK || choose_namespace(req, resp, &who, ns) != ML_OK)
         goto refuse;
     if (d->kind == GW_KIND_MINT)
         return mint(a, req, resp, ns);
@@ -1079,7 +846,7 @@ static httpd_result handle(httpd_req *req, httpd_resp *resp, void *ud)
     c = call_new(a, d, req, resp);
     if (!c || gw_hdr_reveal_secrets(&c->x->headers, who.scopes) != ML_OK ||
         ml_snprintf(line, sizeof(line), TENANT_HEADER ": %s", ns) != ML_OK ||
-        append_header(&c->x->headers, line) != ML_OK) {
+        gw_call_append_header(&c->x->headers, line) != ML_OK) {
         httpd_resp_error(resp, 500, "internal", "cannot prepare the upstream request");
         goto refuse;
     }
@@ -1111,35 +878,6 @@ refuse:
     if (d->kind == GW_KIND_AWS_INVOKE || d->kind == GW_KIND_AWS_CTL)
         gw_aws_error(resp);
     return HTTPD_DONE;
-}
-
-/* ---- shared with fnurl.c (gateway-int.h) ---- */
-
-int gw_call_authenticate(gw_app *a, const gw_route_def *d, httpd_req *req, httpd_resp *resp,
-                         gw_principal *who)
-{
-    return authenticate(a, d, req, resp, who);
-}
-
-void gw_call_no_upstream(gw_app *a, gw_pool *p, unsigned cap, httpd_resp *resp)
-{
-    no_upstream(a, p, cap, resp);
-}
-
-void gw_call_proxy_error(gw_app *a, gw_xfer *x, httpd_resp *resp)
-{
-    proxy_error(a, x, resp);
-}
-
-void gw_call_limit_headers(httpd_resp *resp, const gcra_result *r)
-{
-    limit_headers(resp, r);
-}
-
-void gw_call_quota_error(gw_app *a, httpd_resp *resp, const char *ns, const char *quota,
-                         int64_t limit, int64_t retry_s)
-{
-    quota_error(a, resp, ns, quota, limit, retry_s);
 }
 
 /* ---- life cycle ---- */

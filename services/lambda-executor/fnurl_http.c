@@ -85,6 +85,15 @@ static void invalid(httpd_resp *resp, const char *field, const char *why)
     cJSON_Delete(doc);
 }
 
+/* 404 naming what is missing: the function (no row) or its URL. */
+static void not_found(httpd_req *req, httpd_resp *resp, bool no_function)
+{
+    if (no_function)
+        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
+    else
+        httpd_resp_error(resp, 404, "not_found", "function '%s' has no URL", httpd_param(req, "fn"));
+}
+
 static httpd_result h_put(httpd_req *req, httpd_resp *resp, void *ud)
 {
     ex_app *app = ud;
@@ -119,7 +128,7 @@ static httpd_result h_put(httpd_req *req, httpd_resp *resp, void *ud)
         db_fail(resp, d, "storing a function URL");
     deps_db_release(d);
     if (res && PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
+        not_found(req, resp, true);
     else if (res)
         reply_doc(resp, strcmp(pg_get_text(res, 0, 1), "t") == 0 ? 201 : 200, pg_get_text(res, 0, 0));
 out:
@@ -130,24 +139,31 @@ out:
     return HTTPD_DONE;
 }
 
-static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
+/* Runs one statement ($1..$3: the request's function, FN_MATCH) on the function database;
+ * NULL with the refusal or failure in resp. Caller PQclears the result. */
+static PGresult *query_fn(ex_app *app, httpd_req *req, httpd_resp *resp, const char *name,
+                          const char *sql, const char *what)
 {
-    ex_app *app = ud;
     target t;
     PGresult *res;
     deps *d;
 
     if (target_of(req, resp, &t) != ML_OK || !(d = need_db(app, resp)))
-        return HTTPD_DONE;
-    res = pg_query(d->db, "fnurl_get", "SELECT " FNURL_DOC_SQL "::text FROM functions f WHERE" FN_MATCH,
-                   3, t.params);
-    if (!res)
-        db_fail(resp, d, "reading a function URL");
+        return NULL;
+    if (!(res = pg_query(d->db, name, sql, 3, t.params)))
+        db_fail(resp, d, what);
     deps_db_release(d);
-    if (res && PQntuples(res) == 0)
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
-    else if (res && PQgetisnull(res, 0, 0))
-        httpd_resp_error(resp, 404, "not_found", "function '%s' has no URL", httpd_param(req, "fn"));
+    return res;
+}
+
+static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
+{
+    PGresult *res = query_fn(ud, req, resp, "fnurl_get",
+                             "SELECT " FNURL_DOC_SQL "::text FROM functions f WHERE" FN_MATCH,
+                             "reading a function URL");
+
+    if (res && (PQntuples(res) == 0 || PQgetisnull(res, 0, 0)))
+        not_found(req, resp, PQntuples(res) == 0);
     else if (res)
         reply_doc(resp, 200, pg_get_text(res, 0, 0));
     PQclear(res);
@@ -156,25 +172,15 @@ static httpd_result h_get(httpd_req *req, httpd_resp *resp, void *ud)
 
 static httpd_result h_delete(httpd_req *req, httpd_resp *resp, void *ud)
 {
-    ex_app *app = ud;
-    target t;
-    PGresult *res;
-    deps *d;
+    PGresult *res = query_fn(ud, req, resp, "fnurl_delete",
+                             "WITH f AS (SELECT f.id FROM functions f WHERE" FN_MATCH "),"
+                             " d AS (DELETE FROM function_urls u USING f WHERE u.function_id = f.id RETURNING 1)"
+                             " SELECT (SELECT count(*) FROM f)::text, (SELECT count(*) FROM d)::text",
+                             "deleting a function URL");
+    bool no_fn = res && strcmp(pg_get_text(res, 0, 0), "0") == 0;
 
-    if (target_of(req, resp, &t) != ML_OK || !(d = need_db(app, resp)))
-        return HTTPD_DONE;
-    res = pg_query(d->db, "fnurl_delete",
-                   "WITH f AS (SELECT f.id FROM functions f WHERE" FN_MATCH "),"
-                   " d AS (DELETE FROM function_urls u USING f WHERE u.function_id = f.id RETURNING 1)"
-                   " SELECT (SELECT count(*) FROM f)::text, (SELECT count(*) FROM d)::text",
-                   3, t.params);
-    if (!res)
-        db_fail(resp, d, "deleting a function URL");
-    deps_db_release(d);
-    if (res && strcmp(pg_get_text(res, 0, 0), "0") == 0)
-        httpd_resp_error(resp, 404, "not_found", "no function '%s'", httpd_param(req, "fn"));
-    else if (res && strcmp(pg_get_text(res, 0, 1), "0") == 0)
-        httpd_resp_error(resp, 404, "not_found", "function '%s' has no URL", httpd_param(req, "fn"));
+    if (res && (no_fn || strcmp(pg_get_text(res, 0, 1), "0") == 0))
+        not_found(req, resp, no_fn);
     else if (res)
         resp->status = 204;
     PQclear(res);
