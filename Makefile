@@ -101,7 +101,17 @@ $(BUILD)/bench/proxy_floor: $(BUILD)/obj/tests/bench/proxy_floor.o $(BUILD)/lib/
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench $(BUILD)/bench/proxy_floor
+# The open-loop load generator (docs/benchmarks-method.md) and its histogram's unit test.
+$(BUILD)/bench/loadgen: $(BUILD)/obj/tests/bench/loadgen.o $(BUILD)/obj/tests/bench/hdr.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/obj/tests/unit/test_hdr.o: TEST_INC := -Itests/bench
+$(BUILD)/tests/unit/test_hdr: $(BUILD)/obj/tests/unit/test_hdr.o $(BUILD)/obj/tests/bench/hdr.o $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench $(BUILD)/bench/proxy_floor \
+       $(BUILD)/bench/loadgen
 	bash tests/bench/run.sh $(BUILD)
 	/usr/bin/python3 tests/bench/build_deps_bench.py $(BUILD)/bin
 	/usr/bin/python3 tests/bench/batching_bench.py $(BUILD)/bin
