@@ -115,6 +115,7 @@ bench: build $(BUILD)/bench/httpd_bench $(BUILD)/bench/sandbox_bench $(BUILD)/be
 	bash tests/bench/run.sh $(BUILD)
 	/usr/bin/python3 tests/bench/build_deps_bench.py $(BUILD)/bin
 	/usr/bin/python3 tests/bench/batching_bench.py $(BUILD)/bin
+	/usr/bin/python3 tests/bench/latency.py $(BUILD)/bin
 
 $(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(@D)
