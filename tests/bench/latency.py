@@ -247,7 +247,11 @@ def measure(args, bin_dir):
         "MINILAMBDA_LOG_LEVEL": "warn", "MINILAMBDA_JWT_SECRET": jwt_secret,
         "MINILAMBDA_BUILD_MASTER_URLS": f"http://127.0.0.1:{PORTS['build-master']}",
         "MINILAMBDA_EXECUTOR_URLS": f"http://127.0.0.1:{PORTS['lambda-executor']}"})
-    pidfile, t0 = None, time.monotonic()
+    pidfile, t0, load0 = None, time.monotonic(), os.getloadavg()[0]
+    git = ["git", "-C", ROOT, "log", "-1", "--format=%h"]
+    commit = subprocess.run(git, capture_output=True, text=True).stdout.strip()
+    # the last commit that changed the daemons: what a "before" and an "after" differ in
+    daemons = subprocess.run(git + ["--", "services", "shared"], capture_output=True, text=True).stdout.strip()
     try:
         B = Bench(S, S.start_platform("bench"), prog)
         pidfile = start_nginx(PORTS["lambda-executor"], B.internal_h)
@@ -291,8 +295,8 @@ def measure(args, bin_dir):
                        stdout=subprocess.DEVNULL)
     B.data.update(label=args.label, when=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), quick=SCALE != 1,
                   only=ONLY, round_s=ROUND_S, warm_s=WARM_S, rounds=ROUNDS, open_s=OPEN_S, cold_n=COLD_N,
-                  wall_s=round(time.monotonic() - t0), commit=subprocess.run(
-                      ["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip())
+                  wall_s=round(time.monotonic() - t0), loadavg=[round(load0, 1), round(os.getloadavg()[0], 1)], commit=commit,
+                  daemons_commit=daemons)
     return B.data
 
 
@@ -414,8 +418,11 @@ def render(data, before, command):
     summary = []
     q = " (**quick mode**: not for comparing)" if data.get("quick") else ""
     intro = [f"Command: `{command}`{q}; {data['when']}, commit {data.get('commit', '?')}"
+             + (f" (daemons as of {data['daemons_commit']})" if data.get("daemons_commit") else "")
              + (f", label `{data['label']}`" if data.get("label") else "")
-             + (f"; \"before\" columns: `{before.get('label') or '?'}` of {before.get('when')}" if before else "") + ".",
+             + (f"; \"before\" columns: `{before.get('label') or '?'}` of {before.get('when')}" if before else "")
+             + (f"; load average {data['loadavg'][0]:g} at the start, {data['loadavg'][1]:g} at the end (2 cores)"
+                if data.get("loadavg") else "") + ".",
              f"A private stack (ML_PORT_BASE {STACK_BASE}), the four daemons (`-O2`, log level warn), functions built by",
              "the real pipeline (concurrency 64; rate limit 100,000/s, so every gateway request takes a Redis decision",
              "and none is refused). Load: `build/bench/loadgen` (one client thread, keep-alive; open loop: latency from",
