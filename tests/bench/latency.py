@@ -124,9 +124,18 @@ class Bench:
               f"non2xx {r['non2xx']} errors {r['errors']}", flush=True)
         return r
 
-    def cold_starts(self):
+    def cold_starts(self, by_path=False):
+        """The executor's cold starts so far; by_path: {"stem": n, "fresh": n} from
+        minilambda_cold_starts_total where the executor has stem cells ({} otherwise)."""
         from mlstack import scrape
         values = scrape(self.S.url("lambda-executor"))[0]
+        if by_path:
+            out = {}
+            for k, v in values.items():
+                if k.startswith("minilambda_cold_starts_total{") and 'path="' in k:
+                    path = k.split('path="', 1)[1].split('"', 1)[0]
+                    out[path] = out.get(path, 0) + v
+            return out
         return sum(v for k, v in values.items() if k.startswith("minilambda_cold_start_duration_seconds_count"))
 
     def closed(self, workload, paths, conc):
@@ -170,6 +179,7 @@ class Bench:
         from mlstack import call
         res = {rt: {"cold": [], "baseline": [], "warm_answers": 0, "cmd": " ".join(interpreter(rt))}
                for rt in ("python3", "nodejs")}
+        paths0 = self.cold_starts(by_path=True)
         for i in range(COLD_N):
             for rt in res:
                 fn = self.fns["cold-" + rt]
@@ -191,6 +201,8 @@ class Bench:
                 subprocess.run(interpreter(rt), check=True, stdout=subprocess.DEVNULL)
                 res[rt]["baseline"].append((time.monotonic() - t) * 1000)
         self.data["cold"] = res
+        paths1 = self.cold_starts(by_path=True)
+        self.data["cold_paths"] = {k: v - paths0.get(k, 0) for k, v in paths1.items()}
 
 
 def start_nginx(executor_port, internal_h):
@@ -453,7 +465,11 @@ def render(data, before, command):
         intro += ["**Cold starts** (PATCH memory_mb → first invoke answering `X-Cold-Start: true`, direct; each",
                   "interleaved with one run of the fresh interpreter, timed by the harness from spawn to exit; p50 ratios",
                   "divide by the interpreter's p50, p99 ratios by its p99; at n=40 the p99 is the largest)", ""]
-        intro += cold_table(data, summary) + [""]
+        intro += cold_table(data, summary)
+        if data.get("cold_paths"):
+            intro += ["", "Where those cold starts came from (`minilambda_cold_starts_total`, both runtimes): "
+                      + ", ".join(f"{k} {v:.0f}" for k, v in sorted(data["cold_paths"].items())) + "."]
+        intro += [""]
     intro += ["**Targets** (issue 21), from the tables above:"]
     return intro, summary
 
