@@ -562,6 +562,7 @@ static void *worker_main(void *arg)
     for (;;) {
         int64_t now = now_ns(), wake;
         int n, timeout = -1;
+        bool precise = false; /* waking for a due time (not a sweep or the end) */
 
         if (now >= w->next_sweep)
             sweep(w, now);
@@ -578,12 +579,14 @@ static void *worker_main(void *arg)
         if (is_open(w) && w->nfree > 0) {
             int64_t due = due_of(w, w->next);
             if (due < w->win_end && due < wake)
-                wake = due;
+                wake = due, precise = true;
         }
-        if (wake - now <= LG_BUSY_NS)
-            timeout = 0; /* the last few µs: poll rather than trust a timer */
+        if (precise && wake - now <= LG_BUSY_NS)
+            timeout = 0; /* the last few µs before a send: poll rather than trust a timer */
+        else if (wake <= now)
+            timeout = 0;
         else
-            arm_timer(w, wake - LG_BUSY_NS);
+            arm_timer(w, precise ? wake - LG_BUSY_NS : wake);
         n = epoll_wait(w->ep, evs, 256, timeout);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u64 == LG_TIMER_EV) {
