@@ -53,7 +53,7 @@ typedef struct lg_opts {
     int conns, threads;
     double rate; /* 0: closed loop */
     double duration, warmup, timeout;
-    bool json;
+    bool json, spectrum;
     struct sockaddr_in addr;
     char hostport[300], path[2048];
 } lg_opts;
@@ -616,7 +616,8 @@ static void usage(const char *msg)
             "  -R RATE     open loop at RATE req/s (latency from each request's due time);\n"
             "              without it: closed loop (N requests always in flight)\n"
             "  -d SECONDS  measured duration (default 10)   -w SECONDS warm-up (default 0)\n"
-            "  -T SECONDS  per-request timeout (default 10)  --json  one JSON object\n",
+            "  -T SECONDS  per-request timeout (default 10)  --json  one JSON object\n"
+            "  --percentiles  also the latency spectrum (percentile, ms, requests at or below)\n",
             msg);
     exit(2);
 }
@@ -684,6 +685,7 @@ static int parse_url(lg_opts *o)
 static void parse_args(lg_opts *o, int argc, char **argv)
 {
     static const struct option longs[] = { { "json", no_argument, NULL, 'j' },
+                                           { "percentiles", no_argument, NULL, 'P' },
                                            { "help", no_argument, NULL, 'h' },
                                            { NULL, 0, NULL, 0 } };
     int64_t v;
@@ -724,6 +726,7 @@ static void parse_args(lg_opts *o, int argc, char **argv)
         case 'w': o->warmup = num_arg(optarg, 0, "-w"); break;
         case 'T': o->timeout = num_arg(optarg, 1e-3, "-T"); break;
         case 'j': o->json = true; break;
+        case 'P': o->spectrum = true; break;
         default: usage("bad option");
         }
     }
@@ -761,6 +764,22 @@ static int build_request(const lg_opts *o, ml_buf *out)
     return ML_OK;
 }
 
+/* The spectrum --percentiles prints: where the tail starts, and how many requests it holds. */
+static const double spectrum_pcts[] = { 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.99, 100 };
+
+static void print_spectrum(const lg_opts *o, const hdr_hist *lat)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(spectrum_pcts); i++) {
+        int64_t v = hdr_percentile(lat, spectrum_pcts[i]);
+        unsigned long long n = (unsigned long long)hdr_count_le(lat, v);
+        if (o->json)
+            printf("%s[%g,%.3f,%llu]", i ? "," : "", spectrum_pcts[i], v / 1000.0, n);
+        else
+            printf("  %7g%%  %12.3f ms  %12llu requests at or below, %llu above\n", spectrum_pcts[i],
+                   v / 1000.0, n, (unsigned long long)lat->total - n);
+    }
+}
+
 static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, uint64_t ok,
                    uint64_t non2xx, uint64_t errors, uint64_t done_in_window)
 {
@@ -794,6 +813,11 @@ static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, 
             printf("%.3f", late99);
         else
             printf("null");
+        if (o->spectrum) {
+            printf(",\"spectrum\":[");
+            print_spectrum(o, lat);
+            printf("]");
+        }
         printf("}\n");
         return;
     }
@@ -810,6 +834,8 @@ static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, 
            mean, p50, p90, p99, p999, mx, open ? "  (from each request's due time)" : "");
     if (open)
         printf("  client sent late by (p99) %.3f ms\n", late99);
+    if (o->spectrum)
+        print_spectrum(o, lat);
 }
 
 int main(int argc, char **argv)
