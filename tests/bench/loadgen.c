@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -531,12 +532,12 @@ static void drain_expired(lg_worker *w, int64_t now)
     }
 }
 
-static void *worker_main(void *arg)
+/* Connects, waits for every thread, sleeps until the common start and sends the first
+ * requests; returns when the loop must stop (open loop: one timeout after the window). */
+static int64_t worker_begin(lg_worker *w)
 {
-    lg_worker *w = arg;
-    struct epoll_event evs[256], tev = { .events = EPOLLIN, .data.u64 = LG_TIMER_EV };
+    struct epoll_event tev = { .events = EPOLLIN, .data.u64 = LG_TIMER_EV };
     struct timespec at;
-    int64_t stop;
 
     epoll_ctl(w->ep, EPOLL_CTL_ADD, w->tfd, &tev);
     preconnect(w);
@@ -545,8 +546,6 @@ static void *worker_main(void *arg)
     w->start = g_start;
     w->win_start = w->start + (int64_t)(w->o->warmup * 1e9);
     w->win_end = w->win_start + (int64_t)(w->o->duration * 1e9);
-    /* open loop: answers may come after the window; bounded by one timeout */
-    stop = is_open(w) ? w->win_end + (int64_t)(w->o->timeout * 1e9) : w->win_end;
     at.tv_sec = w->start / LG_NS;
     at.tv_nsec = w->start % LG_NS;
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
@@ -559,10 +558,49 @@ static void *worker_main(void *arg)
         else
             send_request(w, c, now_ns(), false, now_ns());
     }
+    return is_open(w) ? w->win_end + (int64_t)(w->o->timeout * 1e9) : w->win_end;
+}
+
+/* Sleeps until the next thing to do (a due time, the sweep, the end) or an event, and
+ * handles the events. */
+static void worker_wait(lg_worker *w, int64_t now, int64_t stop)
+{
+    struct epoll_event evs[256];
+    int64_t wake = w->next_sweep < stop ? w->next_sweep : stop;
+    int n, timeout = -1;
+    bool precise = false; /* waking for a due time (not a sweep or the end) */
+
+    if (is_open(w) && w->nfree > 0) {
+        int64_t due = due_of(w, w->next);
+        if (due < w->win_end && due < wake)
+            wake = due, precise = true;
+    }
+    if (precise && wake - now <= LG_BUSY_NS)
+        timeout = 0; /* the last few µs before a send: poll rather than trust a timer */
+    else if (wake <= now)
+        timeout = 0;
+    else
+        arm_timer(w, precise ? wake - LG_BUSY_NS : wake);
+    n = epoll_wait(w->ep, evs, 256, timeout);
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == LG_TIMER_EV) {
+            uint64_t ticks;
+            if (read(w->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+                perror("loadgen: timerfd");
+            w->armed = 0;
+            continue;
+        }
+        on_event(w, evs[i].data.u64, evs[i].events);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    lg_worker *w = arg;
+    int64_t stop = worker_begin(w);
+
     for (;;) {
-        int64_t now = now_ns(), wake;
-        int n, timeout = -1;
-        bool precise = false; /* waking for a due time (not a sweep or the end) */
+        int64_t now = now_ns();
 
         if (now >= w->next_sweep)
             sweep(w, now);
@@ -575,29 +613,7 @@ static void *worker_main(void *arg)
         }
         if (is_open(w) && w->inflight == 0 && due_of(w, w->next) >= w->win_end)
             break; /* all sent and all answered */
-        wake = w->next_sweep < stop ? w->next_sweep : stop;
-        if (is_open(w) && w->nfree > 0) {
-            int64_t due = due_of(w, w->next);
-            if (due < w->win_end && due < wake)
-                wake = due, precise = true;
-        }
-        if (precise && wake - now <= LG_BUSY_NS)
-            timeout = 0; /* the last few µs before a send: poll rather than trust a timer */
-        else if (wake <= now)
-            timeout = 0;
-        else
-            arm_timer(w, precise ? wake - LG_BUSY_NS : wake);
-        n = epoll_wait(w->ep, evs, 256, timeout);
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.u64 == LG_TIMER_EV) {
-                uint64_t ticks;
-                if (read(w->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-                    perror("loadgen: timerfd");
-                w->armed = 0;
-                continue;
-            }
-            on_event(w, evs[i].data.u64, evs[i].events);
-        }
+        worker_wait(w, now, stop);
     }
     for (int i = 0; i < w->nconns; i++)
         if (w->conns[i].fd >= 0)
@@ -838,6 +854,38 @@ static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, 
         print_spectrum(o, lat);
 }
 
+/* Fills in thread t's worker. Ownership: its buffers and descriptors are freed by main. */
+static int setup_worker(lg_worker *w, const lg_opts *o, const ml_buf *req, int t)
+{
+    w->o = o;
+    w->id = t;
+    w->req = ml_buf_cstr(req);
+    w->req_len = req->len;
+    w->nconns = o->conns / o->threads + (t < o->conns % o->threads);
+    w->conns = calloc((size_t)w->nconns, sizeof(*w->conns));
+    w->freelist = calloc((size_t)w->nconns, sizeof(*w->freelist));
+    w->lat = calloc(1, sizeof(*w->lat));
+    w->late = calloc(1, sizeof(*w->late));
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!w->conns || !w->freelist || !w->lat || !w->late || w->ep < 0 || w->tfd < 0)
+        return ML_ERR;
+    for (int i = 0; i < w->nconns; i++)
+        w->conns[i].fd = -1;
+    return ML_OK;
+}
+
+/* Enough descriptors for -c connections (the soft limit is often 1,024). */
+static void raise_nofile(int conns)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= (rlim_t)conns + 64)
+        return;
+    rl.rlim_cur = rl.rlim_max < (rlim_t)conns + 64 ? rl.rlim_max : (rlim_t)conns + 64;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int main(int argc, char **argv)
 {
     lg_opts o;
@@ -857,25 +905,13 @@ int main(int argc, char **argv)
     }
     pthread_barrier_init(&g_ready, NULL, (unsigned)o.threads + 1);
     pthread_barrier_init(&g_go, NULL, (unsigned)o.threads + 1);
+    raise_nofile(o.conns);
     for (int t = 0; t < o.threads; t++) {
         lg_worker *w = &ws[t];
-        w->o = &o;
-        w->id = t;
-        w->req = ml_buf_cstr(&req);
-        w->req_len = req.len;
-        w->nconns = o.conns / o.threads + (t < o.conns % o.threads);
-        w->conns = calloc((size_t)w->nconns, sizeof(*w->conns));
-        w->freelist = calloc((size_t)w->nconns, sizeof(*w->freelist));
-        w->lat = calloc(1, sizeof(*w->lat));
-        w->late = calloc(1, sizeof(*w->late));
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
-        w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (!w->conns || !w->freelist || !w->lat || !w->late || w->ep < 0 || w->tfd < 0) {
+        if (setup_worker(w, &o, &req, t) != ML_OK) {
             fprintf(stderr, "loadgen: cannot set up thread %d\n", t);
             goto out; /* the barriers would wait forever for the missing threads: exit */
         }
-        for (int i = 0; i < w->nconns; i++)
-            w->conns[i].fd = -1;
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
             fprintf(stderr, "loadgen: cannot start thread %d\n", t);
             goto out;
