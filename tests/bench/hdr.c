@@ -92,6 +92,19 @@ int64_t hdr_percentile(const hdr_hist *h, double p)
     return v;
 }
 
+uint64_t hdr_count_le(const hdr_hist *h, int64_t v)
+{
+    uint64_t n = 0;
+    int top;
+
+    if (v < 0)
+        return 0;
+    top = hdr_index(v > HDR_MAX_VALUE ? HDR_MAX_VALUE : v);
+    for (int i = 0; i <= top; i++)
+        n += h->counts[i];
+    return n;
+}
+
 double hdr_mean(const hdr_hist *h)
 {
     return h->total ? h->sum / (double)h->total : 0.0;

@@ -44,6 +44,9 @@ void hdr_merge(hdr_hist *dst, const hdr_hist *src);
  * of its counter (never under the true value, over it by < 0.1 %) and kept within
  * [min, max] — so p = 100 is the exact max. 0 for an empty histogram. */
 int64_t hdr_percentile(const hdr_hist *h, double p);
+/* How many recorded values are <= v, to the counter's precision (values sharing v's
+ * counter count as <= v). */
+uint64_t hdr_count_le(const hdr_hist *h, int64_t v);
 /* Mean of the recorded values; 0 when empty. */
 double hdr_mean(const hdr_hist *h);
 

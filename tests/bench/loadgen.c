@@ -27,6 +27,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -53,7 +54,7 @@ typedef struct lg_opts {
     int conns, threads;
     double rate; /* 0: closed loop */
     double duration, warmup, timeout;
-    bool json;
+    bool json, spectrum;
     struct sockaddr_in addr;
     char hostport[300], path[2048];
 } lg_opts;
@@ -531,12 +532,12 @@ static void drain_expired(lg_worker *w, int64_t now)
     }
 }
 
-static void *worker_main(void *arg)
+/* Connects, waits for every thread, sleeps until the common start and sends the first
+ * requests; returns when the loop must stop (open loop: one timeout after the window). */
+static int64_t worker_begin(lg_worker *w)
 {
-    lg_worker *w = arg;
-    struct epoll_event evs[256], tev = { .events = EPOLLIN, .data.u64 = LG_TIMER_EV };
+    struct epoll_event tev = { .events = EPOLLIN, .data.u64 = LG_TIMER_EV };
     struct timespec at;
-    int64_t stop;
 
     epoll_ctl(w->ep, EPOLL_CTL_ADD, w->tfd, &tev);
     preconnect(w);
@@ -545,8 +546,6 @@ static void *worker_main(void *arg)
     w->start = g_start;
     w->win_start = w->start + (int64_t)(w->o->warmup * 1e9);
     w->win_end = w->win_start + (int64_t)(w->o->duration * 1e9);
-    /* open loop: answers may come after the window; bounded by one timeout */
-    stop = is_open(w) ? w->win_end + (int64_t)(w->o->timeout * 1e9) : w->win_end;
     at.tv_sec = w->start / LG_NS;
     at.tv_nsec = w->start % LG_NS;
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
@@ -559,9 +558,49 @@ static void *worker_main(void *arg)
         else
             send_request(w, c, now_ns(), false, now_ns());
     }
+    return is_open(w) ? w->win_end + (int64_t)(w->o->timeout * 1e9) : w->win_end;
+}
+
+/* Sleeps until the next thing to do (a due time, the sweep, the end) or an event, and
+ * handles the events. */
+static void worker_wait(lg_worker *w, int64_t now, int64_t stop)
+{
+    struct epoll_event evs[256];
+    int64_t wake = w->next_sweep < stop ? w->next_sweep : stop;
+    int n, timeout = -1;
+    bool precise = false; /* waking for a due time (not a sweep or the end) */
+
+    if (is_open(w) && w->nfree > 0) {
+        int64_t due = due_of(w, w->next);
+        if (due < w->win_end && due < wake)
+            wake = due, precise = true;
+    }
+    if (precise && wake - now <= LG_BUSY_NS)
+        timeout = 0; /* the last few µs before a send: poll rather than trust a timer */
+    else if (wake <= now)
+        timeout = 0;
+    else
+        arm_timer(w, precise ? wake - LG_BUSY_NS : wake);
+    n = epoll_wait(w->ep, evs, 256, timeout);
+    for (int i = 0; i < n; i++) {
+        if (evs[i].data.u64 == LG_TIMER_EV) {
+            uint64_t ticks;
+            if (read(w->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+                perror("loadgen: timerfd");
+            w->armed = 0;
+            continue;
+        }
+        on_event(w, evs[i].data.u64, evs[i].events);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    lg_worker *w = arg;
+    int64_t stop = worker_begin(w);
+
     for (;;) {
-        int64_t now = now_ns(), wake;
-        int n, timeout = -1;
+        int64_t now = now_ns();
 
         if (now >= w->next_sweep)
             sweep(w, now);
@@ -574,27 +613,7 @@ static void *worker_main(void *arg)
         }
         if (is_open(w) && w->inflight == 0 && due_of(w, w->next) >= w->win_end)
             break; /* all sent and all answered */
-        wake = w->next_sweep < stop ? w->next_sweep : stop;
-        if (is_open(w) && w->nfree > 0) {
-            int64_t due = due_of(w, w->next);
-            if (due < w->win_end && due < wake)
-                wake = due;
-        }
-        if (wake - now <= LG_BUSY_NS)
-            timeout = 0; /* the last few µs: poll rather than trust a timer */
-        else
-            arm_timer(w, wake - LG_BUSY_NS);
-        n = epoll_wait(w->ep, evs, 256, timeout);
-        for (int i = 0; i < n; i++) {
-            if (evs[i].data.u64 == LG_TIMER_EV) {
-                uint64_t ticks;
-                if (read(w->tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
-                    perror("loadgen: timerfd");
-                w->armed = 0;
-                continue;
-            }
-            on_event(w, evs[i].data.u64, evs[i].events);
-        }
+        worker_wait(w, now, stop);
     }
     for (int i = 0; i < w->nconns; i++)
         if (w->conns[i].fd >= 0)
@@ -613,7 +632,8 @@ static void usage(const char *msg)
             "  -R RATE     open loop at RATE req/s (latency from each request's due time);\n"
             "              without it: closed loop (N requests always in flight)\n"
             "  -d SECONDS  measured duration (default 10)   -w SECONDS warm-up (default 0)\n"
-            "  -T SECONDS  per-request timeout (default 10)  --json  one JSON object\n",
+            "  -T SECONDS  per-request timeout (default 10)  --json  one JSON object\n"
+            "  --percentiles  also the latency spectrum (percentile, ms, requests at or below)\n",
             msg);
     exit(2);
 }
@@ -681,6 +701,7 @@ static int parse_url(lg_opts *o)
 static void parse_args(lg_opts *o, int argc, char **argv)
 {
     static const struct option longs[] = { { "json", no_argument, NULL, 'j' },
+                                           { "percentiles", no_argument, NULL, 'P' },
                                            { "help", no_argument, NULL, 'h' },
                                            { NULL, 0, NULL, 0 } };
     int64_t v;
@@ -721,6 +742,7 @@ static void parse_args(lg_opts *o, int argc, char **argv)
         case 'w': o->warmup = num_arg(optarg, 0, "-w"); break;
         case 'T': o->timeout = num_arg(optarg, 1e-3, "-T"); break;
         case 'j': o->json = true; break;
+        case 'P': o->spectrum = true; break;
         default: usage("bad option");
         }
     }
@@ -758,6 +780,22 @@ static int build_request(const lg_opts *o, ml_buf *out)
     return ML_OK;
 }
 
+/* The spectrum --percentiles prints: where the tail starts, and how many requests it holds. */
+static const double spectrum_pcts[] = { 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.99, 100 };
+
+static void print_spectrum(const lg_opts *o, const hdr_hist *lat)
+{
+    for (size_t i = 0; i < ML_ARRAY_LEN(spectrum_pcts); i++) {
+        int64_t v = hdr_percentile(lat, spectrum_pcts[i]);
+        unsigned long long n = (unsigned long long)hdr_count_le(lat, v);
+        if (o->json)
+            printf("%s[%g,%.3f,%llu]", i ? "," : "", spectrum_pcts[i], v / 1000.0, n);
+        else
+            printf("  %7g%%  %12.3f ms  %12llu requests at or below, %llu above\n", spectrum_pcts[i],
+                   v / 1000.0, n, (unsigned long long)lat->total - n);
+    }
+}
+
 static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, uint64_t ok,
                    uint64_t non2xx, uint64_t errors, uint64_t done_in_window)
 {
@@ -791,6 +829,11 @@ static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, 
             printf("%.3f", late99);
         else
             printf("null");
+        if (o->spectrum) {
+            printf(",\"spectrum\":[");
+            print_spectrum(o, lat);
+            printf("]");
+        }
         printf("}\n");
         return;
     }
@@ -807,6 +850,40 @@ static void report(const lg_opts *o, const hdr_hist *lat, const hdr_hist *late, 
            mean, p50, p90, p99, p999, mx, open ? "  (from each request's due time)" : "");
     if (open)
         printf("  client sent late by (p99) %.3f ms\n", late99);
+    if (o->spectrum)
+        print_spectrum(o, lat);
+}
+
+/* Fills in thread t's worker. Ownership: its buffers and descriptors are freed by main. */
+static int setup_worker(lg_worker *w, const lg_opts *o, const ml_buf *req, int t)
+{
+    w->o = o;
+    w->id = t;
+    w->req = ml_buf_cstr(req);
+    w->req_len = req->len;
+    w->nconns = o->conns / o->threads + (t < o->conns % o->threads);
+    w->conns = calloc((size_t)w->nconns, sizeof(*w->conns));
+    w->freelist = calloc((size_t)w->nconns, sizeof(*w->freelist));
+    w->lat = calloc(1, sizeof(*w->lat));
+    w->late = calloc(1, sizeof(*w->late));
+    w->ep = epoll_create1(EPOLL_CLOEXEC);
+    w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (!w->conns || !w->freelist || !w->lat || !w->late || w->ep < 0 || w->tfd < 0)
+        return ML_ERR;
+    for (int i = 0; i < w->nconns; i++)
+        w->conns[i].fd = -1;
+    return ML_OK;
+}
+
+/* Enough descriptors for -c connections (the soft limit is often 1,024). */
+static void raise_nofile(int conns)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= (rlim_t)conns + 64)
+        return;
+    rl.rlim_cur = rl.rlim_max < (rlim_t)conns + 64 ? rl.rlim_max : (rlim_t)conns + 64;
+    setrlimit(RLIMIT_NOFILE, &rl);
 }
 
 int main(int argc, char **argv)
@@ -828,25 +905,13 @@ int main(int argc, char **argv)
     }
     pthread_barrier_init(&g_ready, NULL, (unsigned)o.threads + 1);
     pthread_barrier_init(&g_go, NULL, (unsigned)o.threads + 1);
+    raise_nofile(o.conns);
     for (int t = 0; t < o.threads; t++) {
         lg_worker *w = &ws[t];
-        w->o = &o;
-        w->id = t;
-        w->req = ml_buf_cstr(&req);
-        w->req_len = req.len;
-        w->nconns = o.conns / o.threads + (t < o.conns % o.threads);
-        w->conns = calloc((size_t)w->nconns, sizeof(*w->conns));
-        w->freelist = calloc((size_t)w->nconns, sizeof(*w->freelist));
-        w->lat = calloc(1, sizeof(*w->lat));
-        w->late = calloc(1, sizeof(*w->late));
-        w->ep = epoll_create1(EPOLL_CLOEXEC);
-        w->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-        if (!w->conns || !w->freelist || !w->lat || !w->late || w->ep < 0 || w->tfd < 0) {
+        if (setup_worker(w, &o, &req, t) != ML_OK) {
             fprintf(stderr, "loadgen: cannot set up thread %d\n", t);
             goto out; /* the barriers would wait forever for the missing threads: exit */
         }
-        for (int i = 0; i < w->nconns; i++)
-            w->conns[i].fd = -1;
         if (pthread_create(&w->th, NULL, worker_main, w) != 0) {
             fprintf(stderr, "loadgen: cannot start thread %d\n", t);
             goto out;

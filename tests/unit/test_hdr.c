@@ -139,6 +139,11 @@ static void test_known_distributions(void **state)
     assert_int_equal(hdr_percentile(h, 99), 150);
     assert_in_range(hdr_percentile(h, 99.9), 1000000, 1000000); /* kept within max */
     assert_int_equal(hdr_percentile(h, 99.01), 1000000);
+    assert_int_equal(hdr_count_le(h, 149), 0);
+    assert_int_equal(hdr_count_le(h, 150), 990);
+    assert_int_equal(hdr_count_le(h, 999000), 990);
+    assert_int_equal(hdr_count_le(h, HDR_MAX_VALUE * 2), 1000);
+    assert_int_equal(hdr_count_le(h, -1), 0);
     free(h);
 }
 
