@@ -315,6 +315,23 @@ pg_wait() {
 	[[ $(pg_psql -d build_service_db -tAc 'SELECT 1') == 1 ]] || die_log postgres "$PG_LOG" "SELECT 1 failed"
 }
 
+# background_prio PID...: Postgres and RabbitMQ yield the CPU to the platform's request path
+# when both want it (docs/latency.md): their session's autogroup (the scheduler weighs each
+# session as one: plain nice acts only inside it) and every thread at ML_STACK_NICE (10; 0
+# leaves them alone). Postgres backends forked later inherit both. Best effort.
+background_prio() {
+	local n=${ML_STACK_NICE:-10} pid t
+	[[ $n =~ ^[0-9]+$ ]] && ((n > 0 && n <= 19)) || return 0
+	for pid in "$@"; do
+		[[ -n $pid && -d /proc/$pid ]] || continue
+		[[ -w /proc/$pid/autogroup ]] && echo "$n" >"/proc/$pid/autogroup" 2>/dev/null
+		for t in "/proc/$pid/task/"*; do
+			renice -n "$n" -p "${t##*/}" >/dev/null 2>&1
+		done
+	done
+	return 0
+}
+
 pg_stop() {
 	local pid
 	pid=$(pg_postmaster_pid)
@@ -608,6 +625,7 @@ cmd_start() {
 	pg_wait
 	s3_wait
 	rabbit_wait
+	background_prio "$(pg_postmaster_pid)" "$(rabbit_beam_pid)"
 	write_env
 
 	local ms=$((($(now) - t0) / 1000)) reused=''

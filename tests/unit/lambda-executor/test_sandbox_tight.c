@@ -246,11 +246,10 @@ static void test_cpu_quota_formula(void **state)
     (void)state;
     assert_int_equal(sandbox_cpu_quota_us(1769), SANDBOX_CPU_PERIOD_US);
     assert_int_equal(sandbox_cpu_quota_us(3538), 2 * SANDBOX_CPU_PERIOD_US);
-    assert_int_equal(SANDBOX_CPU_PERIOD_US, 20000);        /* a throttled instance waits < 20 ms */
-    assert_int_equal(sandbox_cpu_quota_us(128), 1447);     /* 0.072 vCPU */
-    assert_int_equal(sandbox_cpu_quota_us(64), 1447);      /* the floor */
+    assert_int_equal(sandbox_cpu_quota_us(128), 7235);     /* 0.072 vCPU */
+    assert_int_equal(sandbox_cpu_quota_us(64), 7235);      /* the floor */
     assert_true(sandbox_cpu_quota_us(64) >= 1000);         /* the kernel refuses a quota under 1 ms */
-    assert_int_equal(sandbox_cpu_quota_us(1024), 11577);
+    assert_int_equal(sandbox_cpu_quota_us(1024), 57885);
 }
 
 /* A v1 cgroup file of the instance (its init's cgroup, as the host sees it). */
@@ -299,11 +298,11 @@ static void test_cpu_share_follows_memory(void **state)
     small = start(f, "python3", "burn.handler", 128);
     big = start(f, "python3", "burn.handler", 1769);
     assert_int_equal(instance_cg_value(small, "cpu.cfs_period_us", ""), SANDBOX_CPU_PERIOD_US);
-    assert_int_equal(instance_cg_value(small, "cpu.cfs_quota_us", ""), 1447);
-    assert_int_equal(instance_cg_value(big, "cpu.cfs_quota_us", ""), 20000);
+    assert_int_equal(instance_cg_value(small, "cpu.cfs_quota_us", ""), 7235);
+    assert_int_equal(instance_cg_value(big, "cpu.cfs_quota_us", ""), 100000);
     /* quiet periods' savings carry over, up to one period's quota (docs/latency.md) */
-    assert_int_equal(instance_cg_value(small, "cpu.cfs_burst_us", ""), 1447);
-    assert_int_equal(instance_cg_value(big, "cpu.cfs_burst_us", ""), 20000);
+    assert_int_equal(instance_cg_value(small, "cpu.cfs_burst_us", ""), 7235);
+    assert_int_equal(instance_cg_value(big, "cpu.cfs_burst_us", ""), 100000);
     /* their parent weighs two tasks against the host's (one per live instance) */
     assert_int_equal(instance_cg_value(big, "../cpu.shares", ""), 2048);
     r = invoke_ok(f, small, "{\"secs\": 1.5}");
