@@ -318,13 +318,19 @@ pg_wait() {
 # background_prio PID...: Postgres and RabbitMQ yield the CPU to the platform's request path
 # when both want it (docs/latency.md): their session's autogroup (the scheduler weighs each
 # session as one: plain nice acts only inside it) and every thread at ML_STACK_NICE (10; 0
-# leaves them alone). Postgres backends forked later inherit both. Best effort.
+# leaves them alone). Postgres backends forked later inherit both. The autogroup only when
+# the session is the server's own (pg_ctl and the broker's launch both setsid), never a
+# caller's. Best effort.
 background_prio() {
-	local n=${ML_STACK_NICE:-10} pid t
+	local n=${ML_STACK_NICE:-10} pid sid t
 	[[ $n =~ ^[0-9]+$ ]] && ((n > 0 && n <= 19)) || return 0
 	for pid in "$@"; do
 		[[ -n $pid && -d /proc/$pid ]] || continue
-		[[ -w /proc/$pid/autogroup ]] && echo "$n" >"/proc/$pid/autogroup" 2>/dev/null
+		sid=$(ps -o sid= -p "$pid" 2>/dev/null | tr -dc '0-9')
+		if [[ -n $sid && -w /proc/$pid/autogroup ]] &&
+			[[ $(cat "/proc/$sid/comm" 2>/dev/null) =~ ^(postgres|rabbitmq-server|beam\.smp)$ ]]; then
+			echo "$n" >"/proc/$pid/autogroup" 2>/dev/null
+		fi
 		for t in "/proc/$pid/task/"*; do
 			renice -n "$n" -p "${t##*/}" >/dev/null 2>&1
 		done
