@@ -14,6 +14,8 @@
 #   postgres +432, redis +379, amqp +672, rabbitmq management +673, rabbitmq prometheus +692,
 #   epmd +369, erlang distribution +671, rabbitmqctl distribution +680..+690, s3 +900.
 # Two run dirs with different bases run side by side; `stop` touches only its own run dir.
+# ML_STACK_NICE Postgres and RabbitMQ run at this nice, their sessions' autogroups too (default
+#   10: they yield the CPU to the platform's request path, docs/latency.md; 0: unchanged).
 # Prefer bases whose ports stay below the kernel's ephemeral range (32768+ here), i.e. <= 31867:
 # inside it a client socket can hold a port and a listener fails with EADDRINUSE.
 # start writes $ML_RUN_DIR/stack.env (MINILAMBDA_* endpoints, and MINILAMBDA_INTERNAL_TOKEN_FILE
