@@ -1095,6 +1095,7 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     httpd *h = w->server;
 
+    (void)pthread_setname_np(pthread_self(), "httpd-worker"); /* tells them apart in perf/top */
     for (;;) {
         httpd_req *r;
 

@@ -148,7 +148,11 @@ void sandbox_result_free(sandbox_result *r);
 /* CPU as in Lambda: 1769 MB buys one vCPU. The quota (per SANDBOX_CPU_PERIOD_US) of an instance
  * with memory_mb, counted from SANDBOX_CPU_MIN_MB at least (a smaller share makes a Python
  * runtime's own per-invocation work stall for whole periods). Applied once the handler is
- * loaded: init runs unthrottled (bounded by init_timeout_ms), like Lambda's init boost. */
+ * loaded: init runs unthrottled (bounded by init_timeout_ms), like Lambda's init boost.
+ * The quota may burst (cpu.cfs_burst_us = quota: what it saved in quiet periods), so a short
+ * run of invocations above the average share is not stopped for the rest of the period. A
+ * shorter period (20 ms) was measured: it bounds a throttle at ~18 ms but throttled ~15x as
+ * often under load (docs/latency.md); the kernel refuses quotas under 1 ms. */
 #define SANDBOX_CPU_PERIOD_US 100000
 #define SANDBOX_CPU_MB_PER_VCPU 1769
 #define SANDBOX_CPU_MIN_MB 128

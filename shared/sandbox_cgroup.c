@@ -233,13 +233,19 @@ static int cgroup_create_cpu(sandbox_instance *in, const char *name, int *fd, ch
 /* Once the handler is loaded: the instance's CPU share from its memory size. */
 int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen)
 {
-    char val[32];
+    char val[32], path[PATH_MAX];
 
     if (!in->cg[2][0])
         return ML_OK;
     if (ml_snprintf(val, sizeof(val), "%" PRId64, sandbox_cpu_quota_us(in->memory_mb)) != ML_OK)
         return sb_errf(err, errlen, "Sandbox.SetupError: bad cpu quota");
-    return cg_write(in->cg[2], "cpu.cfs_quota_us", val, err, errlen);
+    if (cg_write(in->cg[2], "cpu.cfs_quota_us", val, err, errlen) != ML_OK)
+        return ML_ERR;
+    /* unused quota carries over up to one period's worth, so a short burst of invocations is
+     * not stopped for the rest of the period; best effort (cpu.cfs_burst_us: Linux 5.14+) */
+    if (ml_snprintf(path, sizeof(path), "%s/cpu.cfs_burst_us", in->cg[2]) == ML_OK && access(path, W_OK) == 0)
+        (void)sb_write_file(path, val);
+    return ML_OK;
 }
 
 /* Lifts the quota of an instance being killed: its processes exit at full speed. */

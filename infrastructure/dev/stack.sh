@@ -14,6 +14,8 @@
 #   postgres +432, redis +379, amqp +672, rabbitmq management +673, rabbitmq prometheus +692,
 #   epmd +369, erlang distribution +671, rabbitmqctl distribution +680..+690, s3 +900.
 # Two run dirs with different bases run side by side; `stop` touches only its own run dir.
+# ML_STACK_NICE Postgres and RabbitMQ run at this nice, their sessions' autogroups too (default
+#   10: they yield the CPU to the platform's request path, docs/latency.md; 0: unchanged).
 # Prefer bases whose ports stay below the kernel's ephemeral range (32768+ here), i.e. <= 31867:
 # inside it a client socket can hold a port and a listener fails with EADDRINUSE.
 # start writes $ML_RUN_DIR/stack.env (MINILAMBDA_* endpoints, and MINILAMBDA_INTERNAL_TOKEN_FILE
@@ -315,6 +317,29 @@ pg_wait() {
 	[[ $(pg_psql -d build_service_db -tAc 'SELECT 1') == 1 ]] || die_log postgres "$PG_LOG" "SELECT 1 failed"
 }
 
+# background_prio PID...: Postgres and RabbitMQ yield the CPU to the platform's request path
+# when both want it (docs/latency.md): their session's autogroup (the scheduler weighs each
+# session as one: plain nice acts only inside it) and every thread at ML_STACK_NICE (10; 0
+# leaves them alone). Postgres backends forked later inherit both. The autogroup only when
+# the session is the server's own (pg_ctl and the broker's launch both setsid), never a
+# caller's. Best effort.
+background_prio() {
+	local n=${ML_STACK_NICE:-10} pid sid t
+	[[ $n =~ ^[0-9]+$ ]] && ((n > 0 && n <= 19)) || return 0
+	for pid in "$@"; do
+		[[ -n $pid && -d /proc/$pid ]] || continue
+		sid=$(ps -o sid= -p "$pid" 2>/dev/null | tr -dc '0-9')
+		if [[ -n $sid && -w /proc/$pid/autogroup ]] &&
+			[[ $(cat "/proc/$sid/comm" 2>/dev/null) =~ ^(postgres|rabbitmq-server|beam\.smp)$ ]]; then
+			echo "$n" >"/proc/$pid/autogroup" 2>/dev/null
+		fi
+		for t in "/proc/$pid/task/"*; do
+			renice -n "$n" -p "${t##*/}" >/dev/null 2>&1
+		done
+	done
+	return 0
+}
+
 pg_stop() {
 	local pid
 	pid=$(pg_postmaster_pid)
@@ -608,6 +633,7 @@ cmd_start() {
 	pg_wait
 	s3_wait
 	rabbit_wait
+	background_prio "$(pg_postmaster_pid)" "$(rabbit_beam_pid)"
 	write_env
 
 	local ms=$((($(now) - t0) / 1000)) reused=''

@@ -10,6 +10,7 @@
 
 #include "audit-int.h"
 #include "log.h"
+#include "prio.h"
 
 #define STOP_BUDGET_MS 5000      /* audit_stop's time for Postgres; the rest waits in the log */
 
@@ -185,6 +186,7 @@ void *audit_writer_main(void *arg)
     audit *a = arg;
 
     ml_log_set_request_id(NULL);
+    ex_thread_background("audit-writer"); /* nobody waits on it: rows wait in the log */
     for (;;) {
         bool go;
 

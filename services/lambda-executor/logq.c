@@ -13,6 +13,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "logs-int.h"
+#include "prio.h"
 
 static const char *const stream_names[] = { "stdout", "stderr", "platform" };
 
@@ -269,6 +270,7 @@ static void *writer_main(void *arg)
     int64_t part_day = -1;
 
     (void)arg;
+    ex_thread_background("log-writer");
     pthread_mutex_lock(&q.mu);
     for (;;) {
         size_t n = take_batch(batch);

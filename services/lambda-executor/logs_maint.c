@@ -10,6 +10,7 @@
 #include "log.h"
 #include "logs-int.h"
 #include "logs.h"
+#include "prio.h"
 
 #define MAINT_LOCK "1819240307, 1" /* classid "logs", objid 1: held only during a pass */
 #define MAINT_DELETE_BATCH 5000
@@ -146,6 +147,7 @@ static bool maint_wait(void)
 static void *maint_main(void *arg)
 {
     (void)arg;
+    ex_thread_background("log-maint");
     do {
         int64_t dropped = 0, deleted = 0;
 

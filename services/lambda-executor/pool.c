@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "prio.h"
 
 #define MAX_ENV 256
 
@@ -358,6 +359,7 @@ static void *reaper_main(void *arg)
 {
     pool *p = arg;
 
+    ex_thread_background("pool-reaper");
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
         timed_wait(&p->stop_cv, &p->lock, ml_now_ms() + 1000);

@@ -248,6 +248,7 @@ static void test_cpu_quota_formula(void **state)
     assert_int_equal(sandbox_cpu_quota_us(3538), 2 * SANDBOX_CPU_PERIOD_US);
     assert_int_equal(sandbox_cpu_quota_us(128), 7235);     /* 0.072 vCPU */
     assert_int_equal(sandbox_cpu_quota_us(64), 7235);      /* the floor */
+    assert_true(sandbox_cpu_quota_us(64) >= 1000);         /* the kernel refuses a quota under 1 ms */
     assert_int_equal(sandbox_cpu_quota_us(1024), 57885);
 }
 
@@ -296,8 +297,12 @@ static void test_cpu_share_follows_memory(void **state)
     code_dir(f, "burn.py", burn, NULL);
     small = start(f, "python3", "burn.handler", 128);
     big = start(f, "python3", "burn.handler", 1769);
+    assert_int_equal(instance_cg_value(small, "cpu.cfs_period_us", ""), SANDBOX_CPU_PERIOD_US);
     assert_int_equal(instance_cg_value(small, "cpu.cfs_quota_us", ""), 7235);
     assert_int_equal(instance_cg_value(big, "cpu.cfs_quota_us", ""), 100000);
+    /* quiet periods' savings carry over, up to one period's quota (docs/latency.md) */
+    assert_int_equal(instance_cg_value(small, "cpu.cfs_burst_us", ""), 7235);
+    assert_int_equal(instance_cg_value(big, "cpu.cfs_burst_us", ""), 100000);
     /* their parent weighs two tasks against the host's (one per live instance) */
     assert_int_equal(instance_cg_value(big, "../cpu.shares", ""), 2048);
     r = invoke_ok(f, small, "{\"secs\": 1.5}");
