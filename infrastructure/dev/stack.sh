@@ -14,8 +14,9 @@
 #   postgres +432, redis +379, amqp +672, rabbitmq management +673, rabbitmq prometheus +692,
 #   epmd +369, erlang distribution +671, rabbitmqctl distribution +680..+690, s3 +900.
 # Two run dirs with different bases run side by side; `stop` touches only its own run dir.
-# ML_STACK_NICE Postgres and RabbitMQ run at this nice, their sessions' autogroups too (default
-#   10: they yield the CPU to the platform's request path, docs/latency.md; 0: unchanged).
+# ML_STACK_NICE Postgres and RabbitMQ run at this nice, their sessions' autogroups too (1..19:
+#   they yield the CPU to the platform's request path, docs/latency.md; default 0: unchanged —
+#   niced, they slow every test that waits on them while the machine is busy).
 # Prefer bases whose ports stay below the kernel's ephemeral range (32768+ here), i.e. <= 31867:
 # inside it a client socket can hold a port and a listener fails with EADDRINUSE.
 # start writes $ML_RUN_DIR/stack.env (MINILAMBDA_* endpoints, and MINILAMBDA_INTERNAL_TOKEN_FILE
@@ -319,12 +320,12 @@ pg_wait() {
 
 # background_prio PID...: Postgres and RabbitMQ yield the CPU to the platform's request path
 # when both want it (docs/latency.md): their session's autogroup (the scheduler weighs each
-# session as one: plain nice acts only inside it) and every thread at ML_STACK_NICE (10; 0
-# leaves them alone). Postgres backends forked later inherit both. The autogroup only when
+# session as one: plain nice acts only inside it) and every thread at ML_STACK_NICE (default 0:
+# left alone). Postgres backends forked later inherit both. The autogroup only when
 # the session is the server's own (pg_ctl and the broker's launch both setsid), never a
 # caller's. Best effort.
 background_prio() {
-	local n=${ML_STACK_NICE:-10} pid sid t
+	local n=${ML_STACK_NICE:-0} pid sid t
 	[[ $n =~ ^[0-9]+$ ]] && ((n > 0 && n <= 19)) || return 0
 	for pid in "$@"; do
 		[[ -n $pid && -d /proc/$pid ]] || continue
