@@ -25,7 +25,7 @@ Module._resolveLookupPaths = function (request, parent) {
 };
 
 const FD = 3;
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+let TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
 
 function readExact(n) {
   const buf = Buffer.allocUnsafe(n);
@@ -290,7 +290,33 @@ async function invoke(fn, header, body) {
   }
 }
 
+// A stem cell (`bootstrap.js --stem`, docs/sandbox.md "Stem cells"): started ahead with no
+// code and a generic environment; waits for "specialise", then takes the function's
+// environment (replacing, not merging: nothing of the stem's stays in process.env). The
+// executor has mounted the code at /var/task by then.
+function stemWait() {
+  require('url'); // what loading an ES module handler needs, loaded ahead
+  send('{"type":"stem_ready"}', '');
+  let env;
+  for (;;) {
+    const header = JSON.parse(readFrame().toString('utf8'));
+    const body = readFrame();
+    if (header.type === 'specialise') {
+      env = JSON.parse(body.toString('utf8'));
+      break;
+    }
+  }
+  for (const key of Object.keys(process.env)) delete process.env[key];
+  for (const kv of env) {
+    const eq = kv.indexOf('=');
+    process.env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+  process.chdir(TASK_ROOT); // the mount, not the empty directory the stem started in
+}
+
 async function main() {
+  if (process.argv[2] === '--stem') stemWait();
   let fn;
   try {
     fn = await loadHandler(process.env._HANDLER || '');
