@@ -294,8 +294,28 @@ async function invoke(fn, header, body) {
 // code and a generic environment; waits for "specialise", then takes the function's
 // environment (replacing, not merging: nothing of the stem's stays in process.env). The
 // executor has mounted the code at /var/task by then.
-function stemWait() {
+// V8 compiles functions on their first call: a throwaway handler in /tmp (deleted again, and
+// dropped from require's cache) is loaded and invoked once, so the function's own load and
+// first invocation find the loader and invoke paths compiled.
+async function stemWarm() {
+  const dir = fs.mkdtempSync('/tmp/.stem-');
+  const file = path.join(dir, 'warm.js');
+  const root = TASK_ROOT;
+  try {
+    fs.writeFileSync(file, 'exports.handler = async (event, context) => ({ ok: true, event });\n');
+    TASK_ROOT = dir;
+    const fn = await loadHandler('warm.handler');
+    await invoke(fn, { function_name: '', invocation_id: '', deadline_ms: 0 }, Buffer.from('{"a":[1]}'));
+  } finally {
+    TASK_ROOT = root;
+    delete require.cache[file];
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function stemWait() {
   require('url'); // what loading an ES module handler needs, loaded ahead
+  await stemWarm();
   send('{"type":"stem_ready"}', '');
   let env;
   for (;;) {
@@ -316,7 +336,7 @@ function stemWait() {
 }
 
 async function main() {
-  if (process.argv[2] === '--stem') stemWait();
+  if (process.argv[2] === '--stem') await stemWait();
   let fn;
   try {
     fn = await loadHandler(process.env._HANDLER || '');
