@@ -11,6 +11,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,8 @@ struct sandbox_stem_pool {
     stem_key *keys;
     size_t nkeys;
     sandbox_stem_config cfg;
-    bool enabled, stop, thread_started;
+    atomic_bool enabled;          /* cleared for good when the host refuses the mount API */
+    bool stop, thread_started;
     pthread_t thread;
     metric *m_cells;
 };
@@ -178,6 +180,8 @@ static bool next_work(sandbox_stem_pool *sp, int64_t now, stem_key **start, sand
 
     *start = NULL;
     *old = NULL;
+    if (!sp->enabled)
+        return false;
     for (stem_key *k = sp->keys; k; k = k->next) {
         if (k->nidle && now - k->born[0] >= max_age) {
             *old = key_remove(k, 0);
@@ -463,8 +467,10 @@ __attribute__((no_sanitize_address)) static int mount_child(void *arg)
 }
 
 /* Shows code_dir read-only, nosuid, nodev at the stem's /var/task (open_tree in the host,
- * move_mount from a short-lived helper inside its mount namespace). */
-static int mount_code(sandbox_instance *in, const sandbox_spec *s, char *err, size_t errlen)
+ * move_mount from a short-lived helper inside its mount namespace). *refused: the host does
+ * not allow these calls at all (EPERM/ENOSYS, e.g. an older container seccomp profile). */
+static int mount_code(sandbox_instance *in, const sandbox_spec *s, bool *refused, char *err,
+                      size_t errlen)
 {
     static const char *const steps[] = { "", "setns", "remount /tmp", "move_mount" };
     struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
@@ -481,6 +487,7 @@ static int mount_code(sandbox_instance *in, const sandbox_spec *s, char *err, si
     if ((j.mntns = open(path, O_RDONLY | O_CLOEXEC)) < 0 ||
         (j.tree = (int)syscall(SYS_open_tree, AT_FDCWD, s->code_dir, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)) < 0 ||
         syscall(SYS_mount_setattr, j.tree, "", AT_EMPTY_PATH, &attr, sizeof(attr)) != 0) {
+        *refused = errno == EPERM || errno == ENOSYS;
         sb_errf(err, errlen, "Sandbox.SetupError: stem code tree: %s", strerror(errno));
         goto out;
     }
@@ -497,6 +504,7 @@ static int mount_code(sandbox_instance *in, const sandbox_spec *s, char *err, si
     while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR)
         ;
     if (j.fail_step || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        *refused = j.fail_step != 2 && (j.fail_errno == EPERM || j.fail_errno == ENOSYS);
         sb_errf(err, errlen, "Sandbox.SetupError: stem %s: %s", steps[j.fail_step % 4], strerror(j.fail_errno));
         goto out;
     }
@@ -556,7 +564,7 @@ out:
 /* The stem becomes s's instance: names, limits, code, then specialise and ready. ML_ERR with
  * err; *fallback when nothing of the function ran yet (the caller may start the usual way). */
 static int specialise(sandbox_instance *in, const sandbox_spec *s, int64_t stem_pids, int64_t t0,
-                      bool *fallback, char *err, size_t errlen)
+                      bool *fallback, bool *refused, char *err, size_t errlen)
 {
     int64_t deadline = ml_now_ms() + (s->init_timeout_ms > 0 ? s->init_timeout_ms : 10000);
     char *hdr = NULL, *body = NULL, *name = strdup(s->function_name), *ver = strdup(s->function_version);
@@ -577,7 +585,7 @@ static int specialise(sandbox_instance *in, const sandbox_spec *s, int64_t stem_
     sb_log_drain(in);            /* whatever the stem printed is not the function's */
     in->log.head = in->log.len = 0;
     if (!sandbox_alive(in) || set_limits(in, s, stem_pids, err, errlen) != ML_OK ||
-        mount_code(in, s, err, errlen) != ML_OK ||
+        mount_code(in, s, refused, err, errlen) != ML_OK ||
         sb_stem_cpu_shares(in, STEM_SHARES_LIVE, err, errlen) != ML_OK)
         goto out;
     *fallback = false;   /* from here on, what happens is the function's start */
@@ -609,7 +617,7 @@ int sandbox_start_from_stem(sandbox_stem_pool *sp, const sandbox_spec *spec,
 {
     int64_t t0 = sb_now_us();
     sandbox_instance *in = NULL;
-    bool fallback = true;
+    bool fallback = true, refused = false;
     stem_key *k;
     int rc;
 
@@ -626,12 +634,15 @@ int sandbox_start_from_stem(sandbox_stem_pool *sp, const sandbox_spec *spec,
     pthread_mutex_unlock(&sp->lock);
     if (!in)
         return SANDBOX_STEM_NONE;
-    rc = specialise(in, spec, sp->cfg.pids_max > 0 ? sp->cfg.pids_max : 64, t0, &fallback, err, errlen);
+    rc = specialise(in, spec, sp->cfg.pids_max > 0 ? sp->cfg.pids_max : 64, t0, &fallback, &refused,
+                    err, errlen);
     if (rc == ML_OK) {
         *out = in;
         return ML_OK;
     }
     sandbox_destroy(in);
+    if (refused && atomic_exchange(&sp->enabled, false))
+        ml_log_kv(ML_LOG_WARN, "stem cells off: the host refuses the mount API they need", "error", err, NULL);
     if (fallback) {
         ml_log_kv(ML_LOG_WARN, "stem cell refused", "function", spec->function_name, "error", err, NULL);
         err[0] = '\0';
