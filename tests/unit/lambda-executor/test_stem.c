@@ -156,6 +156,7 @@ static void check_like_fresh(fixture *f, const char *runtime, const char *handle
     sandbox_spec s = spec_for(f, runtime, handler);
     sandbox_instance *fr;
     cJSON *a, *b;
+    char *echo;
 
     s.env = env;
     s.memory_mb = 192;
@@ -163,7 +164,9 @@ static void check_like_fresh(fixture *f, const char *runtime, const char *handle
     a = probe(f->inst);
     fr = fresh(&s);
     b = probe(fr);
-    assert_string_equal(cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "echo")), "{\"n\":1}");
+    echo = cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "echo"));
+    assert_string_equal(echo, "{\"n\":1}");
+    free(echo);
     /* the environment is exactly the fresh start's: nothing of the stem's is left */
     if (!cJSON_Compare(cJSON_GetObjectItem(a, "env"), cJSON_GetObjectItem(b, "env"), true))
         fail_msg("env differs:\n stem  %s\n fresh %s", cJSON_PrintUnformatted(cJSON_GetObjectItem(a, "env")),
