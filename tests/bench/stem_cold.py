@@ -8,7 +8,9 @@ python3 and one nodejs function built by the real pipeline; then `rounds` times 
 is restarted with MINILAMBDA_STEM_CELLS=0 (today's path) and =2, alternated, and each time n
 cold starts per runtime are timed (a PATCH of memory_mb forces a new instance; the time is the
 invoke's answer), each next to a fresh `/usr/bin/python3 -c pass` and `node -e 0`. Prints
-p50/p99 per variant and runtime, and the ratios to the interpreter's p50 and p99."""
+p50/p99 per variant and runtime, and the ratios to the interpreter's p50 and p99.
+STEM_COLD_MAIN=DIR (a checkout of the commit before stem cells, built): its executor
+(DIR/build/bin, DIR's runtimes) is a third variant "main" in the rotation."""
 import json, os, statistics, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -62,10 +64,18 @@ def main():
                  runtime="nodejs", handler="index.handler")
         S.procs.pop("lambda-executor").terminate()
         time.sleep(1)
-        for r in range(ROUNDS * 2):
-            cells = "0" if r % 2 == 0 else "2"
-            variant = "fresh" if cells == "0" else "stem"
-            S.start("lambda-executor", MINILAMBDA_STEM_CELLS=cells)
+        import mlstack
+        main_dir = os.environ.get("STEM_COLD_MAIN")
+        variants = (["main"] if main_dir else []) + ["fresh", "stem"]
+        for r in range(ROUNDS * len(variants)):
+            variant = variants[r % len(variants)]
+            if variant == "main":
+                mlstack.BIN = os.path.join(main_dir, "build", "bin")
+                S.start("lambda-executor",
+                        MINILAMBDA_RUNTIMES_DIR=os.path.join(main_dir, "services/lambda-executor/runtimes"))
+                mlstack.BIN = os.environ["ML_BIN_DIR"]
+            else:
+                S.start("lambda-executor", MINILAMBDA_STEM_CELLS="0" if variant == "fresh" else "2")
             ex = S.url("lambda-executor")
             for i in range(N + 4):   # the first 4: warm-up (the stems of each key start lazily)
                 for rt, fn in fns.items():
@@ -90,7 +100,7 @@ def main():
         S.stop_all()
     print(f"cold start through HTTP, {ROUNDS} alternated rounds per variant, n={N} per round; uptime:"
           f" {open('/proc/loadavg').read().split()[:3]}")
-    for variant in ("fresh", "stem"):
+    for variant in ("main", "fresh", "stem"):
         for rt, interp in (("python3", "python3 -c pass"), ("nodejs", "node -e 0")):
             v, b = res.get((variant, rt), []), res.get((variant, interp), [])
             if not v or not b:

@@ -104,8 +104,8 @@ static const char *str(const cJSON *j, const char *k)
     return v->valuestring;
 }
 
-/* memory.limit_in_bytes of the cgroup the instance's init is in. */
-static int64_t memory_limit(sandbox_instance *in)
+/* A file of the instance's cgroup for controller ("memory", "cpu"), as a number. */
+static int64_t cgroup_value(sandbox_instance *in, const char *controller, const char *file)
 {
     char path[512], buf[4096], *line, *save = NULL;
     int64_t v = -1;
@@ -113,15 +113,21 @@ static int64_t memory_limit(sandbox_instance *in)
     snprintf(path, sizeof(path), "/proc/%d/cgroup", sandbox_pid(in));
     assert_int_equal(read_text(path, buf, sizeof(buf)), ML_OK);
     for (line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char *c = strstr(line, ":memory:");
-        if (c) {
-            char file[1024], val[64];
-            snprintf(file, sizeof(file), "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", c + 8);
-            assert_int_equal(read_text(file, val, sizeof(val)), ML_OK);
+        char key[64], *c;
+        snprintf(key, sizeof(key), ":%s:", controller);
+        if ((c = strstr(line, key))) {
+            char path2[1024], val[64];
+            snprintf(path2, sizeof(path2), "/sys/fs/cgroup/%s%s/%s", controller, c + strlen(key), file);
+            assert_int_equal(read_text(path2, val, sizeof(val)), ML_OK);
             v = strtoll(val, NULL, 10);
         }
     }
     return v;
+}
+
+static int64_t memory_limit(sandbox_instance *in)
+{
+    return cgroup_value(in, "memory", "memory.limit_in_bytes");
 }
 
 /* Starts s from a stem of sp (which must have one ready). */
@@ -181,6 +187,7 @@ static void check_like_fresh(fixture *f, const char *runtime, const char *handle
     assert_int_equal(num(a, "pid"), 2);
     assert_string_equal(str(a, "init"), "minilambda-init");
     assert_int_equal(memory_limit(f->inst), 192LL << 20);
+    assert_int_equal(cgroup_value(f->inst, "cpu", "cpu.shares"), 1024);   /* no longer a stem's 2 */
     if (python) {
         const char *opts = cJSON_GetArrayItem(cJSON_GetObjectItem(a, "mnt"), 0)->valuestring;
         assert_string_equal(str(a, "write"), "Read-only file system");
@@ -302,7 +309,7 @@ static void test_fresh_paths(void **state)
 }
 
 /* The instance cgroups under our test parent: none once every pool and instance is gone. */
-static int instance_cgroups(void)
+static int instance_cgroups_named(char *names, size_t len)
 {
     char buf[4096], *line, *save = NULL, dir[1024] = "";
     int n = 0;
@@ -317,10 +324,52 @@ static int instance_cgroups(void)
                      strcmp(c + 8, "/") == 0 ? "" : "/");
     }
     assert_non_null(d = opendir(dir));
+    if (names && len)
+        names[0] = '\0';
     while ((e = readdir(d)))
-        n += e->d_name[0] == 'i';
+        if (e->d_name[0] == 'i') {
+            n++;
+            size_t have = names ? strlen(names) : 0, add = strlen(e->d_name);
+            if (names && have + add + 2 < len) {
+                memcpy(names + have, e->d_name, add);
+                memcpy(names + have + add, " ", 2);
+            }
+        }
     closedir(d);
     return n;
+}
+
+static int instance_cgroups(void)
+{
+    return instance_cgroups_named(NULL, 0);
+}
+
+static void instance_names(char *out, size_t len)
+{
+    assert_int_equal(instance_cgroups_named(out, len), 1);
+}
+
+/* The names of the instance cgroups under our test parent, sorted, joined by spaces. */
+static void instance_names(char *out, size_t len);
+
+/* An idle stem older than max_age_ms is replaced by a new one. */
+static void test_recycled(void **state)
+{
+    fixture *f = *state;
+    sandbox_stem_config c = { .per_runtime = 1, .pids_max = 64, .max_age_ms = 400 };
+    sandbox_stem_pool *sp = sandbox_stem_pool_new(&c);
+    sandbox_spec s = spec_for(f, "python3", "app.handler");
+    char before[512], after[512];
+
+    code_dir(f, "app.py", PY_PROBE, NULL);
+    assert_int_equal(sandbox_stem_wait_ready(sp, &s, 1, 15000), ML_OK);
+    instance_names(before, sizeof(before));
+    ml_sleep_ms(2500);   /* the refill thread looks at least once a second */
+    assert_int_equal(sandbox_stem_wait_ready(sp, &s, 1, 15000), ML_OK);
+    instance_names(after, sizeof(after));
+    assert_true(before[0] && after[0]);
+    assert_string_not_equal(before, after);
+    sandbox_stem_pool_free(sp);
 }
 
 static void test_no_leaks(void **state)
@@ -348,6 +397,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_second_function_gets_another_stem, setup, teardown),
         cmocka_unit_test_setup_teardown(test_import_error_same, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fresh_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recycled, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_leaks, setup, teardown),
     };
 
