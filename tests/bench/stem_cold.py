@@ -70,10 +70,10 @@ def main():
         for r in range(ROUNDS * len(variants)):
             variant = variants[r % len(variants)]
             if variant == "main":
-                mlstack.BIN = os.path.join(main_dir, "build", "bin")
-                S.start("lambda-executor",
-                        MINILAMBDA_RUNTIMES_DIR=os.path.join(main_dir, "services/lambda-executor/runtimes"))
-                mlstack.BIN = os.environ["ML_BIN_DIR"]
+                mlstack.BIN, saved = os.path.join(main_dir, "build", "bin"), dict(S.env)
+                S.env["MINILAMBDA_RUNTIMES_DIR"] = os.path.join(main_dir, "services/lambda-executor/runtimes")
+                S.start("lambda-executor")
+                mlstack.BIN, S.env = os.environ["ML_BIN_DIR"], saved
             else:
                 S.start("lambda-executor", MINILAMBDA_STEM_CELLS="0" if variant == "fresh" else "2")
             ex = S.url("lambda-executor")
