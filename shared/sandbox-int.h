@@ -12,7 +12,8 @@
  *   sandbox_seccomp.c  the seccomp filter, compiled once
  *   sandbox_host.c     the host facts every instance shares (sb_host)
  *   sandbox_uid.c      per-instance uids, unique across executors on the host
- *   sandbox_fs.c       small files of /proc, /sys and /dev */
+ *   sandbox_fs.c       small files of /proc, /sys and /dev
+ *   sandbox_stem.c     stem cells: instances started ahead, specialised at a cold start */
 #ifndef ML_SANDBOX_INT_H
 #define ML_SANDBOX_INT_H
 
@@ -161,6 +162,14 @@ int sb_instance_name(char *out, size_t len);
 /* A zeroed instance with every fd -1, no uid slot; owned by the caller: sandbox_destroy. */
 sandbox_instance *sb_instance_alloc(int64_t memory_mb, bool ns);
 pid_t sb_clone(sb_plan *p, int *pidfd, char *err, size_t errlen);
+int sb_check_spec(const sandbox_spec *s, char *err, size_t errlen);
+int sb_start_handshake(sandbox_instance *in, proto_writer *w, int64_t deadline, char *err,
+                       size_t errlen);
+void sb_find_runtime_pid(sandbox_instance *in);
+/* A stem (sandbox.c; owned by the caller: sandbox_destroy) and its cpu weight (sandbox_stem.c). */
+int sb_stem_launch(const sandbox_spec *spec, int64_t cpu_shares, int64_t deadline,
+                   sandbox_instance **out, char *err, size_t errlen);
+int sb_stem_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- an instance */
 

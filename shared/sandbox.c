@@ -76,11 +76,11 @@ static void start_died(sandbox_instance *in, const char *why, char *err, size_t 
     ml_buf_free(&tail);
 }
 
-/* Waits for "ready" or "init_error". */
-static int start_handshake(sandbox_instance *in, int64_t deadline, char *err, size_t errlen)
+/* Sends w (a stem's "specialise", or NULL) and waits for "ready" or "init_error". */
+int sb_start_handshake(sandbox_instance *in, proto_writer *w, int64_t deadline, char *err, size_t errlen)
 {
     char why[160] = "", type[32];
-    sb_outcome o = sb_exchange(in, NULL, deadline, why, sizeof(why));
+    sb_outcome o = sb_exchange(in, w, deadline, why, sizeof(why));
 
     if (o == EX_TIMEOUT) {
         sb_kill(in);
@@ -162,9 +162,28 @@ bool sb_interp_prefix(const char *interpreter, char *out, size_t len)
     return out[0] == '/' && out[1] != '\0';
 }
 
-/* The parts of sandbox_start around the clone: fds, plan, launch. */
-static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[SB_NCG], char *err,
-                        size_t errlen)
+/* A stem's environment at exec: the platform's defaults and a marker (the function's
+ * environment replaces it at specialise; nothing here is secret, /proc/self/environ keeps
+ * showing it). */
+static char *const stem_env[] = { "PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8", "TZ=UTC",
+                                  "HOME=/tmp", "TMPDIR=/tmp", "MINILAMBDA_STEM=1", NULL };
+
+/* argv plus the stem flag ("--stem": wait for specialise before loading a handler). */
+static char **stem_argv(char **argv)
+{
+    size_t n = 0;
+
+    while (argv && argv[n])
+        n++;
+    if (argv && n + 1 < 12)   /* sb_build_argv leaves room for 12 */
+        argv[n] = "--stem";
+    return argv;
+}
+
+/* The parts of sandbox_start around the clone: fds, plan, launch. A stem (stem true) gets no
+ * code at /var/task and the generic environment. */
+static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[SB_NCG], bool stem,
+                        char *err, size_t errlen)
 {
     sb_plan *p = calloc(1, sizeof(*p));
     char runtime_dir[PATH_MAX] = "", prefix[PATH_MAX];
@@ -173,7 +192,7 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[S
     char **argv = NULL, **envp = NULL;
     int rc = ML_ERR, net_lease = -1;
     bool provided = strcmp(fam, "provided") == 0;
-    sb_launch l = { .code_dir = s->code_dir, .network = s->network, .memory_mb = s->memory_mb,
+    sb_launch l = { .code_dir = stem ? NULL : s->code_dir, .network = s->network, .memory_mb = s->memory_mb,
                     .pids_max = s->pids_max ? s->pids_max : 64, .uid = in->uid,
                     .rlimit_as = !(sb_host.features & SANDBOX_F_CGROUP_MEMORY) &&
                                  strcmp(fam, "nodejs") != 0,
@@ -200,16 +219,16 @@ static int start_launch(sandbox_instance *in, const sandbox_spec *s, int cg_fd[S
     p->out_fd = lp[0][1];
     p->err_fd = lp[1][1];
     p->cwd = in->ns ? SB_TASK : s->code_dir;
-    envp = sb_build_env(p, s, in->ns, runtime_dir, err, errlen);
+    envp = stem ? NULL : sb_build_env(p, s, in->ns, runtime_dir, err, errlen);
     argv = sb_build_argv(p, s, in->ns, runtime_dir);
-    if (!envp)
+    if (!envp && !stem)
         goto out;
     if (!argv || p->arena_full) {
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: launch plan too large");
         goto out;
     }
-    p->argv = argv;
-    p->envp = envp;
+    p->argv = stem ? stem_argv(argv) : argv;
+    p->envp = stem ? stem_env : envp;
     in->pid = sb_clone(p, &in->pidfd, err, errlen);
     netns_lease_end(net_lease, in->pid);   /* torn down after the instance exits */
     net_lease = -1;
@@ -226,7 +245,7 @@ out:
     return rc;
 }
 
-static int check_spec(const sandbox_spec *s, char *err, size_t errlen)
+int sb_check_spec(const sandbox_spec *s, char *err, size_t errlen)
 {
     struct stat st;
     char path[PATH_MAX];
@@ -264,7 +283,7 @@ static int check_spec(const sandbox_spec *s, char *err, size_t errlen)
 }
 
 /* The runtime is the init's only child: /proc/<init>/task/<init>/children. */
-static void find_runtime_pid(sandbox_instance *in)
+void sb_find_runtime_pid(sandbox_instance *in)
 {
     char path[96], buf[256];
     int64_t pid;
@@ -296,7 +315,7 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     int rc = ML_ERR;
 
     *out = NULL;
-    if (check_spec(spec, err, errlen) != ML_OK)
+    if (sb_check_spec(spec, err, errlen) != ML_OK)
         return ML_ERR;
     if (!(in = instance_new(spec))) {
         ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
@@ -313,12 +332,12 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     }
     if (sb_cgroup_create(in, spec->memory_mb, spec->pids_max ? spec->pids_max : 64, name, cg_fd,
                          err, errlen) != ML_OK ||
-        start_launch(in, spec, cg_fd, err, errlen) != ML_OK ||
-        start_handshake(in, deadline, err, errlen) != ML_OK ||
+        start_launch(in, spec, cg_fd, false, err, errlen) != ML_OK ||
+        sb_start_handshake(in, NULL, deadline, err, errlen) != ML_OK ||
         sb_cgroup_cpu_limit(in, err, errlen) != ML_OK)
         goto out;
     if (in->usage_fd < 0)
-        find_runtime_pid(in);
+        sb_find_runtime_pid(in);
     in->init_us = sb_now_us() - t0;
     in->flog = NULL;
     *out = in;
@@ -332,6 +351,55 @@ out:
         sb_log_drain(in);   /* the last of what a failed start printed */
         in->flog = NULL;
     }
+    sandbox_destroy(in);
+    return rc;
+}
+
+/* A stem cell (sandbox_stem.c): every layer of an instance (cgroups with spec's memory and
+ * pids_max, cpu at weight shares until specialised), the runtime started with "--stem" and
+ * no code, until it says "stem_ready". spec->handler, code_dir, function_* are unused. */
+int sb_stem_launch(const sandbox_spec *spec, int64_t cpu_shares, int64_t deadline,
+                   sandbox_instance **out, char *err, size_t errlen)
+{
+    sandbox_instance *in = sb_instance_alloc(spec->memory_mb, sb_host.features & SANDBOX_F_NAMESPACES);
+    int cg_fd[SB_NCG] = { -1, -1, -1 };
+    char name[64], why[160] = "", type[32] = "";
+    int rc = ML_ERR;
+    sb_outcome o;
+
+    *out = NULL;
+    if (!in || !(in->function_name = strdup("")) || !(in->function_version = strdup(""))) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: out of memory");
+        goto out;
+    }
+    if ((in->uid_slot = sb_uid_alloc(&in->uid)) < 0) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: all %u sandbox uids are in use", SB_UID_SLOTS);
+        goto out;
+    }
+    if (sb_instance_name(name, sizeof(name)) != ML_OK ||
+        sb_cgroup_create(in, spec->memory_mb, spec->pids_max ? spec->pids_max : 64, name, cg_fd,
+                         err, errlen) != ML_OK ||
+        sb_stem_cpu_shares(in, cpu_shares, err, errlen) != ML_OK ||
+        start_launch(in, spec, cg_fd, true, err, errlen) != ML_OK)
+        goto out;
+    o = sb_exchange(in, NULL, deadline, why, sizeof(why));
+    if (o == EX_MSG)
+        sb_header_type(&in->rd, type, sizeof(type));
+    if (strcmp(type, "stem_ready") != 0) {
+        ml_snprintf_trunc(err, errlen, "Sandbox.SetupError: stem did not start (%s%s)",
+                          o == EX_TIMEOUT ? "timeout" : o == EX_DEAD ? "exited" : o == EX_BROKEN ? why : "sent ",
+                          type);
+        goto out;
+    }
+    proto_reader_reset(&in->rd, PROTO_HEADER_MAX);
+    sb_find_runtime_pid(in);
+    *out = in;
+    in = NULL;
+    rc = ML_OK;
+out:
+    for (int i = 0; i < SB_NCG; i++)
+        if (cg_fd[i] >= 0)
+            close(cg_fd[i]);
     sandbox_destroy(in);
     return rc;
 }

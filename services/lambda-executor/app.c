@@ -97,6 +97,9 @@ static size_t own_vars(ex_app *app, svc *s, cfg_var *vars, size_t max)
           "sandboxed instances on this executor, all functions together", &app->max_instances, false },
         { "MINILAMBDA_POOL_QUEUE_WAIT_MS", CFG_INT, "100", 0, 60000, NULL,
           "how long an invocation waits for a busy function's instance before 429", &app->queue_wait_ms, false },
+        { "MINILAMBDA_STEM_CELLS", CFG_INT, "2", 0, 16, NULL,
+          "sandboxes started ahead per runtime once it is used (stem cells: cold starts skip the "
+          "interpreter's start-up; docs/sandbox.md); 0: none", &app->stem_cells, false },
         { "MINILAMBDA_FUNCTION_PIDS_MAX", CFG_INT, "64", 4, 4096, NULL,
           "processes and threads one function instance may have", &app->pids_max, false },
         { "MINILAMBDA_ASYNC_CONSUMERS", CFG_INT, "4", 1, EX_MAX_CONSUMERS, NULL,
@@ -215,6 +218,8 @@ static int start_parts(ex_app *app, svc *s)
     char err[512] = "";
     pool_config pc = { .idle_ttl_ms = app->idle_ttl_s * 1000, .max_instances = app->max_instances,
                        .metrics = s->metrics };
+    sandbox_stem_config sc = { .per_runtime = app->stem_cells, .pids_max = app->pids_max,
+                               .metrics = s->metrics };
 
     app->registry_cfg.network_allowed = app->network;
     app->registry_cfg.runtimes = &app->runtimes;
@@ -228,7 +233,7 @@ static int start_parts(ex_app *app, svc *s)
     app->audit_cfg.thread_db_ud = app;
     if (!(app->registry = registry_new(&app->registry_cfg, s, err, sizeof(err))) ||
         !(app->audit = audit_start(&app->audit_cfg, s, err, sizeof(err))) ||
-        !(app->pool = pool_new(&pc)) ||
+        !(app->stems = pc.stems = sandbox_stem_pool_new(&sc)) || !(app->pool = pool_new(&pc)) ||
         !(app->versions = qualifier_new(app->registry, app->registry_cfg.local_ttl_ms, thread_deps, app))) {
         ml_log_error("cannot start the executor: %s", err);
         return ML_ERR;
@@ -315,6 +320,8 @@ void app_stop(ex_app *app)
 {
     pool_free(app->pool);
     app->pool = NULL;
+    sandbox_stem_pool_free(app->stems);   /* after the pools: they borrow it */
+    app->stems = NULL;
     netns_shutdown();   /* after the instances (no-op unless started) */
     logs_follow_stop(); /* the HTTP server has stopped: its streams are over */
     logs_maint_stop();

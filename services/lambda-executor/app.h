@@ -37,6 +37,8 @@ typedef struct ex_app {
     const char *artifact_dir, *runtimes_dir; /* runtimes_dir: the staged copy, after start-up */
     const char *runtimes_cfg, *python_cfg, *node_cfg; /* MINILAMBDA_RUNTIMES, _PYTHON, _NODE */
     int64_t idle_ttl_s, max_instances, queue_wait_ms, pids_max;
+    int64_t stem_cells;           /* stem cells kept ready per runtime (sandbox_stem.h), 0: none */
+    sandbox_stem_pool *stems;     /* owned, made by app_start */
     bool network;                 /* functions may ask for network (master switch) */
     bool network_host;            /* UNSAFE legacy: every function on the host's network */
     netns_config net;             /* their namespaces and egress policy (netns.h) */

@@ -34,7 +34,7 @@ struct pool {
     pthread_t reaper;
     bool stop;
     pthread_cond_t stop_cv;
-    metric *m_instances, *m_cold_seconds;
+    metric *m_instances, *m_cold_seconds, *m_cold_path;
 };
 
 static void fn_free(pool_fn *f)
@@ -216,7 +216,12 @@ static int start_instance(pool *p, pool_fn *f, const sandbox_sink *log, pool_lea
     int rc;
 
     spec.log = log;
-    rc = sandbox_start(&spec, &out->inst, err, errlen);
+    rc = p->cfg.stems ? sandbox_start_from_stem(p->cfg.stems, &spec, &out->inst, err, errlen)
+                      : SANDBOX_STEM_NONE;
+    out->stem = rc != SANDBOX_STEM_NONE;
+    if (!out->stem)
+        rc = sandbox_start(&spec, &out->inst, err, errlen);
+    metric_inc(p->m_cold_path, (const char *[]){ out->stem ? "stem" : "fresh" });
 
     pthread_mutex_lock(&p->lock);
     f->starting--;
@@ -432,6 +437,8 @@ pool *pool_new(const pool_config *cfg)
         p->m_cold_seconds = metrics_histogram(cfg->metrics, "minilambda_cold_start_duration_seconds",
                                               "Time to start a sandboxed instance and load its handler.",
                                               "runtime", cold_buckets, ML_ARRAY_LEN(cold_buckets));
+        p->m_cold_path = metrics_counter(cfg->metrics, "minilambda_cold_starts_total",
+                                         "Cold starts by path: from a stem cell or fresh.", "path");
         metrics_add_collector(cfg->metrics, collect, p);
     }
     if (pthread_create(&p->reaper, NULL, reaper_main, p) != 0) {

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "ml.h"
 #include "sandbox.h"
+#include "sandbox_stem.h"
 
 /* pool_acquire's results. */
 typedef enum {
@@ -43,6 +44,7 @@ typedef struct pool_lease {
     pool_fn *fn;
     sandbox_instance *inst;
     bool cold;
+    bool stem;               /* cold: started from a stem cell */
     int64_t start_ms;        /* cold: how long the instance took to start */
 } pool_lease;
 
@@ -50,6 +52,8 @@ typedef struct pool_config {
     int64_t idle_ttl_ms;     /* idle instances older than this are destroyed */
     int64_t max_instances;   /* on this host, all functions together */
     metrics_registry *metrics;
+    sandbox_stem_pool *stems; /* may be NULL: cold starts take a stem cell when one fits
+                                 (sandbox_stem.h), else start fresh; borrowed */
 } pool_config;
 
 /* Creates the pools and their reaper thread. Free with pool_free. */

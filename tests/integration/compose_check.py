@@ -39,7 +39,8 @@ EXECUTOR_CAPS = ["SYS_ADMIN", "NET_ADMIN", "SETUID", "SETGID", "SETPCAP", "KILL"
 SANDBOX_SYSCALLS = ["clone", "unshare", "mount", "umount2", "pivot_root", "sethostname",
                     "setresuid", "setresgid", "setgroups", "capset", "prctl", "seccomp", "mknod",
                     "ioctl", "socket", "close_range", "pidfd_open", "memfd_create", "execve",
-                    "setrlimit", "kill", "wait4", "waitid", "setsid"]
+                    "setrlimit", "kill", "wait4", "waitid", "setsid",
+                    "open_tree", "mount_setattr", "setns", "move_mount"]   # stem cells
 # the live probe's executor port (below 32768, clear of the other tests' ports)
 PROBE_PORT = 31881
 

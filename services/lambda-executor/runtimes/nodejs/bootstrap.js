@@ -25,7 +25,7 @@ Module._resolveLookupPaths = function (request, parent) {
 };
 
 const FD = 3;
-const TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+let TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
 
 function readExact(n) {
   const buf = Buffer.allocUnsafe(n);
@@ -290,7 +290,53 @@ async function invoke(fn, header, body) {
   }
 }
 
+// A stem cell (`bootstrap.js --stem`, docs/sandbox.md "Stem cells"): started ahead with no
+// code and a generic environment; waits for "specialise", then takes the function's
+// environment (replacing, not merging: nothing of the stem's stays in process.env). The
+// executor has mounted the code at /var/task by then.
+// V8 compiles functions on their first call: a throwaway handler in /tmp (deleted again, and
+// dropped from require's cache) is loaded and invoked once, so the function's own load and
+// first invocation find the loader and invoke paths compiled.
+async function stemWarm() {
+  const dir = fs.mkdtempSync('/tmp/.stem-');
+  const file = path.join(dir, 'warm.js');
+  const root = TASK_ROOT;
+  try {
+    fs.writeFileSync(file, 'exports.handler = async (event, context) => ({ ok: true, event });\n');
+    TASK_ROOT = dir;
+    const fn = await loadHandler('warm.handler');
+    await invoke(fn, { function_name: '', invocation_id: '', deadline_ms: 0 }, Buffer.from('{"a":[1]}'));
+  } finally {
+    TASK_ROOT = root;
+    delete require.cache[file];
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function stemWait() {
+  require('url'); // what loading an ES module handler needs, loaded ahead
+  await stemWarm();
+  send('{"type":"stem_ready"}', '');
+  let env;
+  for (;;) {
+    const header = JSON.parse(readFrame().toString('utf8'));
+    const body = readFrame();
+    if (header.type === 'specialise') {
+      env = JSON.parse(body.toString('utf8'));
+      break;
+    }
+  }
+  // Replaced, with only the keys that differ touched: assigning TZ (even the same value)
+  // makes node reload ICU's time-zone data, ~70 ms on a busy host.
+  const next = new Map(env.map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+  for (const key of Object.keys(process.env)) if (!next.has(key)) delete process.env[key];
+  for (const [key, value] of next) if (process.env[key] !== value) process.env[key] = value;
+  TASK_ROOT = process.env.LAMBDA_TASK_ROOT || '/var/task';
+  process.chdir(TASK_ROOT); // the mount, not the empty directory the stem started in
+}
+
 async function main() {
+  if (process.argv[2] === '--stem') await stemWait();
   let fn;
   try {
     fn = await loadHandler(process.env._HANDLER || '');

@@ -246,7 +246,32 @@ def invoke(handler, header, body):
         return b'{"type":"error"}', json_dumps(body).encode()
 
 
+def stem_wait():
+    """A stem cell (`bootstrap.py --stem`, docs/sandbox.md "Stem cells"): started ahead with no
+    code and a generic environment; waits for "specialise", then takes the function's
+    environment (replacing, not merging: nothing of the stem's stays in os.environ) and
+    handler. The executor has mounted the code at /var/task by then."""
+    global TASK_ROOT
+    import importlib  # what load_handler needs, loaded ahead
+
+    send(b'{"type":"stem_ready"}')
+    while True:
+        header = json_loads(read_frame())
+        body = read_frame()
+        if header.get("type") == "specialise":
+            break
+    env = json_loads(body)
+    os.environ.clear()
+    for kv in env:
+        key, _, value = kv.partition("=")
+        os.environ[key] = value
+    TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
+    importlib.invalidate_caches()
+
+
 def main():
+    if sys.argv[1:] == ["--stem"]:
+        stem_wait()
     # -I -S: no site.py, so no host dist-packages/site-packages on sys.path (the sandbox also
     # masks those dirs): only the standard library and the function's own code import.
     sys.path.insert(0, TASK_ROOT)
