@@ -16,6 +16,7 @@
 
 #include "audit.h"
 #include "log.h"
+#include "benchtime.h"
 
 typedef struct job {
     audit *a;
@@ -23,21 +24,6 @@ typedef struct job {
     int from, to;
     double *lat;
 } job;
-
-static double now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
 
 static void *submitter(void *arg)
 {
@@ -65,10 +51,10 @@ static void *submitter(void *arg)
         r.log_tail_len = 10;
         r.duration_ms = 3;
         r.memory_used_mb = 20;
-        t0 = now_us();
+        t0 = bench_now_us();
         if (audit_submit(j->a, &r) != ML_OK)
             fprintf(stderr, "submit failed\n");
-        j->lat[i] = now_us() - t0;
+        j->lat[i] = bench_now_us() - t0;
     }
     return NULL;
 }
@@ -137,17 +123,17 @@ int main(int argc, char **argv)
         return 1;
     }
     lat = calloc((size_t)rows, sizeof(double));
-    t0 = now_us();
+    t0 = bench_now_us();
     for (int i = 0; i < threads; i++) {
         jobs[i] = (job){ a, fn, rows * i / threads, rows * (i + 1) / threads, lat };
         pthread_create(&th[i], NULL, submitter, &jobs[i]);
     }
     for (int i = 0; i < threads; i++)
         pthread_join(th[i], NULL);
-    t1 = now_us();
+    t1 = bench_now_us();
     while (audit_flush(a, 60000) != ML_OK)
         ;
-    qsort(lat, (size_t)rows, sizeof(double), cmp_double);
+    qsort(lat, (size_t)rows, sizeof(double), bench_cmp_double);
 #ifndef AUDIT_WAL_MAGIC
     const char *fsync_mode = "memory queue";
 #else
@@ -155,7 +141,7 @@ int main(int argc, char **argv)
 #endif
     printf("rows=%d threads=%d fsync=%s  submit p50=%.1f us p99=%.1f us (%.0f submits/s)  writer %.0f rows/s\n",
            rows, threads, fsync_mode, lat[rows / 2], lat[rows * 99 / 100], rows / ((t1 - t0) / 1e6),
-           rows / ((now_us() - t0) / 1e6));
+           rows / ((bench_now_us() - t0) / 1e6));
     audit_stop(a);
     metrics_free(s.metrics);
     pg_exec(db, NULL, "DELETE FROM functions WHERE id = $1", 1, params, NULL); /* cascades to its rows */

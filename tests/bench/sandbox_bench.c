@@ -19,27 +19,13 @@
 #include "log.h"
 #include "netns.h"
 #include "sandbox.h"
-
-static double now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
+#include "benchtime.h"
 
 static void report(const char *what, double *v, int64_t n64)
 {
     int n = (int)n64;
 
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
     printf("%-28s n=%-6d p50=%8.3f ms  p90=%8.3f ms  p99=%8.3f ms  max=%8.3f ms\n", what, n,
            v[n / 2] / 1000, v[n * 9 / 10] / 1000, v[n * 99 / 100] / 1000, v[n - 1] / 1000);
 }
@@ -119,24 +105,24 @@ int main(int argc, char **argv)
         }
         if (alt)
             spec.network = i % 2;
-        t0 = now_us();
+        t0 = bench_now_us();
         if (sandbox_start(&spec, &in, err, sizeof(err)) != ML_OK) {
             fprintf(stderr, "start: %s\n", err);
             return 1;
         }
-        t1 = now_us();
+        t1 = bench_now_us();
         if (invoke_once(in, i) != 0)
             return 1;
         st[i] = t1 - t0;
-        cs[i] = now_us() - t0;
+        cs[i] = bench_now_us() - t0;
         if (i + 1 < cold)
             sandbox_destroy(in);
     }
     for (int i = 0; i < (int)warm; i++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         if (invoke_once(in, i) != 0)
             return 1;
-        ws[i] = now_us() - t0;
+        ws[i] = bench_now_us() - t0;
     }
     sandbox_destroy(in);
     netns_shutdown();

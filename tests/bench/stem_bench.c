@@ -19,27 +19,13 @@
 #include "log.h"
 #include "sandbox.h"
 #include "sandbox_stem.h"
+#include "benchtime.h"
 
 extern char **environ;
 
-static double now_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return (x > y) - (x < y);
-}
-
 static double pctl(double *v, int n, int p)
 {
-    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    qsort(v, (size_t)n, sizeof(*v), bench_cmp_double);
     return v[(n * p) / 100 < n ? (n * p) / 100 : n - 1] / 1000;
 }
 
@@ -114,14 +100,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "no stem became ready\n");
                 return 1;
             }
-            t0 = now_us();
+            t0 = bench_now_us();
             if (k == 0)
                 rc = interp_once(py ? py_argv : node_argv);
             else if (k == 1)
                 rc = sandbox_start(&spec, &in, err, sizeof(err)) == ML_OK ? invoke_destroy(in) : -1;
             else
                 rc = sandbox_start_from_stem(sp, &spec, &in, err, sizeof(err)) == ML_OK ? invoke_destroy(in) : -1;
-            t[k][i] = now_us() - t0;
+            t[k][i] = bench_now_us() - t0;
             if (rc != 0) {
                 fprintf(stderr, "round %d path %d failed: %s\n", i, k, err);
                 return 1;
