@@ -166,10 +166,11 @@ int sb_check_spec(const sandbox_spec *s, char *err, size_t errlen);
 int sb_start_handshake(sandbox_instance *in, proto_writer *w, int64_t deadline, char *err,
                        size_t errlen);
 void sb_find_runtime_pid(sandbox_instance *in);
-/* A stem (sandbox.c; owned by the caller: sandbox_destroy) and its cpu weight (sandbox_stem.c). */
+/* A stem (sandbox.c; owned by the caller: sandbox_destroy), and an instance's cpu weight
+ * (sandbox_cgroup.c: a stem idles at the lowest, a specialised one gets the default back). */
 int sb_stem_launch(const sandbox_spec *spec, int64_t cpu_shares, int64_t deadline,
                    sandbox_instance **out, char *err, size_t errlen);
-int sb_stem_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen);
+int sb_cgroup_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen);
 
 /* ---------------------------------------------------------------- an instance */
 

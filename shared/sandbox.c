@@ -379,7 +379,7 @@ int sb_stem_launch(const sandbox_spec *spec, int64_t cpu_shares, int64_t deadlin
     if (sb_instance_name(name, sizeof(name)) != ML_OK ||
         sb_cgroup_create(in, spec->memory_mb, spec->pids_max ? spec->pids_max : 64, name, cg_fd,
                          err, errlen) != ML_OK ||
-        sb_stem_cpu_shares(in, cpu_shares, err, errlen) != ML_OK ||
+        sb_cgroup_cpu_shares(in, cpu_shares, err, errlen) != ML_OK ||
         start_launch(in, spec, cg_fd, true, err, errlen) != ML_OK)
         goto out;
     o = sb_exchange(in, NULL, deadline, why, sizeof(why));

@@ -249,6 +249,18 @@ int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen)
 }
 
 /* Lifts the quota of an instance being killed: its processes exit at full speed. */
+int sb_cgroup_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen)
+{
+    char path[PATH_MAX], val[32];
+
+    if (!in->cg[2][0])
+        return ML_OK;
+    if (ml_snprintf(path, sizeof(path), "%s/cpu.shares", in->cg[2]) != ML_OK ||
+        ml_snprintf(val, sizeof(val), "%" PRId64, shares) != ML_OK || sb_write_file(path, val) != ML_OK)
+        return sb_errf(err, errlen, "Sandbox.SetupError: cpu.shares: %s", strerror(errno));
+    return ML_OK;
+}
+
 void sb_cgroup_cpu_unlimit(sandbox_instance *in)
 {
     char path[PATH_MAX];

@@ -430,18 +430,6 @@ static int set_limits(sandbox_instance *in, const sandbox_spec *s, int64_t stem_
     return ML_OK;
 }
 
-int sb_stem_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen)
-{
-    char path[PATH_MAX], val[32];
-
-    if (!in->cg[2][0])
-        return ML_OK;
-    if (ml_snprintf(path, sizeof(path), "%s/cpu.shares", in->cg[2]) != ML_OK ||
-        ml_snprintf(val, sizeof(val), "%" PRId64, shares) != ML_OK || sb_write_file(path, val) != ML_OK)
-        return sb_errf(err, errlen, "Sandbox.SetupError: cpu.shares: %s", strerror(errno));
-    return ML_OK;
-}
-
 typedef struct mount_job {
     int mntns, tree;
     const char *tmp_opts;
@@ -586,7 +574,7 @@ static int specialise(sandbox_instance *in, const sandbox_spec *s, int64_t stem_
     in->log.head = in->log.len = 0;
     if (!sandbox_alive(in) || set_limits(in, s, stem_pids, err, errlen) != ML_OK ||
         mount_code(in, s, refused, err, errlen) != ML_OK ||
-        sb_stem_cpu_shares(in, STEM_SHARES_LIVE, err, errlen) != ML_OK)
+        sb_cgroup_cpu_shares(in, STEM_SHARES_LIVE, err, errlen) != ML_OK)
         goto out;
     *fallback = false;   /* from here on, what happens is the function's start */
     if (specialise_msg(s, &hdr, &body, err, errlen) != ML_OK ||
