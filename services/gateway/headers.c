@@ -233,12 +233,17 @@ bool gw_hdr_resp_has(const httpd_resp *resp, const char *name)
 void gw_hdr_copy_response(const ml_buf *pairs, httpd_resp *resp)
 {
     const char *n, *v, *ctype = gw_hdr_pairs_get(pairs, "Content-Type");
+    /* no Connection header (the usual answer): no name can be listed in one, so the
+     * per-header rescan of every pair (O(n^2) strcasecmp) is skipped */
+    bool conn = gw_hdr_pairs_get(pairs, "Connection") != NULL;
 
     if (ctype)
         resp->content_type = gw_ctype_intern(ctype);
     for (size_t pos = 0; next_pair(pairs, &pos, &n, &v) == ML_OK;) {
-        if (gw_hdr_pass_response(pairs, n) && !gw_hdr_resp_has(resp, n) &&
-            httpd_resp_header(resp, n, v) != ML_OK)
+        bool pass = conn ? gw_hdr_pass_response(pairs, n)
+                         : !gw_hdr_hop_by_hop(n) && !in_list(server_owned, ML_ARRAY_LEN(server_owned), n);
+
+        if (pass && !gw_hdr_resp_has(resp, n) && httpd_resp_header(resp, n, v) != ML_OK)
             break; /* the table is full */
     }
 }

@@ -36,6 +36,7 @@ struct gw_loop {
     bool local_tasks;            /* tasks queued by this loop's own thread: do not sleep */
     bool inited, started;
     bool closed;                 /* loop thread gone: new work ends at once */
+    bool env_proxy;              /* a proxy variable is set: let curl read the environment */
     atomic_bool check_paused;    /* a relayed stream's client caught up: see unpause_ready */
     CURLM *multi;
     gw_rl *rl;
@@ -352,15 +353,65 @@ static void active_remove(loop *l, gw_xfer *x)
     }
 }
 
-static CURL *easy_get(loop *l)
+/* Whether any variable libcurl consults for a proxy is set. Read once: the environment does
+ * not change after start, and curl would otherwise getenv() them on every transfer. */
+static bool env_has_proxy(void)
 {
-    return l->nfree ? l->free_easy[--l->nfree] : curl_easy_init();
+    static const char *const names[] = { "http_proxy", "https_proxy", "HTTPS_PROXY", "all_proxy",
+                                          "ALL_PROXY", "no_proxy", "NO_PROXY" };
+
+    for (size_t i = 0; i < ML_ARRAY_LEN(names); i++) {
+        if (getenv(names[i]))
+            return true;
+    }
+    return false;
 }
 
+/* The options every transfer of this loop shares: set once per easy handle, which keeps
+ * them (easy_put does not reset it), instead of once per transfer. */
+static int configure_fixed(loop *l, CURL *e)
+{
+    if (curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, l) != CURLE_OK)
+        return ML_ERR;
+    /* no proxy in the environment: say so, which spares curl its getenv() calls */
+    if (!l->env_proxy && (curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK ||
+                          curl_easy_setopt(e, CURLOPT_NOPROXY, "") != CURLE_OK))
+        return ML_ERR;
+    return ML_OK;
+}
+
+/* A handle from the loop's free list, or a new one (NULL when out of memory). The caller
+ * owns it until easy_put. */
+static CURL *easy_get(loop *l)
+{
+    CURL *e;
+
+    if (l->nfree)
+        return l->free_easy[--l->nfree];
+    if ((e = curl_easy_init()) && configure_fixed(l, e) != ML_OK) {
+        curl_easy_cleanup(e);
+        e = NULL;
+    }
+    return e;
+}
+
+/* Takes e back. Its fixed options stay; the pointers into the finished transfer go, so the
+ * idle handle refers to nothing freed; configure sets them (and the rest) again. */
 static void easy_put(loop *l, CURL *e)
 {
-    if (l->nfree < MAX_FREE_EASY) {
-        curl_easy_reset(e);
+    if (l->nfree < MAX_FREE_EASY &&
+        curl_easy_setopt(e, CURLOPT_PRIVATE, NULL) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, NULL) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_ERRORBUFFER, NULL) == CURLE_OK &&
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, NULL) == CURLE_OK) {
         l->free_easy[l->nfree++] = e;
     } else {
         curl_easy_cleanup(e);
@@ -371,10 +422,13 @@ static int set_method(CURL *e, const gw_xfer *x)
 {
     CURLcode rc = CURLE_OK;
 
+    /* a reused handle may carry the last transfer's custom method */
     if (strcmp(x->method, "GET") == 0)
-        return curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK ? ML_OK : ML_ERR;
-    if (strcmp(x->method, "POST") != 0)
-        rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, x->method);
+        return curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, NULL) == CURLE_OK &&
+                       curl_easy_setopt(e, CURLOPT_HTTPGET, 1L) == CURLE_OK
+                   ? ML_OK
+                   : ML_ERR;
+    rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, strcmp(x->method, "POST") != 0 ? x->method : NULL);
     if (rc == CURLE_OK)
         rc = curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)x->body_len);
     if (rc == CURLE_OK)
@@ -392,19 +446,15 @@ static int configure(CURL *e, gw_xfer *x)
         goto out;
     if (curl_easy_setopt(e, CURLOPT_URL, url.data) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_PRIVATE, x) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->headers) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_WRITEDATA, x) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_HEADERDATA, x) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_ERRORBUFFER, x->error) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, x->timeout_ms) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, x->connect_timeout_ms) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, on_sockopt) != CURLE_OK ||
-        curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, x->loop) != CURLE_OK ||
+        /* a relayed or chunked stream before on this handle set an idle limit: none here */
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 0L) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, 0L) != CURLE_OK ||
         set_method(e, x) != ML_OK)
         goto out;
     rc = ML_OK;
@@ -779,6 +829,7 @@ static int loop_init(loop *l, gw_proxy *p, unsigned idx, const gw_proxy_config *
 
     l->inited = true;
     l->deadline_ms = -1;
+    l->env_proxy = env_has_proxy();
     l->epfd = epoll_create1(EPOLL_CLOEXEC);
     l->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     l->multi = curl_multi_init();

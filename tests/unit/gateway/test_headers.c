@@ -189,6 +189,24 @@ static void test_copy_response(void **state)
     ml_buf_free(&pairs);
 }
 
+/* A Connection header anywhere in the answer (here after the header it names) still keeps
+ * the names it lists from the client, on the path that looks for one first. */
+static void test_copy_response_connection_listed(void **state)
+{
+    ml_buf pairs = { 0 };
+    httpd_resp r = { 0 };
+    (void)state;
+    capture(&pairs, "X-Secret: 1\r\n");
+    capture(&pairs, "X-Open: 2\r\n");
+    capture(&pairs, "Connection: close, X-Secret\r\n");
+    gw_hdr_copy_response(&pairs, &r);
+    assert_null(resp_header(&r, "X-Secret"));
+    assert_null(resp_header(&r, "Connection"));
+    assert_string_equal(resp_header(&r, "X-Open"), "2");
+    resp_free(&r);
+    ml_buf_free(&pairs);
+}
+
 static void test_ctype_intern(void **state)
 {
     char big[300];
@@ -269,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_upstream_request_edge_cases),
         cmocka_unit_test(test_capture_and_pass),
         cmocka_unit_test(test_copy_response),
+        cmocka_unit_test(test_copy_response_connection_listed),
         cmocka_unit_test(test_ctype_intern),
         cmocka_unit_test(test_aws_success_and_function_error),
         cmocka_unit_test(test_aws_event_dryrun_and_errors),
