@@ -248,7 +248,7 @@ int sb_cgroup_cpu_limit(sandbox_instance *in, char *err, size_t errlen)
     return ML_OK;
 }
 
-/* Lifts the quota of an instance being killed: its processes exit at full speed. */
+/* An instance's cpu weight (a stem idles at the lowest; specialised, it gets the default). */
 int sb_cgroup_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t errlen)
 {
     char path[PATH_MAX], val[32];
@@ -261,6 +261,7 @@ int sb_cgroup_cpu_shares(sandbox_instance *in, int64_t shares, char *err, size_t
     return ML_OK;
 }
 
+/* Lifts the quota of an instance being killed: its processes exit at full speed. */
 void sb_cgroup_cpu_unlimit(sandbox_instance *in)
 {
     char path[PATH_MAX];
