@@ -304,6 +304,14 @@ int sb_instance_name(char *out, size_t len)
     return ml_snprintf(out, len, "i%d.%lld-%lu", (int)getpid(), (long long)sb_pid_start_time(getpid()),
                        (unsigned long)atomic_fetch_add(&sb_host.seq, 1));
 }
+/* Closes the cgroup directory fds a launch opened (-1: none). */
+static void cg_fds_close(int cg_fd[SB_NCG])
+{
+    for (int i = 0; i < SB_NCG; i++)
+        if (cg_fd[i] >= 0)
+            close(cg_fd[i]);
+}
+
 
 int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, size_t errlen)
 {
@@ -344,9 +352,7 @@ int sandbox_start(const sandbox_spec *spec, sandbox_instance **out, char *err, s
     in = NULL;
     rc = ML_OK;
 out:
-    for (int i = 0; i < SB_NCG; i++)
-        if (cg_fd[i] >= 0)
-            close(cg_fd[i]);
+    cg_fds_close(cg_fd);
     if (in) {
         sb_log_drain(in);   /* the last of what a failed start printed */
         in->flog = NULL;
@@ -397,9 +403,7 @@ int sb_stem_launch(const sandbox_spec *spec, int64_t cpu_shares, int64_t deadlin
     in = NULL;
     rc = ML_OK;
 out:
-    for (int i = 0; i < SB_NCG; i++)
-        if (cg_fd[i] >= 0)
-            close(cg_fd[i]);
+    cg_fds_close(cg_fd);
     sandbox_destroy(in);
     return rc;
 }
